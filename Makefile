@@ -1,0 +1,142 @@
+# vecshard — one GNU Makefile for every library, binary, test and benchmark.
+#
+# All outputs go under build/ (BUILD=... to move them; `make asan` uses
+# build/asan). Sources are found by wildcard, one folder per module, so a new
+# file in common/hnsw/ or tests/unit/hnsw/ needs no edit here.
+#
+#   make            libraries and binaries
+#   make deps       install the missing Debian packages (scripts/deps.sh)
+#   make test       deps + build + every test
+#   make asan       the unit tests under AddressSanitizer + UBSan
+#   make bench      engine benchmark on MNIST and a synthetic set
+#   make bench-peer the same measurement against hnswlib, side by side
+#   make demo       build, make a data set, benchmark, print recall and QPS
+
+BUILD    ?= build
+CC       ?= cc
+CXX      ?= c++
+WERROR   ?= -Werror
+OPT      ?= -O3
+SAN      ?=
+PYTHON   ?= /usr/bin/python3
+
+PKGS     := grpc libprotobuf-c libcurl libcjson
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS   := -std=gnu11 -g $(OPT) -fno-strict-aliasing -pthread \
+            -Wall -Wextra $(WERROR) -Werror=implicit-function-declaration \
+            -Wno-missing-field-initializers $(SAN) -I. -I$(BUILD)/gen
+LDFLAGS  := -pthread $(SAN)
+LDLIBS   := -lm
+
+# ---------------------------------------------------------------- libraries
+UTIL_SRC := $(wildcard common/util/*.c)
+HNSW_SRC := $(wildcard common/hnsw/*.c)
+RPC_SRC  := $(wildcard common/rpc/*.c)
+ETCD_SRC := $(wildcard common/etcd/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_UTIL := $(BUILD)/libvs_util.a
+LIB_HNSW := $(BUILD)/libvs_hnsw.a
+LIB_RPC  := $(BUILD)/libvs_rpc.a
+LIB_ETCD := $(BUILD)/libvs_etcd.a
+
+$(LIB_UTIL): $(call obj,$(UTIL_SRC))
+$(LIB_HNSW): $(call obj,$(HNSW_SRC))
+$(LIB_RPC):  $(call obj,$(RPC_SRC))
+$(LIB_ETCD): $(call obj,$(ETCD_SRC))
+
+# Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
+$(call obj,$(RPC_SRC) $(ETCD_SRC)): CFLAGS += $(PKG_CFLAGS)
+
+$(BUILD)/%.a:
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------- binaries
+BENCH_SRC := $(wildcard tools/bench/*.c)
+BIN_BENCH := $(BUILD)/vecshard-bench
+$(BIN_BENCH): $(call obj,$(BENCH_SRC)) $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+BINS := $(BIN_BENCH)
+
+# The peer benchmark: hnswlib (header-only, Debian libhnswlib-dev) behind the
+# same command line and JSON as vecshard-bench. Built with -march=native as
+# hnswlib's users do; it shares only the data-set reader with vecshard-bench.
+BIN_PEER := $(BUILD)/vecshard-bench-hnswlib
+$(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(BUILD)/obj/tools/bench/bench_args.o $(LIB_HNSW) $(LIB_UTIL)
+	$(CXX) -std=c++17 -O3 -march=native -g -pthread -I. -Wall -Wno-unused-parameter -o $@ $^ -lm
+
+all: $(BINS)
+.DEFAULT_GOAL := all
+
+# ---------------------------------------------------------------- tests
+# One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
+UNIT_MODULES := $(notdir $(wildcard tests/unit/*))
+UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
+# Link order: dependents before what they use.
+UNIT_LIBS    := $(LIB_RPC) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+
+define unit_rule
+$(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)
+$(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $(UNIT_LIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcunit $$(PKG_LIBS) $$(LDLIBS)
+endef
+$(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))
+
+.PHONY: all deps test unit asan bench bench-peer demo clean format data
+
+deps:
+	@scripts/deps.sh
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+
+asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit
+
+# ---------------------------------------------------------------- benchmarks
+DATA := $(BUILD)/data
+
+$(DATA)/mnist/base.fvecs:
+	@mkdir -p $(@D)
+	$(PYTHON) ../shared/data/make_mnist.py $(DATA)/mnist || \
+	  $(PYTHON) scripts/make_mnist_fallback.py $(DATA)/mnist
+
+$(DATA)/synth200k/base.fvecs: $(BIN_BENCH)
+	$(BIN_BENCH) --synthetic 200000,128,100,42 --queries 1000 --write $(DATA)/synth200k
+
+data: $(DATA)/mnist/base.fvecs
+
+bench: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
+	$(BIN_BENCH) --base $(DATA)/mnist/base.fvecs --query $(DATA)/mnist/query.fvecs \
+	  --gt $(DATA)/mnist/gt.ivecs --M 16 --efc 200 --threads 2 --ef 10,20,40,80,160,320
+	$(BIN_BENCH) --synthetic 100000,128,100,42 --M 16 --efc 200 --threads 2 --ef 10,20,40,80,160
+
+bench-peer: $(BIN_BENCH) $(BIN_PEER) $(DATA)/mnist/base.fvecs $(DATA)/synth200k/base.fvecs
+	$(PYTHON) scripts/bench_peer.py --bench $(BIN_BENCH) --peer $(BIN_PEER) \
+	  --data $(DATA)/mnist --data $(DATA)/synth200k
+
+demo: deps
+	$(MAKE) all $(DATA)/mnist/base.fvecs
+	scripts/demo.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp')
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,191 @@
+/*
+ * hnsw.h — the vecshard HNSW engine: public API and ownership rules.
+ *
+ * An index maps uint64 ids to float32 vectors of a fixed dimension and answers
+ * approximate k-nearest-neighbour queries with a Hierarchical Navigable Small
+ * World graph (Malkov & Yashunin, 2016; "the paper" in comments). It depends
+ * on libc, pthreads and common/util only.
+ *
+ * Distances follow hnswlib so results are comparable: l2 is squared Euclidean,
+ * ip is 1 - dot, cosine is 1 - cos (vectors are normalised when inserted and
+ * queries when searched). Smaller is closer.
+ *
+ * Concurrency: hnsw_search, hnsw_get and the read-only queries may run
+ * concurrently with each other and with hnsw_insert / hnsw_delete from any
+ * number of threads. hnsw_repair, hnsw_save and hnsw_free are exclusive with
+ * mutations (repair and save take the index's mutation lock themselves;
+ * searches may still run during them). hnsw_free needs no other call running.
+ *
+ * Errors: every call that can fail returns an enum hnsw_status (HNSW_OK = 0)
+ * and, when `err` is not NULL, writes a one-line message naming the bad
+ * argument into err (at least HNSW_ERR_MAX bytes). Nothing aborts or exits.
+ */
+#ifndef VS_HNSW_H
+#define VS_HNSW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define HNSW_ERR_MAX 256
+#define HNSW_MAX_DIM 65536
+#define HNSW_MAX_M 128
+#define HNSW_MAX_EF 100000
+#define HNSW_MAX_K 10000
+
+enum hnsw_status {
+    HNSW_OK = 0,
+    HNSW_EINVAL,   /* an argument is out of range (the message names it) */
+    HNSW_ENOMEM,   /* allocation failed; the index is unchanged */
+    HNSW_ENOTFOUND,/* the id is not in the index */
+    HNSW_EIO,      /* a file could not be read or written (errno text in the message) */
+    HNSW_EFORMAT,  /* a file is truncated, corrupt, foreign or of a newer version */
+    HNSW_EFULL,    /* the index holds 2^32 - 2 slots already */
+    HNSW_ECORRUPT, /* hnsw_check found a broken invariant (described in the message) */
+};
+
+enum hnsw_metric {
+    HNSW_METRIC_L2 = 0,
+    HNSW_METRIC_IP = 1,
+    HNSW_METRIC_COSINE = 2,
+};
+
+/* Creation parameters. Fill with hnsw_params_init(), then override. */
+struct hnsw_params {
+    uint32_t dim;              /* 1..HNSW_MAX_DIM */
+    enum hnsw_metric metric;   /* default l2 */
+    uint32_t M;                /* links per node above layer 0 (2M on layer 0); 2..HNSW_MAX_M, default 16 */
+    uint32_t ef_construction;  /* candidate list size while inserting; default 200 */
+    uint32_t initial_capacity; /* slots allocated up front; grows without a rebuild; default 1024 */
+    uint64_t seed;             /* seeds the level generator; default 100 */
+};
+
+/* One search result. */
+struct hnsw_result {
+    uint64_t id;
+    float dist;
+};
+
+/* Counters and sizes, filled by hnsw_info(). */
+struct hnsw_stats {
+    uint32_t dim;
+    enum hnsw_metric metric;
+    uint32_t M, ef_construction;
+    uint64_t count;      /* live points (returned by searches) */
+    uint64_t deleted;    /* deleted points still linked in the graph (cleared by hnsw_repair) */
+    uint64_t free_slots; /* slots waiting to be reused by inserts */
+    uint64_t capacity;   /* slots allocated */
+    int max_level;       /* top layer of the graph; -1 when empty */
+    uint64_t memory_bytes;
+};
+
+/*
+ * Filter called for every candidate result: return true if `id` may be
+ * returned. Points it rejects still guide the graph traversal, so filtering
+ * never disconnects the search. Called from the searching thread only.
+ */
+typedef bool (*hnsw_filter_fn)(uint64_t id, void *ctx);
+
+struct hnsw_index;
+
+/* Fills p with the defaults (dim 0: the caller must set it). */
+void hnsw_params_init(struct hnsw_params *p);
+
+/* Parses "l2", "ip" or "cosine"; returns -1 if none. */
+int hnsw_metric_parse(const char *s);
+/* The metric's name ("l2", "ip", "cosine"). */
+const char *hnsw_metric_name(enum hnsw_metric m);
+/* A static description of a status code. */
+const char *hnsw_status_str(int status);
+
+/* Creates an empty index; *out belongs to the caller (free with hnsw_free). */
+int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err);
+/* Frees the index and everything it owns. NULL is a no-op. */
+void hnsw_free(struct hnsw_index *idx);
+
+/*
+ * Inserts vec (dim floats, copied) under id. An existing id is replaced: the
+ * old vector stops being returned at once and its slot is recycled.
+ * Rejects NaN and infinite components, and a zero vector under cosine.
+ */
+int hnsw_insert(struct hnsw_index *idx, uint64_t id, const float *vec, char *err);
+/*
+ * Inserts n points (vecs is n*dim floats, row-major) using `threads` threads
+ * (<= 0: one per online CPU). Validates everything before inserting anything.
+ * If one id occurs twice, the later row wins.
+ */
+int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *vecs, size_t n,
+                      int threads, char *err);
+/* Deletes id: it is never returned again. HNSW_ENOTFOUND if absent. */
+int hnsw_delete(struct hnsw_index *idx, uint64_t id);
+
+/*
+ * Searches the k nearest live points to query (dim floats) with a candidate
+ * list of max(ef, k). Writes up to k results to out (caller-owned, k slots),
+ * closest first, and their number to *nout. filter may be NULL.
+ */
+int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,
+                char *err);
+/* Exact search by scanning every live point (for tests and recall checks). */
+int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k,
+                      hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out,
+                      uint32_t *nout, char *err);
+
+/* Copies the stored vector of id into out (dim floats; normalised under cosine). */
+int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out);
+/* True if id is live in the index. */
+bool hnsw_contains(struct hnsw_index *idx, uint64_t id);
+/* Live points. */
+uint64_t hnsw_count(struct hnsw_index *idx);
+/* Deleted points still linked into the graph. */
+uint64_t hnsw_deleted_count(struct hnsw_index *idx);
+/* Bytes of memory the index holds (vectors, graph, id map, search scratch). */
+uint64_t hnsw_memory_bytes(struct hnsw_index *idx);
+/* Fills *st with the index's parameters and counters. */
+void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st);
+/* The dimension. */
+uint32_t hnsw_dim(const struct hnsw_index *idx);
+
+/*
+ * Unlinks every deleted point from the graph: each live point that linked to
+ * one is re-linked with the neighbour-selection heuristic over its remaining
+ * neighbours and the deleted points' neighbours, a deleted entry point is
+ * replaced, and the freed slots become reusable by later inserts. Restores
+ * the recall lost to heavy deletes. Uses `threads` threads (<= 0: all CPUs).
+ */
+int hnsw_repair(struct hnsw_index *idx, int threads, char *err);
+
+/*
+ * Checks the graph invariants: every link in range, no self or duplicate
+ * links, degrees within Mmax (layer 0: 2M), levels consistent, links only to
+ * points that exist on that layer, the id map and the points agree, and every
+ * live point reachable from the entry point on layer 0. HNSW_ECORRUPT with
+ * the first violation described in err.
+ */
+int hnsw_check(struct hnsw_index *idx, char *err);
+
+/*
+ * Average recall@k of the index against exact search, over nsample stored
+ * points used as queries (deterministic sample), at search width ef.
+ */
+int hnsw_self_recall(struct hnsw_index *idx, uint32_t nsample, uint32_t k, uint32_t ef,
+                     double *recall, char *err);
+
+/*
+ * Writes the index to path: magic, format version, header and sections
+ * each with a CRC32C, written to path.tmp, fsynced and renamed over path.
+ */
+int hnsw_save(struct hnsw_index *idx, const char *path, char *err);
+/* Loads an index written by hnsw_save; validates everything. *out is the caller's. */
+int hnsw_load(const char *path, struct hnsw_index **out, char *err);
+/* hnsw_save's format into an open stream at its current position (not fsynced). */
+int hnsw_write(struct hnsw_index *idx, FILE *f, char *err);
+/* hnsw_load's parser on an open stream at its current position. */
+int hnsw_read(FILE *f, struct hnsw_index **out, char *err);
+
+/* Name of the distance kernel in use ("avx512", "avx2", "sse2", "neon" or "scalar"). */
+const char *hnsw_kernel_name(void);
+
+#endif

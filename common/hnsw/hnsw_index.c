@@ -1,0 +1,617 @@
+/*
+ * hnsw_index.c — the index object: creation and teardown, slot storage and
+ * its growth, the id map, the pool of search scratch spaces, and the small
+ * read-only queries (get, count, info).
+ *
+ * Growth never moves an element: new chunks are appended to a fixed
+ * directory (see hnsw_internal.h), so searches keep running while the index
+ * grows.
+ */
+#include "common/hnsw/hnsw_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int hnsw_fail(char *err, int status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, HNSW_ERR_MAX, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void hnsw_params_init(struct hnsw_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->metric = HNSW_METRIC_L2;
+    p->M = 16;
+    p->ef_construction = 200;
+    p->initial_capacity = 1024;
+    p->seed = 100;
+}
+
+int hnsw_metric_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (strcmp(s, "l2") == 0)
+        return HNSW_METRIC_L2;
+    if (strcmp(s, "ip") == 0)
+        return HNSW_METRIC_IP;
+    if (strcmp(s, "cosine") == 0)
+        return HNSW_METRIC_COSINE;
+    return -1;
+}
+
+const char *hnsw_metric_name(enum hnsw_metric m)
+{
+    switch (m) {
+    case HNSW_METRIC_L2:
+        return "l2";
+    case HNSW_METRIC_IP:
+        return "ip";
+    case HNSW_METRIC_COSINE:
+        return "cosine";
+    }
+    return "?";
+}
+
+const char *hnsw_status_str(int status)
+{
+    static const char *names[] = {"ok",       "invalid argument", "out of memory",
+                                  "not found", "i/o error",        "bad file format",
+                                  "index full", "graph corrupt"};
+    if (status < 0 || (size_t)status >= sizeof names / sizeof names[0])
+        return "unknown status";
+    return names[status];
+}
+
+/* ---------------------------------------------------------------- id map */
+
+/* splitmix64 finaliser: spreads sequential ids over the table. */
+static inline uint64_t map_hash(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint32_t hnsw_map_find(const struct hnsw_idmap *m, uint64_t id)
+{
+    if (m->cap == 0)
+        return HNSW_NO_SLOT;
+    uint64_t mask = m->cap - 1;
+    for (uint64_t i = map_hash(id) & mask;; i = (i + 1) & mask) {
+        if (m->vals[i] == HNSW_NO_SLOT)
+            return HNSW_NO_SLOT;
+        if (m->keys[i] == id)
+            return m->vals[i];
+    }
+}
+
+/* Rehashes into a table of newcap (a power of two). */
+static int map_rehash(struct hnsw_idmap *m, uint64_t newcap)
+{
+    uint64_t *keys = malloc(newcap * sizeof *keys);
+    uint32_t *vals = malloc(newcap * sizeof *vals);
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return HNSW_ENOMEM;
+    }
+    memset(vals, 0xff, newcap * sizeof *vals);
+    for (uint64_t i = 0; i < m->cap; i++) {
+        if (m->vals[i] == HNSW_NO_SLOT)
+            continue;
+        uint64_t j = map_hash(m->keys[i]) & (newcap - 1);
+        while (vals[j] != HNSW_NO_SLOT)
+            j = (j + 1) & (newcap - 1);
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    free(m->keys);
+    free(m->vals);
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = newcap;
+    return HNSW_OK;
+}
+
+int hnsw_map_reserve(struct hnsw_idmap *m, uint64_t n)
+{
+    uint64_t cap = m->cap ? m->cap : 64;
+    while (n * 4 > cap * 3)
+        cap *= 2;
+    return cap == m->cap ? HNSW_OK : map_rehash(m, cap);
+}
+
+int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old)
+{
+    *old = HNSW_NO_SLOT;
+    int rc = hnsw_map_reserve(m, m->n + 1);
+    if (rc)
+        return rc;
+    uint64_t mask = m->cap - 1;
+    uint64_t i = map_hash(id) & mask;
+    while (m->vals[i] != HNSW_NO_SLOT && m->keys[i] != id)
+        i = (i + 1) & mask;
+    if (m->vals[i] == HNSW_NO_SLOT)
+        m->n++;
+    else
+        *old = m->vals[i];
+    m->keys[i] = id;
+    m->vals[i] = slot;
+    return HNSW_OK;
+}
+
+uint32_t hnsw_map_remove(struct hnsw_idmap *m, uint64_t id)
+{
+    if (m->cap == 0)
+        return HNSW_NO_SLOT;
+    uint64_t mask = m->cap - 1;
+    uint64_t i = map_hash(id) & mask;
+    while (m->vals[i] != HNSW_NO_SLOT && m->keys[i] != id)
+        i = (i + 1) & mask;
+    uint32_t slot = m->vals[i];
+    if (slot == HNSW_NO_SLOT)
+        return slot;
+    /* Backward-shift deletion keeps probe chains intact without tombstones. */
+    uint64_t hole = i;
+    for (uint64_t j = (i + 1) & mask; m->vals[j] != HNSW_NO_SLOT; j = (j + 1) & mask) {
+        uint64_t home = map_hash(m->keys[j]) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            m->keys[hole] = m->keys[j];
+            m->vals[hole] = m->vals[j];
+            hole = j;
+        }
+    }
+    m->vals[hole] = HNSW_NO_SLOT;
+    m->n--;
+    return slot;
+}
+
+/* ---------------------------------------------------------------- storage */
+
+/* Appends one chunk (and its segment if new). Caller holds map_lock. */
+static int grow_chunk(struct hnsw_index *idx)
+{
+    uint32_t c = idx->nchunks, seg = c >> HNSW_SEG_SHIFT;
+    struct hnsw_chunk ch = {0};
+    if (seg >= HNSW_DIR)
+        return HNSW_EFULL;
+    if (!idx->segs[seg]) {
+        struct hnsw_chunk *sp = calloc(HNSW_SEG, sizeof *sp);
+        if (!sp)
+            return HNSW_ENOMEM;
+        __atomic_store_n(&idx->segs[seg], sp, __ATOMIC_RELEASE);
+    }
+    ch.elems = aligned_alloc(64, HNSW_CHUNK * idx->elem_size);
+    ch.upper = calloc(HNSW_CHUNK, sizeof *ch.upper);
+    ch.locks = calloc(HNSW_CHUNK, sizeof *ch.locks);
+    if (!ch.elems || !ch.upper || !ch.locks) {
+        free(ch.elems);
+        free(ch.upper);
+        free(ch.locks);
+        return HNSW_ENOMEM;
+    }
+    memset(ch.elems, 0, HNSW_CHUNK * idx->elem_size);
+    /* Published (release) before any slot in it is handed out. */
+    idx->segs[seg][c & (HNSW_SEG - 1)] = ch;
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    idx->nchunks = c + 1;
+    return HNSW_OK;
+}
+
+int hnsw_slot_alloc(struct hnsw_index *idx, uint32_t *slot)
+{
+    if (idx->nfree > 0) {
+        *slot = idx->free_slots[--idx->nfree];
+        return HNSW_OK;
+    }
+    uint32_t s = atomic_load_explicit(&idx->nslots, memory_order_relaxed);
+    if (s >= HNSW_MAX_SLOTS)
+        return HNSW_EFULL;
+    if ((s >> HNSW_CHUNK_SHIFT) >= idx->nchunks) {
+        int rc = grow_chunk(idx);
+        if (rc)
+            return rc;
+    }
+    atomic_store_explicit(&idx->nslots, s + 1, memory_order_release);
+    *slot = s;
+    return HNSW_OK;
+}
+
+int hnsw_upper_alloc(struct hnsw_index *idx, uint32_t s, int level)
+{
+    uint32_t **up = hnsw_chunk_of(idx, s)->upper + (s & (HNSW_CHUNK - 1));
+    uint32_t *old = *up;
+    if (level == 0 || (old && (int)old[0] >= level)) {
+        if (old) /* reuse: counts must start at zero for every layer */
+            memset(old + 1, 0, (size_t)old[0] * idx->upper_stride);
+        return HNSW_OK;
+    }
+    size_t bytes = sizeof(uint32_t) + (size_t)level * idx->upper_stride;
+    uint32_t *u = calloc(1, bytes);
+    if (!u)
+        return HNSW_ENOMEM;
+    u[0] = (uint32_t)level;
+    atomic_fetch_add(&idx->upper_bytes, bytes);
+    if (old) {
+        /* A search may still be reading the old block: retire it, free later. */
+        pthread_mutex_lock(&idx->map_lock);
+        if (idx->nretired_upper == idx->retired_upper_cap) {
+            uint64_t cap = idx->retired_upper_cap ? idx->retired_upper_cap * 2 : 64;
+            uint32_t **r = realloc(idx->retired_upper, cap * sizeof *r);
+            if (!r) {
+                pthread_mutex_unlock(&idx->map_lock);
+                free(u);
+                return HNSW_ENOMEM;
+            }
+            idx->retired_upper = r;
+            idx->retired_upper_cap = cap;
+        }
+        idx->retired_upper[idx->nretired_upper++] = old;
+        pthread_mutex_unlock(&idx->map_lock);
+    }
+    __atomic_store_n(up, u, __ATOMIC_RELEASE);
+    return HNSW_OK;
+}
+
+/* ---------------------------------------------------------------- create / free */
+
+int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
+{
+    *out = NULL;
+    if (p->dim < 1 || p->dim > HNSW_MAX_DIM)
+        return hnsw_fail(err, HNSW_EINVAL, "dim must be in 1..%d, got %u", HNSW_MAX_DIM, p->dim);
+    if (p->metric != HNSW_METRIC_L2 && p->metric != HNSW_METRIC_IP &&
+        p->metric != HNSW_METRIC_COSINE)
+        return hnsw_fail(err, HNSW_EINVAL, "metric must be l2, ip or cosine, got %d", p->metric);
+    if (p->M < 2 || p->M > HNSW_MAX_M)
+        return hnsw_fail(err, HNSW_EINVAL, "M must be in 2..%d, got %u", HNSW_MAX_M, p->M);
+    if (p->ef_construction < 1 || p->ef_construction > HNSW_MAX_EF)
+        return hnsw_fail(err, HNSW_EINVAL, "ef_construction must be in 1..%d, got %u",
+                         HNSW_MAX_EF, p->ef_construction);
+
+    struct hnsw_index *idx = calloc(1, sizeof *idx);
+    if (!idx)
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory creating the index");
+    idx->dim = p->dim;
+    idx->metric = p->metric;
+    idx->M = p->M;
+    idx->Mmax0 = 2 * p->M;
+    idx->efc = p->ef_construction;
+    idx->seed = p->seed;
+    idx->mult = 1.0 / log((double)p->M);
+    idx->dist = p->metric == HNSW_METRIC_L2 ? hnsw_kernel_active()->l2sq
+                                            : hnsw_kernel_active()->ipdist;
+    idx->id_off = ((size_t)p->dim * sizeof(float) + 7) & ~(size_t)7;
+    idx->hdr_off = idx->id_off + sizeof(uint64_t);
+    idx->links_off = idx->hdr_off + sizeof(struct hnsw_hdr);
+    idx->elem_size = (idx->links_off + idx->Mmax0 * sizeof(uint32_t) + 15) & ~(size_t)15;
+    idx->upper_stride = (1 + (size_t)p->M) * sizeof(uint32_t);
+    pthread_mutex_init(&idx->ep_lock, NULL);
+    pthread_mutex_init(&idx->map_lock, NULL);
+    pthread_mutex_init(&idx->pool_lock, NULL);
+    pthread_rwlock_init(&idx->mutation_lock, NULL);
+
+    uint64_t want = (p->initial_capacity + HNSW_CHUNK - 1) / HNSW_CHUNK;
+    for (uint64_t i = 0; i < want; i++)
+        if (grow_chunk(idx))
+            goto nomem;
+    if (hnsw_map_reserve(&idx->map, p->initial_capacity))
+        goto nomem;
+    *out = idx;
+    return HNSW_OK;
+nomem:
+    hnsw_free(idx);
+    return hnsw_fail(err, HNSW_ENOMEM, "out of memory creating the index");
+}
+
+/* Frees one scratch space. */
+static void scratch_free(struct hnsw_scratch *sc)
+{
+    free(sc->visited);
+    hnsw_heap_free(&sc->cand);
+    hnsw_heap_free(&sc->top);
+    free(sc->buf);
+    free(sc->ids);
+    free(sc->query);
+    free(sc);
+}
+
+void hnsw_free(struct hnsw_index *idx)
+{
+    if (!idx)
+        return;
+    for (uint32_t c = 0; c < idx->nchunks; c++) {
+        struct hnsw_chunk *ch = &idx->segs[c >> HNSW_SEG_SHIFT][c & (HNSW_SEG - 1)];
+        for (uint32_t i = 0; i < HNSW_CHUNK; i++)
+            free(ch->upper[i]);
+        free(ch->elems);
+        free(ch->upper);
+        free(ch->locks);
+    }
+    for (uint32_t s = 0; s < HNSW_DIR; s++)
+        free(idx->segs[s]);
+    for (uint64_t i = 0; i < idx->nretired_upper; i++)
+        free(idx->retired_upper[i]);
+    free(idx->retired_upper);
+    while (idx->pool) {
+        struct hnsw_scratch *n = idx->pool->next;
+        scratch_free(idx->pool);
+        idx->pool = n;
+    }
+    free(idx->map.keys);
+    free(idx->map.vals);
+    free(idx->free_slots);
+    pthread_mutex_destroy(&idx->ep_lock);
+    pthread_mutex_destroy(&idx->map_lock);
+    pthread_mutex_destroy(&idx->pool_lock);
+    pthread_rwlock_destroy(&idx->mutation_lock);
+    free(idx);
+}
+
+/* ---------------------------------------------------------------- scratch pool */
+
+struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
+{
+    pthread_mutex_lock(&idx->pool_lock);
+    struct hnsw_scratch *sc = idx->pool;
+    if (sc)
+        idx->pool = sc->next;
+    pthread_mutex_unlock(&idx->pool_lock);
+    if (!sc) {
+        sc = calloc(1, sizeof *sc);
+        if (!sc)
+            return NULL;
+        sc->buf = malloc((idx->Mmax0 + 1) * sizeof *sc->buf);
+        sc->ids = malloc((idx->Mmax0 + 1) * sizeof *sc->ids);
+        sc->query = malloc(idx->dim * sizeof(float));
+        if (!sc->buf || !sc->ids || !sc->query)
+            goto fail;
+        __atomic_fetch_add(&idx->scratch_bytes,
+                           sizeof *sc + (idx->Mmax0 + 1) * (sizeof *sc->buf + sizeof *sc->ids) +
+                               idx->dim * sizeof(float),
+                           __ATOMIC_RELAXED);
+    }
+    uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
+    if (sc->vcap < n) {
+        /* Room for growth during this search: slots added meanwhile are covered. */
+        uint32_t cap = n + n / 4 + HNSW_CHUNK;
+        uint16_t *v = calloc(cap, sizeof *v);
+        if (!v)
+            goto fail;
+        __atomic_fetch_add(&idx->scratch_bytes, (uint64_t)(cap - sc->vcap) * sizeof *v,
+                           __ATOMIC_RELAXED);
+        free(sc->visited);
+        sc->visited = v;
+        sc->vcap = cap;
+        sc->tag = 0;
+    }
+    /* Candidates can exceed ef: every expanded point adds up to 2M of them. */
+    if (hnsw_heap_reserve(&sc->top, ef + 2) ||
+        hnsw_heap_reserve(&sc->cand, ef + idx->Mmax0 + 2))
+        goto fail;
+    return sc;
+fail:
+    scratch_free(sc);
+    return NULL;
+}
+
+void hnsw_scratch_put(struct hnsw_index *idx, struct hnsw_scratch *sc)
+{
+    pthread_mutex_lock(&idx->pool_lock);
+    sc->next = idx->pool;
+    idx->pool = sc;
+    pthread_mutex_unlock(&idx->pool_lock);
+}
+
+void hnsw_scratch_new_visit(struct hnsw_scratch *sc)
+{
+    if (++sc->tag == 0) {
+        memset(sc->visited, 0, sc->vcap * sizeof *sc->visited);
+        sc->tag = 1;
+    }
+}
+
+/* ---------------------------------------------------------------- heaps */
+
+int hnsw_heap_reserve(struct hnsw_heap *h, uint32_t n)
+{
+    if (h->cap >= n)
+        return HNSW_OK;
+    uint32_t cap = h->cap ? h->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    struct hnsw_cand *v = realloc(h->v, cap * sizeof *v);
+    if (!v)
+        return HNSW_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+    return HNSW_OK;
+}
+
+void hnsw_heap_free(struct hnsw_heap *h)
+{
+    free(h->v);
+    h->v = NULL;
+    h->n = h->cap = 0;
+}
+
+void hnsw_maxheap_push(struct hnsw_heap *h, float d, uint32_t s)
+{
+    uint32_t i = h->n++;
+    while (i > 0) {
+        uint32_t p = (i - 1) >> 1;
+        if (h->v[p].d >= d)
+            break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i].d = d;
+    h->v[i].slot = s;
+}
+
+void hnsw_maxheap_pop(struct hnsw_heap *h)
+{
+    struct hnsw_cand last = h->v[--h->n];
+    uint32_t i = 0, n = h->n;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h->v[c + 1].d > h->v[c].d)
+            c++;
+        if (h->v[c].d <= last.d)
+            break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (n)
+        h->v[i] = last;
+}
+
+void hnsw_minheap_push(struct hnsw_heap *h, float d, uint32_t s)
+{
+    uint32_t i = h->n++;
+    while (i > 0) {
+        uint32_t p = (i - 1) >> 1;
+        if (h->v[p].d <= d)
+            break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i].d = d;
+    h->v[i].slot = s;
+}
+
+void hnsw_minheap_pop(struct hnsw_heap *h)
+{
+    struct hnsw_cand last = h->v[--h->n];
+    uint32_t i = 0, n = h->n;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h->v[c + 1].d < h->v[c].d)
+            c++;
+        if (h->v[c].d >= last.d)
+            break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (n)
+        h->v[i] = last;
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err)
+{
+    if (!v)
+        return hnsw_fail(err, HNSW_EINVAL, "%s is missing", what);
+    double norm = 0;
+    for (uint32_t i = 0; i < idx->dim; i++) {
+        if (!isfinite(v[i]))
+            return hnsw_fail(err, HNSW_EINVAL, "%s[%u] is %s", what, i,
+                             isnan(v[i]) ? "NaN" : "infinite");
+        norm += (double)v[i] * v[i];
+    }
+    if (idx->metric == HNSW_METRIC_COSINE && norm == 0)
+        return hnsw_fail(err, HNSW_EINVAL, "%s is all zeros: cosine distance is undefined", what);
+    return HNSW_OK;
+}
+
+void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *out)
+{
+    if (idx->metric != HNSW_METRIC_COSINE) {
+        memcpy(out, v, idx->dim * sizeof(float));
+        return;
+    }
+    double norm = 0;
+    for (uint32_t i = 0; i < idx->dim; i++)
+        norm += (double)v[i] * v[i];
+    float inv = (float)(1.0 / sqrt(norm));
+    for (uint32_t i = 0; i < idx->dim; i++)
+        out[i] = v[i] * inv;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out)
+{
+    pthread_mutex_lock(&idx->map_lock);
+    uint32_t s = hnsw_map_find(&idx->map, id);
+    if (s != HNSW_NO_SLOT)
+        memcpy(out, hnsw_vec(idx, s), idx->dim * sizeof(float));
+    pthread_mutex_unlock(&idx->map_lock);
+    return s == HNSW_NO_SLOT ? HNSW_ENOTFOUND : HNSW_OK;
+}
+
+bool hnsw_contains(struct hnsw_index *idx, uint64_t id)
+{
+    pthread_mutex_lock(&idx->map_lock);
+    uint32_t s = hnsw_map_find(&idx->map, id);
+    pthread_mutex_unlock(&idx->map_lock);
+    return s != HNSW_NO_SLOT;
+}
+
+uint64_t hnsw_count(struct hnsw_index *idx)
+{
+    pthread_mutex_lock(&idx->map_lock);
+    uint64_t n = idx->map.n;
+    pthread_mutex_unlock(&idx->map_lock);
+    return n;
+}
+
+uint64_t hnsw_deleted_count(struct hnsw_index *idx)
+{
+    return atomic_load(&idx->ndeleted);
+}
+
+uint32_t hnsw_dim(const struct hnsw_index *idx)
+{
+    return idx->dim;
+}
+
+uint64_t hnsw_memory_bytes(struct hnsw_index *idx)
+{
+    struct hnsw_stats st;
+    hnsw_info(idx, &st);
+    return st.memory_bytes;
+}
+
+void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    st->dim = idx->dim;
+    st->metric = idx->metric;
+    st->M = idx->M;
+    st->ef_construction = idx->efc;
+    uint32_t ep;
+    hnsw_entry_get(idx, &ep, &st->max_level);
+    pthread_mutex_lock(&idx->map_lock);
+    st->count = idx->map.n;
+    st->free_slots = idx->nfree;
+    st->capacity = (uint64_t)idx->nchunks * HNSW_CHUNK;
+    uint64_t bytes = sizeof *idx;
+    bytes += (uint64_t)((idx->nchunks + HNSW_SEG - 1) >> HNSW_SEG_SHIFT) * HNSW_SEG *
+             sizeof(struct hnsw_chunk);
+    bytes += st->capacity * (idx->elem_size + sizeof(uint32_t *) + sizeof(atomic_uchar));
+    bytes += idx->map.cap * (sizeof(uint64_t) + sizeof(uint32_t));
+    bytes += idx->free_cap * sizeof(uint32_t);
+    bytes += idx->retired_upper_cap * sizeof(uint32_t *);
+    pthread_mutex_unlock(&idx->map_lock);
+    st->deleted = atomic_load(&idx->ndeleted);
+    bytes += atomic_load(&idx->upper_bytes);
+    bytes += __atomic_load_n(&idx->scratch_bytes, __ATOMIC_RELAXED);
+    st->memory_bytes = bytes;
+}

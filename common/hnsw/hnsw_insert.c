@@ -1,0 +1,385 @@
+/*
+ * hnsw_insert.c — adding points: the paper's Algorithm 1 (INSERT) with the
+ * neighbour-selection heuristic of Algorithm 4, upserts, and the
+ * multi-threaded batch insert.
+ *
+ * An insert works in three steps. (1) Take a slot (a free one first) and
+ * write the vector, id and level into it. (2) Publish the id in the id map;
+ * if the id existed, its old slot is marked deleted in the same critical
+ * section, so readers see exactly one live version. (3) Link the slot into
+ * every layer from its level down, as hnswlib does: the new point keeps the
+ * M best neighbours chosen by the heuristic, and each of them links back,
+ * re-running the heuristic over its own list when that list is full.
+ *
+ * Inserts run concurrently: each link list is changed only under its node
+ * lock, and an insert that raises the top level holds ep_lock throughout,
+ * so the entry point never names a half-linked point.
+ */
+#include "common/hnsw/hnsw_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* Draws a level: floor(-ln(U) * mL), U uniform in (0, 1], from (seed, counter). */
+static int random_level(struct hnsw_index *idx)
+{
+    uint64_t x = idx->seed + 0x9e3779b97f4a7c15ull * (atomic_fetch_add(&idx->level_counter, 1) + 1);
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    double u = ((x >> 11) + 1) * 0x1.0p-53;
+    int level = (int)(-log(u) * idx->mult);
+    return level > HNSW_MAX_LEVEL ? HNSW_MAX_LEVEL : level;
+}
+
+/* Insertion sort for short lists, qsort otherwise; ties by slot for determinism. */
+static int cand_cmp(const void *a, const void *b)
+{
+    const struct hnsw_cand *x = a, *y = b;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n)
+{
+    if (n > 48) {
+        qsort(c, n, sizeof *c, cand_cmp);
+        return;
+    }
+    for (uint32_t i = 1; i < n; i++) {
+        struct hnsw_cand v = c[i];
+        uint32_t j = i;
+        while (j > 0 && cand_cmp(&c[j - 1], &v) > 0) {
+            c[j] = c[j - 1];
+            j--;
+        }
+        c[j] = v;
+    }
+}
+
+uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint32_t n, uint32_t m)
+{
+    /* As hnswlib: fewer candidates than m are all kept, unpruned. */
+    if (n < m)
+        return n;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n && kept < m; i++) {
+        const float *v = hnsw_vec(idx, c[i].slot);
+        bool good = true;
+        for (uint32_t j = 0; j < kept; j++) {
+            if (idx->dist(v, hnsw_vec(idx, c[j].slot), idx->dim) < c[i].d) {
+                good = false;
+                break;
+            }
+        }
+        if (good)
+            c[kept++] = c[i];
+    }
+    return kept;
+}
+
+void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force)
+{
+    struct hnsw_cand c[2 * HNSW_MAX_M + 1];
+    uint32_t mmax = hnsw_mmax(idx, l), cnt;
+    hnsw_node_lock(idx, s);
+    uint32_t *links = hnsw_links(idx, s, l, &cnt);
+    for (uint32_t i = 0; i < cnt; i++) {
+        if (links[i] == newslot) {
+            hnsw_node_unlock(idx, s);
+            return;
+        }
+    }
+    if (cnt < mmax) {
+        links[cnt] = newslot;
+        hnsw_set_count(idx, s, l, cnt + 1);
+        hnsw_node_unlock(idx, s);
+        return;
+    }
+    const float *base = hnsw_vec(idx, s);
+    for (uint32_t i = 0; i < cnt; i++) {
+        c[i].slot = links[i];
+        c[i].d = idx->dist(base, hnsw_vec(idx, links[i]), idx->dim);
+    }
+    if (force) {
+        /* Reconnecting an orphan: displace only the farthest link, never prune a batch. */
+        uint32_t far = 0;
+        for (uint32_t i = 1; i < cnt; i++)
+            if (c[i].d > c[far].d)
+                far = i;
+        __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
+        hnsw_node_unlock(idx, s);
+        return;
+    }
+    c[cnt].slot = newslot;
+    c[cnt].d = idx->dist(base, hnsw_vec(idx, newslot), idx->dim);
+    hnsw_cand_sort(c, cnt + 1);
+    uint32_t m = hnsw_select_heuristic(idx, c, cnt + 1, mmax);
+    for (uint32_t i = 0; i < m; i++)
+        __atomic_store_n(&links[i], c[i].slot, __ATOMIC_RELAXED);
+    hnsw_set_count(idx, s, l, m);
+    hnsw_node_unlock(idx, s);
+}
+
+/* Takes a slot and fills it with vec (prepared), id and level. */
+static int fill_slot(struct hnsw_index *idx, uint64_t id, const float *vec, int level,
+                     uint32_t *slot, char *err)
+{
+    pthread_mutex_lock(&idx->map_lock);
+    int rc = hnsw_slot_alloc(idx, slot);
+    pthread_mutex_unlock(&idx->map_lock);
+    if (rc == HNSW_EFULL)
+        return hnsw_fail(err, rc, "index is full (%u slots)", HNSW_MAX_SLOTS);
+    if (rc)
+        return hnsw_fail(err, rc, "out of memory growing the index");
+    uint32_t s = *slot;
+    char *e = hnsw_elem(idx, s);
+    hnsw_node_lock(idx, s);
+    rc = hnsw_upper_alloc(idx, s, level);
+    if (rc == HNSW_OK) {
+        hnsw_prepare_vector(idx, vec, (float *)e);
+        __atomic_store_n(hnsw_idp(idx, e), id, __ATOMIC_RELAXED);
+        struct hnsw_hdr *h = hnsw_hdrp(idx, e);
+        __atomic_store_n(&h->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->level, (uint8_t)level, __ATOMIC_RELAXED);
+    }
+    hnsw_node_unlock(idx, s);
+    return rc ? hnsw_fail(err, rc, "out of memory for upper-layer links") : HNSW_OK;
+}
+
+/* Returns slot s to the free list after a failed insert. */
+static void release_slot(struct hnsw_index *idx, uint32_t s)
+{
+    __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->flags, HNSW_FLAG_FREE, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&idx->map_lock);
+    if (idx->nfree < idx->free_cap)
+        idx->free_slots[idx->nfree++] = s; /* else the slot is leaked, not corrupted */
+    pthread_mutex_unlock(&idx->map_lock);
+}
+
+/* Publishes id -> s, marking a replaced slot deleted. */
+static int publish(struct hnsw_index *idx, uint64_t id, uint32_t s, char *err)
+{
+    uint32_t old;
+    pthread_mutex_lock(&idx->map_lock);
+    int rc = hnsw_map_put(&idx->map, id, s, &old);
+    if (rc == HNSW_OK) {
+        /* A reused slot was FREE until now: it becomes live in this step. */
+        __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->flags, 0, __ATOMIC_RELEASE);
+        if (old != HNSW_NO_SLOT) {
+            __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, old))->flags, HNSW_FLAG_DELETED,
+                             __ATOMIC_RELEASE);
+            atomic_fetch_add(&idx->ndeleted, 1);
+        }
+    }
+    pthread_mutex_unlock(&idx->map_lock);
+    return rc ? hnsw_fail(err, rc, "out of memory growing the id map") : HNSW_OK;
+}
+
+/* Links slot s (vector q, level `level`) into the graph: Algorithm 1. */
+static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int level, char *err)
+{
+    uint32_t ep;
+    int top;
+    bool hold = false;
+    hnsw_entry_get(idx, &ep, &top);
+    if (level > top) {
+        pthread_mutex_lock(&idx->ep_lock);
+        hold = true;
+        hnsw_entry_get(idx, &ep, &top);
+    }
+    if (top < 0) {
+        atomic_store_explicit(&idx->entry, hnsw_entry_make(s, level), memory_order_release);
+        pthread_mutex_unlock(&idx->ep_lock);
+        return HNSW_OK;
+    }
+    struct hnsw_scratch *sc = hnsw_scratch_get(idx, idx->efc);
+    if (!sc) {
+        if (hold)
+            pthread_mutex_unlock(&idx->ep_lock);
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory for insert scratch");
+    }
+    float d = idx->dist(q, hnsw_vec(idx, ep), idx->dim);
+    uint32_t cur = ep;
+    if (level < top)
+        cur = hnsw_greedy(idx, q, ep, top, level, &d, sc->vcap);
+    for (int l = level < top ? level : top; l >= 0; l--) {
+        hnsw_search_layer(idx, q, cur, d, l, idx->efc, NULL, NULL, s, true, sc);
+        uint32_t n = sc->top.n;
+        if (n == 0)
+            continue;
+        /* The candidate heap is spent: reuse its memory for the sorted list. */
+        struct hnsw_cand *c = sc->cand.v;
+        memcpy(c, sc->top.v, n * sizeof *c);
+        hnsw_cand_sort(c, n);
+        cur = c[0].slot;
+        d = c[0].d;
+        uint32_t m = hnsw_select_heuristic(idx, c, n, idx->M);
+        uint32_t cnt;
+        hnsw_node_lock(idx, s);
+        uint32_t *links = hnsw_links(idx, s, l, &cnt);
+        for (uint32_t i = 0; i < m; i++)
+            links[i] = c[i].slot;
+        hnsw_set_count(idx, s, l, m);
+        hnsw_node_unlock(idx, s);
+        for (uint32_t i = 0; i < m; i++)
+            hnsw_add_link(idx, c[i].slot, l, s, false);
+    }
+    hnsw_scratch_put(idx, sc);
+    if (level > top)
+        atomic_store_explicit(&idx->entry, hnsw_entry_make(s, level), memory_order_release);
+    if (hold)
+        pthread_mutex_unlock(&idx->ep_lock);
+    return HNSW_OK;
+}
+
+int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char *err)
+{
+    int level = random_level(idx);
+    uint32_t s;
+    int rc = fill_slot(idx, id, vec, level, &s, err);
+    if (rc)
+        return rc;
+    rc = publish(idx, id, s, err);
+    if (rc) {
+        release_slot(idx, s);
+        return rc;
+    }
+    /* Linking only fails for scratch memory; the point stays findable by get. */
+    return link_slot(idx, s, hnsw_vec(idx, s), level, err);
+}
+
+int hnsw_insert(struct hnsw_index *idx, uint64_t id, const float *vec, char *err)
+{
+    int rc = hnsw_check_vector(idx, vec, "vector", err);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&idx->mutation_lock);
+    rc = hnsw_insert_one(idx, id, vec, err);
+    pthread_rwlock_unlock(&idx->mutation_lock);
+    return rc;
+}
+
+/* Shared state of a batch insert's workers. */
+struct batch {
+    struct hnsw_index *idx;
+    const uint64_t *ids;
+    const float *vecs;
+    const uint8_t *skip; /* rows superseded by a later row with the same id */
+    size_t n;
+    atomic_size_t next;
+    atomic_int rc;
+    char err[HNSW_ERR_MAX];
+    pthread_mutex_t err_lock;
+};
+
+/* Worker: inserts rows taken from the shared counter until done or failed. */
+static void *batch_worker(void *arg)
+{
+    struct batch *b = arg;
+    char err[HNSW_ERR_MAX];
+    for (;;) {
+        size_t i = atomic_fetch_add(&b->next, 1);
+        if (i >= b->n || atomic_load(&b->rc))
+            break;
+        if (b->skip && b->skip[i])
+            continue;
+        int rc = hnsw_insert_one(b->idx, b->ids[i], b->vecs + i * b->idx->dim, err);
+        if (rc) {
+            pthread_mutex_lock(&b->err_lock);
+            if (!atomic_load(&b->rc)) {
+                int w = snprintf(b->err, sizeof b->err, "row %zu: ", i);
+                snprintf(b->err + w, sizeof b->err - (size_t)w, "%.200s", err);
+                atomic_store(&b->rc, rc);
+            }
+            pthread_mutex_unlock(&b->err_lock);
+        }
+    }
+    return NULL;
+}
+
+/* Marks rows whose id occurs again later; *skip stays NULL when all are distinct. */
+static int find_duplicates(const uint64_t *ids, size_t n, uint8_t **skip)
+{
+    struct hnsw_idmap m = {0};
+    *skip = NULL;
+    int rc = hnsw_map_reserve(&m, n);
+    for (size_t i = 0; rc == HNSW_OK && i < n; i++) {
+        uint32_t prev;
+        rc = hnsw_map_put(&m, ids[i], (uint32_t)i, &prev);
+        if (rc == HNSW_OK && prev != HNSW_NO_SLOT) {
+            if (!*skip && !(*skip = calloc(n, 1)))
+                rc = HNSW_ENOMEM;
+            else
+                (*skip)[prev] = 1;
+        }
+    }
+    free(m.keys);
+    free(m.vals);
+    return rc;
+}
+
+int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *vecs, size_t n,
+                      int threads, char *err)
+{
+    if (n == 0)
+        return HNSW_OK;
+    if (!ids || !vecs)
+        return hnsw_fail(err, HNSW_EINVAL, "ids and vectors are required");
+    if (n >= HNSW_MAX_SLOTS)
+        return hnsw_fail(err, HNSW_EINVAL, "batch of %zu points is too large", n);
+    for (size_t i = 0; i < n; i++) {
+        char what[48];
+        snprintf(what, sizeof what, "vectors[%zu]", i);
+        int rc = hnsw_check_vector(idx, vecs + i * idx->dim, what, err);
+        if (rc)
+            return rc;
+    }
+    struct batch b = {.idx = idx, .ids = ids, .vecs = vecs, .n = n};
+    if (find_duplicates(ids, n, (uint8_t **)&b.skip))
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory checking batch ids");
+    pthread_mutex_init(&b.err_lock, NULL);
+    if (threads <= 0)
+        threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1)
+        threads = 1;
+    if ((size_t)threads > n)
+        threads = (int)n;
+
+    pthread_rwlock_rdlock(&idx->mutation_lock);
+    pthread_mutex_lock(&idx->map_lock);
+    int rc = hnsw_map_reserve(&idx->map, idx->map.n + n);
+    pthread_mutex_unlock(&idx->map_lock);
+    if (rc == HNSW_OK) {
+        pthread_t *tids = calloc((size_t)threads, sizeof *tids);
+        int started = 0;
+        while (tids && started < threads - 1 &&
+               pthread_create(&tids[started], NULL, batch_worker, &b) == 0)
+            started++;
+        batch_worker(&b); /* the calling thread works too */
+        for (int t = 0; t < started; t++)
+            pthread_join(tids[t], NULL);
+        free(tids);
+        rc = atomic_load(&b.rc);
+        if (rc && err)
+            snprintf(err, HNSW_ERR_MAX, "%s", b.err);
+        /*
+         * Pruning of back-links can leave a point with no in-link (hnswlib
+         * has the same weakness). After a bulk load, a layer-0 sweep (~N*2M
+         * reads) reconnects such points; smaller batches leave it to
+         * hnsw_repair, whose cost they would otherwise pay every time.
+         */
+        if (rc == HNSW_OK && n * 8 >= atomic_load(&idx->nslots))
+            rc = hnsw_fix_reachability(idx, err);
+    } else {
+        hnsw_fail(err, rc, "out of memory growing the id map");
+    }
+    pthread_rwlock_unlock(&idx->mutation_lock);
+    pthread_mutex_destroy(&b.err_lock);
+    free((void *)b.skip);
+    return rc;
+}

@@ -1,0 +1,347 @@
+/*
+ * hnsw_internal.h — the index's memory layout and the helpers shared by the
+ * engine's files. Not part of the public API.
+ *
+ * Storage. Points live in numbered slots. A slot is one fixed-size element,
+ * hnswlib-style, so a search touches one block per visited point:
+ *
+ *   [float vec[dim]] [pad to 8] [u64 id] [u16 count][u8 level][u8 flags] [u32 links0[2M]] [pad to 16]
+ *
+ * Elements are stored in chunks of HNSW_CHUNK slots, found through a fixed
+ * two-level directory (segments of HNSW_SEG chunks). Nothing is ever moved
+ * or reallocated when the index grows, so searches run on during growth
+ * without a rebuild or a pause, and a reader that got a slot number from a
+ * link always finds its chunk: the chunk was published before the slot was
+ * handed out, and the directory load depends on the slot number.
+ * Links above layer 0 are in a separate block per slot with level > 0:
+ *   [u32 levels allocated] then per layer l >= 1: [u32 count][u32 links[M]].
+ *
+ * Slot states (flags): live (in the id map), DELETED (out of the id map,
+ * still linked so the graph stays navigable, never returned) and FREE
+ * (unlinked by hnsw_repair, on the free list, reused by the next insert).
+ *
+ * Locks, outermost first (a thread never takes them in another order):
+ *   mutation_lock  rwlock: insert/delete hold it shared, repair/save
+ *                  exclusively. Searches never take it.
+ *   ep_lock        mutex: held by an insert whose level tops the graph, for
+ *                  that whole insert; protects changes to entry point state.
+ *   node locks     one byte-spinlock per slot: protects that slot's link
+ *                  lists (all layers) against other writers. Searches read
+ *                  links without it: every value ever stored is a valid
+ *                  slot number and the count never exceeds the capacity, so
+ *                  a racing reader sees a slightly stale but safe list (as
+ *                  in hnswlib). A thread holds at most one node lock.
+ *   map_lock       mutex: the id map, the free list, slot allocation, chunk
+ *                  chunk growth and the live/deleted counters.
+ *   pool_lock      mutex: the pool of search scratch spaces.
+ */
+#ifndef VS_HNSW_INTERNAL_H
+#define VS_HNSW_INTERNAL_H
+
+#include "common/hnsw/distance.h"
+#include "common/hnsw/hnsw.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define HNSW_CHUNK_SHIFT 10
+#define HNSW_CHUNK (1u << HNSW_CHUNK_SHIFT)
+#define HNSW_SEG_SHIFT 10
+#define HNSW_SEG (1u << HNSW_SEG_SHIFT)
+#define HNSW_DIR (1u << (32 - HNSW_CHUNK_SHIFT - HNSW_SEG_SHIFT))
+#define HNSW_MAX_LEVEL 32
+#define HNSW_NO_SLOT UINT32_MAX
+#define HNSW_MAX_SLOTS (UINT32_MAX - 1u)
+
+#define HNSW_FLAG_DELETED 1u
+#define HNSW_FLAG_FREE 2u
+
+/* The per-slot header that sits between the id and the layer-0 links. */
+struct hnsw_hdr {
+    uint16_t count; /* layer-0 links in use */
+    uint8_t level;  /* top layer of this slot */
+    uint8_t flags;  /* HNSW_FLAG_* */
+};
+
+/* One chunk of HNSW_CHUNK slots. */
+struct hnsw_chunk {
+    char *elems;            /* HNSW_CHUNK * elem_size bytes, 64-aligned */
+    uint32_t **upper;       /* per slot: upper-layer link block or NULL */
+    atomic_uchar *locks;    /* per slot: spinlock byte */
+};
+
+/* A (distance, slot) pair, the element of every heap. */
+struct hnsw_cand {
+    float d;
+    uint32_t slot;
+};
+
+/* A growable binary heap of candidates; max-heap or min-heap by use. */
+struct hnsw_heap {
+    struct hnsw_cand *v;
+    uint32_t n, cap;
+};
+
+/* Search scratch: visited tags and heaps, reused across searches. */
+struct hnsw_scratch {
+    uint16_t *visited; /* tag per slot; a slot is visited when visited[s] == tag */
+    uint32_t vcap;     /* slots covered by visited */
+    uint16_t tag;
+    struct hnsw_heap cand, top;
+    struct hnsw_cand *buf; /* neighbour batch, 2M + 1 entries */
+    uint32_t *ids;         /* neighbour ids, 2M + 1 entries */
+    float *query;          /* normalised query copy (cosine), dim floats */
+    struct hnsw_scratch *next;
+};
+
+/* The sorted id -> slot map (open addressing, linear probing). */
+struct hnsw_idmap {
+    uint64_t *keys;
+    uint32_t *vals; /* HNSW_NO_SLOT = empty */
+    uint64_t cap, n; /* cap is a power of two */
+};
+
+struct hnsw_index {
+    /* parameters, fixed at creation */
+    uint32_t dim, M, Mmax0, efc;
+    enum hnsw_metric metric;
+    uint64_t seed;
+    double mult; /* mL = 1 / ln(M) */
+    hnsw_dist_fn dist;
+    size_t elem_size, id_off, hdr_off, links_off;
+    size_t upper_stride; /* bytes per upper layer: (1 + M) u32 */
+
+    /* storage: segs[s >> 20][(s >> 10) & 1023] is the chunk of slot s */
+    struct hnsw_chunk *segs[HNSW_DIR];
+    uint32_t nchunks;   /* chunks allocated (under map_lock) */
+    atomic_uint nslots; /* slots handed out (high-water mark) */
+
+    /* entry point: (level + 1) << 32 | slot, 0 when empty */
+    _Atomic uint64_t entry;
+    pthread_mutex_t ep_lock;
+
+    pthread_rwlock_t mutation_lock;
+
+    /* protected by map_lock */
+    pthread_mutex_t map_lock;
+    struct hnsw_idmap map;
+    uint32_t *free_slots;
+    uint64_t nfree, free_cap;
+    atomic_ullong ndeleted;
+
+    atomic_ullong level_counter;
+    atomic_ullong upper_bytes;
+    uint32_t **retired_upper; /* upper blocks replaced on slot reuse (freed at hnsw_free) */
+    uint64_t nretired_upper, retired_upper_cap;
+
+    pthread_mutex_t pool_lock;
+    struct hnsw_scratch *pool;
+    uint64_t scratch_bytes;
+};
+
+/* ---------------------------------------------------------------- slot access */
+
+/* The chunk holding slot s. */
+static inline struct hnsw_chunk *hnsw_chunk_of(const struct hnsw_index *idx, uint32_t s)
+{
+    return &idx->segs[s >> (HNSW_CHUNK_SHIFT + HNSW_SEG_SHIFT)][(s >> HNSW_CHUNK_SHIFT) &
+                                                                 (HNSW_SEG - 1)];
+}
+
+/* The element of slot s. */
+static inline char *hnsw_elem(const struct hnsw_index *idx, uint32_t s)
+{
+    return hnsw_chunk_of(idx, s)->elems + (size_t)(s & (HNSW_CHUNK - 1)) * idx->elem_size;
+}
+
+static inline float *hnsw_vec(const struct hnsw_index *idx, uint32_t s)
+{
+    return (float *)hnsw_elem(idx, s);
+}
+
+static inline uint64_t *hnsw_idp(const struct hnsw_index *idx, char *e)
+{
+    return (uint64_t *)(e + idx->id_off);
+}
+
+static inline struct hnsw_hdr *hnsw_hdrp(const struct hnsw_index *idx, char *e)
+{
+    return (struct hnsw_hdr *)(e + idx->hdr_off);
+}
+
+static inline uint32_t *hnsw_links0(const struct hnsw_index *idx, char *e)
+{
+    return (uint32_t *)(e + idx->links_off);
+}
+
+/* Upper block of slot s (NULL for level-0 slots). */
+static inline uint32_t *hnsw_upper(const struct hnsw_index *idx, uint32_t s)
+{
+    uint32_t **u = hnsw_chunk_of(idx, s)->upper + (s & (HNSW_CHUNK - 1));
+    return __atomic_load_n(u, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The link list of slot s on layer l: *count_out points to its count word
+ * (u16 for layer 0, u32 above), the return value to the links.
+ */
+static inline uint32_t *hnsw_links(const struct hnsw_index *idx, uint32_t s, int l,
+                                   uint32_t *count)
+{
+    char *e = hnsw_elem(idx, s);
+    if (l == 0) {
+        *count = __atomic_load_n(&hnsw_hdrp(idx, e)->count, __ATOMIC_ACQUIRE);
+        return hnsw_links0(idx, e);
+    }
+    uint32_t *u = hnsw_upper(idx, s) + 1 + (size_t)(l - 1) * (1 + idx->M);
+    *count = __atomic_load_n(u, __ATOMIC_ACQUIRE);
+    return u + 1;
+}
+
+/* Publishes a new count for slot s's list on layer l (caller holds the node lock). */
+static inline void hnsw_set_count(const struct hnsw_index *idx, uint32_t s, int l, uint32_t n)
+{
+    if (l == 0)
+        __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->count, (uint16_t)n,
+                         __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(hnsw_upper(idx, s) + 1 + (size_t)(l - 1) * (1 + idx->M), n,
+                         __ATOMIC_RELEASE);
+}
+
+static inline int hnsw_level(const struct hnsw_index *idx, uint32_t s)
+{
+    return __atomic_load_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->level, __ATOMIC_RELAXED);
+}
+
+static inline unsigned hnsw_flags(const struct hnsw_index *idx, uint32_t s)
+{
+    return __atomic_load_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->flags, __ATOMIC_ACQUIRE);
+}
+
+static inline uint32_t hnsw_mmax(const struct hnsw_index *idx, int l)
+{
+    return l == 0 ? idx->Mmax0 : idx->M;
+}
+
+/* Takes slot s's spinlock. */
+static inline void hnsw_node_lock(const struct hnsw_index *idx, uint32_t s)
+{
+    atomic_uchar *l = hnsw_chunk_of(idx, s)->locks + (s & (HNSW_CHUNK - 1));
+    while (atomic_exchange_explicit(l, 1, memory_order_acquire)) {
+        while (atomic_load_explicit(l, memory_order_relaxed)) {
+#if defined(__x86_64__)
+            __builtin_ia32_pause();
+#endif
+        }
+    }
+}
+
+/* Releases slot s's spinlock. */
+static inline void hnsw_node_unlock(const struct hnsw_index *idx, uint32_t s)
+{
+    atomic_store_explicit(hnsw_chunk_of(idx, s)->locks + (s & (HNSW_CHUNK - 1)), 0,
+                          memory_order_release);
+}
+
+/* Entry point decoding: slot and level (-1 when the graph is empty). */
+static inline void hnsw_entry_get(const struct hnsw_index *idx, uint32_t *slot, int *level)
+{
+    uint64_t e = atomic_load_explicit(&((struct hnsw_index *)idx)->entry, memory_order_acquire);
+    *slot = (uint32_t)e;
+    *level = (int)(e >> 32) - 1;
+}
+
+static inline uint64_t hnsw_entry_make(uint32_t slot, int level)
+{
+    return ((uint64_t)(level + 1) << 32) | slot;
+}
+
+/* Writes "fmt" into err if err is not NULL; returns status. */
+int hnsw_fail(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- heaps */
+
+int hnsw_heap_reserve(struct hnsw_heap *h, uint32_t n);
+void hnsw_heap_free(struct hnsw_heap *h);
+/* Max-heap (farthest on top) push/pop; the heap must have room. */
+void hnsw_maxheap_push(struct hnsw_heap *h, float d, uint32_t s);
+void hnsw_maxheap_pop(struct hnsw_heap *h);
+/* Min-heap (closest on top) push/pop; the heap must have room. */
+void hnsw_minheap_push(struct hnsw_heap *h, float d, uint32_t s);
+void hnsw_minheap_pop(struct hnsw_heap *h);
+
+/* ---------------------------------------------------------------- shared steps */
+
+/* Scratch space for one search (from the pool, sized for the current slots). */
+struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef);
+/* Returns scratch space to the pool. */
+void hnsw_scratch_put(struct hnsw_index *idx, struct hnsw_scratch *sc);
+/* Starts a new visit generation in sc (clears the tags when they wrap). */
+void hnsw_scratch_new_visit(struct hnsw_scratch *sc);
+
+/*
+ * Greedy descent (ef = 1) from ep on layers top..stop+1; returns the closest
+ * slot found and its distance in *ep_dist. Slots >= bound are ignored (the
+ * caller's scratch covers only those below).
+ */
+uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int top, int stop,
+                     float *ep_dist, uint32_t bound);
+
+/*
+ * Paper Algorithm 2 (SEARCH-LAYER) on layer l from ep: leaves the best
+ * `ef` accepted points in sc->top (a max-heap). Points that are deleted,
+ * free, rejected by filter, or equal to `skip` guide the search but are not
+ * accepted. `locked` copies each link list under its node lock (used while
+ * the graph is being modified by the caller's own insert).
+ */
+void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, float ep_dist, int l,
+                       uint32_t ef, hnsw_filter_fn filter, void *fctx, uint32_t skip, bool locked,
+                       struct hnsw_scratch *sc);
+
+/*
+ * Paper Algorithm 4 (SELECT-NEIGHBORS-HEURISTIC), as in hnswlib: keeps a
+ * candidate only if it is closer to the base point than to every candidate
+ * already kept, closest first, up to m. c[0..n) must be sorted by distance;
+ * the kept ones are compacted to the front; returns how many.
+ */
+uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint32_t n, uint32_t m);
+
+/* Sorts candidates by distance, then slot. */
+void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n);
+
+/*
+ * Adds `newslot` to slot s's list on layer l, pruning with the heuristic
+ * when the list is full (caller must not hold s's lock). If force is set
+ * and the heuristic drops newslot, it replaces the farthest link instead.
+ */
+void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force);
+
+/* Allocates (or reuses) the upper link block of slot s for `level` layers. */
+int hnsw_upper_alloc(struct hnsw_index *idx, uint32_t s, int level);
+
+/* Slot allocation: a free slot or a new one (chunk grown as needed). Caller holds map_lock. */
+int hnsw_slot_alloc(struct hnsw_index *idx, uint32_t *slot);
+
+/* id map operations (caller holds map_lock). */
+uint32_t hnsw_map_find(const struct hnsw_idmap *m, uint64_t id);
+int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old);
+uint32_t hnsw_map_remove(struct hnsw_idmap *m, uint64_t id);
+int hnsw_map_reserve(struct hnsw_idmap *m, uint64_t n);
+
+/* Validates a vector: no NaN/Inf, and for cosine not all zero. */
+int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err);
+/* Copies v into out, normalised for cosine. */
+void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *out);
+
+/* Inserts one validated point (the body of hnsw_insert). */
+int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char *err);
+
+/* hnsw_check without locks or the reachability sweep (for a private index being loaded). */
+int hnsw_check_structure(struct hnsw_index *idx, char *err);
+
+/* Reconnects live points unreachable on layer 0 (after batch builds and repair). */
+int hnsw_fix_reachability(struct hnsw_index *idx, char *err);
+
+#endif

@@ -1,0 +1,233 @@
+/*
+ * hnsw_search.c — k-NN search: the greedy descent through the upper layers,
+ * the layer search of the paper's Algorithm 2 (shared with inserts), and the
+ * exact scan used as the reference by tests and recall checks.
+ *
+ * The layer search is where queries spend their time, so it is written for
+ * the memory system: each expanded point's neighbours are first filtered
+ * against the visited tags (prefetched together), then their distances are
+ * computed with the next vector prefetched, and only then touch the heaps.
+ * Scratch (visited tags, heaps) comes from a pool; nothing is allocated per
+ * search once the pool is warm.
+ */
+#include "common/hnsw/hnsw_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Prefetches the first lines of slot s's vector. */
+static inline void prefetch_vec(const struct hnsw_index *idx, uint32_t s)
+{
+    const char *v = hnsw_elem(idx, s);
+    __builtin_prefetch(v, 0, 3);
+    __builtin_prefetch(v + 64, 0, 3);
+}
+
+uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int top, int stop,
+                     float *ep_dist, uint32_t bound)
+{
+    uint32_t cur = ep;
+    float curd = *ep_dist;
+    for (int l = top; l > stop; l--) {
+        bool changed = true;
+        while (changed) {
+            changed = false;
+            if (hnsw_level(idx, cur) < l || !hnsw_upper(idx, cur))
+                break;
+            uint32_t cnt;
+            uint32_t *links = hnsw_links(idx, cur, l, &cnt);
+            if (cnt > idx->M)
+                cnt = idx->M;
+            for (uint32_t i = 0; i < cnt; i++) {
+                uint32_t s = __atomic_load_n(&links[i], __ATOMIC_RELAXED);
+                if (s >= bound)
+                    continue;
+                float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
+                if (d < curd) {
+                    curd = d;
+                    cur = s;
+                    changed = true;
+                }
+            }
+        }
+    }
+    *ep_dist = curd;
+    return cur;
+}
+
+/* True if slot s may be a result: not deleted or free, not skipped, and allowed by the filter. */
+static inline bool accept(struct hnsw_index *idx, uint32_t s, hnsw_filter_fn filter, void *fctx,
+                          uint32_t skip)
+{
+    if (s == skip)
+        return false;
+    char *e = hnsw_elem(idx, s);
+    if (__atomic_load_n(&hnsw_hdrp(idx, e)->flags, __ATOMIC_ACQUIRE))
+        return false;
+    return !filter || filter(*hnsw_idp(idx, e), fctx);
+}
+
+void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, float ep_dist, int l,
+                       uint32_t ef, hnsw_filter_fn filter, void *fctx, uint32_t skip, bool locked,
+                       struct hnsw_scratch *sc)
+{
+    struct hnsw_heap *top = &sc->top, *cand = &sc->cand;
+    uint16_t *vis = sc->visited;
+    uint32_t vcap = sc->vcap;
+    uint32_t mmax = hnsw_mmax(idx, l);
+    /* With no deleted points and no filter every visited point is a result. */
+    bool check = filter || skip != HNSW_NO_SLOT || atomic_load(&idx->ndeleted) ||
+                 __atomic_load_n(&idx->nfree, __ATOMIC_RELAXED);
+
+    hnsw_scratch_new_visit(sc);
+    uint16_t tag = sc->tag;
+    top->n = cand->n = 0;
+    vis[ep] = tag;
+    hnsw_minheap_push(cand, ep_dist, ep);
+    if (!check || accept(idx, ep, filter, fctx, skip))
+        hnsw_maxheap_push(top, ep_dist, ep);
+    float bound = top->n ? top->v[0].d : INFINITY;
+
+    while (cand->n) {
+        struct hnsw_cand c = cand->v[0];
+        if (c.d > bound && top->n >= ef)
+            break;
+        hnsw_minheap_pop(cand);
+
+        uint32_t cnt, *links, *ids = sc->ids, m = 0;
+        if (locked)
+            hnsw_node_lock(idx, c.slot);
+        if (l > 0 && (hnsw_level(idx, c.slot) < l || !hnsw_upper(idx, c.slot))) {
+            cnt = 0;
+            links = ids;
+        } else {
+            links = hnsw_links(idx, c.slot, l, &cnt);
+        }
+        if (cnt > mmax)
+            cnt = mmax;
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t s = __atomic_load_n(&links[i], __ATOMIC_RELAXED);
+            __builtin_prefetch(vis + (s < vcap ? s : 0));
+            ids[i] = s;
+        }
+        if (locked)
+            hnsw_node_unlock(idx, c.slot);
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t s = ids[i];
+            if (s >= vcap || vis[s] == tag)
+                continue;
+            vis[s] = tag;
+            ids[m++] = s;
+        }
+        if (m == 0)
+            continue;
+        if (cand->n + m > cand->cap && hnsw_heap_reserve(cand, cand->n + m))
+            m = cand->cap - cand->n; /* out of memory: explore fewer */
+        prefetch_vec(idx, ids[0]);
+        for (uint32_t i = 0; i < m; i++) {
+            uint32_t s = ids[i];
+            if (i + 1 < m)
+                prefetch_vec(idx, ids[i + 1]);
+            float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
+            if (top->n < ef || d < bound) {
+                hnsw_minheap_push(cand, d, s);
+                if (!check || accept(idx, s, filter, fctx, skip)) {
+                    hnsw_maxheap_push(top, d, s);
+                    if (top->n > ef)
+                        hnsw_maxheap_pop(top);
+                    bound = top->v[0].d;
+                }
+            }
+        }
+    }
+}
+
+/* Validates k and ef; shared by both searches. */
+static int check_query(struct hnsw_index *idx, const float *query, uint32_t k, char *err)
+{
+    if (k < 1 || k > HNSW_MAX_K)
+        return hnsw_fail(err, HNSW_EINVAL, "k must be in 1..%d, got %u", HNSW_MAX_K, k);
+    return hnsw_check_vector(idx, query, "query", err);
+}
+
+/* Moves the best k of the max-heap `top` to out, closest first. */
+static uint32_t emit_results(struct hnsw_index *idx, struct hnsw_heap *top, uint32_t k,
+                             struct hnsw_result *out)
+{
+    while (top->n > k)
+        hnsw_maxheap_pop(top);
+    uint32_t n = top->n;
+    for (uint32_t i = n; i-- > 0;) {
+        out[i].dist = top->v[0].d;
+        out[i].id = *hnsw_idp(idx, hnsw_elem(idx, top->v[0].slot));
+        hnsw_maxheap_pop(top);
+    }
+    return n;
+}
+
+int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,
+                char *err)
+{
+    *nout = 0;
+    int rc = check_query(idx, query, k, err);
+    if (rc)
+        return rc;
+    if (ef > HNSW_MAX_EF)
+        return hnsw_fail(err, HNSW_EINVAL, "ef must be at most %d, got %u", HNSW_MAX_EF, ef);
+    if (ef < k)
+        ef = k;
+    uint32_t ep;
+    int top;
+    hnsw_entry_get(idx, &ep, &top);
+    if (top < 0)
+        return HNSW_OK;
+    struct hnsw_scratch *sc = hnsw_scratch_get(idx, ef);
+    if (!sc)
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
+    const float *q = query;
+    if (idx->metric == HNSW_METRIC_COSINE) {
+        hnsw_prepare_vector(idx, query, sc->query);
+        q = sc->query;
+    }
+    float d = idx->dist(q, hnsw_vec(idx, ep), idx->dim);
+    uint32_t cur = hnsw_greedy(idx, q, ep, top, 0, &d, sc->vcap);
+    hnsw_search_layer(idx, q, cur, d, 0, ef, filter, filter_ctx, HNSW_NO_SLOT, false, sc);
+    *nout = emit_results(idx, &sc->top, k, out);
+    hnsw_scratch_put(idx, sc);
+    return HNSW_OK;
+}
+
+int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k,
+                      hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out,
+                      uint32_t *nout, char *err)
+{
+    *nout = 0;
+    int rc = check_query(idx, query, k, err);
+    if (rc)
+        return rc;
+    struct hnsw_scratch *sc = hnsw_scratch_get(idx, k);
+    if (!sc)
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
+    const float *q = query;
+    if (idx->metric == HNSW_METRIC_COSINE) {
+        hnsw_prepare_vector(idx, query, sc->query);
+        q = sc->query;
+    }
+    struct hnsw_heap *top = &sc->top;
+    top->n = 0;
+    uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
+    for (uint32_t s = 0; s < n; s++) {
+        if (!accept(idx, s, filter, filter_ctx, HNSW_NO_SLOT))
+            continue;
+        float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
+        if (top->n < k || d < top->v[0].d) {
+            hnsw_maxheap_push(top, d, s);
+            if (top->n > k)
+                hnsw_maxheap_pop(top);
+        }
+    }
+    *nout = emit_results(idx, top, k, out);
+    hnsw_scratch_put(idx, sc);
+    return HNSW_OK;
+}

@@ -61,6 +61,44 @@ $(BUILD)/obj/%.o: %.c
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
+# ---------------------------------------------------------------- protobuf
+# proto/<pkg>/v1/*.proto -> C (protoc-c) under $(BUILD)/gen/proto, archived in
+# $(LIB_PROTO); Python messages + grpc stubs under $(BUILD)/gen/python (for
+# tests and clients: PYTHONPATH=$(BUILD)/gen/python). The import root is
+# proto/, so C code includes "proto/vecshard/v1/vecshard.pb-c.h" (through
+# -I$(BUILD)/gen) and the generated files include each other as
+# "vecshard/v1/common.pb-c.h" (through -I$(BUILD)/gen/proto).
+PROTO_SRC   := $(wildcard proto/*/v1/*.proto)
+PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/proto/%.pb-c.c,$(PROTO_SRC))
+PROTO_H     := $(PROTO_C:.c=.h)
+PROTO_PY    := $(patsubst proto/%.proto,$(BUILD)/gen/python/%_pb2.py,$(PROTO_SRC))
+LIB_PROTO   := $(BUILD)/libvs_proto.a
+GRPC_PY_PLUGIN ?= /usr/bin/grpc_python_plugin
+
+CFLAGS += -I$(BUILD)/gen/proto
+
+$(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen/proto
+	protoc-c -Iproto --c_out=$(BUILD)/gen/proto $<
+
+$(BUILD)/gen/python/%_pb2.py $(BUILD)/gen/python/%_pb2_grpc.py: proto/%.proto
+	@mkdir -p $(BUILD)/gen/python
+	protoc -Iproto --python_out=$(BUILD)/gen/python --grpc_python_out=$(BUILD)/gen/python \
+	  --plugin=protoc-gen-grpc_python=$(GRPC_PY_PLUGIN) $<
+
+$(LIB_PROTO): $(call obj,$(PROTO_C))
+# Generated sources are not intermediate files: keep them for debugging.
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_PY)
+
+# Everything that may include a generated header waits for generation.
+PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c router/*.c tools/*/*.c \
+               tests/unit/*/*.c tests/integration/*.c tests/fuzz/*.c)
+$(call obj,$(PROTO_USERS)): | $(PROTO_H)
+# test_rpc runs a Python grpcio client against a C server.
+$(BUILD)/test_rpc: | $(PROTO_PY)
+
+all: $(LIB_PROTO) $(LIB_RPC) $(PROTO_PY)
+
 # ---------------------------------------------------------------- binaries
 BENCH_SRC := $(wildcard tools/bench/*.c)
 BIN_BENCH := $(BUILD)/vecshard-bench
@@ -84,7 +122,7 @@ all: $(BINS)
 UNIT_MODULES := $(notdir $(wildcard tests/unit/*))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_RPC) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)

@@ -1,0 +1,174 @@
+/*
+ * fanout.c — many concurrent unary calls waited on by one thread: the
+ * router's search fan-out (one call per node) and write routing (one call per
+ * shard primary).
+ *
+ * All calls of a fan-out share one "next" completion queue, so the waiting
+ * thread learns about each reply as it lands (rpc_fanout_next) and can react
+ * — merge it, or retry a failed shard on another replica while the deadline
+ * allows — instead of only seeing the slowest one. Calls are independent
+ * grpc_calls: they may go to the same or different channels.
+ */
+#include "common/rpc/rpc_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct fo_call {
+    struct client_call c;
+    const ProtobufCMessageDescriptor *desc;
+    ProtobufCMessage *resp;
+    struct rpc_status st;
+    int index;
+    bool running;   /* batch in flight: a completion will come */
+    bool timed_out; /* cancelled by rpc_fanout_wait at its deadline */
+};
+
+struct rpc_fanout {
+    grpc_completion_queue *cq;
+    struct fo_call **calls; /* by index; stable pointers serve as tags */
+    int n, cap;
+    int running;
+    int *ready; /* indexes that failed to start, not yet returned by next */
+    int n_ready;
+};
+
+struct rpc_fanout *rpc_fanout_create(void)
+{
+    struct rpc_fanout *fo = calloc(1, sizeof *fo);
+    if (fo == NULL)
+        return NULL;
+    fo->cq = grpc_completion_queue_create_for_next(NULL);
+    return fo;
+}
+
+int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     const struct rpc_opts *opts)
+{
+    if (fo->n == fo->cap) {
+        int cap = fo->cap ? 2 * fo->cap : 16;
+        struct fo_call **nc = realloc(fo->calls, (size_t)cap * sizeof *nc);
+        if (nc == NULL)
+            return -1;
+        fo->calls = nc;
+        int *nr = realloc(fo->ready, (size_t)cap * sizeof *nr);
+        if (nr == NULL)
+            return -1;
+        fo->ready = nr;
+        fo->cap = cap;
+    }
+    struct fo_call *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    f->desc = resp_desc;
+    f->index = fo->n;
+    f->st.code = GRPC_STATUS__DO_NOT_USE;
+    fo->calls[fo->n++] = f;
+    if (client_call_start(&f->c, ch, fo->cq, method, req, opts, f) == GRPC_CALL_OK) {
+        f->running = true;
+        fo->running++;
+    } else {
+        client_call_end(&f->c, NULL, NULL, &f->st);
+        fo->ready[fo->n_ready++] = f->index;
+    }
+    return f->index;
+}
+
+int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
+{
+    if (fo->n_ready > 0) {
+        int i = fo->ready[0];
+        memmove(fo->ready, fo->ready + 1, (size_t)--fo->n_ready * sizeof *fo->ready);
+        return i;
+    }
+    while (fo->running > 0) {
+        grpc_event ev = grpc_completion_queue_next(fo->cq, rpc_deadline_ts(wait_until_ms), NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT)
+            return -2;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct fo_call *f = ev.tag;
+        f->running = false;
+        fo->running--;
+        client_call_end(&f->c, f->desc, &f->resp, &f->st);
+        if (f->timed_out && f->st.code == GRPC_STATUS_CANCELLED)
+            rpc_status_set(&f->st, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+        return f->index;
+    }
+    return -1;
+}
+
+/* Cancels every running call; each then completes promptly. */
+static void cancel_running(struct rpc_fanout *fo, bool timed_out)
+{
+    for (int i = 0; i < fo->n; i++) {
+        struct fo_call *f = fo->calls[i];
+        if (f->running) {
+            f->timed_out = timed_out;
+            grpc_call_cancel(f->c.call, NULL);
+        }
+    }
+}
+
+int rpc_fanout_wait(struct rpc_fanout *fo, int64_t deadline_ms)
+{
+    for (;;) {
+        int r = rpc_fanout_next(fo, deadline_ms);
+        if (r == -1)
+            break;
+        if (r == -2) {
+            cancel_running(fo, true);
+            deadline_ms = 0;
+        }
+    }
+    int ok = 0;
+    for (int i = 0; i < fo->n; i++)
+        ok += fo->calls[i]->st.code == GRPC_STATUS_OK;
+    return ok;
+}
+
+int rpc_fanout_count(const struct rpc_fanout *fo)
+{
+    return fo->n;
+}
+
+const struct rpc_status *rpc_fanout_status(const struct rpc_fanout *fo, int i)
+{
+    return &fo->calls[i]->st;
+}
+
+const ProtobufCMessage *rpc_fanout_response(const struct rpc_fanout *fo, int i)
+{
+    return fo->calls[i]->resp;
+}
+
+ProtobufCMessage *rpc_fanout_take(struct rpc_fanout *fo, int i)
+{
+    ProtobufCMessage *m = fo->calls[i]->resp;
+    fo->calls[i]->resp = NULL;
+    return m;
+}
+
+void rpc_fanout_destroy(struct rpc_fanout *fo)
+{
+    if (fo == NULL)
+        return;
+    cancel_running(fo, false);
+    fo->n_ready = 0;
+    while (rpc_fanout_next(fo, 0) != -1)
+        ;
+    for (int i = 0; i < fo->n; i++) {
+        if (fo->calls[i]->resp != NULL)
+            protobuf_c_message_free_unpacked(fo->calls[i]->resp, NULL);
+        free(fo->calls[i]);
+    }
+    grpc_completion_queue_shutdown(fo->cq);
+    while (grpc_completion_queue_next(fo->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(fo->cq);
+    free(fo->calls);
+    free(fo->ready);
+    free(fo);
+}

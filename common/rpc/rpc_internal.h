@@ -1,0 +1,52 @@
+/*
+ * rpc_internal.h — helpers shared by the files of common/rpc; not part of the
+ * public API.
+ */
+#ifndef VS_RPC_INTERNAL_H
+#define VS_RPC_INTERNAL_H
+
+#include "common/rpc/rpc.h"
+
+#include <grpc/support/time.h>
+
+/* gpr deadline for an rpc deadline in ms (0 = infinite future). */
+gpr_timespec rpc_deadline_ts(int64_t deadline_ms);
+
+/* rpc deadline in ms for a gpr deadline of any clock (0 = infinite). */
+int64_t rpc_deadline_from_ts(gpr_timespec ts);
+
+/* Fills st from a finished call's code, details and trailing metadata (any
+ * of which may be NULL). */
+void rpc_status_fill(struct rpc_status *st, grpc_status_code code, const grpc_slice *details,
+                     const grpc_metadata_array *trailers);
+
+/* Sets st to a locally generated status. */
+void rpc_status_set(struct rpc_status *st, grpc_status_code code, const char *details);
+
+/* One client unary call: the single six-op batch of guide §3 and what it
+ * fills in. Used by rpc_unary (client.c) and the fan-out (fanout.c). */
+struct client_call {
+    grpc_call *call;
+    grpc_metadata_array init_md, trail_md;
+    grpc_byte_buffer *send, *recv;
+    grpc_status_code code;
+    grpc_slice details;
+    const char *error_string;
+    grpc_metadata *md;
+    size_t n_md;
+    bool in_flight; /* the batch started; exactly one completion will come */
+};
+
+/* Starts call c of `method` on cq with `tag`. Whatever it returns,
+ * client_call_end must follow (after the completion when it returned OK). */
+grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
+                                  grpc_completion_queue *cq, const char *method,
+                                  const ProtobufCMessage *req, const struct rpc_opts *o,
+                                  void *tag);
+
+/* Decodes the reply into *resp (when OK and resp/d are set), fills st and
+ * releases everything c holds. */
+void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
+                     ProtobufCMessage **resp, struct rpc_status *st);
+
+#endif

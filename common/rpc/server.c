@@ -1,0 +1,791 @@
+/*
+ * server.c — the gRPC server loop: method table, poller threads, the handler
+ * worker pool, per-call state, server streaming with flow control, the
+ * built-in health check, and graceful shutdown.
+ *
+ * Life of a call. rpc_server_start pre-posts PREPOST request contexts per
+ * method (grpc_server_request_registered_call) plus some for unregistered
+ * methods (grpc_server_request_call; without them such calls hang until
+ * their deadline). When one matches, a poller re-posts a fresh context for
+ * that method first, then runs the call inline (RPC_INLINE, unknown method)
+ * or queues it for a worker. The handler's result goes out in one final
+ * batch (initial metadata, reply, status, RECV_CLOSE_ON_SERVER); its
+ * completion frees the context. A call therefore has at most one batch in
+ * flight and needs no lock of its own, except the send hand-off of
+ * rpc_stream_send between the worker (waiting) and the poller (completing).
+ *
+ * Every context, posted or running, is counted in `live`. Shutdown follows
+ * the guide's §2 order: stop re-arming, shutdown_and_notify, grace period,
+ * cancel_all_calls, wait for live == 0 (pending requests come back with
+ * success = 0 and are freed, handlers return), stop the workers, destroy the
+ * server, then shut down and drain the completion queues and join the
+ * pollers. Destroying the server or its queues while a context still lives
+ * makes the core abort, hence the counter.
+ */
+#define _GNU_SOURCE /* vasprintf */
+#include "common/rpc/rpc_internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc_security.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+
+#include "proto/grpc_health/v1/health.pb-c.h"
+
+#define PREPOST      8 /* requests kept posted per method */
+#define MAX_TRAILERS 8
+
+struct method {
+    char *path;
+    size_t service_len; /* "/svc/Method": length of "svc" */
+    const ProtobufCMessageDescriptor *desc;
+    rpc_unary_fn unary;
+    rpc_stream_fn stream;
+    void *user;
+    unsigned flags;
+    void *handle; /* from grpc_server_register_method */
+};
+
+enum tag_kind { TAG_NEW, TAG_SEND, TAG_FINAL };
+
+/* Completion-queue tag: which step of which call completed. */
+struct tag {
+    enum tag_kind kind;
+    struct rpc_call *call;
+};
+
+struct rpc_stream {
+    struct rpc_call *call;
+};
+
+struct rpc_call {
+    struct rpc_server *srv;
+    struct method *m; /* NULL: a call to an unregistered method */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details; /* unregistered calls only */
+    struct tag t_new, t_send, t_final;
+    struct rpc_stream stream;
+
+    grpc_slice req_flat; /* rpc_call_request_bytes, lazily */
+    bool have_flat;
+    char *peer;                /* gpr_malloc'd, lazily */
+    grpc_byte_buffer *reply;   /* unary reply */
+    grpc_status_code forced;   /* non-OK overrides the handler's code */
+    char *msg;                 /* status message */
+    grpc_slice msg_slice;
+    bool have_msg_slice;
+    grpc_metadata trailers[MAX_TRAILERS];
+    int n_trailers;
+    bool sent_initial;
+    bool broken; /* a stream send failed: the call is dead */
+    int cancelled;
+
+    /* send hand-off: mu protects send_done and send_ok */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool send_done, send_ok;
+
+    struct rpc_call *next; /* worker queue link */
+};
+
+struct rpc_server {
+    char *addr;
+    int n_pollers, n_workers;
+    size_t max_msg;
+    int grace_ms;
+
+    struct method *methods;
+    int n_methods, cap_methods;
+
+    grpc_server *srv;
+    grpc_completion_queue *cq;          /* new calls and batch completions */
+    grpc_completion_queue *shutdown_cq; /* only the shutdown notification */
+    pthread_t *threads;                 /* pollers, then workers */
+    int pollers_started, workers_started;
+    bool started;
+
+    atomic_bool serving;
+    atomic_bool stopping;     /* shutdown began: do not re-arm */
+    atomic_bool cancelled_all;/* grace period over: do not run queued handlers */
+
+    pthread_mutex_t mu; /* protects live, queue and quit */
+    pthread_cond_t work_cv; /* queue non-empty or quit */
+    pthread_cond_t idle_cv; /* live reached 0 */
+    long live;
+    struct rpc_call *qhead, *qtail;
+    bool quit;
+};
+
+/* ------------------------------------------------------------ call contexts */
+
+/* Allocates a context for method m (NULL = unregistered) and counts it live. */
+static struct rpc_call *call_new(struct rpc_server *s, struct method *m)
+{
+    struct rpc_call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = s;
+    c->m = m;
+    grpc_metadata_array_init(&c->md);
+    grpc_call_details_init(&c->details);
+    c->t_new = (struct tag){TAG_NEW, c};
+    c->t_send = (struct tag){TAG_SEND, c};
+    c->t_final = (struct tag){TAG_FINAL, c};
+    c->stream.call = c;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    pthread_mutex_lock(&s->mu);
+    s->live++;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+/* Releases everything a context holds and uncounts it. */
+static void call_free(struct rpc_call *c)
+{
+    struct rpc_server *s = c->srv;
+    if (c->call != NULL)
+        grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->md);
+    grpc_call_details_destroy(&c->details);
+    if (c->payload != NULL)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->reply != NULL)
+        grpc_byte_buffer_destroy(c->reply);
+    if (c->have_flat)
+        grpc_slice_unref(c->req_flat);
+    if (c->have_msg_slice)
+        grpc_slice_unref(c->msg_slice);
+    for (int i = 0; i < c->n_trailers; i++) {
+        grpc_slice_unref(c->trailers[i].key);
+        grpc_slice_unref(c->trailers[i].value);
+    }
+    if (c->peer != NULL)
+        gpr_free(c->peer);
+    free(c->msg);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+
+    pthread_mutex_lock(&s->mu);
+    if (--s->live == 0)
+        pthread_cond_broadcast(&s->idle_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Posts one request for method m so the core can hand us a call. */
+static int post_request(struct rpc_server *s, struct method *m)
+{
+    struct rpc_call *c = call_new(s, m);
+    if (c == NULL)
+        return -1;
+    grpc_call_error e;
+    if (m != NULL)
+        e = grpc_server_request_registered_call(s->srv, m->handle, &c->call, &c->deadline, &c->md,
+                                                &c->payload, s->cq, s->cq, &c->t_new);
+    else
+        e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                     &c->t_new);
+    if (e != GRPC_CALL_OK) {
+        call_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends the handler's outcome in one batch; its completion frees c. */
+static void call_finish(struct rpc_call *c, grpc_status_code code)
+{
+    grpc_op ops[5];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+
+    if (c->forced != GRPC_STATUS_OK)
+        code = c->forced;
+    if (!c->sent_initial) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    bool unary = c->m != NULL && c->m->unary != NULL;
+    if (code == GRPC_STATUS_OK && unary) {
+        if (c->reply == NULL)
+            c->reply = grpc_raw_byte_buffer_create(NULL, 0);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->reply;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n].data.send_status_from_server.trailing_metadata_count = (size_t)c->n_trailers;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
+    if (code != GRPC_STATUS_OK && c->msg != NULL) {
+        c->msg_slice = grpc_slice_from_copied_string(c->msg);
+        c->have_msg_slice = true;
+        ops[n].data.send_status_from_server.status_details = &c->msg_slice;
+    }
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_final, NULL) != GRPC_CALL_OK)
+        call_free(c); /* no completion will come */
+}
+
+/* Decodes the request, runs the handler and finishes the call. */
+static void call_run(struct rpc_call *c)
+{
+    struct rpc_server *s = c->srv;
+    struct method *m = c->m;
+    grpc_status_code code;
+
+    if (m == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %.*s",
+                              (int)GRPC_SLICE_LENGTH(c->details.method),
+                              (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    } else if (atomic_load(&s->cancelled_all)) {
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    } else {
+        ProtobufCMessage *req = NULL;
+        if (m->desc != NULL)
+            req = rpc_bb_to_pb(c->payload, m->desc);
+        if (m->desc != NULL && req == NULL)
+            code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s",
+                                  m->desc->name);
+        else if (m->unary != NULL)
+            code = m->unary(c, req, m->user);
+        else
+            code = m->stream(c, req, &c->stream, m->user);
+        if (req != NULL)
+            protobuf_c_message_free_unpacked(req, NULL);
+    }
+    call_finish(c, code);
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void queue_push(struct rpc_server *s, struct rpc_call *c)
+{
+    pthread_mutex_lock(&s->mu);
+    c->next = NULL;
+    if (s->qtail != NULL)
+        s->qtail->next = c;
+    else
+        s->qhead = c;
+    s->qtail = c;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Worker: runs queued handlers until rpc_server_shutdown says quit. */
+static void *worker_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->qhead == NULL && !s->quit)
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        struct rpc_call *c = s->qhead;
+        if (c == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            return NULL;
+        }
+        s->qhead = c->next;
+        if (s->qhead == NULL)
+            s->qtail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        call_run(c);
+    }
+}
+
+/* Poller: dispatches completion-queue events until the queue shuts down. */
+static void *poller_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return NULL;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct tag *t = ev.tag;
+        struct rpc_call *c = t->call;
+        switch (t->kind) {
+        case TAG_NEW:
+            if (!ev.success) { /* the server is shutting down */
+                call_free(c);
+                break;
+            }
+            if (!atomic_load(&s->stopping))
+                post_request(s, c->m); /* re-arm first */
+            if (c->m == NULL || (c->m->flags & RPC_INLINE))
+                call_run(c);
+            else
+                queue_push(s, c);
+            break;
+        case TAG_SEND:
+            pthread_mutex_lock(&c->mu);
+            c->send_done = true;
+            c->send_ok = ev.success != 0;
+            pthread_cond_signal(&c->cv);
+            pthread_mutex_unlock(&c->mu);
+            break;
+        case TAG_FINAL:
+            call_free(c);
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ health */
+
+/* True if `name` is a service with a registered method. */
+static bool known_service(const struct rpc_server *s, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; i < s->n_methods; i++) {
+        const struct method *m = &s->methods[i];
+        if (m->service_len == len && memcmp(m->path + 1, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* grpc.health.v1.Health/Check (runs inline on a poller). */
+static grpc_status_code health_check(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    struct rpc_server *s = user;
+    const Grpc__Health__V1__HealthCheckRequest *r = (const void *)req;
+    if (r->service != NULL && r->service[0] != '\0' && !known_service(s, r->service))
+        return rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "service: unknown service %s", r->service);
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    resp.status = atomic_load(&s->serving)
+                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    rpc_call_reply(c, &resp.base);
+    return GRPC_STATUS_OK;
+}
+
+/* ------------------------------------------------------------ public: server */
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, fmt, arg);
+}
+
+struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *err, size_t errlen)
+{
+    if (cfg == NULL || cfg->addr == NULL || cfg->addr[0] == '\0') {
+        set_err(err, errlen, "%s", "listen address: empty");
+        return NULL;
+    }
+    struct rpc_server *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->addr = strdup(cfg->addr)) == NULL) {
+        free(s);
+        set_err(err, errlen, "%s", "out of memory");
+        return NULL;
+    }
+    s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 2;
+    s->n_workers = cfg->workers > 0 ? cfg->workers : 8;
+    s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
+    if (s->max_msg > INT32_MAX)
+        s->max_msg = INT32_MAX;
+    s->grace_ms = cfg->shutdown_grace_ms > 0 ? cfg->shutdown_grace_ms : 2000;
+    atomic_init(&s->serving, true);
+    atomic_init(&s->stopping, false);
+    atomic_init(&s->cancelled_all, false);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
+    grpc_init();
+    return s;
+}
+
+/* Appends a method to the table. */
+static int add_method(struct rpc_server *s, const char *path, const ProtobufCMessageDescriptor *d,
+                      rpc_unary_fn unary, rpc_stream_fn stream, void *user, unsigned flags)
+{
+    const char *slash = path != NULL && path[0] == '/' ? strchr(path + 1, '/') : NULL;
+    if (s->started || slash == NULL || slash == path + 1 || slash[1] == '\0')
+        return -1;
+    for (int i = 0; i < s->n_methods; i++)
+        if (strcmp(s->methods[i].path, path) == 0)
+            return -1;
+    if (s->n_methods == s->cap_methods) {
+        int cap = s->cap_methods ? 2 * s->cap_methods : 16;
+        struct method *nm = realloc(s->methods, (size_t)cap * sizeof *nm);
+        if (nm == NULL)
+            return -1;
+        s->methods = nm;
+        s->cap_methods = cap;
+    }
+    struct method *m = &s->methods[s->n_methods];
+    memset(m, 0, sizeof *m);
+    if ((m->path = strdup(path)) == NULL)
+        return -1;
+    m->service_len = (size_t)(slash - path - 1);
+    m->desc = d;
+    m->unary = unary;
+    m->stream = stream;
+    m->user = user;
+    m->flags = stream != NULL ? flags & ~RPC_INLINE : flags; /* a stream waits on pollers */
+    s->n_methods++;
+    return 0;
+}
+
+int rpc_server_add_unary(struct rpc_server *s, const char *path,
+                         const ProtobufCMessageDescriptor *req_desc, rpc_unary_fn fn, void *user,
+                         unsigned flags)
+{
+    return fn == NULL ? -1 : add_method(s, path, req_desc, fn, NULL, user, flags);
+}
+
+int rpc_server_add_stream(struct rpc_server *s, const char *path,
+                          const ProtobufCMessageDescriptor *req_desc, rpc_stream_fn fn, void *user,
+                          unsigned flags)
+{
+    return fn == NULL ? -1 : add_method(s, path, req_desc, NULL, fn, user, flags);
+}
+
+int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
+{
+    if (s->started) {
+        set_err(err, errlen, "%s", "server already started");
+        return -1;
+    }
+    bool has_health = false;
+    for (int i = 0; i < s->n_methods; i++)
+        has_health |= strcmp(s->methods[i].path, RPC_HEALTH_CHECK) == 0;
+    if (!has_health &&
+        add_method(s, RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
+                   health_check, NULL, s, RPC_INLINE) != 0) {
+        set_err(err, errlen, "%s", "out of memory");
+        return -1;
+    }
+
+    grpc_arg args[] = {
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
+        /* a second server on the same port must fail, not share it (guide §6.3) */
+        {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
+        /* our clients ping every 10 s, also between calls; do not GOAWAY them */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 5000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
+    };
+    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
+    s->srv = grpc_server_create(&ca, NULL);
+    for (int i = 0; i < s->n_methods; i++) {
+        s->methods[i].handle = grpc_server_register_method(
+            s->srv, s->methods[i].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        if (s->methods[i].handle == NULL) {
+            set_err(err, errlen, "cannot register method %s", s->methods[i].path);
+            goto fail;
+        }
+    }
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->srv, s->cq, NULL);
+    grpc_server_register_completion_queue(s->srv, s->shutdown_cq, NULL);
+
+    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(s->srv, s->addr, cr);
+    grpc_server_credentials_release(cr);
+    if (port <= 0) {
+        set_err(err, errlen, "cannot listen on %s (address in use or invalid)", s->addr);
+        goto fail;
+    }
+    grpc_server_start(s->srv);
+    s->started = true;
+
+    s->threads = calloc((size_t)(s->n_pollers + s->n_workers), sizeof *s->threads);
+    if (s->threads == NULL)
+        goto fail_started;
+    for (int i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < PREPOST; k++)
+            if (post_request(s, &s->methods[i]) != 0)
+                goto fail_started;
+    for (int k = 0; k < PREPOST; k++)
+        if (post_request(s, NULL) != 0)
+            goto fail_started;
+    for (; s->pollers_started < s->n_pollers; s->pollers_started++)
+        if (pthread_create(&s->threads[s->pollers_started], NULL, poller_main, s) != 0)
+            goto fail_started;
+    for (; s->workers_started < s->n_workers; s->workers_started++)
+        if (pthread_create(&s->threads[s->n_pollers + s->workers_started], NULL, worker_main, s) !=
+            0)
+            goto fail_started;
+    return port;
+
+fail_started:
+    set_err(err, errlen, "%s", "out of memory or threads");
+    return -1; /* rpc_server_shutdown cleans up a half-started server */
+fail:
+    grpc_server_destroy(s->srv);
+    s->srv = NULL;
+    if (s->cq != NULL) {
+        grpc_completion_queue_shutdown(s->cq);
+        grpc_completion_queue_shutdown(s->shutdown_cq);
+        grpc_completion_queue_destroy(s->cq);
+        grpc_completion_queue_destroy(s->shutdown_cq);
+        s->cq = s->shutdown_cq = NULL;
+    }
+    return -1;
+}
+
+void rpc_server_set_serving(struct rpc_server *s, bool serving)
+{
+    atomic_store(&s->serving, serving);
+}
+
+bool rpc_server_stopping(const struct rpc_server *s)
+{
+    return atomic_load(&s->stopping);
+}
+
+/* Drains a completion queue nobody polls, after grpc_completion_queue_shutdown;
+ * frees the request contexts of a server whose pollers never started. */
+static void drain_cq(grpc_completion_queue *cq)
+{
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return;
+        struct tag *t = ev.tag;
+        if (ev.type == GRPC_OP_COMPLETE && t != NULL && t->kind == TAG_NEW && t->call != NULL)
+            call_free(t->call);
+    }
+}
+
+void rpc_server_shutdown(struct rpc_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->started) {
+        /* guide §2, steps 1-3 */
+        atomic_store(&s->stopping, true);
+        atomic_store(&s->serving, false);
+        static struct tag shutdown_tag = {TAG_FINAL, NULL};
+        grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, &shutdown_tag);
+        gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                          gpr_time_from_millis(s->grace_ms, GPR_TIMESPAN));
+        if (s->pollers_started == 0) {
+            /* half-started: nothing polls s->cq, so pending requests never end */
+            grpc_server_cancel_all_calls(s->srv);
+        }
+        grpc_event ev = grpc_completion_queue_next(s->shutdown_cq, grace, NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            atomic_store(&s->cancelled_all, true);
+            grpc_server_cancel_all_calls(s->srv);
+            grpc_completion_queue_next(s->shutdown_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        }
+        /* step 4: every context of ours is gone (needs the pollers running) */
+        pthread_mutex_lock(&s->mu);
+        if (s->pollers_started > 0)
+            while (s->live > 0)
+                pthread_cond_wait(&s->idle_cv, &s->mu);
+        s->quit = true;
+        pthread_cond_broadcast(&s->work_cv);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < s->workers_started; i++)
+            pthread_join(s->threads[s->n_pollers + i], NULL);
+        /* steps 5-6 */
+        grpc_server_destroy(s->srv);
+        grpc_completion_queue_shutdown(s->cq);
+        grpc_completion_queue_shutdown(s->shutdown_cq);
+        for (int i = 0; i < s->pollers_started; i++)
+            pthread_join(s->threads[i], NULL);
+        if (s->pollers_started == 0)
+            drain_cq(s->cq);
+        drain_cq(s->shutdown_cq);
+        grpc_completion_queue_destroy(s->cq);
+        grpc_completion_queue_destroy(s->shutdown_cq);
+    }
+    for (int i = 0; i < s->n_methods; i++)
+        free(s->methods[i].path);
+    free(s->methods);
+    free(s->threads);
+    free(s->addr);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->idle_cv);
+    free(s);
+    grpc_shutdown(); /* step 7 */
+}
+
+/* ------------------------------------------------------------ public: calls */
+
+const char *rpc_call_method(const struct rpc_call *c)
+{
+    return c->m != NULL ? c->m->path : "";
+}
+
+struct rpc_server *rpc_call_server(const struct rpc_call *c)
+{
+    return c->srv;
+}
+
+long rpc_call_metadata(const struct rpc_call *c, const char *key, char *buf, size_t buflen)
+{
+    for (size_t i = 0; i < c->md.count; i++) {
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, key) != 0)
+            continue;
+        grpc_slice v = c->md.metadata[i].value;
+        size_t len = GRPC_SLICE_LENGTH(v);
+        if (buf != NULL && buflen > 0) {
+            size_t n = len < buflen - 1 ? len : buflen - 1;
+            memcpy(buf, GRPC_SLICE_START_PTR(v), n);
+            buf[n] = '\0';
+        }
+        return (long)len;
+    }
+    return -1;
+}
+
+int64_t rpc_call_deadline_ms(const struct rpc_call *c)
+{
+    return rpc_deadline_from_ts(c->m != NULL ? c->deadline : c->details.deadline);
+}
+
+const uint8_t *rpc_call_request_bytes(struct rpc_call *c, size_t *len)
+{
+    static const uint8_t empty[1];
+    if (c->payload == NULL) {
+        *len = 0;
+        return empty;
+    }
+    if (!c->have_flat) {
+        grpc_byte_buffer_reader r;
+        if (!grpc_byte_buffer_reader_init(&r, c->payload)) {
+            *len = 0;
+            return empty;
+        }
+        c->req_flat = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+        c->have_flat = true;
+    }
+    *len = GRPC_SLICE_LENGTH(c->req_flat);
+    return GRPC_SLICE_START_PTR(c->req_flat);
+}
+
+const char *rpc_call_peer(struct rpc_call *c)
+{
+    if (c->peer == NULL)
+        c->peer = grpc_call_get_peer(c->call);
+    return c->peer != NULL ? c->peer : "";
+}
+
+/* Replaces the unary reply; oversized replies turn the call into RESOURCE_EXHAUSTED. */
+static int set_reply(struct rpc_call *c, grpc_byte_buffer *bb, size_t len)
+{
+    if (c->reply != NULL) {
+        grpc_byte_buffer_destroy(c->reply);
+        c->reply = NULL;
+    }
+    if (len > c->srv->max_msg) {
+        if (bb != NULL)
+            grpc_byte_buffer_destroy(bb);
+        char m[128];
+        snprintf(m, sizeof m, "response of %zu bytes exceeds the max message size of %zu", len,
+                 c->srv->max_msg);
+        rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", m);
+        c->forced = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        return -1;
+    }
+    if (bb == NULL) {
+        c->forced = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return -1;
+    }
+    c->reply = bb;
+    return 0;
+}
+
+int rpc_call_reply(struct rpc_call *c, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    return set_reply(c, len > c->srv->max_msg ? NULL : rpc_pb_to_bb(msg), len);
+}
+
+int rpc_call_reply_bytes(struct rpc_call *c, const void *data, size_t len)
+{
+    grpc_byte_buffer *bb = NULL;
+    if (len <= c->srv->max_msg) {
+        grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+        bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+    }
+    return set_reply(c, bb, len);
+}
+
+grpc_status_code rpc_call_error(struct rpc_call *c, grpc_status_code code, const char *fmt, ...)
+{
+    if (c->forced != GRPC_STATUS_OK)
+        return code; /* keep the message that explains the forced code */
+    char *m = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&m, fmt, ap) < 0)
+        m = NULL;
+    va_end(ap);
+    free(c->msg);
+    c->msg = m;
+    return code;
+}
+
+int rpc_call_add_trailer(struct rpc_call *c, const char *key, const char *value)
+{
+    if (c->n_trailers == MAX_TRAILERS)
+        return -1;
+    grpc_metadata *md = &c->trailers[c->n_trailers++];
+    memset(md, 0, sizeof *md);
+    md->key = grpc_slice_from_copied_string(key);
+    md->value = grpc_slice_from_copied_string(value);
+    return 0;
+}
+
+int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
+{
+    struct rpc_call *c = st->call;
+    if (c->broken || c->forced != GRPC_STATUS_OK)
+        return -1;
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len > c->srv->max_msg) {
+        set_reply(c, NULL, len); /* forces RESOURCE_EXHAUSTED with a message */
+        return -1;
+    }
+    grpc_byte_buffer *bb = rpc_pb_to_bb(msg);
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->sent_initial) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = bb;
+    c->send_done = false;
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) != GRPC_CALL_OK) {
+        grpc_byte_buffer_destroy(bb);
+        c->broken = true;
+        return -1;
+    }
+    c->sent_initial = true;
+    pthread_mutex_lock(&c->mu);
+    while (!c->send_done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    bool ok = c->send_ok;
+    pthread_mutex_unlock(&c->mu);
+    grpc_byte_buffer_destroy(bb);
+    if (!ok)
+        c->broken = true;
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,621 @@
+/*
+ * test_rpc.c — CUnit tests of common/rpc against real servers on loopback.
+ *
+ * Two servers (A and B) run for the whole suite with test handlers under the
+ * made-up service "test.Echo", speaking vecshard.v1.Point so no test-only
+ * proto is needed: Echo (reply = request, plus metadata and trailers), Slow
+ * (sleeps request.id ms), Big (replies request.id payload bytes), Deadline
+ * (reports the remaining ms), Fail (error with trailer) and Stream (request.id
+ * messages). Server A also serves vecshard.v1.ShardNode/NodeStatus for the
+ * Python interoperability check. Server A has a 1 MiB message limit.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+
+#include "common/rpc/rpc.h"
+#include "proto/grpc_health/v1/health.pb-c.h"
+#include "proto/vecshard/v1/common.pb-c.h"
+#include "proto/vecshard/v1/shard_node.pb-c.h"
+
+#define SMALL_MAX (1u << 20)
+
+static struct rpc_server *srv_a, *srv_b;
+static int port_a, port_b;
+static struct rpc_client *client;
+static char addr_a[64], addr_b[64];
+
+static const ProtobufCMessageDescriptor *point_desc = &vecshard__v1__point__descriptor;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------ test handlers */
+
+static grpc_status_code h_echo(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)user;
+    Vecshard__V1__Point p = *(const Vecshard__V1__Point *)req;
+    char v[64];
+    if (rpc_call_metadata(c, "x-echo", v, sizeof v) >= 0) {
+        p.payload.data = (uint8_t *)v;
+        p.payload.len = strlen(v);
+    }
+    rpc_call_add_trailer(c, "x-served-by", "echo");
+    rpc_call_reply(c, &p.base);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_slow(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)user;
+    const Vecshard__V1__Point *p = (const void *)req;
+    sleep_ms((int)p->id);
+    rpc_call_reply(c, req);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_big(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)user;
+    const Vecshard__V1__Point *p = (const void *)req;
+    Vecshard__V1__Point out = VECSHARD__V1__POINT__INIT;
+    out.payload.len = p->id;
+    out.payload.data = calloc(1, p->id + 1);
+    rpc_call_reply(c, &out.base);
+    free(out.payload.data);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_deadline(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)req;
+    (void)user;
+    Vecshard__V1__Point out = VECSHARD__V1__POINT__INIT;
+    int64_t d = rpc_call_deadline_ms(c);
+    out.id = d == 0 ? UINT64_MAX : (uint64_t)(d - rpc_now_ms());
+    rpc_call_reply(c, &out.base);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_fail(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)req;
+    (void)user;
+    rpc_call_add_trailer(c, "vs-epoch", "7");
+    return rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION, "stale epoch %d, current %d", 5, 7);
+}
+
+static atomic_int stream_sent, stream_broken;
+
+static grpc_status_code h_stream(struct rpc_call *c, const ProtobufCMessage *req,
+                                 struct rpc_stream *st, void *user)
+{
+    (void)c;
+    (void)user;
+    const Vecshard__V1__Point *p = (const void *)req;
+    float vec[16] = {0};
+    for (uint64_t i = 0; i < p->id; i++) {
+        Vecshard__V1__Point out = VECSHARD__V1__POINT__INIT;
+        out.id = i;
+        vec[0] = (float)i;
+        out.vector = vec;
+        out.n_vector = 16;
+        if (rpc_stream_send(st, &out.base) != 0) {
+            atomic_fetch_add(&stream_broken, 1);
+            return GRPC_STATUS_CANCELLED;
+        }
+        atomic_fetch_add(&stream_sent, 1);
+    }
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_node_status(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)req;
+    (void)user;
+    char auth[64] = "";
+    rpc_call_metadata(c, "authorization", auth, sizeof auth);
+    Vecshard__V1__NodeStatusResponse r = VECSHARD__V1__NODE_STATUS_RESPONSE__INIT;
+    r.node_id = "test-node";
+    r.addr = auth;
+    r.replicas = 3;
+    rpc_call_reply(c, &r.base);
+    return GRPC_STATUS_OK;
+}
+
+/* Starts a server with every test handler; returns it and its port. */
+static struct rpc_server *start_test_server(size_t max_msg, int *port)
+{
+    char err[256];
+    struct rpc_server_config cfg = {.addr = "127.0.0.1:0", .pollers = 2, .workers = 6,
+                                    .max_msg_bytes = max_msg, .shutdown_grace_ms = 500};
+    struct rpc_server *s = rpc_server_create(&cfg, err, sizeof err);
+    if (s == NULL)
+        return NULL;
+    rpc_server_add_unary(s, "/test.Echo/Echo", point_desc, h_echo, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/Slow", point_desc, h_slow, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/Big", point_desc, h_big, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/Deadline", NULL, h_deadline, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/Fail", NULL, h_fail, NULL, RPC_INLINE);
+    rpc_server_add_stream(s, "/test.Echo/Stream", point_desc, h_stream, NULL, 0);
+    rpc_server_add_unary(s, "/vecshard.v1.ShardNode/NodeStatus",
+                         &vecshard__v1__node_status_request__descriptor, h_node_status, NULL, 0);
+    *port = rpc_server_start(s, err, sizeof err);
+    if (*port <= 0) {
+        fprintf(stderr, "start: %s\n", err);
+        rpc_server_shutdown(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int suite_init(void)
+{
+    srv_a = start_test_server(SMALL_MAX, &port_a);
+    srv_b = start_test_server(0, &port_b);
+    client = rpc_client_create(NULL);
+    snprintf(addr_a, sizeof addr_a, "127.0.0.1:%d", port_a);
+    snprintf(addr_b, sizeof addr_b, "127.0.0.1:%d", port_b);
+    return srv_a && srv_b && client ? 0 : -1;
+}
+
+static int suite_clean(void)
+{
+    rpc_client_destroy(client);
+    rpc_server_shutdown(srv_a);
+    rpc_server_shutdown(srv_b);
+    return 0;
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_unary_round_trip(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    CU_ASSERT_PTR_EQUAL(ch, rpc_client_channel(client, addr_a)); /* pooled */
+    float vec[3] = {1.5f, -2.0f, 3.25f};
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    p.id = 42;
+    p.vector = vec;
+    p.n_vector = 3;
+    struct rpc_md md[] = {{"x-echo", "hello"}};
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(2000), .md = md, .n_md = 1};
+    struct rpc_status st;
+    ProtobufCMessage *resp = NULL;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Echo", &p.base, point_desc, &resp, &o, &st),
+                    GRPC_STATUS_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(resp);
+    const Vecshard__V1__Point *r = (const void *)resp;
+    CU_ASSERT_EQUAL(r->id, 42);
+    CU_ASSERT_EQUAL(r->n_vector, 3);
+    CU_ASSERT(r->n_vector == 3 && memcmp(r->vector, vec, sizeof vec) == 0);
+    CU_ASSERT(r->payload.len == 5 && memcmp(r->payload.data, "hello", 5) == 0);
+    CU_ASSERT_STRING_EQUAL(rpc_status_trailer(&st, "x-served-by"), "echo");
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void test_error_details_and_trailer(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    struct rpc_status st;
+    ProtobufCMessage *resp = (ProtobufCMessage *)&p;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Fail", &p.base, point_desc, &resp, NULL, &st),
+                    GRPC_STATUS_FAILED_PRECONDITION);
+    CU_ASSERT_PTR_NULL(resp);
+    CU_ASSERT_STRING_EQUAL(st.details, "stale epoch 5, current 7");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rpc_status_trailer(&st, "vs-epoch"));
+    CU_ASSERT_STRING_EQUAL(rpc_status_trailer(&st, "vs-epoch"), "7");
+    CU_ASSERT_STRING_EQUAL(rpc_status_name(st.code), "FAILED_PRECONDITION");
+    CU_ASSERT_STRING_EQUAL(rpc_status_name(GRPC_STATUS_OK), "OK");
+    CU_ASSERT_STRING_EQUAL(rpc_status_name((grpc_status_code)99), "UNKNOWN_CODE");
+}
+
+static void test_unknown_method(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    struct rpc_status st;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(5000)};
+    int64_t t0 = rpc_now_ms();
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Nope", &p.base, point_desc, NULL, &o, &st),
+                    GRPC_STATUS_UNIMPLEMENTED);
+    CU_ASSERT(rpc_now_ms() - t0 < 1000); /* answered, not left to the deadline */
+    CU_ASSERT(strstr(st.details, "/test.Echo/Nope") != NULL);
+}
+
+static void test_deadline_exceeded(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    p.id = 1000; /* the handler sleeps 1 s */
+    struct rpc_status st;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(100)};
+    int64_t t0 = rpc_now_ms();
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Slow", &p.base, point_desc, NULL, &o, &st),
+                    GRPC_STATUS_DEADLINE_EXCEEDED);
+    int64_t took = rpc_now_ms() - t0;
+    CU_ASSERT(took >= 90 && took < 800);
+}
+
+static void test_deadline_visible_to_handler(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    ProtobufCMessage *resp = NULL;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(3000)};
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Deadline", &p.base, point_desc, &resp, &o, NULL),
+                    GRPC_STATUS_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(resp);
+    uint64_t left = ((Vecshard__V1__Point *)resp)->id;
+    CU_ASSERT(left > 2000 && left <= 3000);
+    protobuf_c_message_free_unpacked(resp, NULL);
+
+    resp = NULL;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Deadline", &p.base, point_desc, &resp, NULL, NULL),
+                    GRPC_STATUS_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(resp);
+    CU_ASSERT_EQUAL(((Vecshard__V1__Point *)resp)->id, UINT64_MAX); /* no deadline */
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void test_oversized(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    size_t big = 2u << 20;
+    p.payload.data = calloc(1, big);
+    p.payload.len = big;
+    struct rpc_status st;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(5000)};
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Echo", &p.base, point_desc, NULL, &o, &st),
+                    GRPC_STATUS_RESOURCE_EXHAUSTED);
+    free(p.payload.data);
+
+    /* a reply over the server's limit */
+    Vecshard__V1__Point q = VECSHARD__V1__POINT__INIT;
+    q.id = big;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Big", &q.base, point_desc, NULL, &o, &st),
+                    GRPC_STATUS_RESOURCE_EXHAUSTED);
+    CU_ASSERT(strstr(st.details, "max message size") != NULL);
+
+    /* just under the limit still works */
+    q.id = SMALL_MAX - 64;
+    ProtobufCMessage *resp = NULL;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Big", &q.base, point_desc, &resp, &o, &st),
+                    GRPC_STATUS_OK);
+    CU_ASSERT(resp != NULL && ((Vecshard__V1__Point *)resp)->payload.len == SMALL_MAX - 64);
+    if (resp != NULL)
+        protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+static void test_stream_complete_in_order(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    p.id = 2000;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(10000)};
+    struct rpc_client_stream *s =
+        rpc_client_stream_open(ch, "/test.Echo/Stream", &p.base, point_desc, &o);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    ProtobufCMessage *m;
+    uint64_t n = 0;
+    bool in_order = true;
+    while (rpc_client_stream_next(s, &m) == 1) {
+        const Vecshard__V1__Point *q = (const void *)m;
+        in_order &= q->id == n && q->n_vector == 16 && q->vector[0] == (float)n;
+        n++;
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    struct rpc_status st;
+    CU_ASSERT_EQUAL(rpc_client_stream_close(s, &st), GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(n, 2000);
+    CU_ASSERT(in_order);
+}
+
+static void test_stream_cancel(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    p.id = 1000000; /* far more than flow control lets through */
+    atomic_store(&stream_broken, 0);
+    struct rpc_client_stream *s =
+        rpc_client_stream_open(ch, "/test.Echo/Stream", &p.base, point_desc, NULL);
+    ProtobufCMessage *m;
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(rpc_client_stream_next(s, &m), 1);
+        if (m != NULL)
+            protobuf_c_message_free_unpacked(m, NULL);
+    }
+    struct rpc_status st;
+    CU_ASSERT_EQUAL(rpc_client_stream_close(s, &st), GRPC_STATUS_CANCELLED);
+    /* the server's handler notices and returns */
+    for (int i = 0; i < 200 && atomic_load(&stream_broken) == 0; i++)
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&stream_broken), 1);
+}
+
+static void test_stream_unknown_peer(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, "127.0.0.1:1");
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(2000)};
+    struct rpc_client_stream *s =
+        rpc_client_stream_open(ch, "/test.Echo/Stream", &p.base, point_desc, &o);
+    ProtobufCMessage *m;
+    CU_ASSERT_EQUAL(rpc_client_stream_next(s, &m), 0);
+    CU_ASSERT_EQUAL(rpc_client_stream_close(s, NULL), GRPC_STATUS_UNAVAILABLE);
+}
+
+static void test_fanout_two_servers(void)
+{
+    struct rpc_channel *ch[2] = {rpc_client_channel(client, addr_a),
+                                 rpc_client_channel(client, addr_b)};
+    struct rpc_fanout *fo = rpc_fanout_create();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fo);
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(5000)};
+    for (int i = 0; i < 20; i++) {
+        Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+        p.id = (uint64_t)(i % 5) * 10; /* Slow sleeps 0-40 ms */
+        float v = (float)i;
+        p.vector = &v;
+        p.n_vector = 1;
+        CU_ASSERT_EQUAL(rpc_fanout_start(fo, ch[i % 2], "/test.Echo/Slow", &p.base, point_desc, &o),
+                        i);
+    }
+    int64_t t0 = rpc_now_ms();
+    CU_ASSERT_EQUAL(rpc_fanout_wait(fo, o.deadline_ms), 20);
+    CU_ASSERT(rpc_now_ms() - t0 < 1000); /* concurrent: ~40 ms of sleeping each, not 20 x */
+    CU_ASSERT_EQUAL(rpc_fanout_count(fo), 20);
+    for (int i = 0; i < 20; i++) {
+        const Vecshard__V1__Point *r = (const void *)rpc_fanout_response(fo, i);
+        CU_ASSERT(rpc_fanout_status(fo, i)->code == GRPC_STATUS_OK);
+        CU_ASSERT(r != NULL && r->n_vector == 1 && r->vector[0] == (float)i);
+    }
+    ProtobufCMessage *taken = rpc_fanout_take(fo, 3);
+    CU_ASSERT_PTR_NOT_NULL(taken);
+    CU_ASSERT_PTR_NULL(rpc_fanout_response(fo, 3));
+    protobuf_c_message_free_unpacked(taken, NULL);
+    rpc_fanout_destroy(fo);
+}
+
+static void test_fanout_deadline_and_next(void)
+{
+    struct rpc_channel *a = rpc_client_channel(client, addr_a);
+    struct rpc_channel *b = rpc_client_channel(client, addr_b);
+    struct rpc_fanout *fo = rpc_fanout_create();
+    Vecshard__V1__Point fast = VECSHARD__V1__POINT__INIT, slow = VECSHARD__V1__POINT__INIT;
+    slow.id = 2000;
+    rpc_fanout_start(fo, a, "/test.Echo/Slow", &slow.base, point_desc, NULL); /* no deadline */
+    rpc_fanout_start(fo, b, "/test.Echo/Echo", &fast.base, point_desc, NULL);
+    /* the fast one lands first and can be handled alone */
+    CU_ASSERT_EQUAL(rpc_fanout_next(fo, rpc_deadline_in(1000)), 1);
+    CU_ASSERT_EQUAL(rpc_fanout_status(fo, 0)->code, GRPC_STATUS__DO_NOT_USE);
+    CU_ASSERT_EQUAL(rpc_fanout_next(fo, rpc_deadline_in(50)), -2);
+    int64_t t0 = rpc_now_ms();
+    CU_ASSERT_EQUAL(rpc_fanout_wait(fo, rpc_deadline_in(100)), 1);
+    CU_ASSERT(rpc_now_ms() - t0 < 1000);
+    CU_ASSERT_EQUAL(rpc_fanout_status(fo, 0)->code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    CU_ASSERT_EQUAL(rpc_fanout_status(fo, 1)->code, GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(rpc_fanout_next(fo, 0), -1);
+    rpc_fanout_destroy(fo);
+
+    /* destroy with calls still running cancels them */
+    fo = rpc_fanout_create();
+    rpc_fanout_start(fo, a, "/test.Echo/Slow", &slow.base, point_desc, NULL);
+    rpc_fanout_destroy(fo);
+}
+
+/* Health/Check with service `svc`; returns the code, *status the reply. */
+static grpc_status_code health(const char *addr, const char *svc, int *status)
+{
+    Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    rq.service = (char *)svc;
+    ProtobufCMessage *resp = NULL;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(2000)};
+    grpc_status_code code =
+        rpc_unary(rpc_client_channel(client, addr), RPC_HEALTH_CHECK, &rq.base,
+                  &grpc__health__v1__health_check_response__descriptor, &resp, &o, NULL);
+    *status = resp ? (int)((Grpc__Health__V1__HealthCheckResponse *)resp)->status : -1;
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    return code;
+}
+
+static void test_health(void)
+{
+    int status;
+    CU_ASSERT_EQUAL(health(addr_a, "", &status), GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    CU_ASSERT_EQUAL(health(addr_a, "vecshard.v1.ShardNode", &status), GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(health(addr_a, "no.such.Service", &status), GRPC_STATUS_NOT_FOUND);
+    rpc_server_set_serving(srv_a, false);
+    CU_ASSERT_EQUAL(health(addr_a, "", &status), GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    rpc_server_set_serving(srv_a, true);
+    CU_ASSERT_EQUAL(health(addr_a, "", &status), GRPC_STATUS_OK);
+    CU_ASSERT_EQUAL(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+}
+
+static void test_port_in_use(void)
+{
+    char err[256] = "";
+    struct rpc_server_config cfg = {.addr = addr_a};
+    struct rpc_server *s = rpc_server_create(&cfg, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(rpc_server_start(s, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "cannot listen") != NULL);
+    rpc_server_shutdown(s);
+}
+
+/* Python grpcio client with the generated stubs (build/gen/python). */
+static void test_python_client(void)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CU_ASSERT_FATAL(n > 0);
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    const char *script = "tests/unit/rpc/health_check.py";
+    CU_ASSERT_FATAL(access(script, R_OK) == 0); /* run from the repository root */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "PYTHONPATH='%s/gen/python' /usr/bin/python3 %s %d", exe, script,
+             port_a);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* --- shutdown under load --- */
+
+struct hammer {
+    struct rpc_channel *ch;
+    atomic_bool *stop;
+    long ok, unavailable, cancelled, other;
+};
+
+static void *hammer_main(void *arg)
+{
+    struct hammer *h = arg;
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    int after_stop = 0;
+    while (after_stop < 20) {
+        if (atomic_load(h->stop))
+            after_stop++;
+        struct rpc_opts o = {.deadline_ms = rpc_deadline_in(5000)};
+        p.id = (uint64_t)(h->ok % 3); /* Slow: 0-2 ms of handler time */
+        struct rpc_status st;
+        ProtobufCMessage *resp = NULL;
+        switch (rpc_unary(h->ch, "/test.Echo/Slow", &p.base, point_desc, &resp, &o, &st)) {
+        case GRPC_STATUS_OK:
+            h->ok++;
+            break;
+        case GRPC_STATUS_UNAVAILABLE:
+            h->unavailable++;
+            break;
+        case GRPC_STATUS_CANCELLED:
+            h->cancelled++;
+            break;
+        default:
+            fprintf(stderr, "hammer: %s %s\n", rpc_status_name(st.code), st.details);
+            h->other++;
+        }
+        if (resp != NULL)
+            protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    return NULL;
+}
+
+static void test_shutdown_under_load(void)
+{
+    for (int round = 0; round < 3; round++) {
+        int port;
+        struct rpc_server *s = start_test_server(0, &port);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+        struct rpc_client *cl = rpc_client_create(NULL);
+        atomic_bool stop;
+        atomic_init(&stop, false);
+        struct hammer h[4];
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) {
+            h[i] = (struct hammer){.ch = rpc_client_channel(cl, addr), .stop = &stop};
+            pthread_create(&t[i], NULL, hammer_main, &h[i]);
+        }
+        /* one long stream in flight too, so the grace period and cancel_all run */
+        struct rpc_client_stream *cs = NULL;
+        if (round == 2) {
+            Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+            p.id = 100000000;
+            cs = rpc_client_stream_open(rpc_client_channel(cl, addr), "/test.Echo/Stream",
+                                        &p.base, point_desc, NULL);
+        }
+        sleep_ms(300);
+        int64_t t0 = rpc_now_ms();
+        rpc_server_shutdown(s);
+        int64_t took = rpc_now_ms() - t0;
+        atomic_store(&stop, true);
+        long ok = 0, other = 0, failed = 0;
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            ok += h[i].ok;
+            other += h[i].other;
+            failed += h[i].unavailable + h[i].cancelled;
+        }
+        if (cs != NULL) {
+            ProtobufCMessage *m;
+            while (rpc_client_stream_next(cs, &m) == 1)
+                protobuf_c_message_free_unpacked(m, NULL);
+            grpc_status_code code = rpc_client_stream_close(cs, NULL);
+            CU_ASSERT(code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_CANCELLED);
+        }
+        rpc_client_destroy(cl);
+        printf("\n    round %d: shutdown %lld ms, %ld ok, %ld unavailable/cancelled, %ld other",
+               round, (long long)took, ok, failed, other);
+        CU_ASSERT(ok > 50);
+        CU_ASSERT(failed >= 80); /* every thread saw the server go away */
+        CU_ASSERT_EQUAL(other, 0);
+        CU_ASSERT(took < 3000);
+    }
+}
+
+/* Sequential unary calls on loopback: reports the per-call cost. */
+static void test_loopback_overhead(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_b);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    float vec[128] = {0};
+    p.vector = vec;
+    p.n_vector = 128;
+    int n = 2000, fails = 0;
+    int64_t t0 = rpc_now_ms();
+    for (int i = 0; i < n; i++) {
+        ProtobufCMessage *resp = NULL;
+        fails += rpc_unary(ch, "/test.Echo/Echo", &p.base, point_desc, &resp, NULL, NULL) !=
+                 GRPC_STATUS_OK;
+        if (resp != NULL)
+            protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    int64_t ms = rpc_now_ms() - t0;
+    printf("\n    %d sequential unary calls (128-d point): %lld ms, %.1f us/call", n,
+           (long long)ms, 1000.0 * (double)ms / n);
+    CU_ASSERT_EQUAL(fails, 0);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("rpc", suite_init, suite_clean);
+    CU_add_test(s, "unary round trip, metadata, trailer", test_unary_round_trip);
+    CU_add_test(s, "error details and trailer", test_error_details_and_trailer);
+    CU_add_test(s, "unknown method -> UNIMPLEMENTED", test_unknown_method);
+    CU_add_test(s, "slow handler, short deadline -> DEADLINE_EXCEEDED", test_deadline_exceeded);
+    CU_add_test(s, "deadline visible to the handler", test_deadline_visible_to_handler);
+    CU_add_test(s, "oversized request/reply -> RESOURCE_EXHAUSTED", test_oversized);
+    CU_add_test(s, "server stream complete and in order", test_stream_complete_in_order);
+    CU_add_test(s, "client cancels a stream", test_stream_cancel);
+    CU_add_test(s, "stream to a dead peer -> UNAVAILABLE", test_stream_unknown_peer);
+    CU_add_test(s, "fan-out of 20 calls to 2 servers", test_fanout_two_servers);
+    CU_add_test(s, "fan-out next and deadline", test_fanout_deadline_and_next);
+    CU_add_test(s, "health check", test_health);
+    CU_add_test(s, "port in use fails", test_port_in_use);
+    CU_add_test(s, "python grpcio client", test_python_client);
+    CU_add_test(s, "shutdown under load", test_shutdown_under_load);
+    CU_add_test(s, "loopback overhead", test_loopback_overhead);
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return failed == 0 ? 0 : 1;
+}

@@ -109,10 +109,12 @@ BINS := $(BIN_BENCH)
 
 # The peer benchmark: hnswlib (header-only, Debian libhnswlib-dev) behind the
 # same command line and JSON as vecshard-bench. Built with -march=native as
-# hnswlib's users do; it shares only the data-set reader with vecshard-bench.
+# hnswlib's users do; it shares the flags, data handling and measuring loop
+# (tools/bench/dataset, bench_args, bench_report) with vecshard-bench, not the engine.
 BIN_PEER := $(BUILD)/vecshard-bench-hnswlib
-$(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(BUILD)/obj/tools/bench/bench_args.o $(LIB_HNSW) $(LIB_UTIL)
-	$(CXX) -std=c++17 -O3 -march=native -g -pthread -I. -Wall -Wno-unused-parameter -o $@ $^ -lm
+$(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(BUILD)/obj/tools/bench/bench_args.o \
+            $(BUILD)/obj/tools/bench/bench_report.o $(LIB_UTIL) $(wildcard tools/bench/*.h)
+	$(CXX) -std=c++17 -O3 -march=native -g -pthread -I. -Wall -Wno-unused-parameter -o $@ $(filter-out %.h,$^) -lm
 
 all: $(BINS)
 .DEFAULT_GOAL := all

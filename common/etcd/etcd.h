@@ -233,12 +233,13 @@ typedef struct etcd_lease_keeper etcd_lease_keeper;
 typedef void (*etcd_lease_lost_fn)(void *arg, int64_t lease, etcd_status why);
 
 /*
- * Starts a thread sending a keep-alive every ttl/3 seconds (retrying faster
- * after failures). Caller owns *out and must call etcd_lease_keeper_stop.
+ * Starts a thread sending a keep-alive every ttl/3 seconds (retrying every
+ * 500 ms after failures). Each keep-alive is bounded by the client timeout,
+ * so keep that well below the TTL or the loss is reported late. Caller owns *out and must call etcd_lease_keeper_stop.
  */
 etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
-                                    etcd_lease_lost_fn on_lost, void *arg,
-                                    etcd_lease_keeper **out, etcd_err *err);
+                                    etcd_lease_lost_fn on_lost, void *arg, etcd_lease_keeper **out,
+                                    etcd_err *err);
 
 /* Stops the keeper (does not revoke the lease), joins and frees it. */
 void etcd_lease_keeper_stop(etcd_lease_keeper *k);
@@ -361,8 +362,7 @@ etcd_status etcd_campaign(etcd_client *c, const char *name, const void *value, s
 etcd_status etcd_resign(etcd_client *c, const etcd_leader *l, etcd_err *err);
 
 /* Current leader's pair (value = its campaign value); ETCD_ENOTFOUND if none. */
-etcd_status etcd_election_leader(etcd_client *c, const char *name, etcd_kv *out,
-                                 etcd_err *err);
+etcd_status etcd_election_leader(etcd_client *c, const char *name, etcd_kv *out, etcd_err *err);
 
 /* A new leader (kv of its key). Memory is the library's, valid during the call. */
 typedef void (*etcd_observe_fn)(void *arg, const etcd_kv *leader);

@@ -86,8 +86,8 @@ etcd_status etcd_base64_decode(const char *src, size_t len, char **out, size_t *
             q[k] = b64_digit(ch);
             if (q[k] < 0) goto fail;
         }
-        uint32_t v = (uint32_t)q[0] << 18 | (uint32_t)q[1] << 12 | (uint32_t)q[2] << 6 |
-                     (uint32_t)q[3];
+        uint32_t v =
+            (uint32_t)q[0] << 18 | (uint32_t)q[1] << 12 | (uint32_t)q[2] << 6 | (uint32_t)q[3];
         d[o++] = (char)(v >> 16);
         if (o < n) d[o++] = (char)(v >> 8);
         if (o < n) d[o++] = (char)v;
@@ -241,8 +241,7 @@ fail:
 }
 
 /* Fills *out from header + array_name[] + count + more. */
-etcd_status etcd_kvs_from_json(const cJSON *j, const char *array_name, etcd_kvs *out,
-                               etcd_err *err)
+etcd_status etcd_kvs_from_json(const cJSON *j, const char *array_name, etcd_kvs *out, etcd_err *err)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, array_name);
     const cJSON *it;

@@ -86,8 +86,8 @@ fail:
 etcd_status etcd_campaign(etcd_client *c, const char *name, const void *value, size_t value_len,
                           int64_t lease, etcd_cancel *cancel, etcd_leader *out, etcd_err *err)
 {
-    struct etcd_xfer x = {.path = "/v3/election/campaign", .should_stop = cancel_fired,
-                          .arg = cancel};
+    struct etcd_xfer x = {
+        .path = "/v3/election/campaign", .should_stop = cancel_fired, .arg = cancel};
     struct etcd_buf buf = {0};
     cJSON *body = cJSON_CreateObject(), *reply = NULL;
     char *text = NULL;
@@ -214,8 +214,8 @@ static int observe_line(void *arg, const char *line, size_t len)
                          : etcd_fail(&o->stream_err, ETCD_EPROTO, "observe: bad line");
         goto done;
     }
-    o->stream_st = etcd_kv_from_json(cJSON_GetObjectItemCaseSensitive(res, "kv"), &kv,
-                                     &o->stream_err);
+    o->stream_st =
+        etcd_kv_from_json(cJSON_GetObjectItemCaseSensitive(res, "kv"), &kv, &o->stream_err);
     if (o->stream_st) goto done;
     stop = 0;
     if (!o->last_key || strcmp(o->last_key, kv.key) || o->last_mod != kv.mod_revision) {

@@ -65,15 +65,24 @@ etcd_status etcd_fail(etcd_err *err, etcd_status st, const char *fmt, ...)
 const char *etcd_status_str(etcd_status st)
 {
     switch (st) {
-    case ETCD_OK: return "ETCD_OK";
-    case ETCD_EUNAVAILABLE: return "ETCD_EUNAVAILABLE";
-    case ETCD_ENOTFOUND: return "ETCD_ENOTFOUND";
-    case ETCD_ELEASE: return "ETCD_ELEASE";
-    case ETCD_ECOMPACTED: return "ETCD_ECOMPACTED";
-    case ETCD_EPROTO: return "ETCD_EPROTO";
-    case ETCD_EINVAL: return "ETCD_EINVAL";
-    case ETCD_ENOMEM: return "ETCD_ENOMEM";
-    case ETCD_ECANCELED: return "ETCD_ECANCELED";
+    case ETCD_OK:
+        return "ETCD_OK";
+    case ETCD_EUNAVAILABLE:
+        return "ETCD_EUNAVAILABLE";
+    case ETCD_ENOTFOUND:
+        return "ETCD_ENOTFOUND";
+    case ETCD_ELEASE:
+        return "ETCD_ELEASE";
+    case ETCD_ECOMPACTED:
+        return "ETCD_ECOMPACTED";
+    case ETCD_EPROTO:
+        return "ETCD_EPROTO";
+    case ETCD_EINVAL:
+        return "ETCD_EINVAL";
+    case ETCD_ENOMEM:
+        return "ETCD_ENOMEM";
+    case ETCD_ECANCELED:
+        return "ETCD_ECANCELED";
     }
     return "ETCD_E?";
 }
@@ -173,7 +182,8 @@ static etcd_status parse_endpoints(etcd_client *c, const char *list, etcd_err *e
         char **grown;
 
         p = q ? q + 1 : p + len;
-        while (len && (*s == ' ' || *s == '\t')) s++, len--;
+        while (len && (*s == ' ' || *s == '\t'))
+            s++, len--;
         while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '/'))
             len--;
         if (!len) continue;
@@ -240,9 +250,9 @@ struct xfer_ctx {
     struct etcd_buf line; /* partial line of a stream */
     int64_t last_rx_ms;
     bool http_checked;
-    bool stream; /* HTTP 200 and on_line set: deliver lines */
-    bool line_stop;  /* on_line asked to end */
-    bool stopped;    /* should_stop fired */
+    bool stream;    /* HTTP 200 and on_line set: deliver lines */
+    bool line_stop; /* on_line asked to end */
+    bool stopped;   /* should_stop fired */
     bool oom;
 };
 
@@ -447,15 +457,24 @@ etcd_status etcd_error_status(long http, const cJSON *error, const char *what, e
     const char *m = cJSON_IsString(msg) ? msg->valuestring : "";
     etcd_status st = ETCD_EPROTO;
 
-    if (!cJSON_GetObjectItemCaseSensitive(error, "code") ||
-        !etcd_json_i64(error, "code", &code))
+    if (!cJSON_GetObjectItemCaseSensitive(error, "code") || !etcd_json_i64(error, "code", &code))
         etcd_json_i64(error, "grpc_code", &code); /* stream errors use grpc_code */
     switch (code) {
-    case 3: st = ETCD_EINVAL; break;                                     /* INVALID_ARGUMENT */
-    case 4: case 14: st = ETCD_EUNAVAILABLE; break;                      /* DEADLINE, UNAVAILABLE */
-    case 5: st = strstr(m, "lease") ? ETCD_ELEASE : ETCD_ENOTFOUND; break; /* NOT_FOUND */
-    case 11: st = ETCD_ECOMPACTED; break;                                /* OUT_OF_RANGE */
-    default: break;
+    case 3:
+        st = ETCD_EINVAL;
+        break; /* INVALID_ARGUMENT */
+    case 4:
+    case 14:
+        st = ETCD_EUNAVAILABLE;
+        break; /* DEADLINE, UNAVAILABLE */
+    case 5:
+        st = strstr(m, "lease") ? ETCD_ELEASE : ETCD_ENOTFOUND;
+        break; /* NOT_FOUND */
+    case 11:
+        st = ETCD_ECOMPACTED;
+        break; /* OUT_OF_RANGE */
+    default:
+        break;
     }
     if (strstr(m, "compacted")) st = ETCD_ECOMPACTED;
     return etcd_fail(err, st, "%s: HTTP %ld, etcd code %lld: %s", what, http, (long long)code,

@@ -61,13 +61,13 @@ typedef bool (*etcd_stop_fn)(void *arg);
 
 /* One POST, described for etcd_xfer_run. Pointers are borrowed. */
 struct etcd_xfer {
-    const char *path;       /* "/v3/kv/put" */
-    const char *body;       /* JSON text */
-    long timeout_ms;        /* whole transfer incl. failover; 0 = none */
-    long idle_timeout_ms;   /* no byte for this long ends it; 0 = never */
-    etcd_line_fn on_line;   /* NULL: the body is collected into *out */
+    const char *path;         /* "/v3/kv/put" */
+    const char *body;         /* JSON text */
+    long timeout_ms;          /* whole transfer incl. failover; 0 = none */
+    long idle_timeout_ms;     /* no byte for this long ends it; 0 = never */
+    etcd_line_fn on_line;     /* NULL: the body is collected into *out */
     etcd_stop_fn should_stop; /* optional */
-    void *arg;              /* for on_line and should_stop */
+    void *arg;                /* for on_line and should_stop */
 };
 
 /*

@@ -115,8 +115,12 @@ fail:
 etcd_status etcd_put(etcd_client *c, const char *key, const void *value, size_t value_len,
                      int64_t lease, etcd_kv *prev, int64_t *revision, etcd_err *err)
 {
-    etcd_op op = {.type = ETCD_OP_PUT, .key = key, .value = value, .value_len = value_len,
-                  .lease = lease, .prev_kv = prev != NULL};
+    etcd_op op = {.type = ETCD_OP_PUT,
+                  .key = key,
+                  .value = value,
+                  .value_len = value_len,
+                  .lease = lease,
+                  .prev_kv = prev != NULL};
     etcd_op_result r;
     etcd_status st;
 
@@ -265,8 +269,8 @@ static etcd_status txn_results(const cJSON *reply, const etcd_op *ops, size_t n,
     const cJSON *it;
 
     if (cJSON_GetArraySize(arr) != (int)n)
-        return etcd_fail(err, ETCD_EPROTO, "txn: %d responses for %zu ops",
-                         cJSON_GetArraySize(arr), n);
+        return etcd_fail(err, ETCD_EPROTO, "txn: %d responses for %zu ops", cJSON_GetArraySize(arr),
+                         n);
     if (n == 0) return ETCD_OK;
     out->results = calloc(n, sizeof *out->results);
     if (!out->results) return etcd_fail(err, ETCD_ENOMEM, "out of memory");
@@ -274,8 +278,8 @@ static etcd_status txn_results(const cJSON *reply, const etcd_op *ops, size_t n,
     {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, wrap[ops[i].type]);
         etcd_status st;
-        if (!r) return etcd_fail(err, ETCD_EPROTO, "txn: response %zu lacks %s", i,
-                                 wrap[ops[i].type]);
+        if (!r)
+            return etcd_fail(err, ETCD_EPROTO, "txn: response %zu lacks %s", i, wrap[ops[i].type]);
         st = op_result_from_json(ops[i].type, r, &out->results[i], err);
         if (st) return st;
         out->n = ++i;
@@ -306,8 +310,7 @@ etcd_status etcd_txn(etcd_client *c, const etcd_cmp *cmps, size_t n_cmps, const 
         }
         for (size_t i = 0; i < n_cmps; i++) {
             cJSON *o;
-            if (!cmps[i].key || cmps[i].target > ETCD_CMP_VALUE ||
-                cmps[i].result > ETCD_CMP_LESS) {
+            if (!cmps[i].key || cmps[i].target > ETCD_CMP_VALUE || cmps[i].result > ETCD_CMP_LESS) {
                 st = etcd_fail(err, ETCD_EINVAL, "compare %zu: bad key, target or result", i);
                 goto fail;
             }

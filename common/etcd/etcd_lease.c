@@ -197,8 +197,8 @@ static void *keeper_main(void *arg)
 
 /* Starts a keeper; see etcd.h. */
 etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
-                                    etcd_lease_lost_fn on_lost, void *arg,
-                                    etcd_lease_keeper **out, etcd_err *err)
+                                    etcd_lease_lost_fn on_lost, void *arg, etcd_lease_keeper **out,
+                                    etcd_err *err)
 {
     struct etcd_lease_keeper *k;
     pthread_condattr_t ca;

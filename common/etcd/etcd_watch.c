@@ -76,7 +76,7 @@ static etcd_status event_from_json(const cJSON *j, etcd_event *ev, etcd_err *err
     memset(ev, 0, sizeof *ev);
     /* PUT is the zero value, so it is omitted. */
     ev->type = cJSON_IsString(type) && !strcmp(type->valuestring, "DELETE") ? ETCD_EVENT_DELETE
-                                                                             : ETCD_EVENT_PUT;
+                                                                            : ETCD_EVENT_PUT;
     st = etcd_kv_from_json(cJSON_GetObjectItemCaseSensitive(j, "kv"), &ev->kv, err);
     if (st) return st;
     if (prev) {
@@ -275,8 +275,10 @@ static void *watch_main(void *arg)
             cJSON_Delete(e);
         } else if (st == ETCD_OK) {
             st = w->stream_st ? w->stream_st : ETCD_EUNAVAILABLE;
-            if (w->stream_st) memcpy(&err, &w->stream_err, sizeof err);
-            else etcd_fail(&err, st, "watch: stream ended");
+            if (w->stream_st)
+                memcpy(&err, &w->stream_err, sizeof err);
+            else
+                etcd_fail(&err, st, "watch: stream ended");
         }
         etcd_buf_free(&buf);
         if (st == ETCD_ECOMPACTED && w->need_relist) {

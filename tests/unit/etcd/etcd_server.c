@@ -202,11 +202,15 @@ static int spawn(struct etcd_server *s, char *msg, size_t msg_len)
     snprintf(curl_url, sizeof curl_url, "%s", s->url);
     snprintf(peer, sizeof peer, "http://127.0.0.1:%d", s->peer_port);
     snprintf(cluster, sizeof cluster, "n1=%s", peer);
-    char *argv[] = {(char *)bin, "--name", "n1", "--data-dir", data,
-                    "--listen-client-urls", curl_url, "--advertise-client-urls", curl_url,
-                    "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                    "--initial-cluster", cluster,
-                    "--experimental-watch-progress-notify-interval", "1s", NULL};
+    char *argv[] = {(char *)bin, "--name",
+                    "n1",        "--data-dir",
+                    data,        "--listen-client-urls",
+                    curl_url,    "--advertise-client-urls",
+                    curl_url,    "--listen-peer-urls",
+                    peer,        "--initial-advertise-peer-urls",
+                    peer,        "--initial-cluster",
+                    cluster,     "--experimental-watch-progress-notify-interval",
+                    "1s",        NULL};
 
     pid = fork();
     if (pid < 0) return fail(msg, msg_len, "fork: %s", strerror(errno));

@@ -16,11 +16,11 @@
 #include <sys/types.h>
 
 struct etcd_server {
-    pid_t pid;           /* 0 when not running */
+    pid_t pid; /* 0 when not running */
     int client_port;
     int peer_port;
-    char root[256];      /* temp dir: data/ and etcd.log */
-    char url[64];        /* "http://127.0.0.1:<client_port>" */
+    char root[256]; /* temp dir: data/ and etcd.log */
+    char url[64];   /* "http://127.0.0.1:<client_port>" */
 };
 
 /* Starts a fresh server (new ports, new dir); 0 or -1 with msg filled. */

@@ -35,11 +35,11 @@ int test_dead_port(void);
 int test_black_hole(int *port);
 
 /* Asserts st == ETCD_OK, printing the message otherwise. */
-#define ASSERT_OK(st, err)                                                                        \
-    do {                                                                                          \
-        etcd_status st_ = (st);                                                                   \
-        if (st_ != ETCD_OK) fprintf(stderr, "\n  %s: %s\n", etcd_status_str(st_), (err).msg);     \
-        CU_ASSERT_EQUAL_FATAL(st_, ETCD_OK);                                                      \
+#define ASSERT_OK(st, err)                                                                         \
+    do {                                                                                           \
+        etcd_status st_ = (st);                                                                    \
+        if (st_ != ETCD_OK) fprintf(stderr, "\n  %s: %s\n", etcd_status_str(st_), (err).msg);      \
+        CU_ASSERT_EQUAL_FATAL(st_, ETCD_OK);                                                       \
     } while (0)
 
 #endif

@@ -161,8 +161,11 @@ static void test_txn_cas(void)
     etcd_txn_result r;
     int64_t rev = 0;
     etcd_cmp cas = {.key = "/t/txn/shard", .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL};
-    etcd_op upd = {.type = ETCD_OP_PUT, .key = "/t/txn/shard", .value = "{\"epoch\":2}",
-                   .value_len = 11, .prev_kv = true};
+    etcd_op upd = {.type = ETCD_OP_PUT,
+                   .key = "/t/txn/shard",
+                   .value = "{\"epoch\":2}",
+                   .value_len = 11,
+                   .prev_kv = true};
 
     ASSERT_OK(etcd_put(g_client, "/t/txn/shard", "{\"epoch\":1}", 11, 0, NULL, &rev, &err), err);
     cas.number = rev;
@@ -191,13 +194,19 @@ static void test_txn_compares(void)
     etcd_txn_result r;
     etcd_kv kv;
     etcd_cmp cmps[3] = {
-        {.key = "/t/txn/v", .target = ETCD_CMP_VALUE, .result = ETCD_CMP_EQUAL, .value = "b",
+        {.key = "/t/txn/v",
+         .target = ETCD_CMP_VALUE,
+         .result = ETCD_CMP_EQUAL,
+         .value = "b",
          .value_len = 1},
         {.key = "/t/txn/v", .target = ETCD_CMP_VERSION, .result = ETCD_CMP_GREATER, .number = 1},
         {.key = "/t/txn/v", .target = ETCD_CMP_VERSION, .result = ETCD_CMP_LESS, .number = 3},
     };
-    etcd_cmp ne = {.key = "/t/txn/v", .target = ETCD_CMP_VALUE, .result = ETCD_CMP_NOT_EQUAL,
-                   .value = "b", .value_len = 1};
+    etcd_cmp ne = {.key = "/t/txn/v",
+                   .target = ETCD_CMP_VALUE,
+                   .result = ETCD_CMP_NOT_EQUAL,
+                   .value = "b",
+                   .value_len = 1};
     etcd_op del = {.type = ETCD_OP_DELETE, .key = "/t/txn/v", .prev_kv = true};
 
     ASSERT_OK(etcd_put(g_client, "/t/txn/v", "a", 1, 0, NULL, NULL, &err), err);

@@ -192,15 +192,18 @@ static int grow_chunk(struct hnsw_index *idx)
             return HNSW_ENOMEM;
         __atomic_store_n(&idx->segs[seg], sp, __ATOMIC_RELEASE);
     }
+    ch.vecs = aligned_alloc(64, HNSW_CHUNK * idx->vec_stride);
     ch.elems = aligned_alloc(64, HNSW_CHUNK * idx->elem_size);
     ch.upper = calloc(HNSW_CHUNK, sizeof *ch.upper);
     ch.locks = calloc(HNSW_CHUNK, sizeof *ch.locks);
-    if (!ch.elems || !ch.upper || !ch.locks) {
+    if (!ch.vecs || !ch.elems || !ch.upper || !ch.locks) {
+        free(ch.vecs);
         free(ch.elems);
         free(ch.upper);
         free(ch.locks);
         return HNSW_ENOMEM;
     }
+    memset(ch.vecs, 0, HNSW_CHUNK * idx->vec_stride);
     memset(ch.elems, 0, HNSW_CHUNK * idx->elem_size);
     /* Published (release) before any slot in it is handed out. */
     idx->segs[seg][c & (HNSW_SEG - 1)] = ch;
@@ -292,10 +295,12 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     idx->mult = 1.0 / log((double)p->M);
     idx->dist = p->metric == HNSW_METRIC_L2 ? hnsw_kernel_active()->l2sq
                                             : hnsw_kernel_active()->ipdist;
-    idx->id_off = ((size_t)p->dim * sizeof(float) + 7) & ~(size_t)7;
-    idx->hdr_off = idx->id_off + sizeof(uint64_t);
+    size_t raw = (size_t)p->dim * sizeof(float), line = (raw + 63) & ~(size_t)63;
+    idx->vec_stride = (line - raw) * 8 <= raw ? line : (raw + 15) & ~(size_t)15;
+    idx->id_off = 0;
+    idx->hdr_off = sizeof(uint64_t);
     idx->links_off = idx->hdr_off + sizeof(struct hnsw_hdr);
-    idx->elem_size = (idx->links_off + idx->Mmax0 * sizeof(uint32_t) + 15) & ~(size_t)15;
+    idx->elem_size = (idx->links_off + idx->Mmax0 * sizeof(uint32_t) + 7) & ~(size_t)7;
     idx->upper_stride = (1 + (size_t)p->M) * sizeof(uint32_t);
     pthread_mutex_init(&idx->ep_lock, NULL);
     pthread_mutex_init(&idx->map_lock, NULL);
@@ -335,6 +340,7 @@ void hnsw_free(struct hnsw_index *idx)
         struct hnsw_chunk *ch = &idx->segs[c >> HNSW_SEG_SHIFT][c & (HNSW_SEG - 1)];
         for (uint32_t i = 0; i < HNSW_CHUNK; i++)
             free(ch->upper[i]);
+        free(ch->vecs);
         free(ch->elems);
         free(ch->upper);
         free(ch->locks);
@@ -605,7 +611,8 @@ void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
     uint64_t bytes = sizeof *idx;
     bytes += (uint64_t)((idx->nchunks + HNSW_SEG - 1) >> HNSW_SEG_SHIFT) * HNSW_SEG *
              sizeof(struct hnsw_chunk);
-    bytes += st->capacity * (idx->elem_size + sizeof(uint32_t *) + sizeof(atomic_uchar));
+    bytes += st->capacity *
+             (idx->vec_stride + idx->elem_size + sizeof(uint32_t *) + sizeof(atomic_uchar));
     bytes += idx->map.cap * (sizeof(uint64_t) + sizeof(uint32_t));
     bytes += idx->free_cap * sizeof(uint32_t);
     bytes += idx->retired_upper_cap * sizeof(uint32_t *);

@@ -141,7 +141,7 @@ static int fill_slot(struct hnsw_index *idx, uint64_t id, const float *vec, int 
     hnsw_node_lock(idx, s);
     rc = hnsw_upper_alloc(idx, s, level);
     if (rc == HNSW_OK) {
-        hnsw_prepare_vector(idx, vec, (float *)e);
+        hnsw_prepare_vector(idx, vec, hnsw_vec(idx, s));
         __atomic_store_n(hnsw_idp(idx, e), id, __ATOMIC_RELAXED);
         struct hnsw_hdr *h = hnsw_hdrp(idx, e);
         __atomic_store_n(&h->count, 0, __ATOMIC_RELAXED);

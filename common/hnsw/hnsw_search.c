@@ -18,7 +18,7 @@
 /* Prefetches the first lines of slot s's vector. */
 static inline void prefetch_vec(const struct hnsw_index *idx, uint32_t s)
 {
-    const char *v = hnsw_elem(idx, s);
+    const char *v = (const char *)hnsw_vec(idx, s);
     __builtin_prefetch(v, 0, 3);
     __builtin_prefetch(v + 64, 0, 3);
 }

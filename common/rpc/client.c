@@ -53,13 +53,11 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     c->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
                                        rpc_deadline_ts(o != NULL ? o->deadline_ms : 0), NULL);
     grpc_slice_unref(m);
-    if (c->call == NULL)
-        return GRPC_CALL_ERROR;
+    if (c->call == NULL) return GRPC_CALL_ERROR;
 
     if (o != NULL && o->n_md > 0) {
         c->md = calloc(o->n_md, sizeof *c->md);
-        if (c->md == NULL)
-            return GRPC_CALL_ERROR;
+        if (c->md == NULL) return GRPC_CALL_ERROR;
         for (size_t i = 0; i < o->n_md; i++) {
             c->md[i].key = grpc_slice_from_copied_string(o->md[i].key);
             c->md[i].value = grpc_slice_from_copied_string(o->md[i].value);
@@ -71,8 +69,7 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = c->n_md;
     ops[0].data.send_initial_metadata.metadata = c->md;
-    if (o != NULL && o->wait_for_ready)
-        ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+    if (o != NULL && o->wait_for_ready) ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -86,16 +83,14 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     ops[5].data.recv_status_on_client.status_details = &c->details;
     ops[5].data.recv_status_on_client.error_string = &c->error_string;
     grpc_call_error e = grpc_call_start_batch(c->call, ops, 6, tag, NULL);
-    if (e == GRPC_CALL_OK)
-        c->in_flight = true;
+    if (e == GRPC_CALL_OK) c->in_flight = true;
     return e;
 }
 
 void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
                      ProtobufCMessage **resp, struct rpc_status *st)
 {
-    if (resp != NULL)
-        *resp = NULL;
+    if (resp != NULL) *resp = NULL;
     if (!c->in_flight) {
         rpc_status_set(st, GRPC_STATUS_INTERNAL, "cannot start the call (out of memory?)");
     } else if (c->code == GRPC_STATUS_OK && resp != NULL && d != NULL &&
@@ -106,14 +101,10 @@ void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
     } else {
         rpc_status_fill(st, c->code, &c->details, &c->trail_md);
     }
-    if (c->in_flight)
-        grpc_slice_unref(c->details);
-    if (c->error_string != NULL)
-        gpr_free((void *)c->error_string);
-    if (c->send != NULL)
-        grpc_byte_buffer_destroy(c->send);
-    if (c->recv != NULL)
-        grpc_byte_buffer_destroy(c->recv);
+    if (c->in_flight) grpc_slice_unref(c->details);
+    if (c->error_string != NULL) gpr_free((void *)c->error_string);
+    if (c->send != NULL) grpc_byte_buffer_destroy(c->send);
+    if (c->recv != NULL) grpc_byte_buffer_destroy(c->recv);
     for (size_t i = 0; i < c->n_md; i++) {
         grpc_slice_unref(c->md[i].key);
         grpc_slice_unref(c->md[i].value);
@@ -121,8 +112,7 @@ void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
     free(c->md);
     grpc_metadata_array_destroy(&c->init_md);
     grpc_metadata_array_destroy(&c->trail_md);
-    if (c->call != NULL)
-        grpc_call_unref(c->call);
+    if (c->call != NULL) grpc_call_unref(c->call);
     memset(c, 0, sizeof *c);
 }
 
@@ -133,8 +123,9 @@ void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
 static void *spare_poller(void *arg)
 {
     struct rpc_client *cl = arg;
-    while (grpc_completion_queue_next(cl->spare_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
-               .type != GRPC_QUEUE_SHUTDOWN)
+    while (
+        grpc_completion_queue_next(cl->spare_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+        GRPC_QUEUE_SHUTDOWN)
         ;
     return NULL;
 }
@@ -142,11 +133,9 @@ static void *spare_poller(void *arg)
 struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg)
 {
     struct rpc_client *cl = calloc(1, sizeof *cl);
-    if (cl == NULL)
-        return NULL;
+    if (cl == NULL) return NULL;
     cl->max_msg = cfg != NULL && cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
-    if (cl->max_msg > INT32_MAX)
-        cl->max_msg = INT32_MAX;
+    if (cl->max_msg > INT32_MAX) cl->max_msg = INT32_MAX;
     cl->keepalive_ms = cfg != NULL && cfg->keepalive_ms != 0 ? cfg->keepalive_ms : 10000;
     pthread_mutex_init(&cl->mu, NULL);
     grpc_init();
@@ -157,8 +146,7 @@ struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg)
 
 void rpc_client_destroy(struct rpc_client *cl)
 {
-    if (cl == NULL)
-        return;
+    if (cl == NULL) return;
     for (struct rpc_channel *ch = cl->channels, *next; ch != NULL; ch = next) {
         next = ch->next;
         grpc_channel_destroy(ch->ch);
@@ -185,12 +173,12 @@ static grpc_channel *channel_open(const struct rpc_client *cl, const char *addr)
     };
     size_t n = 2;
     if (cl->keepalive_ms > 0) {
-        args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS,
-                               {.integer = cl->keepalive_ms}};
-        args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                               {.integer = cl->keepalive_ms / 2}};
-        args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
-                               {.integer = 1}};
+        args[n++] =
+            (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = cl->keepalive_ms}};
+        args[n++] = (grpc_arg){
+            GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = cl->keepalive_ms / 2}};
+        args[n++] =
+            (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}};
     }
     grpc_channel_args ca = {n, args};
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
@@ -204,8 +192,7 @@ struct rpc_channel *rpc_client_channel(struct rpc_client *cl, const char *addr)
     pthread_mutex_lock(&cl->mu);
     struct rpc_channel *ch;
     for (ch = cl->channels; ch != NULL; ch = ch->next)
-        if (strcmp(ch->addr, addr) == 0)
-            goto out;
+        if (strcmp(ch->addr, addr) == 0) goto out;
     ch = calloc(1, sizeof *ch);
     if (ch == NULL || (ch->addr = strdup(addr)) == NULL) {
         free(ch);
@@ -232,8 +219,7 @@ grpc_status_code rpc_unary(struct rpc_channel *ch, const char *method, const Pro
                            const struct rpc_opts *opts, struct rpc_status *st)
 {
     struct rpc_status local;
-    if (st == NULL)
-        st = &local;
+    if (st == NULL) st = &local;
     struct client_call c;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     if (client_call_start(&c, ch, cq, method, req, opts, &c) == GRPC_CALL_OK)
@@ -254,16 +240,15 @@ struct rpc_client_stream {
     grpc_metadata *md;
     size_t n_md;
     grpc_metadata_array init_md;
-    bool ended;               /* the server sent its last message */
-    struct rpc_status failure;/* a local error (bad reply), reported by close */
+    bool ended;                /* the server sent its last message */
+    struct rpc_status failure; /* a local error (bad reply), reported by close */
     bool failed;
 };
 
 /* Runs one batch on the stream's call and waits for it. */
 static bool stream_batch(struct rpc_client_stream *s, const grpc_op *ops, size_t n)
 {
-    if (grpc_call_start_batch(s->call, ops, n, s, NULL) != GRPC_CALL_OK)
-        return false;
+    if (grpc_call_start_batch(s->call, ops, n, s, NULL) != GRPC_CALL_OK) return false;
     return grpc_completion_queue_pluck(s->cq, s, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).success;
 }
 
@@ -273,8 +258,7 @@ struct rpc_client_stream *rpc_client_stream_open(struct rpc_channel *ch, const c
                                                  const struct rpc_opts *o)
 {
     struct rpc_client_stream *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return NULL;
+    if (s == NULL) return NULL;
     s->desc = resp_desc;
     grpc_metadata_array_init(&s->init_md);
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
@@ -295,8 +279,7 @@ struct rpc_client_stream *rpc_client_stream_open(struct rpc_channel *ch, const c
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = s->n_md;
     ops[0].data.send_initial_metadata.metadata = s->md;
-    if (o != NULL && o->wait_for_ready)
-        ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+    if (o != NULL && o->wait_for_ready) ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -310,16 +293,14 @@ struct rpc_client_stream *rpc_client_stream_open(struct rpc_channel *ch, const c
 int rpc_client_stream_next(struct rpc_client_stream *s, ProtobufCMessage **msg)
 {
     *msg = NULL;
-    if (s->ended)
-        return 0;
+    if (s->ended) return 0;
     grpc_byte_buffer *bb = NULL;
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
     if (!stream_batch(s, &op, 1) || bb == NULL) {
-        if (bb != NULL)
-            grpc_byte_buffer_destroy(bb);
+        if (bb != NULL) grpc_byte_buffer_destroy(bb);
         s->ended = true;
         return 0;
     }
@@ -340,13 +321,11 @@ int rpc_client_stream_next(struct rpc_client_stream *s, ProtobufCMessage **msg)
 grpc_status_code rpc_client_stream_close(struct rpc_client_stream *s, struct rpc_status *st)
 {
     struct rpc_status local;
-    if (st == NULL)
-        st = &local;
+    if (st == NULL) st = &local;
     if (s->call == NULL) {
         rpc_status_set(st, GRPC_STATUS_INTERNAL, "cannot create the call");
     } else {
-        if (!s->ended)
-            grpc_call_cancel(s->call, NULL);
+        if (!s->ended) grpc_call_cancel(s->call, NULL);
         grpc_metadata_array trail;
         grpc_metadata_array_init(&trail);
         grpc_status_code code = GRPC_STATUS_UNKNOWN;
@@ -365,8 +344,7 @@ grpc_status_code rpc_client_stream_close(struct rpc_client_stream *s, struct rpc
         else
             rpc_status_fill(st, code, &details, &trail);
         grpc_slice_unref(details);
-        if (error_string != NULL)
-            gpr_free((void *)error_string);
+        if (error_string != NULL) gpr_free((void *)error_string);
         grpc_metadata_array_destroy(&trail);
         grpc_call_unref(s->call);
     }
@@ -375,8 +353,7 @@ grpc_status_code rpc_client_stream_close(struct rpc_client_stream *s, struct rpc
         grpc_slice_unref(s->md[i].value);
     }
     free(s->md);
-    if (s->send != NULL)
-        grpc_byte_buffer_destroy(s->send);
+    if (s->send != NULL) grpc_byte_buffer_destroy(s->send);
     grpc_metadata_array_destroy(&s->init_md);
     grpc_completion_queue_shutdown(s->cq);
     grpc_completion_queue_destroy(s->cq);

@@ -36,8 +36,7 @@ struct rpc_fanout {
 struct rpc_fanout *rpc_fanout_create(void)
 {
     struct rpc_fanout *fo = calloc(1, sizeof *fo);
-    if (fo == NULL)
-        return NULL;
+    if (fo == NULL) return NULL;
     fo->cq = grpc_completion_queue_create_for_next(NULL);
     return fo;
 }
@@ -49,18 +48,15 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
     if (fo->n == fo->cap) {
         int cap = fo->cap ? 2 * fo->cap : 16;
         struct fo_call **nc = realloc(fo->calls, (size_t)cap * sizeof *nc);
-        if (nc == NULL)
-            return -1;
+        if (nc == NULL) return -1;
         fo->calls = nc;
         int *nr = realloc(fo->ready, (size_t)cap * sizeof *nr);
-        if (nr == NULL)
-            return -1;
+        if (nr == NULL) return -1;
         fo->ready = nr;
         fo->cap = cap;
     }
     struct fo_call *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return -1;
+    if (f == NULL) return -1;
     f->desc = resp_desc;
     f->index = fo->n;
     f->st.code = GRPC_STATUS__DO_NOT_USE;
@@ -84,10 +80,8 @@ int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
     }
     while (fo->running > 0) {
         grpc_event ev = grpc_completion_queue_next(fo->cq, rpc_deadline_ts(wait_until_ms), NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT)
-            return -2;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
+        if (ev.type == GRPC_QUEUE_TIMEOUT) return -2;
+        if (ev.type != GRPC_OP_COMPLETE) continue;
         struct fo_call *f = ev.tag;
         f->running = false;
         fo->running--;
@@ -115,8 +109,7 @@ int rpc_fanout_wait(struct rpc_fanout *fo, int64_t deadline_ms)
 {
     for (;;) {
         int r = rpc_fanout_next(fo, deadline_ms);
-        if (r == -1)
-            break;
+        if (r == -1) break;
         if (r == -2) {
             cancel_running(fo, true);
             deadline_ms = 0;
@@ -152,15 +145,13 @@ ProtobufCMessage *rpc_fanout_take(struct rpc_fanout *fo, int i)
 
 void rpc_fanout_destroy(struct rpc_fanout *fo)
 {
-    if (fo == NULL)
-        return;
+    if (fo == NULL) return;
     cancel_running(fo, false);
     fo->n_ready = 0;
     while (rpc_fanout_next(fo, 0) != -1)
         ;
     for (int i = 0; i < fo->n; i++) {
-        if (fo->calls[i]->resp != NULL)
-            protobuf_c_message_free_unpacked(fo->calls[i]->resp, NULL);
+        if (fo->calls[i]->resp != NULL) protobuf_c_message_free_unpacked(fo->calls[i]->resp, NULL);
         free(fo->calls[i]);
     }
     grpc_completion_queue_shutdown(fo->cq);

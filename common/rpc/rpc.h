@@ -19,7 +19,14 @@
  * call (a mutex and a condition variable). Handlers flagged RPC_INLINE (never
  * block, microseconds of work: health checks, UNIMPLEMENTED answers) run on
  * the poller directly so they answer even when every worker is busy.
- * When all W workers are busy, accepted calls wait in a FIFO queue.
+ * When all W workers are busy, accepted calls wait in a FIFO queue (not
+ * bounded; callers' deadlines bound it in practice). A handler that calls
+ * back into its own server (directly or via another process) can exhaust
+ * the pool and wait for its deadline: size W above the fan-out depth.
+ *
+ * Shutdown waits for every running handler to return, so handlers must end
+ * by their call's deadline or poll rpc_server_stopping(); stream sends fail
+ * once the grace period has cancelled the calls.
  *
  * Client threading model. A struct rpc_client owns a channel pool keyed by
  * "host:port": one grpc_channel (one HTTP/2 connection) per peer, created on
@@ -92,11 +99,11 @@ struct rpc_call;   /* one incoming call, as seen by its handler */
 struct rpc_stream; /* the sending side of a server-streaming call */
 
 struct rpc_server_config {
-    const char *addr;     /* listen address "host:port"; port 0 = ephemeral */
-    int pollers;          /* completion-queue threads; 0 = 2 */
-    int workers;          /* handler threads; 0 = 8 */
-    size_t max_msg_bytes; /* max request and response size; 0 = RPC_DEFAULT_MAX_MSG */
-    int shutdown_grace_ms;/* wait for running calls before cancelling; 0 = 2000 */
+    const char *addr;      /* listen address "host:port"; port 0 = ephemeral */
+    int pollers;           /* completion-queue threads; 0 = 2 */
+    int workers;           /* handler threads; 0 = 8 */
+    size_t max_msg_bytes;  /* max request and response size; 0 = RPC_DEFAULT_MAX_MSG */
+    int shutdown_grace_ms; /* wait for running calls before cancelling; 0 = 2000 */
 };
 
 /* Unary handler. `req` is the decoded request when the method was registered
@@ -117,8 +124,7 @@ typedef grpc_status_code (*rpc_stream_fn)(struct rpc_call *call, const ProtobufC
 
 /* Creates a server (not yet listening). Returns NULL and writes a message to
  * err (errlen bytes) on failure. Calls grpc_init(). */
-struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *err,
-                                     size_t errlen);
+struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *err, size_t errlen);
 
 /* Registers a unary method by full path ("/vecshard.v1.ShardNode/Search").
  * req_desc may be NULL for raw bytes. Before rpc_server_start only.
@@ -133,7 +139,8 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path,
                           unsigned flags);
 
 /* Binds, starts the threads and starts serving. grpc.health.v1.Health/Check
- * is served automatically; unknown methods get UNIMPLEMENTED. Returns the
+ * is served automatically (Watch is not: UNIMPLEMENTED, like every unknown
+ * method). SO_REUSEPORT is off, so a port in use fails here. Returns the
  * bound port (> 0), or -1 with a message in err. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 
@@ -146,7 +153,11 @@ bool rpc_server_stopping(const struct rpc_server *s);
 
 /* Graceful stop: refuses new calls, lets running calls finish for the grace
  * period, then cancels the rest, waits for every handler to return, joins
- * all threads and frees everything. Never aborts. Not from a handler. */
+ * all threads and frees everything. Never aborts. Not from a handler.
+ * Health/Check reports NOT_SERVING from the start of the shutdown. Ends with
+ * grpc_shutdown() (reference counted with other servers and clients); the
+ * process's last one can take ~10 s after a stream blocked on writes was
+ * cancelled (guide §6.7). Also frees a server that was never started. */
 void rpc_server_shutdown(struct rpc_server *s);
 
 /* --- inside a handler (the struct rpc_call belongs to the framework) --- */
@@ -209,7 +220,7 @@ struct rpc_opts {
     int64_t deadline_ms;     /* absolute (rpc_now_ms clock); 0 = none */
     const struct rpc_md *md; /* request metadata, e.g. {"authorization", "Bearer x"} */
     size_t n_md;
-    bool wait_for_ready;     /* wait for a connection instead of failing fast */
+    bool wait_for_ready; /* wait for a connection instead of failing fast */
 };
 
 /* Outcome of a client call. */

@@ -41,8 +41,7 @@ struct client_call {
  * client_call_end must follow (after the completion when it returned OK). */
 grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
                                   grpc_completion_queue *cq, const char *method,
-                                  const ProtobufCMessage *req, const struct rpc_opts *o,
-                                  void *tag);
+                                  const ProtobufCMessage *req, const struct rpc_opts *o, void *tag);
 
 /* Decodes the reply into *resp (when OK and resp/d are set), fills st and
  * releases everything c holds. */

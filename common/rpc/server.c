@@ -79,10 +79,10 @@ struct rpc_call {
 
     grpc_slice req_flat; /* rpc_call_request_bytes, lazily */
     bool have_flat;
-    char *peer;                /* gpr_malloc'd, lazily */
-    grpc_byte_buffer *reply;   /* unary reply */
-    grpc_status_code forced;   /* non-OK overrides the handler's code */
-    char *msg;                 /* status message */
+    char *peer;              /* gpr_malloc'd, lazily */
+    grpc_byte_buffer *reply; /* unary reply */
+    grpc_status_code forced; /* non-OK overrides the handler's code */
+    char *msg;               /* status message */
     grpc_slice msg_slice;
     bool have_msg_slice;
     grpc_metadata trailers[MAX_TRAILERS];
@@ -116,10 +116,10 @@ struct rpc_server {
     bool started;
 
     atomic_bool serving;
-    atomic_bool stopping;     /* shutdown began: do not re-arm */
-    atomic_bool cancelled_all;/* grace period over: do not run queued handlers */
+    atomic_bool stopping;      /* shutdown began: do not re-arm */
+    atomic_bool cancelled_all; /* grace period over: do not run queued handlers */
 
-    pthread_mutex_t mu; /* protects live, queue and quit */
+    pthread_mutex_t mu;     /* protects live, queue and quit */
     pthread_cond_t work_cv; /* queue non-empty or quit */
     pthread_cond_t idle_cv; /* live reached 0 */
     long live;
@@ -133,8 +133,7 @@ struct rpc_server {
 static struct rpc_call *call_new(struct rpc_server *s, struct method *m)
 {
     struct rpc_call *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     c->srv = s;
     c->m = m;
     grpc_metadata_array_init(&c->md);
@@ -155,32 +154,25 @@ static struct rpc_call *call_new(struct rpc_server *s, struct method *m)
 static void call_free(struct rpc_call *c)
 {
     struct rpc_server *s = c->srv;
-    if (c->call != NULL)
-        grpc_call_unref(c->call);
+    if (c->call != NULL) grpc_call_unref(c->call);
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
-    if (c->payload != NULL)
-        grpc_byte_buffer_destroy(c->payload);
-    if (c->reply != NULL)
-        grpc_byte_buffer_destroy(c->reply);
-    if (c->have_flat)
-        grpc_slice_unref(c->req_flat);
-    if (c->have_msg_slice)
-        grpc_slice_unref(c->msg_slice);
+    if (c->payload != NULL) grpc_byte_buffer_destroy(c->payload);
+    if (c->reply != NULL) grpc_byte_buffer_destroy(c->reply);
+    if (c->have_flat) grpc_slice_unref(c->req_flat);
+    if (c->have_msg_slice) grpc_slice_unref(c->msg_slice);
     for (int i = 0; i < c->n_trailers; i++) {
         grpc_slice_unref(c->trailers[i].key);
         grpc_slice_unref(c->trailers[i].value);
     }
-    if (c->peer != NULL)
-        gpr_free(c->peer);
+    if (c->peer != NULL) gpr_free(c->peer);
     free(c->msg);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
 
     pthread_mutex_lock(&s->mu);
-    if (--s->live == 0)
-        pthread_cond_broadcast(&s->idle_cv);
+    if (--s->live == 0) pthread_cond_broadcast(&s->idle_cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -188,8 +180,7 @@ static void call_free(struct rpc_call *c)
 static int post_request(struct rpc_server *s, struct method *m)
 {
     struct rpc_call *c = call_new(s, m);
-    if (c == NULL)
-        return -1;
+    if (c == NULL) return -1;
     grpc_call_error e;
     if (m != NULL)
         e = grpc_server_request_registered_call(s->srv, m->handle, &c->call, &c->deadline, &c->md,
@@ -211,16 +202,14 @@ static void call_finish(struct rpc_call *c, grpc_status_code code)
     size_t n = 0;
     memset(ops, 0, sizeof ops);
 
-    if (c->forced != GRPC_STATUS_OK)
-        code = c->forced;
+    if (c->forced != GRPC_STATUS_OK) code = c->forced;
     if (!c->sent_initial) {
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         ops[n++].data.send_initial_metadata.count = 0;
     }
     bool unary = c->m != NULL && c->m->unary != NULL;
     if (code == GRPC_STATUS_OK && unary) {
-        if (c->reply == NULL)
-            c->reply = grpc_raw_byte_buffer_create(NULL, 0);
+        if (c->reply == NULL) c->reply = grpc_raw_byte_buffer_create(NULL, 0);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->reply;
     }
@@ -256,8 +245,7 @@ static void call_run(struct rpc_call *c)
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     } else {
         ProtobufCMessage *req = NULL;
-        if (m->desc != NULL)
-            req = rpc_bb_to_pb(c->payload, m->desc);
+        if (m->desc != NULL) req = rpc_bb_to_pb(c->payload, m->desc);
         if (m->desc != NULL && req == NULL)
             code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s",
                                   m->desc->name);
@@ -265,8 +253,7 @@ static void call_run(struct rpc_call *c)
             code = m->unary(c, req, m->user);
         else
             code = m->stream(c, req, &c->stream, m->user);
-        if (req != NULL)
-            protobuf_c_message_free_unpacked(req, NULL);
+        if (req != NULL) protobuf_c_message_free_unpacked(req, NULL);
     }
     call_finish(c, code);
 }
@@ -300,8 +287,7 @@ static void *worker_main(void *arg)
             return NULL;
         }
         s->qhead = c->next;
-        if (s->qhead == NULL)
-            s->qtail = NULL;
+        if (s->qhead == NULL) s->qtail = NULL;
         pthread_mutex_unlock(&s->mu);
         call_run(c);
     }
@@ -313,10 +299,8 @@ static void *poller_main(void *arg)
     struct rpc_server *s = arg;
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            return NULL;
-        if (ev.type != GRPC_OP_COMPLETE)
-            continue;
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) return NULL;
+        if (ev.type != GRPC_OP_COMPLETE) continue;
         struct tag *t = ev.tag;
         struct rpc_call *c = t->call;
         switch (t->kind) {
@@ -325,8 +309,7 @@ static void *poller_main(void *arg)
                 call_free(c);
                 break;
             }
-            if (!atomic_load(&s->stopping))
-                post_request(s, c->m); /* re-arm first */
+            if (!atomic_load(&s->stopping)) post_request(s, c->m); /* re-arm first */
             if (c->m == NULL || (c->m->flags & RPC_INLINE))
                 call_run(c);
             else
@@ -354,8 +337,7 @@ static bool known_service(const struct rpc_server *s, const char *name)
     size_t len = strlen(name);
     for (int i = 0; i < s->n_methods; i++) {
         const struct method *m = &s->methods[i];
-        if (m->service_len == len && memcmp(m->path + 1, name, len) == 0)
-            return true;
+        if (m->service_len == len && memcmp(m->path + 1, name, len) == 0) return true;
     }
     return false;
 }
@@ -379,8 +361,7 @@ static grpc_status_code health_check(struct rpc_call *c, const ProtobufCMessage 
 
 static void set_err(char *err, size_t errlen, const char *fmt, const char *arg)
 {
-    if (err != NULL && errlen > 0)
-        snprintf(err, errlen, fmt, arg);
+    if (err != NULL && errlen > 0) snprintf(err, errlen, fmt, arg);
 }
 
 struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *err, size_t errlen)
@@ -398,8 +379,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
     s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 2;
     s->n_workers = cfg->workers > 0 ? cfg->workers : 8;
     s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
-    if (s->max_msg > INT32_MAX)
-        s->max_msg = INT32_MAX;
+    if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
     s->grace_ms = cfg->shutdown_grace_ms > 0 ? cfg->shutdown_grace_ms : 2000;
     atomic_init(&s->serving, true);
     atomic_init(&s->stopping, false);
@@ -416,23 +396,19 @@ static int add_method(struct rpc_server *s, const char *path, const ProtobufCMes
                       rpc_unary_fn unary, rpc_stream_fn stream, void *user, unsigned flags)
 {
     const char *slash = path != NULL && path[0] == '/' ? strchr(path + 1, '/') : NULL;
-    if (s->started || slash == NULL || slash == path + 1 || slash[1] == '\0')
-        return -1;
+    if (s->started || slash == NULL || slash == path + 1 || slash[1] == '\0') return -1;
     for (int i = 0; i < s->n_methods; i++)
-        if (strcmp(s->methods[i].path, path) == 0)
-            return -1;
+        if (strcmp(s->methods[i].path, path) == 0) return -1;
     if (s->n_methods == s->cap_methods) {
         int cap = s->cap_methods ? 2 * s->cap_methods : 16;
         struct method *nm = realloc(s->methods, (size_t)cap * sizeof *nm);
-        if (nm == NULL)
-            return -1;
+        if (nm == NULL) return -1;
         s->methods = nm;
         s->cap_methods = cap;
     }
     struct method *m = &s->methods[s->n_methods];
     memset(m, 0, sizeof *m);
-    if ((m->path = strdup(path)) == NULL)
-        return -1;
+    if ((m->path = strdup(path)) == NULL) return -1;
     m->service_len = (size_t)(slash - path - 1);
     m->desc = d;
     m->unary = unary;
@@ -479,7 +455,9 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
         /* a second server on the same port must fail, not share it (guide §6.3) */
         {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
         /* our clients ping every 10 s, also between calls; do not GOAWAY them */
-        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, {.integer = 5000}},
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         {.integer = 5000}},
         {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 1}},
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
@@ -508,15 +486,12 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     s->started = true;
 
     s->threads = calloc((size_t)(s->n_pollers + s->n_workers), sizeof *s->threads);
-    if (s->threads == NULL)
-        goto fail_started;
+    if (s->threads == NULL) goto fail_started;
     for (int i = 0; i < s->n_methods; i++)
         for (int k = 0; k < PREPOST; k++)
-            if (post_request(s, &s->methods[i]) != 0)
-                goto fail_started;
+            if (post_request(s, &s->methods[i]) != 0) goto fail_started;
     for (int k = 0; k < PREPOST; k++)
-        if (post_request(s, NULL) != 0)
-            goto fail_started;
+        if (post_request(s, NULL) != 0) goto fail_started;
     for (; s->pollers_started < s->n_pollers; s->pollers_started++)
         if (pthread_create(&s->threads[s->pollers_started], NULL, poller_main, s) != 0)
             goto fail_started;
@@ -558,8 +533,7 @@ static void drain_cq(grpc_completion_queue *cq)
 {
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            return;
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
         struct tag *t = ev.tag;
         if (ev.type == GRPC_OP_COMPLETE && t != NULL && t->kind == TAG_NEW && t->call != NULL)
             call_free(t->call);
@@ -568,8 +542,7 @@ static void drain_cq(grpc_completion_queue *cq)
 
 void rpc_server_shutdown(struct rpc_server *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     if (s->started) {
         /* guide §2, steps 1-3 */
         atomic_store(&s->stopping, true);
@@ -604,8 +577,7 @@ void rpc_server_shutdown(struct rpc_server *s)
         grpc_completion_queue_shutdown(s->shutdown_cq);
         for (int i = 0; i < s->pollers_started; i++)
             pthread_join(s->threads[i], NULL);
-        if (s->pollers_started == 0)
-            drain_cq(s->cq);
+        if (s->pollers_started == 0) drain_cq(s->cq);
         drain_cq(s->shutdown_cq);
         grpc_completion_queue_destroy(s->cq);
         grpc_completion_queue_destroy(s->shutdown_cq);
@@ -637,8 +609,7 @@ struct rpc_server *rpc_call_server(const struct rpc_call *c)
 long rpc_call_metadata(const struct rpc_call *c, const char *key, char *buf, size_t buflen)
 {
     for (size_t i = 0; i < c->md.count; i++) {
-        if (grpc_slice_str_cmp(c->md.metadata[i].key, key) != 0)
-            continue;
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, key) != 0) continue;
         grpc_slice v = c->md.metadata[i].value;
         size_t len = GRPC_SLICE_LENGTH(v);
         if (buf != NULL && buflen > 0) {
@@ -679,8 +650,7 @@ const uint8_t *rpc_call_request_bytes(struct rpc_call *c, size_t *len)
 
 const char *rpc_call_peer(struct rpc_call *c)
 {
-    if (c->peer == NULL)
-        c->peer = grpc_call_get_peer(c->call);
+    if (c->peer == NULL) c->peer = grpc_call_get_peer(c->call);
     return c->peer != NULL ? c->peer : "";
 }
 
@@ -692,8 +662,7 @@ static int set_reply(struct rpc_call *c, grpc_byte_buffer *bb, size_t len)
         c->reply = NULL;
     }
     if (len > c->srv->max_msg) {
-        if (bb != NULL)
-            grpc_byte_buffer_destroy(bb);
+        if (bb != NULL) grpc_byte_buffer_destroy(bb);
         char m[128];
         snprintf(m, sizeof m, "response of %zu bytes exceeds the max message size of %zu", len,
                  c->srv->max_msg);
@@ -733,8 +702,7 @@ grpc_status_code rpc_call_error(struct rpc_call *c, grpc_status_code code, const
     char *m = NULL;
     va_list ap;
     va_start(ap, fmt);
-    if (vasprintf(&m, fmt, ap) < 0)
-        m = NULL;
+    if (vasprintf(&m, fmt, ap) < 0) m = NULL;
     va_end(ap);
     free(c->msg);
     c->msg = m;
@@ -743,8 +711,7 @@ grpc_status_code rpc_call_error(struct rpc_call *c, grpc_status_code code, const
 
 int rpc_call_add_trailer(struct rpc_call *c, const char *key, const char *value)
 {
-    if (c->n_trailers == MAX_TRAILERS)
-        return -1;
+    if (c->n_trailers == MAX_TRAILERS) return -1;
     grpc_metadata *md = &c->trailers[c->n_trailers++];
     memset(md, 0, sizeof *md);
     md->key = grpc_slice_from_copied_string(key);
@@ -755,8 +722,7 @@ int rpc_call_add_trailer(struct rpc_call *c, const char *key, const char *value)
 int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
 {
     struct rpc_call *c = st->call;
-    if (c->broken || c->forced != GRPC_STATUS_OK)
-        return -1;
+    if (c->broken || c->forced != GRPC_STATUS_OK) return -1;
     size_t len = protobuf_c_message_get_packed_size(msg);
     if (len > c->srv->max_msg) {
         set_reply(c, NULL, len); /* forces RESOURCE_EXHAUSTED with a message */
@@ -785,7 +751,6 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
     bool ok = c->send_ok;
     pthread_mutex_unlock(&c->mu);
     grpc_byte_buffer_destroy(bb);
-    if (!ok)
-        c->broken = true;
+    if (!ok) c->broken = true;
     return ok ? 0 : -1;
 }

@@ -121,7 +121,7 @@ all: $(BINS)
 
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
-UNIT_MODULES := $(notdir $(wildcard tests/unit/*))
+UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
 UNIT_LIBS    := $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)

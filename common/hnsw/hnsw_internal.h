@@ -53,9 +53,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define HNSW_CHUNK_SHIFT 10
+#define HNSW_CHUNK_SHIFT 12
 #define HNSW_CHUNK (1u << HNSW_CHUNK_SHIFT)
-#define HNSW_SEG_SHIFT 10
+#define HNSW_SEG_SHIFT 8
 #define HNSW_SEG (1u << HNSW_SEG_SHIFT)
 #define HNSW_DIR (1u << (32 - HNSW_CHUNK_SHIFT - HNSW_SEG_SHIFT))
 #define HNSW_MAX_LEVEL 32
@@ -122,7 +122,7 @@ struct hnsw_index {
     size_t elem_size, id_off, hdr_off, links_off; /* node part and its fields */
     size_t upper_stride; /* bytes per upper layer: (1 + M) u32 */
 
-    /* storage: segs[s >> 20][(s >> 10) & 1023] is the chunk of slot s */
+    /* storage: segs[s >> 20][(s >> 12) & 255] is the chunk of slot s */
     struct hnsw_chunk *segs[HNSW_DIR];
     uint32_t nchunks;   /* chunks allocated (under map_lock) */
     atomic_uint nslots; /* slots handed out (high-water mark) */

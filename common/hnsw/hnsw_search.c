@@ -123,11 +123,12 @@ void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, floa
             continue;
         if (cand->n + m > cand->cap && hnsw_heap_reserve(cand, cand->n + m))
             m = cand->cap - cand->n; /* out of memory: explore fewer */
-        prefetch_vec(idx, ids[0]);
+        for (uint32_t i = 0; i < m && i < 4; i++)
+            prefetch_vec(idx, ids[i]);
         for (uint32_t i = 0; i < m; i++) {
             uint32_t s = ids[i];
-            if (i + 1 < m)
-                prefetch_vec(idx, ids[i + 1]);
+            if (i + 4 < m)
+                prefetch_vec(idx, ids[i + 4]);
             float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
             if (top->n < ef || d < bound) {
                 hnsw_minheap_push(cand, d, s);

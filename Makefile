@@ -159,7 +159,7 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)

@@ -1,0 +1,813 @@
+/*
+ * replica.c — the life of one shard replica: open and recovery, writes
+ * (primary) and applies (backup), snapshots and the background thread that
+ * schedules them, status, close and removal. Searches and gets are in
+ * replica_read.c.
+ *
+ * Write path: validate the whole batch first (nothing reaches the WAL that
+ * apply could refuse), then under write_lock: next LSN, pack the batch into
+ * a reused buffer, wal_write, apply to the index (hnsw_insert_batch over a
+ * reused id/vector scratch, then payloads, then deletes). Under fsync
+ * `batch` the group-commit wait follows after the lock is released, so a
+ * write is visible to searches a moment before it is durable; it is not
+ * acknowledged before. If the WAL or an apply fails after the record may
+ * have reached the disk, the in-memory state and the log can disagree, so
+ * the replica marks itself failed and refuses writes until reopened
+ * (recovery then rebuilds from what the disk really holds).
+ *
+ * Recovery: the newest valid snapshot (snapshot.c falls back to the
+ * previous one when the newest is damaged), the WAL recovered (wal.c cuts a
+ * damaged tail) and its records after the snapshot's LSN replayed through
+ * the same apply code. A WAL that starts after snapshot_lsn + 1 leaves a gap
+ * that cannot be filled locally: the open fails with REPLICA_ECORRUPT and
+ * the node re-fetches the shard (TransferShard). A WAL that ends before the
+ * snapshot (possible under fsync none) is cleared: the snapshot covers it.
+ *
+ * Snapshots: snap_lock makes them one at a time. The state is captured under
+ * write_lock: snapshot_write_state serialises the index (hnsw_write holds
+ * the engine's mutation lock, which searches never take) and the payloads
+ * (under the store's read lock, shared with searches) into the page cache
+ * through 1 MiB stdio buffers. Writes therefore pause for about the time it
+ * takes to copy the index and payloads into memory — roughly their size at
+ * memory-copy speed, e.g. ~0.3-0.6 s for a million 128-d points — and no
+ * disk wait: the fsync, rename and folder fsync happen after the lock is
+ * released. (A copy-on-write capture would avoid the pause but needs the
+ * engine's cooperation; not worth it at this pause length.) The newest two
+ * snapshots are kept, and WAL segments are deleted only when wholly before
+ * the older of the two, so falling back to it still finds every record
+ * after it.
+ */
+#include "node/replica_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int replica_fail(char *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, REPLICA_ERR_MAX, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void replica_config_init(struct replica_config *c)
+{
+    memset(c, 0, sizeof *c);
+    hnsw_params_init(&c->hnsw);
+    c->ef_search = REPLICA_EF_SEARCH_DEFAULT;
+    c->fsync = WAL_FSYNC_ALWAYS;
+    c->wal_segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
+    c->build_threads = 0;
+    c->max_batch = REPLICA_MAX_BATCH_DEFAULT;
+    c->max_payload = PAYLOAD_MAX_BYTES;
+}
+
+const char *replica_code_str(int code)
+{
+    switch (code) {
+    case REPLICA_OK:
+        return "ok";
+    case REPLICA_EINVAL:
+        return "invalid argument";
+    case REPLICA_EDIM:
+        return "wrong vector dimension";
+    case REPLICA_EVALUE:
+        return "invalid vector value";
+    case REPLICA_EPAYLOAD_SIZE:
+        return "payload too large";
+    case REPLICA_EBATCH_SIZE:
+        return "batch too large";
+    case REPLICA_ELSN_GAP:
+        return "LSN gap";
+    case REPLICA_ENOMEM:
+        return "out of memory";
+    case REPLICA_EIO:
+        return "I/O error";
+    case REPLICA_EFAILED:
+        return "replica failed";
+    case REPLICA_ECORRUPT:
+        return "unrecoverable data";
+    case REPLICA_EMISMATCH:
+        return "data of another configuration";
+    }
+    return "unknown code";
+}
+
+int replica_code_grpc(int code)
+{
+    switch (code) {
+    case REPLICA_OK:
+    case REPLICA_ELSN_GAP:
+        return 0;
+    case REPLICA_EINVAL:
+    case REPLICA_EDIM:
+    case REPLICA_EVALUE:
+        return 3; /* INVALID_ARGUMENT */
+    case REPLICA_EPAYLOAD_SIZE:
+    case REPLICA_EBATCH_SIZE:
+    case REPLICA_ENOMEM:
+        return 8; /* RESOURCE_EXHAUSTED */
+    case REPLICA_EMISMATCH:
+        return 9; /* FAILED_PRECONDITION */
+    case REPLICA_EIO:
+    case REPLICA_EFAILED:
+        return 14; /* UNAVAILABLE */
+    case REPLICA_ECORRUPT:
+        return 15; /* DATA_LOSS */
+    }
+    return 13; /* INTERNAL */
+}
+
+const char *replica_dir(const struct replica *r)
+{
+    return r->dir;
+}
+
+const char *replica_collection(const struct replica *r)
+{
+    return r->collection;
+}
+
+uint32_t replica_shard(const struct replica *r)
+{
+    return r->shard;
+}
+
+uint32_t replica_dim(const struct replica *r)
+{
+    return r->dim;
+}
+
+/* Remembers a write-path or background failure for replica_status. */
+static void note_error(struct replica *r, const char *msg)
+{
+    pthread_mutex_lock(&r->err_lock);
+    snprintf(r->last_error, sizeof r->last_error, "%s", msg);
+    pthread_mutex_unlock(&r->err_lock);
+}
+
+/* Stops writes after a failure that may have left memory and disk apart. */
+static void mark_failed(struct replica *r, const char *msg)
+{
+    note_error(r, msg);
+    atomic_store(&r->failed, true);
+}
+
+/* ---------------------------------------------------------------- validation */
+
+/*
+ * Checks a batch before anything is written: every vector has dim finite
+ * floats (non-zero under cosine), payloads and counts within the limits
+ * (limits = false during replay: records already accepted stay valid if the
+ * limits were lowered). *packed gets the encoded size.
+ */
+static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatch *b, bool limits,
+                          size_t *packed, char *err)
+{
+    if (!b)
+        return replica_fail(err, REPLICA_EINVAL, "batch is missing");
+    if (limits && b->n_upserts + b->n_deletes > r->cfg.max_batch)
+        return replica_fail(err, REPLICA_EBATCH_SIZE,
+                            "batch has %zu upserts and %zu deletes, the limit is %u in total",
+                            b->n_upserts, b->n_deletes, r->cfg.max_batch);
+    if (b->n_deletes && !b->deletes)
+        return replica_fail(err, REPLICA_EINVAL, "batch.deletes is missing");
+    for (size_t i = 0; i < b->n_upserts; i++) {
+        const Vecshard__V1__Point *p = b->upserts[i];
+        if (!p)
+            return replica_fail(err, REPLICA_EINVAL, "batch.upserts[%zu] is missing", i);
+        if (p->n_vector != r->dim || !p->vector)
+            return replica_fail(err, REPLICA_EDIM,
+                                "batch.upserts[%zu].vector has %zu floats, collection dim is %u", i,
+                                p->n_vector, r->dim);
+        double norm = 0;
+        for (uint32_t j = 0; j < r->dim; j++) {
+            if (!isfinite(p->vector[j]))
+                return replica_fail(err, REPLICA_EVALUE, "batch.upserts[%zu].vector[%u] is %s", i,
+                                    j, isnan(p->vector[j]) ? "NaN" : "infinite");
+            norm += (double)p->vector[j] * p->vector[j];
+        }
+        if (r->metric == HNSW_METRIC_COSINE && norm == 0)
+            return replica_fail(err, REPLICA_EVALUE,
+                                "batch.upserts[%zu].vector is all zeros: cosine distance is "
+                                "undefined",
+                                i);
+        uint32_t maxp = limits ? r->cfg.max_payload : PAYLOAD_MAX_BYTES;
+        if (p->payload.len > maxp)
+            return replica_fail(err, REPLICA_EPAYLOAD_SIZE,
+                                "batch.upserts[%zu].payload has %zu bytes, the limit is %u", i,
+                                p->payload.len, maxp);
+        if (p->payload.len && !p->payload.data)
+            return replica_fail(err, REPLICA_EINVAL, "batch.upserts[%zu].payload is missing", i);
+    }
+    size_t n = vecshard__v1__write_batch__get_packed_size(b);
+    if (n > WAL_MAX_PAYLOAD)
+        return replica_fail(err, REPLICA_EBATCH_SIZE,
+                            "batch encodes to %zu bytes, the limit is %u", n, WAL_MAX_PAYLOAD);
+    *packed = n;
+    return REPLICA_OK;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+/* Grows the id/vector scratch to n rows. write_lock held (or opening). */
+static int reserve_rows(struct replica *r, size_t n)
+{
+    if (n <= r->cap_rows)
+        return 0;
+    size_t c = r->cap_rows ? r->cap_rows : 256;
+    while (c < n)
+        c *= 2;
+    uint64_t *ids = realloc(r->ids, c * sizeof *ids);
+    if (!ids)
+        return -1;
+    r->ids = ids;
+    float *v = realloc(r->vecs, c * r->dim * sizeof *v);
+    if (!v)
+        return -1;
+    r->vecs = v;
+    r->cap_rows = c;
+    return 0;
+}
+
+/*
+ * Applies a validated batch: upserts into the index (in one batch insert),
+ * their payloads (an empty payload clears the old one: upsert replaces the
+ * point), then deletes. write_lock held (or opening).
+ */
+static int apply_batch(struct replica *r, const Vecshard__V1__WriteBatch *b, char *err)
+{
+    size_t n = b->n_upserts;
+    if (n) {
+        char herr[HNSW_ERR_MAX];
+        if (reserve_rows(r, n) != 0)
+            return replica_fail(err, REPLICA_ENOMEM, "out of memory for a batch of %zu points", n);
+        for (size_t i = 0; i < n; i++) {
+            r->ids[i] = b->upserts[i]->id;
+            memcpy(r->vecs + i * r->dim, b->upserts[i]->vector, r->dim * sizeof(float));
+        }
+        /* Threads pay off only for big batches; small ones would spend more starting them. */
+        int threads = n >= 4096 ? r->cfg.build_threads : 1;
+        int rc = hnsw_insert_batch(r->idx, r->ids, r->vecs, n, threads, herr);
+        if (rc)
+            return replica_fail(err, rc == HNSW_EINVAL ? REPLICA_EVALUE : REPLICA_ENOMEM,
+                                "applying the batch to the index: %s", herr);
+        for (size_t i = 0; i < n; i++) {
+            const Vecshard__V1__Point *p = b->upserts[i];
+            if (payload_put(r->ps, p->id, p->payload.data, (uint32_t)p->payload.len) != 0)
+                return replica_fail(err, REPLICA_ENOMEM, "out of memory storing payloads");
+        }
+    }
+    for (size_t i = 0; i < b->n_deletes; i++) {
+        hnsw_delete(r->idx, b->deletes[i]); /* absent ids are not an error */
+        payload_remove(r->ps, b->deletes[i]);
+    }
+    return REPLICA_OK;
+}
+
+/* Maps a WAL status to a replica code. */
+static int wal_code(int rc)
+{
+    return rc == WAL_ENOMEM ? REPLICA_ENOMEM : rc == WAL_EFAILED ? REPLICA_EFAILED : REPLICA_EIO;
+}
+
+/*
+ * Logs and applies one validated batch at lsn (= applied + 1). write_lock
+ * held. packed is the batch's encoded size.
+ */
+static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
+                        const Vecshard__V1__WriteBatch *b, size_t packed, char *err)
+{
+    if (atomic_load(&r->failed)) {
+        pthread_mutex_lock(&r->err_lock);
+        int rc = replica_fail(err, REPLICA_EFAILED, "replica refuses writes after: %s",
+                              r->last_error);
+        pthread_mutex_unlock(&r->err_lock);
+        return rc;
+    }
+    if (packed > r->cap_pack) {
+        size_t c = r->cap_pack ? r->cap_pack : 4096;
+        while (c < packed)
+            c *= 2;
+        uint8_t *p = realloc(r->pack, c);
+        if (!p)
+            return replica_fail(err, REPLICA_ENOMEM, "out of memory encoding the batch");
+        r->pack = p;
+        r->cap_pack = c;
+    }
+    size_t n = vecshard__v1__write_batch__pack(b, r->pack);
+    char msg[WAL_ERR_MAX];
+    int rc = wal_write(r->wal, lsn, epoch, r->pack, (uint32_t)n, msg);
+    if (rc) {
+        if (rc != WAL_ENOMEM)
+            mark_failed(r, msg);
+        return replica_fail(err, wal_code(rc), "WAL append of lsn %" PRIu64 ": %s", lsn, msg);
+    }
+    char amsg[REPLICA_ERR_MAX];
+    if ((rc = apply_batch(r, b, amsg))) {
+        mark_failed(r, amsg);
+        return replica_fail(err, rc, "lsn %" PRIu64 " is in the WAL but %s", lsn, amsg);
+    }
+    atomic_store(&r->lsn, lsn);
+    if (epoch > atomic_load(&r->epoch))
+        atomic_store(&r->epoch, epoch);
+    atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + n);
+    return REPLICA_OK;
+}
+
+/* Waits for the group fsync (fsync batch), then wakes the snapshot thread if due. */
+static int finish_write(struct replica *r, uint64_t lsn, char *err)
+{
+    char msg[WAL_ERR_MAX];
+    int rc = wal_wait_durable(r->wal, lsn, msg);
+    if (rc) {
+        mark_failed(r, msg);
+        return replica_fail(err, wal_code(rc), "WAL fsync of lsn %" PRIu64 ": %s", lsn, msg);
+    }
+    if (r->cfg.snapshot_wal_bytes &&
+        atomic_load(&r->wal_since_snapshot) >= r->cfg.snapshot_wal_bytes) {
+        pthread_mutex_lock(&r->bg_lock);
+        pthread_cond_signal(&r->bg_cond);
+        pthread_mutex_unlock(&r->bg_lock);
+    }
+    return REPLICA_OK;
+}
+
+int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBatch *batch,
+                  uint64_t *lsn, char *err)
+{
+    size_t packed;
+    int rc = validate_batch(r, batch, true, &packed, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&r->write_lock);
+    uint64_t l = atomic_load(&r->lsn) + 1;
+    rc = write_locked(r, l, epoch, batch, packed, err);
+    pthread_mutex_unlock(&r->write_lock);
+    if (rc == REPLICA_OK)
+        rc = finish_write(r, l, err);
+    if (rc == REPLICA_OK && lsn)
+        *lsn = l;
+    return rc;
+}
+
+int replica_apply(struct replica *r, uint64_t lsn, uint64_t epoch,
+                  const Vecshard__V1__WriteBatch *batch, uint64_t *have, char *err)
+{
+    size_t packed;
+    int rc = validate_batch(r, batch, true, &packed, err);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&r->write_lock);
+    uint64_t applied = atomic_load(&r->lsn);
+    if (lsn <= applied) {
+        /* A resend of a record we already hold: acknowledged, no effect. */
+        pthread_mutex_unlock(&r->write_lock);
+        if (have)
+            *have = applied;
+        return REPLICA_OK;
+    }
+    if (lsn > applied + 1) {
+        pthread_mutex_unlock(&r->write_lock);
+        if (have)
+            *have = applied;
+        return replica_fail(err, REPLICA_ELSN_GAP,
+                            "lsn %" PRIu64 " does not follow the applied lsn %" PRIu64
+                            "; resend from %" PRIu64,
+                            lsn, applied, applied + 1);
+    }
+    rc = write_locked(r, lsn, epoch, batch, packed, err);
+    pthread_mutex_unlock(&r->write_lock);
+    if (rc == REPLICA_OK)
+        rc = finish_write(r, lsn, err);
+    if (have)
+        *have = atomic_load(&r->lsn);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+int replica_snapshot(struct replica *r, bool *taken, char *err)
+{
+    char msg[SNAPSHOT_ERR_MAX];
+    struct snapshot_writer *sw = NULL;
+    struct snapshot_info info;
+    uint64_t captured = 0;
+    int rc = REPLICA_OK;
+    if (taken)
+        *taken = false;
+    pthread_mutex_lock(&r->snap_lock);
+    if (atomic_load(&r->lsn) == atomic_load(&r->snapshot_lsn))
+        goto out;
+    if (snapshot_begin(r->dir, &sw, msg) != SNAPSHOT_OK) {
+        rc = replica_fail(err, REPLICA_EIO, "snapshot: %s", msg);
+        goto out;
+    }
+    memset(&info, 0, sizeof info);
+    snprintf(info.collection, sizeof info.collection, "%s", r->collection);
+    info.shard = r->shard;
+
+    pthread_mutex_lock(&r->write_lock);
+    if (atomic_load(&r->failed)) {
+        pthread_mutex_unlock(&r->write_lock);
+        rc = replica_fail(err, REPLICA_EFAILED, "snapshot refused: the replica has failed");
+        goto out;
+    }
+    info.lsn = atomic_load(&r->lsn);
+    info.epoch = atomic_load(&r->epoch);
+    captured = atomic_exchange(&r->wal_since_snapshot, 0);
+    int src = snapshot_write_state(sw, &info, r->idx, r->ps, msg);
+    pthread_mutex_unlock(&r->write_lock);
+    if (src) {
+        rc = replica_fail(err, src == SNAPSHOT_ENOMEM ? REPLICA_ENOMEM : REPLICA_EIO,
+                          "snapshot at lsn %" PRIu64 ": %s", info.lsn, msg);
+        goto out;
+    }
+    /* The WAL must hold everything the snapshot does before the snapshot replaces it. */
+    char wmsg[WAL_ERR_MAX];
+    if (wal_sync(r->wal, wmsg) != WAL_OK) {
+        rc = replica_fail(err, REPLICA_EIO, "snapshot: WAL fsync: %s", wmsg);
+        goto out;
+    }
+    int crc = snapshot_commit(sw, NULL, msg);
+    sw = NULL;
+    if (crc) {
+        rc = replica_fail(err, REPLICA_EIO, "snapshot at lsn %" PRIu64 ": %s", info.lsn, msg);
+        goto out;
+    }
+    captured = 0;
+    atomic_store(&r->snapshot_lsn, info.lsn);
+    atomic_fetch_add(&r->snapshots_taken, 1);
+    if (taken)
+        *taken = true;
+    uint64_t *lsns = NULL;
+    uint32_t n = 0;
+    if (snapshot_prune(r->dir, SNAPSHOT_KEEP, NULL, msg) != SNAPSHOT_OK ||
+        snapshot_list(r->dir, &lsns, &n, msg) != SNAPSHOT_OK) {
+        rc = replica_fail(err, REPLICA_EIO, "snapshot at lsn %" PRIu64 " taken, but: %s", info.lsn,
+                          msg);
+        goto out;
+    }
+    /* Keep the WAL after the older kept snapshot, so falling back to it loses nothing. */
+    if (n >= SNAPSHOT_KEEP && wal_delete_before(r->wal, lsns[SNAPSHOT_KEEP - 1] + 1, NULL, wmsg))
+        rc = replica_fail(err, REPLICA_EIO, "snapshot at lsn %" PRIu64 " taken, but: %s", info.lsn,
+                          wmsg);
+    free(lsns);
+out:
+    snapshot_abort(sw);
+    if (captured)
+        atomic_fetch_add(&r->wal_since_snapshot, captured);
+    pthread_mutex_unlock(&r->snap_lock);
+    return rc;
+}
+
+/* The background thread: a snapshot whenever the WAL since the last one passes the threshold. */
+static void *snapshot_main(void *arg)
+{
+    struct replica *r = arg;
+    char msg[REPLICA_ERR_MAX];
+    pthread_mutex_lock(&r->bg_lock);
+    while (!r->stop) {
+        if (atomic_load(&r->wal_since_snapshot) < r->cfg.snapshot_wal_bytes ||
+            atomic_load(&r->failed)) {
+            pthread_cond_wait(&r->bg_cond, &r->bg_lock);
+            continue;
+        }
+        pthread_mutex_unlock(&r->bg_lock);
+        int rc = replica_snapshot(r, NULL, msg);
+        if (rc)
+            note_error(r, msg);
+        pthread_mutex_lock(&r->bg_lock);
+        if (rc && !r->stop) {
+            /* Back off before retrying a failing disk. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            pthread_cond_timedwait(&r->bg_cond, &r->bg_lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&r->bg_lock);
+    return NULL;
+}
+
+int replica_repair(struct replica *r, char *err)
+{
+    char herr[HNSW_ERR_MAX];
+    pthread_mutex_lock(&r->write_lock);
+    int rc = hnsw_repair(r->idx, r->cfg.build_threads, herr);
+    pthread_mutex_unlock(&r->write_lock);
+    if (rc)
+        return replica_fail(err, rc == HNSW_ENOMEM ? REPLICA_ENOMEM : REPLICA_EINVAL, "repair: %s",
+                            herr);
+    return REPLICA_OK;
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+/* Creates dir and its missing parents. */
+static int mkdir_p(const char *dir, char *err)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return replica_fail(err, REPLICA_EINVAL, "dir is too long");
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return replica_fail(err, REPLICA_EIO, "mkdir %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return replica_fail(err, REPLICA_EIO, "mkdir %s: %s", buf, strerror(errno));
+    return REPLICA_OK;
+}
+
+/* Replays the WAL records after the snapshot through the write path's apply. */
+static int replay(struct replica *r, struct replica_recovery *rec, char *err)
+{
+    struct wal_iter *it = NULL;
+    char msg[REPLICA_ERR_MAX];
+    uint64_t from = atomic_load(&r->lsn) + 1;
+    int rc = wal_iter_open(r->wal, from, &it, msg);
+    if (rc)
+        return replica_fail(err, rc == WAL_ENOMEM ? REPLICA_ENOMEM : REPLICA_ECORRUPT,
+                            "WAL replay from lsn %" PRIu64 ": %s", from, msg);
+    for (;;) {
+        struct wal_record wr;
+        bool has;
+        if ((rc = wal_iter_next(it, &wr, &has, msg))) {
+            rc = replica_fail(err, rc == WAL_ENOMEM ? REPLICA_ENOMEM : REPLICA_EIO,
+                              "WAL replay: %s", msg);
+            break;
+        }
+        if (!has)
+            break;
+        Vecshard__V1__WriteBatch *b = vecshard__v1__write_batch__unpack(NULL, wr.len, wr.data);
+        if (!b) {
+            rc = replica_fail(err, REPLICA_ECORRUPT,
+                              "WAL record lsn %" PRIu64 " does not decode as a WriteBatch", wr.lsn);
+            break;
+        }
+        size_t packed;
+        rc = validate_batch(r, b, false, &packed, msg);
+        if (rc == REPLICA_OK)
+            rc = apply_batch(r, b, msg);
+        vecshard__v1__write_batch__free_unpacked(b, NULL);
+        if (rc) {
+            rc = replica_fail(err, rc == REPLICA_ENOMEM ? rc : REPLICA_ECORRUPT,
+                              "WAL record lsn %" PRIu64 ": %s", wr.lsn, msg);
+            break;
+        }
+        atomic_store(&r->lsn, wr.lsn);
+        if (wr.epoch > atomic_load(&r->epoch))
+            atomic_store(&r->epoch, wr.epoch);
+        atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + (uint64_t)wr.len);
+        rec->replayed++;
+    }
+    wal_iter_close(it);
+    return rc;
+}
+
+/* Frees a replica whose thread is not running. */
+static void destroy(struct replica *r)
+{
+    hnsw_free(r->idx);
+    payload_store_free(r->ps);
+    free(r->ids);
+    free(r->vecs);
+    free(r->pack);
+    pthread_mutex_destroy(&r->write_lock);
+    pthread_mutex_destroy(&r->snap_lock);
+    pthread_mutex_destroy(&r->err_lock);
+    pthread_mutex_destroy(&r->bg_lock);
+    pthread_cond_destroy(&r->bg_cond);
+    free(r->dir);
+    free(r->collection);
+    free(r);
+}
+
+/* Loads the snapshot (or starts empty), recovers the WAL and replays it. */
+static int recover(struct replica *r, struct replica_recovery *rec, char *err)
+{
+    char msg[SNAPSHOT_ERR_MAX];
+    struct snapshot_info info;
+    struct snapshot_expect ex = {
+        .collection = r->collection,
+        .shard = r->shard,
+        .dim = r->dim,
+        .metric = r->metric,
+        .M = r->cfg.hnsw.M,
+        .ef_construction = r->cfg.hnsw.ef_construction,
+    };
+    int rc = snapshot_load_newest(r->dir, &ex, &info, &r->idx, &r->ps, &rec->snapshot, msg);
+    if (rc == SNAPSHOT_OK) {
+        rec->snapshot_lsn = info.lsn;
+        atomic_store(&r->snapshot_lsn, info.lsn);
+        atomic_store(&r->lsn, info.lsn);
+        atomic_store(&r->epoch, info.epoch);
+    } else if (rc == SNAPSHOT_ENOTFOUND) {
+        char herr[HNSW_ERR_MAX];
+        if ((rc = hnsw_create(&r->cfg.hnsw, &r->idx, herr)))
+            return replica_fail(err, rc == HNSW_ENOMEM ? REPLICA_ENOMEM : REPLICA_EINVAL,
+                                "hnsw parameters: %s", herr);
+        if (payload_store_create(&r->ps) != 0)
+            return replica_fail(err, REPLICA_ENOMEM, "out of memory");
+    } else {
+        return replica_fail(err,
+                            rc == SNAPSHOT_EMISMATCH ? REPLICA_EMISMATCH
+                            : rc == SNAPSHOT_ENOMEM  ? REPLICA_ENOMEM
+                                                     : REPLICA_EIO,
+                            "loading a snapshot: %s", msg);
+    }
+
+    struct wal_options wo = {.fsync = r->cfg.fsync, .segment_bytes = r->cfg.wal_segment_bytes};
+    char wmsg[WAL_ERR_MAX];
+    if ((rc = wal_open(r->dir, &wo, &r->wal, &rec->wal, wmsg)))
+        return replica_fail(err, wal_code(rc), "opening the WAL: %s", wmsg);
+    uint64_t snap = atomic_load(&r->lsn);
+    if (rec->wal.records == 0)
+        return REPLICA_OK;
+    if (rec->wal.first_lsn > snap + 1)
+        return replica_fail(err, REPLICA_ECORRUPT,
+                            "the WAL starts at lsn %" PRIu64 " but the %s covers only up to lsn %" PRIu64
+                            ": records %" PRIu64 "..%" PRIu64 " are missing",
+                            rec->wal.first_lsn, snap ? "snapshot" : "empty state", snap, snap + 1,
+                            rec->wal.first_lsn - 1);
+    if (rec->wal.last_lsn < snap) {
+        if ((rc = wal_reset(r->wal, wmsg)))
+            return replica_fail(err, wal_code(rc), "clearing a WAL behind the snapshot: %s", wmsg);
+        rec->wal_reset = true;
+        return REPLICA_OK;
+    }
+    return replay(r, rec, err);
+}
+
+int replica_open(const struct replica_config *cfg, struct replica **out,
+                 struct replica_recovery *rec_out, char *err)
+{
+    *out = NULL;
+    struct replica_recovery rec_local;
+    struct replica_recovery *rec = rec_out ? rec_out : &rec_local;
+    memset(rec, 0, sizeof *rec);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (!cfg || !cfg->dir || !*cfg->dir)
+        return replica_fail(err, REPLICA_EINVAL, "config.dir is missing");
+    if (!cfg->collection || !*cfg->collection ||
+        strlen(cfg->collection) >= SNAPSHOT_COLLECTION_MAX)
+        return replica_fail(err, REPLICA_EINVAL, "config.collection must have 1..%d characters",
+                            SNAPSHOT_COLLECTION_MAX - 1);
+    if (cfg->hnsw.dim == 0 || cfg->hnsw.dim > HNSW_MAX_DIM)
+        return replica_fail(err, REPLICA_EINVAL, "config.hnsw.dim must be in 1..%d, got %u",
+                            HNSW_MAX_DIM, cfg->hnsw.dim);
+    if (cfg->fsync > WAL_FSYNC_NONE)
+        return replica_fail(err, REPLICA_EINVAL, "config.fsync %d is not always, batch or none",
+                            cfg->fsync);
+    int rc = mkdir_p(cfg->dir, err);
+    if (rc)
+        return rc;
+    struct replica *r = calloc(1, sizeof *r);
+    if (!r)
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory");
+    pthread_mutex_init(&r->write_lock, NULL);
+    pthread_mutex_init(&r->snap_lock, NULL);
+    pthread_mutex_init(&r->err_lock, NULL);
+    pthread_mutex_init(&r->bg_lock, NULL);
+    pthread_cond_init(&r->bg_cond, NULL);
+    r->cfg = *cfg;
+    if (!(r->dir = strdup(cfg->dir)) || !(r->collection = strdup(cfg->collection))) {
+        rc = replica_fail(err, REPLICA_ENOMEM, "out of memory");
+        goto fail;
+    }
+    r->cfg.dir = r->dir;
+    r->cfg.collection = r->collection;
+    r->shard = cfg->shard;
+    r->dim = cfg->hnsw.dim;
+    r->metric = cfg->hnsw.metric;
+    if (r->cfg.ef_search == 0)
+        r->cfg.ef_search = REPLICA_EF_SEARCH_DEFAULT;
+    if (r->cfg.max_batch == 0)
+        r->cfg.max_batch = REPLICA_MAX_BATCH_DEFAULT;
+    if (r->cfg.max_payload == 0 || r->cfg.max_payload > PAYLOAD_MAX_BYTES)
+        r->cfg.max_payload = PAYLOAD_MAX_BYTES;
+    if ((rc = recover(r, rec, err)))
+        goto fail;
+    rec->lsn = atomic_load(&r->lsn);
+    if (r->cfg.snapshot_wal_bytes) {
+        if (pthread_create(&r->bg, NULL, snapshot_main, r) != 0) {
+            rc = replica_fail(err, REPLICA_ENOMEM, "cannot start the snapshot thread");
+            goto fail;
+        }
+        r->bg_running = true;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rec->seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    *out = r;
+    return REPLICA_OK;
+fail:
+    wal_close(r->wal, NULL);
+    destroy(r);
+    return rc;
+}
+
+int replica_close(struct replica *r, char *err)
+{
+    if (!r)
+        return REPLICA_OK;
+    if (r->bg_running) {
+        pthread_mutex_lock(&r->bg_lock);
+        r->stop = true;
+        pthread_cond_signal(&r->bg_cond);
+        pthread_mutex_unlock(&r->bg_lock);
+        pthread_join(r->bg, NULL);
+    }
+    char msg[WAL_ERR_MAX];
+    int rc = wal_close(r->wal, msg);
+    if (rc)
+        rc = replica_fail(err, wal_code(rc), "closing the WAL: %s", msg);
+    destroy(r);
+    return rc;
+}
+
+/* True for the names of files a replica folder holds. */
+static bool replica_file(const char *name)
+{
+    size_t n = strlen(name);
+    bool wal = n > 8 && !strncmp(name, "wal-", 4) && !strcmp(name + n - 4, ".log");
+    bool snap = n > 13 && !strncmp(name, "snapshot-", 9) &&
+                (!strcmp(name + n - 4, ".vsx") || !strcmp(name + n - 12, ".vsx.corrupt"));
+    return wal || snap || !strcmp(name, "snapshot.tmp");
+}
+
+int replica_remove_files(const char *dir, char *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? REPLICA_OK
+                               : replica_fail(err, REPLICA_EIO, "open %s: %s", dir, strerror(errno));
+    char path[4096];
+    int rc = REPLICA_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!replica_file(e->d_name))
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path ||
+            (unlink(path) != 0 && errno != ENOENT)) {
+            rc = replica_fail(err, REPLICA_EIO, "unlink %s: %s", path, strerror(errno));
+            break;
+        }
+    }
+    closedir(d);
+    if (rc == REPLICA_OK && rmdir(dir) != 0)
+        rc = replica_fail(err, REPLICA_EIO, "rmdir %s: %s", dir,
+                          errno == ENOTEMPTY ? "it holds files that are not the replica's"
+                                             : strerror(errno));
+    return rc;
+}
+
+/* ---------------------------------------------------------------- status */
+
+void replica_status(struct replica *r, struct replica_stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->lsn = atomic_load(&r->lsn);
+    st->epoch = atomic_load(&r->epoch);
+    st->count = hnsw_count(r->idx);
+    st->deleted = hnsw_deleted_count(r->idx);
+    st->payloads = payload_count(r->ps);
+    st->snapshot_lsn = atomic_load(&r->snapshot_lsn);
+    st->memory_bytes = hnsw_memory_bytes(r->idx) + payload_memory(r->ps);
+    st->snapshots_taken = atomic_load(&r->snapshots_taken);
+    st->wal_bytes_since_snapshot = atomic_load(&r->wal_since_snapshot);
+    st->failed = atomic_load(&r->failed);
+    struct wal_stats ws;
+    wal_stats(r->wal, &ws);
+    st->wal_bytes = ws.bytes;
+    st->disk_bytes = ws.bytes;
+    uint64_t *lsns;
+    uint32_t n;
+    char path[4096];
+    struct stat sb;
+    if (snapshot_list(r->dir, &lsns, &n, NULL) == SNAPSHOT_OK) {
+        for (uint32_t i = 0; i < n; i++)
+            if (snapshot_path(r->dir, lsns[i], path, sizeof path) && stat(path, &sb) == 0)
+                st->disk_bytes += (uint64_t)sb.st_size;
+        free(lsns);
+    }
+    pthread_mutex_lock(&r->err_lock);
+    snprintf(st->last_error, sizeof st->last_error, "%s", r->last_error);
+    pthread_mutex_unlock(&r->err_lock);
+}

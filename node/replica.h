@@ -1,0 +1,235 @@
+/*
+ * replica.h — one shard replica of vecshard-node: the HNSW index, the
+ * payload store, the write-ahead log and the snapshots of one
+ * (collection, shard) in its folder `<data-dir>/<collection>/<shard>/`.
+ * Public API, threading and ownership; the on-disk formats and recovery
+ * rules are in docs/storage.md.
+ *
+ * Threading:
+ *   - replica_write and replica_apply may be called from any number of
+ *     threads; a write lock inside the replica serialises them, so the LSN
+ *     order is the WAL order is the apply order. Under fsync `batch` the
+ *     wait for the group fsync happens after that lock is released, so
+ *     concurrent writers share fsyncs.
+ *   - replica_search, replica_get and replica_status run concurrently with
+ *     each other, with writes and with snapshots; they never wait for the
+ *     write lock.
+ *   - Snapshots: replica_snapshot (or the background thread started when
+ *     snapshot_wal_bytes > 0). Writes pause while the index and payloads
+ *     are copied into the page cache (see replica.c for how long); searches
+ *     do not pause.
+ *   - replica_open / replica_close / replica_remove_files need no other call
+ *     on the same replica running.
+ *
+ * Errors: every call that can fail returns an enum replica_code
+ * (REPLICA_OK = 0) and, when err is not NULL, writes a one-line message
+ * naming the bad field into err (at least REPLICA_ERR_MAX bytes), e.g.
+ * "batch.upserts[3].vector has 127 floats, collection dim is 128".
+ * replica_code_grpc maps a code to the gRPC status the node should answer.
+ */
+#ifndef VS_NODE_REPLICA_H
+#define VS_NODE_REPLICA_H
+
+#include "common/hnsw/hnsw.h"
+#include "node/snapshot.h"
+#include "node/wal.h"
+#include "proto/vecshard/v1/common.pb-c.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define REPLICA_ERR_MAX 512
+#define REPLICA_MAX_BATCH_DEFAULT 100000
+#define REPLICA_EF_SEARCH_DEFAULT 64
+
+enum replica_code {
+    REPLICA_OK = 0,
+    REPLICA_EINVAL,        /* malformed argument: missing batch, k or ef out of range, bad config */
+    REPLICA_EDIM,          /* a vector or query with the wrong number of floats */
+    REPLICA_EVALUE,        /* a NaN or infinite component, an all-zero vector under cosine */
+    REPLICA_EPAYLOAD_SIZE, /* a payload over the limit (64 KiB) */
+    REPLICA_EBATCH_SIZE,   /* more points + ids than the limit, or an encoded batch over 128 MiB */
+    REPLICA_ELSN_GAP,      /* replica_apply: lsn > applied + 1; *have holds the applied LSN */
+    REPLICA_ENOMEM,        /* allocation failed */
+    REPLICA_EIO,           /* a disk operation failed */
+    REPLICA_EFAILED,       /* an earlier WAL or apply failure stopped writes; close and reopen */
+    REPLICA_ECORRUPT,      /* the folder's data cannot be recovered (message says why) */
+    REPLICA_EMISMATCH,     /* the folder holds data of another collection/shard/dim/metric/M */
+};
+
+struct replica_config {
+    const char *dir;        /* the replica's folder; created (with parents) if missing */
+    const char *collection; /* for messages and the snapshot header */
+    uint32_t shard;
+    /* From the collection config: dim, metric, M, ef_construction (+ capacity hint, seed). */
+    struct hnsw_params hnsw;
+    uint32_t ef_search;          /* used when a search passes ef 0; default 64 */
+    enum wal_fsync fsync;        /* default always */
+    uint64_t wal_segment_bytes;  /* 0: 64 MiB */
+    uint64_t snapshot_wal_bytes; /* background snapshot once the WAL since the last one exceeds
+                                    this; 0: no background thread (call replica_snapshot) */
+    int build_threads;           /* threads for large upsert batches; <= 0: all CPUs */
+    uint32_t max_batch;          /* upserts + deletes per batch, and ids per get; 0: 100,000 */
+    uint32_t max_payload;        /* bytes per payload; 0 (or more than 64 KiB): 64 KiB */
+};
+
+/* What replica_open found, for the node's log. */
+struct replica_recovery {
+    struct snapshot_recovery snapshot; /* snapshots refused (moved aside) and temp files removed */
+    uint64_t snapshot_lsn;             /* LSN of the snapshot loaded; 0 if none */
+    struct wal_recovery wal;           /* WAL truncation, if any (wal.truncated, wal.reason) */
+    bool wal_reset;                    /* the WAL ended before the snapshot and was cleared */
+    uint64_t replayed;                 /* WAL records applied after the snapshot */
+    uint64_t lsn;                      /* LSN after recovery */
+    double seconds;                    /* time spent opening */
+};
+
+/* Counters of a replica (ShardReplicaStatus). */
+struct replica_stat {
+    uint64_t lsn;          /* highest LSN applied */
+    uint64_t epoch;        /* highest epoch among the applied records */
+    uint64_t count;        /* live points */
+    uint64_t deleted;      /* deleted points still linked in the graph */
+    uint64_t payloads;     /* points with a payload */
+    uint64_t snapshot_lsn; /* LSN of the newest snapshot on disk; 0 if none */
+    uint64_t disk_bytes;   /* snapshots + WAL segments */
+    uint64_t wal_bytes;    /* WAL segments alone */
+    uint64_t wal_bytes_since_snapshot;
+    uint64_t memory_bytes; /* index + payload store */
+    uint64_t snapshots_taken; /* since open */
+    bool failed;              /* writes refused until reopened (see last_error) */
+    char last_error[REPLICA_ERR_MAX]; /* last write-path or background-snapshot failure */
+};
+
+/* One point of a search or get answer. Pointers lead into the owning replica_results. */
+struct replica_point {
+    uint64_t id;
+    float dist;            /* distance to the query (0 for gets) */
+    const float *vector;   /* dim floats when asked for, else NULL (normalised under cosine) */
+    const uint8_t *payload; /* NULL when not asked for or the point has none */
+    uint32_t payload_len;
+};
+
+/*
+ * The answer of replica_search or replica_get. The caller owns it: set it
+ * up with replica_results_init, pass it to any number of calls (each call
+ * replaces the previous content and reuses the memory, so a thread that
+ * keeps one does not allocate in steady state), release it with
+ * replica_results_free. Everything it points to stays valid until the next
+ * call with it or its release, whatever happens to the replica meanwhile.
+ */
+struct replica_results {
+    struct replica_point *points; /* n points; search: closest first */
+    uint32_t n;
+    uint64_t *missing; /* replica_get: ids not found, request order; nmissing of them */
+    uint32_t nmissing;
+    /* internal: reusable memory */
+    size_t cap_points, cap_missing, cap_bytes, cap_hits;
+    uint8_t *bytes;
+    struct hnsw_result *hits;
+};
+
+/* What a search asks for. */
+struct replica_query {
+    const float *vector; /* query_len floats (must equal the dim) */
+    uint32_t len;
+    uint32_t k;  /* 1..10,000 */
+    uint32_t ef; /* 0: the config's ef_search; at most 100,000; raised to k */
+    bool with_payload, with_vector;
+    const char *field; /* name of the query in messages, e.g. "queries[2].vector"; NULL: "query" */
+};
+
+struct replica;
+
+/* Fills c with the defaults; the caller sets dir, collection, shard and hnsw.dim at least. */
+void replica_config_init(struct replica_config *c);
+/* A static description of a code. */
+const char *replica_code_str(int code);
+/*
+ * The gRPC status code (numeric, grpc/status.h) for a code: EINVAL, EDIM,
+ * EVALUE -> INVALID_ARGUMENT (3); EPAYLOAD_SIZE, EBATCH_SIZE, ENOMEM ->
+ * RESOURCE_EXHAUSTED (8); EFAILED, EIO -> UNAVAILABLE (14); ECORRUPT ->
+ * DATA_LOSS (15); EMISMATCH -> FAILED_PRECONDITION (9); OK and ELSN_GAP
+ * (answered in the reply body) -> OK (0).
+ */
+int replica_code_grpc(int code);
+
+/*
+ * Opens the replica in cfg->dir (creating the folder if missing): loads the
+ * newest valid snapshot (falling back to the previous one if the newest is
+ * damaged), recovers the WAL (cutting a torn or damaged tail) and replays
+ * the records after the snapshot. An empty folder is an empty replica.
+ * *rec (may be NULL) says what recovery found and did. Strings in cfg are
+ * copied. *out is the caller's (replica_close).
+ */
+int replica_open(const struct replica_config *cfg, struct replica **out,
+                 struct replica_recovery *rec, char *err);
+/*
+ * Stops the background snapshot thread, fsyncs the WAL, frees everything.
+ * Takes no snapshot. NULL is a no-op. Returns the WAL's final fsync status.
+ */
+int replica_close(struct replica *r, char *err);
+/*
+ * Deletes a dropped replica's files (WAL segments, snapshots, temp and
+ * .corrupt files) and its folder. The replica must be closed. A folder that
+ * does not exist is OK.
+ */
+int replica_remove_files(const char *dir, char *err);
+
+/*
+ * Primary write: validates batch (nothing is written if any field is bad),
+ * assigns the next LSN, appends (epoch, batch) to the WAL, applies it
+ * (upserts, then deletes; deleting an absent id is not an error) and
+ * returns once the WAL policy makes it durable. *lsn gets the LSN. The
+ * batch stays the caller's. The replica records the epoch as given; epoch
+ * checks against the shard map are the node's.
+ */
+int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBatch *batch,
+                  uint64_t *lsn, char *err);
+/*
+ * Backup apply of the primary's record at lsn: lsn == applied + 1 is
+ * written and applied like replica_write; lsn <= applied is a duplicate,
+ * acknowledged without effect (REPLICA_OK); lsn > applied + 1 is
+ * REPLICA_ELSN_GAP. *have (may be NULL) gets the applied LSN afterwards.
+ */
+int replica_apply(struct replica *r, uint64_t lsn, uint64_t epoch,
+                  const Vecshard__V1__WriteBatch *batch, uint64_t *have, char *err);
+
+/* The k nearest live points to q->vector into *res (see struct replica_results). */
+int replica_search(struct replica *r, const struct replica_query *q, struct replica_results *res,
+                   char *err);
+/*
+ * Fetches ids[0..n): found points in the order of their first occurrence
+ * into res->points, the others into res->missing.
+ */
+int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_payload,
+                bool with_vector, struct replica_results *res, char *err);
+/* Prepares an empty results object. */
+void replica_results_init(struct replica_results *res);
+/* Frees what res holds (res itself is the caller's). */
+void replica_results_free(struct replica_results *res);
+
+/* Fills *st. */
+void replica_status(struct replica *r, struct replica_stat *st);
+
+/*
+ * Takes a snapshot now if anything was written since the last one (*taken,
+ * may be NULL, says whether it did): copies the state under the write lock,
+ * makes it durable without it, keeps the newest two snapshots and deletes
+ * the WAL segments that the older of them no longer needs.
+ */
+int replica_snapshot(struct replica *r, bool *taken, char *err);
+/*
+ * Unlinks deleted points from the graph (hnsw_repair with build_threads):
+ * restores recall after heavy deletes and makes their slots reusable.
+ * Searches continue; writes wait for it.
+ */
+int replica_repair(struct replica *r, char *err);
+
+/* The replica's folder, collection and shard (as configured). */
+const char *replica_dir(const struct replica *r);
+const char *replica_collection(const struct replica *r);
+uint32_t replica_shard(const struct replica *r);
+uint32_t replica_dim(const struct replica *r);
+
+#endif

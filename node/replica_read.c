@@ -1,0 +1,209 @@
+/*
+ * replica_read.c — the read side of a replica: search and get, and the
+ * caller-owned results object they fill.
+ *
+ * Reads never take the replica's write lock: the engine serves searches and
+ * gets concurrently with inserts and deletes, and the payload store is read
+ * under its shared lock. Vectors and payloads are copied into the results
+ * object (one buffer, reused across calls) while that shared lock is held,
+ * so what a caller gets stays valid however the replica changes later. A
+ * search that races a write to the same id may return the new payload with
+ * a distance computed on the old vector; a point deleted between the graph
+ * search and the copy is dropped when vectors are asked for (its vector is
+ * gone), otherwise returned without payload.
+ */
+#include "node/replica_internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+void replica_results_init(struct replica_results *res)
+{
+    memset(res, 0, sizeof *res);
+}
+
+void replica_results_free(struct replica_results *res)
+{
+    free(res->points);
+    free(res->missing);
+    free(res->bytes);
+    free(res->hits);
+    memset(res, 0, sizeof *res);
+}
+
+/* Grows *p (elements of size sz) to at least n; -1 when out of memory. */
+static int grow(void **p, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *q = realloc(*p, c * sz);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+/*
+ * Copies vectors and payloads of res->points[0..n) into res->bytes and
+ * points at them; drops points whose vector vanished. With the payload
+ * store's read lock held when payloads are wanted. Gets list dropped ids
+ * as missing (their res->missing has room for every requested id).
+ */
+static int fill_points(struct replica *r, struct replica_results *res, bool with_payload,
+                       bool with_vector, bool is_get)
+{
+    size_t vbytes = with_vector ? (size_t)res->n * r->dim * sizeof(float) : 0, pbytes = 0;
+    if (with_payload)
+        for (uint32_t i = 0; i < res->n; i++) {
+            uint32_t len;
+            payload_peek(r->ps, res->points[i].id, &len);
+            pbytes += len;
+        }
+    if (grow((void **)&res->bytes, &res->cap_bytes, vbytes + pbytes + 1, 1) != 0)
+        return -1;
+    float *vec = (float *)res->bytes;
+    uint8_t *pay = res->bytes + vbytes;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < res->n; i++) {
+        struct replica_point p = res->points[i];
+        p.vector = NULL;
+        p.payload = NULL;
+        p.payload_len = 0;
+        if (with_vector) {
+            float *v = vec + (size_t)kept * r->dim;
+            if (hnsw_get(r->idx, p.id, v) != HNSW_OK) {
+                if (is_get)
+                    res->missing[res->nmissing++] = p.id;
+                continue;
+            }
+            p.vector = v;
+        }
+        if (with_payload) {
+            uint32_t len;
+            const uint8_t *src = payload_peek(r->ps, p.id, &len);
+            if (len) {
+                memcpy(pay, src, len);
+                p.payload = pay;
+                p.payload_len = len;
+                pay += len;
+            }
+        }
+        res->points[kept++] = p;
+    }
+    res->n = kept;
+    return 0;
+}
+
+int replica_search(struct replica *r, const struct replica_query *q, struct replica_results *res,
+                   char *err)
+{
+    const char *field = q->field ? q->field : "query";
+    res->n = 0;
+    res->nmissing = 0;
+    if (!q->vector || q->len != r->dim)
+        return replica_fail(err, REPLICA_EDIM, "%s has %u floats, collection dim is %u", field,
+                            q->vector ? q->len : 0, r->dim);
+    if (q->k == 0 || q->k > HNSW_MAX_K)
+        return replica_fail(err, REPLICA_EINVAL, "k must be in 1..%d, got %u", HNSW_MAX_K, q->k);
+    uint32_t ef = q->ef ? q->ef : r->cfg.ef_search;
+    if (ef > HNSW_MAX_EF)
+        return replica_fail(err, REPLICA_EINVAL, "ef must be at most %d, got %u", HNSW_MAX_EF, ef);
+    if (grow((void **)&res->hits, &res->cap_hits, q->k, sizeof *res->hits) != 0 ||
+        grow((void **)&res->points, &res->cap_points, q->k, sizeof *res->points) != 0)
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory for %u results", q->k);
+    char herr[HNSW_ERR_MAX];
+    uint32_t n = 0;
+    int rc = hnsw_search(r->idx, q->vector, q->k, ef, NULL, NULL, res->hits, &n, herr);
+    if (rc == HNSW_EINVAL) {
+        /* The engine's message names the component ("query[3] is NaN"); say which query. */
+        const char *tail = strncmp(herr, "query", 5) == 0 ? herr + 5 : herr;
+        return replica_fail(err, REPLICA_EVALUE, "%s%s", field, tail);
+    }
+    if (rc)
+        return replica_fail(err, REPLICA_ENOMEM, "search: %s", herr);
+    for (uint32_t i = 0; i < n; i++)
+        res->points[i] = (struct replica_point){.id = res->hits[i].id, .dist = res->hits[i].dist};
+    res->n = n;
+    if (!q->with_payload && !q->with_vector)
+        return REPLICA_OK;
+    if (q->with_payload)
+        payload_read_lock(r->ps);
+    rc = fill_points(r, res, q->with_payload, q->with_vector, false);
+    if (q->with_payload)
+        payload_read_unlock(r->ps);
+    if (rc) {
+        res->n = 0;
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory copying results");
+    }
+    return REPLICA_OK;
+}
+
+/* An id with its position in the request, for finding first occurrences. */
+struct pos_id {
+    uint64_t id;
+    uint32_t pos;
+};
+
+/* By id, then by position. */
+static int cmp_pos_id(const void *a, const void *b)
+{
+    const struct pos_id *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_payload,
+                bool with_vector, struct replica_results *res, char *err)
+{
+    res->n = 0;
+    res->nmissing = 0;
+    if (n && !ids)
+        return replica_fail(err, REPLICA_EINVAL, "ids is missing");
+    if (n > r->cfg.max_batch)
+        return replica_fail(err, REPLICA_EBATCH_SIZE, "ids has %u entries, the limit is %u", n,
+                            r->cfg.max_batch);
+    if (n == 0)
+        return REPLICA_OK;
+    /* Mark repeats: sort (id, position) pairs; only the first position of each id is kept. */
+    struct pos_id *s = malloc((size_t)n * sizeof *s);
+    uint8_t *dup = calloc(n, 1);
+    int rc = REPLICA_OK;
+    if (!s || !dup ||
+        grow((void **)&res->points, &res->cap_points, n, sizeof *res->points) != 0 ||
+        grow((void **)&res->missing, &res->cap_missing, n, sizeof *res->missing) != 0) {
+        rc = replica_fail(err, REPLICA_ENOMEM, "out of memory for %u ids", n);
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        s[i] = (struct pos_id){ids[i], i};
+    qsort(s, n, sizeof *s, cmp_pos_id);
+    for (uint32_t i = 1; i < n; i++)
+        if (s[i].id == s[i - 1].id)
+            dup[s[i].pos] = 1;
+    if (with_payload)
+        payload_read_lock(r->ps);
+    for (uint32_t i = 0; i < n; i++) {
+        if (dup[i])
+            continue;
+        if (hnsw_contains(r->idx, ids[i]))
+            res->points[res->n++] = (struct replica_point){.id = ids[i]};
+        else
+            res->missing[res->nmissing++] = ids[i];
+    }
+    if ((with_payload || with_vector) && fill_points(r, res, with_payload, with_vector, true) != 0) {
+        res->n = 0;
+        rc = replica_fail(err, REPLICA_ENOMEM, "out of memory copying points");
+    }
+    if (with_payload)
+        payload_read_unlock(r->ps);
+out:
+    free(s);
+    free(dup);
+    return rc;
+}

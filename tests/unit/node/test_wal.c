@@ -1,0 +1,407 @@
+/*
+ * test_wal.c — the write-ahead log: round trip over several segments, a
+ * torn tail and a flipped byte cut and reported exactly, an empty folder,
+ * iteration from an LSN, deletion before an LSN, group commit.
+ */
+#include "tests/unit/node/node_test.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Payload of record lsn: 10..209 bytes derived from lsn. */
+static uint32_t rec_payload(uint64_t lsn, uint8_t *buf)
+{
+    uint32_t len = 10 + (uint32_t)(lsn * 37 % 200);
+    for (uint32_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(lsn * 13 + i);
+    return len;
+}
+
+/* Opens dir with the given policy and segment size; asserts success. */
+static struct wal *open_wal(const char *dir, enum wal_fsync p, uint64_t seg, struct wal_recovery *rec)
+{
+    struct wal_options o;
+    wal_options_init(&o);
+    o.fsync = p;
+    o.segment_bytes = seg;
+    struct wal *w = NULL;
+    char err[WAL_ERR_MAX];
+    int rc = wal_open(dir, &o, &w, rec, err);
+    if (rc)
+        fprintf(stderr, "wal_open: %s\n", err);
+    CU_ASSERT_FATAL(rc == WAL_OK);
+    return w;
+}
+
+/* Appends records first..last. */
+static void fill(struct wal *w, uint64_t first, uint64_t last)
+{
+    uint8_t buf[256];
+    char err[WAL_ERR_MAX];
+    for (uint64_t l = first; l <= last; l++) {
+        uint32_t len = rec_payload(l, buf);
+        int rc = wal_append(w, l, l / 100 + 1, buf, len, err);
+        if (rc)
+            fprintf(stderr, "wal_append %llu: %s\n", (unsigned long long)l, err);
+        CU_ASSERT_EQUAL_FATAL(rc, WAL_OK);
+    }
+}
+
+/* Iterates from `from` and checks the records are exactly from..last. */
+static void check_records(struct wal *w, uint64_t from, uint64_t last)
+{
+    struct wal_iter *it;
+    char err[WAL_ERR_MAX];
+    CU_ASSERT_EQUAL_FATAL(wal_iter_open(w, from, &it, err), WAL_OK);
+    uint8_t buf[256];
+    uint64_t want = from;
+    for (;;) {
+        struct wal_record r;
+        bool has;
+        CU_ASSERT_EQUAL_FATAL(wal_iter_next(it, &r, &has, err), WAL_OK);
+        if (!has)
+            break;
+        CU_ASSERT_EQUAL_FATAL(r.lsn, want);
+        CU_ASSERT_EQUAL(r.epoch, want / 100 + 1);
+        uint32_t len = rec_payload(want, buf);
+        CU_ASSERT_EQUAL_FATAL(r.len, len);
+        CU_ASSERT(memcmp(r.data, buf, len) == 0);
+        want++;
+    }
+    CU_ASSERT_EQUAL(want, last + 1);
+    wal_iter_close(it);
+}
+
+/* Offset of record lsn in its segment (first_lsn), from the known record sizes. */
+static long record_offset(uint64_t first_lsn, uint64_t lsn)
+{
+    uint8_t buf[256];
+    long off = WAL_SEGMENT_HEADER;
+    for (uint64_t l = first_lsn; l < lsn; l++)
+        off += WAL_RECORD_HEADER + rec_payload(l, buf);
+    return off;
+}
+
+/* First LSN of the segment holding lsn (the largest segment start <= lsn). */
+static uint64_t segment_of(const char *dir, uint64_t lsn, char *path, size_t size)
+{
+    uint64_t best = 0;
+    for (uint64_t l = 1; l <= lsn; l++) {
+        char name[32], p[512];
+        wal_segment_name(l, name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        if (access(p, F_OK) == 0)
+            best = l;
+    }
+    char name[32];
+    wal_segment_name(best, name, sizeof name);
+    snprintf(path, size, "%s/%s", dir, name);
+    return best;
+}
+
+static void test_round_trip(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    CU_ASSERT_EQUAL(rec.records, 0);
+    fill(w, 1, 500);
+    struct wal_stats st;
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.first_lsn, 1);
+    CU_ASSERT_EQUAL(st.last_lsn, 500);
+    CU_ASSERT(st.segments >= 10);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), (int)st.segments);
+    CU_ASSERT_EQUAL(wal_close(w, NULL), WAL_OK);
+
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_NONE);
+    CU_ASSERT_EQUAL(rec.first_lsn, 1);
+    CU_ASSERT_EQUAL(rec.last_lsn, 500);
+    CU_ASSERT_EQUAL(rec.records, 500);
+    CU_ASSERT_EQUAL(rec.segments, st.segments);
+    CU_ASSERT_STRING_EQUAL(rec.reason, "");
+    check_records(w, 1, 500);
+    /* The log continues where it ended, and refuses an LSN that does not follow. */
+    char err[WAL_ERR_MAX];
+    uint8_t b[4] = {1, 2, 3, 4};
+    CU_ASSERT_EQUAL(wal_append(w, 502, 1, b, 4, err), WAL_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "does not follow"));
+    fill(w, 501, 520);
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.durable_lsn, 520);
+    CU_ASSERT_EQUAL(st.fsyncs >= 20, 1);
+    check_records(w, 1, 520);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_torn_tail(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 300);
+    wal_close(w, NULL);
+    char path[512];
+    uint64_t seg = segment_of(dir, 300, path, sizeof path);
+    long size = tn_file_size(path), cut = record_offset(seg, 300) + 11; /* inside record 300 */
+    CU_ASSERT_FATAL(size == record_offset(seg, 301));
+    CU_ASSERT_FATAL(truncate(path, cut) == 0);
+    int nseg = tn_count_files(dir, "wal-", ".log");
+
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_TORN);
+    CU_ASSERT_EQUAL(rec.last_lsn, 299);
+    CU_ASSERT_EQUAL(rec.records, 299);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)record_offset(seg, 300));
+    CU_ASSERT_EQUAL(rec.bytes_dropped, 11);
+    CU_ASSERT_EQUAL(rec.segments_deleted, 0);
+    CU_ASSERT_STRING_EQUAL(rec.segment, strrchr(path, '/') + 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "torn record"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "up to lsn 299"));
+    CU_ASSERT_EQUAL(tn_file_size(path), record_offset(seg, 300));
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), nseg);
+    check_records(w, 1, 299);
+    /* Record 300 can be written again and survives another reopen. */
+    fill(w, 300, 310);
+    wal_close(w, NULL);
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.last_lsn, 310);
+    check_records(w, 1, 310);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_bad_crc_middle(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 500);
+    wal_close(w, NULL);
+    int before = tn_count_files(dir, "wal-", ".log");
+    char path[512];
+    uint64_t seg = segment_of(dir, 250, path, sizeof path);
+    CU_ASSERT_FATAL(seg > 1 && seg < 250); /* not the first segment, and 250 is not its first record */
+    long off = record_offset(seg, 250);
+    tn_flip(path, off + WAL_RECORD_HEADER + 3, 0x40); /* a payload byte of record 250 */
+    long size = tn_file_size(path);
+    /* Segments that start after record 250 must go. */
+    int later = 0;
+    for (uint64_t l = 251; l <= 500; l++) {
+        char name[32], p[512];
+        wal_segment_name(l, name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        later += access(p, F_OK) == 0;
+    }
+    CU_ASSERT_FATAL(later >= 5);
+
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_CRC);
+    CU_ASSERT_EQUAL(rec.last_lsn, 249);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
+    CU_ASSERT_EQUAL(rec.segments_deleted, (uint32_t)later);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "CRC mismatch"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, strrchr(path, '/') + 1));
+    CU_ASSERT_EQUAL(tn_file_size(path), off);
+    CU_ASSERT(rec.bytes_dropped > (uint64_t)(size - off));
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), before - later);
+    check_records(w, 1, 249);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_bad_header_and_gap(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 200);
+    wal_close(w, NULL);
+    /* Damage the header of the segment that holds 150: it and every later one go. */
+    char path[512];
+    uint64_t seg = segment_of(dir, 150, path, sizeof path);
+    tn_flip(path, 2, 0x01);
+    w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_HEADER);
+    CU_ASSERT_EQUAL(rec.last_lsn, seg - 1);
+    CU_ASSERT_EQUAL(access(path, F_OK), -1);
+    check_records(w, 1, seg - 1);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_empty_dir(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_ALWAYS, 0, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.records, 0);
+    CU_ASSERT_EQUAL(rec.first_lsn, 0);
+    CU_ASSERT_EQUAL(rec.last_lsn, 0);
+    CU_ASSERT_EQUAL(rec.segments, 0);
+    check_records(w, 1, 0);
+    /* An empty log starts wherever the caller says (a replica after a snapshot). */
+    fill(w, 7, 9);
+    char name[32], path[512];
+    wal_segment_name(7, name, sizeof name);
+    CU_ASSERT_STRING_EQUAL(name, "wal-00000000000000000007.log");
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CU_ASSERT_EQUAL(access(path, F_OK), 0);
+    check_records(w, 7, 9);
+    wal_close(w, NULL);
+    /* A segment holding only its header (crash before the first record) is removed quietly. */
+    CU_ASSERT_FATAL(truncate(path, WAL_SEGMENT_HEADER) == 0);
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 0, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_TRUE(rec.empty_tail_removed);
+    CU_ASSERT_EQUAL(rec.records, 0);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), 0);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_iterate_and_delete(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 500);
+    check_records(w, 250, 500);
+    check_records(w, 500, 500);
+    check_records(w, 501, 500); /* past the end: nothing */
+
+    char path[512], err[WAL_ERR_MAX];
+    uint64_t seg250 = segment_of(dir, 250, path, sizeof path);
+    int before = tn_count_files(dir, "wal-", ".log");
+    uint32_t deleted = 0;
+    CU_ASSERT_EQUAL(wal_delete_before(w, 250, &deleted, err), WAL_OK);
+    /* Every segment wholly before 250 went; the one holding 250 stayed. */
+    struct wal_stats st;
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.first_lsn, seg250);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), before - (int)deleted);
+    CU_ASSERT_EQUAL(access(path, F_OK), 0);
+    CU_ASSERT(deleted >= 5);
+    check_records(w, seg250, 500);
+    check_records(w, 250, 500);
+    struct wal_iter *it;
+    CU_ASSERT_EQUAL(wal_iter_open(w, 1, &it, err), WAL_ENOTFOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "were deleted"));
+    /* An iterator opened before a deletion keeps reading its files. */
+    CU_ASSERT_EQUAL_FATAL(wal_iter_open(w, 300, &it, err), WAL_OK);
+    CU_ASSERT_EQUAL(wal_delete_before(w, UINT64_MAX, &deleted, err), WAL_OK);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), 1); /* the active one stays */
+    uint64_t n = 0;
+    struct wal_record r;
+    bool has;
+    while (wal_iter_next(it, &r, &has, err) == WAL_OK && has)
+        n++;
+    CU_ASSERT_EQUAL(n, 201);
+    wal_iter_close(it);
+    wal_close(w, NULL);
+    w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.last_lsn, 500);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+/* Shared state of the group-commit writers. */
+struct gc {
+    struct wal *w;
+    pthread_mutex_t lock;
+    uint64_t next;
+    int bad;
+};
+
+/* One writer: takes LSNs in order under the lock, waits for durability outside it. */
+static void *gc_writer(void *arg)
+{
+    struct gc *g = arg;
+    uint8_t buf[256];
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&g->lock);
+        uint64_t l = g->next++;
+        uint32_t len = rec_payload(l, buf);
+        int rc = wal_write(g->w, l, l / 100 + 1, buf, len, NULL);
+        pthread_mutex_unlock(&g->lock);
+        if (rc || wal_wait_durable(g->w, l, NULL))
+            g->bad++;
+        struct wal_stats st;
+        wal_stats(g->w, &st);
+        if (st.durable_lsn < l)
+            g->bad++;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_BATCH, 1 << 20, &rec);
+    char err[WAL_ERR_MAX];
+    uint8_t buf[256];
+    /* Ten records written, one wait: exactly one fsync covers all of them. */
+    for (uint64_t l = 1; l <= 10; l++)
+        CU_ASSERT_EQUAL(wal_write(w, l, 1, buf, rec_payload(l, buf), err), WAL_OK);
+    struct wal_stats st;
+    wal_stats(w, &st);
+    uint64_t f0 = st.fsyncs;
+    CU_ASSERT_EQUAL(st.durable_lsn, 0);
+    CU_ASSERT_EQUAL(wal_wait_durable(w, 3, err), WAL_OK);
+    CU_ASSERT_EQUAL(wal_wait_durable(w, 10, err), WAL_OK);
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.fsyncs, f0 + 1);
+    CU_ASSERT_EQUAL(st.durable_lsn, 10);
+
+    /* Four concurrent writers: every append returns durable; fsyncs never exceed appends. */
+    struct gc g = {.w = w, .next = 11};
+    pthread_mutex_init(&g.lock, NULL);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, gc_writer, &g);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    pthread_mutex_destroy(&g.lock);
+    CU_ASSERT_EQUAL(g.bad, 0);
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.last_lsn, 410);
+    CU_ASSERT_EQUAL(st.durable_lsn, 410);
+    CU_ASSERT(st.fsyncs - f0 - 1 <= 400);
+    wal_close(w, NULL);
+    w = open_wal(dir, WAL_FSYNC_BATCH, 1 << 20, &rec);
+    check_records(w, 11, 410);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+void register_wal_tests(void)
+{
+    CU_pSuite s = CU_add_suite("wal", NULL, NULL);
+    CU_add_test(s, "round trip over several segments", test_round_trip);
+    CU_add_test(s, "torn last record is cut and reported", test_torn_tail);
+    CU_add_test(s, "flipped byte: cut at that record, later segments deleted", test_bad_crc_middle);
+    CU_add_test(s, "bad segment header", test_bad_header_and_gap);
+    CU_add_test(s, "empty folder and header-only segment", test_empty_dir);
+    CU_add_test(s, "iterate from an LSN, delete before an LSN", test_iterate_and_delete);
+    CU_add_test(s, "group commit shares fsyncs", test_group_commit);
+}

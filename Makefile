@@ -126,6 +126,18 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
             $(BUILD)/obj/tools/bench/bench_report.o $(LIB_UTIL) $(wildcard tools/bench/*.h)
 	$(CXX) -std=c++17 -O3 -march=native -g -pthread -I. -Wall -Wno-unused-parameter -o $@ $(filter-out %.h,$^) -lm
 
+# ---------------------------------------------------------------- vecshard-node
+# The shard node process (node/main.c, node/node_*.c) over the replica
+# storage library; docs/node.md describes its flags and contract.
+NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
+BIN_NODE     := $(BUILD)/vecshard-node
+$(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) \
+             $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+BINS += $(BIN_NODE)
+# ------------------------------------------------------------ end vecshard-node
+
 all: $(BINS)
 .DEFAULT_GOAL := all
 

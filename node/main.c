@@ -1,0 +1,216 @@
+/*
+ * main.c — vecshard-node: the process that hosts shard replicas and serves
+ * the internal vecshard.v1.ShardNode gRPC service (DESIGN §1).
+ *
+ * Start-up order matters:
+ *   1. flags (exit 2 on a bad value) and logging;
+ *   2. block SIGTERM / SIGINT / SIGHUP in this thread before any other thread
+ *      exists (gRPC's and ours inherit the mask), so that only the sigwait
+ *      below ever sees them (guide §6.8); nothing here forks;
+ *   3. reopen the replicas already on disk, so reads work even if etcd is
+ *      down (DESIGN §3);
+ *   4. start the gRPC server (port 0 = ephemeral; the bound address is
+ *      printed on stdout and logged);
+ *   5. register in etcd and follow the shard map (node_meta, background).
+ * Shutdown on SIGTERM or SIGINT: stop accepting calls and let running ones
+ * finish (grace period), stop following etcd, close every replica (the WAL is
+ * fsynced), revoke the lease so the node key disappears at once, exit 0.
+ * A second signal during shutdown exits at once with status 1.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/etcd/etcd.h"
+#include "common/rpc/rpc.h"
+#include "common/util/log.h"
+#include "node/node_config.h"
+#include "node/node_meta.h"
+#include "node/node_service.h"
+#include "node/node_shards.h"
+#include "node/wal.h"
+
+/* The signals that stop the node. */
+static void stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+/* Second-signal watchdog: exits at once if shutdown is interrupted. */
+static void *second_signal(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    stop_signals(&set);
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) {
+        log_warn("second signal during shutdown; exiting now", "signal=%s", strsignal(sig));
+        _exit(1);
+    }
+    return NULL;
+}
+
+/* True for hosts that mean "every interface" and cannot be advertised. */
+static bool wildcard_host(const char *h, size_t len)
+{
+    return len == 0 || (len == 7 && strncmp(h, "0.0.0.0", 7) == 0) ||
+           (len == 4 && strncmp(h, "[::]", 4) == 0) || (len == 2 && strncmp(h, "::", 2) == 0);
+}
+
+/* The address to register: --advertise, or the bound host:port (hostname for wildcards). */
+static void advertised_addr(const struct node_config *cfg, int port, char *buf, size_t size)
+{
+    if (cfg->advertise != NULL) {
+        snprintf(buf, size, "%s", cfg->advertise);
+        return;
+    }
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hl = (size_t)(colon - cfg->listen);
+    if (wildcard_host(cfg->listen, hl)) {
+        char host[200];
+        if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        snprintf(buf, size, "%.200s:%d", host, port);
+    } else {
+        snprintf(buf, size, "%.*s:%d", (int)hl, cfg->listen, port);
+    }
+}
+
+/* Unix milliseconds now. */
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the node until SIGTERM / SIGINT; returns the exit status. */
+int main(int argc, char **argv)
+{
+    struct node_config cfg;
+    enum node_config_result pr = node_config_parse(argc, argv, &cfg);
+    if (pr != NODE_CONFIG_OK) {
+        node_config_free(&cfg);
+        return pr == NODE_CONFIG_EXIT_OK ? 0 : 2;
+    }
+    log_set_level((enum log_level)cfg.log_level);
+
+    sigset_t set;
+    stop_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    char err[NODE_ERR_MAX];
+    struct node_shards *reg = NULL;
+    struct rpc_server *srv = NULL;
+    etcd_client *etcd = NULL;
+    struct node_meta *meta = NULL;
+    struct node_service svc;
+    memset(&svc, 0, sizeof svc);
+    svc.cfg = &cfg;
+    svc.started_at_ms = unix_ms();
+
+    log_info("starting vecshard-node",
+             "version=%s node_id=%s data_dir=%s etcd=%s etcd_prefix=%s fsync=%s threads=%d "
+             "lease_ttl=%d",
+             NODE_VERSION, cfg.node_id, log_quote(cfg.data_dir), log_quote(cfg.etcd),
+             log_quote(cfg.etcd_prefix), wal_fsync_name((enum wal_fsync)cfg.fsync), cfg.threads,
+             cfg.lease_ttl);
+
+    struct node_shards_config scfg = {
+        .data_dir = cfg.data_dir,
+        .node_id = cfg.node_id,
+        .fsync = cfg.fsync,
+        .snapshot_wal_bytes = cfg.snapshot_wal_bytes,
+        .max_batch = cfg.max_batch_points,
+        .max_payload = cfg.max_payload_bytes,
+    };
+    if (node_shards_create(&scfg, &reg, err) != 0) {
+        log_error("cannot start", "error=%s", log_quote(err));
+        goto fail;
+    }
+    svc.reg = reg;
+    node_shards_load_local(reg);
+
+    struct rpc_server_config rcfg = {
+        .addr = cfg.listen,
+        .workers = cfg.threads,
+        .max_msg_bytes = (size_t)cfg.max_message_bytes,
+        .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+    };
+    srv = rpc_server_create(&rcfg, err, sizeof err);
+    if (srv == NULL) {
+        log_error("cannot create the gRPC server", "error=%s", log_quote(err));
+        goto fail;
+    }
+    if (node_service_register(srv, &svc) != 0) {
+        log_error("cannot register the ShardNode methods", NULL);
+        goto fail;
+    }
+    int port = rpc_server_start(srv, err, sizeof err);
+    if (port <= 0) {
+        log_error("cannot listen", "listen=%s error=%s", log_quote(cfg.listen), log_quote(err));
+        goto fail;
+    }
+    advertised_addr(&cfg, port, svc.addr, sizeof svc.addr);
+    const char *colon = strrchr(cfg.listen, ':');
+    char bound[300];
+    snprintf(bound, sizeof bound, "%.*s:%d", (int)(colon - cfg.listen), cfg.listen, port);
+    log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
+    printf("listening on %s\n", bound);
+    fflush(stdout);
+
+    /* A keep-alive must fail (and be retried) well within the TTL. */
+    long etcd_timeout = cfg.etcd_timeout_ms;
+    if (etcd_timeout > cfg.lease_ttl * 1000L / 3) etcd_timeout = cfg.lease_ttl * 1000L / 3;
+    etcd_err eerr;
+    if (etcd_client_new(cfg.etcd, etcd_timeout, &etcd, &eerr) != ETCD_OK) {
+        log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
+                  log_quote(eerr.msg));
+        goto fail;
+    }
+    struct node_meta_config mcfg = {
+        .etcd = etcd,
+        .prefix = cfg.etcd_prefix,
+        .node_id = cfg.node_id,
+        .addr = svc.addr,
+        .version = NODE_VERSION,
+        .capacity = cfg.capacity,
+        .started_at_ms = svc.started_at_ms,
+        .lease_ttl = cfg.lease_ttl,
+    };
+    if (node_meta_start(&mcfg, reg, &meta, err, sizeof err) != 0) {
+        log_error("cannot start etcd registration", "error=%s", log_quote(err));
+        goto fail;
+    }
+    atomic_store(&svc.meta, meta);
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        continue;
+    log_info("shutting down", "signal=%s", strsignal(sig));
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, second_signal, NULL) == 0) pthread_detach(watchdog);
+    status = 0;
+
+fail:
+    /* Stop serving first, so no handler borrows a replica while it closes. */
+    rpc_server_shutdown(srv);
+    if (meta != NULL) node_meta_stop_sync(meta);
+    node_shards_destroy(reg);
+    node_meta_stop(meta);
+    etcd_client_free(etcd);
+    if (status == 0) log_info("stopped", "node_id=%s", cfg.node_id);
+    node_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,58 @@
+/*
+ * node_config.h — the command line and environment of vecshard-node.
+ *
+ * Every flag `--name` has an environment twin `VECSHARD_NAME` (upper case,
+ * '-' -> '_'); the flag wins over the environment, which wins over the
+ * default. One table in node_config.c holds names, defaults and help, so
+ * `--help` and docs/node.md list the same thing.
+ */
+#ifndef VS_NODE_CONFIG_H
+#define VS_NODE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_VERSION "0.1.0"
+
+/* Effective configuration; strings are owned by the struct (node_config_free). */
+struct node_config {
+    char *listen;    /* host:port to bind; port 0 = ephemeral */
+    char *advertise; /* address registered in etcd; NULL = derived from the bound address */
+    char *node_id;   /* key under <prefix>/nodes/; default the hostname */
+    char *data_dir;  /* replicas live in <data_dir>/<collection>/<shard>/ */
+    char *etcd;      /* comma-separated endpoints, each with http:// */
+    char *etcd_prefix;
+    int fsync;            /* enum wal_fsync */
+    int threads;          /* rpc worker threads */
+    int lease_ttl;        /* seconds */
+    long etcd_timeout_ms; /* bound of every unary etcd call */
+    int log_level;        /* enum log_level */
+    uint64_t snapshot_wal_bytes;
+    uint64_t max_message_bytes;
+    uint32_t max_batch_points;
+    uint32_t max_payload_bytes;
+    uint32_t max_k;
+    uint32_t max_ef;
+    uint64_t
+        capacity; /* advertised in the registration: replicas this node may host, 0 = no limit */
+    int shutdown_grace_ms;
+};
+
+/* What node_config_parse decided. */
+enum node_config_result {
+    NODE_CONFIG_OK = 0,
+    NODE_CONFIG_EXIT_OK,  /* --help or --version was printed: exit 0 */
+    NODE_CONFIG_EXIT_BAD, /* a message was printed to stderr: exit 2 */
+};
+
+/*
+ * Fills cfg from defaults, then VECSHARD_* variables, then argv. Prints help,
+ * version or the error itself (to stdout / stderr). cfg must be released
+ * with node_config_free whatever the result.
+ */
+enum node_config_result node_config_parse(int argc, char **argv, struct node_config *cfg);
+
+/* Frees the strings of cfg and zeroes it. */
+void node_config_free(struct node_config *cfg);
+
+#endif

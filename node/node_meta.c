@@ -1,0 +1,872 @@
+/*
+ * node_meta.c — registration lease, shard-map cache and reconciliation.
+ *
+ * Cache. Each watched prefix (collections/, shards/) has a table of parsed
+ * entries and the revision it was last listed at. A list replaces the table
+ * whole; a watch event changes one entry and is ignored when its revision is
+ * not newer than the last list, because that list already contains it. This
+ * one rule lets three sources feed the same table safely: the initial list,
+ * the watch (resuming from list + 1, re-listing after compaction) and the
+ * fresh list the lease thread takes after every (re-)registration.
+ *
+ * Reconciliation. Every change bumps `gen` and wakes the sync thread, which
+ * derives the assignments (shard entries whose `replicas` holds this node
+ * and whose collection is known) and hands them to node_shards_reconcile
+ * outside the lock. Nothing is reconciled before both prefixes were listed
+ * once: until then the registry keeps what node_shards_load_local opened.
+ *
+ * Bad JSON in etcd is logged once per change and the entry is skipped (a
+ * shard entry that cannot be read never causes data to be deleted: the
+ * previous parsed value is kept).
+ *
+ * Locking: `lock` protects the caches, gen / applied_gen, the lease state
+ * and the stop flags; `cv` signals changes of any of them. The registry's
+ * own lock is never taken while `lock` is held.
+ */
+#define _GNU_SOURCE
+#include "node/node_meta.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cJSON.h>
+
+#include "common/util/log.h"
+
+enum { P_COLL = 0, P_SHARD = 1 };
+
+/* One parsed shard-map entry. */
+struct shard_entry {
+    char name[NODE_NAME_MAX + 1];
+    uint32_t shard;
+    uint64_t epoch;
+    char primary[NODE_ID_MAX + 1];
+    bool mine; /* `replicas` lists this node */
+};
+
+/* One cached key under a watched prefix. */
+struct cache_ent {
+    char *key; /* relative to the prefix */
+    union {
+        struct node_collection coll;
+        struct shard_entry shard;
+    } u;
+};
+
+/* Watch context: which prefix of which meta. */
+struct watch_arg {
+    struct node_meta *m;
+    int p;
+};
+
+struct cache {
+    struct cache_ent *v;
+    size_t n, cap;
+    int64_t list_rev; /* revision of the last list; 0 = never listed */
+};
+
+struct node_meta {
+    char *prefix, *node_id, *addr, *version, *node_key;
+    char *prefixes[2]; /* "<prefix>/collections/", "<prefix>/shards/" */
+    uint64_t capacity;
+    int64_t started_at_ms;
+    int lease_ttl;
+    etcd_client *etcd;
+    struct node_shards *reg;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    struct cache cache[2];
+    uint64_t gen, applied_gen; /* cache changes made / reconciled */
+    bool stop_sync, stop_lease;
+    bool registered, lost;
+    int64_t lease;
+    etcd_lease_keeper *keeper;
+    bool watch_ok[2];
+
+    etcd_watch *watch[2];
+    struct watch_arg wargs[2];
+    pthread_t sync_thread, lease_thread;
+    bool sync_running, lease_running;
+};
+
+/* ------------------------------------------------------------ helpers */
+
+/* Sleeps on m->cv until woken or `ms` passed; lock held. */
+static void timed_wait(struct node_meta *m, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&m->cv, &m->lock, &ts);
+}
+
+/* Unix milliseconds now. */
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads an unsigned JSON integer given as number or decimal string. */
+static bool json_u64(const cJSON *o, const char *name, uint64_t *out, bool *present)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    *present = f != NULL && !cJSON_IsNull(f);
+    if (!*present) return true;
+    if (cJSON_IsNumber(f)) {
+        if (f->valuedouble < 0 || f->valuedouble > 9007199254740992.0 ||
+            f->valuedouble != (double)(uint64_t)f->valuedouble)
+            return false;
+        *out = (uint64_t)f->valuedouble;
+        return true;
+    }
+    if (cJSON_IsString(f)) {
+        int64_t v;
+        if (!etcd_parse_int64(f->valuestring, &v) || v < 0) return false;
+        *out = (uint64_t)v;
+        return true;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------ JSON documents */
+
+/* Reads an optional bounded integer field of a collection document. */
+static int coll_field(const cJSON *o, const char *name, const char *alt, uint64_t def, uint64_t min,
+                      uint64_t max, uint64_t *out, char *err, size_t errlen)
+{
+    bool present;
+    if (!json_u64(o, name, out, &present)) {
+        snprintf(err, errlen, "collection field \"%s\" is not a non-negative integer", name);
+        return -1;
+    }
+    if (!present && alt != NULL && !json_u64(o, alt, out, &present)) {
+        snprintf(err, errlen, "collection field \"%s\" is not a non-negative integer", alt);
+        return -1;
+    }
+    if (!present || *out == 0) *out = def;
+    if (*out < min || *out > max) {
+        snprintf(err, errlen, "collection field \"%s\" = %llu is out of range %llu..%llu", name,
+                 (unsigned long long)*out, (unsigned long long)min, (unsigned long long)max);
+        return -1;
+    }
+    return 0;
+}
+
+/* True when name matches [A-Za-z0-9_-]{1,64}. */
+bool node_collection_name_ok(const char *name)
+{
+    size_t n = 0;
+    for (; name[n] != '\0'; n++) {
+        char ch = name[n];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return n >= 1 && n <= NODE_NAME_MAX;
+}
+
+/* Parses a collection document (field names in docs/node.md). */
+int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
+                          size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    uint64_t v;
+    bool present;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        snprintf(err, errlen, "collection config is not a JSON object");
+        goto fail;
+    }
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+    if (name != NULL && (!cJSON_IsString(name) || !node_collection_name_ok(name->valuestring))) {
+        snprintf(err, errlen, "collection field \"name\" is not [A-Za-z0-9_-]{1,64}");
+        goto fail;
+    }
+    if (name != NULL) snprintf(out->name, sizeof out->name, "%s", name->valuestring);
+
+    if (!json_u64(o, "dim", &v, &present) || !present || v < 1 || v > HNSW_MAX_DIM) {
+        snprintf(err, errlen, "collection field \"dim\" must be an integer 1..%d", HNSW_MAX_DIM);
+        goto fail;
+    }
+    out->dim = (uint32_t)v;
+
+    out->metric = HNSW_METRIC_L2;
+    const cJSON *metric = cJSON_GetObjectItemCaseSensitive(o, "metric");
+    if (cJSON_IsString(metric)) {
+        const char *s = metric->valuestring;
+        if (strncasecmp(s, "METRIC_", 7) == 0) s += 7;
+        char low[16];
+        size_t i = 0;
+        for (; s[i] != '\0' && i + 1 < sizeof low; i++)
+            low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+        low[i] = '\0';
+        int mt = s[i] == '\0' ? hnsw_metric_parse(low) : -1;
+        if (mt < 0) {
+            snprintf(err, errlen,
+                     "collection field \"metric\" must be \"l2\", \"ip\" or \"cosine\"");
+            goto fail;
+        }
+        out->metric = (enum hnsw_metric)mt;
+    } else if (cJSON_IsNumber(metric)) {
+        if (metric->valueint < 0 || metric->valueint > 2) {
+            snprintf(err, errlen,
+                     "collection field \"metric\" must be 0 (l2), 1 (ip) or 2 (cosine)");
+            goto fail;
+        }
+        out->metric = (enum hnsw_metric)metric->valueint;
+    } else if (metric != NULL && !cJSON_IsNull(metric)) {
+        snprintf(err, errlen, "collection field \"metric\" must be a string");
+        goto fail;
+    }
+
+    if (coll_field(o, "m", "M", 16, 2, HNSW_MAX_M, &v, err, errlen)) goto fail;
+    out->m = (uint32_t)v;
+    if (coll_field(o, "ef_construction", NULL, 200, 1, HNSW_MAX_EF, &v, err, errlen)) goto fail;
+    out->ef_construction = (uint32_t)v;
+    if (coll_field(o, "ef_search", NULL, 64, 1, HNSW_MAX_EF, &v, err, errlen)) goto fail;
+    out->ef_search = (uint32_t)v;
+    if (coll_field(o, "shards", NULL, 1, 1, 1u << 20, &v, err, errlen)) goto fail;
+    out->shards = (uint32_t)v;
+    if (coll_field(o, "replication_factor", NULL, 1, 1, 1024, &v, err, errlen)) goto fail;
+    out->replication_factor = (uint32_t)v;
+    if (!json_u64(o, "created_at", &v, &present)) {
+        snprintf(err, errlen, "collection field \"created_at\" is not a non-negative integer");
+        goto fail;
+    }
+    out->created_at = present ? (int64_t)v : 0;
+    cJSON_Delete(o);
+    return 0;
+fail:
+    cJSON_Delete(o);
+    return -1;
+}
+
+/* Parses a shard-map document; sets e->mine when `replicas` lists node_id. */
+static int shard_parse(const char *json, size_t len, const char *node_id, struct shard_entry *e,
+                       char *err, size_t errlen)
+{
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    uint64_t v;
+    bool present;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        snprintf(err, errlen, "shard entry is not a JSON object");
+        goto fail;
+    }
+    if (!json_u64(o, "epoch", &v, &present)) {
+        snprintf(err, errlen, "shard field \"epoch\" is not a non-negative integer");
+        goto fail;
+    }
+    e->epoch = present ? v : 0;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "primary");
+    e->primary[0] = '\0';
+    if (cJSON_IsString(p))
+        snprintf(e->primary, sizeof e->primary, "%s", p->valuestring);
+    else if (p != NULL && !cJSON_IsNull(p)) {
+        snprintf(err, errlen, "shard field \"primary\" is not a string");
+        goto fail;
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "replicas");
+    e->mine = false;
+    if (r != NULL && !cJSON_IsArray(r)) {
+        snprintf(err, errlen, "shard field \"replicas\" is not an array");
+        goto fail;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, r)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, node_id) == 0) e->mine = true;
+    }
+    cJSON_Delete(o);
+    return 0;
+fail:
+    cJSON_Delete(o);
+    return -1;
+}
+
+/* Parses the value of key rel (relative to prefix p) into ent->u; logs why not. */
+static int parse_entry(struct node_meta *m, int p, const char *rel, const char *val, size_t len,
+                       struct cache_ent *ent)
+{
+    char err[NODE_ERR_MAX];
+    if (p == P_COLL) {
+        if (!node_collection_name_ok(rel)) {
+            log_warn("ignoring collection key with a bad name", "key=%s%s", m->prefixes[p],
+                     log_quote(rel));
+            return -1;
+        }
+        if (node_collection_parse(val, len, &ent->u.coll, err, sizeof err)) {
+            log_warn("ignoring unreadable collection config", "collection=%s error=%s", rel,
+                     log_quote(err));
+            return -1;
+        }
+        if (ent->u.coll.name[0] != '\0' && strcmp(ent->u.coll.name, rel) != 0)
+            log_warn("collection config names another collection; using the key", "key=%s name=%s",
+                     rel, ent->u.coll.name);
+        snprintf(ent->u.coll.name, sizeof ent->u.coll.name, "%s", rel);
+        return 0;
+    }
+    const char *slash = strrchr(rel, '/');
+    char *end = NULL;
+    unsigned long sh = slash != NULL ? strtoul(slash + 1, &end, 10) : 0;
+    if (slash == NULL || slash[1] == '\0' || *end != '\0' || sh > UINT32_MAX ||
+        (size_t)(slash - rel) > NODE_NAME_MAX) {
+        log_warn("ignoring shard key not of the form <collection>/<shard>", "key=%s%s",
+                 m->prefixes[p], log_quote(rel));
+        return -1;
+    }
+    memcpy(ent->u.shard.name, rel, (size_t)(slash - rel));
+    ent->u.shard.name[slash - rel] = '\0';
+    ent->u.shard.shard = (uint32_t)sh;
+    if (!node_collection_name_ok(ent->u.shard.name)) {
+        log_warn("ignoring shard key with a bad collection name", "key=%s%s", m->prefixes[p],
+                 log_quote(rel));
+        return -1;
+    }
+    if (shard_parse(val, len, m->node_id, &ent->u.shard, err, sizeof err)) {
+        log_warn("ignoring unreadable shard entry", "collection=%s shard=%u error=%s",
+                 ent->u.shard.name, ent->u.shard.shard, log_quote(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ cache */
+
+/* Index of rel in the cache, or -1. */
+static long cache_find(const struct cache *c, const char *rel)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->v[i].key, rel) == 0) return (long)i;
+    return -1;
+}
+
+/* Frees every entry of c (not the list revision). */
+static void cache_clear(struct cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->v[i].key);
+    free(c->v);
+    c->v = NULL;
+    c->n = c->cap = 0;
+}
+
+/* Sets rel to a parsed value (ent->key is taken over). Lock held. */
+static int cache_set(struct cache *c, struct cache_ent *ent)
+{
+    long i = cache_find(c, ent->key);
+    if (i >= 0) {
+        free(c->v[i].key);
+        c->v[i] = *ent;
+        return 0;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct cache_ent *v = realloc(c->v, cap * sizeof *v);
+        if (v == NULL) return -1;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = *ent;
+    return 0;
+}
+
+/* Removes rel from the cache, if present. Lock held. */
+static void cache_del(struct cache *c, const char *rel)
+{
+    long i = cache_find(c, rel);
+    if (i < 0) return;
+    free(c->v[i].key);
+    c->v[i] = c->v[--c->n];
+}
+
+/* Applies one PUT (val != NULL) or DELETE of full key `key` to prefix p. Lock held. */
+static bool apply_change(struct node_meta *m, int p, const char *key, const char *val, size_t len)
+{
+    size_t pl = strlen(m->prefixes[p]);
+    if (strncmp(key, m->prefixes[p], pl) != 0) return false;
+    const char *rel = key + pl;
+    if (val == NULL) {
+        if (cache_find(&m->cache[p], rel) < 0) return false;
+        cache_del(&m->cache[p], rel);
+        return true;
+    }
+    struct cache_ent ent;
+    memset(&ent, 0, sizeof ent);
+    if (parse_entry(m, p, rel, val, len, &ent)) return false; /* keep the last good value */
+    ent.key = strdup(rel);
+    if (ent.key == NULL || cache_set(&m->cache[p], &ent)) {
+        free(ent.key);
+        log_error("out of memory caching etcd key", "key=%s", log_quote(key));
+        return false;
+    }
+    return true;
+}
+
+/* Replaces the table of prefix p with a listing taken at kvs->revision. Lock held. */
+static void apply_list(struct node_meta *m, int p, const etcd_kvs *kvs)
+{
+    if (kvs->revision <= m->cache[p].list_rev) return; /* a newer list already applied */
+    cache_clear(&m->cache[p]);
+    m->cache[p].list_rev = kvs->revision > 0 ? kvs->revision : 1;
+    for (size_t i = 0; i < kvs->n; i++)
+        apply_change(m, p, kvs->kvs[i].key, kvs->kvs[i].value, kvs->kvs[i].value_len);
+    m->gen++;
+    pthread_cond_broadcast(&m->cv);
+}
+
+/* Lists both prefixes and applies them. 0, or -1 if etcd did not answer. */
+static int resync(struct node_meta *m)
+{
+    etcd_kvs kvs[2];
+    memset(kvs, 0, sizeof kvs);
+    etcd_err err;
+    for (int p = 0; p < 2; p++) {
+        etcd_status st = etcd_range(m->etcd, m->prefixes[p], 0, &kvs[p], &err);
+        if (st != ETCD_OK) {
+            log_debug("cannot list etcd prefix", "prefix=%s error=%s", m->prefixes[p],
+                      log_quote(err.msg));
+            etcd_kvs_free(&kvs[0]);
+            etcd_kvs_free(&kvs[1]);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&m->lock);
+    apply_list(m, P_COLL, &kvs[0]);
+    apply_list(m, P_SHARD, &kvs[1]);
+    pthread_mutex_unlock(&m->lock);
+    etcd_kvs_free(&kvs[0]);
+    etcd_kvs_free(&kvs[1]);
+    return 0;
+}
+
+/* ------------------------------------------------------------ watch callbacks */
+
+/* Applies a batch of watch events. */
+static void on_events(void *arg, const etcd_event *ev, size_t n, int64_t revision)
+{
+    struct watch_arg *wa = arg;
+    struct node_meta *m = wa->m;
+    pthread_mutex_lock(&m->lock);
+    bool changed = false;
+    if (!m->watch_ok[wa->p]) {
+        m->watch_ok[wa->p] = true;
+        log_info("etcd watch connected", "prefix=%s revision=%lld", m->prefixes[wa->p],
+                 (long long)revision);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].kv.mod_revision <= m->cache[wa->p].list_rev) continue;
+        changed |=
+            apply_change(m, wa->p, ev[i].kv.key,
+                         ev[i].type == ETCD_EVENT_PUT ? ev[i].kv.value : NULL, ev[i].kv.value_len);
+    }
+    if (changed) {
+        m->gen++;
+        pthread_cond_broadcast(&m->cv);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Replaces the table after the watch re-listed (compaction). */
+static void on_relist(void *arg, const etcd_kvs *snapshot)
+{
+    struct watch_arg *wa = arg;
+    log_info("etcd history compacted; re-listed", "prefix=%s revision=%lld keys=%zu",
+             wa->m->prefixes[wa->p], (long long)snapshot->revision, snapshot->n);
+    pthread_mutex_lock(&wa->m->lock);
+    apply_list(wa->m, wa->p, snapshot);
+    pthread_mutex_unlock(&wa->m->lock);
+}
+
+/* Logs a broken watch stream once until it works again. */
+static void on_watch_error(void *arg, etcd_status why, const char *msg)
+{
+    struct watch_arg *wa = arg;
+    pthread_mutex_lock(&wa->m->lock);
+    bool was_ok = wa->m->watch_ok[wa->p];
+    wa->m->watch_ok[wa->p] = false;
+    pthread_mutex_unlock(&wa->m->lock);
+    if (was_ok)
+        log_warn("etcd watch broken; serving from the cached shard map while it reconnects",
+                 "prefix=%s status=%s error=%s", wa->m->prefixes[wa->p], etcd_status_str(why),
+                 log_quote(msg));
+}
+
+/* ------------------------------------------------------------ reconcile */
+
+/* Builds the assignment and collection lists from the cache. Lock held. */
+static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
+                  struct node_collection **cs, size_t *ncs)
+{
+    struct cache *cc = &m->cache[P_COLL], *sc = &m->cache[P_SHARD];
+    *as = calloc(sc->n + 1, sizeof **as);
+    *cs = calloc(cc->n + 1, sizeof **cs);
+    if (*as == NULL || *cs == NULL) {
+        free(*as);
+        free(*cs);
+        return -1;
+    }
+    *ncs = cc->n;
+    for (size_t i = 0; i < cc->n; i++)
+        (*cs)[i] = cc->v[i].u.coll;
+    *nas = 0;
+    for (size_t i = 0; i < sc->n; i++) {
+        const struct shard_entry *e = &sc->v[i].u.shard;
+        if (!e->mine) continue;
+        long ci = cache_find(cc, e->name);
+        if (ci < 0) continue; /* collection not (or no longer) defined */
+        const struct node_collection *coll = &cc->v[ci].u.coll;
+        if (e->shard >= coll->shards) {
+            log_warn("shard entry beyond the collection's shard count; ignored",
+                     "collection=%s shard=%u shards=%u", e->name, e->shard, coll->shards);
+            continue;
+        }
+        struct node_assignment *a = &(*as)[(*nas)++];
+        a->coll = *coll;
+        a->shard = e->shard;
+        a->epoch = e->epoch;
+        snprintf(a->primary, sizeof a->primary, "%s", e->primary);
+    }
+    return 0;
+}
+
+/* The sync thread: list, watch, reconcile on every change. */
+static void *sync_main(void *arg)
+{
+    struct node_meta *m = arg;
+    bool warned = false;
+    for (;;) {
+        pthread_mutex_lock(&m->lock);
+        bool stop = m->stop_sync;
+        bool listed = m->cache[0].list_rev > 0 && m->cache[1].list_rev > 0;
+        pthread_mutex_unlock(&m->lock);
+        if (stop) return NULL;
+        if (listed) break;
+        if (resync(m) == 0) break;
+        if (!warned) {
+            log_warn("etcd unreachable; serving local replicas until it answers", "etcd_prefix=%s",
+                     m->prefix);
+            warned = true;
+        }
+        pthread_mutex_lock(&m->lock);
+        if (!m->stop_sync) timed_wait(m, 1000);
+        pthread_mutex_unlock(&m->lock);
+    }
+
+    for (int p = 0; p < 2; p++) {
+        etcd_watch_opts o = {
+            .prefix = m->prefixes[p],
+            .progress_notify = true,
+            .idle_timeout_ms = 60000,
+            .on_events = on_events,
+            .on_relist = on_relist,
+            .on_error = on_watch_error,
+            .arg = &m->wargs[p],
+        };
+        pthread_mutex_lock(&m->lock);
+        o.start_revision = m->cache[p].list_rev + 1;
+        m->watch_ok[p] = true;
+        pthread_mutex_unlock(&m->lock);
+        etcd_err err;
+        etcd_status st = etcd_watch_start(m->etcd, &o, &m->watch[p], &err);
+        if (st != ETCD_OK)
+            log_error("cannot start etcd watch; the shard map will only refresh on re-registration",
+                      "prefix=%s error=%s", m->prefixes[p], log_quote(err.msg));
+    }
+    log_info("watching the shard map", "collections=%zu shards=%zu", m->cache[P_COLL].n,
+             m->cache[P_SHARD].n);
+
+    pthread_mutex_lock(&m->lock);
+    while (!m->stop_sync) {
+        if (m->gen == m->applied_gen) {
+            pthread_cond_wait(&m->cv, &m->lock);
+            continue;
+        }
+        uint64_t gen = m->gen;
+        struct node_assignment *as;
+        struct node_collection *cs;
+        size_t nas, ncs;
+        int rc = derive(m, &as, &nas, &cs, &ncs);
+        pthread_mutex_unlock(&m->lock);
+        if (rc == 0) {
+            node_shards_reconcile(m->reg, as, nas, cs, ncs);
+            free(as);
+            free(cs);
+        } else {
+            log_error("out of memory deriving assignments; retrying", NULL);
+        }
+        pthread_mutex_lock(&m->lock);
+        if (rc == 0)
+            m->applied_gen = gen;
+        else
+            timed_wait(m, 1000);
+        pthread_cond_broadcast(&m->cv);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lease */
+
+/* Keeper callback: the lease is gone; wake the lease thread. */
+static void on_lease_lost(void *arg, int64_t lease, etcd_status why)
+{
+    struct node_meta *m = arg;
+    log_error("etcd lease lost; fencing primaries (reads continue) and registering again",
+              "lease=%llx reason=%s", (unsigned long long)lease, etcd_status_str(why));
+    node_shards_set_fenced(m->reg, true);
+    pthread_mutex_lock(&m->lock);
+    m->lost = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The registration value (JSON); malloc'ed. */
+static char *node_value(struct node_meta *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddStringToObject(o, "addr", m->addr);
+    cJSON_AddNumberToObject(o, "started_at", (double)m->started_at_ms);
+    cJSON_AddStringToObject(o, "version", m->version);
+    cJSON_AddNumberToObject(o, "capacity", (double)m->capacity);
+    cJSON_AddStringToObject(o, "node_id", m->node_id);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Grants a lease, writes the node key on it and starts the keeper. */
+static int register_once(struct node_meta *m, bool quiet)
+{
+    etcd_err err;
+    int64_t lease = 0;
+    char *val = NULL;
+    etcd_kv prev;
+    memset(&prev, 0, sizeof prev);
+    etcd_lease_keeper *keeper = NULL;
+    etcd_status st = etcd_lease_grant(m->etcd, m->lease_ttl, &lease, NULL, &err);
+    if (st != ETCD_OK) goto fail;
+    val = node_value(m);
+    if (val == NULL) {
+        snprintf(err.msg, sizeof err.msg, "out of memory");
+        goto fail;
+    }
+    st = etcd_put(m->etcd, m->node_key, val, strlen(val), lease, &prev, NULL, &err);
+    if (st != ETCD_OK) goto fail;
+    if (prev.key != NULL && prev.lease != 0 && prev.lease != lease)
+        log_warn("replaced an older registration of this node id whose lease had not expired",
+                 "key=%s old_lease=%llx", m->node_key, (unsigned long long)prev.lease);
+    st = etcd_lease_keeper_start(m->etcd, lease, m->lease_ttl, on_lease_lost, m, &keeper, &err);
+    if (st != ETCD_OK) goto fail;
+    pthread_mutex_lock(&m->lock);
+    m->lease = lease;
+    m->keeper = keeper;
+    m->lost = false;
+    pthread_mutex_unlock(&m->lock);
+    log_info("registered in etcd", "key=%s addr=%s lease=%llx ttl=%d", m->node_key,
+             log_quote(m->addr), (unsigned long long)lease, m->lease_ttl);
+    etcd_kv_clear(&prev);
+    free(val);
+    return 0;
+fail:
+    if (!quiet)
+        log_warn("cannot register in etcd; retrying", "key=%s error=%s", m->node_key,
+                 log_quote(err.msg));
+    if (lease != 0) etcd_lease_revoke(m->etcd, lease, NULL);
+    etcd_kv_clear(&prev);
+    free(val);
+    return -1;
+}
+
+/* Stops the keeper of the current lease (lock not held); optionally revokes it. */
+static void drop_lease(struct node_meta *m, bool revoke)
+{
+    pthread_mutex_lock(&m->lock);
+    etcd_lease_keeper *k = m->keeper;
+    int64_t lease = m->lease;
+    m->keeper = NULL;
+    m->lease = 0;
+    m->registered = false;
+    pthread_mutex_unlock(&m->lock);
+    if (k != NULL) etcd_lease_keeper_stop(k);
+    if (revoke && lease != 0) {
+        etcd_err err;
+        etcd_status st = etcd_lease_revoke(m->etcd, lease, &err);
+        if (st == ETCD_OK)
+            log_info("revoked etcd lease; node key removed", "key=%s", m->node_key);
+        else
+            log_warn("cannot revoke etcd lease; the node key expires with it", "key=%s error=%s",
+                     m->node_key, log_quote(err.msg));
+    }
+}
+
+/* The lease thread: register, refresh the map, unfence; again after a loss. */
+static void *lease_main(void *arg)
+{
+    struct node_meta *m = arg;
+    int failures = 0;
+    pthread_mutex_lock(&m->lock);
+    while (!m->stop_lease) {
+        if (m->registered) {
+            if (!m->lost) {
+                pthread_cond_wait(&m->cv, &m->lock);
+                continue;
+            }
+            pthread_mutex_unlock(&m->lock);
+            drop_lease(m, false);
+            pthread_mutex_lock(&m->lock);
+            continue;
+        }
+        bool stale_keeper = m->keeper != NULL; /* lost before registration completed */
+        pthread_mutex_unlock(&m->lock);
+        if (stale_keeper) drop_lease(m, true);
+        int rc = register_once(m, failures > 0 && failures % 30 != 0);
+        /* A fresh list of the shard map must be reconciled before unfencing. */
+        while (rc == 0) {
+            if (resync(m) == 0) break;
+            pthread_mutex_lock(&m->lock);
+            bool stop = m->stop_lease || m->lost;
+            if (!stop) timed_wait(m, 500);
+            pthread_mutex_unlock(&m->lock);
+            if (stop) rc = -1;
+        }
+        pthread_mutex_lock(&m->lock);
+        if (rc != 0) {
+            failures++;
+            if (m->keeper != NULL) {
+                pthread_mutex_unlock(&m->lock);
+                drop_lease(m, true);
+                pthread_mutex_lock(&m->lock);
+            }
+            if (!m->stop_lease) timed_wait(m, 1000);
+            continue;
+        }
+        failures = 0;
+        uint64_t want = m->gen;
+        while (m->applied_gen < want && !m->stop_lease && !m->stop_sync && !m->lost)
+            timed_wait(m, 200);
+        if (m->lost || m->stop_lease) continue;
+        m->registered = true;
+        pthread_mutex_unlock(&m->lock);
+        node_shards_set_fenced(m->reg, false);
+        log_info("accepting writes as primary", "node_id=%s", m->node_id);
+        pthread_mutex_lock(&m->lock);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* Starts the lease and sync threads. */
+int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
+                    struct node_meta **out, char *err, size_t errlen)
+{
+    struct node_meta *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    m->etcd = cfg->etcd;
+    m->reg = reg;
+    m->capacity = cfg->capacity;
+    m->started_at_ms = cfg->started_at_ms ? cfg->started_at_ms : unix_ms();
+    m->lease_ttl = cfg->lease_ttl;
+    m->prefix = strdup(cfg->prefix);
+    m->node_id = strdup(cfg->node_id);
+    m->addr = strdup(cfg->addr);
+    m->version = strdup(cfg->version);
+    if (m->prefix == NULL || m->node_id == NULL || m->addr == NULL || m->version == NULL ||
+        asprintf(&m->node_key, "%s/nodes/%s", cfg->prefix, cfg->node_id) < 0 ||
+        asprintf(&m->prefixes[P_COLL], "%s/collections/", cfg->prefix) < 0 ||
+        asprintf(&m->prefixes[P_SHARD], "%s/shards/", cfg->prefix) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    m->wargs[P_COLL] = (struct watch_arg){m, P_COLL};
+    m->wargs[P_SHARD] = (struct watch_arg){m, P_SHARD};
+    node_shards_set_fenced(reg, true); /* until the first registration */
+
+    int e = pthread_create(&m->sync_thread, NULL, sync_main, m);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot start the etcd sync thread: %s", strerror(e));
+        goto fail;
+    }
+    m->sync_running = true;
+    e = pthread_create(&m->lease_thread, NULL, lease_main, m);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot start the etcd lease thread: %s", strerror(e));
+        goto fail;
+    }
+    m->lease_running = true;
+    *out = m;
+    return 0;
+fail:
+    node_meta_stop(m);
+    return -1;
+}
+
+/* True while registered with a live lease. */
+bool node_meta_registered(struct node_meta *m)
+{
+    pthread_mutex_lock(&m->lock);
+    bool r = m->registered && !m->lost;
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+/* Stops the watches and the sync thread. */
+void node_meta_stop_sync(struct node_meta *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->stop_sync = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->lock);
+    if (m->sync_running) pthread_join(m->sync_thread, NULL);
+    m->sync_running = false;
+    for (int p = 0; p < 2; p++) {
+        etcd_watch_stop(m->watch[p]);
+        m->watch[p] = NULL;
+    }
+}
+
+/* Stops everything, revokes the lease and frees m. */
+void node_meta_stop(struct node_meta *m)
+{
+    if (m == NULL) return;
+    node_meta_stop_sync(m);
+    pthread_mutex_lock(&m->lock);
+    m->stop_lease = true;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->lock);
+    if (m->lease_running) pthread_join(m->lease_thread, NULL);
+    drop_lease(m, true);
+    for (int p = 0; p < 2; p++) {
+        cache_clear(&m->cache[p]);
+        free(m->prefixes[p]);
+    }
+    free(m->prefix);
+    free(m->node_id);
+    free(m->addr);
+    free(m->version);
+    free(m->node_key);
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}

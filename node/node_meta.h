@@ -1,0 +1,54 @@
+/*
+ * node_meta.h — vecshard-node's side of etcd (DESIGN §3): its membership
+ * lease and registration, and its cached copy of the collections and the
+ * shard map, from which it tells the registry (node_shards) what to host.
+ *
+ * Threads it owns:
+ *   - the lease thread: registers <prefix>/nodes/<id> on a fresh lease, keeps
+ *     it alive (etcd_lease_keeper, every TTL/3), and when the lease is lost
+ *     fences the node's primaries and registers again, unfencing only after
+ *     a fresh read of the shard map was applied (so a deposed primary never
+ *     accepts a write under its old role);
+ *   - the sync thread: lists <prefix>/collections/ and <prefix>/shards/,
+ *     watches both from the listed revision + 1 (re-listing on compaction),
+ *     and reconciles the registry whenever the cache changes.
+ * While etcd is unreachable neither thread touches the registry, so the
+ * node keeps serving what it hosts (reads always; writes until the lease is
+ * presumed lost).
+ */
+#ifndef VS_NODE_META_H
+#define VS_NODE_META_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/etcd/etcd.h"
+#include "node/node_shards.h"
+
+struct node_meta_config {
+    etcd_client *etcd; /* borrowed; outlives the meta */
+    const char *prefix;
+    const char *node_id;
+    const char *addr; /* advertised address */
+    const char *version;
+    uint64_t capacity;
+    int64_t started_at_ms;
+    int lease_ttl; /* seconds */
+};
+
+struct node_meta;
+
+/* Starts both threads. Strings are copied. 0, or -1 with err filled. */
+int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
+                    struct node_meta **out, char *err, size_t errlen);
+
+/* True while the node holds a live, registered lease. */
+bool node_meta_registered(struct node_meta *m);
+
+/* Stops the watches and the reconciler (the registry is left as it is). */
+void node_meta_stop_sync(struct node_meta *m);
+
+/* Stops everything, revokes the lease (the node key disappears), frees m. */
+void node_meta_stop(struct node_meta *m);
+
+#endif

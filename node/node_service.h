@@ -1,0 +1,31 @@
+/*
+ * node_service.h — the vecshard.v1.ShardNode gRPC handlers of vecshard-node
+ * (proto/vecshard/v1/shard_node.proto): Write, Search, Get, ShardStatus and
+ * NodeStatus over the replicas of node_shards; Replicate and TransferShard
+ * answer UNIMPLEMENTED until the replication issue lands. The status code
+ * of every error case is listed in docs/node.md.
+ */
+#ifndef VS_NODE_SERVICE_H
+#define VS_NODE_SERVICE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/rpc/rpc.h"
+#include "node/node_config.h"
+#include "node/node_meta.h"
+#include "node/node_shards.h"
+
+/* What the handlers share. Owned by main; outlives the server. */
+struct node_service {
+    const struct node_config *cfg;
+    struct node_shards *reg;
+    _Atomic(struct node_meta *) meta; /* set once etcd registration starts; NULL before */
+    char addr[256];                   /* advertised address (set before meta) */
+    int64_t started_at_ms;            /* Unix ms (NodeStatus.started_at; uptime = now - it) */
+};
+
+/* Registers every ShardNode method on s (before rpc_server_start). 0 or -1. */
+int node_service_register(struct rpc_server *s, struct node_service *svc);
+
+#endif

@@ -1,0 +1,658 @@
+/*
+ * node_shards.c — the registry of open replicas: opening what etcd assigns,
+ * closing and deleting what it no longer does, lending replicas to the
+ * gRPC handlers.
+ *
+ * Entries live in an array of pointers under `lock`. An entry is created in
+ * state LOADING before its replica is opened (so ShardStatus shows it and
+ * Search answers UNAVAILABLE for it instead of NOT_FOUND), and becomes READY
+ * when replica_open returns. Removal takes the entry out of the array first
+ * (new borrowers get NOT_FOUND), waits on `cv` until its borrow count is 0,
+ * then closes the replica and deletes its folder: the only safe order when
+ * handlers on other threads may still be searching it.
+ *
+ * Files this module owns (the replica folders are the storage layer's):
+ *   <data-dir>/<collection>/collection.json  the configuration the replicas
+ *   of that collection were opened with (written via a temp file + fsync +
+ *   rename), read back by node_shards_load_local after a restart.
+ */
+#define _GNU_SOURCE
+#include "node/node_shards.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "common/util/log.h"
+#include "node/replica.h"
+
+#define COLLECTION_FILE "collection.json"
+
+struct node_shard {
+    struct node_collection coll;
+    uint32_t shard;
+    uint64_t epoch;
+    enum node_role role;
+    char primary[NODE_ID_MAX + 1];
+    enum node_state state;
+    struct replica *rep; /* NULL while LOADING */
+    int refs;            /* borrowers (node_shards_acquire) */
+    char dir[PATH_MAX];
+};
+
+struct node_shards {
+    char *data_dir, *node_id;
+    int fsync;
+    uint64_t snapshot_wal_bytes;
+    uint32_t max_batch, max_payload;
+
+    /* lock protects everything below; cv signals a borrow count reaching 0. */
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    struct node_shard **v;
+    size_t n, cap;
+    struct node_collection *colls;
+    size_t ncolls;
+    bool fenced;
+};
+
+/* ------------------------------------------------------------ files */
+
+/* Writes "a/b" into buf; false if it does not fit (data-dir length is checked at create). */
+static bool join(char *buf, size_t size, const char *a, const char *b)
+{
+    int n = snprintf(buf, size, "%s/%s", a, b);
+    return n >= 0 && (size_t)n < size;
+}
+
+/* mkdir -p for path; 0 or -1 (errno set). */
+static int mkdirs(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* Fsyncs a folder so a rename or unlink in it is durable. */
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    fsync(fd);
+    close(fd);
+}
+
+/* Writes <data-dir>/<name>/collection.json atomically. 0 or -1 (logged). */
+static int write_collection_file(struct node_shards *reg, const struct node_collection *c)
+{
+    char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+    char *text = NULL;
+    int fd = -1;
+    cJSON *o = NULL;
+    if (!join(dir, sizeof dir, reg->data_dir, c->name) ||
+        !join(path, sizeof path, dir, COLLECTION_FILE) ||
+        !join(tmp, sizeof tmp, dir, COLLECTION_FILE ".tmp")) {
+        errno = ENAMETOOLONG;
+        goto fail;
+    }
+    o = cJSON_CreateObject();
+    if (o == NULL) goto fail;
+    cJSON_AddStringToObject(o, "name", c->name);
+    cJSON_AddNumberToObject(o, "dim", c->dim);
+    cJSON_AddStringToObject(o, "metric", hnsw_metric_name(c->metric));
+    cJSON_AddNumberToObject(o, "m", c->m);
+    cJSON_AddNumberToObject(o, "ef_construction", c->ef_construction);
+    cJSON_AddNumberToObject(o, "ef_search", c->ef_search);
+    cJSON_AddNumberToObject(o, "shards", c->shards);
+    cJSON_AddNumberToObject(o, "replication_factor", c->replication_factor);
+    cJSON_AddNumberToObject(o, "created_at", (double)c->created_at);
+    text = cJSON_Print(o);
+    if (text == NULL) goto fail;
+    if (mkdirs(dir) != 0) goto fail;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) goto fail;
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0)
+        goto fail;
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0) goto fail;
+    fsync_dir(dir);
+    cJSON_Delete(o);
+    free(text);
+    return 0;
+fail:
+    log_error("cannot write collection config", "path=%s error=%s", log_quote(path),
+              log_quote(strerror(errno)));
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    cJSON_Delete(o);
+    free(text);
+    return -1;
+}
+
+/* Reads <dir>/collection.json into *c. 0 or -1 (logged). */
+static int read_collection_file(const char *dir, struct node_collection *c)
+{
+    char path[PATH_MAX], err[NODE_ERR_MAX];
+    if (!join(path, sizeof path, dir, COLLECTION_FILE)) return -1;
+    FILE *f = fopen(path, "re");
+    if (f == NULL) return -1;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (node_collection_parse(buf, n, c, err, sizeof err) != 0) {
+        log_warn("ignoring unreadable collection config on disk", "path=%s error=%s",
+                 log_quote(path), log_quote(err));
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes collection.json and the collection folder if nothing else is in it. */
+static void remove_collection_dir(struct node_shards *reg, const char *name)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    if (!join(dir, sizeof dir, reg->data_dir, name) ||
+        !join(path, sizeof path, dir, COLLECTION_FILE))
+        return;
+    unlink(path);
+    if (rmdir(dir) == 0) {
+        fsync_dir(reg->data_dir);
+        log_info("removed collection folder", "collection=%s", name);
+    }
+}
+
+/* ------------------------------------------------------------ table */
+
+/* Index of (collection, shard) in the table, or -1. Lock held. */
+static long find(struct node_shards *reg, const char *collection, uint32_t shard)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->v[i]->shard == shard && strcmp(reg->v[i]->coll.name, collection) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Appends e to the table. Lock held. 0 or -1 (ENOMEM). */
+static int table_add(struct node_shards *reg, struct node_shard *e)
+{
+    if (reg->n == reg->cap) {
+        size_t cap = reg->cap ? reg->cap * 2 : 16;
+        struct node_shard **v = realloc(reg->v, cap * sizeof *v);
+        if (v == NULL) return -1;
+        reg->v = v;
+        reg->cap = cap;
+    }
+    reg->v[reg->n++] = e;
+    return 0;
+}
+
+/* Takes e out of the table. Lock held. */
+static void table_remove(struct node_shards *reg, struct node_shard *e)
+{
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->v[i] == e) {
+            reg->v[i] = reg->v[--reg->n];
+            return;
+        }
+}
+
+/* True if the collection's replica files would be incompatible with *b. */
+static bool config_changed(const struct node_collection *a, const struct node_collection *b)
+{
+    if (a->dim != b->dim || a->metric != b->metric || a->m != b->m ||
+        a->ef_construction != b->ef_construction)
+        return true;
+    return a->created_at != 0 && b->created_at != 0 && a->created_at != b->created_at;
+}
+
+/* Adds or replaces a collection config in reg->colls. Lock held. */
+static void remember_collection(struct node_shards *reg, const struct node_collection *c)
+{
+    for (size_t i = 0; i < reg->ncolls; i++)
+        if (strcmp(reg->colls[i].name, c->name) == 0) {
+            reg->colls[i] = *c;
+            return;
+        }
+    struct node_collection *v = realloc(reg->colls, (reg->ncolls + 1) * sizeof *v);
+    if (v == NULL) return;
+    reg->colls = v;
+    reg->colls[reg->ncolls++] = *c;
+}
+
+/* ------------------------------------------------------------ open / close */
+
+/* Opens the replica of e (state LOADING, already in the table) and marks it READY. */
+static int open_entry(struct node_shards *reg, struct node_shard *e)
+{
+    struct replica_config rc;
+    replica_config_init(&rc);
+    rc.dir = e->dir;
+    rc.collection = e->coll.name;
+    rc.shard = e->shard;
+    hnsw_params_init(&rc.hnsw);
+    rc.hnsw.dim = e->coll.dim;
+    rc.hnsw.metric = e->coll.metric;
+    rc.hnsw.M = e->coll.m;
+    rc.hnsw.ef_construction = e->coll.ef_construction;
+    rc.ef_search = e->coll.ef_search;
+    rc.fsync = (enum wal_fsync)reg->fsync;
+    rc.snapshot_wal_bytes = reg->snapshot_wal_bytes;
+    rc.max_batch = reg->max_batch;
+    rc.max_payload = reg->max_payload;
+
+    struct replica *rep = NULL;
+    struct replica_recovery rec;
+    memset(&rec, 0, sizeof rec);
+    char err[REPLICA_ERR_MAX];
+    int code = replica_open(&rc, &rep, &rec, err);
+    if (code != REPLICA_OK) {
+        log_error("cannot open replica", "collection=%s shard=%u dir=%s code=%s error=%s",
+                  e->coll.name, e->shard, log_quote(e->dir), replica_code_str(code),
+                  log_quote(err));
+        return -1;
+    }
+    for (uint32_t i = 0; i < rec.snapshot.nrejected && i < 4; i++)
+        log_warn("damaged snapshot set aside", "collection=%s shard=%u snapshot_lsn=%llu error=%s",
+                 e->coll.name, e->shard, (unsigned long long)rec.snapshot.rejected[i].lsn,
+                 log_quote(rec.snapshot.rejected[i].reason));
+    if (rec.wal.truncated)
+        log_warn("WAL tail damaged; cut at the last good record",
+                 "collection=%s shard=%u damage=%s reason=%s bytes_dropped=%llu", e->coll.name,
+                 e->shard, log_quote(wal_damage_str(rec.wal.damage)), log_quote(rec.wal.reason),
+                 (unsigned long long)rec.wal.bytes_dropped);
+    struct replica_stat st;
+    replica_status(rep, &st);
+    log_info("opened replica",
+             "collection=%s shard=%u lsn=%llu count=%llu snapshot_lsn=%llu replayed=%llu "
+             "seconds=%.3f",
+             e->coll.name, e->shard, (unsigned long long)rec.lsn, (unsigned long long)st.count,
+             (unsigned long long)rec.snapshot_lsn, (unsigned long long)rec.replayed, rec.seconds);
+
+    pthread_mutex_lock(&reg->lock);
+    e->rep = rep;
+    e->state = NODE_STATE_READY;
+    if (e->epoch == 0) e->epoch = st.epoch;
+    pthread_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+/* Creates a LOADING entry for (coll, shard), opens it; on failure drops it again. */
+static void add_and_open(struct node_shards *reg, const struct node_collection *coll,
+                         uint32_t shard, uint64_t epoch, const char *primary)
+{
+    struct node_shard *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        log_error("out of memory adding replica", "collection=%s shard=%u", coll->name, shard);
+        return;
+    }
+    e->coll = *coll;
+    e->shard = shard;
+    e->epoch = epoch;
+    snprintf(e->primary, sizeof e->primary, "%s", primary);
+    e->role = primary[0] == '\0'                   ? NODE_ROLE_UNKNOWN
+              : strcmp(primary, reg->node_id) == 0 ? NODE_ROLE_PRIMARY
+                                                   : NODE_ROLE_BACKUP;
+    e->state = NODE_STATE_LOADING;
+    snprintf(e->dir, sizeof e->dir, "%s/%s/%u", reg->data_dir, coll->name, shard);
+
+    pthread_mutex_lock(&reg->lock);
+    int rc = table_add(reg, e);
+    pthread_mutex_unlock(&reg->lock);
+    if (rc != 0) {
+        free(e);
+        return;
+    }
+    if (open_entry(reg, e) == 0) return;
+    pthread_mutex_lock(&reg->lock);
+    table_remove(reg, e);
+    while (e->refs > 0)
+        pthread_cond_wait(&reg->cv, &reg->lock);
+    pthread_mutex_unlock(&reg->lock);
+    free(e);
+}
+
+/* Takes e out of the table, waits for its borrowers, closes it; deletes its files if asked. */
+static void remove_entry(struct node_shards *reg, struct node_shard *e, bool delete_files,
+                         const char *why)
+{
+    pthread_mutex_lock(&reg->lock);
+    table_remove(reg, e);
+    while (e->refs > 0)
+        pthread_cond_wait(&reg->cv, &reg->lock);
+    pthread_mutex_unlock(&reg->lock);
+    char err[REPLICA_ERR_MAX];
+    if (replica_close(e->rep, err) != REPLICA_OK)
+        log_error("closing replica failed", "collection=%s shard=%u error=%s", e->coll.name,
+                  e->shard, log_quote(err));
+    if (delete_files) {
+        if (replica_remove_files(e->dir, err) != REPLICA_OK)
+            log_error("cannot delete replica files", "collection=%s shard=%u dir=%s error=%s",
+                      e->coll.name, e->shard, log_quote(e->dir), log_quote(err));
+        else
+            log_info("closed and deleted replica", "collection=%s shard=%u reason=%s", e->coll.name,
+                     e->shard, log_quote(why));
+    } else {
+        log_info("closed replica", "collection=%s shard=%u", e->coll.name, e->shard);
+    }
+    free(e);
+}
+
+/* ------------------------------------------------------------ public */
+
+/* Creates the registry and the data folder. */
+int node_shards_create(const struct node_shards_config *cfg, struct node_shards **out, char *err)
+{
+    struct node_shards *reg = calloc(1, sizeof *reg);
+    if (reg == NULL) {
+        snprintf(err, NODE_ERR_MAX, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&reg->lock, NULL);
+    pthread_cond_init(&reg->cv, NULL);
+    reg->data_dir = strdup(cfg->data_dir);
+    reg->node_id = strdup(cfg->node_id);
+    reg->fsync = cfg->fsync;
+    reg->snapshot_wal_bytes = cfg->snapshot_wal_bytes;
+    reg->max_batch = cfg->max_batch;
+    reg->max_payload = cfg->max_payload;
+    if (reg->data_dir == NULL || reg->node_id == NULL) {
+        snprintf(err, NODE_ERR_MAX, "out of memory");
+        goto fail;
+    }
+    if (strlen(reg->data_dir) > PATH_MAX - 256) {
+        snprintf(err, NODE_ERR_MAX, "data dir path is too long (%zu bytes)", strlen(reg->data_dir));
+        goto fail;
+    }
+    if (mkdirs(reg->data_dir) != 0) {
+        snprintf(err, NODE_ERR_MAX, "cannot create data dir %s: %s", reg->data_dir,
+                 strerror(errno));
+        goto fail;
+    }
+    *out = reg;
+    return 0;
+fail:
+    node_shards_destroy(reg);
+    return -1;
+}
+
+/* Reopens the replicas found on disk (role unknown until etcd answers). */
+int node_shards_load_local(struct node_shards *reg)
+{
+    DIR *d = opendir(reg->data_dir);
+    if (d == NULL) return 0;
+    int opened = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !node_collection_name_ok(de->d_name)) continue;
+        char cdir[PATH_MAX];
+        struct node_collection coll;
+        if (!join(cdir, sizeof cdir, reg->data_dir, de->d_name) ||
+            read_collection_file(cdir, &coll) != 0)
+            continue;
+        memcpy(coll.name, de->d_name, strlen(de->d_name) + 1); /* name_ok: <= 64 bytes */
+        pthread_mutex_lock(&reg->lock);
+        remember_collection(reg, &coll);
+        pthread_mutex_unlock(&reg->lock);
+        DIR *sd = opendir(cdir);
+        if (sd == NULL) continue;
+        struct dirent *se;
+        while ((se = readdir(sd)) != NULL) {
+            char *end;
+            errno = 0;
+            unsigned long sh = strtoul(se->d_name, &end, 10);
+            if (se->d_name[0] < '0' || se->d_name[0] > '9' || *end != '\0' || errno != 0 ||
+                sh >= coll.shards)
+                continue;
+            add_and_open(reg, &coll, (uint32_t)sh, 0, "");
+            pthread_mutex_lock(&reg->lock);
+            if (find(reg, coll.name, (uint32_t)sh) >= 0) opened++;
+            pthread_mutex_unlock(&reg->lock);
+        }
+        closedir(sd);
+    }
+    closedir(d);
+    if (opened > 0) log_info("reopened local replicas; roles wait for etcd", "replicas=%d", opened);
+    return opened;
+}
+
+/* Makes the open set match the assignments (see node_shards.h). */
+void node_shards_reconcile(struct node_shards *reg, const struct node_assignment *a, size_t n,
+                           const struct node_collection *collections, size_t n_collections)
+{
+    /* 1. Collections and metadata of replicas that stay; pick the ones to drop. */
+    struct node_shard **drop = NULL;
+    char **drop_why = NULL;
+    size_t ndrop = 0;
+    pthread_mutex_lock(&reg->lock);
+    struct node_collection *colls = malloc((n_collections + 1) * sizeof *colls);
+    if (colls != NULL) {
+        memcpy(colls, collections, n_collections * sizeof *colls);
+        free(reg->colls);
+        reg->colls = colls;
+        reg->ncolls = n_collections;
+    }
+    drop = calloc(reg->n + 1, sizeof *drop);
+    drop_why = calloc(reg->n + 1, sizeof *drop_why);
+    for (size_t i = 0; i < reg->n && drop != NULL && drop_why != NULL; i++) {
+        struct node_shard *e = reg->v[i];
+        const struct node_assignment *as = NULL;
+        for (size_t j = 0; j < n && as == NULL; j++)
+            if (a[j].shard == e->shard && strcmp(a[j].coll.name, e->coll.name) == 0) as = &a[j];
+        if (as == NULL || config_changed(&e->coll, &as->coll)) {
+            drop_why[ndrop] = as == NULL ? "no longer assigned to this node"
+                                         : "collection was recreated with another configuration";
+            drop[ndrop++] = e;
+            continue;
+        }
+        enum node_role role = as->primary[0] == '\0'                   ? NODE_ROLE_UNKNOWN
+                              : strcmp(as->primary, reg->node_id) == 0 ? NODE_ROLE_PRIMARY
+                                                                       : NODE_ROLE_BACKUP;
+        if (role != e->role || as->epoch != e->epoch)
+            log_info("replica role", "collection=%s shard=%u role=%s epoch=%llu primary=%s",
+                     e->coll.name, e->shard,
+                     role == NODE_ROLE_PRIMARY  ? "primary"
+                     : role == NODE_ROLE_BACKUP ? "backup"
+                                                : "unknown",
+                     (unsigned long long)as->epoch, log_quote(as->primary));
+        e->role = role;
+        e->epoch = as->epoch;
+        e->coll.ef_search = as->coll.ef_search;
+        e->coll.created_at = as->coll.created_at;
+        e->coll.shards = as->coll.shards;
+        e->coll.replication_factor = as->coll.replication_factor;
+        snprintf(e->primary, sizeof e->primary, "%s", as->primary);
+    }
+    pthread_mutex_unlock(&reg->lock);
+
+    /* 2. Close and delete what is no longer ours. */
+    for (size_t i = 0; i < ndrop; i++) {
+        char name[NODE_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s", drop[i]->coll.name);
+        remove_entry(reg, drop[i], true, drop_why[i]);
+        bool still_used = false;
+        pthread_mutex_lock(&reg->lock);
+        for (size_t j = 0; j < reg->n; j++)
+            if (strcmp(reg->v[j]->coll.name, name) == 0) still_used = true;
+        pthread_mutex_unlock(&reg->lock);
+        for (size_t j = 0; j < n; j++)
+            if (strcmp(a[j].coll.name, name) == 0) still_used = true;
+        if (!still_used) remove_collection_dir(reg, name);
+    }
+    free(drop);
+    free(drop_why);
+
+    /* 3. Open (or create) what is new. */
+    for (size_t j = 0; j < n; j++) {
+        pthread_mutex_lock(&reg->lock);
+        bool have = find(reg, a[j].coll.name, a[j].shard) >= 0;
+        pthread_mutex_unlock(&reg->lock);
+        if (have) continue;
+        if (write_collection_file(reg, &a[j].coll) != 0) continue;
+        log_info("opening assigned replica", "collection=%s shard=%u epoch=%llu primary=%s",
+                 a[j].coll.name, a[j].shard, (unsigned long long)a[j].epoch,
+                 log_quote(a[j].primary));
+        add_and_open(reg, &a[j].coll, a[j].shard, a[j].epoch, a[j].primary);
+    }
+}
+
+/* Sets the fenced flag. */
+void node_shards_set_fenced(struct node_shards *reg, bool fenced)
+{
+    pthread_mutex_lock(&reg->lock);
+    reg->fenced = fenced;
+    pthread_mutex_unlock(&reg->lock);
+}
+
+/* Reads the fenced flag. */
+bool node_shards_fenced(struct node_shards *reg)
+{
+    pthread_mutex_lock(&reg->lock);
+    bool f = reg->fenced;
+    pthread_mutex_unlock(&reg->lock);
+    return f;
+}
+
+/* Fills a view of e. Lock held. */
+static void fill_view(struct node_shards *reg, const struct node_shard *e,
+                      struct node_shard_view *v)
+{
+    v->coll = e->coll;
+    v->shard = e->shard;
+    v->epoch = e->epoch;
+    v->role = e->role;
+    v->state = e->state;
+    if (reg->fenced && e->state == NODE_STATE_READY && e->role == NODE_ROLE_PRIMARY)
+        v->state = NODE_STATE_FENCED;
+    snprintf(v->primary, sizeof v->primary, "%s", e->primary);
+    v->rep = e->rep;
+}
+
+/* Borrows an entry. */
+struct node_shard *node_shards_acquire(struct node_shards *reg, const char *collection,
+                                       uint32_t shard, struct node_shard_view *view)
+{
+    pthread_mutex_lock(&reg->lock);
+    long i = find(reg, collection, shard);
+    struct node_shard *e = NULL;
+    if (i >= 0) {
+        e = reg->v[i];
+        e->refs++;
+        fill_view(reg, e, view);
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return e;
+}
+
+/* Returns a borrowed entry. */
+void node_shards_release(struct node_shards *reg, struct node_shard *e)
+{
+    if (e == NULL) return;
+    pthread_mutex_lock(&reg->lock);
+    if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+    pthread_mutex_unlock(&reg->lock);
+}
+
+/* Copies a known collection config. */
+bool node_shards_collection(struct node_shards *reg, const char *name, struct node_collection *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->ncolls && !found; i++)
+        if (strcmp(reg->colls[i].name, name) == 0) {
+            *out = reg->colls[i];
+            found = true;
+        }
+    for (size_t i = 0; i < reg->n && !found; i++)
+        if (strcmp(reg->v[i]->coll.name, name) == 0) {
+            *out = reg->v[i]->coll;
+            found = true;
+        }
+    pthread_mutex_unlock(&reg->lock);
+    return found;
+}
+
+/* Orders views by (collection, shard). */
+static int view_cmp(const void *pa, const void *pb)
+{
+    const struct node_shard_view *a = pa, *b = pb;
+    int c = strcmp(a->coll.name, b->coll.name);
+    if (c != 0) return c;
+    return a->shard < b->shard ? -1 : a->shard > b->shard;
+}
+
+/* Lists views of the hosted replicas matching the filter. */
+long node_shards_list(struct node_shards *reg, const char *collection, const uint32_t *shards,
+                      size_t n_shards, struct node_shard_view **out)
+{
+    pthread_mutex_lock(&reg->lock);
+    struct node_shard_view *v = calloc(reg->n + 1, sizeof *v);
+    if (v == NULL) {
+        pthread_mutex_unlock(&reg->lock);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < reg->n; i++) {
+        const struct node_shard *e = reg->v[i];
+        if (collection != NULL && collection[0] != '\0' && strcmp(e->coll.name, collection) != 0)
+            continue;
+        bool want = shards == NULL || n_shards == 0;
+        for (size_t j = 0; j < n_shards && !want; j++)
+            want = shards[j] == e->shard;
+        if (!want) continue;
+        fill_view(reg, e, &v[k++]);
+    }
+    pthread_mutex_unlock(&reg->lock);
+    qsort(v, k, sizeof *v, view_cmp);
+    *out = v;
+    return (long)k;
+}
+
+/* Number of hosted replicas. */
+uint32_t node_shards_count(struct node_shards *reg)
+{
+    pthread_mutex_lock(&reg->lock);
+    uint32_t n = (uint32_t)reg->n;
+    pthread_mutex_unlock(&reg->lock);
+    return n;
+}
+
+/* Closes every replica and frees the registry. */
+void node_shards_destroy(struct node_shards *reg)
+{
+    if (reg == NULL) return;
+    for (;;) {
+        pthread_mutex_lock(&reg->lock);
+        struct node_shard *e = reg->n > 0 ? reg->v[reg->n - 1] : NULL;
+        pthread_mutex_unlock(&reg->lock);
+        if (e == NULL) break;
+        remove_entry(reg, e, false, NULL);
+    }
+    free(reg->v);
+    free(reg->colls);
+    free(reg->data_dir);
+    free(reg->node_id);
+    pthread_cond_destroy(&reg->cv);
+    pthread_mutex_destroy(&reg->lock);
+    free(reg);
+}

@@ -1,0 +1,154 @@
+/*
+ * node_shards.h — the registry of the shard replicas open on this node, and
+ * the collection configurations they were opened with.
+ *
+ * The registry is the one place where replicas are opened, closed and
+ * deleted. node_meta tells it what etcd assigns (node_shards_reconcile);
+ * the gRPC handlers borrow replicas from it (node_shards_acquire /
+ * node_shards_release). A replica being closed is first taken out of the
+ * table, then closed once the last borrower has released it, so a handler
+ * never sees a replica freed under it.
+ *
+ * Each collection with a replica here also gets <data-dir>/<name>/collection.json
+ * (the configuration, written atomically) so that a restart without etcd can
+ * reopen its replicas and keep serving reads (DESIGN §3).
+ *
+ * Concurrency: one mutex (`lock` in node_shards.c) protects the table, every
+ * entry's role / epoch / primary / state / refcount and the collection list.
+ * It is never held across disk I/O: opening and closing replicas happen
+ * outside it, and only one thread (node_meta's reconciler, or main at
+ * start-up and shutdown) calls the reconcile / load / close functions.
+ */
+#ifndef VS_NODE_SHARDS_H
+#define VS_NODE_SHARDS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/hnsw/hnsw.h"
+
+#define NODE_NAME_MAX 64  /* collection names: [A-Za-z0-9_-]{1,64} */
+#define NODE_ID_MAX   128 /* node ids */
+#define NODE_ERR_MAX  512
+
+/* A collection's configuration as etcd holds it (DESIGN §2; docs/node.md). */
+struct node_collection {
+    char name[NODE_NAME_MAX + 1];
+    uint32_t dim;
+    enum hnsw_metric metric;
+    uint32_t m, ef_construction, ef_search;
+    uint32_t shards, replication_factor;
+    int64_t created_at; /* Unix ms; 0 = unknown */
+};
+
+/* Role of a replica (values of vecshard.v1.ShardRole). */
+enum node_role {
+    NODE_ROLE_UNKNOWN = 0,
+    NODE_ROLE_PRIMARY = 1,
+    NODE_ROLE_BACKUP = 2,
+};
+
+/* State of a replica (values of vecshard.v1.ReplicaState). */
+enum node_state {
+    NODE_STATE_LOADING = 1,
+    NODE_STATE_RECOVERING = 2,
+    NODE_STATE_READY = 3,
+    NODE_STATE_FENCED = 4,
+};
+
+/* One replica etcd assigns to this node. */
+struct node_assignment {
+    struct node_collection coll;
+    uint32_t shard;
+    uint64_t epoch;
+    char primary[NODE_ID_MAX + 1]; /* "" when the entry names none */
+};
+
+struct node_shards;
+struct node_shard; /* an entry; opaque to borrowers */
+struct replica;
+
+/* Settings the registry opens replicas with. Strings are copied. */
+struct node_shards_config {
+    const char *data_dir;
+    const char *node_id;
+    int fsync;                   /* enum wal_fsync */
+    uint64_t snapshot_wal_bytes; /* background snapshot threshold */
+    uint32_t max_batch;          /* upserts + deletes per write, ids per get */
+    uint32_t max_payload;        /* bytes per payload */
+};
+
+/* A consistent copy of an entry's metadata, taken by node_shards_acquire. */
+struct node_shard_view {
+    struct node_collection coll;
+    uint32_t shard;
+    uint64_t epoch;
+    enum node_role role;
+    enum node_state state; /* NODE_STATE_FENCED when a ready primary is fenced */
+    char primary[NODE_ID_MAX + 1];
+    struct replica *rep; /* NULL unless state is READY or FENCED */
+};
+
+/* Creates the registry (and data_dir if missing). 0, or -1 with err filled. */
+int node_shards_create(const struct node_shards_config *cfg, struct node_shards **out, char *err);
+
+/*
+ * Reopens every replica found on disk (<data-dir>/<name>/<shard>/ next to a
+ * collection.json) with role unknown, so reads work before etcd answers.
+ * Folders it cannot use are logged and left alone. Returns how many opened.
+ */
+int node_shards_load_local(struct node_shards *reg);
+
+/*
+ * Makes the open set equal to `a[0..n)`: updates role and epoch of replicas
+ * already open, closes and deletes the files of replicas not listed (or
+ * whose collection was recreated with another configuration), deletes
+ * collection folders left without replicas, opens (creating if needed) the
+ * new ones. `collections` (all known collections) become the configurations
+ * node_shards_collection answers from. Single caller at a time.
+ */
+void node_shards_reconcile(struct node_shards *reg, const struct node_assignment *a, size_t n,
+                           const struct node_collection *collections, size_t n_collections);
+
+/* Fences (true) or unfences every primary; fenced primaries refuse writes. */
+void node_shards_set_fenced(struct node_shards *reg, bool fenced);
+/* True while fenced. */
+bool node_shards_fenced(struct node_shards *reg);
+
+/*
+ * Borrows the replica (collection, shard): fills *view and returns the
+ * entry, which the caller must give back with node_shards_release; NULL if
+ * not hosted (view untouched).
+ */
+struct node_shard *node_shards_acquire(struct node_shards *reg, const char *collection,
+                                       uint32_t shard, struct node_shard_view *view);
+/* Gives back an entry from node_shards_acquire. */
+void node_shards_release(struct node_shards *reg, struct node_shard *e);
+
+/* Copies the configuration of collection `name` into *out; false if unknown. */
+bool node_shards_collection(struct node_shards *reg, const char *name, struct node_collection *out);
+
+/*
+ * Views of every hosted replica matching the filter (collection NULL/"" =
+ * all; shards NULL = all), sorted by (collection, shard). *out is malloc'ed
+ * (caller frees); the rep pointers in it are NOT borrowed and must not be
+ * used. Returns the count, or -1 on ENOMEM.
+ */
+long node_shards_list(struct node_shards *reg, const char *collection, const uint32_t *shards,
+                      size_t n_shards, struct node_shard_view **out);
+
+/* Number of hosted replicas. */
+uint32_t node_shards_count(struct node_shards *reg);
+
+/* Closes every replica (making the WAL durable) and frees the registry. */
+void node_shards_destroy(struct node_shards *reg);
+
+/* Parses a collection JSON document (docs/node.md). 0, or -1 with err naming the field. */
+int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
+                          size_t errlen);
+
+/* True when name matches [A-Za-z0-9_-]{1,64}. */
+bool node_collection_name_ok(const char *name);
+
+#endif

@@ -277,21 +277,33 @@ class Etcd:
         """Starts on fresh ports (retrying on a lost port race); waits for /health."""
         for _ in range(attempts):
             self.client_port, self.peer_port = free_ports(2)
-            peer = "http://127.0.0.1:%d" % self.peer_port
-            self.proc.spawn([
-                ETCD_BIN, "--name", "n1", "--data-dir", self.data_dir,
-                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", "n1=" + peer,
-                "--experimental-watch-progress-notify-interval", "1s"])
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self.proc.alive():
-                if self.healthy():
-                    return
-                time.sleep(0.1)
-            self.proc.stop()
+            if self._spawn():
+                return
             shutil.rmtree(self.data_dir, ignore_errors=True)
         raise HarnessError("etcd did not become healthy; log tail:\n" + self.proc.tail())
+
+    def restart(self):
+        """Stops and starts again on the same ports and data (an etcd outage)."""
+        self.stop()
+        if not self._spawn():
+            raise HarnessError("etcd did not come back; log tail:\n" + self.proc.tail())
+
+    def _spawn(self):
+        """Starts etcd on the current ports; True once healthy (else stopped)."""
+        peer = "http://127.0.0.1:%d" % self.peer_port
+        self.proc.spawn([
+            ETCD_BIN, "--name", "n1", "--data-dir", self.data_dir,
+            "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "n1=" + peer,
+            "--experimental-watch-progress-notify-interval", "1s"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.proc.alive():
+            if self.healthy():
+                return True
+            time.sleep(0.1)
+        self.proc.stop()
+        return False
 
     def healthy(self):
         try:
@@ -385,9 +397,10 @@ class Node:
                 "--fsync", self.fsync, "--threads", str(self.threads),
                 "--lease-ttl", str(self.lease_ttl)] + self.extra_args
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, registered=True):
         """Starts (or restarts after kill9/stop, same dir and port) and waits
-        until Health/Check says SERVING and the node key was (re)written."""
+        until Health/Check says SERVING and (unless registered=False, e.g.
+        while etcd is down) the node key was (re)written."""
         if not os.path.isfile(NODE_BIN):
             raise HarnessError("%s is missing (make %s)" % (NODE_BIN, NODE_BIN))
         os.makedirs(self.data_dir, exist_ok=True)
@@ -396,7 +409,7 @@ class Node:
             if first:
                 self.port = free_ports(1)[0]
             self.close_channel()
-            before = self.cluster.etcd.revision()
+            before = self.cluster.etcd.revision() if registered else None
             self.proc.spawn(self.argv())
             try:
                 self._wait_up(before, timeout)
@@ -409,13 +422,20 @@ class Node:
         raise HarnessError("unreachable")
 
     def _wait_up(self, since_revision, timeout):
+        """Waits for SERVING and for a write of the node key after
+        since_revision (None: do not look at etcd)."""
         deadline = time.monotonic() + timeout
         healthy = registered = False
         while time.monotonic() < deadline:
             if not self.proc.alive():
                 raise HarnessError("%s exited with status %s during start-up; log tail:\n%s" %
                                    (self.node_id, self.proc.popen.returncode, self.proc.tail()))
-            healthy = healthy or self.health() == health_pb2.HealthCheckResponse.SERVING
+            # Probe the port first: a gRPC channel that met a refused
+            # connection waits out its reconnect backoff.
+            healthy = healthy or (self._port_open() and
+                                  self.health() == health_pb2.HealthCheckResponse.SERVING)
+            if healthy and since_revision is None:
+                return
             if healthy and not registered:
                 kv = self.cluster.etcd.get(self.key)
                 registered = kv is not None and kv["mod_revision"] > since_revision
@@ -426,12 +446,24 @@ class Node:
                            "log tail:\n%s" % (self.node_id, timeout, healthy, registered,
                                               self.proc.tail()))
 
+    def _port_open(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
     def channel(self):
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.addr, options=[
                 ("grpc.max_receive_message_length", MAX_MSG),
                 ("grpc.max_send_message_length", -1),
-                ("grpc.enable_retries", 0)])
+                ("grpc.enable_retries", 0),
+                # Reconnect fast after a restart (the default backoff starts
+                # at 1 s and grows to minutes).
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000)])
         return self._channel
 
     def close_channel(self):

@@ -51,9 +51,11 @@ class Writer(threading.Thread):
 
 
 class NodeCrash(harness.ClusterTestCase):
-    def setUp(self):
-        self.cluster = harness.Cluster(nodes=1, lease_ttl=3, fsync="always").start()
+    def start_cluster(self, fsync, node_args=()):
+        self.cluster = harness.Cluster(nodes=1, lease_ttl=3, fsync=fsync,
+                                       node_args=node_args).start()
         self.addCleanup(self.cluster.close)
+        return self.cluster, self.cluster.nodes[0]
 
     def check_all_present(self, node, acked):
         """Every acknowledged id is there, exact vector and payload."""
@@ -82,26 +84,36 @@ class NodeCrash(harness.ClusterTestCase):
         top = [res.hits[0].id if res.hits else None for res in r.shards[0].results]
         self.assertGreaterEqual(np.mean([a == b for a, b in zip(top, sample)]), 0.95)
 
-    def crash_round(self, node, first_id, seed, acked, last_lsn):
-        w = Writer(node, first_id, seed)
-        w.start()
+    def crash_round(self, node, first_id, seed, acked, last_lsn, writers=1):
+        """Kills the node mid-stream of `writers` concurrent writers, restarts
+        it and checks everything acknowledged. Returns (last LSN, next id)."""
+        ws = [Writer(node, first_id + i * 10 ** 6, seed * 100 + i) for i in range(writers)]
+        for w in ws:
+            w.start()
         deadline = time.monotonic() + 20
-        while len(w.lsns) < 40 and w.is_alive() and time.monotonic() < deadline:
+        while (sum(len(w.lsns) for w in ws) < 40 and all(w.is_alive() for w in ws) and
+               time.monotonic() < deadline):
             time.sleep(0.01)
-        self.assertTrue(w.is_alive(), "writer stopped before the crash: %r" % w.error)
-        self.assertGreaterEqual(len(w.lsns), 40, "writes too slow to test a crash")
-        node.kill9()  # while the writer is mid-stream
-        w.join(15)
-        self.assertFalse(w.is_alive())
-        self.assertIsNotNone(w.error, "a write succeeded against a killed node")
-        self.assertIn(w.error.code(), (grpc.StatusCode.UNAVAILABLE,
-                                       grpc.StatusCode.CANCELLED,
-                                       grpc.StatusCode.DEADLINE_EXCEEDED,
-                                       grpc.StatusCode.UNKNOWN,
-                                       grpc.StatusCode.INTERNAL))
-        self.assertEqual(w.lsns, sorted(w.lsns))
-        self.assertGreater(w.lsns[0], last_lsn)
-        acked.update(w.acked)
+        for w in ws:
+            self.assertTrue(w.is_alive(), "writer stopped before the crash: %r" % w.error)
+        self.assertGreaterEqual(sum(len(w.lsns) for w in ws), 40, "writes too slow to test")
+        node.kill9()  # while the writers are mid-stream
+        lsns = []
+        for w in ws:
+            w.join(15)
+            self.assertFalse(w.is_alive())
+            self.assertIsNotNone(w.error, "a write succeeded against a killed node")
+            self.assertIn(w.error.code(), (grpc.StatusCode.UNAVAILABLE,
+                                           grpc.StatusCode.CANCELLED,
+                                           grpc.StatusCode.DEADLINE_EXCEEDED,
+                                           grpc.StatusCode.UNKNOWN,
+                                           grpc.StatusCode.INTERNAL))
+            self.assertEqual(w.lsns, sorted(w.lsns))
+            acked.update(w.acked)
+            lsns += w.lsns
+        self.assertEqual(len(set(lsns)), len(lsns), "an LSN was acknowledged twice")
+        self.assertGreater(min(lsns), last_lsn)
+        w = max(ws, key=lambda x: x.lsns[-1])
 
         node.start()
         self.cluster.wait_shards(node, "crash", [0])
@@ -109,11 +121,21 @@ class NodeCrash(harness.ClusterTestCase):
         self.check_search(node, acked)
         (st,) = node.shard_status("crash")
         self.assertGreaterEqual(st.count, len(acked))
-        self.assertGreaterEqual(st.lsn, w.lsns[-1])
-        return w.lsns[-1], w.next_id
+        self.assertGreaterEqual(st.lsn, max(lsns))
+        return max(lsns), max(x.next_id for x in ws)
 
     def test_acknowledged_writes_survive_kill9(self):
-        c, node = self.cluster, self.cluster.nodes[0]
+        self.run_rounds("always", writers=1)
+
+    def test_kill9_with_group_commit_and_snapshots(self):
+        # Two concurrent writers share fsyncs (batch); a 64 KiB snapshot
+        # threshold makes the node snapshot during the stream, so recovery
+        # loads a snapshot and replays the WAL after it.
+        st = self.run_rounds("batch", writers=2, node_args=["--snapshot-wal-bytes", "64KiB"])
+        self.assertGreater(st.snapshot_lsn, 0, "no snapshot was taken")
+
+    def run_rounds(self, fsync, writers, node_args=()):
+        c, node = self.start_cluster(fsync, node_args)
         c.create_collection("crash", dim=DIM, m=12, ef_construction=64)
         c.wait_shards(node, "crash", [0])
         # A base the graph already holds before the crash.
@@ -123,14 +145,17 @@ class NodeCrash(harness.ClusterTestCase):
             timeout=30)
         acked = {i: base[i] for i in range(2000)}
 
-        last_lsn, next_id = self.crash_round(node, 10000, 1, acked, 0)
-        last_lsn, next_id = self.crash_round(node, next_id, 2, acked, last_lsn)
+        last_lsn, next_id = self.crash_round(node, 10000, 1, acked, 0, writers)
+        last_lsn, next_id = self.crash_round(node, next_id, 2, acked, last_lsn, writers)
 
         # LSNs continue after the last acknowledged one; the node takes writes.
         r = node.stub().Write(harness.write_request(
             "crash", 0, 1, harness.points([next_id], [np.ones(DIM)])), timeout=10)
         self.assertGreater(r.lsn, last_lsn)
-        print("\nkill -9 twice: %d acknowledged points all present" % len(acked))
+        (st,) = node.shard_status("crash")
+        print("\nkill -9 twice (fsync %s, %d writers): %d acknowledged points all present, "
+              "snapshot lsn %d" % (fsync, writers, len(acked), st.snapshot_lsn))
+        return st
 
 
 if __name__ == "__main__":

@@ -26,7 +26,11 @@ class NodeErrors(harness.ClusterTestCase):
             c.create_collection("split", dim=DIM, shards=2, placement=[["node-0"], ["ghost"]])
             # "tiny": 2-d, so a batch over the point limit stays a small message.
             c.create_collection("tiny", dim=2, ef_construction=32)
-            for name, shards in (("err", [0]), ("split", [0]), ("tiny", [0])):
+            # "backup": this node holds a backup replica; "ghost" is primary.
+            c.create_collection("backup", dim=DIM, epoch=3, placement=[["ghost", "node-0"]])
+            c.create_collection("cos", dim=DIM, metric="cosine")
+            for name, shards in (("err", [0]), ("split", [0]), ("tiny", [0]), ("backup", [0]),
+                                 ("cos", [0])):
                 c.wait_shards(cls.node, name, shards)
             cls.base = np.random.default_rng(9).random((200, DIM), dtype=np.float32)
             cls.node.stub().Write(harness.write_request(
@@ -111,6 +115,29 @@ class NodeErrors(harness.ClusterTestCase):
         r = self.node.stub().Search(harness.search_request("err", q, k=5, ef=100000), timeout=30)
         self.assertEqual(r.shards[0].results[0].hits[0].id, 1)
 
+    def test_empty_lists_and_status_filter(self):
+        req = harness.search_request("err", [self.base[0]], k=5, shards=[])
+        self.search(req, SC.INVALID_ARGUMENT)
+        self.search(harness.search_request("err", [], k=5), SC.INVALID_ARGUMENT)
+        self.assert_code(SC.INVALID_ARGUMENT, self.node.stub().ShardStatus,
+                         shard_node_pb2.ShardStatusRequest(shards=[0]))
+        # An unknown collection is an empty list, not an error.
+        r = self.node.stub().ShardStatus(shard_node_pb2.ShardStatusRequest(collection="nosuch"),
+                                         timeout=5)
+        self.assertEqual(len(r.shards), 0)
+
+    def test_zero_vector_under_cosine(self):
+        self.write(harness.write_request("cos", 0, 1, self.pts([np.zeros(DIM)])),
+                   SC.INVALID_ARGUMENT)
+        self.search(harness.search_request("cos", [np.zeros(DIM)], k=5), SC.INVALID_ARGUMENT)
+        # A non-zero vector is stored normalised.
+        self.node.stub().Write(harness.write_request(
+            "cos", 0, 1, self.pts([np.full(DIM, 3.0)], 1)), timeout=5)
+        g = self.node.stub().Get(shard_node_pb2.NodeGetRequest(
+            collection="cos", shard=0, ids=[1], with_vector=True), timeout=5)
+        np.testing.assert_allclose(g.points[0].vector, np.full(DIM, 1 / np.sqrt(DIM)),
+                                   rtol=1e-6)
+
     def test_empty_name(self):
         self.write(harness.write_request("", 0, 5, self.pts([np.ones(DIM)])),
                    SC.INVALID_ARGUMENT)
@@ -157,7 +184,27 @@ class NodeErrors(harness.ClusterTestCase):
             "err", 0, 5, self.pts([np.ones(DIM)], 7001)), timeout=10)
         self.assertEqual(r.epoch, 5)
 
+    def test_write_to_backup(self):
+        (st,) = self.node.shard_status("backup")
+        self.assertEqual(st.role, shard_node_pb2.SHARD_ROLE_BACKUP)
+        e = self.write(harness.write_request("backup", 0, 3, self.pts([np.ones(DIM)])),
+                       SC.FAILED_PRECONDITION)
+        trailers = dict(e.trailing_metadata() or ())
+        self.assertEqual(trailers.get("vs-epoch"), "3")
+        self.assertEqual(trailers.get("vs-primary"), "ghost")
+
+    # --- UNAVAILABLE
+    def test_epoch_newer_than_nodes(self):
+        e = self.write(harness.write_request("err", 0, 6, self.pts([np.ones(DIM)], 7100)),
+                       SC.UNAVAILABLE)
+        self.assertEqual(dict(e.trailing_metadata() or ()).get("vs-epoch"), "5")
+
     # --- RESOURCE_EXHAUSTED
+    def test_get_over_100k_ids(self):
+        self.get(shard_node_pb2.NodeGetRequest(collection="err", shard=0,
+                                               ids=list(range(100001))),
+                 SC.RESOURCE_EXHAUSTED)
+
     def test_payload_over_64k(self):
         v = [np.ones(DIM)]
         self.write(harness.write_request("err", 0, 5, self.pts(v, 8000, [b"x" * (65536 + 1)])),

@@ -2,6 +2,7 @@
 it — both those written before it started (initial range) and those written
 while it runs (watch) — reports them READY through ShardStatus, follows epoch
 bumps, and drops a replica the map moves away."""
+import os
 import time
 import unittest
 
@@ -11,6 +12,14 @@ import numpy as np
 import harness
 from harness import READY, shard_node_pb2
 from grpc_health.v1 import health_pb2
+
+
+def wait_gone(path, timeout=10):
+    """True once path does not exist (files are deleted after the replica closes)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not os.path.exists(path)
 
 
 class NodeOpensShards(harness.ClusterTestCase):
@@ -61,6 +70,16 @@ class NodeOpensShards(harness.ClusterTestCase):
         self.assertEqual([s.epoch for s in node.shard_status("pre") if s.shard == 0], [6])
         c.set_shard("pre", 2, 5, ["ghost"])
         c.wait_shards(node, "pre", [0])
+        self.assertTrue(wait_gone(os.path.join(node.data_dir, "pre", "2")),
+                        "files of an unassigned replica were kept")
+        self.assertTrue(os.path.isdir(os.path.join(node.data_dir, "pre", "0")))
+
+        # Dropping a collection (deleting its key) closes and deletes its replicas.
+        c.etcd.delete("%s/collections/post" % c.prefix)
+        c.wait_shards(node, "post", [])
+        self.assertTrue(wait_gone(os.path.join(node.data_dir, "post")),
+                        "the folder of a dropped collection was kept")
+        self.assertEqual([(s.collection, s.shard) for s in node.shard_status("")], [("pre", 0)])
 
     def test_node_status_and_registration(self):
         c = self.cluster

@@ -19,9 +19,10 @@
  * shard entry that cannot be read never causes data to be deleted: the
  * previous parsed value is kept).
  *
- * Locking: `lock` protects the caches, gen / applied_gen, the lease state
- * and the stop flags; `cv` signals changes of any of them. The registry's
- * own lock is never taken while `lock` is held.
+ * Locking: `lock` protects the caches, gen / applied_gen, the lease state,
+ * the watch pointers (the lease thread pokes the watches after a
+ * re-registration) and the stop flags; `cv` signals changes of any of them.
+ * The registry's own lock is never taken while `lock` is held.
  */
 #define _GNU_SOURCE
 #include "node/node_meta.h"
@@ -491,6 +492,12 @@ static void on_relist(void *arg, const etcd_kvs *snapshot)
 static void on_watch_error(void *arg, etcd_status why, const char *msg)
 {
     struct watch_arg *wa = arg;
+    if (strstr(msg, "idle") != NULL || why == ETCD_ECANCELED) {
+        /* A quiet stream re-established by the dead-peer check, or our own reconnect. */
+        log_debug("etcd watch re-established", "prefix=%s reason=%s", wa->m->prefixes[wa->p],
+                  log_quote(msg));
+        return;
+    }
     pthread_mutex_lock(&wa->m->lock);
     bool was_ok = wa->m->watch_ok[wa->p];
     wa->m->watch_ok[wa->p] = false;
@@ -577,7 +584,11 @@ static void *sync_main(void *arg)
         m->watch_ok[p] = true;
         pthread_mutex_unlock(&m->lock);
         etcd_err err;
-        etcd_status st = etcd_watch_start(m->etcd, &o, &m->watch[p], &err);
+        etcd_watch *w = NULL;
+        etcd_status st = etcd_watch_start(m->etcd, &o, &w, &err);
+        pthread_mutex_lock(&m->lock);
+        m->watch[p] = w;
+        pthread_mutex_unlock(&m->lock);
         if (st != ETCD_OK)
             log_error("cannot start etcd watch; the shard map will only refresh on re-registration",
                       "prefix=%s error=%s", m->prefixes[p], log_quote(err.msg));
@@ -752,6 +763,9 @@ static void *lease_main(void *arg)
             continue;
         }
         failures = 0;
+        /* A lease loss may have left a watch stream on a dead connection. */
+        for (int p = 0; p < 2; p++)
+            if (m->watch[p] != NULL) etcd_watch_reconnect(m->watch[p]);
         uint64_t want = m->gen;
         while (m->applied_gen < want && !m->stop_lease && !m->stop_sync && !m->lost)
             timed_wait(m, 200);
@@ -841,8 +855,11 @@ void node_meta_stop_sync(struct node_meta *m)
     if (m->sync_running) pthread_join(m->sync_thread, NULL);
     m->sync_running = false;
     for (int p = 0; p < 2; p++) {
-        etcd_watch_stop(m->watch[p]);
+        pthread_mutex_lock(&m->lock);
+        etcd_watch *w = m->watch[p];
         m->watch[p] = NULL;
+        pthread_mutex_unlock(&m->lock);
+        etcd_watch_stop(w);
     }
 }
 

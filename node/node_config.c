@@ -324,8 +324,12 @@ enum node_config_result node_config_parse(int argc, char **argv, struct node_con
         free(cfg->advertise);
         cfg->advertise = NULL;
     }
-    if (cfg->listen[0] == ':' || strrchr(cfg->listen, ':') == NULL) {
-        fprintf(stderr, "vecshard-node: --listen: \"%s\" is not host:port\n", cfg->listen);
+    const char *colon = strrchr(cfg->listen, ':');
+    uint64_t port;
+    if (cfg->listen[0] == ':' || colon == NULL || !parse_u64(colon + 1, false, &port) ||
+        port > 65535) {
+        fprintf(stderr, "vecshard-node: --listen: \"%s\" is not host:port (port 0..65535)\n",
+                cfg->listen);
         return NODE_CONFIG_EXIT_BAD;
     }
     char *eps = normalise_endpoints(cfg->etcd);

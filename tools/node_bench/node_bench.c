@@ -20,7 +20,8 @@
  *   {"phase":"node_ingest","engine_pts_s":..,"grpc_pts_s":..,"ratio":..,...}
  *   {"phase":"node_search","mode":"engine|grpc_1|grpc_batch",...,"qps":..,"ratio":..}
  *   (recall is reported for the engine and grpc_1, measured in the latency pass)
- *   {"phase":"node_latency","engine_us":..,"grpc_us":..,"overhead_us":..,...}
+ *   {"phase":"node_latency","engine_us":..,"grpc_us":..,"overhead_us":..,...,
+ *    "health_call_us":..,"node_status_call_us":..}   (empty calls: the transport floor)
  * Nothing here asserts the targets (ingest >= 0.7x the engine, overhead
  * < 150 us on loopback); it reports them.
  */
@@ -34,6 +35,7 @@
 
 #include "common/hnsw/hnsw.h"
 #include "common/rpc/rpc.h"
+#include "proto/grpc_health/v1/health.pb-c.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "tools/bench/dataset.h"
 
@@ -456,6 +458,37 @@ done:
     return rc;
 }
 
+/* Mean latency in microseconds of `calls` sequential unary calls of a method
+ * that does no work: Health/Check (answered on the server's poller thread)
+ * or NodeStatus (answered by a worker, like Search). The floor of what any
+ * call costs on this machine, so the overhead can be split into transport
+ * and handler. -1 on failure. */
+static double measure_floor(struct bench *b, int health, int calls)
+{
+    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    Vecshard__V1__NodeStatusRequest nreq = VECSHARD__V1__NODE_STATUS_REQUEST__INIT;
+    double t0 = 0;
+
+    for (int i = -WARMUP_QUERIES; i < calls; i++) {
+        ProtobufCMessage *resp = NULL;
+        struct rpc_status st;
+        struct rpc_opts ro = {.deadline_ms = rpc_deadline_in(CALL_TIMEOUT_MS)};
+        grpc_status_code code =
+            health
+                ? rpc_unary(b->ch, RPC_HEALTH_CHECK, &hreq.base,
+                            &grpc__health__v1__health_check_response__descriptor, &resp, &ro, &st)
+                : rpc_unary(b->ch, "/vecshard.v1.ShardNode/NodeStatus", &nreq.base,
+                            &vecshard__v1__node_status_response__descriptor, &resp, &ro, &st);
+        if (code != GRPC_STATUS_OK) {
+            fail(b, health ? "health check" : "node status", &st, NULL);
+            return -1;
+        }
+        protobuf_c_message_free_unpacked(resp, NULL);
+        if (i == -1) t0 = bench_clock();
+    }
+    return (bench_clock() - t0) * 1e6 / calls;
+}
+
 /* ------------------------------------------------------------ main */
 
 /* Loads or generates the data and its ground truth into b. 0 or -1. */
@@ -529,7 +562,7 @@ int main(int argc, char **argv)
     struct bench b = {.o = &o, .error_lock = PTHREAD_MUTEX_INITIALIZER};
     double eng_s, grpc_s, t0;
     double eng_mean, eng_p50, eng_rec, g_mean, g_p50, g_rec;
-    double qps_eng, qps_1, qps_b;
+    double qps_eng, qps_1, qps_b, floor_health, floor_status;
     int rc = 1;
 
     if (parse_args(argc, argv, &o)) return 2;
@@ -554,6 +587,9 @@ int main(int argc, char **argv)
     if (measure_latency(&b, MODE_ENGINE, &eng_mean, &eng_p50, &eng_rec) ||
         measure_latency(&b, MODE_GRPC_1, &g_mean, &g_p50, &g_rec))
         goto failed;
+    floor_health = measure_floor(&b, 1, 2000);
+    floor_status = measure_floor(&b, 0, 2000);
+    if (floor_health < 0 || floor_status < 0) goto failed;
     qps_eng = measure_qps(&b, MODE_ENGINE);
     qps_1 = measure_qps(&b, MODE_GRPC_1);
     qps_b = measure_qps(&b, MODE_GRPC_BATCH);
@@ -580,6 +616,8 @@ int main(int argc, char **argv)
         printf("%-44s %12.1f %10.1f\n", "gRPC", g_mean, g_p50);
         printf("%-44s %12.1f %10.1f\n", "per-call overhead (gRPC - engine)", g_mean - eng_mean,
                g_p50 - eng_p50);
+        printf("%-44s %12.1f\n", "empty call: Health/Check (poller thread)", floor_health);
+        printf("%-44s %12.1f\n", "empty call: NodeStatus (worker thread)", floor_status);
     }
     printf("{\"phase\":\"node_ingest\",\"n\":%zu,\"dim\":%u,\"batch\":%u,\"writers\":%d,"
            "\"engine_threads\":%d,\"fsync\":\"%s\",\"engine_pts_s\":%.1f,\"grpc_pts_s\":%.1f,"
@@ -596,8 +634,10 @@ int main(int argc, char **argv)
            "\"qps\":%.1f,\"ratio\":%.3f}\n",
            o.clients, o.per_call, qps_b, qps_b / qps_eng);
     printf("{\"phase\":\"node_latency\",\"engine_us\":%.1f,\"grpc_us\":%.1f,\"overhead_us\":%.1f,"
-           "\"engine_p50_us\":%.1f,\"grpc_p50_us\":%.1f,\"overhead_p50_us\":%.1f}\n",
-           eng_mean, g_mean, g_mean - eng_mean, eng_p50, g_p50, g_p50 - eng_p50);
+           "\"engine_p50_us\":%.1f,\"grpc_p50_us\":%.1f,\"overhead_p50_us\":%.1f,"
+           "\"health_call_us\":%.1f,\"node_status_call_us\":%.1f}\n",
+           eng_mean, g_mean, g_mean - eng_mean, eng_p50, g_p50, g_p50 - eng_p50, floor_health,
+           floor_status);
     rc = 0;
     goto done;
 failed:

@@ -199,7 +199,7 @@ static void *block_alloc(size_t size, bool huge)
             memset(p, 0, size);
         return p;
     }
-    size_t len = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    size_t len = (size + 4095) & ~(size_t)4095;
     char *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                      -1, 0);
     if (raw == MAP_FAILED)
@@ -210,8 +210,9 @@ static void *block_alloc(size_t size, bool huge)
     if (p + len < raw + len + HUGE_PAGE)
         munmap(p + len, (size_t)(raw + len + HUGE_PAGE - (p + len)));
 #ifdef MADV_HUGEPAGE
+    /* Only whole huge pages: a partly used one would pin up to 2 MiB of RSS. */
     if (huge)
-        madvise(p, len, MADV_HUGEPAGE); /* a hint: without THP it is ordinary memory */
+        madvise(p, size & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #else
     (void)huge;
 #endif
@@ -226,15 +227,16 @@ static void block_free(void *p, size_t size)
     if (size < HUGE_PAGE)
         free(p);
     else
-        munmap(p, (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1));
+        munmap(p, (size + 4095) & ~(size_t)4095);
 }
 
 /* Appends one chunk (and its segment if new). Caller holds map_lock. */
 static int grow_chunk(struct hnsw_index *idx)
 {
     uint32_t c = idx->nchunks, seg = c >> HNSW_SEG_SHIFT;
+    size_t chunk_slots = (size_t)idx->chunk_mask + 1;
     struct hnsw_chunk ch = {0};
-    if (seg >= HNSW_DIR)
+    if (seg >= idx->ndir)
         return HNSW_EFULL;
     if (!idx->segs[seg]) {
         struct hnsw_chunk *sp = calloc(HNSW_SEG, sizeof *sp);
@@ -242,13 +244,13 @@ static int grow_chunk(struct hnsw_index *idx)
             return HNSW_ENOMEM;
         __atomic_store_n(&idx->segs[seg], sp, __ATOMIC_RELEASE);
     }
-    ch.vecs = block_alloc(HNSW_CHUNK * idx->vec_stride, c > 0);
-    ch.elems = block_alloc(HNSW_CHUNK * idx->elem_size, c > 0);
-    ch.upper = calloc(HNSW_CHUNK, sizeof *ch.upper);
-    ch.locks = calloc(HNSW_CHUNK, sizeof *ch.locks);
+    ch.vecs = block_alloc(chunk_slots * idx->vec_stride, c > 0);
+    ch.elems = block_alloc(chunk_slots * idx->elem_size, c > 0);
+    ch.upper = calloc(chunk_slots, sizeof *ch.upper);
+    ch.locks = calloc(chunk_slots, sizeof *ch.locks);
     if (!ch.vecs || !ch.elems || !ch.upper || !ch.locks) {
-        block_free(ch.vecs, HNSW_CHUNK * idx->vec_stride);
-        block_free(ch.elems, HNSW_CHUNK * idx->elem_size);
+        block_free(ch.vecs, chunk_slots * idx->vec_stride);
+        block_free(ch.elems, chunk_slots * idx->elem_size);
         free(ch.upper);
         free(ch.locks);
         return HNSW_ENOMEM;
@@ -269,7 +271,7 @@ int hnsw_slot_alloc(struct hnsw_index *idx, uint32_t *slot)
     uint32_t s = atomic_load_explicit(&idx->nslots, memory_order_relaxed);
     if (s >= HNSW_MAX_SLOTS)
         return HNSW_EFULL;
-    if ((s >> HNSW_CHUNK_SHIFT) >= idx->nchunks) {
+    if ((s >> idx->chunk_shift) >= idx->nchunks) {
         int rc = grow_chunk(idx);
         if (rc)
             return rc;
@@ -281,7 +283,7 @@ int hnsw_slot_alloc(struct hnsw_index *idx, uint32_t *slot)
 
 int hnsw_upper_alloc(struct hnsw_index *idx, uint32_t s, int level)
 {
-    uint32_t **up = hnsw_chunk_of(idx, s)->upper + (s & (HNSW_CHUNK - 1));
+    uint32_t **up = hnsw_chunk_of(idx, s)->upper + (s & idx->chunk_mask);
     uint32_t *old = *up;
     if (level == 0 || (old && (int)old[0] >= level)) {
         if (old) /* reuse: counts must start at zero for every layer */
@@ -355,7 +357,17 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     pthread_mutex_init(&idx->pool_lock, NULL);
     pthread_rwlock_init(&idx->mutation_lock, NULL);
 
-    uint64_t want = (p->initial_capacity + HNSW_CHUNK - 1) / HNSW_CHUNK;
+    /* Chunks large enough that their vectors fill a 2 MiB huge page. */
+    idx->chunk_shift = HNSW_CHUNK_SHIFT_MIN;
+    while (idx->chunk_shift < HNSW_CHUNK_SHIFT_MAX &&
+           ((size_t)1 << idx->chunk_shift) * idx->vec_stride < (2u << 20))
+        idx->chunk_shift++;
+    idx->chunk_mask = (1u << idx->chunk_shift) - 1;
+    idx->ndir = 1u << (32 - idx->chunk_shift - HNSW_SEG_SHIFT);
+    idx->segs = calloc(idx->ndir, sizeof *idx->segs);
+    if (!idx->segs)
+        goto nomem;
+    uint64_t want = ((uint64_t)p->initial_capacity + idx->chunk_mask) >> idx->chunk_shift;
     for (uint64_t i = 0; i < want; i++)
         if (grow_chunk(idx))
             goto nomem;
@@ -386,15 +398,17 @@ void hnsw_free(struct hnsw_index *idx)
         return;
     for (uint32_t c = 0; c < idx->nchunks; c++) {
         struct hnsw_chunk *ch = &idx->segs[c >> HNSW_SEG_SHIFT][c & (HNSW_SEG - 1)];
-        for (uint32_t i = 0; i < HNSW_CHUNK; i++)
+        size_t chunk_slots = (size_t)idx->chunk_mask + 1;
+        for (size_t i = 0; i < chunk_slots; i++)
             free(ch->upper[i]);
-        block_free(ch->vecs, HNSW_CHUNK * idx->vec_stride);
-        block_free(ch->elems, HNSW_CHUNK * idx->elem_size);
+        block_free(ch->vecs, chunk_slots * idx->vec_stride);
+        block_free(ch->elems, chunk_slots * idx->elem_size);
         free(ch->upper);
         free(ch->locks);
     }
-    for (uint32_t s = 0; s < HNSW_DIR; s++)
+    for (uint32_t s = 0; idx->segs && s < idx->ndir; s++)
         free(idx->segs[s]);
+    free(idx->segs);
     for (uint64_t i = 0; i < idx->nretired_upper; i++)
         free(idx->retired_upper[i]);
     free(idx->retired_upper);
@@ -439,7 +453,7 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
     uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
     if (sc->vcap < n) {
         /* Room for growth during this search: slots added meanwhile are covered. */
-        uint32_t cap = n + n / 4 + HNSW_CHUNK;
+        uint32_t cap = n + n / 4 + idx->chunk_mask + 1;
         uint16_t *v = calloc(cap, sizeof *v);
         if (!v)
             goto fail;
@@ -655,8 +669,9 @@ void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
     pthread_mutex_lock(&idx->map_lock);
     st->count = idx->map.n;
     st->free_slots = idx->nfree;
-    st->capacity = (uint64_t)idx->nchunks * HNSW_CHUNK;
+    st->capacity = (uint64_t)idx->nchunks << idx->chunk_shift;
     uint64_t bytes = sizeof *idx;
+    bytes += idx->ndir * sizeof *idx->segs;
     bytes += (uint64_t)((idx->nchunks + HNSW_SEG - 1) >> HNSW_SEG_SHIFT) * HNSW_SEG *
              sizeof(struct hnsw_chunk);
     bytes += st->capacity *

@@ -15,8 +15,10 @@
  * hnswlib interleaves the two in one block, which puts most vectors across
  * one cache line more than needed; the split measured ~10% lower median
  * search latency on MNIST at the same memory.
- * Elements are stored in chunks of HNSW_CHUNK slots, found through a fixed
- * two-level directory (segments of HNSW_SEG chunks). Nothing is ever moved
+ * Slots are stored in chunks of 2^chunk_shift slots (1,024 to 16,384,
+ * chosen at creation so a chunk's vectors fill at least one 2 MiB huge
+ * page), found through a two-level directory sized at creation (segments
+ * of HNSW_SEG chunks). Nothing is ever moved
  * or reallocated when the index grows, so searches run on during growth
  * without a rebuild or a pause, and a reader that got a slot number from a
  * link always finds its chunk: the chunk was published before the slot was
@@ -53,11 +55,10 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define HNSW_CHUNK_SHIFT 12
-#define HNSW_CHUNK (1u << HNSW_CHUNK_SHIFT)
-#define HNSW_SEG_SHIFT 8
+#define HNSW_CHUNK_SHIFT_MIN 10
+#define HNSW_CHUNK_SHIFT_MAX 14
+#define HNSW_SEG_SHIFT 10
 #define HNSW_SEG (1u << HNSW_SEG_SHIFT)
-#define HNSW_DIR (1u << (32 - HNSW_CHUNK_SHIFT - HNSW_SEG_SHIFT))
 #define HNSW_MAX_LEVEL 32
 #define HNSW_NO_SLOT UINT32_MAX
 #define HNSW_MAX_SLOTS (UINT32_MAX - 1u)
@@ -72,10 +73,10 @@ struct hnsw_hdr {
     uint8_t flags;  /* HNSW_FLAG_* */
 };
 
-/* One chunk of HNSW_CHUNK slots. */
+/* One chunk of 2^chunk_shift slots. */
 struct hnsw_chunk {
-    char *vecs;             /* HNSW_CHUNK * vec_stride bytes, 64-aligned */
-    char *elems;            /* HNSW_CHUNK * elem_size bytes (the node parts) */
+    char *vecs;             /* chunk slots * vec_stride bytes, 64-aligned */
+    char *elems;            /* chunk slots * elem_size bytes (the node parts) */
     uint32_t **upper;       /* per slot: upper-layer link block or NULL */
     atomic_uchar *locks;    /* per slot: spinlock byte */
 };
@@ -122,8 +123,10 @@ struct hnsw_index {
     size_t elem_size, id_off, hdr_off, links_off; /* node part and its fields */
     size_t upper_stride; /* bytes per upper layer: (1 + M) u32 */
 
-    /* storage: segs[s >> 20][(s >> 12) & 255] is the chunk of slot s */
-    struct hnsw_chunk *segs[HNSW_DIR];
+    /* storage: segs[s >> (shift + 10)][(s >> shift) & 1023] is the chunk of slot s */
+    uint32_t chunk_shift, chunk_mask; /* chunk_mask = 2^chunk_shift - 1 */
+    uint32_t ndir;                    /* entries in segs */
+    struct hnsw_chunk **segs;
     uint32_t nchunks;   /* chunks allocated (under map_lock) */
     atomic_uint nslots; /* slots handed out (high-water mark) */
 
@@ -155,20 +158,20 @@ struct hnsw_index {
 /* The chunk holding slot s. */
 static inline struct hnsw_chunk *hnsw_chunk_of(const struct hnsw_index *idx, uint32_t s)
 {
-    return &idx->segs[s >> (HNSW_CHUNK_SHIFT + HNSW_SEG_SHIFT)][(s >> HNSW_CHUNK_SHIFT) &
+    return &idx->segs[s >> (idx->chunk_shift + HNSW_SEG_SHIFT)][(s >> idx->chunk_shift) &
                                                                  (HNSW_SEG - 1)];
 }
 
 /* The node part (id, header, layer-0 links) of slot s. */
 static inline char *hnsw_elem(const struct hnsw_index *idx, uint32_t s)
 {
-    return hnsw_chunk_of(idx, s)->elems + (size_t)(s & (HNSW_CHUNK - 1)) * idx->elem_size;
+    return hnsw_chunk_of(idx, s)->elems + (size_t)(s & idx->chunk_mask) * idx->elem_size;
 }
 
 /* The stored vector of slot s. */
 static inline float *hnsw_vec(const struct hnsw_index *idx, uint32_t s)
 {
-    return (float *)(hnsw_chunk_of(idx, s)->vecs + (size_t)(s & (HNSW_CHUNK - 1)) * idx->vec_stride);
+    return (float *)(hnsw_chunk_of(idx, s)->vecs + (size_t)(s & idx->chunk_mask) * idx->vec_stride);
 }
 
 static inline uint64_t *hnsw_idp(const struct hnsw_index *idx, char *e)
@@ -189,7 +192,7 @@ static inline uint32_t *hnsw_links0(const struct hnsw_index *idx, char *e)
 /* Upper block of slot s (NULL for level-0 slots). */
 static inline uint32_t *hnsw_upper(const struct hnsw_index *idx, uint32_t s)
 {
-    uint32_t **u = hnsw_chunk_of(idx, s)->upper + (s & (HNSW_CHUNK - 1));
+    uint32_t **u = hnsw_chunk_of(idx, s)->upper + (s & idx->chunk_mask);
     return __atomic_load_n(u, __ATOMIC_ACQUIRE);
 }
 
@@ -239,7 +242,7 @@ static inline uint32_t hnsw_mmax(const struct hnsw_index *idx, int l)
 /* Takes slot s's spinlock. */
 static inline void hnsw_node_lock(const struct hnsw_index *idx, uint32_t s)
 {
-    atomic_uchar *l = hnsw_chunk_of(idx, s)->locks + (s & (HNSW_CHUNK - 1));
+    atomic_uchar *l = hnsw_chunk_of(idx, s)->locks + (s & idx->chunk_mask);
     while (atomic_exchange_explicit(l, 1, memory_order_acquire)) {
         while (atomic_load_explicit(l, memory_order_relaxed)) {
 #if defined(__x86_64__)
@@ -252,7 +255,7 @@ static inline void hnsw_node_lock(const struct hnsw_index *idx, uint32_t s)
 /* Releases slot s's spinlock. */
 static inline void hnsw_node_unlock(const struct hnsw_index *idx, uint32_t s)
 {
-    atomic_store_explicit(hnsw_chunk_of(idx, s)->locks + (s & (HNSW_CHUNK - 1)), 0,
+    atomic_store_explicit(hnsw_chunk_of(idx, s)->locks + (s & idx->chunk_mask), 0,
                           memory_order_release);
 }
 

@@ -128,8 +128,7 @@ __attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v)
 }
 
 /* Squared L2, AVX2 + FMA. */
-__attribute__((target("avx2,fma"))) static float l2sq_avx2(const float *a, const float *b,
-                                                            size_t n)
+__attribute__((target("avx2,fma"))) static float l2sq_avx2(const float *a, const float *b, size_t n)
 {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
@@ -178,7 +177,7 @@ __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const 
 
 /* 1 - dot, AVX2 + FMA. */
 __attribute__((target("avx2,fma"))) static float ipdist_avx2(const float *a, const float *b,
-                                                              size_t n)
+                                                             size_t n)
 {
     return 1.0f - dot_avx2(a, b, n);
 }
@@ -187,7 +186,7 @@ __attribute__((target("avx2,fma"))) static float ipdist_avx2(const float *a, con
 
 /* Squared L2, AVX-512F; the tail is a masked load. */
 __attribute__((target("avx512f"))) static float l2sq_avx512(const float *a, const float *b,
-                                                             size_t n)
+                                                            size_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
@@ -215,8 +214,7 @@ __attribute__((target("avx512f"))) static float l2sq_avx512(const float *a, cons
 }
 
 /* Inner product, AVX-512F; the tail is a masked load. */
-__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b,
-                                                            size_t n)
+__attribute__((target("avx512f"))) static float dot_avx512(const float *a, const float *b, size_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     __m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
@@ -238,7 +236,7 @@ __attribute__((target("avx512f"))) static float dot_avx512(const float *a, const
 
 /* 1 - dot, AVX-512F. */
 __attribute__((target("avx512f"))) static float ipdist_avx512(const float *a, const float *b,
-                                                               size_t n)
+                                                              size_t n)
 {
     return 1.0f - dot_avx512(a, b, n);
 }
@@ -251,8 +249,7 @@ __attribute__((target("avx512f"))) static float ipdist_avx512(const float *a, co
 /* Squared L2, NEON. */
 static float l2sq_neon(const float *a, const float *b, size_t n)
 {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0),
-                s3 = vdupq_n_f32(0);
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         float32x4_t d0 = vsubq_f32(vld1q_f32(a + i), vld1q_f32(b + i));
@@ -279,8 +276,7 @@ static float l2sq_neon(const float *a, const float *b, size_t n)
 /* Inner product, NEON. */
 static float dot_neon(const float *a, const float *b, size_t n)
 {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0),
-                s3 = vdupq_n_f32(0);
+    float32x4_t s0 = vdupq_n_f32(0), s1 = vdupq_n_f32(0), s2 = vdupq_n_f32(0), s3 = vdupq_n_f32(0);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
@@ -324,8 +320,7 @@ static void kernel_init(void)
 {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f"))
-        supported[nsupported++] = &k_avx512;
+    if (__builtin_cpu_supports("avx512f")) supported[nsupported++] = &k_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         supported[nsupported++] = &k_avx2;
     supported[nsupported++] = &k_sse2;
@@ -336,8 +331,7 @@ static void kernel_init(void)
     active = supported[0];
     const char *want = getenv("VECSHARD_KERNEL");
     for (size_t i = 0; want && i < nsupported; i++)
-        if (strcmp(want, supported[i]->name) == 0)
-            active = supported[i];
+        if (strcmp(want, supported[i]->name) == 0) active = supported[i];
 }
 
 size_t hnsw_kernels_supported(const struct hnsw_kernel *const **list)

@@ -30,19 +30,19 @@
 
 #define HNSW_ERR_MAX 256
 #define HNSW_MAX_DIM 65536
-#define HNSW_MAX_M 128
-#define HNSW_MAX_EF 100000
-#define HNSW_MAX_K 10000
+#define HNSW_MAX_M   128
+#define HNSW_MAX_EF  100000
+#define HNSW_MAX_K   10000
 
 enum hnsw_status {
     HNSW_OK = 0,
-    HNSW_EINVAL,   /* an argument is out of range (the message names it) */
-    HNSW_ENOMEM,   /* allocation failed; the index is unchanged */
-    HNSW_ENOTFOUND,/* the id is not in the index */
-    HNSW_EIO,      /* a file could not be read or written (errno text in the message) */
-    HNSW_EFORMAT,  /* a file is truncated, corrupt, foreign or of a newer version */
-    HNSW_EFULL,    /* the index holds 2^32 - 2 slots already */
-    HNSW_ECORRUPT, /* hnsw_check found a broken invariant (described in the message) */
+    HNSW_EINVAL,    /* an argument is out of range (the message names it) */
+    HNSW_ENOMEM,    /* allocation failed; the index is unchanged */
+    HNSW_ENOTFOUND, /* the id is not in the index */
+    HNSW_EIO,       /* a file could not be read or written (errno text in the message) */
+    HNSW_EFORMAT,   /* a file is truncated, corrupt, foreign or of a newer version */
+    HNSW_EFULL,     /* the index holds 2^32 - 2 slots already */
+    HNSW_ECORRUPT,  /* hnsw_check found a broken invariant (described in the message) */
 };
 
 enum hnsw_metric {
@@ -53,9 +53,9 @@ enum hnsw_metric {
 
 /* Creation parameters. Fill with hnsw_params_init(), then override. */
 struct hnsw_params {
-    uint32_t dim;              /* 1..HNSW_MAX_DIM */
-    enum hnsw_metric metric;   /* default l2 */
-    uint32_t M;                /* links per node above layer 0 (2M on layer 0); 2..HNSW_MAX_M, default 16 */
+    uint32_t dim;            /* 1..HNSW_MAX_DIM */
+    enum hnsw_metric metric; /* default l2 */
+    uint32_t M; /* links per node above layer 0 (2M on layer 0); 2..HNSW_MAX_M, default 16 */
     uint32_t ef_construction;  /* candidate list size while inserting; default 200 */
     uint32_t initial_capacity; /* slots allocated up front; grows without a rebuild; default 1024 */
     uint64_t seed;             /* seeds the level generator; default 100 */
@@ -129,9 +129,8 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
                 hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,
                 char *err);
 /* Exact search by scanning every live point (for tests and recall checks). */
-int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k,
-                      hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out,
-                      uint32_t *nout, char *err);
+int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hnsw_filter_fn filter,
+                      void *filter_ctx, struct hnsw_result *out, uint32_t *nout, char *err);
 
 /* Copies the stored vector of id into out (dim floats; normalised under cosine). */
 int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out);

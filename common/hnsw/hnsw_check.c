@@ -12,24 +12,22 @@ static int check_list(struct hnsw_index *idx, uint32_t s, int l, uint32_t nslots
 {
     uint32_t cnt, *links = hnsw_links(idx, s, l, &cnt);
     if (cnt > hnsw_mmax(idx, l))
-        return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d: %u links, more than Mmax %u", s,
-                         l, cnt, hnsw_mmax(idx, l));
+        return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d: %u links, more than Mmax %u", s, l,
+                         cnt, hnsw_mmax(idx, l));
     if ((hnsw_flags(idx, s) & HNSW_FLAG_FREE) && cnt)
-        return hnsw_fail(err, HNSW_ECORRUPT, "free slot %u still has %u links on layer %d", s,
-                         cnt, l);
+        return hnsw_fail(err, HNSW_ECORRUPT, "free slot %u still has %u links on layer %d", s, cnt,
+                         l);
     for (uint32_t i = 0; i < cnt; i++) {
         uint32_t t = links[i];
         if (t >= nslots)
             return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d: link %u out of range", s, l, t);
-        if (t == s)
-            return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d links to itself", s, l);
+        if (t == s) return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d links to itself", s, l);
         for (uint32_t j = 0; j < i; j++)
             if (links[j] == t)
                 return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d: duplicate link %u", s, l,
                                  t);
         if (hnsw_flags(idx, t) & HNSW_FLAG_FREE)
-            return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d links to free slot %u", s, l,
-                             t);
+            return hnsw_fail(err, HNSW_ECORRUPT, "slot %u layer %d links to free slot %u", s, l, t);
         if (hnsw_level(idx, t) < l)
             return hnsw_fail(err, HNSW_ECORRUPT,
                              "slot %u layer %d links to slot %u whose top layer is %d", s, l, t,
@@ -55,8 +53,7 @@ static int check_slots(struct hnsw_index *idx, uint32_t nslots, int top, char *e
             return hnsw_fail(err, HNSW_ECORRUPT, "slot %u level %d has no upper links", s, level);
         for (int l = level; l >= 0; l--) {
             int rc = check_list(idx, s, l, nslots, err);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
         if (f == 0) {
             live++;
@@ -131,8 +128,7 @@ static int check_locked(struct hnsw_index *idx, bool reach, char *err)
         goto out;
     }
     rc = check_slots(idx, nslots, top, err);
-    if (rc == HNSW_OK && reach)
-        rc = check_reach(idx, nslots, ep, err);
+    if (rc == HNSW_OK && reach) rc = check_reach(idx, nslots, ep, err);
 out:
     return rc;
 }
@@ -167,15 +163,12 @@ int hnsw_self_recall(struct hnsw_index *idx, uint32_t nsample, uint32_t k, uint3
     uint32_t step = nsample && nslots > nsample ? nslots / nsample : 1, done = 0;
     uint64_t hits = 0, total = 0;
     for (uint32_t s = 0; s < nslots && done < nsample; s += step) {
-        if (hnsw_flags(idx, s) != 0)
-            continue;
+        if (hnsw_flags(idx, s) != 0) continue;
         memcpy(q, hnsw_vec(idx, s), idx->dim * sizeof *q);
         uint32_t na, nb;
         rc = hnsw_search(idx, q, k, ef, NULL, NULL, a, &na, err);
-        if (rc == HNSW_OK)
-            rc = hnsw_search_exact(idx, q, k, NULL, NULL, b, &nb, err);
-        if (rc)
-            goto out;
+        if (rc == HNSW_OK) rc = hnsw_search_exact(idx, q, k, NULL, NULL, b, &nb, err);
+        if (rc) goto out;
         for (uint32_t i = 0; i < nb; i++)
             for (uint32_t j = 0; j < na; j++)
                 if (a[j].id == b[i].id) {

@@ -59,8 +59,7 @@ static void repair_list(struct hnsw_index *idx, uint32_t u, int l, struct hnsw_c
     bool dirty = false;
     for (uint32_t i = 0; i < cnt && !dirty; i++)
         dirty = hnsw_flags(idx, links[i]) != 0;
-    if (!dirty)
-        return;
+    if (!dirty) return;
 
     /* Candidates: live neighbours, and live neighbours of deleted neighbours. */
     uint32_t n = 0, nseen = 0;
@@ -72,13 +71,11 @@ static void repair_list(struct hnsw_index *idx, uint32_t u, int l, struct hnsw_c
             tl = hnsw_level(idx, t) >= l ? hnsw_links(idx, t, l, &tc) : NULL;
         for (uint32_t j = 0; tl && j < tc; j++) {
             uint32_t x = tl[j];
-            if (x == u || hnsw_flags(idx, x) != 0)
-                continue;
+            if (x == u || hnsw_flags(idx, x) != 0) continue;
             bool dup = false;
             for (uint32_t k = 0; k < nseen && !dup; k++)
                 dup = seen[k] == x;
-            if (dup)
-                continue;
+            if (dup) continue;
             seen[nseen++] = x;
             c[n].slot = x;
             c[n].d = idx->dist(base, hnsw_vec(idx, x), idx->dim);
@@ -87,8 +84,7 @@ static void repair_list(struct hnsw_index *idx, uint32_t u, int l, struct hnsw_c
     }
     hnsw_cand_sort(c, n);
     uint32_t m = hnsw_select_heuristic(idx, c, n, mmax);
-    if (m > mmax)
-        m = mmax;
+    if (m > mmax) m = mmax;
     hnsw_node_lock(idx, u);
     for (uint32_t i = 0; i < m; i++)
         __atomic_store_n(&links[i], c[i].slot, __ATOMIC_RELAXED);
@@ -110,12 +106,10 @@ static void *repair_worker(void *arg)
     }
     for (;;) {
         uint32_t b = atomic_fetch_add(&r->next, REPAIR_BLOCK);
-        if (b >= r->nslots)
-            break;
+        if (b >= r->nslots) break;
         uint32_t e = b + REPAIR_BLOCK < r->nslots ? b + REPAIR_BLOCK : r->nslots;
         for (uint32_t u = b; u < e; u++) {
-            if (hnsw_flags(idx, u) != 0)
-                continue;
+            if (hnsw_flags(idx, u) != 0) continue;
             for (int l = hnsw_level(idx, u); l >= 0; l--)
                 repair_list(idx, u, l, c, seen);
         }
@@ -129,11 +123,11 @@ out:
 /* Runs fn on `threads` threads (the caller's included) over r. */
 static void run_workers(void *(*fn)(void *), void *r, int threads)
 {
-    if (threads <= 0)
-        threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     pthread_t tids[64];
     int started = 0;
-    while (started < threads - 1 && started < 64 && pthread_create(&tids[started], NULL, fn, r) == 0)
+    while (started < threads - 1 && started < 64 &&
+           pthread_create(&tids[started], NULL, fn, r) == 0)
         started++;
     fn(r);
     for (int t = 0; t < started; t++)
@@ -146,8 +140,7 @@ static void replace_entry(struct hnsw_index *idx, uint32_t nslots)
     uint32_t ep;
     int top;
     hnsw_entry_get(idx, &ep, &top);
-    if (top >= 0 && hnsw_flags(idx, ep) == 0)
-        return;
+    if (top >= 0 && hnsw_flags(idx, ep) == 0) return;
     uint32_t best = HNSW_NO_SLOT;
     int best_level = -1;
     for (uint32_t s = 0; s < nslots; s++) {
@@ -174,8 +167,7 @@ static int free_deleted(struct hnsw_index *idx, uint32_t nslots)
         idx->free_cap = need;
     }
     for (uint32_t s = 0; s < nslots; s++) {
-        if (hnsw_flags(idx, s) != HNSW_FLAG_DELETED)
-            continue;
+        if (hnsw_flags(idx, s) != HNSW_FLAG_DELETED) continue;
         for (int l = hnsw_level(idx, s); l >= 0; l--)
             hnsw_set_count(idx, s, l, 0);
         __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->flags, HNSW_FLAG_FREE,
@@ -217,8 +209,7 @@ static uint32_t reach_layer0(struct hnsw_index *idx, uint32_t nslots, uint8_t *r
     int top;
     memset(reached, 0, nslots);
     hnsw_entry_get(idx, &ep, &top);
-    if (top < 0)
-        return 0;
+    if (top < 0) return 0;
     uint32_t head = 0, tail = 0;
     queue[tail++] = ep;
     reached[ep] = 1;
@@ -274,21 +265,17 @@ static void reconnect(struct hnsw_index *idx, uint32_t u, const uint8_t *reached
     memcpy(c, sc->top.v, n * sizeof *c);
     hnsw_cand_sort(c, n);
     for (uint32_t i = 0; i < n && linked < 2; i++) {
-        if (!reached[c[i].slot])
-            continue;
-        if (first == HNSW_NO_SLOT)
-            first = c[i].slot;
+        if (!reached[c[i].slot]) continue;
+        if (first == HNSW_NO_SLOT) first = c[i].slot;
         linked += append_link(idx, c[i].slot, u);
     }
-    if (linked == 0 && first != HNSW_NO_SLOT)
-        hnsw_add_link(idx, first, 0, u, true);
+    if (linked == 0 && first != HNSW_NO_SLOT) hnsw_add_link(idx, first, 0, u, true);
 }
 
 int hnsw_fix_reachability(struct hnsw_index *idx, char *err)
 {
     uint32_t nslots = atomic_load(&idx->nslots);
-    if (nslots == 0)
-        return HNSW_OK;
+    if (nslots == 0) return HNSW_OK;
     uint8_t *reached = malloc(nslots);
     uint32_t *queue = malloc((size_t)nslots * sizeof *queue);
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, idx->efc);
@@ -302,18 +289,15 @@ int hnsw_fix_reachability(struct hnsw_index *idx, char *err)
         reach_layer0(idx, nslots, reached, queue);
         uint32_t fixed = 0;
         for (uint32_t s = 0; s < nslots; s++) {
-            if (reached[s] || hnsw_flags(idx, s) != 0)
-                continue;
+            if (reached[s] || hnsw_flags(idx, s) != 0) continue;
             reconnect(idx, s, reached, sc);
             fixed++;
         }
-        if (fixed == 0)
-            goto out;
+        if (fixed == 0) goto out;
     }
     rc = hnsw_fail(err, HNSW_ECORRUPT, "points remain unreachable after 8 reconnect rounds");
 out:
-    if (sc)
-        hnsw_scratch_put(idx, sc);
+    if (sc) hnsw_scratch_put(idx, sc);
     free(reached);
     free(queue);
     return rc;

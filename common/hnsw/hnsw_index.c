@@ -38,14 +38,10 @@ void hnsw_params_init(struct hnsw_params *p)
 
 int hnsw_metric_parse(const char *s)
 {
-    if (!s)
-        return -1;
-    if (strcmp(s, "l2") == 0)
-        return HNSW_METRIC_L2;
-    if (strcmp(s, "ip") == 0)
-        return HNSW_METRIC_IP;
-    if (strcmp(s, "cosine") == 0)
-        return HNSW_METRIC_COSINE;
+    if (!s) return -1;
+    if (strcmp(s, "l2") == 0) return HNSW_METRIC_L2;
+    if (strcmp(s, "ip") == 0) return HNSW_METRIC_IP;
+    if (strcmp(s, "cosine") == 0) return HNSW_METRIC_COSINE;
     return -1;
 }
 
@@ -64,11 +60,10 @@ const char *hnsw_metric_name(enum hnsw_metric m)
 
 const char *hnsw_status_str(int status)
 {
-    static const char *names[] = {"ok",       "invalid argument", "out of memory",
-                                  "not found", "i/o error",        "bad file format",
+    static const char *names[] = {"ok",         "invalid argument", "out of memory",
+                                  "not found",  "i/o error",        "bad file format",
                                   "index full", "graph corrupt"};
-    if (status < 0 || (size_t)status >= sizeof names / sizeof names[0])
-        return "unknown status";
+    if (status < 0 || (size_t)status >= sizeof names / sizeof names[0]) return "unknown status";
     return names[status];
 }
 
@@ -86,14 +81,11 @@ static inline uint64_t map_hash(uint64_t x)
 
 uint32_t hnsw_map_find(const struct hnsw_idmap *m, uint64_t id)
 {
-    if (m->cap == 0)
-        return HNSW_NO_SLOT;
+    if (m->cap == 0) return HNSW_NO_SLOT;
     uint64_t mask = m->cap - 1;
     for (uint64_t i = map_hash(id) & mask;; i = (i + 1) & mask) {
-        if (m->vals[i] == HNSW_NO_SLOT)
-            return HNSW_NO_SLOT;
-        if (m->keys[i] == id)
-            return m->vals[i];
+        if (m->vals[i] == HNSW_NO_SLOT) return HNSW_NO_SLOT;
+        if (m->keys[i] == id) return m->vals[i];
     }
 }
 
@@ -109,8 +101,7 @@ static int map_rehash(struct hnsw_idmap *m, uint64_t newcap)
     }
     memset(vals, 0xff, newcap * sizeof *vals);
     for (uint64_t i = 0; i < m->cap; i++) {
-        if (m->vals[i] == HNSW_NO_SLOT)
-            continue;
+        if (m->vals[i] == HNSW_NO_SLOT) continue;
         uint64_t j = map_hash(m->keys[i]) & (newcap - 1);
         while (vals[j] != HNSW_NO_SLOT)
             j = (j + 1) & (newcap - 1);
@@ -137,8 +128,7 @@ int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old
 {
     *old = HNSW_NO_SLOT;
     int rc = hnsw_map_reserve(m, m->n + 1);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     uint64_t mask = m->cap - 1;
     uint64_t i = map_hash(id) & mask;
     while (m->vals[i] != HNSW_NO_SLOT && m->keys[i] != id)
@@ -154,15 +144,13 @@ int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old
 
 uint32_t hnsw_map_remove(struct hnsw_idmap *m, uint64_t id)
 {
-    if (m->cap == 0)
-        return HNSW_NO_SLOT;
+    if (m->cap == 0) return HNSW_NO_SLOT;
     uint64_t mask = m->cap - 1;
     uint64_t i = map_hash(id) & mask;
     while (m->vals[i] != HNSW_NO_SLOT && m->keys[i] != id)
         i = (i + 1) & mask;
     uint32_t slot = m->vals[i];
-    if (slot == HNSW_NO_SLOT)
-        return slot;
+    if (slot == HNSW_NO_SLOT) return slot;
     /* Backward-shift deletion keeps probe chains intact without tombstones. */
     uint64_t hole = i;
     for (uint64_t j = (i + 1) & mask; m->vals[j] != HNSW_NO_SLOT; j = (j + 1) & mask) {
@@ -195,24 +183,20 @@ static void *block_alloc(size_t size, bool huge)
 {
     if (size < HUGE_PAGE) {
         void *p = aligned_alloc(64, (size + 63) & ~(size_t)63);
-        if (p)
-            memset(p, 0, size);
+        if (p) memset(p, 0, size);
         return p;
     }
     size_t len = (size + 4095) & ~(size_t)4095;
-    char *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
-    if (raw == MAP_FAILED)
-        return NULL;
+    char *raw =
+        mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
     char *p = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
-    if (p > raw)
-        munmap(raw, (size_t)(p - raw));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
     if (p + len < raw + len + HUGE_PAGE)
         munmap(p + len, (size_t)(raw + len + HUGE_PAGE - (p + len)));
 #ifdef MADV_HUGEPAGE
     /* Only whole huge pages: a partly used one would pin up to 2 MiB of RSS. */
-    if (huge)
-        madvise(p, size & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
+    if (huge) madvise(p, size & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
 #else
     (void)huge;
 #endif
@@ -222,8 +206,7 @@ static void *block_alloc(size_t size, bool huge)
 /* Frees a block from block_alloc of the same size. */
 static void block_free(void *p, size_t size)
 {
-    if (!p)
-        return;
+    if (!p) return;
     if (size < HUGE_PAGE)
         free(p);
     else
@@ -236,12 +219,10 @@ static int grow_chunk(struct hnsw_index *idx)
     uint32_t c = idx->nchunks, seg = c >> HNSW_SEG_SHIFT;
     size_t chunk_slots = (size_t)idx->chunk_mask + 1;
     struct hnsw_chunk ch = {0};
-    if (seg >= idx->ndir)
-        return HNSW_EFULL;
+    if (seg >= idx->ndir) return HNSW_EFULL;
     if (!idx->segs[seg]) {
         struct hnsw_chunk *sp = calloc(HNSW_SEG, sizeof *sp);
-        if (!sp)
-            return HNSW_ENOMEM;
+        if (!sp) return HNSW_ENOMEM;
         __atomic_store_n(&idx->segs[seg], sp, __ATOMIC_RELEASE);
     }
     ch.vecs = block_alloc(chunk_slots * idx->vec_stride, c > 0);
@@ -269,12 +250,10 @@ int hnsw_slot_alloc(struct hnsw_index *idx, uint32_t *slot)
         return HNSW_OK;
     }
     uint32_t s = atomic_load_explicit(&idx->nslots, memory_order_relaxed);
-    if (s >= HNSW_MAX_SLOTS)
-        return HNSW_EFULL;
+    if (s >= HNSW_MAX_SLOTS) return HNSW_EFULL;
     if ((s >> idx->chunk_shift) >= idx->nchunks) {
         int rc = grow_chunk(idx);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     atomic_store_explicit(&idx->nslots, s + 1, memory_order_release);
     *slot = s;
@@ -292,8 +271,7 @@ int hnsw_upper_alloc(struct hnsw_index *idx, uint32_t s, int level)
     }
     size_t bytes = sizeof(uint32_t) + (size_t)level * idx->upper_stride;
     uint32_t *u = calloc(1, bytes);
-    if (!u)
-        return HNSW_ENOMEM;
+    if (!u) return HNSW_ENOMEM;
     u[0] = (uint32_t)level;
     atomic_fetch_add(&idx->upper_bytes, bytes);
     if (old) {
@@ -330,12 +308,11 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     if (p->M < 2 || p->M > HNSW_MAX_M)
         return hnsw_fail(err, HNSW_EINVAL, "M must be in 2..%d, got %u", HNSW_MAX_M, p->M);
     if (p->ef_construction < 1 || p->ef_construction > HNSW_MAX_EF)
-        return hnsw_fail(err, HNSW_EINVAL, "ef_construction must be in 1..%d, got %u",
-                         HNSW_MAX_EF, p->ef_construction);
+        return hnsw_fail(err, HNSW_EINVAL, "ef_construction must be in 1..%d, got %u", HNSW_MAX_EF,
+                         p->ef_construction);
 
     struct hnsw_index *idx = calloc(1, sizeof *idx);
-    if (!idx)
-        return hnsw_fail(err, HNSW_ENOMEM, "out of memory creating the index");
+    if (!idx) return hnsw_fail(err, HNSW_ENOMEM, "out of memory creating the index");
     idx->dim = p->dim;
     idx->metric = p->metric;
     idx->M = p->M;
@@ -343,8 +320,8 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     idx->efc = p->ef_construction;
     idx->seed = p->seed;
     idx->mult = 1.0 / log((double)p->M);
-    idx->dist = p->metric == HNSW_METRIC_L2 ? hnsw_kernel_active()->l2sq
-                                            : hnsw_kernel_active()->ipdist;
+    idx->dist =
+        p->metric == HNSW_METRIC_L2 ? hnsw_kernel_active()->l2sq : hnsw_kernel_active()->ipdist;
     size_t raw = (size_t)p->dim * sizeof(float), line = (raw + 63) & ~(size_t)63;
     idx->vec_stride = (line - raw) * 8 <= raw ? line : (raw + 15) & ~(size_t)15;
     idx->id_off = 0;
@@ -365,14 +342,11 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     idx->chunk_mask = (1u << idx->chunk_shift) - 1;
     idx->ndir = 1u << (32 - idx->chunk_shift - HNSW_SEG_SHIFT);
     idx->segs = calloc(idx->ndir, sizeof *idx->segs);
-    if (!idx->segs)
-        goto nomem;
+    if (!idx->segs) goto nomem;
     uint64_t want = ((uint64_t)p->initial_capacity + idx->chunk_mask) >> idx->chunk_shift;
     for (uint64_t i = 0; i < want; i++)
-        if (grow_chunk(idx))
-            goto nomem;
-    if (hnsw_map_reserve(&idx->map, p->initial_capacity))
-        goto nomem;
+        if (grow_chunk(idx)) goto nomem;
+    if (hnsw_map_reserve(&idx->map, p->initial_capacity)) goto nomem;
     *out = idx;
     return HNSW_OK;
 nomem:
@@ -394,8 +368,7 @@ static void scratch_free(struct hnsw_scratch *sc)
 
 void hnsw_free(struct hnsw_index *idx)
 {
-    if (!idx)
-        return;
+    if (!idx) return;
     for (uint32_t c = 0; c < idx->nchunks; c++) {
         struct hnsw_chunk *ch = &idx->segs[c >> HNSW_SEG_SHIFT][c & (HNSW_SEG - 1)];
         size_t chunk_slots = (size_t)idx->chunk_mask + 1;
@@ -433,18 +406,15 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
 {
     pthread_mutex_lock(&idx->pool_lock);
     struct hnsw_scratch *sc = idx->pool;
-    if (sc)
-        idx->pool = sc->next;
+    if (sc) idx->pool = sc->next;
     pthread_mutex_unlock(&idx->pool_lock);
     if (!sc) {
         sc = calloc(1, sizeof *sc);
-        if (!sc)
-            return NULL;
+        if (!sc) return NULL;
         sc->buf = malloc((idx->Mmax0 + 1) * sizeof *sc->buf);
         sc->ids = malloc((idx->Mmax0 + 1) * sizeof *sc->ids);
         sc->query = malloc(idx->dim * sizeof(float));
-        if (!sc->buf || !sc->ids || !sc->query)
-            goto fail;
+        if (!sc->buf || !sc->ids || !sc->query) goto fail;
         __atomic_fetch_add(&idx->scratch_bytes,
                            sizeof *sc + (idx->Mmax0 + 1) * (sizeof *sc->buf + sizeof *sc->ids) +
                                idx->dim * sizeof(float),
@@ -455,8 +425,7 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
         /* Room for growth during this search: slots added meanwhile are covered. */
         uint32_t cap = n + n / 4 + idx->chunk_mask + 1;
         uint16_t *v = calloc(cap, sizeof *v);
-        if (!v)
-            goto fail;
+        if (!v) goto fail;
         __atomic_fetch_add(&idx->scratch_bytes, (uint64_t)(cap - sc->vcap) * sizeof *v,
                            __ATOMIC_RELAXED);
         free(sc->visited);
@@ -465,8 +434,7 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
         sc->tag = 0;
     }
     /* Candidates can exceed ef: every expanded point adds up to 2M of them. */
-    if (hnsw_heap_reserve(&sc->top, ef + 2) ||
-        hnsw_heap_reserve(&sc->cand, ef + idx->Mmax0 + 2))
+    if (hnsw_heap_reserve(&sc->top, ef + 2) || hnsw_heap_reserve(&sc->cand, ef + idx->Mmax0 + 2))
         goto fail;
     return sc;
 fail:
@@ -494,14 +462,12 @@ void hnsw_scratch_new_visit(struct hnsw_scratch *sc)
 
 int hnsw_heap_reserve(struct hnsw_heap *h, uint32_t n)
 {
-    if (h->cap >= n)
-        return HNSW_OK;
+    if (h->cap >= n) return HNSW_OK;
     uint32_t cap = h->cap ? h->cap : 64;
     while (cap < n)
         cap *= 2;
     struct hnsw_cand *v = realloc(h->v, cap * sizeof *v);
-    if (!v)
-        return HNSW_ENOMEM;
+    if (!v) return HNSW_ENOMEM;
     h->v = v;
     h->cap = cap;
     return HNSW_OK;
@@ -519,8 +485,7 @@ void hnsw_maxheap_push(struct hnsw_heap *h, float d, uint32_t s)
     uint32_t i = h->n++;
     while (i > 0) {
         uint32_t p = (i - 1) >> 1;
-        if (h->v[p].d >= d)
-            break;
+        if (h->v[p].d >= d) break;
         h->v[i] = h->v[p];
         i = p;
     }
@@ -534,17 +499,13 @@ void hnsw_maxheap_pop(struct hnsw_heap *h)
     uint32_t i = 0, n = h->n;
     for (;;) {
         uint32_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && h->v[c + 1].d > h->v[c].d)
-            c++;
-        if (h->v[c].d <= last.d)
-            break;
+        if (c >= n) break;
+        if (c + 1 < n && h->v[c + 1].d > h->v[c].d) c++;
+        if (h->v[c].d <= last.d) break;
         h->v[i] = h->v[c];
         i = c;
     }
-    if (n)
-        h->v[i] = last;
+    if (n) h->v[i] = last;
 }
 
 void hnsw_minheap_push(struct hnsw_heap *h, float d, uint32_t s)
@@ -552,8 +513,7 @@ void hnsw_minheap_push(struct hnsw_heap *h, float d, uint32_t s)
     uint32_t i = h->n++;
     while (i > 0) {
         uint32_t p = (i - 1) >> 1;
-        if (h->v[p].d <= d)
-            break;
+        if (h->v[p].d <= d) break;
         h->v[i] = h->v[p];
         i = p;
     }
@@ -567,25 +527,20 @@ void hnsw_minheap_pop(struct hnsw_heap *h)
     uint32_t i = 0, n = h->n;
     for (;;) {
         uint32_t c = 2 * i + 1;
-        if (c >= n)
-            break;
-        if (c + 1 < n && h->v[c + 1].d < h->v[c].d)
-            c++;
-        if (h->v[c].d >= last.d)
-            break;
+        if (c >= n) break;
+        if (c + 1 < n && h->v[c + 1].d < h->v[c].d) c++;
+        if (h->v[c].d >= last.d) break;
         h->v[i] = h->v[c];
         i = c;
     }
-    if (n)
-        h->v[i] = last;
+    if (n) h->v[i] = last;
 }
 
 /* ---------------------------------------------------------------- vectors */
 
 int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err)
 {
-    if (!v)
-        return hnsw_fail(err, HNSW_EINVAL, "%s is missing", what);
+    if (!v) return hnsw_fail(err, HNSW_EINVAL, "%s is missing", what);
     double norm = 0;
     for (uint32_t i = 0; i < idx->dim; i++) {
         if (!isfinite(v[i]))
@@ -618,8 +573,7 @@ int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out)
 {
     pthread_mutex_lock(&idx->map_lock);
     uint32_t s = hnsw_map_find(&idx->map, id);
-    if (s != HNSW_NO_SLOT)
-        memcpy(out, hnsw_vec(idx, s), idx->dim * sizeof(float));
+    if (s != HNSW_NO_SLOT) memcpy(out, hnsw_vec(idx, s), idx->dim * sizeof(float));
     pthread_mutex_unlock(&idx->map_lock);
     return s == HNSW_NO_SLOT ? HNSW_ENOTFOUND : HNSW_OK;
 }

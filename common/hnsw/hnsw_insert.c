@@ -39,8 +39,7 @@ static int random_level(struct hnsw_index *idx)
 static int cand_cmp(const void *a, const void *b)
 {
     const struct hnsw_cand *x = a, *y = b;
-    if (x->d != y->d)
-        return x->d < y->d ? -1 : 1;
+    if (x->d != y->d) return x->d < y->d ? -1 : 1;
     return (x->slot > y->slot) - (x->slot < y->slot);
 }
 
@@ -64,8 +63,7 @@ void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n)
 uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint32_t n, uint32_t m)
 {
     /* As hnswlib: fewer candidates than m are all kept, unpruned. */
-    if (n < m)
-        return n;
+    if (n < m) return n;
     uint32_t kept = 0;
     for (uint32_t i = 0; i < n && kept < m; i++) {
         const float *v = hnsw_vec(idx, c[i].slot);
@@ -76,8 +74,7 @@ uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint
                 break;
             }
         }
-        if (good)
-            c[kept++] = c[i];
+        if (good) c[kept++] = c[i];
     }
     return kept;
 }
@@ -109,8 +106,7 @@ void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, 
         /* Reconnecting an orphan: displace only the farthest link, never prune a batch. */
         uint32_t far = 0;
         for (uint32_t i = 1; i < cnt; i++)
-            if (c[i].d > c[far].d)
-                far = i;
+            if (c[i].d > c[far].d) far = i;
         __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
         hnsw_node_unlock(idx, s);
         return;
@@ -132,10 +128,8 @@ static int fill_slot(struct hnsw_index *idx, uint64_t id, const float *vec, int 
     pthread_mutex_lock(&idx->map_lock);
     int rc = hnsw_slot_alloc(idx, slot);
     pthread_mutex_unlock(&idx->map_lock);
-    if (rc == HNSW_EFULL)
-        return hnsw_fail(err, rc, "index is full (%u slots)", HNSW_MAX_SLOTS);
-    if (rc)
-        return hnsw_fail(err, rc, "out of memory growing the index");
+    if (rc == HNSW_EFULL) return hnsw_fail(err, rc, "index is full (%u slots)", HNSW_MAX_SLOTS);
+    if (rc) return hnsw_fail(err, rc, "out of memory growing the index");
     uint32_t s = *slot;
     char *e = hnsw_elem(idx, s);
     hnsw_node_lock(idx, s);
@@ -199,19 +193,16 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
     }
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, idx->efc);
     if (!sc) {
-        if (hold)
-            pthread_mutex_unlock(&idx->ep_lock);
+        if (hold) pthread_mutex_unlock(&idx->ep_lock);
         return hnsw_fail(err, HNSW_ENOMEM, "out of memory for insert scratch");
     }
     float d = idx->dist(q, hnsw_vec(idx, ep), idx->dim);
     uint32_t cur = ep;
-    if (level < top)
-        cur = hnsw_greedy(idx, q, ep, top, level, &d, sc->vcap);
+    if (level < top) cur = hnsw_greedy(idx, q, ep, top, level, &d, sc->vcap);
     for (int l = level < top ? level : top; l >= 0; l--) {
         hnsw_search_layer(idx, q, cur, d, l, idx->efc, NULL, NULL, s, true, sc);
         uint32_t n = sc->top.n;
-        if (n == 0)
-            continue;
+        if (n == 0) continue;
         /* The candidate heap is spent: reuse its memory for the sorted list. */
         struct hnsw_cand *c = sc->cand.v;
         memcpy(c, sc->top.v, n * sizeof *c);
@@ -232,8 +223,7 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
     hnsw_scratch_put(idx, sc);
     if (level > top)
         atomic_store_explicit(&idx->entry, hnsw_entry_make(s, level), memory_order_release);
-    if (hold)
-        pthread_mutex_unlock(&idx->ep_lock);
+    if (hold) pthread_mutex_unlock(&idx->ep_lock);
     return HNSW_OK;
 }
 
@@ -242,8 +232,7 @@ int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char 
     int level = random_level(idx);
     uint32_t s;
     int rc = fill_slot(idx, id, vec, level, &s, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = publish(idx, id, s, err);
     if (rc) {
         release_slot(idx, s);
@@ -256,8 +245,7 @@ int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char 
 int hnsw_insert(struct hnsw_index *idx, uint64_t id, const float *vec, char *err)
 {
     int rc = hnsw_check_vector(idx, vec, "vector", err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     pthread_rwlock_rdlock(&idx->mutation_lock);
     rc = hnsw_insert_one(idx, id, vec, err);
     pthread_rwlock_unlock(&idx->mutation_lock);
@@ -284,10 +272,8 @@ static void *batch_worker(void *arg)
     char err[HNSW_ERR_MAX];
     for (;;) {
         size_t i = atomic_fetch_add(&b->next, 1);
-        if (i >= b->n || atomic_load(&b->rc))
-            break;
-        if (b->skip && b->skip[i])
-            continue;
+        if (i >= b->n || atomic_load(&b->rc)) break;
+        if (b->skip && b->skip[i]) continue;
         int rc = hnsw_insert_one(b->idx, b->ids[i], b->vecs + i * b->idx->dim, err);
         if (rc) {
             pthread_mutex_lock(&b->err_lock);
@@ -326,29 +312,23 @@ static int find_duplicates(const uint64_t *ids, size_t n, uint8_t **skip)
 int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *vecs, size_t n,
                       int threads, char *err)
 {
-    if (n == 0)
-        return HNSW_OK;
-    if (!ids || !vecs)
-        return hnsw_fail(err, HNSW_EINVAL, "ids and vectors are required");
+    if (n == 0) return HNSW_OK;
+    if (!ids || !vecs) return hnsw_fail(err, HNSW_EINVAL, "ids and vectors are required");
     if (n >= HNSW_MAX_SLOTS)
         return hnsw_fail(err, HNSW_EINVAL, "batch of %zu points is too large", n);
     for (size_t i = 0; i < n; i++) {
         char what[48];
         snprintf(what, sizeof what, "vectors[%zu]", i);
         int rc = hnsw_check_vector(idx, vecs + i * idx->dim, what, err);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     struct batch b = {.idx = idx, .ids = ids, .vecs = vecs, .n = n};
     if (find_duplicates(ids, n, (uint8_t **)&b.skip))
         return hnsw_fail(err, HNSW_ENOMEM, "out of memory checking batch ids");
     pthread_mutex_init(&b.err_lock, NULL);
-    if (threads <= 0)
-        threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (threads < 1)
-        threads = 1;
-    if ((size_t)threads > n)
-        threads = (int)n;
+    if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+    if ((size_t)threads > n) threads = (int)n;
 
     pthread_rwlock_rdlock(&idx->mutation_lock);
     pthread_mutex_lock(&idx->map_lock);
@@ -365,8 +345,7 @@ int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *
             pthread_join(tids[t], NULL);
         free(tids);
         rc = atomic_load(&b.rc);
-        if (rc && err)
-            snprintf(err, HNSW_ERR_MAX, "%s", b.err);
+        if (rc && err) snprintf(err, HNSW_ERR_MAX, "%s", b.err);
         /*
          * Pruning of back-links can leave a point with no in-link (hnswlib
          * has the same weakness). After a bulk load, a layer-0 sweep (~N*2M

@@ -57,14 +57,14 @@
 
 #define HNSW_CHUNK_SHIFT_MIN 10
 #define HNSW_CHUNK_SHIFT_MAX 14
-#define HNSW_SEG_SHIFT 10
-#define HNSW_SEG (1u << HNSW_SEG_SHIFT)
-#define HNSW_MAX_LEVEL 32
-#define HNSW_NO_SLOT UINT32_MAX
-#define HNSW_MAX_SLOTS (UINT32_MAX - 1u)
+#define HNSW_SEG_SHIFT       10
+#define HNSW_SEG             (1u << HNSW_SEG_SHIFT)
+#define HNSW_MAX_LEVEL       32
+#define HNSW_NO_SLOT         UINT32_MAX
+#define HNSW_MAX_SLOTS       (UINT32_MAX - 1u)
 
 #define HNSW_FLAG_DELETED 1u
-#define HNSW_FLAG_FREE 2u
+#define HNSW_FLAG_FREE    2u
 
 /* The per-slot header that sits between the id and the layer-0 links. */
 struct hnsw_hdr {
@@ -75,10 +75,10 @@ struct hnsw_hdr {
 
 /* One chunk of 2^chunk_shift slots. */
 struct hnsw_chunk {
-    char *vecs;             /* chunk slots * vec_stride bytes, 64-aligned */
-    char *elems;            /* chunk slots * elem_size bytes (the node parts) */
-    uint32_t **upper;       /* per slot: upper-layer link block or NULL */
-    atomic_uchar *locks;    /* per slot: spinlock byte */
+    char *vecs;          /* chunk slots * vec_stride bytes, 64-aligned */
+    char *elems;         /* chunk slots * elem_size bytes (the node parts) */
+    uint32_t **upper;    /* per slot: upper-layer link block or NULL */
+    atomic_uchar *locks; /* per slot: spinlock byte */
 };
 
 /* A (distance, slot) pair, the element of every heap. */
@@ -108,7 +108,7 @@ struct hnsw_scratch {
 /* The sorted id -> slot map (open addressing, linear probing). */
 struct hnsw_idmap {
     uint64_t *keys;
-    uint32_t *vals; /* HNSW_NO_SLOT = empty */
+    uint32_t *vals;  /* HNSW_NO_SLOT = empty */
     uint64_t cap, n; /* cap is a power of two */
 };
 
@@ -119,9 +119,9 @@ struct hnsw_index {
     uint64_t seed;
     double mult; /* mL = 1 / ln(M) */
     hnsw_dist_fn dist;
-    size_t vec_stride;                        /* bytes per vector */
+    size_t vec_stride;                            /* bytes per vector */
     size_t elem_size, id_off, hdr_off, links_off; /* node part and its fields */
-    size_t upper_stride; /* bytes per upper layer: (1 + M) u32 */
+    size_t upper_stride;                          /* bytes per upper layer: (1 + M) u32 */
 
     /* storage: segs[s >> (shift + 10)][(s >> shift) & 1023] is the chunk of slot s */
     uint32_t chunk_shift, chunk_mask; /* chunk_mask = 2^chunk_shift - 1 */
@@ -158,8 +158,8 @@ struct hnsw_index {
 /* The chunk holding slot s. */
 static inline struct hnsw_chunk *hnsw_chunk_of(const struct hnsw_index *idx, uint32_t s)
 {
-    return &idx->segs[s >> (idx->chunk_shift + HNSW_SEG_SHIFT)][(s >> idx->chunk_shift) &
-                                                                 (HNSW_SEG - 1)];
+    return &idx->segs[s >> (idx->chunk_shift + HNSW_SEG_SHIFT)]
+                     [(s >> idx->chunk_shift) & (HNSW_SEG - 1)];
 }
 
 /* The node part (id, header, layer-0 links) of slot s. */
@@ -200,8 +200,7 @@ static inline uint32_t *hnsw_upper(const struct hnsw_index *idx, uint32_t s)
  * The link list of slot s on layer l: *count_out points to its count word
  * (u16 for layer 0, u32 above), the return value to the links.
  */
-static inline uint32_t *hnsw_links(const struct hnsw_index *idx, uint32_t s, int l,
-                                   uint32_t *count)
+static inline uint32_t *hnsw_links(const struct hnsw_index *idx, uint32_t s, int l, uint32_t *count)
 {
     char *e = hnsw_elem(idx, s);
     if (l == 0) {
@@ -217,8 +216,7 @@ static inline uint32_t *hnsw_links(const struct hnsw_index *idx, uint32_t s, int
 static inline void hnsw_set_count(const struct hnsw_index *idx, uint32_t s, int l, uint32_t n)
 {
     if (l == 0)
-        __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->count, (uint16_t)n,
-                         __ATOMIC_RELEASE);
+        __atomic_store_n(&hnsw_hdrp(idx, hnsw_elem(idx, s))->count, (uint16_t)n, __ATOMIC_RELEASE);
     else
         __atomic_store_n(hnsw_upper(idx, s) + 1 + (size_t)(l - 1) * (1 + idx->M), n,
                          __ATOMIC_RELEASE);

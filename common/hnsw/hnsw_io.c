@@ -69,8 +69,7 @@ struct wsec {
 
 static void w_bytes(struct wsec *w, const void *p, size_t n)
 {
-    if (w->bad || n == 0)
-        return;
+    if (w->bad || n == 0) return;
     w->crc = crc32c_extend(w->crc, p, n);
     w->bad = fwrite(p, 1, n, w->f) != n;
 }
@@ -92,8 +91,7 @@ static void w_begin(struct wsec *w, uint32_t tag, uint64_t len)
 /* Writes the section's CRC. */
 static void w_end(struct wsec *w)
 {
-    if (!w->bad)
-        w->bad = fwrite(&w->crc, sizeof w->crc, 1, w->f) != 1;
+    if (!w->bad) w->bad = fwrite(&w->crc, sizeof w->crc, 1, w->f) != 1;
 }
 
 /* Bytes of the LNK0 (layer 0) or LNKU (upper) section. */
@@ -108,8 +106,7 @@ static uint64_t links_len(struct hnsw_index *idx, uint32_t nslots, bool upper)
             len += 4 + 4ull * cnt;
             continue;
         }
-        if (hnsw_flags(idx, s) & HNSW_FLAG_FREE)
-            continue;
+        if (hnsw_flags(idx, s) & HNSW_FLAG_FREE) continue;
         for (int l = 1; l <= level; l++) {
             uint32_t cnt;
             hnsw_links(idx, s, l, &cnt);
@@ -124,8 +121,7 @@ static void w_links(struct hnsw_index *idx, struct wsec *w, uint32_t nslots, boo
 {
     for (uint32_t s = 0; s < nslots; s++) {
         int from = upper ? 1 : 0, to = upper ? hnsw_level(idx, s) : 0;
-        if (upper && (hnsw_flags(idx, s) & HNSW_FLAG_FREE))
-            continue;
+        if (upper && (hnsw_flags(idx, s) & HNSW_FLAG_FREE)) continue;
         for (int l = from; l <= to; l++) {
             uint32_t cnt, *links = hnsw_links(idx, s, l, &cnt);
             w_u32(w, cnt);
@@ -197,8 +193,7 @@ int hnsw_save(struct hnsw_index *idx, const char *path, char *err)
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return hnsw_fail(err, HNSW_EINVAL, "path is too long");
     FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return hnsw_fail(err, HNSW_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    if (!f) return hnsw_fail(err, HNSW_EIO, "cannot create %s: %s", tmp, strerror(errno));
     int rc = hnsw_write(idx, f, err);
     if (rc == HNSW_OK && fsync(fileno(f)) != 0)
         rc = hnsw_fail(err, HNSW_EIO, "fsync %s: %s", tmp, strerror(errno));
@@ -242,8 +237,7 @@ static int r_bytes(struct rsec *r, void *p, size_t n)
     if (n && fread(p, 1, n, r->f) != n)
         return hnsw_fail(r->err, HNSW_EFORMAT, "section %s: file is truncated", r->name);
     r->left -= n;
-    if (r->file_left != UINT64_MAX)
-        r->file_left -= n;
+    if (r->file_left != UINT64_MAX) r->file_left -= n;
     r->crc = crc32c_extend(r->crc, p, n);
     return HNSW_OK;
 }
@@ -255,8 +249,7 @@ static int r_raw(struct rsec *r, void *p, size_t n, const char *what)
         return hnsw_fail(r->err, HNSW_EFORMAT, "file is truncated in the %s", what);
     if (fread(p, 1, n, r->f) != n)
         return hnsw_fail(r->err, HNSW_EFORMAT, "file is truncated in the %s", what);
-    if (r->file_left != UINT64_MAX)
-        r->file_left -= n;
+    if (r->file_left != UINT64_MAX) r->file_left -= n;
     return HNSW_OK;
 }
 
@@ -267,16 +260,13 @@ static int r_begin(struct rsec *r, uint32_t tag, const char *name, uint64_t want
     uint64_t len;
     r->name = name;
     int rc = r_raw(r, hdr, sizeof hdr, name);
-    if (rc == HNSW_OK)
-        rc = r_raw(r, &len, sizeof len, name);
-    if (rc)
-        return rc;
+    if (rc == HNSW_OK) rc = r_raw(r, &len, sizeof len, name);
+    if (rc) return rc;
     if (hdr[0] != tag)
         return hnsw_fail(r->err, HNSW_EFORMAT, "expected section %s, found tag %#x", name, hdr[0]);
     if (want != UINT64_MAX && len != want)
-        return hnsw_fail(r->err, HNSW_EFORMAT,
-                         "section %s is %llu bytes, the header implies %llu", name,
-                         (unsigned long long)len, (unsigned long long)want);
+        return hnsw_fail(r->err, HNSW_EFORMAT, "section %s is %llu bytes, the header implies %llu",
+                         name, (unsigned long long)len, (unsigned long long)want);
     if (r->file_left != UINT64_MAX && len + 4 > r->file_left)
         return hnsw_fail(r->err, HNSW_EFORMAT, "section %s (%llu bytes) overruns the file", name,
                          (unsigned long long)len);
@@ -293,11 +283,11 @@ static int r_end(struct rsec *r)
         return hnsw_fail(r->err, HNSW_EFORMAT, "section %s has %llu unexpected bytes", r->name,
                          (unsigned long long)r->left);
     int rc = r_raw(r, &crc, sizeof crc, r->name);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (crc != r->crc)
-        return hnsw_fail(r->err, HNSW_EFORMAT, "section %s: CRC mismatch (stored %08x, computed %08x)",
-                         r->name, crc, r->crc);
+        return hnsw_fail(r->err, HNSW_EFORMAT,
+                         "section %s: CRC mismatch (stored %08x, computed %08x)", r->name, crc,
+                         r->crc);
     return HNSW_OK;
 }
 
@@ -306,18 +296,15 @@ static int r_list(struct hnsw_index *idx, struct rsec *r, uint32_t s, int l, uin
 {
     uint32_t cnt, *links = hnsw_links(idx, s, l, &cnt);
     int rc = r_bytes(r, &cnt, 4);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (cnt > hnsw_mmax(idx, l))
         return hnsw_fail(r->err, HNSW_EFORMAT, "slot %u layer %d: %u links exceed Mmax %u", s, l,
                          cnt, hnsw_mmax(idx, l));
     rc = r_bytes(r, links, 4ull * cnt);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (uint32_t i = 0; i < cnt; i++)
         if (links[i] >= nslots || links[i] == s)
-            return hnsw_fail(r->err, HNSW_EFORMAT, "slot %u layer %d: bad link %u", s, l,
-                             links[i]);
+            return hnsw_fail(r->err, HNSW_EFORMAT, "slot %u layer %d: bad link %u", s, l, links[i]);
     hnsw_set_count(idx, s, l, cnt);
     return HNSW_OK;
 }
@@ -334,8 +321,9 @@ static int check_header(const struct disk_header *h, struct hnsw_params *p, char
     p->initial_capacity = h->nslots ? h->nslots : 1;
     if (h->dim < 1 || h->dim > HNSW_MAX_DIM || h->metric > HNSW_METRIC_COSINE || h->M < 2 ||
         h->M > HNSW_MAX_M || h->ef_construction < 1 || h->ef_construction > HNSW_MAX_EF)
-        return hnsw_fail(err, HNSW_EFORMAT, "header has invalid parameters (dim %u, metric %u, M %u)",
-                         h->dim, h->metric, h->M);
+        return hnsw_fail(err, HNSW_EFORMAT,
+                         "header has invalid parameters (dim %u, metric %u, M %u)", h->dim,
+                         h->metric, h->M);
     if (h->nslots > HNSW_MAX_SLOTS || h->max_level < -1 || h->max_level > HNSW_MAX_LEVEL ||
         (h->max_level >= 0 && h->entry_slot >= h->nslots) ||
         h->live + h->deleted + h->free_slots != h->nslots)
@@ -380,16 +368,13 @@ static int read_slots(struct hnsw_index *idx, struct rsec *r, const struct disk_
     int rc = r_begin(r, SEC_VECT, "VECT", (uint64_t)n * idx->dim * sizeof(float));
     for (uint32_t s = 0; rc == HNSW_OK && s < n; s++)
         rc = r_bytes(r, hnsw_vec(idx, s), idx->dim * sizeof(float));
-    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_IDS, "IDS_", (uint64_t)n * 8)))
-        return rc;
+    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_IDS, "IDS_", (uint64_t)n * 8))) return rc;
     for (uint32_t s = 0; rc == HNSW_OK && s < n; s++)
         rc = r_bytes(r, hnsw_idp(idx, hnsw_elem(idx, s)), 8);
-    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_META, "META", (uint64_t)n * 2)))
-        return rc;
+    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_META, "META", (uint64_t)n * 2))) return rc;
     for (uint32_t s = 0; rc == HNSW_OK && s < n; s++) {
         uint8_t m[2];
-        if ((rc = r_bytes(r, m, 2)))
-            break;
+        if ((rc = r_bytes(r, m, 2))) break;
         if (m[1] > HNSW_FLAG_FREE || (int)m[0] > h->max_level)
             return hnsw_fail(r->err, HNSW_EFORMAT, "slot %u: bad level %u or flags %u", s, m[0],
                              m[1]);
@@ -398,23 +383,18 @@ static int read_slots(struct hnsw_index *idx, struct rsec *r, const struct disk_
         hd->flags = m[1];
         if (!(m[1] & HNSW_FLAG_FREE) && hnsw_upper_alloc(idx, s, m[0]))
             return hnsw_fail(r->err, HNSW_ENOMEM, "out of memory loading the index");
-        if (m[1] & HNSW_FLAG_FREE)
-            hd->level = 0;
+        if (m[1] & HNSW_FLAG_FREE) hd->level = 0;
     }
-    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_LNK0, "LNK0", UINT64_MAX)))
-        return rc;
+    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_LNK0, "LNK0", UINT64_MAX))) return rc;
     for (uint32_t s = 0; rc == HNSW_OK && s < n; s++)
         rc = r_list(idx, r, s, 0, n);
-    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_LNKU, "LNKU", UINT64_MAX)))
-        return rc;
+    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_LNKU, "LNKU", UINT64_MAX))) return rc;
     for (uint32_t s = 0; rc == HNSW_OK && s < n; s++) {
-        if (hnsw_flags(idx, s) & HNSW_FLAG_FREE)
-            continue;
+        if (hnsw_flags(idx, s) & HNSW_FLAG_FREE) continue;
         for (int l = 1; rc == HNSW_OK && l <= hnsw_level(idx, s); l++)
             rc = r_list(idx, r, s, l, n);
     }
-    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_END, "END_", 0)))
-        return rc;
+    if (rc || (rc = r_end(r)) || (rc = r_begin(r, SEC_END, "END_", 0))) return rc;
     return r_end(r);
 }
 
@@ -431,31 +411,26 @@ int hnsw_read(FILE *f, struct hnsw_index **out, char *err)
     uint32_t version, hlen, crc;
     struct disk_header h;
     int rc = r_raw(&r, magic, sizeof magic, "magic");
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (memcmp(magic, file_magic, sizeof magic) != 0)
         return hnsw_fail(err, HNSW_EFORMAT, "not a vecshard HNSW index (bad magic)");
-    if ((rc = r_raw(&r, &version, 4, "header")) || (rc = r_raw(&r, &hlen, 4, "header")))
-        return rc;
+    if ((rc = r_raw(&r, &version, 4, "header")) || (rc = r_raw(&r, &hlen, 4, "header"))) return rc;
     if (version != HNSW_FILE_VERSION)
-        return hnsw_fail(err, HNSW_EFORMAT, "index format version %u is not supported (this build reads %d)",
-                         version, HNSW_FILE_VERSION);
+        return hnsw_fail(err, HNSW_EFORMAT,
+                         "index format version %u is not supported (this build reads %d)", version,
+                         HNSW_FILE_VERSION);
     if (hlen != sizeof h)
         return hnsw_fail(err, HNSW_EFORMAT, "header length %u, expected %zu", hlen, sizeof h);
-    if ((rc = r_raw(&r, &h, sizeof h, "header")) || (rc = r_raw(&r, &crc, 4, "header")))
-        return rc;
-    if (crc32c(&h, sizeof h) != crc)
-        return hnsw_fail(err, HNSW_EFORMAT, "header CRC mismatch");
+    if ((rc = r_raw(&r, &h, sizeof h, "header")) || (rc = r_raw(&r, &crc, 4, "header"))) return rc;
+    if (crc32c(&h, sizeof h) != crc) return hnsw_fail(err, HNSW_EFORMAT, "header CRC mismatch");
     struct hnsw_params p;
-    if ((rc = check_header(&h, &p, err)))
-        return rc;
+    if ((rc = check_header(&h, &p, err))) return rc;
     /* Sections hold at least 9 bytes per slot: a cheap bound before allocating. */
     if (r.file_left != UINT64_MAX && (uint64_t)h.nslots * 9 > r.file_left)
         return hnsw_fail(err, HNSW_EFORMAT, "file is truncated: %u slots cannot fit", h.nslots);
 
     struct hnsw_index *idx;
-    if ((rc = hnsw_create(&p, &idx, err)))
-        return rc == HNSW_EINVAL ? HNSW_EFORMAT : rc;
+    if ((rc = hnsw_create(&p, &idx, err))) return rc == HNSW_EINVAL ? HNSW_EFORMAT : rc;
     pthread_mutex_lock(&idx->map_lock);
     for (uint32_t s = 0; rc == HNSW_OK && s < h.nslots; s++) {
         uint32_t got;
@@ -466,8 +441,7 @@ int hnsw_read(FILE *f, struct hnsw_index **out, char *err)
         hnsw_fail(err, rc, "out of memory loading %u slots", h.nslots);
         goto fail;
     }
-    if ((rc = read_slots(idx, &r, &h)) || (rc = rebuild_maps(idx, h.nslots, err)))
-        goto fail;
+    if ((rc = read_slots(idx, &r, &h)) || (rc = rebuild_maps(idx, h.nslots, err))) goto fail;
     atomic_store(&idx->level_counter, h.level_counter);
     atomic_store(&idx->entry, h.max_level < 0 ? 0 : hnsw_entry_make(h.entry_slot, h.max_level));
     if (idx->map.n != h.live || idx->nfree != h.free_slots) {
@@ -489,8 +463,7 @@ int hnsw_load(const char *path, struct hnsw_index **out, char *err)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return hnsw_fail(err, HNSW_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (!f) return hnsw_fail(err, HNSW_EIO, "cannot open %s: %s", path, strerror(errno));
     int rc = hnsw_read(f, out, err);
     fclose(f);
     return rc;

@@ -32,16 +32,13 @@ uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int to
         bool changed = true;
         while (changed) {
             changed = false;
-            if (hnsw_level(idx, cur) < l || !hnsw_upper(idx, cur))
-                break;
+            if (hnsw_level(idx, cur) < l || !hnsw_upper(idx, cur)) break;
             uint32_t cnt;
             uint32_t *links = hnsw_links(idx, cur, l, &cnt);
-            if (cnt > idx->M)
-                cnt = idx->M;
+            if (cnt > idx->M) cnt = idx->M;
             for (uint32_t i = 0; i < cnt; i++) {
                 uint32_t s = __atomic_load_n(&links[i], __ATOMIC_RELAXED);
-                if (s >= bound)
-                    continue;
+                if (s >= bound) continue;
                 float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
                 if (d < curd) {
                     curd = d;
@@ -59,11 +56,9 @@ uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int to
 static inline bool accept(struct hnsw_index *idx, uint32_t s, hnsw_filter_fn filter, void *fctx,
                           uint32_t skip)
 {
-    if (s == skip)
-        return false;
+    if (s == skip) return false;
     char *e = hnsw_elem(idx, s);
-    if (__atomic_load_n(&hnsw_hdrp(idx, e)->flags, __ATOMIC_ACQUIRE))
-        return false;
+    if (__atomic_load_n(&hnsw_hdrp(idx, e)->flags, __ATOMIC_ACQUIRE)) return false;
     return !filter || filter(*hnsw_idp(idx, e), fctx);
 }
 
@@ -84,58 +79,49 @@ void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, floa
     top->n = cand->n = 0;
     vis[ep] = tag;
     hnsw_minheap_push(cand, ep_dist, ep);
-    if (!check || accept(idx, ep, filter, fctx, skip))
-        hnsw_maxheap_push(top, ep_dist, ep);
+    if (!check || accept(idx, ep, filter, fctx, skip)) hnsw_maxheap_push(top, ep_dist, ep);
     float bound = top->n ? top->v[0].d : INFINITY;
 
     while (cand->n) {
         struct hnsw_cand c = cand->v[0];
-        if (c.d > bound && top->n >= ef)
-            break;
+        if (c.d > bound && top->n >= ef) break;
         hnsw_minheap_pop(cand);
 
         uint32_t cnt, *links, *ids = sc->ids, m = 0;
-        if (locked)
-            hnsw_node_lock(idx, c.slot);
+        if (locked) hnsw_node_lock(idx, c.slot);
         if (l > 0 && (hnsw_level(idx, c.slot) < l || !hnsw_upper(idx, c.slot))) {
             cnt = 0;
             links = ids;
         } else {
             links = hnsw_links(idx, c.slot, l, &cnt);
         }
-        if (cnt > mmax)
-            cnt = mmax;
+        if (cnt > mmax) cnt = mmax;
         for (uint32_t i = 0; i < cnt; i++) {
             uint32_t s = __atomic_load_n(&links[i], __ATOMIC_RELAXED);
             __builtin_prefetch(vis + (s < vcap ? s : 0));
             ids[i] = s;
         }
-        if (locked)
-            hnsw_node_unlock(idx, c.slot);
+        if (locked) hnsw_node_unlock(idx, c.slot);
         for (uint32_t i = 0; i < cnt; i++) {
             uint32_t s = ids[i];
-            if (s >= vcap || vis[s] == tag)
-                continue;
+            if (s >= vcap || vis[s] == tag) continue;
             vis[s] = tag;
             ids[m++] = s;
         }
-        if (m == 0)
-            continue;
+        if (m == 0) continue;
         if (cand->n + m > cand->cap && hnsw_heap_reserve(cand, cand->n + m))
             m = cand->cap - cand->n; /* out of memory: explore fewer */
         for (uint32_t i = 0; i < m && i < 4; i++)
             prefetch_vec(idx, ids[i]);
         for (uint32_t i = 0; i < m; i++) {
             uint32_t s = ids[i];
-            if (i + 4 < m)
-                prefetch_vec(idx, ids[i + 4]);
+            if (i + 4 < m) prefetch_vec(idx, ids[i + 4]);
             float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
             if (top->n < ef || d < bound) {
                 hnsw_minheap_push(cand, d, s);
                 if (!check || accept(idx, s, filter, fctx, skip)) {
                     hnsw_maxheap_push(top, d, s);
-                    if (top->n > ef)
-                        hnsw_maxheap_pop(top);
+                    if (top->n > ef) hnsw_maxheap_pop(top);
                     bound = top->v[0].d;
                 }
             }
@@ -172,20 +158,16 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
 {
     *nout = 0;
     int rc = check_query(idx, query, k, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (ef > HNSW_MAX_EF)
         return hnsw_fail(err, HNSW_EINVAL, "ef must be at most %d, got %u", HNSW_MAX_EF, ef);
-    if (ef < k)
-        ef = k;
+    if (ef < k) ef = k;
     uint32_t ep;
     int top;
     hnsw_entry_get(idx, &ep, &top);
-    if (top < 0)
-        return HNSW_OK;
+    if (top < 0) return HNSW_OK;
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, ef);
-    if (!sc)
-        return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
+    if (!sc) return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
     const float *q = query;
     if (idx->metric == HNSW_METRIC_COSINE) {
         hnsw_prepare_vector(idx, query, sc->query);
@@ -199,17 +181,14 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
     return HNSW_OK;
 }
 
-int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k,
-                      hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out,
-                      uint32_t *nout, char *err)
+int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hnsw_filter_fn filter,
+                      void *filter_ctx, struct hnsw_result *out, uint32_t *nout, char *err)
 {
     *nout = 0;
     int rc = check_query(idx, query, k, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, k);
-    if (!sc)
-        return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
+    if (!sc) return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
     const float *q = query;
     if (idx->metric == HNSW_METRIC_COSINE) {
         hnsw_prepare_vector(idx, query, sc->query);
@@ -219,13 +198,11 @@ int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k,
     top->n = 0;
     uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
     for (uint32_t s = 0; s < n; s++) {
-        if (!accept(idx, s, filter, filter_ctx, HNSW_NO_SLOT))
-            continue;
+        if (!accept(idx, s, filter, filter_ctx, HNSW_NO_SLOT)) continue;
         float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
         if (top->n < k || d < top->v[0].d) {
             hnsw_maxheap_push(top, d, s);
-            if (top->n > k)
-                hnsw_maxheap_pop(top);
+            if (top->n > k) hnsw_maxheap_pop(top);
         }
     }
     *nout = emit_results(idx, top, k, out);

@@ -44,7 +44,7 @@ static uint32_t crc_soft(uint32_t crc, const unsigned char *p, size_t len)
 
 /* The SSE4.2 crc32 instruction, 8 bytes at a time. */
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
-                                                          size_t len)
+                                                         size_t len)
 {
     uint64_t c = crc;
     while (len && ((uintptr_t)p & 7)) {
@@ -79,8 +79,7 @@ static void crc_init(void)
     crc_impl = crc_soft;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2"))
-        crc_impl = crc_hw;
+    if (__builtin_cpu_supports("sse4.2")) crc_impl = crc_hw;
 #endif
 }
 

@@ -51,8 +51,7 @@ struct hnsw_index *ts_index(uint32_t dim, enum hnsw_metric metric, uint32_t M, u
     p.M = M;
     p.ef_construction = efc;
     int rc = hnsw_create(&p, &idx, err);
-    if (rc)
-        fprintf(stderr, "hnsw_create: %s\n", err);
+    if (rc) fprintf(stderr, "hnsw_create: %s\n", err);
     CU_ASSERT_FATAL(rc == HNSW_OK);
     return idx;
 }
@@ -85,15 +84,13 @@ void ts_assert_check(struct hnsw_index *idx)
 {
     char err[HNSW_ERR_MAX] = "";
     int rc = hnsw_check(idx, err);
-    if (rc)
-        fprintf(stderr, "\nhnsw_check: %s\n", err);
+    if (rc) fprintf(stderr, "\nhnsw_check: %s\n", err);
     CU_ASSERT_EQUAL(rc, HNSW_OK);
 }
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     register_distance_tests();
     register_index_tests();
     register_delete_tests();

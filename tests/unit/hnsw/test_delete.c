@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define N 20000
+#define N   20000
 #define DIM 128
-#define NQ 200
+#define NQ  200
 
 static void test_delete_half(void)
 {

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define N 20000
+#define N   20000
 #define DIM 128
-#define NQ 200
+#define NQ  200
 
 /* Builds N clustered points with `threads` threads and checks recall@10 at ef 64. */
 static void recall_case(enum hnsw_metric metric, int threads)
@@ -35,12 +35,30 @@ static void recall_case(enum hnsw_metric metric, int threads)
     free(x);
 }
 
-static void test_recall_l2_1(void) { recall_case(HNSW_METRIC_L2, 1); }
-static void test_recall_l2_2(void) { recall_case(HNSW_METRIC_L2, 2); }
-static void test_recall_ip_1(void) { recall_case(HNSW_METRIC_IP, 1); }
-static void test_recall_ip_2(void) { recall_case(HNSW_METRIC_IP, 2); }
-static void test_recall_cos_1(void) { recall_case(HNSW_METRIC_COSINE, 1); }
-static void test_recall_cos_2(void) { recall_case(HNSW_METRIC_COSINE, 2); }
+static void test_recall_l2_1(void)
+{
+    recall_case(HNSW_METRIC_L2, 1);
+}
+static void test_recall_l2_2(void)
+{
+    recall_case(HNSW_METRIC_L2, 2);
+}
+static void test_recall_ip_1(void)
+{
+    recall_case(HNSW_METRIC_IP, 1);
+}
+static void test_recall_ip_2(void)
+{
+    recall_case(HNSW_METRIC_IP, 2);
+}
+static void test_recall_cos_1(void)
+{
+    recall_case(HNSW_METRIC_COSINE, 1);
+}
+static void test_recall_cos_2(void)
+{
+    recall_case(HNSW_METRIC_COSINE, 2);
+}
 
 /* Inserting an existing id replaces its vector; the old one is never returned. */
 static void test_upsert_replaces(void)
@@ -63,8 +81,7 @@ static void test_upsert_replaces(void)
     /* Near the old vector, id 5 may appear only at its new distance. */
     CU_ASSERT_EQUAL(hnsw_search(idx, old, 5, 64, NULL, NULL, r, &n, NULL), HNSW_OK);
     for (uint32_t i = 0; i < n; i++)
-        if (r[i].id == 5)
-            CU_ASSERT(r[i].dist > 1e-6);
+        if (r[i].id == 5) CU_ASSERT(r[i].dist > 1e-6);
     ts_assert_check(idx);
     hnsw_free(idx);
     free(x);
@@ -138,8 +155,7 @@ static void *searcher(void *arg)
         if (hnsw_search(c->idx, c->x + (i % 1000) * 32, 10, 32, NULL, NULL, r, &n, NULL))
             c->failures++;
         for (uint32_t j = 1; j < n; j++)
-            if (r[j].dist < r[j - 1].dist)
-                c->failures++;
+            if (r[j].dist < r[j - 1].dist) c->failures++;
     }
     return NULL;
 }

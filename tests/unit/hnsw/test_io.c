@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define N 3000
+#define N   3000
 #define DIM 32
 
 static char dir[] = "/tmp/vs-hnsw-io-XXXXXX";
@@ -43,8 +43,7 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(access(path, F_OK), 0);
     CU_ASSERT_NOT_EQUAL(access(bad, F_OK), 0);
     int rc = hnsw_load(path, &b, err);
-    if (rc)
-        fprintf(stderr, "load: %s\n", err);
+    if (rc) fprintf(stderr, "load: %s\n", err);
     CU_ASSERT_EQUAL_FATAL(rc, HNSW_OK);
     struct hnsw_stats sa, sb;
     hnsw_info(a, &sa);
@@ -166,8 +165,7 @@ static void test_wrong_magic_and_missing(void)
 
 static int io_setup(void)
 {
-    if (!mkdtemp(dir))
-        return 1;
+    if (!mkdtemp(dir)) return 1;
     snprintf(path, sizeof path, "%s/index.vsx", dir);
     snprintf(bad, sizeof bad, "%s/damaged.vsx", dir);
     return 0;

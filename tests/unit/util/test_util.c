@@ -33,8 +33,7 @@ static void test_extend_equals_whole(void)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
+    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("crc32c", NULL, NULL);
     CU_add_test(s, "published check values", test_check_value);
     CU_add_test(s, "extend over pieces equals the whole", test_extend_equals_whole);

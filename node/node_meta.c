@@ -15,7 +15,7 @@
  * outside the lock. Nothing is reconciled before both prefixes were listed
  * once: until then the registry keeps what node_shards_load_local opened.
  *
- * Bad JSON in etcd is logged once per change and the entry is skipped (a
+ * Bad JSON in etcd is logged at each change and each (re-)list, and the entry is skipped (a
  * shard entry that cannot be read never causes data to be deleted: the
  * previous parsed value is kept).
  *
@@ -53,6 +53,7 @@ struct shard_entry {
 /* One cached key under a watched prefix. */
 struct cache_ent {
     char *key; /* relative to the prefix */
+    bool bad;  /* value unreadable and no good one seen: only the key's names are set */
     union {
         struct node_collection coll;
         struct shard_entry shard;
@@ -294,7 +295,11 @@ fail:
     return -1;
 }
 
-/* Parses the value of key rel (relative to prefix p) into ent->u; logs why not. */
+/*
+ * Parses key rel (relative to prefix p) and its value into ent->u; logs why
+ * not. 0 = ok; 1 = the key is good (names in ent->u are set) but the value
+ * is unreadable; -1 = the key itself is not ours to use.
+ */
 static int parse_entry(struct node_meta *m, int p, const char *rel, const char *val, size_t len,
                        struct cache_ent *ent)
 {
@@ -308,7 +313,8 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
         if (node_collection_parse(val, len, &ent->u.coll, err, sizeof err)) {
             log_warn("ignoring unreadable collection config", "collection=%s error=%s", rel,
                      log_quote(err));
-            return -1;
+            snprintf(ent->u.coll.name, sizeof ent->u.coll.name, "%s", rel);
+            return 1;
         }
         if (ent->u.coll.name[0] != '\0' && strcmp(ent->u.coll.name, rel) != 0)
             log_warn("collection config names another collection; using the key", "key=%s name=%s",
@@ -336,7 +342,7 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
     if (shard_parse(val, len, m->node_id, &ent->u.shard, err, sizeof err)) {
         log_warn("ignoring unreadable shard entry", "collection=%s shard=%u error=%s",
                  ent->u.shard.name, ent->u.shard.shard, log_quote(err));
-        return -1;
+        return 1;
     }
     return 0;
 }
@@ -390,6 +396,36 @@ static void cache_del(struct cache *c, const char *rel)
     c->v[i] = c->v[--c->n];
 }
 
+/*
+ * Parses one pair and stores it in `into`. An unreadable value keeps the
+ * entry `fallback` holds for the key (the last good value, or an earlier
+ * "bad" marker); with none, a "bad" marker is stored so that the replicas it
+ * may describe are left alone. Returns true if `into` changed. Lock held.
+ */
+static bool ingest(struct node_meta *m, int p, const char *rel, const char *val, size_t len,
+                   const struct cache *fallback, struct cache *into)
+{
+    struct cache_ent ent;
+    memset(&ent, 0, sizeof ent);
+    int rc = parse_entry(m, p, rel, val, len, &ent);
+    if (rc < 0) return false;
+    if (rc > 0) {
+        long j = cache_find(fallback, rel);
+        if (j >= 0 && fallback == into) return false;
+        if (j >= 0)
+            ent = fallback->v[j];
+        else
+            ent.bad = true;
+    }
+    ent.key = strdup(rel);
+    if (ent.key == NULL || cache_set(into, &ent)) {
+        free(ent.key);
+        log_error("out of memory caching etcd key", "key=%s%s", m->prefixes[p], log_quote(rel));
+        return false;
+    }
+    return true;
+}
+
 /* Applies one PUT (val != NULL) or DELETE of full key `key` to prefix p. Lock held. */
 static bool apply_change(struct node_meta *m, int p, const char *key, const char *val, size_t len)
 {
@@ -401,26 +437,23 @@ static bool apply_change(struct node_meta *m, int p, const char *key, const char
         cache_del(&m->cache[p], rel);
         return true;
     }
-    struct cache_ent ent;
-    memset(&ent, 0, sizeof ent);
-    if (parse_entry(m, p, rel, val, len, &ent)) return false; /* keep the last good value */
-    ent.key = strdup(rel);
-    if (ent.key == NULL || cache_set(&m->cache[p], &ent)) {
-        free(ent.key);
-        log_error("out of memory caching etcd key", "key=%s", log_quote(key));
-        return false;
-    }
-    return true;
+    return ingest(m, p, rel, val, len, &m->cache[p], &m->cache[p]);
 }
 
 /* Replaces the table of prefix p with a listing taken at kvs->revision. Lock held. */
 static void apply_list(struct node_meta *m, int p, const etcd_kvs *kvs)
 {
     if (kvs->revision <= m->cache[p].list_rev) return; /* a newer list already applied */
-    cache_clear(&m->cache[p]);
+    struct cache old = m->cache[p];
+    memset(&m->cache[p], 0, sizeof m->cache[p]);
     m->cache[p].list_rev = kvs->revision > 0 ? kvs->revision : 1;
-    for (size_t i = 0; i < kvs->n; i++)
-        apply_change(m, p, kvs->kvs[i].key, kvs->kvs[i].value, kvs->kvs[i].value_len);
+    size_t pl = strlen(m->prefixes[p]);
+    for (size_t i = 0; i < kvs->n; i++) {
+        const etcd_kv *kv = &kvs->kvs[i];
+        if (strncmp(kv->key, m->prefixes[p], pl) == 0)
+            ingest(m, p, kv->key + pl, kv->value, kv->value_len, &old, &m->cache[p]);
+    }
+    cache_clear(&old);
     m->gen++;
     pthread_cond_broadcast(&m->cv);
 }
@@ -522,15 +555,23 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
         free(*cs);
         return -1;
     }
-    *ncs = cc->n;
+    *ncs = 0;
     for (size_t i = 0; i < cc->n; i++)
-        (*cs)[i] = cc->v[i].u.coll;
+        if (!cc->v[i].bad) (*cs)[(*ncs)++] = cc->v[i].u.coll;
     *nas = 0;
     for (size_t i = 0; i < sc->n; i++) {
         const struct shard_entry *e = &sc->v[i].u.shard;
-        if (!e->mine) continue;
+        if (!sc->v[i].bad && !e->mine) continue;
         long ci = cache_find(cc, e->name);
         if (ci < 0) continue; /* collection not (or no longer) defined */
+        if (sc->v[i].bad || cc->v[ci].bad) {
+            /* Unreadable entry or config: whatever is open for it stays as it is. */
+            struct node_assignment *a = &(*as)[(*nas)++];
+            snprintf(a->coll.name, sizeof a->coll.name, "%s", e->name);
+            a->shard = e->shard;
+            a->keep = true;
+            continue;
+        }
         const struct node_collection *coll = &cc->v[ci].u.coll;
         if (e->shard >= coll->shards) {
             log_warn("shard entry beyond the collection's shard count; ignored",

@@ -459,6 +459,7 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
         const struct node_assignment *as = NULL;
         for (size_t j = 0; j < n && as == NULL; j++)
             if (a[j].shard == e->shard && strcmp(a[j].coll.name, e->coll.name) == 0) as = &a[j];
+        if (as != NULL && as->keep) continue;
         if (as == NULL || config_changed(&e->coll, &as->coll)) {
             drop_why[ndrop] = as == NULL ? "no longer assigned to this node"
                                          : "collection was recreated with another configuration";
@@ -504,6 +505,7 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
 
     /* 3. Open (or create) what is new. */
     for (size_t j = 0; j < n; j++) {
+        if (a[j].keep) continue;
         pthread_mutex_lock(&reg->lock);
         bool have = find(reg, a[j].coll.name, a[j].shard) >= 0;
         pthread_mutex_unlock(&reg->lock);

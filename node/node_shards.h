@@ -63,6 +63,7 @@ struct node_assignment {
     uint32_t shard;
     uint64_t epoch;
     char primary[NODE_ID_MAX + 1]; /* "" when the entry names none */
+    bool keep; /* etcd's entry is unreadable: leave an open replica as it is, open nothing */
 };
 
 struct node_shards;
@@ -102,11 +103,11 @@ int node_shards_load_local(struct node_shards *reg);
 
 /*
  * Makes the open set equal to `a[0..n)`: updates role and epoch of replicas
- * already open, closes and deletes the files of replicas not listed (or
- * whose collection was recreated with another configuration), deletes
- * collection folders left without replicas, opens (creating if needed) the
- * new ones. `collections` (all known collections) become the configurations
- * node_shards_collection answers from. Single caller at a time.
+ * already open (except `keep` ones, left untouched), closes and deletes the files of replicas not
+ * listed (or whose collection was recreated with another configuration), deletes collection folders
+ * left without replicas, opens (creating if needed) the new ones. `collections` (all known
+ * collections) become the configurations node_shards_collection answers from. Single caller at a
+ * time.
  */
 void node_shards_reconcile(struct node_shards *reg, const struct node_assignment *a, size_t n,
                            const struct node_collection *collections, size_t n_collections);

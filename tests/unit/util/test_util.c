@@ -1,9 +1,11 @@
 /*
  * test_util.c — CUnit runner for common/util (build/test_util): CRC-32C
  * against its published check value and across split buffers, for both the
- * table and (where present) the SSE4.2 implementation in use.
+ * table and (where present) the SSE4.2 implementation in use; the routing
+ * hash (hash.h) against fixed values that docs/router.md publishes.
  */
 #include "common/util/crc32c.h"
+#include "common/util/hash.h"
 
 #include <CUnit/Basic.h>
 #include <string.h>
@@ -31,12 +33,53 @@ static void test_extend_equals_whole(void)
     CU_ASSERT_NOT_EQUAL(crc32c(buf, sizeof buf), whole);
 }
 
+/* The values docs/router.md publishes: a client computing the hash itself
+ * must get exactly these, so they may never change. */
+static void test_hash_known_values(void)
+{
+    static const struct {
+        uint64_t id, hash;
+        uint32_t mod3, mod4, mod7;
+    } known[] = {
+        {0, 0xe220a8397b1dcdafull, 1, 3, 2},
+        {1, 0x910a2dec89025cc1ull, 2, 1, 2},
+        {2, 0x975835de1c9756ceull, 1, 2, 4},
+        {42, 0xbdd732262feb6e95ull, 1, 1, 5},
+        {12345, 0x22118258a9d111a0ull, 2, 0, 5},
+        {1ull << 63, 0x481ec0a212a9f3dbull, 1, 3, 6},
+        {UINT64_MAX, 0xe4d971771b652c20ull, 2, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        CU_ASSERT_EQUAL(hash_id64(known[i].id), known[i].hash);
+        CU_ASSERT_EQUAL(hash_shard(known[i].id, 3), known[i].mod3);
+        CU_ASSERT_EQUAL(hash_shard(known[i].id, 4), known[i].mod4);
+        CU_ASSERT_EQUAL(hash_shard(known[i].id, 7), known[i].mod7);
+        CU_ASSERT_EQUAL(hash_shard(known[i].id, 1), 0);
+    }
+}
+
+/* Sequential ids (the common case) spread evenly over the shards. */
+static void test_hash_spreads_sequential_ids(void)
+{
+    enum { S = 8, N = 80000 };
+    unsigned count[S] = {0};
+    for (uint64_t id = 0; id < N; id++)
+        count[hash_shard(id, S)]++;
+    for (int s = 0; s < S; s++) {
+        CU_ASSERT(count[s] > N / S * 95 / 100);
+        CU_ASSERT(count[s] < N / S * 105 / 100);
+    }
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("crc32c", NULL, NULL);
     CU_add_test(s, "published check values", test_check_value);
     CU_add_test(s, "extend over pieces equals the whole", test_extend_equals_whole);
+    CU_pSuite h = CU_add_suite("hash", NULL, NULL);
+    CU_add_test(h, "published routing hash values", test_hash_known_values);
+    CU_add_test(h, "sequential ids spread evenly", test_hash_spreads_sequential_ids);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -8,7 +8,9 @@
 #   make deps       install the missing Debian packages (scripts/deps.sh)
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
+#   make integration  real etcd + vecshard-node processes (tests/integration)
 #   make bench      engine benchmark on MNIST and a synthetic set
+#   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
 #   make demo       build, make a data set, benchmark, print recall and QPS
 

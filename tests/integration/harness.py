@@ -133,12 +133,17 @@ def _install_handlers():
             signal.signal(s, _on_signal)
 
 
+# Children die with the harness (PR_SET_PDEATHSIG=SIGKILL) even when it is
+# SIGKILLed. util-linux setpriv sets it and execs the program under the same
+# pid; a preexec_fn is the fallback (Python warns it can deadlock in a
+# process with threads, and gRPC has threads, hence the preference).
+_SETPRIV = shutil.which("setpriv")
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
 
 def _child_setup(parent):
-    """preexec_fn: die with the parent (SIGKILL), even if it is SIGKILLed."""
+    """preexec_fn fallback: die with the parent (SIGKILL)."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
@@ -199,9 +204,14 @@ class Proc:
             log.flush()
             full_env = dict(os.environ)
             full_env.update(env or {})
-            self.popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=full_env, preexec_fn=lambda parent=os.getpid(): _child_setup(parent))
+            if _SETPRIV:
+                self.popen = subprocess.Popen(
+                    [_SETPRIV, "--pdeathsig", "KILL", "--"] + argv, stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, env=full_env)
+            else:
+                self.popen = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=full_env, preexec_fn=lambda parent=os.getpid(): _child_setup(parent))
         with _lock:
             _live[self.popen.pid] = self.popen
 
@@ -720,7 +730,14 @@ def _main(argv):
         cmd = [x.format(**subst) for x in command]
         sys.stderr.write("harness: etcd %s, nodes %s; running %s\n" %
                          (c.etcd.url, subst["addrs"], " ".join(cmd)))
-        rc = subprocess.call(cmd)
+        child = subprocess.Popen(cmd)  # output straight to ours
+        with _lock:
+            _live[child.pid] = child
+        try:
+            rc = child.wait()
+        finally:
+            with _lock:
+                _live.pop(child.pid, None)
         if rc != 0:
             c.print_tails()
         return rc

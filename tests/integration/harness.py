@@ -539,7 +539,7 @@ class Cluster:
                 self.add_node()
         except BaseException:
             self.print_tails()
-            self.close()
+            self.close(check=False)
             raise
         return self
 
@@ -549,7 +549,7 @@ class Cluster:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.print_tails()
-        self.close()
+        self.close(check=exc_type is None)
         return False
 
     def add_node(self, node_id=None, start=True, **kw):
@@ -563,14 +563,20 @@ class Cluster:
             n.start()
         return n
 
-    def close(self):
+    def close(self, check=True):
         """Stops every node then etcd (by pid), keeps the log tails in memory,
-        removes the temp dir. Idempotent."""
+        removes the temp dir. Idempotent. With check, a node that did not exit
+        with status 0 on SIGTERM (a crash on shutdown, a sanitizer report)
+        raises HarnessError once everything is cleaned up."""
         if self.root is None:
             return
+        bad = []
         for n in self.nodes:
             try:
-                n.stop()
+                was_running = n.proc.alive()
+                rc = n.stop()
+                if was_running and rc != 0:
+                    bad.append("%s exited with status %s on SIGTERM" % (n.node_id, rc))
             except Exception:  # keep going: the rest must be stopped too
                 n.proc.kill9()
         if self.etcd:
@@ -583,6 +589,8 @@ class Cluster:
         else:
             shutil.rmtree(self.root, ignore_errors=True)
         self.root = None
+        if bad and check:
+            raise HarnessError("; ".join(bad) + "; log tails:\n" + self.saved_tails)
 
     def tails(self, n=TAIL_LINES):
         """Tails of every process log (from disk, or as saved at close)."""

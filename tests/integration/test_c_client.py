@@ -35,7 +35,7 @@ class CClient(harness.ClusterTestCase):
             vsdata.write_ivecs(cls.files["gt.ivecs"], vsdata.knn(cls.base, queries, K))
         except BaseException:
             c.print_tails()
-            c.close()
+            c.close(check=False)
             raise
 
     @classmethod

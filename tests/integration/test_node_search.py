@@ -45,7 +45,7 @@ class NodeSearch(harness.ClusterTestCase):
                 cls.lsns.append(r.lsn)
         except BaseException:
             c.print_tails()
-            c.close()
+            c.close(check=False)
             raise
 
     @classmethod

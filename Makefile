@@ -12,7 +12,9 @@
 #   make bench      engine benchmark on MNIST and a synthetic set
 #   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
-#   make demo       build, make a data set, benchmark, print recall and QPS
+#   make bench-cluster  3-node cluster vs 1 node vs the engine on MNIST (also in bench)
+#   make demo       3-node local cluster on MNIST: load, search, recall/QPS/latency
+#   make demo-engine  the engine alone on MNIST
 
 BUILD    ?= build
 CC       ?= cc
@@ -140,6 +142,29 @@ $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LI
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
 
+# ---------------------------------------------------------------- vecshard (CLI)
+# The command-line client (tools/cli/*.c) of the public VecShard service;
+# reads vector files with tools/bench/dataset. docs/cli.md is its manual.
+CLI_SRC := $(wildcard tools/cli/*.c)
+BIN_CLI := $(BUILD)/vecshard
+$(call obj,$(CLI_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(BIN_CLI): $(call obj,$(CLI_SRC)) $(BUILD)/obj/tools/bench/dataset.o $(LIB_RPC) $(LIB_PROTO) \
+            $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+BINS += $(BIN_CLI)
+# ------------------------------------------------------------ end vecshard (CLI)
+
+# ---------------------------------------------------------------- vecshard-router
+# The stateless router (router/*.c): public VecShard service, etcd routing
+# table, write routing, search fan-out and merge; docs/router.md.
+ROUTER_SRC := $(wildcard router/*.c)
+BIN_ROUTER := $(BUILD)/vecshard-router
+$(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+BINS += $(BIN_ROUTER)
+# ------------------------------------------------------------ end vecshard-router
+
 all: $(BINS)
 .DEFAULT_GOAL := all
 
@@ -182,7 +207,7 @@ $(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $(UNIT_LIBS)
 endef
 $(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))
 
-.PHONY: all deps test unit asan bench bench-peer demo clean format data
+.PHONY: all deps test unit asan bench bench-peer bench-cluster demo demo-engine clean format data
 
 deps:
 	@scripts/deps.sh
@@ -217,6 +242,13 @@ bench: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
 	  --gt $(DATA)/mnist/gt.ivecs --M 16 --efc 200 --threads 2 --ef 10,20,40,80,160,320
 	$(BIN_BENCH) --synthetic 100000,128,100,42 --M 16 --efc 200 --threads 2 --ef 10,20,40,80,160
 	$(MAKE) bench-node
+	$(MAKE) bench-cluster
+
+# scripts/bench_cluster.sh: `vecshard search` on a 3-node local cluster
+# (deploy/local/cluster.sh) and on one node, against vecshard-bench.
+bench-cluster: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
+	$(MAKE) all
+	PYTHON=$(PYTHON) scripts/bench_cluster.sh $(BUILD)
 
 bench-peer: $(BIN_BENCH) $(BIN_PEER) $(DATA)/mnist/base.fvecs $(DATA)/synth200k/base.fvecs
 	$(PYTHON) scripts/bench_peer.py --bench $(BIN_BENCH) --peer $(BIN_PEER) \
@@ -225,6 +257,10 @@ bench-peer: $(BIN_BENCH) $(BIN_PEER) $(DATA)/mnist/base.fvecs $(DATA)/synth200k/
 demo: deps
 	$(MAKE) all $(DATA)/mnist/base.fvecs
 	scripts/demo.sh $(BUILD)
+
+demo-engine: deps
+	$(MAKE) all $(DATA)/mnist/base.fvecs
+	scripts/demo_engine.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp')

@@ -1,0 +1,577 @@
+/*
+ * admin.c — the VecShard calls about collections and the cluster:
+ * CreateCollection (validation, placement, one etcd txn), DropCollection,
+ * ListCollections, DescribeCollection, ClusterStatus and Rebalance
+ * (UNIMPLEMENTED until the controller issue).
+ *
+ * Reads come from the cached routing table; only Create and Drop talk to
+ * etcd (and answer UNAVAILABLE without it). Per-shard LSNs and counts are
+ * asked from the primaries with ShardStatus, best effort: a primary that
+ * does not answer in time contributes zeros.
+ */
+#define _GNU_SOURCE
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util/log.h"
+#include "router/router.h"
+
+/* ------------------------------------------------------------ primary status */
+
+/* One shard whose primary's ShardStatus is wanted. */
+struct shard_ref {
+    const struct rt_collection *coll;
+    uint32_t shard;
+    bool answered;
+    uint64_t lsn, count;
+    int state; /* Vecshard__V1__ReplicaState */
+};
+
+/*
+ * Asks every primary named by refs for ShardStatus (one call per node,
+ * restricted to `collection` unless it is ""), concurrently, until
+ * deadline; fills the refs that got an answer.
+ */
+static void primary_status(struct router *r, const struct rt_view *v, struct shard_ref *refs,
+                           size_t n, const char *collection, int64_t deadline)
+{
+    struct rpc_fanout *fo = rpc_fanout_create();
+    bool *asked = calloc(v->n_nodes + 1, sizeof *asked);
+    const struct rt_node **by_call = calloc(v->n_nodes + 1, sizeof *by_call);
+    if (fo == NULL || asked == NULL || by_call == NULL) goto out;
+    Vecshard__V1__ShardStatusRequest req = VECSHARD__V1__SHARD_STATUS_REQUEST__INIT;
+    req.collection = (char *)collection;
+    struct rpc_opts opts = {.deadline_ms = deadline};
+    for (size_t i = 0; i < n; i++) {
+        const struct rt_shard *sh = &refs[i].coll->shard[refs[i].shard];
+        const struct rt_node *node = sh->primary[0] ? rt_view_node(v, sh->primary) : NULL;
+        if (node == NULL || asked[node - v->nodes]) continue;
+        asked[node - v->nodes] = true;
+        struct rpc_channel *ch = rpc_client_channel(r->client, node->addr);
+        if (ch == NULL) continue;
+        int idx = rpc_fanout_start(fo, ch, NODE_SVC "ShardStatus", &req.base,
+                                   &vecshard__v1__shard_status_response__descriptor, &opts);
+        if (idx >= 0) by_call[idx] = node;
+    }
+    rpc_fanout_wait(fo, deadline);
+    for (int k = 0; k < rpc_fanout_count(fo); k++) {
+        const Vecshard__V1__ShardStatusResponse *resp =
+            (const Vecshard__V1__ShardStatusResponse *)rpc_fanout_response(fo, k);
+        if (resp == NULL || by_call[k] == NULL) continue;
+        for (size_t j = 0; j < resp->n_shards; j++) {
+            const Vecshard__V1__ShardReplicaStatus *st = resp->shards[j];
+            for (size_t i = 0; i < n; i++) {
+                const struct rt_shard *sh = &refs[i].coll->shard[refs[i].shard];
+                if (refs[i].shard == st->shard && strcmp(refs[i].coll->name, st->collection) == 0 &&
+                    strcmp(sh->primary, by_call[k]->id) == 0) {
+                    refs[i].answered = true;
+                    refs[i].lsn = st->lsn;
+                    refs[i].count = st->count;
+                    refs[i].state = st->state;
+                }
+            }
+        }
+    }
+out:
+    free(asked);
+    free(by_call);
+    if (fo != NULL) rpc_fanout_destroy(fo);
+}
+
+/* Deadline of best-effort status calls: the call's, but at most 2 s away. */
+static int64_t status_deadline(struct router *r, struct rpc_call *c)
+{
+    int64_t d = router_node_deadline(router_deadline(r, c));
+    int64_t cap = rpc_now_ms() + 2000;
+    return d < cap ? d : cap;
+}
+
+/* ------------------------------------------------------------ message builders */
+
+/* Fills a CollectionConfig from a cached collection (strings borrowed). */
+static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_collection *c)
+{
+    vecshard__v1__collection_config__init(out);
+    out->name = c->name;
+    out->dim = c->dim;
+    out->metric = (Vecshard__V1__Metric)c->metric;
+    out->m = c->m;
+    out->ef_construction = c->ef_construction;
+    out->ef_search = c->ef_search;
+    out->shards = c->shards;
+    out->replication_factor = c->replication_factor;
+    out->created_at = c->created_at;
+}
+
+/* Fills a ShardInfo from a cached shard (strings borrowed). */
+static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c,
+                            uint32_t s, uint64_t lsn)
+{
+    const struct rt_shard *sh = &c->shard[s];
+    vecshard__v1__shard_info__init(out);
+    out->collection = c->name;
+    out->shard = s;
+    out->epoch = sh->epoch;
+    out->primary = sh->present ? sh->primary : "";
+    out->replicas = sh->replicas.v;
+    out->n_replicas = sh->replicas.n;
+    out->in_sync = sh->in_sync.v;
+    out->n_in_sync = sh->in_sync.n;
+    out->recovering = sh->recovering.v;
+    out->n_recovering = sh->recovering.n;
+    out->lsn = lsn;
+}
+
+/* ------------------------------------------------------------ CreateCollection */
+
+/* Validates and defaults the requested config into *out (name borrowed). */
+static grpc_status_code check_config(struct rpc_call *c, const Vecshard__V1__CollectionConfig *in,
+                                     Vecshard__V1__CollectionConfig *out)
+{
+    if (in == NULL) return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "config is missing");
+    grpc_status_code code = router_check_name(c, "config.name", in->name);
+    if (code != GRPC_STATUS_OK) return code;
+    *out = *in;
+    if (in->dim == 0)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.dim is 0; it is required (1..65536)");
+    if (in->dim > 65536)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.dim is %u, the maximum is 65536", in->dim);
+    if ((int)in->metric < 0 || (int)in->metric > 2)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.metric %d is not METRIC_L2, METRIC_IP or METRIC_COSINE",
+                              (int)in->metric);
+    if (out->m == 0) out->m = 16;
+    if (out->m < 2 || out->m > 128)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "config.m is %u, must be 2..128",
+                              out->m);
+    if (out->ef_construction == 0) out->ef_construction = 200;
+    if (out->ef_construction > ROUTER_MAX_EF)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.ef_construction is %u, must be 1..%u", out->ef_construction,
+                              ROUTER_MAX_EF);
+    if (out->ef_search == 0) out->ef_search = 64;
+    if (out->ef_search > ROUTER_MAX_EF)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.ef_search is %u, must be 1..%u", out->ef_search,
+                              ROUTER_MAX_EF);
+    if (out->shards == 0) out->shards = 1;
+    if (out->shards > ROUTER_MAX_SHARDS)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.shards is %u, must be 1..%u (the collection and its shard "
+                              "keys are written in one etcd transaction)",
+                              out->shards, ROUTER_MAX_SHARDS);
+    if (out->replication_factor == 0) out->replication_factor = 1;
+    if (out->replication_factor > ROUTER_MAX_RF)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.replication_factor is %u, must be 1..%u",
+                              out->replication_factor, ROUTER_MAX_RF);
+    return GRPC_STATUS_OK;
+}
+
+/* The collection key's JSON (caller frees). */
+static char *config_json(const Vecshard__V1__CollectionConfig *cfg)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddStringToObject(o, "name", cfg->name);
+    cJSON_AddNumberToObject(o, "dim", cfg->dim);
+    cJSON_AddStringToObject(o, "metric", rt_metric_name((enum rt_metric)cfg->metric));
+    cJSON_AddNumberToObject(o, "m", cfg->m);
+    cJSON_AddNumberToObject(o, "ef_construction", cfg->ef_construction);
+    cJSON_AddNumberToObject(o, "ef_search", cfg->ef_search);
+    cJSON_AddNumberToObject(o, "shards", cfg->shards);
+    cJSON_AddNumberToObject(o, "replication_factor", cfg->replication_factor);
+    cJSON_AddNumberToObject(o, "created_at", (double)cfg->created_at);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* A new shard entry's JSON: epoch 1, in_sync = [primary] (caller frees). */
+static char *shard_json(const char *const *nodes, uint32_t rf)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) return NULL;
+    cJSON_AddNumberToObject(o, "epoch", 1);
+    cJSON_AddStringToObject(o, "primary", nodes[0]);
+    cJSON *reps = cJSON_AddArrayToObject(o, "replicas");
+    for (uint32_t i = 0; i < rf; i++)
+        cJSON_AddItemToArray(reps, cJSON_CreateString(nodes[i]));
+    cJSON *in = cJSON_AddArrayToObject(o, "in_sync");
+    cJSON_AddItemToArray(in, cJSON_CreateString(nodes[0]));
+    cJSON_AddArrayToObject(o, "recovering");
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Waits (best effort) until every primary of coll reports its replica READY. */
+static void wait_ready(struct router *r, const char *name, int64_t until)
+{
+    while (rpc_now_ms() < until) {
+        struct rt_view *v = rt_acquire(r->rt);
+        const struct rt_collection *coll = rt_view_collection(v, name);
+        if (coll == NULL) {
+            rt_release(v);
+            return;
+        }
+        struct shard_ref *refs = calloc(coll->shards, sizeof *refs);
+        if (refs == NULL) {
+            rt_release(v);
+            return;
+        }
+        for (uint32_t s = 0; s < coll->shards; s++)
+            refs[s] = (struct shard_ref){.coll = coll, .shard = s};
+        int64_t d = rpc_now_ms() + 1000;
+        primary_status(r, v, refs, coll->shards, name, d < until ? d : until);
+        bool all = true;
+        for (uint32_t s = 0; s < coll->shards && all; s++)
+            all = refs[s].answered && refs[s].state == VECSHARD__V1__REPLICA_STATE__REPLICA_STATE_READY;
+        free(refs);
+        rt_release(v);
+        if (all) return;
+        router_sleep_ms(50);
+    }
+    log_warn("collection created, but not every primary reported its replica ready in time",
+             "collection=%s", name);
+}
+
+grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    struct router *r = u;
+    const Vecshard__V1__CreateCollectionRequest *req =
+        (const Vecshard__V1__CreateCollectionRequest *)m;
+    Vecshard__V1__CollectionConfig cfg;
+    grpc_status_code code = check_config(c, req->config, &cfg);
+    if (code != GRPC_STATUS_OK) return code;
+    int64_t deadline = router_deadline(r, c);
+
+    struct rt_view *v = rt_acquire(r->rt);
+    char **keys = NULL, **vals = NULL;
+    const char **plan = NULL;
+    char *coll_val = NULL;
+    etcd_op *ops = NULL;
+    etcd_txn_result tr = {0};
+    uint32_t S = cfg.shards, R = cfg.replication_factor;
+    if (rt_view_collection(v, cfg.name) != NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists",
+                              cfg.name);
+        goto out;
+    }
+    plan = calloc((size_t)S * R, sizeof *plan);
+    keys = calloc(S + 1, sizeof *keys);
+    vals = calloc(S, sizeof *vals);
+    ops = calloc(S + 1, sizeof *ops);
+    if (plan == NULL || keys == NULL || vals == NULL || ops == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    char err[512];
+    if (placement_plan(v, S, R, plan, err, sizeof err) != 0) {
+        code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION, "cannot place collection "
+                                                                  "\"%s\": %s",
+                              cfg.name, err);
+        goto out;
+    }
+    cfg.created_at = router_unix_ms();
+    coll_val = config_json(&cfg);
+    if (asprintf(&keys[S], "%s/collections/%s", r->cfg->etcd_prefix, cfg.name) < 0)
+        keys[S] = NULL;
+    if (coll_val == NULL || keys[S] == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    ops[0] = (etcd_op){.type = ETCD_OP_PUT, .key = keys[S], .value = coll_val,
+                       .value_len = strlen(coll_val)};
+    for (uint32_t s = 0; s < S; s++) {
+        if (asprintf(&keys[s], "%s/shards/%s/%u", r->cfg->etcd_prefix, cfg.name, s) < 0)
+            keys[s] = NULL;
+        vals[s] = shard_json(plan + (size_t)s * R, R);
+        if (keys[s] == NULL || vals[s] == NULL) {
+            code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        ops[s + 1] = (etcd_op){.type = ETCD_OP_PUT, .key = keys[s], .value = vals[s],
+                               .value_len = strlen(vals[s])};
+    }
+    etcd_cmp absent = {.key = keys[S], .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL,
+                       .number = 0};
+    etcd_err eerr;
+    etcd_status st = etcd_txn(r->etcd, &absent, 1, ops, S + 1, NULL, 0, &tr, &eerr);
+    if (st != ETCD_OK) {
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                              "etcd is needed to create a collection and did not answer: %s",
+                              eerr.msg);
+        goto out;
+    }
+    if (!tr.succeeded) {
+        code = rpc_call_error(c, GRPC_STATUS_ALREADY_EXISTS, "collection \"%s\" already exists",
+                              cfg.name);
+        goto out;
+    }
+    log_info("created collection", "collection=%s dim=%u metric=%s shards=%u rf=%u revision=%lld",
+             cfg.name, cfg.dim, rt_metric_name((enum rt_metric)cfg.metric), S, R,
+             (long long)tr.revision);
+    rt_wait_revision(r->rt, tr.revision, 2000);
+    int64_t until = router_node_deadline(deadline), cap = rpc_now_ms() + 5000;
+    wait_ready(r, cfg.name, until < cap ? until : cap);
+
+    Vecshard__V1__CreateCollectionResponse resp = VECSHARD__V1__CREATE_COLLECTION_RESPONSE__INIT;
+    resp.config = &cfg;
+    rpc_call_reply(c, &resp.base);
+    code = GRPC_STATUS_OK;
+out:
+    etcd_txn_result_free(&tr);
+    for (uint32_t s = 0; keys != NULL && s <= S; s++)
+        free(keys[s]);
+    for (uint32_t s = 0; vals != NULL && s < S; s++)
+        free(vals[s]);
+    free(keys);
+    free(vals);
+    free(ops);
+    free(plan);
+    free(coll_val);
+    rt_release(v);
+    return code;
+}
+
+/* ------------------------------------------------------------ DropCollection */
+
+grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    struct router *r = u;
+    const Vecshard__V1__DropCollectionRequest *req = (const Vecshard__V1__DropCollectionRequest *)m;
+    grpc_status_code code = router_check_name(c, "name", req->name);
+    if (code != GRPC_STATUS_OK) return code;
+    char *key = NULL, *shards = NULL;
+    if (asprintf(&key, "%s/collections/%s", r->cfg->etcd_prefix, req->name) < 0) key = NULL;
+    if (asprintf(&shards, "%s/shards/%s/", r->cfg->etcd_prefix, req->name) < 0) shards = NULL;
+    if (key == NULL || shards == NULL) {
+        free(key);
+        free(shards);
+        return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    etcd_cmp exists = {.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_GREATER,
+                       .number = 0};
+    etcd_op ops[2] = {{.type = ETCD_OP_DELETE, .key = key},
+                      {.type = ETCD_OP_DELETE, .key = shards, .prefix = true}};
+    etcd_txn_result tr = {0};
+    etcd_err eerr;
+    etcd_status st = etcd_txn(r->etcd, &exists, 1, ops, 2, NULL, 0, &tr, &eerr);
+    if (st != ETCD_OK)
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                              "etcd is needed to drop a collection and did not answer: %s",
+                              eerr.msg);
+    else if (!tr.succeeded)
+        code = rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found", req->name);
+    else {
+        log_info("dropped collection", "collection=%s revision=%lld", req->name,
+                 (long long)tr.revision);
+        rt_wait_revision(r->rt, tr.revision, 2000);
+        Vecshard__V1__DropCollectionResponse resp = VECSHARD__V1__DROP_COLLECTION_RESPONSE__INIT;
+        rpc_call_reply(c, &resp.base);
+    }
+    etcd_txn_result_free(&tr);
+    free(key);
+    free(shards);
+    return code;
+}
+
+/* ------------------------------------------------------------ List / Describe */
+
+grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    struct router *r = u;
+    (void)m;
+    struct rt_view *v = rt_acquire(r->rt);
+    Vecshard__V1__CollectionConfig *cfgs = calloc(v->n_colls + 1, sizeof *cfgs);
+    Vecshard__V1__CollectionConfig **ptrs = calloc(v->n_colls + 1, sizeof *ptrs);
+    grpc_status_code code = GRPC_STATUS_OK;
+    if (cfgs == NULL || ptrs == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (size_t i = 0; i < v->n_colls; i++) {
+            config_from(&cfgs[i], &v->colls[i]);
+            ptrs[i] = &cfgs[i];
+        }
+        Vecshard__V1__ListCollectionsResponse resp = VECSHARD__V1__LIST_COLLECTIONS_RESPONSE__INIT;
+        resp.collections = ptrs;
+        resp.n_collections = v->n_colls;
+        rpc_call_reply(c, &resp.base);
+    }
+    free(cfgs);
+    free(ptrs);
+    rt_release(v);
+    return code;
+}
+
+grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m,
+                                            void *u)
+{
+    struct router *r = u;
+    const Vecshard__V1__DescribeCollectionRequest *req =
+        (const Vecshard__V1__DescribeCollectionRequest *)m;
+    struct rt_view *v;
+    const struct rt_collection *coll;
+    grpc_status_code code = router_collection(r, c, "name", req->name, &v, &coll);
+    if (code != GRPC_STATUS_OK) return code;
+    uint32_t S = coll->shards;
+    struct shard_ref *refs = calloc(S, sizeof *refs);
+    Vecshard__V1__ShardInfo *infos = calloc(S, sizeof *infos);
+    Vecshard__V1__ShardInfo **ptrs = calloc(S, sizeof *ptrs);
+    if (refs == NULL || infos == NULL || ptrs == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (uint32_t s = 0; s < S; s++)
+        refs[s] = (struct shard_ref){.coll = coll, .shard = s};
+    primary_status(r, v, refs, S, coll->name, status_deadline(r, c));
+    Vecshard__V1__DescribeCollectionResponse resp =
+        VECSHARD__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
+    Vecshard__V1__CollectionConfig cfg;
+    config_from(&cfg, coll);
+    resp.config = &cfg;
+    for (uint32_t s = 0; s < S; s++) {
+        shard_info_from(&infos[s], coll, s, refs[s].lsn);
+        ptrs[s] = &infos[s];
+        resp.count += refs[s].count;
+    }
+    resp.shards = ptrs;
+    resp.n_shards = S;
+    rpc_call_reply(c, &resp.base);
+out:
+    free(refs);
+    free(infos);
+    free(ptrs);
+    rt_release(v);
+    return code;
+}
+
+/* ------------------------------------------------------------ ClusterStatus */
+
+/* A node for the status list: registered, or only named in shard entries. */
+struct status_node {
+    const char *id;
+    const struct rt_node *reg; /* NULL: not registered (dead) */
+    uint32_t replicas, primaries;
+};
+
+static int cmp_status_node(const void *a, const void *b)
+{
+    return strcmp(((const struct status_node *)a)->id, ((const struct status_node *)b)->id);
+}
+
+/* Finds or adds id in list (n entries, room guaranteed by the caller). */
+static struct status_node *status_node_of(struct status_node *list, size_t *n, const char *id)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(list[i].id, id) == 0) return &list[i];
+    list[*n] = (struct status_node){.id = id};
+    return &list[(*n)++];
+}
+
+grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    struct router *r = u;
+    const Vecshard__V1__ClusterStatusRequest *req = (const Vecshard__V1__ClusterStatusRequest *)m;
+    struct rt_view *v;
+    const struct rt_collection *only = NULL;
+    grpc_status_code code;
+    if (req->collection != NULL && req->collection[0] != '\0') {
+        code = router_collection(r, c, "collection", req->collection, &v, &only);
+        if (code != GRPC_STATUS_OK) return code;
+    } else {
+        v = rt_acquire(r->rt);
+    }
+    size_t max_nodes = v->n_nodes, n_shards = 0;
+    for (size_t i = 0; i < v->n_colls; i++)
+        for (uint32_t s = 0; s < v->colls[i].shards; s++) {
+            max_nodes += v->colls[i].shard[s].replicas.n + 1;
+            if (only == NULL || only == &v->colls[i]) n_shards++;
+        }
+    struct status_node *sn = calloc(max_nodes + 1, sizeof *sn);
+    Vecshard__V1__NodeInfo *ni = calloc(max_nodes + 1, sizeof *ni);
+    Vecshard__V1__NodeInfo **nip = calloc(max_nodes + 1, sizeof *nip);
+    Vecshard__V1__CollectionConfig *cc = calloc(v->n_colls + 1, sizeof *cc);
+    Vecshard__V1__CollectionConfig **ccp = calloc(v->n_colls + 1, sizeof *ccp);
+    struct shard_ref *refs = calloc(n_shards + 1, sizeof *refs);
+    Vecshard__V1__ShardInfo *si = calloc(n_shards + 1, sizeof *si);
+    Vecshard__V1__ShardInfo **sip = calloc(n_shards + 1, sizeof *sip);
+    if (!sn || !ni || !nip || !cc || !ccp || !refs || !si || !sip) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    size_t n_sn = 0;
+    for (size_t i = 0; i < v->n_nodes; i++)
+        status_node_of(sn, &n_sn, v->nodes[i].id)->reg = &v->nodes[i];
+    size_t k = 0;
+    for (size_t i = 0; i < v->n_colls; i++) {
+        const struct rt_collection *coll = &v->colls[i];
+        for (uint32_t s = 0; s < coll->shards; s++) {
+            const struct rt_shard *sh = &coll->shard[s];
+            for (uint32_t j = 0; j < sh->replicas.n; j++)
+                status_node_of(sn, &n_sn, sh->replicas.v[j])->replicas++;
+            if (sh->primary != NULL && sh->primary[0] != '\0')
+                status_node_of(sn, &n_sn, sh->primary)->primaries++;
+            if (only == NULL || only == coll) refs[k++] = (struct shard_ref){.coll = coll, .shard = s};
+        }
+    }
+    qsort(sn, n_sn, sizeof *sn, cmp_status_node);
+    primary_status(r, v, refs, n_shards, only != NULL ? only->name : "", status_deadline(r, c));
+
+    Vecshard__V1__ClusterStatusResponse resp = VECSHARD__V1__CLUSTER_STATUS_RESPONSE__INIT;
+    for (size_t i = 0; i < n_sn; i++) {
+        vecshard__v1__node_info__init(&ni[i]);
+        ni[i].id = (char *)sn[i].id;
+        ni[i].alive = sn[i].reg != NULL;
+        ni[i].addr = sn[i].reg != NULL ? sn[i].reg->addr : "";
+        ni[i].version = sn[i].reg != NULL ? sn[i].reg->version : "";
+        ni[i].started_at = sn[i].reg != NULL ? sn[i].reg->started_at : 0;
+        ni[i].replicas = sn[i].replicas;
+        ni[i].primaries = sn[i].primaries;
+        nip[i] = &ni[i];
+    }
+    resp.nodes = nip;
+    resp.n_nodes = n_sn;
+    for (size_t i = 0; i < v->n_colls; i++) {
+        config_from(&cc[i], &v->colls[i]);
+        ccp[i] = &cc[i];
+    }
+    resp.collections = ccp;
+    resp.n_collections = v->n_colls;
+    for (size_t i = 0; i < n_shards; i++) {
+        shard_info_from(&si[i], refs[i].coll, refs[i].shard, refs[i].lsn);
+        sip[i] = &si[i];
+    }
+    resp.shards = sip;
+    resp.n_shards = n_shards;
+    resp.controller = "";
+    resp.revision = v->revision;
+    rpc_call_reply(c, &resp.base);
+    code = GRPC_STATUS_OK;
+out:
+    free(sn);
+    free(ni);
+    free(nip);
+    free(cc);
+    free(ccp);
+    free(refs);
+    free(si);
+    free(sip);
+    rt_release(v);
+    return code;
+}
+
+/* ------------------------------------------------------------ Rebalance */
+
+grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    (void)m;
+    (void)u;
+    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
+                          "Rebalance comes with the controller issue (DESIGN §6)");
+}

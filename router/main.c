@@ -1,0 +1,174 @@
+/*
+ * main.c — vecshard-router: the stateless process that serves the public
+ * vecshard.v1.VecShard gRPC service (DESIGN §1, §5; docs/router.md).
+ *
+ * Start-up order:
+ *   1. flags (exit 2 on a bad value) and logging;
+ *   2. block SIGTERM / SIGINT / SIGHUP before any thread exists, so only the
+ *      sigwait below sees them (gRPC's threads inherit the mask);
+ *   3. etcd client and the routing table (lists and watches in the
+ *      background; the router serves even while etcd is unreachable);
+ *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
+ *      bound address is printed on stdout and logged like the node's).
+ * Shutdown on a signal: stop accepting calls and let running ones finish
+ * (grace period), stop the watch, close the channels, exit 0. A second
+ * signal during shutdown exits at once with status 1.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util/log.h"
+#include "router/router.h"
+
+#define SVC "/vecshard.v1.VecShard/"
+
+/* The signals that stop the router. */
+static void stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+/* Second-signal watchdog: exits at once if shutdown is interrupted. */
+static void *second_signal(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    stop_signals(&set);
+    int sig = 0;
+    if (sigwait(&set, &sig) == 0) {
+        log_warn("second signal during shutdown; exiting now", "signal=%s", strsignal(sig));
+        _exit(1);
+    }
+    return NULL;
+}
+
+int router_register(struct rpc_server *s, struct router *r)
+{
+    static const struct {
+        const char *method;
+        const ProtobufCMessageDescriptor *desc;
+        rpc_unary_fn fn;
+    } methods[] = {
+        {SVC "CreateCollection", &vecshard__v1__create_collection_request__descriptor,
+         router_create_collection},
+        {SVC "DropCollection", &vecshard__v1__drop_collection_request__descriptor,
+         router_drop_collection},
+        {SVC "ListCollections", &vecshard__v1__list_collections_request__descriptor,
+         router_list_collections},
+        {SVC "DescribeCollection", &vecshard__v1__describe_collection_request__descriptor,
+         router_describe_collection},
+        {SVC "Upsert", &vecshard__v1__upsert_request__descriptor, router_upsert},
+        {SVC "Delete", &vecshard__v1__delete_request__descriptor, router_delete},
+        {SVC "Get", &vecshard__v1__get_request__descriptor, router_get},
+        {SVC "Search", &vecshard__v1__search_request__descriptor, router_search},
+        {SVC "ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
+         router_cluster_status},
+        {SVC "Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
+    };
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        unsigned flags = methods[i].fn == router_rebalance ? RPC_INLINE : 0;
+        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r,
+                                 flags) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Runs the router until a stop signal; returns the exit status. */
+int main(int argc, char **argv)
+{
+    struct router_config cfg;
+    enum router_config_result pr = router_config_parse(argc, argv, &cfg);
+    if (pr != ROUTER_CONFIG_OK) {
+        router_config_free(&cfg);
+        return pr == ROUTER_CONFIG_EXIT_OK ? 0 : 2;
+    }
+    log_set_level((enum log_level)cfg.log_level);
+
+    sigset_t set;
+    stop_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    char err[256];
+    struct router r;
+    memset(&r, 0, sizeof r);
+    r.cfg = &cfg;
+    pthread_mutex_init(&r.load.lock, NULL);
+    struct rpc_server *srv = NULL;
+
+    log_info("starting vecshard-router",
+             "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d",
+             ROUTER_VERSION, log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads,
+             cfg.default_timeout_ms);
+
+    etcd_err eerr;
+    if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {
+        log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
+                  log_quote(eerr.msg));
+        goto fail;
+    }
+    if (rt_start(r.etcd, cfg.etcd_prefix, &r.rt, err, sizeof err) != 0) {
+        log_error("cannot start the routing table", "error=%s", log_quote(err));
+        goto fail;
+    }
+    struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes};
+    r.client = rpc_client_create(&ccfg);
+    if (r.client == NULL) {
+        log_error("cannot create the gRPC client", NULL);
+        goto fail;
+    }
+    struct rpc_server_config scfg = {
+        .addr = cfg.listen,
+        .workers = cfg.threads,
+        .max_msg_bytes = (size_t)cfg.max_message_bytes,
+        .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+    };
+    srv = rpc_server_create(&scfg, err, sizeof err);
+    if (srv == NULL) {
+        log_error("cannot create the gRPC server", "error=%s", log_quote(err));
+        goto fail;
+    }
+    if (router_register(srv, &r) != 0) {
+        log_error("cannot register the VecShard methods", NULL);
+        goto fail;
+    }
+    int port = rpc_server_start(srv, err, sizeof err);
+    if (port <= 0) {
+        log_error("cannot listen", "listen=%s error=%s", log_quote(cfg.listen), log_quote(err));
+        goto fail;
+    }
+    const char *colon = strrchr(cfg.listen, ':');
+    char bound[300];
+    snprintf(bound, sizeof bound, "%.*s:%d", (int)(colon - cfg.listen), cfg.listen, port);
+    log_info("listening", "addr=%s", log_quote(bound));
+    printf("listening on %s\n", bound);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        continue;
+    log_info("shutting down", "signal=%s", strsignal(sig));
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, second_signal, NULL) == 0) pthread_detach(watchdog);
+    status = 0;
+
+fail:
+    rpc_server_shutdown(srv);
+    rt_stop(r.rt);
+    if (r.client != NULL) rpc_client_destroy(r.client);
+    etcd_client_free(r.etcd);
+    pthread_mutex_destroy(&r.load.lock);
+    if (status == 0) log_info("stopped", NULL);
+    router_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,729 @@
+/*
+ * route_table.c — list + watch of `<prefix>/` in etcd, parsed into immutable
+ * reference-counted views (route_table.h has the concurrency rules).
+ *
+ * The watch thread keeps the raw key/value pairs (sorted by key) and, after
+ * every watch message or re-list, parses all of them into a new view. The
+ * cluster map is small (a few keys per node, collection and shard), so a
+ * full rebuild is simpler than patching views and costs microseconds; it
+ * also means a bad value can never leave a half-applied view behind.
+ */
+#define _GNU_SOURCE
+#include "router/route_table.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/util/log.h"
+
+/* One raw pair from etcd. */
+struct raw_kv {
+    char *key;
+    char *value;
+    size_t value_len;
+    int64_t mod_revision;
+};
+
+struct route_table {
+    etcd_client *etcd;
+    char *prefix; /* "<etcd-prefix>/" */
+    size_t prefix_len;
+
+    /* lock protects `cur` and `stopping`; cv signals a new view or a stop. */
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    struct rt_view *cur;
+    bool stopping;
+
+    /* Owned by the loader / watch thread (one at a time). */
+    struct raw_kv *raw;
+    size_t n_raw, cap_raw;
+    bool watch_broken;
+
+    pthread_t loader;
+    bool loader_started;
+    etcd_watch *watch;
+};
+
+/* ------------------------------------------------------------ views */
+
+static void ids_clear(struct rt_ids *ids)
+{
+    for (uint32_t i = 0; i < ids->n; i++)
+        free(ids->v[i]);
+    free(ids->v);
+    ids->v = NULL;
+    ids->n = 0;
+}
+
+void rt_shard_clear(struct rt_shard *s)
+{
+    free(s->primary);
+    ids_clear(&s->replicas);
+    ids_clear(&s->in_sync);
+    ids_clear(&s->recovering);
+    memset(s, 0, sizeof *s);
+}
+
+/* Frees a view and everything in it. */
+static void view_free(struct rt_view *v)
+{
+    for (size_t i = 0; i < v->n_nodes; i++) {
+        free(v->nodes[i].id);
+        free(v->nodes[i].addr);
+        free(v->nodes[i].version);
+    }
+    free(v->nodes);
+    for (size_t i = 0; i < v->n_colls; i++) {
+        struct rt_collection *c = &v->colls[i];
+        for (uint32_t s = 0; s < c->shards; s++)
+            rt_shard_clear(&c->shard[s]);
+        free(c->shard);
+        free(c->name);
+    }
+    free(v->colls);
+    free(v);
+}
+
+struct rt_view *rt_acquire(struct route_table *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    struct rt_view *v = rt->cur;
+    atomic_fetch_add(&v->refs, 1);
+    pthread_mutex_unlock(&rt->lock);
+    return v;
+}
+
+void rt_release(struct rt_view *v)
+{
+    if (v != NULL && atomic_fetch_sub(&v->refs, 1) == 1) view_free(v);
+}
+
+static int cmp_node(const void *a, const void *b)
+{
+    return strcmp(((const struct rt_node *)a)->id, ((const struct rt_node *)b)->id);
+}
+
+static int cmp_coll(const void *a, const void *b)
+{
+    return strcmp(((const struct rt_collection *)a)->name,
+                  ((const struct rt_collection *)b)->name);
+}
+
+const struct rt_collection *rt_view_collection(const struct rt_view *v, const char *name)
+{
+    struct rt_collection key = {.name = (char *)name};
+    return bsearch(&key, v->colls, v->n_colls, sizeof key, cmp_coll);
+}
+
+const struct rt_node *rt_view_node(const struct rt_view *v, const char *id)
+{
+    struct rt_node key = {.id = (char *)id};
+    return bsearch(&key, v->nodes, v->n_nodes, sizeof key, cmp_node);
+}
+
+bool rt_ids_has(const struct rt_ids *ids, const char *id)
+{
+    for (uint32_t i = 0; i < ids->n; i++)
+        if (strcmp(ids->v[i], id) == 0) return true;
+    return false;
+}
+
+const char *rt_metric_name(enum rt_metric m)
+{
+    switch (m) {
+    case RT_METRIC_IP:
+        return "ip";
+    case RT_METRIC_COSINE:
+        return "cosine";
+    default:
+        return "l2";
+    }
+}
+
+/* ------------------------------------------------------------ JSON parsing */
+
+/* Reads an unsigned integer given as a JSON number or decimal string; an
+ * absent or null field leaves *out unchanged. False if unreadable. */
+static bool json_u64(const cJSON *o, const char *name, uint64_t *out)
+{
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (f == NULL || cJSON_IsNull(f)) return true;
+    if (cJSON_IsNumber(f)) {
+        if (f->valuedouble < 0 || f->valuedouble > 9007199254740992.0 ||
+            f->valuedouble != (double)(uint64_t)f->valuedouble)
+            return false;
+        *out = (uint64_t)f->valuedouble;
+        return true;
+    }
+    if (cJSON_IsString(f)) {
+        int64_t v;
+        if (!etcd_parse_int64(f->valuestring, &v) || v < 0) return false;
+        *out = (uint64_t)v;
+        return true;
+    }
+    return false;
+}
+
+/* Reads an array of strings (absent = empty). */
+static bool json_ids(const cJSON *o, const char *name, struct rt_ids *out)
+{
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (a == NULL || cJSON_IsNull(a)) return true;
+    if (!cJSON_IsArray(a)) return false;
+    int n = cJSON_GetArraySize(a);
+    out->v = calloc((size_t)n + 1, sizeof *out->v);
+    if (out->v == NULL) return false;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a)
+    {
+        if (!cJSON_IsString(it)) return false;
+        out->v[out->n] = strdup(it->valuestring);
+        if (out->v[out->n] == NULL) return false;
+        out->n++;
+    }
+    return true;
+}
+
+int rt_shard_parse(const char *json, size_t len, struct rt_shard *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    const char *why = NULL;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        why = "not a JSON object";
+        goto fail;
+    }
+    if (!json_u64(o, "epoch", &out->epoch)) {
+        why = "\"epoch\" is not a non-negative integer";
+        goto fail;
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "primary");
+    if (p != NULL && !cJSON_IsNull(p) && !cJSON_IsString(p)) {
+        why = "\"primary\" is not a string";
+        goto fail;
+    }
+    out->primary = strdup(cJSON_IsString(p) ? p->valuestring : "");
+    if (out->primary == NULL || !json_ids(o, "replicas", &out->replicas) ||
+        !json_ids(o, "in_sync", &out->in_sync) || !json_ids(o, "recovering", &out->recovering)) {
+        why = "\"replicas\", \"in_sync\" and \"recovering\" must be arrays of strings";
+        goto fail;
+    }
+    out->present = true;
+    cJSON_Delete(o);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", why);
+    cJSON_Delete(o);
+    rt_shard_clear(out);
+    return -1;
+}
+
+/* One optional collection field: absent or 0 = def, else within lo..hi. */
+static bool coll_field(const cJSON *o, const char *name, uint32_t def, uint32_t lo, uint32_t hi,
+                       uint32_t *out)
+{
+    uint64_t v = 0;
+    if (!json_u64(o, name, &v)) return false;
+    if (v == 0) v = def;
+    if (v < lo || v > hi) return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Parses a collection config (name from the key). 0 or -1 with err. */
+static int coll_parse(const char *name, const char *json, size_t len, struct rt_collection *c,
+                      char *err, size_t errlen)
+{
+    memset(c, 0, sizeof *c);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    const char *why = NULL;
+    uint64_t dim = 0;
+    if (o == NULL || !cJSON_IsObject(o)) {
+        why = "not a JSON object";
+        goto fail;
+    }
+    if (!json_u64(o, "dim", &dim) || dim < 1 || dim > 65536) {
+        why = "\"dim\" must be an integer 1..65536";
+        goto fail;
+    }
+    c->dim = (uint32_t)dim;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metric");
+    if (cJSON_IsString(m)) {
+        const char *s = m->valuestring;
+        if (strncasecmp(s, "METRIC_", 7) == 0) s += 7;
+        if (strcasecmp(s, "l2") == 0)
+            c->metric = RT_METRIC_L2;
+        else if (strcasecmp(s, "ip") == 0)
+            c->metric = RT_METRIC_IP;
+        else if (strcasecmp(s, "cosine") == 0)
+            c->metric = RT_METRIC_COSINE;
+        else {
+            why = "\"metric\" must be \"l2\", \"ip\" or \"cosine\"";
+            goto fail;
+        }
+    } else if (cJSON_IsNumber(m) && m->valueint >= 0 && m->valueint <= 2) {
+        c->metric = (enum rt_metric)m->valueint;
+    } else if (m != NULL && !cJSON_IsNull(m)) {
+        why = "\"metric\" must be \"l2\", \"ip\" or \"cosine\"";
+        goto fail;
+    }
+    uint32_t mm = 0;
+    if (!coll_field(o, "m", 16, 2, 128, &mm)) {
+        why = "\"m\" must be 2..128";
+        goto fail;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(o, "m") == NULL) coll_field(o, "M", 16, 2, 128, &mm);
+    c->m = mm;
+    if (!coll_field(o, "ef_construction", 200, 1, 100000, &c->ef_construction) ||
+        !coll_field(o, "ef_search", 64, 1, 100000, &c->ef_search) ||
+        !coll_field(o, "shards", 1, 1, 1u << 20, &c->shards) ||
+        !coll_field(o, "replication_factor", 1, 1, 1024, &c->replication_factor)) {
+        why = "\"ef_construction\", \"ef_search\", \"shards\" or \"replication_factor\" is out "
+              "of range";
+        goto fail;
+    }
+    uint64_t created = 0;
+    if (!json_u64(o, "created_at", &created)) {
+        why = "\"created_at\" is not a non-negative integer";
+        goto fail;
+    }
+    c->created_at = (int64_t)created;
+    c->name = strdup(name);
+    c->shard = calloc(c->shards, sizeof *c->shard);
+    if (c->name == NULL || c->shard == NULL) {
+        why = "out of memory";
+        goto fail;
+    }
+    cJSON_Delete(o);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s", why);
+    cJSON_Delete(o);
+    free(c->name);
+    free(c->shard);
+    memset(c, 0, sizeof *c);
+    return -1;
+}
+
+/* Parses a node registration. 0 or -1 with err. */
+static int node_parse(const char *id, const char *json, size_t len, struct rt_node *n, char *err,
+                      size_t errlen)
+{
+    memset(n, 0, sizeof *n);
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    const cJSON *addr = o != NULL ? cJSON_GetObjectItemCaseSensitive(o, "addr") : NULL;
+    if (!cJSON_IsString(addr) || addr->valuestring[0] == '\0') {
+        snprintf(err, errlen, "no \"addr\" string");
+        cJSON_Delete(o);
+        return -1;
+    }
+    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
+    uint64_t started = 0;
+    json_u64(o, "started_at", &started);
+    n->id = strdup(id);
+    n->addr = strdup(addr->valuestring);
+    n->version = strdup(cJSON_IsString(ver) ? ver->valuestring : "");
+    n->started_at = (int64_t)started;
+    cJSON_Delete(o);
+    if (n->id == NULL || n->addr == NULL || n->version == NULL) {
+        free(n->id), free(n->addr), free(n->version);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Logs a value that could not be parsed (the key is skipped). */
+static void log_bad(const char *key, const char *why)
+{
+    log_warn("ignoring unreadable etcd value", "key=%s error=%s", log_quote(key), log_quote(why));
+}
+
+/* True when s is a valid collection name. */
+static bool name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Builds a view from the raw pairs; NULL on ENOMEM. */
+static struct rt_view *build_view(struct route_table *rt, int64_t revision)
+{
+    struct rt_view *v = calloc(1, sizeof *v);
+    if (v == NULL) return NULL;
+    atomic_init(&v->refs, 1);
+    v->revision = revision;
+    v->nodes = calloc(rt->n_raw + 1, sizeof *v->nodes);
+    v->colls = calloc(rt->n_raw + 1, sizeof *v->colls);
+    if (v->nodes == NULL || v->colls == NULL) goto fail;
+    char err[160];
+    /* Pass 1: nodes and collections. */
+    for (size_t i = 0; i < rt->n_raw; i++) {
+        const struct raw_kv *kv = &rt->raw[i];
+        const char *rel = kv->key + rt->prefix_len;
+        if (strncmp(rel, "nodes/", 6) == 0 && rel[6] != '\0' && strchr(rel + 6, '/') == NULL) {
+            if (node_parse(rel + 6, kv->value, kv->value_len, &v->nodes[v->n_nodes], err,
+                           sizeof err) == 0)
+                v->n_nodes++;
+            else
+                log_bad(kv->key, err);
+        } else if (strncmp(rel, "collections/", 12) == 0) {
+            const char *name = rel + 12;
+            if (!name_ok(name, strlen(name))) {
+                log_bad(kv->key, "not a valid collection name");
+                continue;
+            }
+            struct rt_collection *c = &v->colls[v->n_colls];
+            if (coll_parse(name, kv->value, kv->value_len, c, err, sizeof err) == 0) {
+                c->mod_revision = kv->mod_revision;
+                v->n_colls++;
+            } else {
+                log_bad(kv->key, err);
+            }
+        }
+    }
+    qsort(v->nodes, v->n_nodes, sizeof *v->nodes, cmp_node);
+    qsort(v->colls, v->n_colls, sizeof *v->colls, cmp_coll);
+    /* Pass 2: shard entries of known collections. */
+    for (size_t i = 0; i < rt->n_raw; i++) {
+        const struct raw_kv *kv = &rt->raw[i];
+        const char *rel = kv->key + rt->prefix_len;
+        if (strncmp(rel, "shards/", 7) != 0) continue;
+        const char *name = rel + 7, *slash = strchr(name, '/');
+        if (slash == NULL || !name_ok(name, (size_t)(slash - name))) continue;
+        char cname[65];
+        snprintf(cname, sizeof cname, "%.*s", (int)(slash - name), name);
+        struct rt_collection *c = (struct rt_collection *)rt_view_collection(v, cname);
+        int64_t sn;
+        if (c == NULL || !etcd_parse_int64(slash + 1, &sn) || sn < 0 || sn >= c->shards)
+            continue;
+        struct rt_shard s;
+        if (rt_shard_parse(kv->value, kv->value_len, &s, err, sizeof err) != 0) {
+            log_bad(kv->key, err);
+            continue;
+        }
+        s.mod_revision = kv->mod_revision;
+        rt_shard_clear(&c->shard[sn]);
+        c->shard[sn] = s;
+    }
+    return v;
+fail:
+    view_free(v);
+    return NULL;
+}
+
+/* Publishes a new view built from the raw pairs. */
+static void publish(struct route_table *rt, int64_t revision)
+{
+    struct rt_view *v = build_view(rt, revision);
+    if (v == NULL) {
+        log_error("out of memory building the routing table; keeping the previous one", NULL);
+        return;
+    }
+    pthread_mutex_lock(&rt->lock);
+    struct rt_view *old = rt->cur;
+    rt->cur = v;
+    pthread_cond_broadcast(&rt->cv);
+    pthread_mutex_unlock(&rt->lock);
+    rt_release(old);
+}
+
+/* ------------------------------------------------------------ raw pairs */
+
+static void raw_free(struct raw_kv *kv)
+{
+    free(kv->key);
+    free(kv->value);
+}
+
+static void raw_clear(struct route_table *rt)
+{
+    for (size_t i = 0; i < rt->n_raw; i++)
+        raw_free(&rt->raw[i]);
+    rt->n_raw = 0;
+}
+
+/* Index of key in the sorted raw list, or where it would go (*found false). */
+static size_t raw_find(const struct route_table *rt, const char *key, bool *found)
+{
+    size_t lo = 0, hi = rt->n_raw;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(rt->raw[mid].key, key);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+/* Inserts or replaces a pair; false on ENOMEM. */
+static bool raw_put(struct route_table *rt, const etcd_kv *kv)
+{
+    struct raw_kv n = {strdup(kv->key), malloc(kv->value_len + 1), kv->value_len,
+                       kv->mod_revision};
+    if (n.key == NULL || n.value == NULL) {
+        raw_free(&n);
+        return false;
+    }
+    memcpy(n.value, kv->value, kv->value_len);
+    n.value[kv->value_len] = '\0';
+    bool found;
+    size_t i = raw_find(rt, kv->key, &found);
+    if (found) {
+        raw_free(&rt->raw[i]);
+        rt->raw[i] = n;
+        return true;
+    }
+    if (rt->n_raw == rt->cap_raw) {
+        size_t cap = rt->cap_raw ? rt->cap_raw * 2 : 64;
+        struct raw_kv *r = realloc(rt->raw, cap * sizeof *r);
+        if (r == NULL) {
+            raw_free(&n);
+            return false;
+        }
+        rt->raw = r;
+        rt->cap_raw = cap;
+    }
+    memmove(&rt->raw[i + 1], &rt->raw[i], (rt->n_raw - i) * sizeof *rt->raw);
+    rt->raw[i] = n;
+    rt->n_raw++;
+    return true;
+}
+
+static void raw_delete(struct route_table *rt, const char *key)
+{
+    bool found;
+    size_t i = raw_find(rt, key, &found);
+    if (!found) return;
+    raw_free(&rt->raw[i]);
+    memmove(&rt->raw[i], &rt->raw[i + 1], (rt->n_raw - i - 1) * sizeof *rt->raw);
+    rt->n_raw--;
+}
+
+/* Replaces every raw pair with a listing. */
+static void raw_load(struct route_table *rt, const etcd_kvs *kvs)
+{
+    raw_clear(rt);
+    for (size_t i = 0; i < kvs->n; i++)
+        if (!raw_put(rt, &kvs->kvs[i]))
+            log_error("out of memory loading the routing table", "key=%s",
+                      log_quote(kvs->kvs[i].key));
+}
+
+/* ------------------------------------------------------------ watch */
+
+static void restored(struct route_table *rt)
+{
+    if (rt->watch_broken) {
+        rt->watch_broken = false;
+        log_info("etcd watch restored", NULL);
+    }
+}
+
+static void on_events(void *arg, const etcd_event *ev, size_t n, int64_t revision)
+{
+    struct route_table *rt = arg;
+    restored(rt);
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].type == ETCD_EVENT_DELETE)
+            raw_delete(rt, ev[i].kv.key);
+        else if (!raw_put(rt, &ev[i].kv))
+            log_error("out of memory applying an etcd event", "key=%s",
+                      log_quote(ev[i].kv.key));
+    }
+    publish(rt, revision);
+}
+
+/* Logs what a (re-)list produced. */
+static void log_loaded(struct route_table *rt)
+{
+    struct rt_view *v = rt_acquire(rt);
+    log_info("routing table loaded", "revision=%lld nodes=%zu collections=%zu",
+             (long long)v->revision, v->n_nodes, v->n_colls);
+    rt_release(v);
+}
+
+static void on_relist(void *arg, const etcd_kvs *snapshot)
+{
+    struct route_table *rt = arg;
+    restored(rt);
+    raw_load(rt, snapshot);
+    publish(rt, snapshot->revision);
+    log_loaded(rt);
+}
+
+static void on_error(void *arg, etcd_status why, const char *msg)
+{
+    struct route_table *rt = arg;
+    if (!rt->watch_broken) {
+        rt->watch_broken = true;
+        log_warn("etcd watch broken; serving from the cached routing table", "status=%s error=%s",
+                 etcd_status_str(why), log_quote(msg));
+    }
+}
+
+/* Loader thread: list until etcd answers, publish, then start the watch. */
+static void *loader_main(void *arg)
+{
+    struct route_table *rt = arg;
+    bool warned = false;
+    for (;;) {
+        pthread_mutex_lock(&rt->lock);
+        bool stop = rt->stopping;
+        pthread_mutex_unlock(&rt->lock);
+        if (stop) return NULL;
+        etcd_kvs kvs = {0};
+        etcd_err err;
+        etcd_status st = etcd_range(rt->etcd, rt->prefix, 0, &kvs, &err);
+        if (st == ETCD_OK) {
+            raw_load(rt, &kvs);
+            int64_t rev = kvs.revision;
+            etcd_kvs_free(&kvs);
+            publish(rt, rev);
+            log_loaded(rt);
+            etcd_watch_opts wo = {
+                .prefix = rt->prefix,
+                .start_revision = rev + 1,
+                .progress_notify = true,
+                .idle_timeout_ms = 60000,
+                .on_events = on_events,
+                .on_relist = on_relist,
+                .on_error = on_error,
+                .arg = rt,
+            };
+            pthread_mutex_lock(&rt->lock);
+            if (!rt->stopping && etcd_watch_start(rt->etcd, &wo, &rt->watch, &err) != ETCD_OK)
+                log_error("cannot start the etcd watch", "error=%s", log_quote(err.msg));
+            pthread_mutex_unlock(&rt->lock);
+            return NULL;
+        }
+        if (!warned) {
+            log_warn("etcd unreachable; no routing table yet, retrying every second",
+                     "status=%s error=%s", etcd_status_str(st), log_quote(err.msg));
+            warned = true;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_mutex_lock(&rt->lock);
+        if (!rt->stopping) pthread_cond_timedwait(&rt->cv, &rt->lock, &ts);
+        pthread_mutex_unlock(&rt->lock);
+    }
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+int rt_start(etcd_client *etcd, const char *prefix, struct route_table **out, char *err,
+             size_t errlen)
+{
+    struct route_table *rt = calloc(1, sizeof *rt);
+    if (rt == NULL || asprintf(&rt->prefix, "%s/", prefix) < 0) {
+        free(rt);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rt->etcd = etcd;
+    rt->prefix_len = strlen(rt->prefix);
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rt->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    rt->cur = calloc(1, sizeof *rt->cur);
+    if (rt->cur == NULL) goto fail;
+    atomic_init(&rt->cur->refs, 1);
+    int e = pthread_create(&rt->loader, NULL, loader_main, rt);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(e));
+        goto fail_msg;
+    }
+    rt->loader_started = true;
+    *out = rt;
+    return 0;
+fail:
+    snprintf(err, errlen, "out of memory");
+fail_msg:
+    rt_stop(rt);
+    return -1;
+}
+
+void rt_stop(struct route_table *rt)
+{
+    if (rt == NULL) return;
+    pthread_mutex_lock(&rt->lock);
+    rt->stopping = true;
+    pthread_cond_broadcast(&rt->cv);
+    pthread_mutex_unlock(&rt->lock);
+    if (rt->loader_started) pthread_join(rt->loader, NULL);
+    etcd_watch_stop(rt->watch);
+    raw_clear(rt);
+    free(rt->raw);
+    rt_release(rt->cur);
+    pthread_cond_destroy(&rt->cv);
+    pthread_mutex_destroy(&rt->lock);
+    free(rt->prefix);
+    free(rt);
+}
+
+/* Absolute CLOCK_MONOTONIC time `ms` from now. */
+static struct timespec mono_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    return ts;
+}
+
+bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms)
+{
+    struct timespec until = mono_in(timeout_ms);
+    pthread_mutex_lock(&rt->lock);
+    while (rt->cur->revision < rev && !rt->stopping)
+        if (pthread_cond_timedwait(&rt->cv, &rt->lock, &until) == ETIMEDOUT) break;
+    bool ok = rt->cur->revision >= rev;
+    pthread_mutex_unlock(&rt->lock);
+    return ok;
+}
+
+bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard,
+                         uint64_t epoch, int64_t timeout_ms)
+{
+    struct timespec until = mono_in(timeout_ms);
+    pthread_mutex_lock(&rt->lock);
+    bool ok = false;
+    for (;;) {
+        const struct rt_collection *c = rt_view_collection(rt->cur, name);
+        if (c == NULL || shard >= c->shards || c->shard[shard].epoch >= epoch) {
+            ok = true;
+            break;
+        }
+        if (rt->stopping ||
+            pthread_cond_timedwait(&rt->cv, &rt->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return ok;
+}

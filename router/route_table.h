@@ -1,0 +1,124 @@
+/*
+ * route_table.h — the router's in-memory copy of the cluster map in etcd
+ * (DESIGN §3): live nodes, collection configs and shard placements.
+ *
+ * A background thread lists `<prefix>/` (retrying every second until etcd
+ * answers), then watches it from the listed revision + 1; the etcd client
+ * resumes broken streams and re-lists after compaction. Every change builds
+ * a new immutable `struct rt_view` and swaps it in.
+ *
+ * Concurrency (RCU-style): `rt->lock` protects only the pointer to the
+ * current view and its wait condition; a reader takes a reference
+ * (rt_acquire, a few ns under the lock) and then reads the view without any
+ * lock, for as long as its request runs — one consistent map per request,
+ * and readers never wait for etcd. The watch thread builds the next view
+ * outside the lock. A view is freed when its last reference is released.
+ * The raw key/value list the views are built from belongs to the watch
+ * thread alone.
+ *
+ * When etcd is unreachable the last view stays current: data keeps flowing
+ * from the cache.
+ */
+#ifndef VS_ROUTER_ROUTE_TABLE_H
+#define VS_ROUTER_ROUTE_TABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/etcd/etcd.h"
+
+/* A registered (live) node: <prefix>/nodes/<id>. */
+struct rt_node {
+    char *id;
+    char *addr;
+    char *version;
+    int64_t started_at;
+};
+
+/* A list of node ids. */
+struct rt_ids {
+    char **v;
+    uint32_t n;
+};
+
+/* One shard's placement: <prefix>/shards/<name>/<shard>. */
+struct rt_shard {
+    bool present; /* false: no entry in etcd */
+    uint64_t epoch;
+    char *primary; /* "" when none */
+    struct rt_ids replicas, in_sync, recovering;
+    int64_t mod_revision;
+};
+
+/* Collection metric, as the proto enum numbers them. */
+enum rt_metric { RT_METRIC_L2 = 0, RT_METRIC_IP = 1, RT_METRIC_COSINE = 2 };
+
+/* A collection: <prefix>/collections/<name>, with its shards. */
+struct rt_collection {
+    char *name;
+    uint32_t dim;
+    enum rt_metric metric;
+    uint32_t m, ef_construction, ef_search, shards, replication_factor;
+    int64_t created_at;
+    int64_t mod_revision;
+    struct rt_shard *shard; /* [shards] */
+};
+
+/* An immutable snapshot of the map. Read-only for everyone but route_table.c. */
+struct rt_view {
+    atomic_int refs;
+    int64_t revision; /* etcd revision it reflects; 0 = etcd never read */
+    struct rt_node *nodes;
+    size_t n_nodes; /* sorted by id */
+    struct rt_collection *colls;
+    size_t n_colls; /* sorted by name */
+};
+
+struct route_table;
+
+/* Starts following `<prefix>/` in etcd. The table keeps a pointer to etcd
+ * (which must outlive it). Returns 0, or -1 with a message in err. */
+int rt_start(etcd_client *etcd, const char *prefix, struct route_table **out, char *err,
+             size_t errlen);
+
+/* Stops the background threads and frees the table (views still referenced
+ * stay valid until released). NULL is a no-op. */
+void rt_stop(struct route_table *rt);
+
+/* The current view with a reference the caller releases with rt_release. Never NULL. */
+struct rt_view *rt_acquire(struct route_table *rt);
+
+/* Drops a reference; frees the view with the last one. NULL is a no-op. */
+void rt_release(struct rt_view *v);
+
+/* Waits (up to timeout_ms) until the current view's revision is >= rev.
+ * Returns true if it is. */
+bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms);
+
+/* Waits (up to timeout_ms) until shard `shard` of collection `name` has an
+ * epoch >= epoch in the current view, or the collection is gone. */
+bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard,
+                         uint64_t epoch, int64_t timeout_ms);
+
+/* The collection called name in v, or NULL. */
+const struct rt_collection *rt_view_collection(const struct rt_view *v, const char *name);
+
+/* The registered node with this id in v, or NULL. */
+const struct rt_node *rt_view_node(const struct rt_view *v, const char *id);
+
+/* True when ids contains id. */
+bool rt_ids_has(const struct rt_ids *ids, const char *id);
+
+/* Parses a shard entry's JSON into *out (caller frees with rt_shard_clear).
+ * Returns 0, or -1 with a message in err. */
+int rt_shard_parse(const char *json, size_t len, struct rt_shard *out, char *err, size_t errlen);
+
+/* Frees what rt_shard_parse allocated and zeroes s. */
+void rt_shard_clear(struct rt_shard *s);
+
+/* The metric's name in etcd and in messages ("l2", "ip", "cosine"). */
+const char *rt_metric_name(enum rt_metric m);
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * router.h — what the vecshard-router handlers share: the process context
+ * (config, etcd client, routing table, node channel pool, per-node load),
+ * the VecShard method registration, and the helpers every handler uses
+ * (deadlines, collection look-up, vector validation, replica choice).
+ *
+ * Files: admin.c (CreateCollection, DropCollection, ListCollections,
+ * DescribeCollection, ClusterStatus, Rebalance), write.c (Upsert, Delete),
+ * search.c (Search), get.c (Get), placement.c (where new replicas go),
+ * router_util.c (the helpers below). docs/router.md is the contract.
+ */
+#ifndef VS_ROUTER_H
+#define VS_ROUTER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/etcd/etcd.h"
+#include "common/rpc/rpc.h"
+#include "proto/vecshard/v1/shard_node.pb-c.h"
+#include "proto/vecshard/v1/vecshard.pb-c.h"
+#include "router/route_table.h"
+#include "router/router_config.h"
+
+#define NODE_SVC "/vecshard.v1.ShardNode/"
+#define ROUTER_MAX_POINTS 100000u /* points / ids per call (DESIGN §8) */
+#define ROUTER_MAX_QUERIES 10000u
+#define ROUTER_MAX_K 10000u
+#define ROUTER_MAX_EF 100000u
+#define ROUTER_MAX_PAYLOAD (64u << 10)
+#define ROUTER_MAX_SHARDS 127u /* collection + shard keys in one etcd txn (<= 128 ops) */
+#define ROUTER_MAX_RF 16u
+#define ROUTER_LOAD_SLOTS 256 /* nodes tracked for outstanding-call counts */
+
+/* Outstanding calls per node id, for the replica choice of reads. `lock`
+ * protects the table; ids are never removed (a slot per node ever seen). */
+struct router_load {
+    pthread_mutex_t lock;
+    struct {
+        char id[129];
+        int outstanding;
+    } slot[ROUTER_LOAD_SLOTS];
+    int n;
+    atomic_uint rr; /* round-robin start for ties */
+};
+
+/* The process context; handlers get it as their `user` pointer. */
+struct router {
+    const struct router_config *cfg;
+    etcd_client *etcd;
+    struct route_table *rt;
+    struct rpc_client *client;
+    struct router_load load;
+};
+
+/* Registers every VecShard method on s. 0 or -1. */
+int router_register(struct rpc_server *s, struct router *r);
+
+/* --- handlers (one per method), in admin.c, write.c, search.c, get.c --- */
+grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m,
+                                            void *u);
+grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+
+/* --- placement.c --- */
+
+/*
+ * Places S x R replicas of a new collection on the live nodes of v
+ * (DESIGN §6): distinct nodes per shard, balanced by the replicas each node
+ * already holds, first replica = primary. Fills out[s * rf + i] with node
+ * ids borrowed from v. Returns 0, or -1 with a message when fewer than rf
+ * nodes are alive.
+ */
+int placement_plan(const struct rt_view *v, uint32_t shards, uint32_t rf, const char **out,
+                   char *err, size_t errlen);
+
+/* --- router_util.c --- */
+
+/* The call's deadline: the client's, or now + --default-timeout. */
+int64_t router_deadline(const struct router *r, struct rpc_call *c);
+
+/* Deadline for calls to nodes: `deadline` minus a margin (10% of what is
+ * left, at most 50 ms) so the router can still answer in time. */
+int64_t router_node_deadline(int64_t deadline);
+
+/* INVALID_ARGUMENT unless name is a valid collection name; `field` names it. */
+grpc_status_code router_check_name(struct rpc_call *c, const char *field, const char *name);
+
+/*
+ * Validates `name` and finds the collection. On OK, *view is a referenced
+ * view (caller releases it) and *coll points into it. A name missing from the
+ * cache is looked up in etcd; if it exists there, waits (<= 2 s) for the
+ * watch to deliver it. NOT_FOUND otherwise.
+ */
+grpc_status_code router_collection(struct router *r, struct rpc_call *c, const char *field,
+                                   const char *name, struct rt_view **view,
+                                   const struct rt_collection **coll);
+
+/* INVALID_ARGUMENT unless v has dim finite floats (non-zero under cosine);
+ * `what` names the field ("points[3].vector"). */
+grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v,
+                                     size_t n, const struct rt_collection *coll);
+
+/* Adds delta to the outstanding calls of node id. */
+void router_load_add(struct router *r, const char *id, int delta);
+
+/*
+ * Picks an in-sync replica of shard s whose node is registered and not in
+ * `tried` (n_tried ids): the fewest outstanding calls (plus `extra`, a
+ * per-request count indexed like v->nodes), ties round-robin. NULL when none
+ * is left; then `why` explains (for error messages).
+ */
+const struct rt_node *router_pick_replica(struct router *r, const struct rt_view *v,
+                                          const struct rt_collection *coll, uint32_t s,
+                                          const char *const *tried, int n_tried, const int *extra,
+                                          char *why, size_t whylen);
+
+/* Sleeps ms milliseconds (no signals involved). */
+void router_sleep_ms(int64_t ms);
+
+/* True for codes worth retrying on another replica or after a pause. */
+bool router_retryable(grpc_status_code code);
+
+/* Unix milliseconds now. */
+int64_t router_unix_ms(void);
+
+/* A growable string for error messages (truncates silently at its size). */
+struct router_msg {
+    char buf[1024];
+    size_t len;
+};
+void router_msg_add(struct router_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

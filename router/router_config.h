@@ -1,0 +1,46 @@
+/*
+ * router_config.h — the command line and environment of vecshard-router.
+ *
+ * Every flag `--name` has an environment twin `VECSHARD_NAME` (upper case,
+ * '-' -> '_'); the flag wins over the environment, which wins over the
+ * default. One table in router_config.c holds names, defaults and help, so
+ * `--help` and docs/router.md list the same thing.
+ */
+#ifndef VS_ROUTER_CONFIG_H
+#define VS_ROUTER_CONFIG_H
+
+#include <stdint.h>
+
+#define ROUTER_VERSION "0.1.0"
+
+/* Effective configuration; strings are owned by the struct (router_config_free). */
+struct router_config {
+    char *listen;      /* host:port to bind; port 0 = ephemeral */
+    char *etcd;        /* comma-separated endpoints, each with a scheme */
+    char *etcd_prefix; /* no trailing '/' */
+    int threads;       /* rpc worker threads */
+    int default_timeout_ms;
+    int etcd_timeout_ms;
+    int log_level; /* enum log_level */
+    uint64_t max_message_bytes;
+    int shutdown_grace_ms;
+};
+
+/* What router_config_parse decided. */
+enum router_config_result {
+    ROUTER_CONFIG_OK = 0,
+    ROUTER_CONFIG_EXIT_OK,  /* --help or --version was printed: exit 0 */
+    ROUTER_CONFIG_EXIT_BAD, /* a message was printed to stderr: exit 2 */
+};
+
+/*
+ * Fills cfg from defaults, then VECSHARD_* variables, then argv. Prints help,
+ * version or the error itself. cfg must be released with router_config_free
+ * whatever the result.
+ */
+enum router_config_result router_config_parse(int argc, char **argv, struct router_config *cfg);
+
+/* Frees the strings of cfg and zeroes it. */
+void router_config_free(struct router_config *cfg);
+
+#endif

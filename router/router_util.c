@@ -1,0 +1,204 @@
+/*
+ * router_util.c — helpers shared by the VecShard handlers: deadlines,
+ * collection look-up with the etcd fallback, vector validation, the
+ * per-node outstanding-call table and the replica choice of reads
+ * (DESIGN §5: in-sync only, round-robin weighted by outstanding calls).
+ */
+#define _GNU_SOURCE
+#include "router/router.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/util/log.h"
+
+int64_t router_deadline(const struct router *r, struct rpc_call *c)
+{
+    int64_t d = rpc_call_deadline_ms(c);
+    return d != 0 ? d : rpc_now_ms() + r->cfg->default_timeout_ms;
+}
+
+int64_t router_node_deadline(int64_t deadline)
+{
+    int64_t left = deadline - rpc_now_ms();
+    int64_t margin = left / 10;
+    if (margin > 50) margin = 50;
+    if (margin < 0) margin = 0;
+    return deadline - margin;
+}
+
+grpc_status_code router_check_name(struct rpc_call *c, const char *field, const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s is empty", field);
+    size_t n = strlen(name);
+    bool ok = n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = name[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '_' || ch == '-';
+    }
+    if (!ok)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "%s \"%.80s\" is not a valid name ([A-Za-z0-9_-]{1,64})", field,
+                              name);
+    return GRPC_STATUS_OK;
+}
+
+grpc_status_code router_collection(struct router *r, struct rpc_call *c, const char *field,
+                                   const char *name, struct rt_view **view,
+                                   const struct rt_collection **coll)
+{
+    *view = NULL;
+    *coll = NULL;
+    grpc_status_code code = router_check_name(c, field, name);
+    if (code != GRPC_STATUS_OK) return code;
+    struct rt_view *v = rt_acquire(r->rt);
+    const struct rt_collection *found = rt_view_collection(v, name);
+    if (found == NULL) {
+        /* Maybe created through another router a moment ago: ask etcd. */
+        char key[512];
+        snprintf(key, sizeof key, "%s/collections/%s", r->cfg->etcd_prefix, name);
+        etcd_kv kv = {0};
+        if (etcd_get(r->etcd, key, &kv, NULL) == ETCD_OK) {
+            rt_wait_revision(r->rt, kv.mod_revision, 2000);
+            rt_release(v);
+            v = rt_acquire(r->rt);
+            found = rt_view_collection(v, name);
+        }
+        etcd_kv_clear(&kv);
+    }
+    if (found == NULL) {
+        rt_release(v);
+        return rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found", name);
+    }
+    *view = v;
+    *coll = found;
+    return GRPC_STATUS_OK;
+}
+
+grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v,
+                                     size_t n, const struct rt_collection *coll)
+{
+    if (n != coll->dim)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "%s has %zu floats, collection dim is %u", what, n, coll->dim);
+    bool nonzero = false;
+    for (size_t j = 0; j < n; j++) {
+        if (!isfinite(v[j]))
+            return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s[%zu] is %s", what, j,
+                                  isnan(v[j]) ? "NaN" : "infinite");
+        nonzero |= v[j] != 0.0f;
+    }
+    if (!nonzero && coll->metric == RT_METRIC_COSINE)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "%s is all zeros, which has no direction under the cosine metric",
+                              what);
+    return GRPC_STATUS_OK;
+}
+
+/* Slot of id in the load table, added if new; -1 if the table is full. Lock held. */
+static int load_slot(struct router_load *l, const char *id)
+{
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->slot[i].id, id) == 0) return i;
+    if (l->n == ROUTER_LOAD_SLOTS) return -1;
+    snprintf(l->slot[l->n].id, sizeof l->slot[l->n].id, "%s", id);
+    l->slot[l->n].outstanding = 0;
+    return l->n++;
+}
+
+void router_load_add(struct router *r, const char *id, int delta)
+{
+    pthread_mutex_lock(&r->load.lock);
+    int i = load_slot(&r->load, id);
+    if (i >= 0) r->load.slot[i].outstanding += delta;
+    pthread_mutex_unlock(&r->load.lock);
+}
+
+/* Outstanding calls of id (0 if unknown). */
+static int load_get(struct router *r, const char *id)
+{
+    pthread_mutex_lock(&r->load.lock);
+    int i = load_slot(&r->load, id);
+    int n = i >= 0 ? r->load.slot[i].outstanding : 0;
+    pthread_mutex_unlock(&r->load.lock);
+    return n;
+}
+
+const struct rt_node *router_pick_replica(struct router *r, const struct rt_view *v,
+                                          const struct rt_collection *coll, uint32_t s,
+                                          const char *const *tried, int n_tried, const int *extra,
+                                          char *why, size_t whylen)
+{
+    const struct rt_shard *sh = &coll->shard[s];
+    if (!sh->present) {
+        snprintf(why, whylen, "no shard entry in etcd");
+        return NULL;
+    }
+    if (sh->in_sync.n == 0) {
+        snprintf(why, whylen, "no in-sync replica");
+        return NULL;
+    }
+    unsigned start = atomic_fetch_add(&r->load.rr, 1);
+    const struct rt_node *best = NULL;
+    int best_load = 0;
+    size_t off = 0;
+    why[0] = '\0';
+    for (uint32_t k = 0; k < sh->in_sync.n; k++) {
+        const char *id = sh->in_sync.v[(start + k) % sh->in_sync.n];
+        bool was_tried = false;
+        for (int t = 0; t < n_tried && !was_tried; t++)
+            was_tried = strcmp(tried[t], id) == 0;
+        const struct rt_node *n = rt_view_node(v, id);
+        if (was_tried || n == NULL) {
+            if (off < whylen)
+                off += (size_t)snprintf(why + off, whylen - off, "%s%s %s", off ? ", " : "", id,
+                                        was_tried ? "failed" : "is not registered");
+            continue;
+        }
+        int load = load_get(r, id) + (extra != NULL ? extra[n - v->nodes] : 0);
+        if (best == NULL || load < best_load) {
+            best = n;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
+void router_sleep_ms(int64_t ms)
+{
+    if (ms <= 0) return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        continue;
+}
+
+bool router_retryable(grpc_status_code code)
+{
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_CANCELLED ||
+           code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_NOT_FOUND ||
+           code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_INTERNAL;
+}
+
+int64_t router_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void router_msg_add(struct router_msg *m, const char *fmt, ...)
+{
+    if (m->len >= sizeof m->buf - 1) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(m->buf + m->len, sizeof m->buf - m->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) m->len += (size_t)n;
+    if (m->len >= sizeof m->buf) m->len = sizeof m->buf - 1;
+}

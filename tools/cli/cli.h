@@ -1,0 +1,169 @@
+/*
+ * cli.h — the `vecshard` command-line client: what the command files share.
+ *
+ * The client is a thin layer over the public vecshard.v1.VecShard service of
+ * a router (proto/vecshard/v1/vecshard.proto). Every command is one function
+ * `int cli_cmd_<name>(struct cli *c, int argc, char **argv)` that parses its
+ * own flags with cli_parse(), makes its calls through cli_call() and returns
+ * the process exit status:
+ *
+ *   CLI_OK (0)     success
+ *   CLI_FAIL (1)   a call failed (the gRPC status name and message are
+ *                  printed on stderr as "error: CODE: message"), or a file
+ *                  could not be read
+ *   CLI_USAGE (2)  bad command line (the command's usage is printed)
+ *
+ * Files: cli_main.c (global flags, dispatch, help), cli_util.c (flags, calls,
+ * tables, JSON), cli_admin.c (create, drop, list, describe, status, get,
+ * delete, rebalance), cli_load.c (bulk load), cli_search.c (search and its
+ * recall / latency report). docs/cli.md is the user's manual.
+ *
+ * Ownership: struct cli (router address, timeout, the rpc client and its
+ * channel) lives in main() for the whole run; commands borrow it. Replies
+ * returned by cli_call() belong to the caller (protobuf_c_message_free_unpacked).
+ */
+#ifndef VS_TOOLS_CLI_H
+#define VS_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/rpc/rpc.h"
+#include "proto/vecshard/v1/vecshard.pb-c.h"
+
+#define CLI_OK    0
+#define CLI_FAIL  1
+#define CLI_USAGE 2
+
+#define CLI_DEFAULT_ROUTER     "127.0.0.1:7300"
+#define CLI_DEFAULT_TIMEOUT_MS 30000
+#define CLI_METHOD(name)       "/vecshard.v1.VecShard/" name
+
+/* The run-wide state every command borrows. */
+struct cli {
+    const char *router;        /* "host:port" of a vecshard-router */
+    int64_t timeout_ms;        /* deadline of each call, from its start */
+    struct rpc_client *client; /* created lazily by cli_channel() */
+    struct rpc_channel *channel;
+};
+
+/* ------------------------------------------------------------------ flags */
+
+enum cli_flag_type {
+    CLI_FLAG_BOOL,   /* present or not; sets *(bool *)dst */
+    CLI_FLAG_STR,    /* one value; sets *(const char **)dst */
+    CLI_FLAG_U32,    /* unsigned decimal, checked against [min, max] */
+    CLI_FLAG_U64,    /* unsigned decimal, checked against [min, max] */
+    CLI_FLAG_DOUBLE, /* decimal fraction, checked against [min, max] */
+};
+
+/* One flag a command accepts ("--k"; "--k=5" is accepted too). */
+struct cli_flag {
+    const char *name;
+    enum cli_flag_type type;
+    void *dst;
+    double min, max; /* numeric range (inclusive) */
+    bool *seen;      /* optional: set when the flag was given */
+};
+
+/*
+ * Parses argv[0..argc) of one command (argv[0] is the command name): flags
+ * from `flags` (n of them, anywhere on the line) and positionals, which are
+ * collected into pos (at most max_pos; their number in *n_pos). "--" ends
+ * flags. Prints a message naming the bad flag and returns CLI_USAGE, or
+ * returns CLI_OK; "--help"/"-h" makes it print `usage` on stdout and return
+ * -1 (the caller then exits 0).
+ */
+int cli_parse(int argc, char **argv, const struct cli_flag *flags, int n, const char **pos,
+              int max_pos, int *n_pos, const char *usage);
+
+/* Prints "vecshard CMD: <message>" and the usage text on stderr; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parses an unsigned decimal (no sign, no spaces); 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *out);
+
+/* ------------------------------------------------------------------ calls */
+
+/* The channel to the router (created on first use); NULL on ENOMEM (printed). */
+struct rpc_channel *cli_channel(struct cli *c);
+
+/*
+ * One unary call to the router with the run's deadline. On OK stores the
+ * reply in *resp (caller frees) and returns CLI_OK. Otherwise returns
+ * CLI_FAIL and, when st is NULL, prints "error: CODE: message" on stderr
+ * (plus a hint when the router cannot be reached); when st is given, fills
+ * it and prints nothing (the caller decides, e.g. to retry).
+ */
+int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+             struct rpc_status *st);
+
+/* Prints a failed call's status on stderr as "error: CODE: message". */
+void cli_print_status(const struct cli *c, const struct rpc_status *st);
+
+/* True for the codes worth retrying an idempotent call on. */
+bool cli_retryable(grpc_status_code code);
+
+/* DescribeCollection of `name`; NULL after printing the error. Caller frees. */
+Vecshard__V1__DescribeCollectionResponse *cli_describe(struct cli *c, const char *name);
+
+/* ------------------------------------------------------------------ output */
+
+/* Monotonic clock in seconds. */
+double cli_now(void);
+
+/* "l2", "ip", "cosine" (or "?"). */
+const char *cli_metric_name(Vecshard__V1__Metric m);
+
+/* Unix milliseconds as "2026-01-02T03:04:05Z" into buf (>= 32 bytes); "-" for 0. */
+const char *cli_time(int64_t unix_ms, char *buf, size_t len);
+
+/* Writes s (len bytes, not NUL-terminated) as a JSON string literal. */
+void cli_json_str(FILE *f, const char *s, size_t len);
+
+/* Writes a collection config as a JSON object. */
+void cli_json_config(FILE *f, const Vecshard__V1__CollectionConfig *cfg);
+
+/* Writes a shard entry as a JSON object. */
+void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s);
+
+/* Joins strs with "," into buf (truncated); "-" when empty. */
+const char *cli_join(char *const *strs, size_t n, char *buf, size_t len);
+
+/* A text table: cells are copied; columns are padded to their widest cell. */
+struct cli_table;
+
+/* A table with ncols columns and these headers. NULL on ENOMEM. */
+struct cli_table *cli_table_new(int ncols, const char *const *headers);
+/* Appends a row of ncols cells (NULL prints as "-"). 0 or -1 on ENOMEM. */
+int cli_table_add(struct cli_table *t, const char *const *cells);
+/* Prints the table on f and frees it. */
+void cli_table_print(struct cli_table *t, FILE *f);
+
+/* ------------------------------------------------------------------ commands */
+
+int cli_cmd_create(struct cli *c, int argc, char **argv);
+int cli_cmd_drop(struct cli *c, int argc, char **argv);
+int cli_cmd_list(struct cli *c, int argc, char **argv);
+int cli_cmd_describe(struct cli *c, int argc, char **argv);
+int cli_cmd_status(struct cli *c, int argc, char **argv);
+int cli_cmd_get(struct cli *c, int argc, char **argv);
+int cli_cmd_delete(struct cli *c, int argc, char **argv);
+int cli_cmd_rebalance(struct cli *c, int argc, char **argv);
+int cli_cmd_load(struct cli *c, int argc, char **argv);
+int cli_cmd_search(struct cli *c, int argc, char **argv);
+
+/* Usage texts (cli_main.c), printed by `vecshard help` and on usage errors. */
+extern const char *const cli_usage_create,
+    *const cli_usage_drop, *const cli_usage_list, *const cli_usage_describe,
+                                                      *const cli_usage_status,
+                                                          *const cli_usage_get,
+                                                              *const cli_usage_delete,
+                                                                  *const cli_usage_rebalance,
+                                                                      *const cli_usage_load,
+                                                                          *const cli_usage_search;
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * cli_main.c — `vecshard`, the command-line client of a vecshard cluster:
+ * global flags, the command table, help, and the exit status.
+ *
+ * Global flags may stand anywhere on the line (before or after the
+ * command): `--router ADDR` (else $VECSHARD_ROUTER, else 127.0.0.1:7300, where a
+ * router listens by default) and `--timeout MS` (deadline of every
+ * call, default 30000). They are taken out of argv first, so each command's
+ * parser only sees its own flags. Scripts depend on the command forms and on
+ * the exit status (0 ok, 1 failed call or unreadable file, 2 bad usage);
+ * docs/cli.md documents both.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli/cli.h"
+
+/* clang-format off */
+const char *const cli_usage_create =
+    "usage: vecshard create NAME --dim D [--metric l2|ip|cosine] [--shards S] [--replicas R]\n"
+    "                       [--M 16] [--ef-construction 200] [--ef 64]\n"
+    "  Creates a collection of D-dimensional vectors split into S shards (default 1),\n"
+    "  each on R nodes (default 1). --M, --ef-construction: HNSW build parameters;\n"
+    "  --ef: the default search width of the collection. Metric default l2.\n";
+const char *const cli_usage_drop =
+    "usage: vecshard drop NAME\n"
+    "  Deletes a collection and its data.\n";
+const char *const cli_usage_list =
+    "usage: vecshard list [--json]\n"
+    "  Lists the collections with their configuration.\n";
+const char *const cli_usage_describe =
+    "usage: vecshard describe NAME [--json]\n"
+    "  Shows a collection's configuration, point count and shard placement.\n";
+const char *const cli_usage_status =
+    "usage: vecshard status [--collection NAME] [--json]\n"
+    "  Shows the cluster as the router sees it: nodes (alive, address, replica and\n"
+    "  primary counts), collections, and every shard's primary, replicas, in-sync\n"
+    "  and recovering replicas, epoch and LSN.\n";
+const char *const cli_usage_get =
+    "usage: vecshard get NAME ID... [--vector] [--payload] [--json]\n"
+    "  Fetches points by id; --vector and --payload include those fields.\n"
+    "  Ids that do not exist are listed as missing (not an error).\n";
+const char *const cli_usage_delete =
+    "usage: vecshard delete NAME ID...\n"
+    "  Deletes points by id (absent ids are not an error).\n";
+const char *const cli_usage_rebalance =
+    "usage: vecshard rebalance [--dry-run] [--collection NAME] [--json]\n"
+    "  Plans (and unless --dry-run, starts) replica moves that even out the nodes.\n";
+const char *const cli_usage_load =
+    "usage: vecshard load NAME FILE [--start-id 0] [--batch 1000] [--concurrency 4]\n"
+    "                     [--retries 5] [--json]\n"
+    "  Upserts every row of FILE (.fvecs, or .npy float32 2-d) as points with ids\n"
+    "  start-id, start-id+1, ... in file order, --batch points per call and\n"
+    "  --concurrency calls in flight. A failed batch is retried --retries times\n"
+    "  when the error is transient (UNAVAILABLE, DEADLINE_EXCEEDED, ...).\n"
+    "  Progress on stderr (a bar on a terminal, else a line per 10%); the last\n"
+    "  line on stdout gives points, seconds and points/s (--json: as JSON).\n";
+const char *const cli_usage_search =
+    "usage: vecshard search NAME --query FILE [--k 10] [--ef E] [--gt FILE.ivecs]\n"
+    "                       [--queries N] [--batch 1] [--concurrency 4]\n"
+    "                       [--min-coverage F] [--print] [--payload] [--json]\n"
+    "  Searches every row of FILE (.fvecs or .npy; the first N with --queries),\n"
+    "  --batch queries per call, --concurrency calls in flight, and prints\n"
+    "  recall@k (with --gt: exact neighbours as ids), QPS and p50/p99 call latency.\n"
+    "  --ef defaults to the collection's ef_search. --print shows each query's hits\n"
+    "  (--payload adds payloads). With --json the last stdout line is one object:\n"
+    "  {\"n\",\"k\",\"ef\",\"batch\",\"concurrency\",\"recall\",\"qps\",\"p50_ms\",\"p99_ms\",...}.\n";
+/* clang-format on */
+
+static const char usage_global[] =
+    "usage: vecshard [--router ADDR] [--timeout MS] COMMAND [ARGS]\n"
+    "\n"
+    "Global flags (anywhere on the line):\n"
+    "  --router ADDR   router address host:port (env VECSHARD_ROUTER; default " CLI_DEFAULT_ROUTER
+    ")\n"
+    "  --timeout MS    deadline of each call in milliseconds (default 30000)\n"
+    "\n"
+    "Commands:\n"
+    "  create     create a collection            drop       delete a collection\n"
+    "  list       list collections               describe   one collection in detail\n"
+    "  status     nodes, collections, shards     get        fetch points by id\n"
+    "  delete     delete points by id            rebalance  even out replicas per node\n"
+    "  load       bulk-load a vector file        search     search, recall, QPS, latency\n"
+    "  help [COMMAND]\n"
+    "\n"
+    "Exit status: 0 ok, 1 a call failed (\"error: CODE: message\" on stderr) or a\n"
+    "file could not be read, 2 bad usage.\n";
+
+struct command {
+    const char *name;
+    int (*fn)(struct cli *c, int argc, char **argv);
+    const char *const *usage;
+};
+
+static const struct command commands[] = {
+    {"create", cli_cmd_create, &cli_usage_create},
+    {"drop", cli_cmd_drop, &cli_usage_drop},
+    {"list", cli_cmd_list, &cli_usage_list},
+    {"describe", cli_cmd_describe, &cli_usage_describe},
+    {"status", cli_cmd_status, &cli_usage_status},
+    {"get", cli_cmd_get, &cli_usage_get},
+    {"delete", cli_cmd_delete, &cli_usage_delete},
+    {"rebalance", cli_cmd_rebalance, &cli_usage_rebalance},
+    {"load", cli_cmd_load, &cli_usage_load},
+    {"search", cli_cmd_search, &cli_usage_search},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* The command called name, or NULL. */
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(commands[i].name, name)) return &commands[i];
+    return NULL;
+}
+
+/* `vecshard help [COMMAND]`: the overview and every command's usage, or one. */
+static int help(int argc, char **argv)
+{
+    if (argc > 1) {
+        const struct command *cmd = find_command(argv[1]);
+        if (!cmd) {
+            fprintf(stderr, "vecshard: unknown command \"%s\"\n%s", argv[1], usage_global);
+            return CLI_USAGE;
+        }
+        fputs(*cmd->usage, stdout);
+        return CLI_OK;
+    }
+    fputs(usage_global, stdout);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        fputc('\n', stdout);
+        fputs(*commands[i].usage, stdout);
+    }
+    return CLI_OK;
+}
+
+/*
+ * Takes the global flags out of argv (up to a "--"), compacting it in place;
+ * returns the new argc, or -1 after printing a usage error.
+ */
+static int take_global_flags(struct cli *c, int argc, char **argv)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = NULL;
+        int which = 0; /* 1 router, 2 timeout */
+        if (!strcmp(a, "--")) {
+            while (i < argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (!strcmp(a, "--router") || !strcmp(a, "--timeout")) {
+            which = a[2] == 'r' ? 1 : 2;
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vecshard: %s needs a value\n%s", a, usage_global);
+                return -1;
+            }
+            v = argv[++i];
+        } else if (!strncmp(a, "--router=", 9)) {
+            which = 1;
+            v = a + 9;
+        } else if (!strncmp(a, "--timeout=", 10)) {
+            which = 2;
+            v = a + 10;
+        }
+        if (which == 0) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        uint64_t ms;
+        if (which == 1 && !*v) {
+            fprintf(stderr, "vecshard: --router needs a host:port\n");
+            return -1;
+        }
+        if (which == 2 && (cli_parse_u64(v, &ms) || ms == 0 || ms > 86400000u)) {
+            fprintf(stderr, "vecshard: --timeout wants milliseconds in 1..86400000, not \"%s\"\n",
+                    v);
+            return -1;
+        }
+        if (which == 1)
+            c->router = v;
+        else
+            c->timeout_ms = (int64_t)ms;
+    }
+    argv[out] = NULL;
+    return out;
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("VECSHARD_ROUTER");
+    struct cli c = {
+        .router = env && *env ? env : CLI_DEFAULT_ROUTER,
+        .timeout_ms = CLI_DEFAULT_TIMEOUT_MS,
+    };
+
+    argc = take_global_flags(&c, argc, argv);
+    if (argc < 0) return CLI_USAGE;
+    if (argc < 2) {
+        fputs(usage_global, stderr);
+        return CLI_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h"))
+        return help(argc - 1, argv + 1);
+    const struct command *cmd = find_command(name);
+    if (!cmd) {
+        fprintf(stderr, "vecshard: unknown command \"%s\"\n%s", name, usage_global);
+        return CLI_USAGE;
+    }
+    int rc = cmd->fn(&c, argc - 1, argv + 1);
+    if (rc < 0) rc = CLI_OK; /* --help of a command */
+    fflush(stdout);
+    if (c.client) rpc_client_destroy(c.client);
+    return rc;
+}

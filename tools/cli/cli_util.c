@@ -1,0 +1,401 @@
+/*
+ * cli_util.c — what every vecshard command uses: the flag parser, the call
+ * wrapper that turns a gRPC status into "error: CODE: message", text tables
+ * and JSON output.
+ *
+ * JSON is written by hand (a few fixed shapes, no library needed); strings
+ * are escaped per RFC 8259 and bytes >= 0x80 are passed through, so UTF-8
+ * payloads stay readable while control characters are always escaped.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools/cli/cli.h"
+
+/* ===================================================================== flags */
+
+/* Parses an unsigned decimal; 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Prints a usage error for cmd and the usage text; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "vecshard %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", usage);
+    return CLI_USAGE;
+}
+
+/* Stores one flag value; CLI_OK or CLI_USAGE (printed). */
+static int set_flag(const char *cmd, const char *usage, const struct cli_flag *f, const char *v)
+{
+    uint64_t u;
+    char *end;
+    double d;
+
+    switch (f->type) {
+    case CLI_FLAG_BOOL:
+        *(bool *)f->dst = true;
+        break;
+    case CLI_FLAG_STR:
+        *(const char **)f->dst = v;
+        break;
+    case CLI_FLAG_U32:
+    case CLI_FLAG_U64:
+        if (cli_parse_u64(v, &u) || (double)u < f->min || (double)u > f->max)
+            return cli_usage_error(cmd, usage, "%s wants an integer in %.0f..%.0f, not \"%s\"",
+                                   f->name, f->min, f->max, v);
+        if (f->type == CLI_FLAG_U32)
+            *(uint32_t *)f->dst = (uint32_t)u;
+        else
+            *(uint64_t *)f->dst = u;
+        break;
+    case CLI_FLAG_DOUBLE:
+        errno = 0;
+        d = strtod(v, &end);
+        if (!*v || *end || errno || !isfinite(d) || d < f->min || d > f->max)
+            return cli_usage_error(cmd, usage, "%s wants a number in %g..%g, not \"%s\"", f->name,
+                                   f->min, f->max, v);
+        *(double *)f->dst = d;
+        break;
+    }
+    if (f->seen) *f->seen = true;
+    return CLI_OK;
+}
+
+/* Flags anywhere, positionals collected in order; see cli.h. */
+int cli_parse(int argc, char **argv, const struct cli_flag *flags, int n, const char **pos,
+              int max_pos, int *n_pos, const char *usage)
+{
+    const char *cmd = argv[0];
+    bool only_pos = false;
+
+    *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (*n_pos >= max_pos)
+                return cli_usage_error(cmd, usage, "unexpected argument \"%s\"", a);
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            only_pos = true;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const struct cli_flag *f = NULL;
+        for (int j = 0; j < n && !f; j++)
+            if (strlen(flags[j].name) == len && !strncmp(flags[j].name, a, len)) f = &flags[j];
+        if (!f) return cli_usage_error(cmd, usage, "unknown flag %.*s", (int)len, a);
+        const char *v = NULL;
+        if (f->type == CLI_FLAG_BOOL) {
+            if (eq) return cli_usage_error(cmd, usage, "%s takes no value", f->name);
+        } else if (eq) {
+            v = eq + 1;
+        } else if (i + 1 < argc) {
+            v = argv[++i];
+        } else {
+            return cli_usage_error(cmd, usage, "%s needs a value", f->name);
+        }
+        int rc = set_flag(cmd, usage, f, v);
+        if (rc != CLI_OK) return rc;
+    }
+    return CLI_OK;
+}
+
+/* ===================================================================== calls */
+
+/* The shared channel to the router. */
+struct rpc_channel *cli_channel(struct cli *c)
+{
+    if (!c->channel) {
+        if (!c->client) c->client = rpc_client_create(NULL);
+        if (c->client) c->channel = rpc_client_channel(c->client, c->router);
+        if (!c->channel) fprintf(stderr, "error: cannot create a gRPC client (out of memory)\n");
+    }
+    return c->channel;
+}
+
+/* Prints "error: CODE: message" and, for a router that cannot be reached, a hint. */
+void cli_print_status(const struct cli *c, const struct rpc_status *st)
+{
+    if (st->details[0])
+        fprintf(stderr, "error: %s: %s\n", rpc_status_name(st->code), st->details);
+    else
+        fprintf(stderr, "error: %s\n", rpc_status_name(st->code));
+    /* gRPC's own text for a refused or unresolvable address, not the router's. */
+    if (st->code == GRPC_STATUS_UNAVAILABLE &&
+        (strstr(st->details, "connect") || strstr(st->details, "resolve")))
+        fprintf(stderr,
+                "hint: is a vecshard-router listening at %s? (--router or VECSHARD_ROUTER)\n",
+                c->router);
+    else if (st->code == GRPC_STATUS_DEADLINE_EXCEEDED)
+        fprintf(stderr, "hint: the call took longer than --timeout %" PRId64 " ms\n",
+                c->timeout_ms);
+}
+
+/* Retryable: the router or a replica is briefly away. */
+bool cli_retryable(grpc_status_code code)
+{
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
+           code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_ABORTED;
+}
+
+/* One unary call with the run's deadline. */
+int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+             struct rpc_status *st)
+{
+    struct rpc_status local;
+    struct rpc_status *s = st ? st : &local;
+    struct rpc_channel *ch = cli_channel(c);
+
+    *resp = NULL;
+    if (!ch) {
+        s->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(s->details, sizeof s->details, "out of memory");
+        return CLI_FAIL;
+    }
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(c->timeout_ms)};
+    if (rpc_unary(ch, method, req, resp_desc, resp, &o, s) == GRPC_STATUS_OK) return CLI_OK;
+    if (!st) cli_print_status(c, s);
+    return CLI_FAIL;
+}
+
+/* DescribeCollection, errors printed. */
+Vecshard__V1__DescribeCollectionResponse *cli_describe(struct cli *c, const char *name)
+{
+    Vecshard__V1__DescribeCollectionRequest req = VECSHARD__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
+    ProtobufCMessage *resp;
+    req.name = (char *)name;
+    if (cli_call(c, CLI_METHOD("DescribeCollection"), &req.base,
+                 &vecshard__v1__describe_collection_response__descriptor, &resp, NULL))
+        return NULL;
+    return (Vecshard__V1__DescribeCollectionResponse *)resp;
+}
+
+/* ===================================================================== output */
+
+/* Monotonic seconds. */
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Metric name as on the command line. */
+const char *cli_metric_name(Vecshard__V1__Metric m)
+{
+    switch (m) {
+    case VECSHARD__V1__METRIC__METRIC_L2:
+        return "l2";
+    case VECSHARD__V1__METRIC__METRIC_IP:
+        return "ip";
+    case VECSHARD__V1__METRIC__METRIC_COSINE:
+        return "cosine";
+    default:
+        return "?";
+    }
+}
+
+/* ISO 8601 UTC time of a Unix millisecond stamp. */
+const char *cli_time(int64_t unix_ms, char *buf, size_t len)
+{
+    if (unix_ms <= 0) {
+        snprintf(buf, len, "-");
+        return buf;
+    }
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, len, "%" PRId64, unix_ms);
+    return buf;
+}
+
+/* JSON string literal. */
+void cli_json_str(FILE *f, const char *s, size_t len)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        switch (ch) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (ch < 0x20 || ch == 0x7f)
+                fprintf(f, "\\u%04x", ch);
+            else
+                fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* A C string as a JSON string. */
+static void json_cstr(FILE *f, const char *s)
+{
+    cli_json_str(f, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* An array of C strings as a JSON array. */
+static void json_strs(FILE *f, char *const *strs, size_t n)
+{
+    fputc('[', f);
+    for (size_t i = 0; i < n; i++) {
+        if (i) fputc(',', f);
+        json_cstr(f, strs[i]);
+    }
+    fputc(']', f);
+}
+
+/* Collection config as JSON. */
+void cli_json_config(FILE *f, const Vecshard__V1__CollectionConfig *cfg)
+{
+    fputs("{\"name\":", f);
+    json_cstr(f, cfg->name);
+    fprintf(f,
+            ",\"dim\":%u,\"metric\":\"%s\",\"m\":%u,\"ef_construction\":%u,\"ef_search\":%u,"
+            "\"shards\":%u,\"replication_factor\":%u,\"created_at\":%" PRId64 "}",
+            cfg->dim, cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search,
+            cfg->shards, cfg->replication_factor, cfg->created_at);
+}
+
+/* Shard entry as JSON. */
+void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s)
+{
+    fputs("{\"collection\":", f);
+    json_cstr(f, s->collection);
+    fprintf(f, ",\"shard\":%u,\"epoch\":%" PRIu64 ",\"primary\":", s->shard, s->epoch);
+    json_cstr(f, s->primary);
+    fputs(",\"replicas\":", f);
+    json_strs(f, s->replicas, s->n_replicas);
+    fputs(",\"in_sync\":", f);
+    json_strs(f, s->in_sync, s->n_in_sync);
+    fputs(",\"recovering\":", f);
+    json_strs(f, s->recovering, s->n_recovering);
+    fprintf(f, ",\"lsn\":%" PRIu64 "}", s->lsn);
+}
+
+/* Comma-joined list, "-" when empty. */
+const char *cli_join(char *const *strs, size_t n, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && at < len; i++) {
+        int w = snprintf(buf + at, len - at, "%s%s", i ? "," : "", strs[i]);
+        if (w < 0) break;
+        at += (size_t)w;
+    }
+    if (n == 0) snprintf(buf, len, "-");
+    return buf;
+}
+
+/* ===================================================================== tables */
+
+struct cli_table {
+    int ncols;
+    size_t nrows, cap; /* rows including the header row */
+    char **cells;      /* nrows * ncols strings, row-major */
+};
+
+/* A table holding just its header row. */
+struct cli_table *cli_table_new(int ncols, const char *const *headers)
+{
+    struct cli_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ncols = ncols;
+    if (cli_table_add(t, headers)) {
+        free(t->cells);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Appends one row (cells copied). */
+int cli_table_add(struct cli_table *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        char **grown = realloc(t->cells, cap * (size_t)t->ncols * sizeof *grown);
+        if (!grown) return -1;
+        t->cells = grown;
+        t->cap = cap;
+    }
+    char **row = t->cells + t->nrows * (size_t)t->ncols;
+    for (int i = 0; i < t->ncols; i++) {
+        row[i] = strdup(cells[i] ? cells[i] : "-");
+        if (!row[i]) {
+            while (i-- > 0)
+                free(row[i]);
+            return -1;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+/* Prints with every column padded to its widest cell, two spaces apart. */
+void cli_table_print(struct cli_table *t, FILE *f)
+{
+    if (!t) return;
+    size_t *w = calloc((size_t)t->ncols, sizeof *w);
+    for (size_t r = 0; w && r < t->nrows; r++)
+        for (int i = 0; i < t->ncols; i++) {
+            size_t len = strlen(t->cells[r * (size_t)t->ncols + i]);
+            if (len > w[i]) w[i] = len;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ncols; i++) {
+            const char *cell = t->cells[r * (size_t)t->ncols + i];
+            if (i == t->ncols - 1 || !w)
+                fprintf(f, "%s%s", cell, i == t->ncols - 1 ? "" : "  ");
+            else
+                fprintf(f, "%-*s  ", (int)w[i], cell);
+        }
+        fputc('\n', f);
+    }
+    for (size_t k = 0; k < t->nrows * (size_t)t->ncols; k++)
+        free(t->cells[k]);
+    free(w);
+    free(t->cells);
+    free(t);
+}

@@ -263,8 +263,8 @@ static grpc_status_code wfinish(struct wctx *w, struct rpc_call *c)
         if (g->addr[0] != '\0')
             router_msg_add(&m, "%sshard %u (primary %s at %s): %s", g == first ? "" : "; ",
                            g->shard, g->node, g->addr, g->msg);
-        else
-            router_msg_add(&m, "%sshard %u: %s", g == first ? "" : "; ", g->shard, g->msg);
+        else /* no call was made: the message already names the shard */
+            router_msg_add(&m, "%s%s", g == first ? "" : "; ", g->msg);
     }
     if (n_failed < n_used)
         router_msg_add(&m, "; the other shards were written (retrying the whole call is safe)");

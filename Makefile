@@ -187,7 +187,8 @@ $(BIN_BENCH_NODE): $(call obj,$(BENCH_NODE_SRC)) $(BUILD)/obj/tools/bench/datase
 all: $(BIN_C_CLIENT) $(BIN_BENCH_NODE)
 
 .PHONY: integration bench-node
-integration: $(BUILD)/vecshard-node $(BIN_C_CLIENT) $(PROTO_PY)
+integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $(BIN_BENCH) \
+             $(BIN_C_CLIENT) $(PROTO_PY)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s tests/integration -v
 
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)

@@ -203,10 +203,16 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
         hnsw_search_layer(idx, q, cur, d, l, idx->efc, NULL, NULL, s, true, sc);
         uint32_t n = sc->top.n;
         if (n == 0) continue;
-        /* The candidate heap is spent: reuse its memory for the sorted list. */
+        /*
+         * The candidate heap is spent: reuse its memory for the list, sorted
+         * by popping the result max-heap from the back (qsort with a
+         * comparator callback cost ~7% of build time).
+         */
         struct hnsw_cand *c = sc->cand.v;
-        memcpy(c, sc->top.v, n * sizeof *c);
-        hnsw_cand_sort(c, n);
+        for (uint32_t i = n; i-- > 0;) {
+            c[i] = sc->top.v[0];
+            hnsw_maxheap_pop(&sc->top);
+        }
         cur = c[0].slot;
         d = c[0].d;
         uint32_t m = hnsw_select_heuristic(idx, c, n, idx->M);

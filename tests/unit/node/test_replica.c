@@ -37,7 +37,8 @@ static struct replica *open_replica(const char *dir, enum wal_fsync fsync, uint6
     c.fsync = fsync;
     c.wal_segment_bytes = 64 << 10;
     c.snapshot_wal_bytes = snap_bytes;
-    c.build_threads = 2;
+    /* One thread: replay then rebuilds the very same graph, so searches compare exactly. */
+    c.build_threads = 1;
     struct replica *r = NULL;
     char err[REPLICA_ERR_MAX];
     int rc = replica_open(&c, &r, rec, err);

@@ -106,8 +106,8 @@ static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_col
 }
 
 /* Fills a ShardInfo from a cached shard (strings borrowed). */
-static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c,
-                            uint32_t s, uint64_t lsn)
+static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c, uint32_t s,
+                            uint64_t lsn)
 {
     const struct rt_shard *sh = &c->shard[s];
     vecshard__v1__shard_info__init(out);
@@ -230,7 +230,8 @@ static void wait_ready(struct router *r, const char *name, int64_t until)
         primary_status(r, v, refs, coll->shards, name, d < until ? d : until);
         bool all = true;
         for (uint32_t s = 0; s < coll->shards && all; s++)
-            all = refs[s].answered && refs[s].state == VECSHARD__V1__REPLICA_STATE__REPLICA_STATE_READY;
+            all = refs[s].answered &&
+                  refs[s].state == VECSHARD__V1__REPLICA_STATE__REPLICA_STATE_READY;
         free(refs);
         rt_release(v);
         if (all) return;
@@ -272,21 +273,21 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
     }
     char err[512];
     if (placement_plan(v, S, R, plan, err, sizeof err) != 0) {
-        code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION, "cannot place collection "
-                                                                  "\"%s\": %s",
+        code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION,
+                              "cannot place collection "
+                              "\"%s\": %s",
                               cfg.name, err);
         goto out;
     }
     cfg.created_at = router_unix_ms();
     coll_val = config_json(&cfg);
-    if (asprintf(&keys[S], "%s/collections/%s", r->cfg->etcd_prefix, cfg.name) < 0)
-        keys[S] = NULL;
+    if (asprintf(&keys[S], "%s/collections/%s", r->cfg->etcd_prefix, cfg.name) < 0) keys[S] = NULL;
     if (coll_val == NULL || keys[S] == NULL) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    ops[0] = (etcd_op){.type = ETCD_OP_PUT, .key = keys[S], .value = coll_val,
-                       .value_len = strlen(coll_val)};
+    ops[0] = (etcd_op){
+        .type = ETCD_OP_PUT, .key = keys[S], .value = coll_val, .value_len = strlen(coll_val)};
     for (uint32_t s = 0; s < S; s++) {
         if (asprintf(&keys[s], "%s/shards/%s/%u", r->cfg->etcd_prefix, cfg.name, s) < 0)
             keys[s] = NULL;
@@ -295,11 +296,11 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
-        ops[s + 1] = (etcd_op){.type = ETCD_OP_PUT, .key = keys[s], .value = vals[s],
-                               .value_len = strlen(vals[s])};
+        ops[s + 1] = (etcd_op){
+            .type = ETCD_OP_PUT, .key = keys[s], .value = vals[s], .value_len = strlen(vals[s])};
     }
-    etcd_cmp absent = {.key = keys[S], .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL,
-                       .number = 0};
+    etcd_cmp absent = {
+        .key = keys[S], .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0};
     etcd_err eerr;
     etcd_status st = etcd_txn(r->etcd, &absent, 1, ops, S + 1, NULL, 0, &tr, &eerr);
     if (st != ETCD_OK) {
@@ -355,17 +356,17 @@ grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessa
         free(shards);
         return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     }
-    etcd_cmp exists = {.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_GREATER,
-                       .number = 0};
+    etcd_cmp exists = {
+        .key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_GREATER, .number = 0};
     etcd_op ops[2] = {{.type = ETCD_OP_DELETE, .key = key},
                       {.type = ETCD_OP_DELETE, .key = shards, .prefix = true}};
     etcd_txn_result tr = {0};
     etcd_err eerr;
     etcd_status st = etcd_txn(r->etcd, &exists, 1, ops, 2, NULL, 0, &tr, &eerr);
     if (st != ETCD_OK)
-        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
-                              "etcd is needed to drop a collection and did not answer: %s",
-                              eerr.msg);
+        code =
+            rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                           "etcd is needed to drop a collection and did not answer: %s", eerr.msg);
     else if (!tr.succeeded)
         code = rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found", req->name);
     else {
@@ -409,8 +410,7 @@ grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMess
     return code;
 }
 
-grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m,
-                                            void *u)
+grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
     struct router *r = u;
     const Vecshard__V1__DescribeCollectionRequest *req =
@@ -517,7 +517,8 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
                 status_node_of(sn, &n_sn, sh->replicas.v[j])->replicas++;
             if (sh->primary != NULL && sh->primary[0] != '\0')
                 status_node_of(sn, &n_sn, sh->primary)->primaries++;
-            if (only == NULL || only == coll) refs[k++] = (struct shard_ref){.coll = coll, .shard = s};
+            if (only == NULL || only == coll)
+                refs[k++] = (struct shard_ref){.coll = coll, .shard = s};
         }
     }
     qsort(sn, n_sn, sizeof *sn, cmp_status_node);

@@ -58,9 +58,9 @@ static bool gstart(struct router *r, const struct rt_view *v, const struct rt_co
 {
     char why[200];
     const struct rt_node *node =
-        g->n_tried < MAX_TRIES ? router_pick_replica(r, v, coll, s, g->tried, g->n_tried, NULL,
-                                                     why, sizeof why)
-                               : NULL;
+        g->n_tried < MAX_TRIES
+            ? router_pick_replica(r, v, coll, s, g->tried, g->n_tried, NULL, why, sizeof why)
+            : NULL;
     if (node == NULL) {
         if (g->n_tried == 0) {
             g->code = GRPC_STATUS_UNAVAILABLE;
@@ -115,9 +115,9 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
         goto out;
     }
     if (n > ROUTER_MAX_POINTS) {
-        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                              "ids has %zu entries, the limit is %u per call", n,
-                              ROUTER_MAX_POINTS);
+        code =
+            rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                           "ids has %zu entries, the limit is %u per call", n, ROUTER_MAX_POINTS);
         goto out;
     }
     ip = calloc(n, sizeof *ip);
@@ -166,8 +166,7 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
             const Vecshard__V1__NodeGetResponse *resp =
                 (const Vecshard__V1__NodeGetResponse *)rpc_fanout_response(fo, idx);
             for (size_t j = 0; j < resp->n_points; j++) {
-                struct id_pos *hit =
-                    bsearch(&resp->points[j]->id, ip, n, sizeof *ip, cmp_id);
+                struct id_pos *hit = bsearch(&resp->points[j]->id, ip, n, sizeof *ip, cmp_id);
                 /* bsearch may land on any copy of a repeated id: walk to the first. */
                 while (hit != NULL && hit > ip && hit[-1].id == hit->id)
                     hit--;

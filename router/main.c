@@ -75,8 +75,8 @@ int router_register(struct rpc_server *s, struct router *r)
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         unsigned flags = methods[i].fn == router_rebalance ? RPC_INLINE : 0;
-        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r,
-                                 flags) != 0)
+        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, flags) !=
+            0)
             return -1;
     }
     return 0;
@@ -107,9 +107,8 @@ int main(int argc, char **argv)
     struct rpc_server *srv = NULL;
 
     log_info("starting vecshard-router",
-             "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d",
-             ROUTER_VERSION, log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads,
-             cfg.default_timeout_ms);
+             "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
+             log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads, cfg.default_timeout_ms);
 
     etcd_err eerr;
     if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {

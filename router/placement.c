@@ -1,12 +1,13 @@
 /*
  * placement.c — where the replicas of a new collection go (DESIGN §6).
  *
- * Greedy, shard by shard: each replica goes to the live node, not already
- * holding this shard, with the fewest replicas (existing collections
- * included, and counting the ones placed so far); for a primary, ties go to
- * the node with fewer primaries; remaining ties rotate with the shard number
- * so equal nodes take turns. With S×R ≤ nodes this puts every replica on
- * its own node; otherwise counts differ by at most one. Only live
+ * Greedy, shard by shard, on distinct nodes per shard. Each replica goes to
+ * the live node with the fewest replicas (existing collections included,
+ * and counting the ones placed so far); ties go round-robin, starting after
+ * the node picked last, so equal nodes take turns. Then the shard's primary
+ * is the one of its replicas whose node is primary of the fewest shards
+ * (ties: fewer replicas, then placement order) — a primary takes every
+ * write, so primaries are spread too. Only live
  * (registered) nodes are used; a dead node named in an old shard entry
  * still counts for nothing.
  */
@@ -21,12 +22,12 @@ int placement_plan(const struct rt_view *v, uint32_t shards, uint32_t rf, const 
 {
     size_t n = v->n_nodes;
     if (n < rf) {
-        size_t off = (size_t)snprintf(err, errlen,
-                                      "replication_factor %u needs %u live nodes, %zu %s alive",
-                                      rf, rf, n, n == 1 ? "is" : "are");
+        size_t off =
+            (size_t)snprintf(err, errlen, "replication_factor %u needs %u live nodes, %zu %s alive",
+                             rf, rf, n, n == 1 ? "is" : "are");
         for (size_t i = 0; i < n && off < errlen; i++)
-            off += (size_t)snprintf(err + off, errlen - off, "%s%s", i ? ", " : " (",
-                                    v->nodes[i].id);
+            off +=
+                (size_t)snprintf(err + off, errlen - off, "%s%s", i ? ", " : " (", v->nodes[i].id);
         if (n > 0 && off < errlen) snprintf(err + off, errlen - off, ")");
         return -1;
     }
@@ -50,23 +51,37 @@ int placement_plan(const struct rt_view *v, uint32_t shards, uint32_t rf, const 
             if (p != NULL) primaries[p - v->nodes]++;
         }
     }
+    size_t cursor = 0; /* round-robin start among equally loaded nodes */
     for (uint32_t s = 0; s < shards; s++) {
+        const char **set = out + (size_t)s * rf;
         for (uint32_t r = 0; r < rf; r++) {
             size_t best = n;
             for (size_t k = 0; k < n; k++) {
-                size_t i = (k + s) % n;
+                size_t i = (cursor + k) % n;
                 bool taken = false;
                 for (uint32_t q = 0; q < r && !taken; q++)
-                    taken = strcmp(out[s * rf + q], v->nodes[i].id) == 0;
-                if (taken) continue;
-                if (best == n || replicas[i] < replicas[best] ||
-                    (r == 0 && replicas[i] == replicas[best] && primaries[i] < primaries[best]))
-                    best = i;
+                    taken = strcmp(set[q], v->nodes[i].id) == 0;
+                if (!taken && (best == n || replicas[i] < replicas[best])) best = i;
             }
-            out[s * rf + r] = v->nodes[best].id;
+            set[r] = v->nodes[best].id;
             replicas[best]++;
-            if (r == 0) primaries[best]++;
+            cursor = (best + 1) % n;
         }
+        /* The primary: the replica whose node leads the fewest shards. */
+        uint32_t p = 0;
+        size_t pi = (size_t)(rt_view_node(v, set[0]) - v->nodes);
+        for (uint32_t r = 1; r < rf; r++) {
+            size_t i = (size_t)(rt_view_node(v, set[r]) - v->nodes);
+            if (primaries[i] < primaries[pi] ||
+                (primaries[i] == primaries[pi] && replicas[i] < replicas[pi])) {
+                p = r;
+                pi = i;
+            }
+        }
+        const char *t = set[0];
+        set[0] = set[p];
+        set[p] = t;
+        primaries[pi]++;
     }
     free(replicas);
     free(primaries);

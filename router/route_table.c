@@ -112,8 +112,7 @@ static int cmp_node(const void *a, const void *b)
 
 static int cmp_coll(const void *a, const void *b)
 {
-    return strcmp(((const struct rt_collection *)a)->name,
-                  ((const struct rt_collection *)b)->name);
+    return strcmp(((const struct rt_collection *)a)->name, ((const struct rt_collection *)b)->name);
 }
 
 const struct rt_collection *rt_view_collection(const struct rt_view *v, const char *name)
@@ -408,8 +407,7 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
         snprintf(cname, sizeof cname, "%.*s", (int)(slash - name), name);
         struct rt_collection *c = (struct rt_collection *)rt_view_collection(v, cname);
         int64_t sn;
-        if (c == NULL || !etcd_parse_int64(slash + 1, &sn) || sn < 0 || sn >= c->shards)
-            continue;
+        if (c == NULL || !etcd_parse_int64(slash + 1, &sn) || sn < 0 || sn >= c->shards) continue;
         struct rt_shard s;
         if (rt_shard_parse(kv->value, kv->value_len, &s, err, sizeof err) != 0) {
             log_bad(kv->key, err);
@@ -479,8 +477,7 @@ static size_t raw_find(const struct route_table *rt, const char *key, bool *foun
 /* Inserts or replaces a pair; false on ENOMEM. */
 static bool raw_put(struct route_table *rt, const etcd_kv *kv)
 {
-    struct raw_kv n = {strdup(kv->key), malloc(kv->value_len + 1), kv->value_len,
-                       kv->mod_revision};
+    struct raw_kv n = {strdup(kv->key), malloc(kv->value_len + 1), kv->value_len, kv->mod_revision};
     if (n.key == NULL || n.value == NULL) {
         raw_free(&n);
         return false;
@@ -548,8 +545,7 @@ static void on_events(void *arg, const etcd_event *ev, size_t n, int64_t revisio
         if (ev[i].type == ETCD_EVENT_DELETE)
             raw_delete(rt, ev[i].kv.key);
         else if (!raw_put(rt, &ev[i].kv))
-            log_error("out of memory applying an etcd event", "key=%s",
-                      log_quote(ev[i].kv.key));
+            log_error("out of memory applying an etcd event", "key=%s", log_quote(ev[i].kv.key));
     }
     publish(rt, revision);
 }
@@ -708,8 +704,8 @@ bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms)
     return ok;
 }
 
-bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard,
-                         uint64_t epoch, int64_t timeout_ms)
+bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard, uint64_t epoch,
+                         int64_t timeout_ms)
 {
     struct timespec until = mono_in(timeout_ms);
     pthread_mutex_lock(&rt->lock);
@@ -720,9 +716,7 @@ bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shar
             ok = true;
             break;
         }
-        if (rt->stopping ||
-            pthread_cond_timedwait(&rt->cv, &rt->lock, &until) == ETIMEDOUT)
-            break;
+        if (rt->stopping || pthread_cond_timedwait(&rt->cv, &rt->lock, &until) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&rt->lock);
     return ok;

@@ -99,8 +99,8 @@ bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms);
 
 /* Waits (up to timeout_ms) until shard `shard` of collection `name` has an
  * epoch >= epoch in the current view, or the collection is gone. */
-bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard,
-                         uint64_t epoch, int64_t timeout_ms);
+bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard, uint64_t epoch,
+                         int64_t timeout_ms);
 
 /* The collection called name in v, or NULL. */
 const struct rt_collection *rt_view_collection(const struct rt_view *v, const char *name);

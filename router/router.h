@@ -24,15 +24,15 @@
 #include "router/route_table.h"
 #include "router/router_config.h"
 
-#define NODE_SVC "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS 100000u /* points / ids per call (DESIGN §8) */
+#define NODE_SVC           "/vecshard.v1.ShardNode/"
+#define ROUTER_MAX_POINTS  100000u /* points / ids per call (DESIGN §8) */
 #define ROUTER_MAX_QUERIES 10000u
-#define ROUTER_MAX_K 10000u
-#define ROUTER_MAX_EF 100000u
+#define ROUTER_MAX_K       10000u
+#define ROUTER_MAX_EF      100000u
 #define ROUTER_MAX_PAYLOAD (64u << 10)
-#define ROUTER_MAX_SHARDS 127u /* collection + shard keys in one etcd txn (<= 128 ops) */
-#define ROUTER_MAX_RF 16u
-#define ROUTER_LOAD_SLOTS 256 /* nodes tracked for outstanding-call counts */
+#define ROUTER_MAX_SHARDS  127u /* collection + shard keys in one etcd txn (<= 128 ops) */
+#define ROUTER_MAX_RF      16u
+#define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -62,8 +62,7 @@ int router_register(struct rpc_server *s, struct router *r);
 grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMessage *m, void *u);
-grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m,
-                                            void *u);
+grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, void *u);
@@ -107,8 +106,8 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
 
 /* INVALID_ARGUMENT unless v has dim finite floats (non-zero under cosine);
  * `what` names the field ("points[3].vector"). */
-grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v,
-                                     size_t n, const struct rt_collection *coll);
+grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v, size_t n,
+                                     const struct rt_collection *coll);
 
 /* Adds delta to the outstanding calls of node id. */
 void router_load_add(struct router *r, const char *id, int delta);
@@ -138,6 +137,7 @@ struct router_msg {
     char buf[1024];
     size_t len;
 };
-void router_msg_add(struct router_msg *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void router_msg_add(struct router_msg *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -119,8 +119,8 @@ static bool apply(struct router_config *cfg, const struct flag *f, const char *v
             return false;
         }
         if (v < f->min || v > f->max) {
-            fprintf(stderr, PROG ": --%s: %s is out of range %llu..%llu (from %s)\n", f->name,
-                    val, (unsigned long long)f->min, (unsigned long long)f->max, source);
+            fprintf(stderr, PROG ": --%s: %s is out of range %llu..%llu (from %s)\n", f->name, val,
+                    (unsigned long long)f->min, (unsigned long long)f->max, source);
             return false;
         }
         if (f->kind == F_SIZE)
@@ -203,8 +203,7 @@ static enum router_config_result finish(struct router_config *cfg)
     uint64_t port;
     if (cfg->listen[0] == ':' || colon == NULL || !parse_u64(colon + 1, false, &port) ||
         port > 65535) {
-        fprintf(stderr, PROG ": --listen: \"%s\" is not host:port (port 0..65535)\n",
-                cfg->listen);
+        fprintf(stderr, PROG ": --listen: \"%s\" is not host:port (port 0..65535)\n", cfg->listen);
         return ROUTER_CONFIG_EXIT_BAD;
     }
     char *eps = normalise_endpoints(cfg->etcd);

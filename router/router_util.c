@@ -81,8 +81,8 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
     return GRPC_STATUS_OK;
 }
 
-grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v,
-                                     size_t n, const struct rt_collection *coll)
+grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v, size_t n,
+                                     const struct rt_collection *coll)
 {
     if (n != coll->dim)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,

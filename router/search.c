@@ -72,10 +72,9 @@ static void assign(struct sctx *x, const uint32_t *list, size_t n)
         struct sstate *st = &x->sh[s];
         char why[200];
         const struct rt_node *node =
-            st->n_tried < MAX_TRIES
-                ? router_pick_replica(x->r, x->v, x->coll, s, st->tried, st->n_tried, x->extra,
-                                      why, sizeof why)
-                : NULL;
+            st->n_tried < MAX_TRIES ? router_pick_replica(x->r, x->v, x->coll, s, st->tried,
+                                                          st->n_tried, x->extra, why, sizeof why)
+                                    : NULL;
         if (node == NULL) {
             st->state = SH_MISSING;
             if (st->why[0] == '\0' || st->n_tried == 0)
@@ -174,8 +173,7 @@ static grpc_status_code on_reply(struct sctx *x, struct rpc_call *c, int idx, ui
             snprintf(ss->why, sizeof ss->why, "node %s: %s: %.120s", call->node->id,
                      rpc_status_name(st->code), st->details);
         else if (r == NULL)
-            snprintf(ss->why, sizeof ss->why, "node %s: reply without this shard",
-                     call->node->id);
+            snprintf(ss->why, sizeof ss->why, "node %s: reply without this shard", call->node->id);
         else
             snprintf(ss->why, sizeof ss->why, "node %s: %s: %.120s", call->node->id,
                      rpc_status_name((grpc_status_code)r->code), r->error);
@@ -263,8 +261,8 @@ static grpc_status_code check_request(struct rpc_call *c, const Vecshard__V1__Se
     for (size_t i = 0; i < req->n_queries; i++) {
         char what[48];
         snprintf(what, sizeof what, "queries[%zu].vector", i);
-        grpc_status_code code = router_check_vector(c, what, req->queries[i]->vector,
-                                                    req->queries[i]->n_vector, coll);
+        grpc_status_code code =
+            router_check_vector(c, what, req->queries[i]->vector, req->queries[i]->n_vector, coll);
         if (code != GRPC_STATUS_OK) return code;
     }
     return GRPC_STATUS_OK;

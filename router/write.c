@@ -155,8 +155,7 @@ static void refresh_shard(struct wctx *w, struct wgroup *g, uint64_t epoch)
     if (rt_wait_shard_epoch(w->r->rt, w->collection, g->shard, epoch, left < 1000 ? left : 1000))
         return;
     char key[512], err[160];
-    snprintf(key, sizeof key, "%s/shards/%s/%u", w->r->cfg->etcd_prefix, w->collection,
-             g->shard);
+    snprintf(key, sizeof key, "%s/shards/%s/%u", w->r->cfg->etcd_prefix, w->collection, g->shard);
     etcd_kv kv = {0};
     if (etcd_get(w->r->etcd, key, &kv, NULL) == ETCD_OK) {
         struct rt_shard s;
@@ -236,8 +235,7 @@ static void wrun(struct wctx *w)
             return;
         }
         for (uint32_t i = 0; i < w->n_groups; i++)
-            if (w->groups[i].retry_at > 0 && w->groups[i].retry_at <= now)
-                wstart(w, &w->groups[i]);
+            if (w->groups[i].retry_at > 0 && w->groups[i].retry_at <= now) wstart(w, &w->groups[i]);
     }
 }
 

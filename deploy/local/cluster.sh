@@ -210,14 +210,39 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
+# etcd_query URL health|nodes: through etcd's JSON gateway (python3 urllib,
+# no proxy): exit 0 if etcd is healthy / print the node ids under
+# PREFIX/nodes/, one per line.
+etcd_query() {
+    "$PYTHON" - "$1" "$2" "$PREFIX/nodes/" <<'PY'
+import base64, json, sys, urllib.request
+url, what, prefix = sys.argv[1:4]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    if what == "health":
+        with opener.open(url + "/health", timeout=1) as r:
+            sys.exit(0 if json.loads(r.read()).get("health") == "true" else 1)
+    end = bytearray(prefix.encode())
+    end[-1] += 1
+    body = {"key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode(bytes(end)).decode(), "keys_only": True}
+    req = urllib.request.Request(url + "/v3/kv/range", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with opener.open(req, timeout=2) as r:
+        for kv in json.loads(r.read()).get("kvs", []):
+            print(base64.b64decode(kv["key"]).decode()[len(prefix):])
+except (OSError, ValueError):
+    sys.exit(1)
+PY
+}
+
 etcd_healthy() {
-    curl -s --noproxy '*' -m 1 "$1/health" 2>/dev/null | grep -q '"health":"true"'
+    etcd_query "$1" health
 }
 
 # registered_nodes ETCD_URL: the node ids under PREFIX/nodes/, one per line.
 registered_nodes() {
-    ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=2s get --prefix \
-        "$PREFIX/nodes/" --keys-only 2>/dev/null | sed -n "s|^$PREFIX/nodes/||p"
+    etcd_query "$1" nodes || true
 }
 
 # router_ready ADDR N: Health/Check answers SERVING and the router's

@@ -191,6 +191,34 @@ class ClusterScriptAndCli(unittest.TestCase):
         # Stopping twice is harmless.
         self.assertEqual(rh.run([rh.CLUSTER_SH, "stop", "--dir", self.cdir]).returncode, 0)
 
+    def test_4_failed_start_stops_what_it_started(self):
+        # A build dir whose router exits at once: etcd and both nodes have
+        # been started by then and must be stopped again.
+        fake = os.path.join(self.dir, "fakebuild")
+        os.makedirs(fake)
+        os.symlink(os.path.join(harness.BUILD, "vecshard-node"),
+                   os.path.join(fake, "vecshard-node"))
+        with open(os.path.join(fake, "vecshard-router"), "w") as f:
+            f.write("#!/bin/sh\necho 'router: cannot start (test)' >&2\nexit 3\n")
+        os.chmod(os.path.join(fake, "vecshard-router"), 0o755)
+        d = os.path.join(self.dir, "failed")
+        p = rh.run([rh.CLUSTER_SH, "start", "--nodes", "2", "--dir", d, "--build", fake],
+                   timeout=120)
+        try:
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertEqual(p.stdout, "")
+            self.assertIn("router: cannot start (test)", p.stderr)
+            procs = recorded(d)
+            self.assertEqual([x[0] for x in procs], ["etcd", "node-0", "node-1", "router"])
+            for name, pid, st, _ in procs:
+                self.assertFalse(rh.pid_running(pid) and starttime(pid) == st,
+                                 "%s (pid %d) left running by a failed start" % (name, pid))
+            self.assertFalse(os.path.exists(os.path.join(d, "router.addr")))
+        finally:
+            for name, pid, st, _ in recorded(d):
+                if starttime(pid) == st:
+                    os.kill(pid, signal.SIGKILL)
+
 
 if __name__ == "__main__":
     unittest.main()

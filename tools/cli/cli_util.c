@@ -147,9 +147,15 @@ void cli_print_status(const struct cli *c, const struct rpc_status *st)
         fprintf(stderr, "error: %s: %s\n", rpc_status_name(st->code), st->details);
     else
         fprintf(stderr, "error: %s\n", rpc_status_name(st->code));
-    /* gRPC's own text for a refused or unresolvable address, not the router's. */
+    /*
+     * gRPC's own text for a refused or unresolvable address starts the
+     * message; the router's messages may quote such text about a node
+     * further in, and then the router itself was reached.
+     */
     if (st->code == GRPC_STATUS_UNAVAILABLE &&
-        (strstr(st->details, "connect") || strstr(st->details, "resolve")))
+        (strncmp(st->details, "failed to connect", 17) == 0 ||
+         strncmp(st->details, "DNS resolution failed", 21) == 0 ||
+         strncmp(st->details, "Connection refused", 18) == 0 || st->details[0] == 0))
         fprintf(stderr,
                 "hint: is a vecshard-router listening at %s? (--router or VECSHARD_ROUTER)\n",
                 c->router);

@@ -6,7 +6,8 @@
  *   1. flags (exit 2 on a bad value) and logging;
  *   2. block SIGTERM / SIGINT / SIGHUP in this thread before any other thread
  *      exists (gRPC's and ours inherit the mask), so that only the sigwait
- *      below ever sees them (guide §6.8); nothing here forks;
+ *      of proc_wait_stop ever sees them (common/util/proc.h, guide §6.8);
+ *      nothing here forks;
  *   3. reopen the replicas already on disk, so reads work even if etcd is
  *      down (DESIGN §3);
  *   4. start the gRPC server (port 0 = ephemeral; the bound address is
@@ -18,8 +19,6 @@
  * A second signal during shutdown exits at once with status 1.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,34 +29,12 @@
 #include "common/etcd/etcd.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
+#include "common/util/proc.h"
 #include "node/node_config.h"
 #include "node/node_meta.h"
 #include "node/node_service.h"
 #include "node/node_shards.h"
 #include "node/wal.h"
-
-/* The signals that stop the node. */
-static void stop_signals(sigset_t *set)
-{
-    sigemptyset(set);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGHUP);
-}
-
-/* Second-signal watchdog: exits at once if shutdown is interrupted. */
-static void *second_signal(void *arg)
-{
-    (void)arg;
-    sigset_t set;
-    stop_signals(&set);
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) {
-        log_warn("second signal during shutdown; exiting now", "signal=%s", strsignal(sig));
-        _exit(1);
-    }
-    return NULL;
-}
 
 /* True for hosts that mean "every interface" and cannot be advertised. */
 static bool wildcard_host(const char *h, size_t len)
@@ -105,9 +82,7 @@ int main(int argc, char **argv)
     log_set_level((enum log_level)cfg.log_level);
 
     sigset_t set;
-    stop_signals(&set);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    proc_block_stop_signals(&set);
 
     int status = 1;
     char err[NODE_ERR_MAX];
@@ -163,12 +138,10 @@ int main(int argc, char **argv)
         goto fail;
     }
     advertised_addr(&cfg, port, svc.addr, sizeof svc.addr);
-    const char *colon = strrchr(cfg.listen, ':');
     char bound[300];
-    snprintf(bound, sizeof bound, "%.*s:%d", (int)(colon - cfg.listen), cfg.listen, port);
+    proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
-    printf("listening on %s\n", bound);
-    fflush(stdout);
+    proc_print_listening(bound);
 
     /* A keep-alive must fail (and be retried) well within the TTL. */
     long etcd_timeout = cfg.etcd_timeout_ms;
@@ -195,12 +168,7 @@ int main(int argc, char **argv)
     }
     atomic_store(&svc.meta, meta);
 
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        continue;
-    log_info("shutting down", "signal=%s", strsignal(sig));
-    pthread_t watchdog;
-    if (pthread_create(&watchdog, NULL, second_signal, NULL) == 0) pthread_detach(watchdog);
+    proc_wait_stop(&set);
     status = 0;
 
 fail:

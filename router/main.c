@@ -5,7 +5,8 @@
  * Start-up order:
  *   1. flags (exit 2 on a bad value) and logging;
  *   2. block SIGTERM / SIGINT / SIGHUP before any thread exists, so only the
- *      sigwait below sees them (gRPC's threads inherit the mask);
+ *      sigwait of proc_wait_stop sees them (gRPC's threads inherit the
+ *      mask; common/util/proc.h);
  *   3. etcd client and the routing table (lists and watches in the
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
@@ -20,35 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/util/log.h"
+#include "common/util/proc.h"
 #include "router/router.h"
 
 #define SVC "/vecshard.v1.VecShard/"
-
-/* The signals that stop the router. */
-static void stop_signals(sigset_t *set)
-{
-    sigemptyset(set);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGHUP);
-}
-
-/* Second-signal watchdog: exits at once if shutdown is interrupted. */
-static void *second_signal(void *arg)
-{
-    (void)arg;
-    sigset_t set;
-    stop_signals(&set);
-    int sig = 0;
-    if (sigwait(&set, &sig) == 0) {
-        log_warn("second signal during shutdown; exiting now", "signal=%s", strsignal(sig));
-        _exit(1);
-    }
-    return NULL;
-}
 
 int router_register(struct rpc_server *s, struct router *r)
 {
@@ -94,9 +72,7 @@ int main(int argc, char **argv)
     log_set_level((enum log_level)cfg.log_level);
 
     sigset_t set;
-    stop_signals(&set);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    proc_block_stop_signals(&set);
 
     int status = 1;
     char err[256];
@@ -146,19 +122,12 @@ int main(int argc, char **argv)
         log_error("cannot listen", "listen=%s error=%s", log_quote(cfg.listen), log_quote(err));
         goto fail;
     }
-    const char *colon = strrchr(cfg.listen, ':');
     char bound[300];
-    snprintf(bound, sizeof bound, "%.*s:%d", (int)(colon - cfg.listen), cfg.listen, port);
+    proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s", log_quote(bound));
-    printf("listening on %s\n", bound);
-    fflush(stdout);
+    proc_print_listening(bound);
 
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        continue;
-    log_info("shutting down", "signal=%s", strsignal(sig));
-    pthread_t watchdog;
-    if (pthread_create(&watchdog, NULL, second_signal, NULL) == 0) pthread_detach(watchdog);
+    proc_wait_stop(&set);
     status = 0;
 
 fail:

@@ -51,7 +51,7 @@
 #endif
 
 #define SNAP_VERSION 1
-#define TMP_NAME "snapshot.tmp"
+#define TMP_NAME     "snapshot.tmp"
 static const char snap_magic[8] = {'V', 'S', 'S', 'N', 'A', 'P', '\r', '\n'};
 
 enum {
@@ -120,8 +120,7 @@ bool snapshot_path(const char *dir, uint64_t lsn, char *buf, size_t size)
 static int fsync_dir(const char *dir, char *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, SNAPSHOT_EIO, "open %s: %s", dir, strerror(errno));
+    if (fd < 0) return fail(err, SNAPSHOT_EIO, "open %s: %s", dir, strerror(errno));
     int rc = fsync(fd) == 0 ? SNAPSHOT_OK
                             : fail(err, SNAPSHOT_EIO, "fsync %s: %s", dir, strerror(errno));
     close(fd);
@@ -157,8 +156,7 @@ static ssize_t crc_read(void *c, char *buf, size_t size)
     struct crc_stream *s = c;
     size_t n = size < s->bytes ? size : (size_t)s->bytes;
     size_t k = n ? fread(buf, 1, n, s->f) : 0;
-    if (k < n)
-        s->bad = true;
+    if (k < n) s->bad = true;
     s->crc = crc32c_extend(s->crc, buf, k);
     s->bytes -= k;
     return (ssize_t)k;
@@ -184,8 +182,7 @@ static int wsec_open(struct wsec *s, FILE *f, uint32_t tag)
         fwrite(&len, sizeof len, 1, f) != 1)
         return -1;
     cookie_io_functions_t io = {.write = crc_write};
-    if (!(s->cf = fopencookie(&s->cs, "w", io)))
-        return -1;
+    if (!(s->cf = fopencookie(&s->cs, "w", io))) return -1;
     setvbuf(s->cf, NULL, _IOFBF, 1 << 20);
     return 0;
 }
@@ -279,22 +276,19 @@ int snapshot_write_state(struct snapshot_writer *sw, struct snapshot_info *info,
         fwrite(&hlen, 4, 1, f) != 1 || fwrite(&h, sizeof h, 1, f) != 1 ||
         fwrite(&crc, 4, 1, f) != 1)
         goto io;
-    if (wsec_open(&s, f, SEC_INDX) != 0)
-        goto io;
+    if (wsec_open(&s, f, SEC_INDX) != 0) goto io;
     if (hnsw_write(idx, s.cf, herr) != HNSW_OK) {
         fclose(s.cf);
         rc = fail(err, SNAPSHOT_EIO, "writing the index into %s: %s", sw->tmp, herr);
         goto out;
     }
-    if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_PAYL) != 0)
-        goto io;
+    if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_PAYL) != 0) goto io;
     if (fwrite(&info->payloads, 8, 1, s.cf) != 1 ||
         payload_foreach_locked(ps, write_payload, s.cf) != 0) {
         fclose(s.cf);
         goto io;
     }
-    if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_END) != 0 || wsec_close(&s) != 0)
-        goto io;
+    if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_END) != 0 || wsec_close(&s) != 0) goto io;
     sw->info = *info;
     goto out;
 io:
@@ -317,8 +311,7 @@ int snapshot_commit(struct snapshot_writer *sw, uint64_t *file_bytes, char *err)
         goto fail;
     }
     struct stat st;
-    if (file_bytes)
-        *file_bytes = fstat(fileno(sw->f), &st) == 0 ? (uint64_t)st.st_size : 0;
+    if (file_bytes) *file_bytes = fstat(fileno(sw->f), &st) == 0 ? (uint64_t)st.st_size : 0;
     int closed = fclose(sw->f);
     sw->f = NULL;
     if (closed != 0) {
@@ -341,10 +334,8 @@ fail:
 
 void snapshot_abort(struct snapshot_writer *sw)
 {
-    if (!sw)
-        return;
-    if (sw->f)
-        fclose(sw->f);
+    if (!sw) return;
+    if (sw->f) fclose(sw->f);
     unlink(sw->tmp);
     free(sw->tmp);
     free(sw->dir);
@@ -381,8 +372,7 @@ static int rsec_open(struct rsec *s, FILE *f, uint64_t file_size, uint32_t tag, 
                     "section %s claims %" PRIu64 " bytes, more than the file holds", name, len);
     s->cs.bytes = len;
     cookie_io_functions_t io = {.read = crc_read};
-    if (!(s->cf = fopencookie(&s->cs, "r", io)))
-        return fail(err, SNAPSHOT_ENOMEM, "out of memory");
+    if (!(s->cf = fopencookie(&s->cs, "r", io))) return fail(err, SNAPSHOT_ENOMEM, "out of memory");
     setvbuf(s->cf, NULL, _IOFBF, 1 << 20);
     return SNAPSHOT_OK;
 }
@@ -396,15 +386,14 @@ static int rsec_close(struct rsec *s, char *err)
     fclose(s->cf);
     s->cf = NULL;
     uint32_t crc;
-    if (bad)
-        return fail(err, SNAPSHOT_EFORMAT, "section %s is truncated", s->name);
-    if (extra || left)
-        return fail(err, SNAPSHOT_EFORMAT, "section %s has trailing bytes", s->name);
+    if (bad) return fail(err, SNAPSHOT_EFORMAT, "section %s is truncated", s->name);
+    if (extra || left) return fail(err, SNAPSHOT_EFORMAT, "section %s has trailing bytes", s->name);
     if (fread(&crc, 4, 1, s->f) != 1)
         return fail(err, SNAPSHOT_EFORMAT, "file is truncated in the CRC of section %s", s->name);
     if (crc != s->cs.crc)
-        return fail(err, SNAPSHOT_EFORMAT, "section %s CRC mismatch (stored 0x%08x, computed 0x%08x)",
-                    s->name, crc, s->cs.crc);
+        return fail(err, SNAPSHOT_EFORMAT,
+                    "section %s CRC mismatch (stored 0x%08x, computed 0x%08x)", s->name, crc,
+                    s->cs.crc);
     return SNAPSHOT_OK;
 }
 
@@ -415,15 +404,14 @@ static int read_payloads(struct rsec *s, const struct disk_header *h, struct pay
     uint64_t n, total = 0;
     uint8_t *buf = malloc(PAYLOAD_MAX_BYTES);
     int rc = SNAPSHOT_OK;
-    if (!buf)
-        return fail(err, SNAPSHOT_ENOMEM, "out of memory");
+    if (!buf) return fail(err, SNAPSHOT_ENOMEM, "out of memory");
     if (fread(&n, 8, 1, s->cf) != 1) {
         rc = fail(err, SNAPSHOT_EFORMAT, "section PAYL is truncated");
         goto out;
     }
     if (n != h->payloads) {
-        rc = fail(err, SNAPSHOT_EFORMAT, "section PAYL holds %" PRIu64 " payloads, header says %" PRIu64,
-                  n, h->payloads);
+        rc = fail(err, SNAPSHOT_EFORMAT,
+                  "section PAYL holds %" PRIu64 " payloads, header says %" PRIu64, n, h->payloads);
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -458,8 +446,7 @@ out:
 /* Checks the header against the expectation. */
 static int check_expect(const struct disk_header *h, const struct snapshot_expect *e, char *err)
 {
-    if (!e)
-        return SNAPSHOT_OK;
+    if (!e) return SNAPSHOT_OK;
     if (e->collection && strncmp(h->collection, e->collection, sizeof h->collection) != 0)
         return fail(err, SNAPSHOT_EMISMATCH, "snapshot belongs to collection '%s', not '%s'",
                     h->collection, e->collection);
@@ -477,8 +464,8 @@ static int check_expect(const struct disk_header *h, const struct snapshot_expec
 }
 
 int snapshot_load(const char *path, const struct snapshot_expect *expect,
-                  struct snapshot_info *info, struct hnsw_index **idx,
-                  struct payload_store **ps, char *err)
+                  struct snapshot_info *info, struct hnsw_index **idx, struct payload_store **ps,
+                  char *err)
 {
     *idx = NULL;
     *ps = NULL;
@@ -492,8 +479,7 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
     uint32_t version, hlen, crc;
     int rc;
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(err, SNAPSHOT_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (!f) return fail(err, SNAPSHOT_EIO, "cannot open %s: %s", path, strerror(errno));
     setvbuf(f, NULL, _IOFBF, 1 << 20);
     if (fstat(fileno(f), &st) != 0) {
         rc = fail(msg, SNAPSHOT_EIO, "stat: %s", strerror(errno));
@@ -509,8 +495,9 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
         goto fail;
     }
     if (version != SNAP_VERSION) {
-        rc = fail(msg, SNAPSHOT_EFORMAT, "snapshot format version %u is not supported (this build reads %d)",
-                  version, SNAP_VERSION);
+        rc = fail(msg, SNAPSHOT_EFORMAT,
+                  "snapshot format version %u is not supported (this build reads %d)", version,
+                  SNAP_VERSION);
         goto fail;
     }
     if (hlen != sizeof h) {
@@ -526,24 +513,22 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
         goto fail;
     }
     h.collection[sizeof h.collection - 1] = '\0';
-    if ((rc = check_expect(&h, expect, msg)))
-        goto fail;
+    if ((rc = check_expect(&h, expect, msg))) goto fail;
 
-    if ((rc = rsec_open(&s, f, size, SEC_INDX, "INDX", msg)))
-        goto fail;
+    if ((rc = rsec_open(&s, f, size, SEC_INDX, "INDX", msg))) goto fail;
     if ((rc = hnsw_read(s.cf, &ix, herr)) != HNSW_OK) {
         rc = fail(msg, rc == HNSW_ENOMEM ? SNAPSHOT_ENOMEM : SNAPSHOT_EFORMAT, "index section: %s",
                   herr);
         goto fail;
     }
-    if ((rc = rsec_close(&s, msg)))
-        goto fail;
+    if ((rc = rsec_close(&s, msg))) goto fail;
     struct hnsw_stats hs;
     hnsw_info(ix, &hs);
     if (hs.dim != h.dim || hs.metric != (enum hnsw_metric)h.metric || hs.M != h.M ||
         hs.ef_construction != h.ef_construction || hs.count != h.count || hs.deleted != h.deleted) {
-        rc = fail(msg, SNAPSHOT_EFORMAT, "index disagrees with the snapshot header (count %" PRIu64
-                  " vs %" PRIu64 ", deleted %" PRIu64 " vs %" PRIu64 ")",
+        rc = fail(msg, SNAPSHOT_EFORMAT,
+                  "index disagrees with the snapshot header (count %" PRIu64 " vs %" PRIu64
+                  ", deleted %" PRIu64 " vs %" PRIu64 ")",
                   hs.count, h.count, hs.deleted, h.deleted);
         goto fail;
     }
@@ -580,8 +565,7 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
     *ps = pl;
     return SNAPSHOT_OK;
 fail:
-    if (s.cf)
-        fclose(s.cf);
+    if (s.cf) fclose(s.cf);
     fclose(f);
     hnsw_free(ix);
     payload_store_free(pl);
@@ -597,11 +581,9 @@ static bool parse_name(const char *name, uint64_t *lsn)
         return false;
     uint64_t v = 0;
     for (int i = 9; i < 29; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return false;
+        if (name[i] < '0' || name[i] > '9') return false;
         uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
+        if (v > (UINT64_MAX - d) / 10) return false;
         v = v * 10 + d;
     }
     *lsn = v;
@@ -620,15 +602,13 @@ int snapshot_list(const char *dir, uint64_t **lsns, uint32_t *n, char *err)
     *lsns = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d)
-        return fail(err, SNAPSHOT_EIO, "open folder %s: %s", dir, strerror(errno));
+    if (!d) return fail(err, SNAPSHOT_EIO, "open folder %s: %s", dir, strerror(errno));
     uint32_t cap = 0;
     int rc = SNAPSHOT_OK;
     struct dirent *e;
     while ((e = readdir(d))) {
         uint64_t lsn;
-        if (!parse_name(e->d_name, &lsn))
-            continue;
+        if (!parse_name(e->d_name, &lsn)) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
             uint64_t *p = realloc(*lsns, cap * sizeof *p);
@@ -659,14 +639,12 @@ int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,
     *ps = NULL;
     memset(rec, 0, sizeof *rec);
     char path[4096], aside[4200];
-    if (snprintf(path, sizeof path, "%s/" TMP_NAME, dir) < (int)sizeof path &&
-        unlink(path) == 0)
+    if (snprintf(path, sizeof path, "%s/" TMP_NAME, dir) < (int)sizeof path && unlink(path) == 0)
         rec->temps_removed++;
     uint64_t *lsns;
     uint32_t n;
     int rc = snapshot_list(dir, &lsns, &n, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = SNAPSHOT_ENOTFOUND;
     for (uint32_t i = 0; i < n; i++) {
         char msg[SNAPSHOT_ERR_MAX];
@@ -717,8 +695,7 @@ int snapshot_prune(const char *dir, uint32_t keep, uint32_t *deleted, char *err)
     uint32_t n, k = 0;
     char path[4096];
     int rc = snapshot_list(dir, &lsns, &n, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (uint32_t i = keep; i < n; i++) {
         snapshot_path(dir, lsns[i], path, sizeof path);
         if (unlink(path) != 0 && errno != ENOENT) {
@@ -730,10 +707,8 @@ int snapshot_prune(const char *dir, uint32_t keep, uint32_t *deleted, char *err)
     free(lsns);
     if (k) {
         int r = fsync_dir(dir, rc ? NULL : err);
-        if (!rc)
-            rc = r;
+        if (!rc) rc = r;
     }
-    if (deleted)
-        *deleted = k;
+    if (deleted) *deleted = k;
     return rc;
 }

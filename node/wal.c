@@ -112,9 +112,9 @@ struct wal_iter {
     FILE **files; /* one per segment from the starting one, opened up front */
     uint64_t *sizes;
     uint32_t nfiles, cur;
-    uint64_t pos;     /* byte offset in files[cur] */
+    uint64_t pos;       /* byte offset in files[cur] */
     uint64_t from, end; /* yield lsn in [from, end] */
-    uint64_t prev;    /* last lsn read, for the continuity check */
+    uint64_t prev;      /* last lsn read, for the continuity check */
     uint8_t *buf;
     size_t cap;
 };
@@ -142,14 +142,10 @@ void wal_options_init(struct wal_options *o)
 
 int wal_fsync_parse(const char *s)
 {
-    if (!s)
-        return -1;
-    if (!strcmp(s, "always"))
-        return WAL_FSYNC_ALWAYS;
-    if (!strcmp(s, "batch"))
-        return WAL_FSYNC_BATCH;
-    if (!strcmp(s, "none"))
-        return WAL_FSYNC_NONE;
+    if (!s) return -1;
+    if (!strcmp(s, "always")) return WAL_FSYNC_ALWAYS;
+    if (!strcmp(s, "batch")) return WAL_FSYNC_BATCH;
+    if (!strcmp(s, "none")) return WAL_FSYNC_NONE;
     return -1;
 }
 
@@ -229,8 +225,7 @@ static void seg_path(const struct wal *w, uint64_t first_lsn, char *buf, size_t 
 static int fsync_dir(const char *dir, char *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(err, WAL_EIO, "open %s: %s", dir, strerror(errno));
+    if (fd < 0) return fail(err, WAL_EIO, "open %s: %s", dir, strerror(errno));
     int rc = fsync(fd) == 0 ? WAL_OK : fail(err, WAL_EIO, "fsync %s: %s", dir, strerror(errno));
     close(fd);
     return rc;
@@ -243,11 +238,9 @@ static bool parse_name(const char *name, uint64_t *lsn)
         return false;
     uint64_t v = 0;
     for (int i = 4; i < 24; i++) {
-        if (name[i] < '0' || name[i] > '9')
-            return false;
+        if (name[i] < '0' || name[i] > '9') return false;
         uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
+        if (v > (UINT64_MAX - d) / 10) return false;
         v = v * 10 + d;
     }
     *lsn = v;
@@ -257,14 +250,12 @@ static bool parse_name(const char *name, uint64_t *lsn)
 /* Grows *buf to at least n bytes; false on allocation failure. */
 static bool reserve(uint8_t **buf, size_t *cap, size_t n)
 {
-    if (n <= *cap)
-        return true;
+    if (n <= *cap) return true;
     size_t c = *cap ? *cap : 4096;
     while (c < n)
         c *= 2;
     uint8_t *p = realloc(*buf, c);
-    if (!p)
-        return false;
+    if (!p) return false;
     *buf = p;
     *cap = c;
     return true;
@@ -276,8 +267,7 @@ static bool segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
     if (w->nsegs == w->cap) {
         uint32_t c = w->cap ? w->cap * 2 : 16;
         struct segment *s = realloc(w->segs, c * sizeof *s);
-        if (!s)
-            return false;
+        if (!s) return false;
         w->segs = s;
         w->cap = c;
     }
@@ -303,14 +293,12 @@ enum rd { RD_OK, RD_END, RD_DAMAGED, RD_NOMEM, RD_IO };
 static enum rd read_record(FILE *f, uint64_t avail, struct rec_header *h, uint8_t **buf,
                            size_t *cap, enum wal_damage *dmg)
 {
-    if (avail == 0)
-        return RD_END;
+    if (avail == 0) return RD_END;
     if (avail < sizeof *h) {
         *dmg = WAL_DAMAGE_TORN;
         return RD_DAMAGED;
     }
-    if (fread(h, sizeof *h, 1, f) != 1)
-        return RD_IO;
+    if (fread(h, sizeof *h, 1, f) != 1) return RD_IO;
     if (h->len > WAL_MAX_PAYLOAD) {
         *dmg = WAL_DAMAGE_LENGTH;
         return RD_DAMAGED;
@@ -319,10 +307,8 @@ static enum rd read_record(FILE *f, uint64_t avail, struct rec_header *h, uint8_
         *dmg = WAL_DAMAGE_TORN;
         return RD_DAMAGED;
     }
-    if (!reserve(buf, cap, h->len ? h->len : 1))
-        return RD_NOMEM;
-    if (h->len && fread(*buf, h->len, 1, f) != 1)
-        return RD_IO;
+    if (!reserve(buf, cap, h->len ? h->len : 1)) return RD_NOMEM;
+    if (h->len && fread(*buf, h->len, 1, f) != 1) return RD_IO;
     uint32_t crc = crc32c_extend(0, &h->lsn, 16);
     crc = crc32c_extend(crc, *buf, h->len);
     if (crc != h->crc) {
@@ -352,8 +338,7 @@ static int scan_segment(const char *path, uint64_t name_lsn, uint64_t *expect, u
                         uint64_t *nrec, uint8_t **buf, size_t *cap, struct cut *c, char *err)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return fail(err, WAL_EIO, "open %s: %s", path, strerror(errno));
+    if (!f) return fail(err, WAL_EIO, "open %s: %s", path, strerror(errno));
     int rc = WAL_OK;
     struct stat st;
     struct seg_header sh;
@@ -376,10 +361,11 @@ static int scan_segment(const char *path, uint64_t name_lsn, uint64_t *expect, u
     if (memcmp(sh.magic, seg_magic, sizeof seg_magic) != 0 || sh.version != WAL_VERSION ||
         sh.first_lsn != name_lsn) {
         c->dmg = WAL_DAMAGE_HEADER;
-        snprintf(c->why, sizeof c->why,
-                 "segment header is foreign or disagrees with the name (version %u, first lsn %" PRIu64
-                 ")",
-                 sh.version, sh.first_lsn);
+        snprintf(
+            c->why, sizeof c->why,
+            "segment header is foreign or disagrees with the name (version %u, first lsn %" PRIu64
+            ")",
+            sh.version, sh.first_lsn);
         goto out;
     }
     if (*expect && name_lsn != *expect) {
@@ -394,26 +380,29 @@ static int scan_segment(const char *path, uint64_t name_lsn, uint64_t *expect, u
         struct rec_header h;
         enum wal_damage d = WAL_DAMAGE_NONE;
         enum rd r = read_record(f, size - off, &h, buf, cap, &d);
-        if (r == RD_END)
-            break;
+        if (r == RD_END) break;
         if (r == RD_NOMEM) {
             rc = fail(err, WAL_ENOMEM, "out of memory reading %s", path);
             goto out;
         }
         if (r == RD_IO) {
-            rc = fail(err, WAL_EIO, "read %s: %s", path, ferror(f) ? strerror(errno) : "short read");
+            rc =
+                fail(err, WAL_EIO, "read %s: %s", path, ferror(f) ? strerror(errno) : "short read");
             goto out;
         }
         if (r == RD_DAMAGED) {
             c->dmg = d;
             if (d == WAL_DAMAGE_TORN)
-                snprintf(c->why, sizeof c->why, "record after lsn %" PRIu64 " is cut short by the end of the file",
+                snprintf(c->why, sizeof c->why,
+                         "record after lsn %" PRIu64 " is cut short by the end of the file",
                          *expect - 1);
             else if (d == WAL_DAMAGE_LENGTH)
-                snprintf(c->why, sizeof c->why, "record after lsn %" PRIu64 " claims %u payload bytes",
-                         *expect - 1, h.len);
+                snprintf(c->why, sizeof c->why,
+                         "record after lsn %" PRIu64 " claims %u payload bytes", *expect - 1,
+                         h.len);
             else
-                snprintf(c->why, sizeof c->why, "record (lsn field %" PRIu64 ") fails its CRC", h.lsn);
+                snprintf(c->why, sizeof c->why, "record (lsn field %" PRIu64 ") fails its CRC",
+                         h.lsn);
             break;
         }
         if (h.lsn != *expect) {
@@ -445,13 +434,11 @@ static int apply_cut(const char *dir, const uint64_t *names, uint32_t n, const s
         uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
         if (i == c->seg && c->offset > WAL_SEGMENT_HEADER) {
             int fd = open(path, O_WRONLY | O_CLOEXEC);
-            if (fd < 0)
-                return fail(err, WAL_EIO, "open %s: %s", path, strerror(errno));
+            if (fd < 0) return fail(err, WAL_EIO, "open %s: %s", path, strerror(errno));
             int bad = ftruncate(fd, (off_t)c->offset) != 0 || fdatasync(fd) != 0;
             int e = errno;
             close(fd);
-            if (bad)
-                return fail(err, WAL_EIO, "truncate %s: %s", path, strerror(e));
+            if (bad) return fail(err, WAL_EIO, "truncate %s: %s", path, strerror(e));
             rec->bytes_dropped += size - c->offset;
             continue;
         }
@@ -469,15 +456,13 @@ static int list_segments(const char *dir, uint64_t **names, uint32_t *n, char *e
     *names = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d)
-        return fail(err, WAL_EIO, "open folder %s: %s", dir, strerror(errno));
+    if (!d) return fail(err, WAL_EIO, "open folder %s: %s", dir, strerror(errno));
     uint32_t cap = 0;
     int rc = WAL_OK;
     struct dirent *e;
     while ((e = readdir(d))) {
         uint64_t lsn;
-        if (!parse_name(e->d_name, &lsn))
-            continue;
+        if (!parse_name(e->d_name, &lsn)) continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             uint64_t *p = realloc(*names, cap * sizeof *p);
@@ -490,8 +475,7 @@ static int list_segments(const char *dir, uint64_t **names, uint32_t *n, char *e
         (*names)[(*n)++] = lsn;
     }
     closedir(d);
-    if (rc == WAL_OK && *n)
-        qsort(*names, *n, sizeof **names, cmp_u64);
+    if (rc == WAL_OK && *n) qsort(*names, *n, sizeof **names, cmp_u64);
     return rc;
 }
 
@@ -504,8 +488,7 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
     size_t cap = 0;
     char path[4096], name[32];
     int rc = list_segments(w->dir, &names, &n, err);
-    if (rc)
-        goto out;
+    if (rc) goto out;
     uint64_t expect = 0;
     struct cut c = {.dmg = WAL_DAMAGE_NONE};
     for (uint32_t i = 0; i < n; i++) {
@@ -528,8 +511,7 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
             rec->damage = c.dmg;
             snprintf(rec->segment, sizeof rec->segment, "%s", name);
             rec->offset = keep;
-            if ((rc = apply_cut(w->dir, names, n, &c, rec, err)))
-                goto out;
+            if ((rc = apply_cut(w->dir, names, n, &c, rec, err))) goto out;
             if (nrec) {
                 w->last_lsn = expect - 1;
                 if (!segs_push(w, names[i], keep)) {
@@ -547,8 +529,7 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
         if (nrec == 0) {
             /* A last segment created just before a crash, before its first record. */
             if (unlink(path) != 0 || (rc = fsync_dir(w->dir, err)) != WAL_OK) {
-                if (!rc)
-                    rc = fail(err, WAL_EIO, "unlink %s: %s", path, strerror(errno));
+                if (!rc) rc = fail(err, WAL_EIO, "unlink %s: %s", path, strerror(errno));
                 goto out;
             }
             rec->empty_tail_removed = true;
@@ -558,12 +539,10 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
             rc = fail(err, WAL_ENOMEM, "out of memory");
             goto out;
         }
-        if (w->first_lsn == 0)
-            w->first_lsn = names[i];
+        if (w->first_lsn == 0) w->first_lsn = names[i];
         w->last_lsn = expect - 1;
     }
-    if (w->nsegs && w->first_lsn == 0)
-        w->first_lsn = w->segs[0].first_lsn;
+    if (w->nsegs && w->first_lsn == 0) w->first_lsn = w->segs[0].first_lsn;
 out:
     free(names);
     free(buf);
@@ -581,10 +560,8 @@ int wal_open(const char *dir, const struct wal_options *o, struct wal **out,
         return fail(err, WAL_ENOMEM, "out of memory");
     }
     wal_options_init(&w->opt);
-    if (o)
-        w->opt = *o;
-    if (w->opt.segment_bytes == 0)
-        w->opt.segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
+    if (o) w->opt = *o;
+    if (w->opt.segment_bytes == 0) w->opt.segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
     w->fd = -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
@@ -593,8 +570,7 @@ int wal_open(const char *dir, const struct wal_options *o, struct wal **out,
         rc = fail(err, WAL_EINVAL, "fsync policy %d is not always, batch or none", w->opt.fsync);
         goto fail;
     }
-    if ((rc = recover(w, rec, err)))
-        goto fail;
+    if ((rc = recover(w, rec, err))) goto fail;
     if (w->nsegs) {
         char path[4096];
         seg_path(w, w->segs[w->nsegs - 1].first_lsn, path, sizeof path);
@@ -617,8 +593,7 @@ int wal_open(const char *dir, const struct wal_options *o, struct wal **out,
     *out = w;
     return WAL_OK;
 fail:
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
     free(w->segs);
@@ -661,8 +636,7 @@ static int rotate(struct wal *w, uint64_t lsn, char *err)
     }
     seg_path(w, lsn, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return set_failed(w, err, "creating a WAL segment", errno);
+    if (fd < 0) return set_failed(w, err, "creating a WAL segment", errno);
     struct seg_header sh = {.version = WAL_VERSION, .first_lsn = lsn};
     memcpy(sh.magic, seg_magic, sizeof seg_magic);
     if (write(fd, &sh, sizeof sh) != (ssize_t)sizeof sh) {
@@ -694,8 +668,7 @@ static int write_all(int fd, struct iovec *iov, int n)
     while (n > 0) {
         ssize_t k = writev(fd, iov, n);
         if (k < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return errno;
         }
         while (n > 0 && (size_t)k >= iov->iov_len) {
@@ -717,8 +690,7 @@ int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, 
     if (len > WAL_MAX_PAYLOAD)
         return fail(err, WAL_EINVAL, "record of %u bytes exceeds the %u-byte limit", len,
                     WAL_MAX_PAYLOAD);
-    if (len && !payload)
-        return fail(err, WAL_EINVAL, "payload is missing");
+    if (len && !payload) return fail(err, WAL_EINVAL, "payload is missing");
     pthread_mutex_lock(&w->lock);
     int rc = WAL_OK;
     if (w->failed) {
@@ -731,8 +703,7 @@ int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, 
         goto out;
     }
     if (w->fd < 0 || w->segs[w->nsegs - 1].bytes >= w->opt.segment_bytes) {
-        if ((rc = rotate(w, lsn, err)))
-            goto out;
+        if ((rc = rotate(w, lsn, err))) goto out;
     }
     struct rec_header h = {.len = len, .lsn = lsn, .epoch = epoch};
     h.crc = crc32c_extend(crc32c_extend(0, &h.lsn, 16), payload, len);
@@ -741,14 +712,12 @@ int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, 
     struct segment *s = &w->segs[w->nsegs - 1];
     if (e) {
         /* Take a partial record back off the file so the next open does not see it as damage. */
-        if (ftruncate(w->fd, (off_t)s->bytes) != 0)
-            e = errno;
+        if (ftruncate(w->fd, (off_t)s->bytes) != 0) e = errno;
         rc = set_failed(w, err, "appending a WAL record", e);
         goto out;
     }
     s->bytes += sizeof h + len;
-    if (w->first_lsn == 0)
-        w->first_lsn = lsn;
+    if (w->first_lsn == 0) w->first_lsn = lsn;
     w->last_lsn = lsn;
     if (w->opt.fsync == WAL_FSYNC_ALWAYS) {
         wait_not_syncing(w);
@@ -766,8 +735,7 @@ out:
 
 int wal_wait_durable(struct wal *w, uint64_t lsn, char *err)
 {
-    if (w->opt.fsync != WAL_FSYNC_BATCH)
-        return WAL_OK;
+    if (w->opt.fsync != WAL_FSYNC_BATCH) return WAL_OK;
     pthread_mutex_lock(&w->lock);
     int rc = WAL_OK;
     while (w->durable_lsn < lsn) {
@@ -793,8 +761,7 @@ int wal_wait_durable(struct wal *w, uint64_t lsn, char *err)
         else if (target > w->durable_lsn)
             w->durable_lsn = target;
         pthread_cond_broadcast(&w->cond);
-        if (rc)
-            break;
+        if (rc) break;
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
@@ -828,11 +795,9 @@ int wal_sync(struct wal *w, char *err)
 
 int wal_close(struct wal *w, char *err)
 {
-    if (!w)
-        return WAL_OK;
+    if (!w) return WAL_OK;
     int rc = w->failed ? WAL_OK : wal_sync(w, err);
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->cond);
     free(w->segs);
@@ -862,12 +827,10 @@ int wal_delete_before(struct wal *w, uint64_t lsn, uint32_t *deleted, char *err)
         w->nsegs -= k;
         w->first_lsn = w->segs[0].first_lsn;
         int r = fsync_dir(w->dir, rc ? NULL : err);
-        if (!rc)
-            rc = r;
+        if (!rc) rc = r;
     }
     pthread_mutex_unlock(&w->lock);
-    if (deleted)
-        *deleted = k;
+    if (deleted) *deleted = k;
     return rc;
 }
 
@@ -877,8 +840,7 @@ int wal_reset(struct wal *w, char *err)
     int rc = WAL_OK;
     pthread_mutex_lock(&w->lock);
     wait_not_syncing(w);
-    if (w->fd >= 0)
-        close(w->fd);
+    if (w->fd >= 0) close(w->fd);
     w->fd = -1;
     for (uint32_t i = 0; i < w->nsegs; i++) {
         seg_path(w, w->segs[i].first_lsn, path, sizeof path);
@@ -888,8 +850,7 @@ int wal_reset(struct wal *w, char *err)
     w->nsegs = 0;
     w->first_lsn = w->last_lsn = w->durable_lsn = 0;
     int r = fsync_dir(w->dir, rc ? NULL : err);
-    if (!rc)
-        rc = r;
+    if (!rc) rc = r;
     pthread_mutex_unlock(&w->lock);
     return rc;
 }
@@ -914,8 +875,7 @@ int wal_iter_open(struct wal *w, uint64_t from_lsn, struct wal_iter **out, char 
 {
     *out = NULL;
     struct wal_iter *it = calloc(1, sizeof *it);
-    if (!it)
-        return fail(err, WAL_ENOMEM, "out of memory");
+    if (!it) return fail(err, WAL_ENOMEM, "out of memory");
     int rc = WAL_OK;
     char path[4096];
     pthread_mutex_lock(&w->lock);
@@ -977,8 +937,7 @@ int wal_iter_next(struct wal_iter *it, struct wal_record *r, bool *has, char *er
             }
             continue;
         }
-        if (k == RD_NOMEM)
-            return fail(err, WAL_ENOMEM, "out of memory reading the WAL");
+        if (k == RD_NOMEM) return fail(err, WAL_ENOMEM, "out of memory reading the WAL");
         if (k == RD_IO)
             return fail(err, WAL_EIO, "reading the WAL failed after lsn %" PRIu64, it->prev);
         if (k == RD_DAMAGED || (it->prev && h.lsn != it->prev + 1))
@@ -986,10 +945,8 @@ int wal_iter_next(struct wal_iter *it, struct wal_record *r, bool *has, char *er
                         it->prev, k == RD_DAMAGED ? wal_damage_str(d) : "LSN discontinuity");
         it->pos += sizeof h + h.len;
         it->prev = h.lsn;
-        if (h.lsn > it->end)
-            break;
-        if (h.lsn < it->from)
-            continue;
+        if (h.lsn > it->end) break;
+        if (h.lsn < it->from) continue;
         r->lsn = h.lsn;
         r->epoch = h.epoch;
         r->data = it->buf;
@@ -1003,8 +960,7 @@ int wal_iter_next(struct wal_iter *it, struct wal_record *r, bool *has, char *er
 
 void wal_iter_close(struct wal_iter *it)
 {
-    if (!it)
-        return;
+    if (!it) return;
     for (uint32_t i = 0; i < it->nfiles; i++)
         fclose(it->files[i]);
     free(it->files);

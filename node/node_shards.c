@@ -33,6 +33,7 @@
 #include <cJSON.h>
 
 #include "common/util/log.h"
+#include "node/dir.h"
 #include "node/replica.h"
 
 #define COLLECTION_FILE "collection.json"
@@ -92,15 +93,6 @@ static int mkdirs(const char *path)
     return 0;
 }
 
-/* Fsyncs a folder so a rename or unlink in it is durable. */
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return;
-    fsync(fd);
-    close(fd);
-}
-
 /* Writes <data-dir>/<name>/collection.json atomically. 0 or -1 (logged). */
 static int write_collection_file(struct node_shards *reg, const struct node_collection *c)
 {
@@ -136,7 +128,7 @@ static int write_collection_file(struct node_shards *reg, const struct node_coll
     close(fd);
     fd = -1;
     if (rename(tmp, path) != 0) goto fail;
-    fsync_dir(dir);
+    dir_fsync(dir, NULL, 0);
     cJSON_Delete(o);
     free(text);
     return 0;
@@ -177,7 +169,7 @@ static void remove_collection_dir(struct node_shards *reg, const char *name)
         return;
     unlink(path);
     if (rmdir(dir) == 0) {
-        fsync_dir(reg->data_dir);
+        dir_fsync(reg->data_dir, NULL, 0);
         log_info("removed collection folder", "collection=%s", name);
     }
 }

@@ -33,8 +33,8 @@
 #define _GNU_SOURCE /* fopencookie */
 #include "node/snapshot.h"
 #include "common/util/crc32c.h"
+#include "node/dir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -119,12 +119,7 @@ bool snapshot_path(const char *dir, uint64_t lsn, char *buf, size_t size)
 /* Fsyncs a folder so that renames and unlinks in it are durable. */
 static int fsync_dir(const char *dir, char *err)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return fail(err, SNAPSHOT_EIO, "open %s: %s", dir, strerror(errno));
-    int rc = fsync(fd) == 0 ? SNAPSHOT_OK
-                            : fail(err, SNAPSHOT_EIO, "fsync %s: %s", dir, strerror(errno));
-    close(fd);
-    return rc;
+    return dir_fsync(dir, err, SNAPSHOT_ERR_MAX) == 0 ? SNAPSHOT_OK : SNAPSHOT_EIO;
 }
 
 /* ---------------------------------------------------------------- CRC streams */
@@ -574,61 +569,11 @@ fail:
 
 /* ---------------------------------------------------------------- choosing and pruning */
 
-/* Parses "snapshot-<20 digits>.vsx"; false for any other name. */
-static bool parse_name(const char *name, uint64_t *lsn)
-{
-    if (strlen(name) != 33 || strncmp(name, "snapshot-", 9) != 0 || strcmp(name + 29, ".vsx") != 0)
-        return false;
-    uint64_t v = 0;
-    for (int i = 9; i < 29; i++) {
-        if (name[i] < '0' || name[i] > '9') return false;
-        uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *lsn = v;
-    return true;
-}
-
-/* Descending order. */
-static int cmp_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x > y ? -1 : x < y;
-}
-
 int snapshot_list(const char *dir, uint64_t **lsns, uint32_t *n, char *err)
 {
-    *lsns = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return fail(err, SNAPSHOT_EIO, "open folder %s: %s", dir, strerror(errno));
-    uint32_t cap = 0;
-    int rc = SNAPSHOT_OK;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        uint64_t lsn;
-        if (!parse_name(e->d_name, &lsn)) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            uint64_t *p = realloc(*lsns, cap * sizeof *p);
-            if (!p) {
-                rc = fail(err, SNAPSHOT_ENOMEM, "out of memory listing %s", dir);
-                break;
-            }
-            *lsns = p;
-        }
-        (*lsns)[(*n)++] = lsn;
-    }
-    closedir(d);
-    if (rc) {
-        free(*lsns);
-        *lsns = NULL;
-        *n = 0;
-    } else if (*n) {
-        qsort(*lsns, *n, sizeof **lsns, cmp_desc);
-    }
-    return rc;
+    if (dir_list_lsns(dir, "snapshot-", ".vsx", true, lsns, n, err, SNAPSHOT_ERR_MAX) == 0)
+        return SNAPSHOT_OK;
+    return errno == ENOMEM ? SNAPSHOT_ENOMEM : SNAPSHOT_EIO;
 }
 
 int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,

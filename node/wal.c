@@ -46,8 +46,8 @@
  */
 #include "node/wal.h"
 #include "common/util/crc32c.h"
+#include "node/dir.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -224,27 +224,7 @@ static void seg_path(const struct wal *w, uint64_t first_lsn, char *buf, size_t 
 /* Fsyncs a folder so that creations, renames and unlinks in it are durable. */
 static int fsync_dir(const char *dir, char *err)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return fail(err, WAL_EIO, "open %s: %s", dir, strerror(errno));
-    int rc = fsync(fd) == 0 ? WAL_OK : fail(err, WAL_EIO, "fsync %s: %s", dir, strerror(errno));
-    close(fd);
-    return rc;
-}
-
-/* Parses "wal-<20 digits>.log"; false for any other name. */
-static bool parse_name(const char *name, uint64_t *lsn)
-{
-    if (strlen(name) != 28 || strncmp(name, "wal-", 4) != 0 || strcmp(name + 24, ".log") != 0)
-        return false;
-    uint64_t v = 0;
-    for (int i = 4; i < 24; i++) {
-        if (name[i] < '0' || name[i] > '9') return false;
-        uint64_t d = (uint64_t)(name[i] - '0');
-        if (v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
-    *lsn = v;
-    return true;
+    return dir_fsync(dir, err, WAL_ERR_MAX) == 0 ? WAL_OK : WAL_EIO;
 }
 
 /* Grows *buf to at least n bytes; false on allocation failure. */
@@ -273,13 +253,6 @@ static bool segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
     }
     w->segs[w->nsegs++] = (struct segment){first_lsn, bytes};
     return true;
-}
-
-/* Ascending order of segment start LSNs. */
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* ---------------------------------------------------------------- reading records */
@@ -453,30 +426,8 @@ static int apply_cut(const char *dir, const uint64_t *names, uint32_t n, const s
 /* Lists the segment names in dir, sorted; *names belongs to the caller. */
 static int list_segments(const char *dir, uint64_t **names, uint32_t *n, char *err)
 {
-    *names = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return fail(err, WAL_EIO, "open folder %s: %s", dir, strerror(errno));
-    uint32_t cap = 0;
-    int rc = WAL_OK;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        uint64_t lsn;
-        if (!parse_name(e->d_name, &lsn)) continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *p = realloc(*names, cap * sizeof *p);
-            if (!p) {
-                rc = fail(err, WAL_ENOMEM, "out of memory listing %s", dir);
-                break;
-            }
-            *names = p;
-        }
-        (*names)[(*n)++] = lsn;
-    }
-    closedir(d);
-    if (rc == WAL_OK && *n) qsort(*names, *n, sizeof **names, cmp_u64);
-    return rc;
+    if (dir_list_lsns(dir, "wal-", ".log", false, names, n, err, WAL_ERR_MAX) == 0) return WAL_OK;
+    return errno == ENOMEM ? WAL_ENOMEM : WAL_EIO;
 }
 
 /* Scans every segment, cuts at the first damage and fills the segment table. */

@@ -377,24 +377,101 @@ class Etcd:
 
 
 # ------------------------------------------------------------------ nodes
-class Node:
-    """One vecshard-node process: fixed id, data dir and (after first start) port."""
+def channel(addr):
+    """A channel with large messages, no retries and fast reconnects."""
+    return grpc.insecure_channel(addr, options=[
+        ("grpc.max_receive_message_length", MAX_MSG),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.enable_retries", 0),
+        # Reconnect fast after a restart (the default backoff starts at 1 s
+        # and grows to minutes).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000)])
 
-    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=()):
+
+class Server:
+    """A vecshard server process (node or router): fixed name, log in the
+    cluster folder, loopback port chosen at the first start and kept across
+    restarts. Subclasses give argv() and stub()."""
+
+    def __init__(self, cluster, name):
         self.cluster = cluster
-        self.node_id = node_id
-        self.data_dir = os.path.join(cluster.root, node_id)
-        self.proc = Proc(node_id, os.path.join(cluster.root, node_id + ".log"))
-        self.fsync = fsync
-        self.lease_ttl = lease_ttl
-        self.threads = threads
-        self.extra_args = list(extra_args)
+        self.name = name
+        self.proc = Proc(name, os.path.join(cluster.root, name + ".log"))
         self.port = None
         self._channel = None
 
     @property
     def addr(self):
         return "127.0.0.1:%d" % self.port
+
+    def _start(self, binary, spawn_and_wait):
+        """Runs spawn_and_wait() (spawn argv(), wait until up; HarnessError if
+        not). A first start that loses the race for its free port is retried
+        on a fresh one."""
+        if not os.path.isfile(binary):
+            raise HarnessError("%s is missing (make %s)" % (binary, binary))
+        first = self.port is None
+        for attempt in range(4 if first else 1):
+            if first:
+                self.port = free_ports(1)[0]
+            self.close_channel()
+            try:
+                spawn_and_wait()
+                return self
+            except HarnessError:
+                lost_race = not self.proc.alive() and "in use" in self.proc.tail(10).lower()
+                self.proc.stop()
+                if not (first and lost_race and attempt < 3):
+                    raise
+        raise HarnessError("unreachable")
+
+    def _port_open(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def channel(self):
+        if self._channel is None:
+            self._channel = channel(self.addr)
+        return self._channel
+
+    def close_channel(self):
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def health(self, service=""):
+        """Health/Check status, or None if the call failed."""
+        try:
+            return health_pb2_grpc.HealthStub(self.channel()).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=0.5).status
+        except grpc.RpcError:
+            return None
+
+    def kill9(self):
+        self.proc.kill9()
+        self.close_channel()
+
+    def stop(self):
+        self.close_channel()
+        return self.proc.stop()
+
+
+class Node(Server):
+    """One vecshard-node process: fixed id, data dir and (after first start) port."""
+
+    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=()):
+        super().__init__(cluster, node_id)
+        self.node_id = node_id
+        self.data_dir = os.path.join(cluster.root, node_id)
+        self.fsync = fsync
+        self.lease_ttl = lease_ttl
+        self.threads = threads
+        self.extra_args = list(extra_args)
 
     @property
     def key(self):
@@ -411,25 +488,12 @@ class Node:
         """Starts (or restarts after kill9/stop, same dir and port) and waits
         until Health/Check says SERVING and (unless registered=False, e.g.
         while etcd is down) the node key was (re)written."""
-        if not os.path.isfile(NODE_BIN):
-            raise HarnessError("%s is missing (make %s)" % (NODE_BIN, NODE_BIN))
-        os.makedirs(self.data_dir, exist_ok=True)
-        first = self.port is None
-        for attempt in range(4 if first else 1):
-            if first:
-                self.port = free_ports(1)[0]
-            self.close_channel()
+        def spawn_and_wait():
+            os.makedirs(self.data_dir, exist_ok=True)
             before = self.cluster.etcd.revision() if registered else None
             self.proc.spawn(self.argv())
-            try:
-                self._wait_up(before, timeout)
-                return self
-            except HarnessError:
-                lost_race = not self.proc.alive() and "in use" in self.proc.tail(10).lower()
-                self.proc.stop()
-                if not (first and lost_race and attempt < 3):
-                    raise
-        raise HarnessError("unreachable")
+            self._wait_up(before, timeout)
+        return self._start(NODE_BIN, spawn_and_wait)
 
     def _wait_up(self, since_revision, timeout):
         """Waits for SERVING and for a write of the node key after
@@ -456,49 +520,8 @@ class Node:
                            "log tail:\n%s" % (self.node_id, timeout, healthy, registered,
                                               self.proc.tail()))
 
-    def _port_open(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    def channel(self):
-        if self._channel is None:
-            self._channel = grpc.insecure_channel(self.addr, options=[
-                ("grpc.max_receive_message_length", MAX_MSG),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.enable_retries", 0),
-                # Reconnect fast after a restart (the default backoff starts
-                # at 1 s and grows to minutes).
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000)])
-        return self._channel
-
-    def close_channel(self):
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
     def stub(self):
         return shard_node_pb2_grpc.ShardNodeStub(self.channel())
-
-    def health(self, service=""):
-        """Health/Check status, or None if the call failed."""
-        try:
-            return health_pb2_grpc.HealthStub(self.channel()).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=0.5).status
-        except grpc.RpcError:
-            return None
-
-    def kill9(self):
-        self.proc.kill9()
-        self.close_channel()
-
-    def stop(self):
-        self.close_channel()
-        return self.proc.stop()
 
     def restart(self):
         self.stop()

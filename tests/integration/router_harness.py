@@ -23,14 +23,14 @@ Environment (besides harness.py's): VS_ROUTER_BIN, VS_CLI_BIN override
 build/vecshard-router and build/vecshard.
 """
 import os
-import socket
 import subprocess
 import time
 
 import grpc
 
 import harness
-from harness import HarnessError, Proc, common_pb2, free_ports, health_pb2, health_pb2_grpc
+from harness import HarnessError, common_pb2, health_pb2
+from harness import channel  # noqa: F401  (tests call rh.channel)
 from vecshard.v1 import vecshard_pb2, vecshard_pb2_grpc
 
 ROUTER_BIN = os.environ.get("VS_ROUTER_BIN", os.path.join(harness.BUILD, "vecshard-router"))
@@ -40,32 +40,13 @@ METRICS = {"l2": common_pb2.METRIC_L2, "ip": common_pb2.METRIC_IP,
            "cosine": common_pb2.METRIC_COSINE}
 
 
-def channel(addr):
-    """A channel with large messages, no retries and fast reconnects."""
-    return grpc.insecure_channel(addr, options=[
-        ("grpc.max_receive_message_length", harness.MAX_MSG),
-        ("grpc.max_send_message_length", -1),
-        ("grpc.enable_retries", 0),
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000)])
-
-
-class Router:
+class Router(harness.Server):
     """One vecshard-router process: fixed name and (after first start) port."""
 
     def __init__(self, cluster, name, threads=8, extra_args=()):
-        self.cluster = cluster
-        self.name = name
-        self.proc = Proc(name, os.path.join(cluster.root, name + ".log"))
+        super().__init__(cluster, name)
         self.threads = threads
         self.extra_args = list(extra_args)
-        self.port = None
-        self._channel = None
-
-    @property
-    def addr(self):
-        return "127.0.0.1:%d" % self.port
 
     def argv(self):
         return [ROUTER_BIN, "--listen", self.addr, "--etcd", self.cluster.etcd.url,
@@ -75,25 +56,13 @@ class Router:
     def start(self, timeout=30, want_nodes=None):
         """Starts (or restarts, same port) and waits until it serves and sees
         want_nodes live nodes (default: every running node; 0: do not ask)."""
-        if not os.path.isfile(ROUTER_BIN):
-            raise HarnessError("%s is missing (make %s)" % (ROUTER_BIN, ROUTER_BIN))
         if want_nodes is None:
             want_nodes = sum(1 for n in self.cluster.nodes if n.proc.alive())
-        first = self.port is None
-        for attempt in range(4 if first else 1):
-            if first:
-                self.port = free_ports(1)[0]
-            self.close_channel()
+
+        def spawn_and_wait():
             self.proc.spawn(self.argv())
-            try:
-                self._wait_up(want_nodes, timeout)
-                return self
-            except HarnessError:
-                lost_race = not self.proc.alive() and "in use" in self.proc.tail(10).lower()
-                self.proc.stop()
-                if not (first and lost_race and attempt < 3):
-                    raise
-        raise HarnessError("unreachable")
+            self._wait_up(want_nodes, timeout)
+        return self._start(ROUTER_BIN, spawn_and_wait)
 
     def _wait_up(self, want_nodes, timeout):
         deadline = time.monotonic() + timeout
@@ -120,40 +89,8 @@ class Router:
                            "log tail:\n%s" % (self.name, timeout, healthy, seen, want_nodes,
                                               self.proc.tail()))
 
-    def _port_open(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    def channel(self):
-        if self._channel is None:
-            self._channel = channel(self.addr)
-        return self._channel
-
-    def close_channel(self):
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
     def stub(self):
         return vecshard_pb2_grpc.VecShardStub(self.channel())
-
-    def health(self):
-        try:
-            return health_pb2_grpc.HealthStub(self.channel()).Check(
-                health_pb2.HealthCheckRequest(), timeout=0.5).status
-        except grpc.RpcError:
-            return None
-
-    def kill9(self):
-        self.proc.kill9()
-        self.close_channel()
-
-    def stop(self):
-        self.close_channel()
-        return self.proc.stop()
 
 
 class RouterCluster(harness.Cluster):

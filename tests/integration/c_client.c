@@ -11,7 +11,8 @@
  * recall is recall@k against the .ivecs ground truth (base row numbers).
  * It exists to prove that the C stack a router will use — common/rpc and
  * the protobuf-c messages — interoperates with the node, so it uses those
- * and nothing else (files are read with tools/bench/dataset). Exit status:
+ * and nothing else (files are read with tools/bench/dataset, requests built
+ * with tools/node_bench/shard_calls, shared with vecshard-bench-node). Exit status:
  * 0 after a full run, 1 on any failed call (the gRPC status is printed on
  * stderr, e.g. "write: NOT_FOUND: ..."), 2 on bad usage.
  */
@@ -23,6 +24,7 @@
 #include "common/rpc/rpc.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "tools/bench/dataset.h"
+#include "tools/node_bench/shard_calls.h"
 
 #define CALL_TIMEOUT_MS 60000
 
@@ -126,38 +128,19 @@ static int upsert_all(struct rpc_channel *ch, const struct opts *o,
     }
     for (size_t lo = 0; lo < base->n; lo += o->batch) {
         size_t cnt = base->n - lo < o->batch ? base->n - lo : o->batch;
-        Vecshard__V1__WriteBatch batch = VECSHARD__V1__WRITE_BATCH__INIT;
-        Vecshard__V1__WriteRequest req = VECSHARD__V1__WRITE_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
         struct rpc_status st;
-        struct rpc_opts ro = {.deadline_ms = rpc_deadline_in(CALL_TIMEOUT_MS)};
 
-        for (size_t j = 0; j < cnt; j++) {
-            vecshard__v1__point__init(&pts[j]);
-            pts[j].id = lo + j;
-            pts[j].n_vector = base->dim; /* points into the matrix: packed without a copy */
-            pts[j].vector = base->data + (lo + j) * base->dim;
-            if (o->payloads) {
-                int len = snprintf(payload[j], sizeof payload[j], "row-%zu", lo + j);
-                pts[j].payload.data = (uint8_t *)payload[j];
-                pts[j].payload.len = (size_t)len;
-            }
-            ptrs[j] = &pts[j];
+        shard_calls_points(base, lo, cnt, pts, ptrs);
+        for (size_t j = 0; o->payloads && j < cnt; j++) {
+            int len = snprintf(payload[j], sizeof payload[j], "row-%zu", lo + j);
+            pts[j].payload.data = (uint8_t *)payload[j];
+            pts[j].payload.len = (size_t)len;
         }
-        batch.n_upserts = cnt;
-        batch.upserts = ptrs;
-        req.collection = (char *)o->collection;
-        req.shard = o->shard;
-        req.epoch = o->epoch;
-        req.batch = &batch;
-        if (rpc_unary(ch, "/vecshard.v1.ShardNode/Write", &req.base,
-                      &vecshard__v1__write_response__descriptor, &resp, &ro,
-                      &st) != GRPC_STATUS_OK) {
+        if (shard_calls_write(ch, o->collection, o->shard, o->epoch, ptrs, cnt,
+                              rpc_deadline_in(CALL_TIMEOUT_MS), last_lsn, &st) != GRPC_STATUS_OK) {
             call_failed("write", &st);
             goto done;
         }
-        *last_lsn = ((Vecshard__V1__WriteResponse *)resp)->lsn;
-        protobuf_c_message_free_unpacked(resp, NULL);
     }
     rc = 0;
 done:
@@ -171,40 +154,21 @@ done:
 static int search_all(struct rpc_channel *ch, const struct opts *o, const struct dataset_matrix *q,
                       const struct dataset_ids *gt, double *sum)
 {
-    Vecshard__V1__Query *qs = calloc(o->per_call, sizeof *qs);
-    Vecshard__V1__Query **qptrs = calloc(o->per_call, sizeof *qptrs);
     uint64_t *ids = calloc(o->k, sizeof *ids);
     int rc = -1;
 
-    if (!qs || !qptrs || !ids) {
+    if (!ids) {
         fprintf(stderr, "vs-c-client: out of memory\n");
         goto done;
     }
     *sum = 0;
     for (size_t lo = 0; lo < q->n; lo += o->per_call) {
         size_t cnt = q->n - lo < o->per_call ? q->n - lo : o->per_call;
-        Vecshard__V1__NodeSearchRequest req = VECSHARD__V1__NODE_SEARCH_REQUEST__INIT;
         Vecshard__V1__NodeSearchResponse *resp = NULL;
         struct rpc_status st;
-        struct rpc_opts ro = {.deadline_ms = rpc_deadline_in(CALL_TIMEOUT_MS)};
-        uint32_t shard = o->shard;
 
-        for (size_t j = 0; j < cnt; j++) {
-            vecshard__v1__query__init(&qs[j]);
-            qs[j].n_vector = q->dim;
-            qs[j].vector = q->data + (lo + j) * q->dim;
-            qptrs[j] = &qs[j];
-        }
-        req.collection = (char *)o->collection;
-        req.n_shards = 1;
-        req.shards = &shard;
-        req.n_queries = cnt;
-        req.queries = qptrs;
-        req.k = o->k;
-        req.ef = o->ef;
-        if (rpc_unary(ch, "/vecshard.v1.ShardNode/Search", &req.base,
-                      &vecshard__v1__node_search_response__descriptor, (ProtobufCMessage **)&resp,
-                      &ro, &st) != GRPC_STATUS_OK) {
+        if (shard_calls_search(ch, o->collection, o->shard, q, lo, cnt, o->k, o->ef,
+                               rpc_deadline_in(CALL_TIMEOUT_MS), &resp, &st) != GRPC_STATUS_OK) {
             call_failed("search", &st);
             goto done;
         }
@@ -228,8 +192,6 @@ static int search_all(struct rpc_channel *ch, const struct opts *o, const struct
     }
     rc = 0;
 done:
-    free(qs);
-    free(qptrs);
     free(ids);
     return rc;
 }

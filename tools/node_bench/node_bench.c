@@ -38,6 +38,7 @@
 #include "proto/grpc_health/v1/health.pb-c.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "tools/bench/dataset.h"
+#include "tools/node_bench/shard_calls.h"
 
 #define CALL_TIMEOUT_MS 120000
 #define WARMUP_QUERIES  100
@@ -257,32 +258,14 @@ static void *writer_main(void *arg)
         size_t lo = atomic_fetch_add(&b->next, o->batch);
         if (lo >= b->base.n) break;
         size_t cnt = b->base.n - lo < o->batch ? b->base.n - lo : o->batch;
-        Vecshard__V1__WriteBatch wb = VECSHARD__V1__WRITE_BATCH__INIT;
-        Vecshard__V1__WriteRequest req = VECSHARD__V1__WRITE_REQUEST__INIT;
-        ProtobufCMessage *resp = NULL;
         struct rpc_status st;
-        struct rpc_opts ro = {.deadline_ms = rpc_deadline_in(CALL_TIMEOUT_MS)};
 
-        for (size_t j = 0; j < cnt; j++) {
-            vecshard__v1__point__init(&pts[j]);
-            pts[j].id = lo + j;
-            pts[j].n_vector = b->base.dim;
-            pts[j].vector = b->base.data + (lo + j) * b->base.dim;
-            ptrs[j] = &pts[j];
-        }
-        wb.n_upserts = cnt;
-        wb.upserts = ptrs;
-        req.collection = (char *)o->collection;
-        req.shard = o->shard;
-        req.epoch = o->epoch;
-        req.batch = &wb;
-        if (rpc_unary(b->ch, "/vecshard.v1.ShardNode/Write", &req.base,
-                      &vecshard__v1__write_response__descriptor, &resp, &ro,
-                      &st) != GRPC_STATUS_OK) {
+        shard_calls_points(&b->base, lo, cnt, pts, ptrs);
+        if (shard_calls_write(b->ch, o->collection, o->shard, o->epoch, ptrs, cnt,
+                              rpc_deadline_in(CALL_TIMEOUT_MS), NULL, &st) != GRPC_STATUS_OK) {
             fail(b, "write", &st, NULL);
             break;
         }
-        protobuf_c_message_free_unpacked(resp, NULL);
     }
 done:
     free(pts);
@@ -297,31 +280,12 @@ done:
 static int grpc_search(struct bench *b, size_t first, size_t n, uint64_t *ids, uint32_t *found)
 {
     const struct opts *o = b->o;
-    Vecshard__V1__Query qs[n];
-    Vecshard__V1__Query *qp[n];
-    Vecshard__V1__NodeSearchRequest req = VECSHARD__V1__NODE_SEARCH_REQUEST__INIT;
     Vecshard__V1__NodeSearchResponse *resp = NULL;
     struct rpc_status st;
-    struct rpc_opts ro = {.deadline_ms = rpc_deadline_in(CALL_TIMEOUT_MS)};
-    uint32_t shard = o->shard;
     int rc = -1;
 
-    for (size_t j = 0; j < n; j++) {
-        vecshard__v1__query__init(&qs[j]);
-        qs[j].n_vector = b->query.dim;
-        qs[j].vector = b->query.data + ((first + j) % b->query.n) * b->query.dim;
-        qp[j] = &qs[j];
-    }
-    req.collection = (char *)o->collection;
-    req.n_shards = 1;
-    req.shards = &shard;
-    req.n_queries = n;
-    req.queries = qp;
-    req.k = o->k;
-    req.ef = o->ef;
-    if (rpc_unary(b->ch, "/vecshard.v1.ShardNode/Search", &req.base,
-                  &vecshard__v1__node_search_response__descriptor, (ProtobufCMessage **)&resp, &ro,
-                  &st) != GRPC_STATUS_OK) {
+    if (shard_calls_search(b->ch, o->collection, o->shard, &b->query, first, n, o->k, o->ef,
+                           rpc_deadline_in(CALL_TIMEOUT_MS), &resp, &st) != GRPC_STATUS_OK) {
         fail(b, "search", &st, NULL);
         return -1;
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/etcd/etcd.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 #include "node/wal.h"
@@ -86,33 +87,6 @@ static const struct flags_prog prog = {
     .n_flags = sizeof flags / sizeof flags[0],
 };
 
-/* Adds http:// to endpoints given without a scheme; returns a new string or NULL. */
-static char *normalise_endpoints(const char *in)
-{
-    size_t cap = strlen(in) * 2 + 16, p = 0;
-    char *out = malloc(cap);
-    if (out == NULL) return NULL;
-    const char *s = in;
-    while (*s != '\0') {
-        const char *comma = strchr(s, ',');
-        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
-        while (len > 0 && isspace((unsigned char)*s))
-            s++, len--;
-        while (len > 0 && isspace((unsigned char)s[len - 1]))
-            len--;
-        if (len > 0) {
-            if (p > 0) out[p++] = ',';
-            if (memmem(s, len, "://", 3) == NULL) p += (size_t)sprintf(out + p, "http://");
-            memcpy(out + p, s, len);
-            p += len;
-        }
-        if (comma == NULL) break;
-        s = comma + 1;
-    }
-    out[p] = '\0';
-    return out;
-}
-
 /* Parses defaults, environment and argv into cfg (see node_config.h). */
 enum node_config_result node_config_parse(int argc, char **argv, struct node_config *cfg)
 {
@@ -139,7 +113,7 @@ enum node_config_result node_config_parse(int argc, char **argv, struct node_con
                 cfg->listen);
         return NODE_CONFIG_EXIT_BAD;
     }
-    char *eps = normalise_endpoints(cfg->etcd);
+    char *eps = etcd_endpoints_normalise(cfg->etcd);
     if (eps == NULL || eps[0] == '\0') {
         fprintf(stderr, "vecshard-node: --etcd: no endpoint in \"%s\"\n", cfg->etcd);
         free(eps);

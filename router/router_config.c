@@ -11,7 +11,6 @@
 #define _GNU_SOURCE
 #include "router/router_config.h"
 
-#include <ctype.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/etcd/etcd.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 
@@ -57,33 +57,6 @@ static const struct flags_prog prog = {
     .n_flags = sizeof flags / sizeof flags[0],
 };
 
-/* Adds http:// to endpoints given without a scheme; a new string or NULL. */
-static char *normalise_endpoints(const char *in)
-{
-    size_t cap = strlen(in) * 2 + 16, p = 0;
-    char *out = malloc(cap);
-    if (out == NULL) return NULL;
-    const char *s = in;
-    for (;;) {
-        const char *comma = strchr(s, ',');
-        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
-        while (len > 0 && isspace((unsigned char)*s))
-            s++, len--;
-        while (len > 0 && isspace((unsigned char)s[len - 1]))
-            len--;
-        if (len > 0) {
-            if (p > 0) out[p++] = ',';
-            if (memmem(s, len, "://", 3) == NULL) p += (size_t)sprintf(out + p, "http://");
-            memcpy(out + p, s, len);
-            p += len;
-        }
-        if (comma == NULL) break;
-        s = comma + 1;
-    }
-    out[p] = '\0';
-    return out;
-}
-
 /* Checks and normalises the values that depend on each other or need parsing. */
 static enum router_config_result finish(struct router_config *cfg)
 {
@@ -94,7 +67,7 @@ static enum router_config_result finish(struct router_config *cfg)
         fprintf(stderr, PROG ": --listen: \"%s\" is not host:port (port 0..65535)\n", cfg->listen);
         return ROUTER_CONFIG_EXIT_BAD;
     }
-    char *eps = normalise_endpoints(cfg->etcd);
+    char *eps = etcd_endpoints_normalise(cfg->etcd);
     if (eps == NULL || eps[0] == '\0') {
         fprintf(stderr, PROG ": --etcd: no endpoint in \"%s\"\n", cfg->etcd);
         free(eps);

@@ -80,6 +80,15 @@ etcd_status etcd_client_new(const char *endpoints, long timeout_ms, etcd_client 
 /* Frees the client and its pooled connections; NULL is a no-op. */
 void etcd_client_free(etcd_client *c);
 
+/*
+ * Normalises a user-given endpoint list for etcd_client_new: entries are
+ * trimmed of white space, empty ones dropped, and http:// is added to those
+ * without a scheme ("10.0.0.1:2379, https://e:2379" ->
+ * "http://10.0.0.1:2379,https://e:2379"). Returns a malloc'ed string the
+ * caller frees ("" if no endpoint is left), or NULL when out of memory.
+ */
+char *etcd_endpoints_normalise(const char *list);
+
 /* ------------------------------------------------------------ data */
 
 /* One key-value pair. key/value are malloc'ed, NUL-terminated copies. */
@@ -235,7 +244,8 @@ typedef void (*etcd_lease_lost_fn)(void *arg, int64_t lease, etcd_status why);
 /*
  * Starts a thread sending a keep-alive every ttl/3 seconds (retrying every
  * 500 ms after failures). Each keep-alive is bounded by the client timeout,
- * so keep that well below the TTL or the loss is reported late. Caller owns *out and must call etcd_lease_keeper_stop.
+ * so keep that well below the TTL or the loss is reported late. Caller owns *out and must call
+ * etcd_lease_keeper_stop.
  */
 etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
                                     etcd_lease_lost_fn on_lost, void *arg, etcd_lease_keeper **out,

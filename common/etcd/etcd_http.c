@@ -20,8 +20,10 @@
  * {easy, multi} pair from a small mutex-protected pool (or makes one) and
  * returns it afterwards; keeping pairs alive keeps their TCP connections.
  */
+#define _GNU_SOURCE /* memmem */
 #include "common/etcd/etcd_internal.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +201,33 @@ static etcd_status parse_endpoints(etcd_client *c, const char *list, etcd_err *e
     }
     if (!c->n_endpoints) return etcd_fail(err, ETCD_EINVAL, "no etcd endpoint given");
     return ETCD_OK;
+}
+
+/* Trims, drops empty entries and adds http:// where no scheme is given. */
+char *etcd_endpoints_normalise(const char *in)
+{
+    size_t cap = strlen(in) * 2 + 16, p = 0;
+    char *out = malloc(cap);
+    if (out == NULL) return NULL;
+    const char *s = in;
+    while (*s != '\0') {
+        const char *comma = strchr(s, ',');
+        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+        while (len > 0 && isspace((unsigned char)*s))
+            s++, len--;
+        while (len > 0 && isspace((unsigned char)s[len - 1]))
+            len--;
+        if (len > 0) {
+            if (p > 0) out[p++] = ',';
+            if (memmem(s, len, "://", 3) == NULL) p += (size_t)sprintf(out + p, "http://");
+            memcpy(out + p, s, len);
+            p += len;
+        }
+        if (comma == NULL) break;
+        s = comma + 1;
+    }
+    out[p] = '\0';
+    return out;
 }
 
 /* Creates a client; see etcd.h. */

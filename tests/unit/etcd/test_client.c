@@ -1,12 +1,13 @@
 /*
  * test_client.c — the client object: failover past a dead endpoint,
  * ETCD_EUNAVAILABLE within the timeout (refused and black-holed endpoints),
- * and several threads sharing one client.
+ * several threads sharing one client, and endpoint list normalisation.
  */
 #include "etcd_tests.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -117,6 +118,23 @@ static void test_threads(void)
 }
 
 /* Registers the client suite. */
+/* User-given endpoint lists: trimmed, empty entries dropped, http:// added. */
+static void test_endpoints_normalise(void)
+{
+    static const char *cases[][2] = {
+        {"127.0.0.1:2379", "http://127.0.0.1:2379"},
+        {" a:1 ,, https://b:2 ,", "http://a:1,https://b:2"},
+        {"http://c:3", "http://c:3"},
+        {" , ", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = etcd_endpoints_normalise(cases[i][0]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+        CU_ASSERT_STRING_EQUAL(out, cases[i][1]);
+        free(out);
+    }
+}
+
 void etcd_tests_client(void)
 {
     CU_pSuite s = CU_add_suite("etcd_client", NULL, NULL);
@@ -125,4 +143,5 @@ void etcd_tests_client(void)
     CU_add_test(s, "unreachable -> ETCD_EUNAVAILABLE", test_unreachable);
     CU_add_test(s, "silent endpoint -> timeout", test_timeout);
     CU_add_test(s, "threads share one client", test_threads);
+    CU_add_test(s, "endpoint lists are normalised", test_endpoints_normalise);
 }

@@ -210,8 +210,13 @@ class RouterCluster(harness.ClusterTestCase):
                                               ef_construction=50, ef_search=20), timeout=30)
         r0.CreateCollection(rh.create_request("adm-a", 4, shards=3, replication_factor=2),
                             timeout=30)
-        names = [c.name for c in r1.ListCollections(pb.ListCollectionsRequest(),
-                                                    timeout=10).collections]
+        # Another router sees a change once its etcd watch delivers it
+        # (milliseconds; docs/router.md), so the other router is polled.
+        def listed(router):
+            return [c.name for c in router.ListCollections(pb.ListCollectionsRequest(),
+                                                           timeout=10).collections]
+        names = rh.wait_until(lambda: (lambda n: n if {"adm-a", "adm-b"} <= set(n) else None)(
+            listed(r1)), 10, "both new collections listed by the other router")
         self.assertEqual(names, sorted(names))
         self.assertTrue({"adm-a", "adm-b", "vec", "vec1"} <= set(names), names)
 
@@ -238,8 +243,8 @@ class RouterCluster(harness.ClusterTestCase):
 
         for name in ("adm-a", "adm-b"):
             r1.DropCollection(pb.DropCollectionRequest(name=name), timeout=30)
-        names = [c.name for c in r0.ListCollections(pb.ListCollectionsRequest(),
-                                                    timeout=10).collections]
+        names = rh.wait_until(lambda: (lambda n: n if not {"adm-a", "adm-b"} & set(n) else None)(
+            listed(r0)), 10, "both dropped collections gone from the other router's list")
         self.assertNotIn("adm-a", names)
         self.assertNotIn("adm-b", names)
         code, _ = rh.code_of(r0.DescribeCollection,

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util/flags.h"
 #include "common/rpc/rpc.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "tools/bench/dataset.h"
@@ -41,15 +42,6 @@ static void usage(FILE *f)
     fprintf(f, "usage: vs-c-client --addr HOST:PORT --collection NAME --base B.fvecs\n"
                "         --query Q.fvecs --gt GT.ivecs [--shard 0] [--epoch 1] [--k 10]\n"
                "         [--ef 64] [--batch 1000] [--per-call 16] [--payloads]\n");
-}
-
-/* Parses an unsigned decimal flag value; -1 if it is not one. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-') return -1;
-    *out = strtoull(s, &end, 10);
-    return *end ? -1 : 0;
 }
 
 /* Fills *o from argv; 0 or -1 (message printed). */
@@ -78,7 +70,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->query = v;
         else if (!strcmp(f, "--gt"))
             o->gt = v;
-        else if (parse_u64(v, &n))
+        else if (!flags_parse_u64(v, false, &n))
             goto bad;
         else if (!strcmp(f, "--shard"))
             o->shard = (uint32_t)n;

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util/flags.h"
 #include "common/hnsw/hnsw.h"
 #include "common/rpc/rpc.h"
 #include "proto/grpc_health/v1/health.pb-c.h"
@@ -70,15 +71,6 @@ static void usage(FILE *f)
             "         [--k 10] [--ef 64] [--batch 1000] [--writers 2] [--engine-threads 2]\n"
             "         [--clients 4] [--per-call 32] [--seconds 3] [--fsync LABEL] [--json]\n"
             "The node's shard must be empty and configured with the same dim, metric, M, efc.\n");
-}
-
-/* Parses an unsigned decimal; -1 if s is not one. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-') return -1;
-    *out = strtoull(s, &end, 10);
-    return *end ? -1 : 0;
 }
 
 /* Fills *o from argv; 0, or -1 after printing why. */
@@ -142,7 +134,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->synth_dim = (uint32_t)d_;
             o->synth_clusters = (uint32_t)c_;
             o->synth_seed = s_;
-        } else if (parse_u64(v, &n))
+        } else if (!flags_parse_u64(v, false, &n))
             goto bad;
         else if (!strcmp(f, "--shard"))
             o->shard = (uint32_t)n;

@@ -39,6 +39,7 @@ UTIL_SRC := $(wildcard common/util/*.c)
 HNSW_SRC := $(wildcard common/hnsw/*.c)
 RPC_SRC  := $(wildcard common/rpc/*.c)
 ETCD_SRC := $(wildcard common/etcd/*.c)
+CLUSTER_SRC := $(wildcard common/cluster/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -46,11 +47,13 @@ LIB_UTIL := $(BUILD)/libvs_util.a
 LIB_HNSW := $(BUILD)/libvs_hnsw.a
 LIB_RPC  := $(BUILD)/libvs_rpc.a
 LIB_ETCD := $(BUILD)/libvs_etcd.a
+LIB_CLUSTER := $(BUILD)/libvs_cluster.a
 
 $(LIB_UTIL): $(call obj,$(UTIL_SRC))
 $(LIB_HNSW): $(call obj,$(HNSW_SRC))
 $(LIB_RPC):  $(call obj,$(RPC_SRC))
 $(LIB_ETCD): $(call obj,$(ETCD_SRC))
+$(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
 $(call obj,$(RPC_SRC) $(ETCD_SRC)): CFLAGS += $(PKG_CFLAGS)
@@ -137,7 +140,7 @@ NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) \
-             $(LIB_HNSW) $(LIB_UTIL)
+             $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
@@ -160,7 +163,8 @@ BINS += $(BIN_CLI)
 ROUTER_SRC := $(wildcard router/*.c)
 BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_UTIL)
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_CLUSTER) \
+               $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router
@@ -199,7 +203,7 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)

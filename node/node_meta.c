@@ -164,19 +164,6 @@ static int coll_field(const cJSON *o, const char *name, const char *alt, uint64_
     return 0;
 }
 
-/* True when name matches [A-Za-z0-9_-]{1,64}. */
-bool node_collection_name_ok(const char *name)
-{
-    size_t n = 0;
-    for (; name[n] != '\0'; n++) {
-        char ch = name[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return false;
-    }
-    return n >= 1 && n <= NODE_NAME_MAX;
-}
-
 /* Parses a collection document (field names in docs/node.md). */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen)
@@ -190,7 +177,8 @@ int node_collection_parse(const char *json, size_t len, struct node_collection *
         goto fail;
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-    if (name != NULL && (!cJSON_IsString(name) || !node_collection_name_ok(name->valuestring))) {
+    if (name != NULL &&
+        (!cJSON_IsString(name) || !cluster_name_ok(name->valuestring, strlen(name->valuestring)))) {
         snprintf(err, errlen, "collection field \"name\" is not [A-Za-z0-9_-]{1,64}");
         goto fail;
     }
@@ -305,7 +293,7 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
 {
     char err[NODE_ERR_MAX];
     if (p == P_COLL) {
-        if (!node_collection_name_ok(rel)) {
+        if (!cluster_name_ok(rel, strlen(rel))) {
             log_warn("ignoring collection key with a bad name", "key=%s%s", m->prefixes[p],
                      log_quote(rel));
             return -1;
@@ -334,7 +322,7 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
     memcpy(ent->u.shard.name, rel, (size_t)(slash - rel));
     ent->u.shard.name[slash - rel] = '\0';
     ent->u.shard.shard = (uint32_t)sh;
-    if (!node_collection_name_ok(ent->u.shard.name)) {
+    if (!cluster_name_ok(ent->u.shard.name, strlen(ent->u.shard.name))) {
         log_warn("ignoring shard key with a bad collection name", "key=%s%s", m->prefixes[p],
                  log_quote(rel));
         return -1;

@@ -68,15 +68,13 @@ static void scratch_free(struct scratch *s)
 
 /* ------------------------------------------------------------ shared checks */
 
-/* INVALID_ARGUMENT unless name is a valid collection name. */
+/* INVALID_ARGUMENT unless name is a valid collection name (the framework
+ * already refused a NUL inside it, so strlen is its full length). */
 static grpc_status_code check_collection_name(struct rpc_call *c, const char *name)
 {
-    if (name == NULL || name[0] == '\0')
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
-    if (!node_collection_name_ok(name))
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "collection \"%.80s\" is not a valid name ([A-Za-z0-9_-]{1,64})",
-                              name);
+    char err[160];
+    if (cluster_name_check("collection", name, name != NULL ? strlen(name) : 0, err, sizeof err))
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
 }
 
@@ -470,7 +468,7 @@ static grpc_status_code handle_shard_status(struct rpc_call *c, const ProtobufCM
     if (!has_coll && req->n_shards > 0)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "shards is set but collection is empty");
-    if (has_coll && !node_collection_name_ok(req->collection))
+    if (has_coll && !cluster_name_ok(req->collection, strlen(req->collection)))
         return check_collection_name(c, req->collection);
 
     struct node_shard_view *views = NULL;

@@ -32,6 +32,7 @@
 
 #include <cJSON.h>
 
+#include "common/cluster/name.h"
 #include "common/util/log.h"
 #include "node/dir.h"
 #include "node/replica.h"
@@ -396,7 +397,7 @@ int node_shards_load_local(struct node_shards *reg)
     int opened = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !node_collection_name_ok(de->d_name)) continue;
+        if (de->d_name[0] == '.' || !cluster_name_ok(de->d_name, strlen(de->d_name))) continue;
         char cdir[PATH_MAX];
         struct node_collection coll;
         if (!join(cdir, sizeof cdir, reg->data_dir, de->d_name) ||

@@ -26,10 +26,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cluster/name.h"
 #include "common/hnsw/hnsw.h"
 
-#define NODE_NAME_MAX 64  /* collection names: [A-Za-z0-9_-]{1,64} */
-#define NODE_ID_MAX   128 /* node ids */
+#define NODE_NAME_MAX CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
+#define NODE_ID_MAX   128              /* node ids */
 #define NODE_ERR_MAX  512
 
 /* A collection's configuration as etcd holds it (DESIGN §2; docs/node.md). */
@@ -148,8 +149,5 @@ void node_shards_destroy(struct node_shards *reg);
 /* Parses a collection JSON document (docs/node.md). 0, or -1 with err naming the field. */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen);
-
-/* True when name matches [A-Za-z0-9_-]{1,64}. */
-bool node_collection_name_ok(const char *name);
 
 #endif

@@ -85,6 +85,17 @@ grpc_byte_buffer *rpc_pb_to_bb(const ProtobufCMessage *msg);
  * the bytes are not a valid `desc`. A NULL buffer decodes as an empty message. */
 ProtobufCMessage *rpc_bb_to_pb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc);
 
+/*
+ * Looks in the serialized `desc` message buf (len bytes) for a string field,
+ * at any depth, whose bytes contain a NUL (protobuf-c's char * would cut it
+ * there). Returns 1 and fills path (pathlen bytes, e.g. "config.name" or
+ * "replicas[2]") and *at (the NUL's offset in that string); 0 when there is
+ * none; -1 when buf is not a well-formed message. The server runs it on every
+ * request decoded with a descriptor and answers INVALID_ARGUMENT on 1.
+ */
+int rpc_pb_find_nul(const uint8_t *buf, size_t len, const ProtobufCMessageDescriptor *desc,
+                    char *path, size_t pathlen, size_t *at);
+
 /* One metadata entry (ASCII key in lower case; value ASCII unless the key
  * ends in "-bin"). */
 struct rpc_md {
@@ -108,8 +119,10 @@ struct rpc_server_config {
 
 /* Unary handler. `req` is the decoded request when the method was registered
  * with a descriptor (owned by the framework, valid until the handler returns),
- * NULL otherwise (use rpc_call_request_bytes). Returns the status code; on OK
- * the reply set with rpc_call_reply* is sent (an empty message if none). */
+ * NULL otherwise (use rpc_call_request_bytes). A request with a NUL inside a
+ * string field never reaches a handler (INVALID_ARGUMENT naming the field),
+ * so strlen() of every string in `req` is its full length on the wire. Returns the status code; on
+ * OK the reply set with rpc_call_reply* is sent (an empty message if none). */
 typedef grpc_status_code (*rpc_unary_fn)(struct rpc_call *call, const ProtobufCMessage *req,
                                          void *user);
 

@@ -245,8 +245,12 @@ static void call_run(struct rpc_call *c)
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     } else {
         ProtobufCMessage *req = NULL;
-        if (m->desc != NULL) req = rpc_bb_to_pb(c->payload, m->desc);
-        if (m->desc != NULL && req == NULL)
+        struct rpc_nul nul = {0};
+        if (m->desc != NULL) req = rpc_bb_decode(c->payload, m->desc, &nul);
+        if (nul.found)
+            code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "%s: contains a NUL byte at offset %zu", nul.path, nul.at);
+        else if (m->desc != NULL && req == NULL)
             code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s",
                                   m->desc->name);
         else if (m->unary != NULL)

@@ -200,6 +200,8 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
+# UNIT_OBJS_<module> adds objects of a process that are not in a library.
+UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
@@ -207,7 +209,7 @@ UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_CLUSTER) $
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)
-$(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $(UNIT_LIBS)
+$(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $$(UNIT_OBJS_$(1)) $(UNIT_LIBS)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcunit $$(PKG_LIBS) $$(LDLIBS)
 endef
 $(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))

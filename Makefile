@@ -236,7 +236,7 @@ DATA := $(BUILD)/data
 
 $(DATA)/mnist/base.fvecs:
 	@mkdir -p $(@D)
-	$(PYTHON) ../shared/data/make_mnist.py $(DATA)/mnist || \
+	$(PYTHON) scripts/make_mnist.py $(DATA)/mnist || \
 	  $(PYTHON) scripts/make_mnist_fallback.py $(DATA)/mnist
 
 $(DATA)/synth200k/base.fvecs: $(BIN_BENCH)

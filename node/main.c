@@ -1,6 +1,6 @@
 /*
  * main.c — vecshard-node: the process that hosts shard replicas and serves
- * the internal vecshard.v1.ShardNode gRPC service (DESIGN §1).
+ * the internal vecshard.v1.ShardNode gRPC service (docs/design.md §1).
  *
  * Start-up order matters:
  *   1. flags (exit 2 on a bad value) and logging;
@@ -9,7 +9,7 @@
  *      of proc_wait_stop ever sees them (common/util/proc.h, guide §6.8);
  *      nothing here forks;
  *   3. reopen the replicas already on disk, so reads work even if etcd is
- *      down (DESIGN §3);
+ *      down (docs/design.md §3);
  *   4. start the gRPC server (port 0 = ephemeral; the bound address is
  *      printed on stdout and logged);
  *   5. register in etcd and follow the shard map (node_meta, background).

@@ -68,7 +68,7 @@ static const struct flags_spec flags[] = {
     {"max-batch-points", FLAGS_INT, "100000", 1, 10000000, F(max_batch_points),
      "most upserts + deletes in one Write"},
     {"max-payload-bytes", FLAGS_SIZE, "64KiB", 1, 1u << 16, F(max_payload_bytes),
-     "largest payload of one point (at most 64KiB, DESIGN §2)"},
+     "largest payload of one point (at most 64KiB, docs/design.md §2)"},
     {"max-k", FLAGS_INT, "10000", 1, 10000, F(max_k), "largest k of a search"},
     {"max-ef", FLAGS_INT, "100000", 1, 100000, F(max_ef), "largest ef of a search"},
     {"capacity", FLAGS_INT, "0", 0, 1000000000, F(capacity),

@@ -1,5 +1,5 @@
 /*
- * node_meta.h — vecshard-node's side of etcd (DESIGN §3): its membership
+ * node_meta.h — vecshard-node's side of etcd (docs/design.md §3): its membership
  * lease and registration, and its cached copy of the collections and the
  * shard map, from which it tells the registry (node_shards) what to host.
  *

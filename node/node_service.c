@@ -1,6 +1,6 @@
 /*
  * node_service.c — the ShardNode handlers: request validation, the status
- * codes of DESIGN §8, and translation between protobuf-c messages and the
+ * codes of docs/design.md §8, and translation between protobuf-c messages and the
  * replica API.
  *
  * Every handler checks in the same order, so a caller can rely on which
@@ -574,10 +574,11 @@ static grpc_status_code handle_replicate(struct rpc_call *c, const ProtobufCMess
 {
     (void)msg;
     (void)user;
-    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "Replicate is not implemented yet: primary/backup replication "
-                          "(DESIGN §4) comes with the replication issue; primaries currently "
-                          "acknowledge after their own WAL append");
+    return rpc_call_error(
+        c, GRPC_STATUS_UNIMPLEMENTED,
+        "Replicate is not implemented yet: primary/backup replication "
+        "(docs/design.md §4) comes with the replication issue; primaries currently "
+        "acknowledge after their own WAL append");
 }
 
 /* TransferShard: arrives with replica recovery and moves. */
@@ -589,7 +590,7 @@ static grpc_status_code handle_transfer(struct rpc_call *c, const ProtobufCMessa
     (void)user;
     return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
                           "TransferShard is not implemented yet: shard transfer for recovery "
-                          "and moves (DESIGN §6) comes with the replication issue");
+                          "and moves (docs/design.md §6) comes with the replication issue");
 }
 
 /* Registers every ShardNode method. */

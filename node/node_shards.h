@@ -11,7 +11,7 @@
  *
  * Each collection with a replica here also gets <data-dir>/<name>/collection.json
  * (the configuration, written atomically) so that a restart without etcd can
- * reopen its replicas and keep serving reads (DESIGN §3).
+ * reopen its replicas and keep serving reads (docs/design.md §3).
  *
  * Concurrency: one mutex (`lock` in node_shards.c) protects the table, every
  * entry's role / epoch / primary / state / refcount and the collection list.
@@ -33,7 +33,7 @@
 #define NODE_ID_MAX   128              /* node ids */
 #define NODE_ERR_MAX  512
 
-/* A collection's configuration as etcd holds it (DESIGN §2; docs/node.md). */
+/* A collection's configuration as etcd holds it (docs/design.md §2; docs/node.md). */
 struct node_collection {
     char name[NODE_NAME_MAX + 1];
     uint32_t dim;

@@ -628,5 +628,5 @@ grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m,
     (void)m;
     (void)u;
     return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "Rebalance comes with the controller issue (DESIGN §6)");
+                          "Rebalance comes with the controller issue (docs/design.md §6)");
 }

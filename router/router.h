@@ -25,7 +25,7 @@
 #include "router/router_config.h"
 
 #define NODE_SVC           "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS  100000u /* points / ids per call (DESIGN §8) */
+#define ROUTER_MAX_POINTS  100000u /* points / ids per call (docs/design.md §8) */
 #define ROUTER_MAX_QUERIES 10000u
 #define ROUTER_MAX_K       10000u
 #define ROUTER_MAX_EF      100000u

@@ -2,7 +2,7 @@
  * router_util.c — helpers shared by the VecShard handlers: deadlines,
  * collection look-up with the etcd fallback, vector validation, the
  * per-node outstanding-call table and the replica choice of reads
- * (DESIGN §5: in-sync only, round-robin weighted by outstanding calls).
+ * (docs/design.md §5: in-sync only, round-robin weighted by outstanding calls).
  */
 #define _GNU_SOURCE
 #include "router/router.h"

@@ -56,7 +56,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
-#define RPC_DEFAULT_MAX_MSG (64u << 20) /* DESIGN §8: max message 64 MiB */
+#define RPC_DEFAULT_MAX_MSG (64u << 20) /* docs/design.md §8: max message 64 MiB */
 #define RPC_DETAILS_MAX     256         /* status message kept by struct rpc_status */
 #define RPC_TRAILERS_MAX    512         /* bytes of trailing metadata kept by rpc_status */
 #define RPC_HEALTH_CHECK    "/grpc.health.v1.Health/Check"

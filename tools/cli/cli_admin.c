@@ -14,7 +14,7 @@
 
 #include "tools/cli/cli.h"
 
-#define MAX_IDS 100000 /* DESIGN §8: ids per Get/Delete call */
+#define MAX_IDS 100000 /* docs/design.md §8: ids per Get/Delete call */
 
 /* Fills a table row for a collection config (9 cells, numbers in bufs). */
 static void config_cells(const Vecshard__V1__CollectionConfig *cfg, char bufs[8][32],

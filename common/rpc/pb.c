@@ -153,6 +153,17 @@ static bool desc_has_string(const ProtobufCMessageDescriptor *d, int depth)
     return false;
 }
 
+/* desc_has_string of message field f (index fi), remembered in memo[fi]
+ * (0 = not known yet, 1 = yes, 2 = no) so a repeated field asks once. */
+static bool sub_has_string(const ProtobufCFieldDescriptor *f, size_t fi, unsigned char *memo,
+                           int depth)
+{
+    if (fi < 64 && memo[fi] != 0) return memo[fi] == 1;
+    bool has = desc_has_string(f->descriptor, depth + 1);
+    if (fi < 64) memo[fi] = has ? 1 : 2;
+    return has;
+}
+
 /* Appends "name" or "name[i]" (repeated fields) to path at *off. */
 static void path_add(char *path, size_t pathlen, size_t *off, const ProtobufCFieldDescriptor *f,
                      unsigned index)
@@ -168,7 +179,8 @@ static void path_add(char *path, size_t pathlen, size_t *off, const ProtobufCFie
 static int find_nul(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *d,
                     char *path, size_t pathlen, size_t off, size_t *at, int depth)
 {
-    unsigned seen[64] = {0}; /* occurrences per field index, for "points[3]" */
+    unsigned seen[64] = {0};      /* occurrences per field index, for "points[3]" */
+    unsigned char walk[64] = {0}; /* sub_has_string per field index */
     while (p < end) {
         uint64_t tag, len;
         if (!wire_varint(&p, end, &tag)) return -1;
@@ -207,13 +219,13 @@ static int find_nul(const uint8_t *p, const uint8_t *end, const ProtobufCMessage
             *at = (size_t)(nul - body);
             return 1;
         }
-        if (f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 16 &&
-            desc_has_string(f->descriptor, depth + 1)) {
-            size_t sub = off;
-            path_add(path, pathlen, &sub, f, index);
-            int rc = find_nul(body, body + len, f->descriptor, path, pathlen, sub, at, depth + 1);
-            if (rc != 0) return rc;
-        }
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || depth >= 16 ||
+            !sub_has_string(f, fi, walk, depth))
+            continue;
+        size_t sub = off;
+        path_add(path, pathlen, &sub, f, index);
+        int rc = find_nul(body, body + len, f->descriptor, path, pathlen, sub, at, depth + 1);
+        if (rc != 0) return rc;
     }
     return 0;
 }

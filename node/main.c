@@ -6,7 +6,7 @@
  *   1. flags (exit 2 on a bad value) and logging;
  *   2. block SIGTERM / SIGINT / SIGHUP in this thread before any other thread
  *      exists (gRPC's and ours inherit the mask), so that only the sigwait
- *      of proc_wait_stop ever sees them (common/util/proc.h, guide §6.8);
+ *      of proc_wait_stop ever sees them (common/util/proc.h, grpc-core-notes §6.8);
  *      nothing here forks;
  *   3. reopen the replicas already on disk, so reads work even if etcd is
  *      down (docs/design.md §3);

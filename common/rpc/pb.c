@@ -1,6 +1,6 @@
 /*
  * pb.c — the pieces of common/rpc that both sides share: protobuf-c messages
- * to and from grpc_byte_buffers (guide §4), status names, the deadline clock
+ * to and from grpc_byte_buffers (grpc-core-notes §4), status names, the deadline clock
  * and struct rpc_status.
  *
  * Encoding packs straight into the memory of one slice, so a message is

@@ -34,7 +34,7 @@
  * blocking call polls its own completion queue, so any number of threads may
  * call at once. The client also keeps one thread parked on a spare completion
  * queue, because the core only makes I/O progress (e.g. reconnects) while
- * some thread polls (guide §6.6).
+ * some thread polls (grpc-core-notes §6.6).
  *
  * Deadlines are absolute milliseconds on the rpc_now_ms() clock (monotonic),
  * so a router passes rpc_call_deadline_ms() of its incoming call straight to
@@ -170,7 +170,7 @@ bool rpc_server_stopping(const struct rpc_server *s);
  * Health/Check reports NOT_SERVING from the start of the shutdown. Ends with
  * grpc_shutdown() (reference counted with other servers and clients); the
  * process's last one can take ~10 s after a stream blocked on writes was
- * cancelled (guide §6.7). Also frees a server that was never started. */
+ * cancelled (grpc-core-notes §6.7). Also frees a server that was never started. */
 void rpc_server_shutdown(struct rpc_server *s);
 
 /* --- inside a handler (the struct rpc_call belongs to the framework) --- */

@@ -35,7 +35,7 @@ void rpc_status_fill(struct rpc_status *st, grpc_status_code code, const grpc_sl
 /* Sets st to a locally generated status. */
 void rpc_status_set(struct rpc_status *st, grpc_status_code code, const char *details);
 
-/* One client unary call: the single six-op batch of guide §3 and what it
+/* One client unary call: the single six-op batch of grpc-core-notes §3 and what it
  * fills in. Used by rpc_unary (client.c) and the fan-out (fanout.c). */
 struct client_call {
     grpc_call *call;

@@ -456,7 +456,7 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
-        /* a second server on the same port must fail, not share it (guide §6.3) */
+        /* a second server on the same port must fail, not share it (grpc-core-notes §6.3) */
         {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
         /* our clients ping every 10 s, also between calls; do not GOAWAY them */
         {GRPC_ARG_INTEGER,
@@ -548,7 +548,7 @@ void rpc_server_shutdown(struct rpc_server *s)
 {
     if (s == NULL) return;
     if (s->started) {
-        /* guide §2, steps 1-3 */
+        /* grpc-core-notes §2, steps 1-3 */
         atomic_store(&s->stopping, true);
         atomic_store(&s->serving, false);
         static struct tag shutdown_tag = {TAG_FINAL, NULL};

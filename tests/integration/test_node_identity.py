@@ -13,8 +13,10 @@
   ShardStatus and `vecshard status` say why; --reset-replica accepts it as
   empty. A collection created after the data dir opens READY as before.
 """
+import glob
 import os
 import shutil
+import struct
 import subprocess
 import unittest
 
@@ -54,6 +56,23 @@ def get_points(node, collection, shard, ids):
 
 def expected(ids):
     return {i: (vec(i), payload(i)) for i in ids}
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli), as common/util/crc32c computes it."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def append_wal_record(path, lsn, epoch, payload):
+    """Appends a record with a valid checksum (docs/storage.md) to a WAL segment."""
+    head = struct.pack("<QQ", lsn, epoch)
+    with open(path, "ab") as f:
+        f.write(struct.pack("<II", len(payload), crc32c(head + payload)) + head + payload)
 
 
 def trash_entries(node):
@@ -200,6 +219,52 @@ class Trash(harness.ClusterTestCase):
             log = f.read()
         self.assertIn("purged replica files from the trash", log)
         self.assertIn("its collection was dropped", log)
+
+
+class CorruptReplica(harness.ClusterTestCase):
+    def setUp(self):
+        self.cluster = harness.Cluster(nodes=1, lease_ttl=3).start()
+        self.addCleanup(self.cluster.close)
+
+    def test_unrecoverable_files_open_damaged_and_are_kept(self):
+        c = self.cluster
+        n = c.nodes[0]
+        c.create_collection("cor", dim=4)
+        c.wait_shards(n, "cor", [0])
+        write_points(n, "cor", 0, 1, IDS)
+        created = c.etcd.get_json("%s/collections/cor" % c.prefix)["created_at"]
+        self.assertEqual(n.stop(), 0)
+        # A record whose checksum is right but whose batch does not decode:
+        # replica_open answers REPLICA_ECORRUPT.
+        wal = glob.glob(os.path.join(n.data_dir, "cor", "0", "wal-*.log"))
+        self.assertEqual(len(wal), 1, wal)
+        append_wal_record(wal[0], 2, 1, b"\xff\xff\xff\xff")
+        size = os.path.getsize(wal[0])
+
+        n.start()
+        st = c.wait_shards(n, "cor", [0], state=DAMAGED)
+        self.assertIn("WAL record lsn 2 does not decode as a WriteBatch", st[0].state_reason)
+        code, msg = rh.code_of(n.stub().Write, harness.write_request(
+            "cor", 0, 1, harness.points([99], [vec(99)])), timeout=5)
+        self.assertEqual(code, grpc.StatusCode.DATA_LOSS)
+        self.assertIn("replica cor/0 is DAMAGED: ", msg)
+        code, _ = rh.code_of(n.stub().Get, shard_node_pb2.NodeGetRequest(
+            collection="cor", shard=0, ids=IDS), timeout=5)
+        self.assertEqual(code, grpc.StatusCode.DATA_LOSS)
+        # Neither deleted nor reopened empty.
+        self.assertEqual(os.path.getsize(wal[0]), size)
+
+        # The operator resets it: the damaged files go to the trash, it opens empty.
+        self.assertEqual(n.stop(), 0)
+        n.extra_args = ["--reset-replica", "cor/0"]
+        n.start()
+        st = c.wait_shards(n, "cor", [0])
+        self.assertEqual((st[0].state, st[0].count, st[0].lsn), (READY, 0, 0))
+        entries = trash_entries(n)
+        self.assertEqual(len(entries), 1, entries)
+        self.assertTrue(entries[0].endswith(".cor.0.%d.wiped" % created), entries)
+        kept = os.path.join(n.data_dir, "trash.d", entries[0], os.path.basename(wal[0]))
+        self.assertEqual(os.path.getsize(kept), size)
 
 
 class EmptiedDataDir(harness.ClusterTestCase):

@@ -271,6 +271,7 @@ static void restore_from_trash(struct node_shards *reg, struct node_shard *e)
     char err[NODE_TRASH_ERR_MAX];
     struct node_trash_entry *t = NULL;
     long n = node_trash_list(reg->data_dir, &t, err);
+    if (n < 0) log_warn("cannot look into the trash", "error=%s", log_quote(err));
     long best = -1;
     for (long i = 0; i < n; i++)
         if (!t[i].wiped && t[i].shard == e->shard && t[i].created_at == e->coll.created_at &&

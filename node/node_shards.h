@@ -111,7 +111,9 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
 /*
  * Reopens every replica found on disk (<data-dir>/<name>/<shard>/ next to a
  * collection.json) with role unknown, so reads work before etcd answers.
- * Folders it cannot use are logged and left alone. Returns how many opened.
+ * Replicas whose files cannot be recovered are kept as DAMAGED; other folders it cannot use are
+ * logged and left alone; trash.d/ is never looked into. Returns how many it added (READY or
+ * DAMAGED).
  */
 int node_shards_load_local(struct node_shards *reg);
 

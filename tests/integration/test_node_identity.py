@@ -173,8 +173,10 @@ class NodeIdentity(harness.ClusterTestCase):
 
 class Trash(harness.ClusterTestCase):
     def setUp(self):
+        # The grace must outlast the unassign -> reassign steps below (or the
+        # entry of "keep" could be purged before it is restored).
         self.cluster = harness.Cluster(nodes=1, lease_ttl=3,
-                                       node_args=["--trash-grace-ms", "1000"]).start()
+                                       node_args=["--trash-grace-ms", "4000"]).start()
         self.addCleanup(self.cluster.close)
 
     def test_unassigned_replica_goes_to_trash_then_back_or_purged(self):
@@ -212,7 +214,7 @@ class Trash(harness.ClusterTestCase):
         # Collection dropped in etcd: purged once the grace has passed.
         c.etcd.delete("%s/collections/gone" % c.prefix)
         c.etcd.delete("%s/shards/gone/" % c.prefix, prefix=True)
-        rh.wait_until(lambda: trash_entries(n) == [], 15, "the dropped collection purged")
+        rh.wait_until(lambda: trash_entries(n) == [], 20, "the dropped collection purged")
         self.assertEqual([(s.collection, s.state) for s in n.shard_status("")],
                          [("keep", READY)])
         with open(n.proc.log_path) as f:

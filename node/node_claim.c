@@ -2,7 +2,7 @@
  * node_claim.c — the start-up ownership check of the data dir (see
  * node_claim.h). A wipe moves each replica folder <coll>/<shard>/ into the
  * trash marked `wiped` (never restored, purged once etcd no longer assigns
- * it; node_trash.h), then removes the emptied collection folders, then
+ * it; trash.h), then removes the emptied collection folders, then
  * writes the new identity last: a crash in the middle leaves the old
  * identity, and the next start with the same flag finishes the job.
  */
@@ -23,7 +23,7 @@
 #include "node/dir.h"
 #include "node/identity.h"
 #include "node/node_shards.h"
-#include "node/node_trash.h"
+#include "node/trash.h"
 
 /* Unix milliseconds now. */
 static int64_t now_ms(void)
@@ -79,9 +79,9 @@ static int wipe(const char *data_dir, char *err, size_t errlen)
             unsigned long sh = strtoul(se->d_name, &end, 10);
             if (se->d_name[0] < '0' || se->d_name[0] > '9' || *end != '\0' || sh > UINT32_MAX)
                 continue;
-            char src[PATH_MAX], terr[NODE_TRASH_ERR_MAX], name[256];
+            char src[PATH_MAX], terr[TRASH_ERR_MAX], name[256];
             if (snprintf(src, sizeof src, "%s/%s", cdir, se->d_name) >= (int)sizeof src) continue;
-            if (node_trash_move(data_dir, src, de->d_name, (uint32_t)sh, created_at, true, name,
+            if (trash_move(data_dir, src, de->d_name, (uint32_t)sh, created_at, true, name,
                                 terr) != 0) {
                 snprintf(err, errlen, "wipe: %s", terr);
                 rc = -1;

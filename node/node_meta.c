@@ -38,7 +38,7 @@
 #include <cJSON.h>
 
 #include "common/util/log.h"
-#include "node/node_trash.h"
+#include "node/trash.h"
 
 enum { P_COLL = 0, P_SHARD = 1 };
 
@@ -594,7 +594,7 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
  * another created_at, or its shard entry is absent or does not list this node. Read fresh from
  * etcd; an unreachable etcd or an unreadable value keeps the entry.
  */
-static const char *purge_reason(struct node_meta *m, const struct node_trash_entry *t)
+static const char *purge_reason(struct node_meta *m, const struct trash_entry *t)
 {
     char key[512], err[NODE_ERR_MAX];
     const char *why = "";
@@ -624,16 +624,16 @@ static const char *purge_reason(struct node_meta *m, const struct node_trash_ent
 /* Purges the trash entries past the grace period that etcd says are gone. Lock not held. */
 static void purge_trash(struct node_meta *m)
 {
-    char err[NODE_TRASH_ERR_MAX];
-    struct node_trash_entry *t = NULL;
-    long n = node_trash_list(m->data_dir, &t, err);
+    char err[TRASH_ERR_MAX];
+    struct trash_entry *t = NULL;
+    long n = trash_list(m->data_dir, &t, err);
     if (n < 0) log_warn("cannot list the trash", "error=%s", log_quote(err));
     int64_t now = unix_ms();
     for (long i = 0; i < n; i++) {
         if (now - t[i].trashed_at < m->trash_grace_ms) continue;
         const char *why = purge_reason(m, &t[i]);
         if (why[0] == '\0') continue;
-        if (node_trash_purge(m->data_dir, t[i].name, err) == 0)
+        if (trash_purge(m->data_dir, t[i].name, err) == 0)
             log_info("purged replica files from the trash",
                      "collection=%s shard=%u trash=%s "
                      "reason=%s",

@@ -14,7 +14,7 @@
  *     and reconciles the registry whenever the cache changes; between
  *     changes it purges trash entries older than the grace period whose
  *     collection or assignment a fresh etcd read says is gone
- *     (node_trash.h).
+ *     (trash.h).
  * While etcd is unreachable neither thread touches the registry, so the
  * node keeps serving what it hosts (reads always; writes until the lease is
  * presumed lost).

@@ -11,7 +11,7 @@
  * older than the data dir, or when replica_open says REPLICA_ECORRUPT.
  * Removal takes the entry out of the array first (new borrowers get
  * NOT_FOUND), waits on `cv` until its borrow count is 0, then closes the
- * replica and moves its folder into the trash (node_trash.h): the only safe
+ * replica and moves its folder into the trash (trash.h): the only safe
  * order when handlers on other threads may still be searching it. Files are
  * never deleted here; node_meta purges the trash once etcd confirms.
  *
@@ -39,7 +39,7 @@
 
 #include "common/util/log.h"
 #include "node/dir.h"
-#include "node/node_trash.h"
+#include "node/trash.h"
 #include "node/replica.h"
 
 #define COLLECTION_FILE "collection.json"
@@ -268,9 +268,9 @@ static void fmt_time(int64_t ms, char *buf, size_t size)
 static void restore_from_trash(struct node_shards *reg, struct node_shard *e)
 {
     if (e->coll.created_at == 0) return; /* cannot tell which incarnation a trash entry is */
-    char err[NODE_TRASH_ERR_MAX];
-    struct node_trash_entry *t = NULL;
-    long n = node_trash_list(reg->data_dir, &t, err);
+    char err[TRASH_ERR_MAX];
+    struct trash_entry *t = NULL;
+    long n = trash_list(reg->data_dir, &t, err);
     if (n < 0) log_warn("cannot look into the trash", "error=%s", log_quote(err));
     long best = -1;
     for (long i = 0; i < n; i++)
@@ -280,7 +280,7 @@ static void restore_from_trash(struct node_shards *reg, struct node_shard *e)
             best = i;
     if (best >= 0) {
         rmdir(e->dir); /* an empty folder left behind; the rename needs the name free */
-        if (node_trash_restore(reg->data_dir, t[best].name, e->dir, err) == 0)
+        if (trash_restore(reg->data_dir, t[best].name, e->dir, err) == 0)
             log_warn("restored replica from the trash: it is assigned to this node again",
                      "collection=%s shard=%u trash=%s", e->coll.name, e->shard,
                      log_quote(t[best].name));
@@ -356,11 +356,11 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
     int code = replica_open(&rc, &rep, &rec, err);
     if (code == REPLICA_ECORRUPT && !reset) return mark_damaged(reg, e, err);
     if (code == REPLICA_ECORRUPT) {
-        char terr[NODE_TRASH_ERR_MAX], name[256] = "";
+        char terr[TRASH_ERR_MAX], name[256] = "";
         log_warn("replica files are damaged; --reset-replica moves them to the trash and opens "
                  "it empty",
                  "collection=%s shard=%u error=%s", e->coll.name, e->shard, log_quote(err));
-        if (node_trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, true,
+        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, true,
                             name, terr) != 0) {
             log_error("cannot move damaged replica to the trash", "collection=%s shard=%u error=%s",
                       e->coll.name, e->shard, log_quote(terr));
@@ -450,7 +450,7 @@ static void remove_entry(struct node_shards *reg, struct node_shard *e, bool tra
                   e->shard, log_quote(err));
     if (trash_files) {
         char name[256] = "";
-        if (node_trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at,
+        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at,
                             false, name, err) != 0)
             log_error("cannot move replica files to the trash; left in place",
                       "collection=%s shard=%u dir=%s error=%s", e->coll.name, e->shard,

@@ -121,7 +121,7 @@ int node_shards_load_local(struct node_shards *reg);
  * Makes the open set equal to `a[0..n)`: updates role and epoch of replicas
  * already open (except `keep` ones, left untouched), closes replicas not listed (or whose
  * collection was recreated with another configuration) and moves their folders into the trash
- * (node_trash.h), removes collection folders left without replicas, opens the new ones: restored
+ * (trash.h), removes collection folders left without replicas, opens the new ones: restored
  * from the trash if they are there, DAMAGED if their files are missing although the collection is
  * older than the data dir, else created empty. `collections` (all known
  * collections) become the configurations node_shards_collection answers from. Single caller at a

@@ -47,5 +47,6 @@ void register_wal_tests(void);
 void register_snapshot_tests(void);
 void register_replica_tests(void);
 void register_identity_tests(void);
+void register_trash_tests(void);
 
 #endif

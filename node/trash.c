@@ -1,12 +1,12 @@
 /*
- * node_trash.c — moving replica folders into <data-dir>/trash.d/, listing,
- * restoring and purging them (see node_trash.h for the rules and the entry
+ * trash.c — moving replica folders into <data-dir>/trash.d/, listing,
+ * restoring and purging them (see trash.h for the rules and the entry
  * names). A sequence number next to the millisecond keeps two moves in the
  * same millisecond apart; a name taken anyway (a restart within the same
  * millisecond) is retried with the next number.
  */
 #define _GNU_SOURCE
-#include "node/node_trash.h"
+#include "node/trash.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,13 +27,13 @@
 
 static atomic_uint trash_seq;
 
-/* Formats a message into err (NODE_TRASH_ERR_MAX bytes). */
+/* Formats a message into err (TRASH_ERR_MAX bytes). */
 static void tfail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void tfail(char *err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err, NODE_TRASH_ERR_MAX, fmt, ap);
+    vsnprintf(err, TRASH_ERR_MAX, fmt, ap);
     va_end(ap);
 }
 
@@ -58,14 +58,14 @@ static void parent_of(const char *path, char *buf, size_t size)
         *slash = '\0';
 }
 
-/* Moves src into the trash (see node_trash.h). */
-int node_trash_move(const char *data_dir, const char *src, const char *collection, uint32_t shard,
-                    int64_t created_at, bool wiped, char *name_out, char *err)
+/* Moves src into the trash (see trash.h). */
+int trash_move(const char *data_dir, const char *src, const char *collection, uint32_t shard,
+               int64_t created_at, bool wiped, char *name_out, char *err)
 {
     struct stat st;
     if (lstat(src, &st) != 0 && errno == ENOENT) return 0;
     char trash[PATH_MAX], dst[PATH_MAX], name[256], parent[PATH_MAX];
-    if (snprintf(trash, sizeof trash, "%s/" NODE_TRASH_DIR, data_dir) >= (int)sizeof trash) {
+    if (snprintf(trash, sizeof trash, "%s/" TRASH_DIR, data_dir) >= (int)sizeof trash) {
         tfail(err, "data dir path is too long");
         return -1;
     }
@@ -88,15 +88,14 @@ int node_trash_move(const char *data_dir, const char *src, const char *collectio
         }
     }
     parent_of(src, parent, sizeof parent);
-    if (dir_fsync(trash, err, NODE_TRASH_ERR_MAX) != 0 ||
-        dir_fsync(parent, err, NODE_TRASH_ERR_MAX) != 0)
+    if (dir_fsync(trash, err, TRASH_ERR_MAX) != 0 || dir_fsync(parent, err, TRASH_ERR_MAX) != 0)
         return -1;
     if (name_out != NULL) snprintf(name_out, 256, "%s", name);
     return 0;
 }
 
 /* Parses an entry name into *e; false if it is not one of ours. */
-static bool parse_name(const char *name, struct node_trash_entry *e)
+static bool parse_name(const char *name, struct trash_entry *e)
 {
     memset(e, 0, sizeof *e);
     if (snprintf(e->name, sizeof e->name, "%s", name) >= (int)sizeof e->name) return false;
@@ -124,11 +123,11 @@ static bool parse_name(const char *name, struct node_trash_entry *e)
 }
 
 /* Lists the trash. */
-long node_trash_list(const char *data_dir, struct node_trash_entry **out, char *err)
+long trash_list(const char *data_dir, struct trash_entry **out, char *err)
 {
     *out = NULL;
     char trash[PATH_MAX];
-    snprintf(trash, sizeof trash, "%s/" NODE_TRASH_DIR, data_dir);
+    snprintf(trash, sizeof trash, "%s/" TRASH_DIR, data_dir);
     DIR *d = opendir(trash);
     if (d == NULL) {
         if (errno == ENOENT) return 0;
@@ -138,11 +137,11 @@ long node_trash_list(const char *data_dir, struct node_trash_entry **out, char *
     long n = 0, cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        struct node_trash_entry e;
+        struct trash_entry e;
         if (de->d_name[0] == '.' || !parse_name(de->d_name, &e)) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
-            struct node_trash_entry *v = realloc(*out, (size_t)cap * sizeof *v);
+            struct trash_entry *v = realloc(*out, (size_t)cap * sizeof *v);
             if (v == NULL) {
                 free(*out);
                 *out = NULL;
@@ -159,10 +158,10 @@ long node_trash_list(const char *data_dir, struct node_trash_entry **out, char *
 }
 
 /* Renames a trash entry back into place. */
-int node_trash_restore(const char *data_dir, const char *name, const char *dst, char *err)
+int trash_restore(const char *data_dir, const char *name, const char *dst, char *err)
 {
     char src[PATH_MAX], parent[PATH_MAX];
-    snprintf(src, sizeof src, "%s/" NODE_TRASH_DIR "/%s", data_dir, name);
+    snprintf(src, sizeof src, "%s/" TRASH_DIR "/%s", data_dir, name);
     parent_of(dst, parent, sizeof parent);
     if (mkdir(parent, 0755) != 0 && errno != EEXIST) {
         tfail(err, "mkdir %s: %s", parent, strerror(errno));
@@ -173,9 +172,8 @@ int node_trash_restore(const char *data_dir, const char *name, const char *dst, 
         return -1;
     }
     char trash[PATH_MAX];
-    snprintf(trash, sizeof trash, "%s/" NODE_TRASH_DIR, data_dir);
-    if (dir_fsync(parent, err, NODE_TRASH_ERR_MAX) != 0 ||
-        dir_fsync(trash, err, NODE_TRASH_ERR_MAX) != 0)
+    snprintf(trash, sizeof trash, "%s/" TRASH_DIR, data_dir);
+    if (dir_fsync(parent, err, TRASH_ERR_MAX) != 0 || dir_fsync(trash, err, TRASH_ERR_MAX) != 0)
         return -1;
     return 0;
 }
@@ -190,10 +188,10 @@ static int remove_one(const char *path, const struct stat *sb, int flag, struct 
 }
 
 /* Deletes a trash entry recursively. */
-int node_trash_purge(const char *data_dir, const char *name, char *err)
+int trash_purge(const char *data_dir, const char *name, char *err)
 {
     char path[PATH_MAX], trash[PATH_MAX];
-    snprintf(trash, sizeof trash, "%s/" NODE_TRASH_DIR, data_dir);
+    snprintf(trash, sizeof trash, "%s/" TRASH_DIR, data_dir);
     if (strchr(name, '/') != NULL || name[0] == '.' ||
         snprintf(path, sizeof path, "%s/%s", trash, name) >= (int)sizeof path) {
         tfail(err, "bad trash entry name \"%s\"", name);
@@ -203,5 +201,5 @@ int node_trash_purge(const char *data_dir, const char *name, char *err)
         tfail(err, "delete %s: %s", path, strerror(errno));
         return -1;
     }
-    return dir_fsync(trash, err, NODE_TRASH_ERR_MAX);
+    return dir_fsync(trash, err, TRASH_ERR_MAX);
 }

@@ -1,5 +1,5 @@
 /*
- * node_trash.h — <data-dir>/trash.d/: where vecshard-node moves replica
+ * trash.h — <data-dir>/trash.d/: where vecshard-node moves replica
  * folders instead of deleting them (docs/node.md, "Trash").
  *
  * A replica is never deleted on the strength of one etcd view: when it is
@@ -19,19 +19,19 @@
  * by --identity-mismatch wipe: they are never restored, only purged.
  *
  * Functions return 0 or -1 with a message naming the path in err
- * (NODE_TRASH_ERR_MAX bytes). libc only; callable from any thread.
+ * (TRASH_ERR_MAX bytes). libc only; callable from any thread.
  */
-#ifndef VS_NODE_TRASH_H
-#define VS_NODE_TRASH_H
+#ifndef VS_TRASH_H
+#define VS_TRASH_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NODE_TRASH_DIR     "trash.d"
-#define NODE_TRASH_ERR_MAX 512
+#define TRASH_DIR     "trash.d"
+#define TRASH_ERR_MAX 512
 
 /* One folder in the trash, parsed from its name. */
-struct node_trash_entry {
+struct trash_entry {
     char name[256]; /* folder name under trash.d/ */
     char collection[65];
     uint32_t shard;
@@ -45,19 +45,19 @@ struct node_trash_entry {
  * collection config) into the trash. A missing src is not an error. On
  * success the entry's name is written to name_out (if not NULL, 256 bytes).
  */
-int node_trash_move(const char *data_dir, const char *src, const char *collection, uint32_t shard,
-                    int64_t created_at, bool wiped, char *name_out, char *err);
+int trash_move(const char *data_dir, const char *src, const char *collection, uint32_t shard,
+               int64_t created_at, bool wiped, char *name_out, char *err);
 
 /*
  * Lists the trash (names that do not parse are skipped). *out is malloc'ed
  * (caller frees; NULL when empty). Returns the count, or -1 with err filled.
  */
-long node_trash_list(const char *data_dir, struct node_trash_entry **out, char *err);
+long trash_list(const char *data_dir, struct trash_entry **out, char *err);
 
 /* Renames trash entry `name` back to dst (which must not exist). */
-int node_trash_restore(const char *data_dir, const char *name, const char *dst, char *err);
+int trash_restore(const char *data_dir, const char *name, const char *dst, char *err);
 
 /* Deletes trash entry `name` and everything under it. */
-int node_trash_purge(const char *data_dir, const char *name, char *err);
+int trash_purge(const char *data_dir, const char *name, char *err);
 
 #endif

@@ -81,8 +81,8 @@ static int wipe(const char *data_dir, char *err, size_t errlen)
                 continue;
             char src[PATH_MAX], terr[TRASH_ERR_MAX], name[256];
             if (snprintf(src, sizeof src, "%s/%s", cdir, se->d_name) >= (int)sizeof src) continue;
-            if (trash_move(data_dir, src, de->d_name, (uint32_t)sh, created_at, true, name,
-                                terr) != 0) {
+            if (trash_move(data_dir, src, de->d_name, (uint32_t)sh, created_at, true, name, terr) !=
+                0) {
                 snprintf(err, errlen, "wipe: %s", terr);
                 rc = -1;
                 break;

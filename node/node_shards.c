@@ -361,7 +361,7 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
                  "it empty",
                  "collection=%s shard=%u error=%s", e->coll.name, e->shard, log_quote(err));
         if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, true,
-                            name, terr) != 0) {
+                       name, terr) != 0) {
             log_error("cannot move damaged replica to the trash", "collection=%s shard=%u error=%s",
                       e->coll.name, e->shard, log_quote(terr));
             return mark_damaged(reg, e, err);
@@ -450,8 +450,8 @@ static void remove_entry(struct node_shards *reg, struct node_shard *e, bool tra
                   e->shard, log_quote(err));
     if (trash_files) {
         char name[256] = "";
-        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at,
-                            false, name, err) != 0)
+        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, false,
+                       name, err) != 0)
             log_error("cannot move replica files to the trash; left in place",
                       "collection=%s shard=%u dir=%s error=%s", e->coll.name, e->shard,
                       log_quote(e->dir), log_quote(err));

@@ -232,7 +232,9 @@ class CorruptReplica(harness.ClusterTestCase):
         c = self.cluster
         n = c.nodes[0]
         c.create_collection("cor", dim=4)
+        c.create_collection("tmp", dim=4)
         c.wait_shards(n, "cor", [0])
+        c.wait_shards(n, "tmp", [0])
         write_points(n, "cor", 0, 1, IDS)
         created = c.etcd.get_json("%s/collections/cor" % c.prefix)["created_at"]
         self.assertEqual(n.stop(), 0)
@@ -256,14 +258,24 @@ class CorruptReplica(harness.ClusterTestCase):
         # Neither deleted nor reopened empty.
         self.assertEqual(os.path.getsize(wal[0]), size)
 
-        # The operator resets it: the damaged files go to the trash, it opens empty.
+        # The operator resets it: the damaged files go to the trash, it opens
+        # empty. Meanwhile "tmp" was dropped: its replica goes to the trash too.
         self.assertEqual(n.stop(), 0)
-        n.extra_args = ["--reset-replica", "cor/0"]
+        c.etcd.delete("%s/collections/tmp" % c.prefix)
+        c.etcd.delete("%s/shards/tmp/" % c.prefix, prefix=True)
+        n.extra_args = ["--reset-replica", "cor/0", "--trash-grace-ms", "500"]
         n.start()
         st = c.wait_shards(n, "cor", [0])
         self.assertEqual((st[0].state, st[0].count, st[0].lsn), (READY, 0, 0))
-        entries = trash_entries(n)
-        self.assertEqual(len(entries), 1, entries)
+        c.wait_shards(n, "tmp", [])
+        rh.wait_until(lambda: not os.path.exists(os.path.join(n.data_dir, "tmp")), 10,
+                      "the dropped collection moved to the trash")
+        # Past the grace, the purge removes the dropped collection's entry but
+        # keeps the damaged files of cor/0: etcd still assigns that shard here.
+        entries = rh.wait_until(lambda: (lambda e: e if len(e) == 1 else None)(trash_entries(n)),
+                                15, "the dropped collection's trash entry purged")
+        with open(n.proc.log_path) as f:
+            self.assertIn('msg="purged replica files from the trash" collection=tmp', f.read())
         self.assertTrue(entries[0].endswith(".cor.0.%d.wiped" % created), entries)
         kept = os.path.join(n.data_dir, "trash.d", entries[0], os.path.basename(wal[0]))
         self.assertEqual(os.path.getsize(kept), size)

@@ -80,10 +80,12 @@ def trash_entries(node):
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
-def run_node(node, node_id, extra=()):
+def run_node(node, node_id, extra=(), prefix=None):
     """Runs vecshard-node to completion (it is expected to refuse to start)."""
     argv = node.argv()
     argv[argv.index("--node-id") + 1] = node_id
+    if prefix is not None:
+        argv[argv.index("--etcd-prefix") + 1] = prefix
     return subprocess.run(argv + list(extra), stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=30)
 
@@ -116,6 +118,11 @@ class NodeIdentity(harness.ClusterTestCase):
         self.assertIn('node "a"', p.stderr)
         self.assertIn('node "b"', p.stderr)
         self.assertIn(ident, p.stderr)
+        # Same node id, another cluster (etcd prefix): refused as well.
+        p = run_node(a, "a", prefix="/other")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn('of cluster "/vecshard"', p.stderr)
+        self.assertIn('of cluster "/other"', p.stderr)
         # Nothing was deleted or moved.
         self.assertEqual(sorted(os.listdir(os.path.join(a.data_dir, "idc", "0"))), files)
         self.assertEqual(trash_entries(a), [])

@@ -110,7 +110,7 @@ all: $(LIB_PROTO) $(LIB_RPC) $(PROTO_PY)
 # The shard replica's storage layer (WAL, snapshots, payload store, replica)
 # as a library; the vecshard-node process files in node/ are not part of it,
 # so the sources are listed, not found by wildcard.
-NODE_LIB_SRC := node/dir.c node/wal.c node/snapshot.c node/payload.c node/replica.c node/replica_read.c
+NODE_LIB_SRC := node/dir.c node/identity.c node/trash.c node/wal.c node/snapshot.c node/payload.c node/replica.c node/replica_read.c
 LIB_NODE     := $(BUILD)/libvs_node.a
 $(LIB_NODE): $(call obj,$(NODE_LIB_SRC))
 $(call obj,$(NODE_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)

@@ -5,7 +5,8 @@
  *
  * Every handler checks in the same order, so a caller can rely on which
  * error wins: malformed request (INVALID_ARGUMENT naming the field) →
- * collection / shard not here (NOT_FOUND) → replica still loading
+ * collection / shard not here (NOT_FOUND) → replica damaged (DATA_LOSS,
+ * "replica <coll>/<shard> is DAMAGED: <reason>") → replica still loading
  * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary,
  * fenced) → the replica's own validation of the payload (dim, NaN/Inf,
  * payload and batch size) → the operation. A bad request never changes
@@ -89,8 +90,8 @@ static grpc_status_code check_deadline(struct rpc_call *c, const char *what)
 
 /*
  * Borrows (collection, shard) for a single-shard call. On failure returns
- * NULL and sets *code: NOT_FOUND (collection unknown / shard not hosted) or
- * UNAVAILABLE (loading).
+ * NULL and sets *code: NOT_FOUND (collection unknown / shard not hosted),
+ * DATA_LOSS (damaged) or UNAVAILABLE (loading).
  */
 static struct node_shard *borrow(struct node_service *svc, struct rpc_call *c,
                                  const char *collection, uint32_t shard,
@@ -106,6 +107,12 @@ static struct node_shard *borrow(struct node_service *svc, struct rpc_call *c,
             *code = rpc_call_error(c, GRPC_STATUS_NOT_FOUND,
                                    "shard %u of collection \"%s\" is not hosted on this node",
                                    shard, collection);
+        return NULL;
+    }
+    if (view->state == NODE_STATE_DAMAGED) {
+        node_shards_release(svc->reg, e);
+        *code = rpc_call_error(c, GRPC_STATUS_DATA_LOSS, "replica %s/%u is DAMAGED: %s", collection,
+                               shard, view->reason);
         return NULL;
     }
     if (view->rep == NULL) {
@@ -325,6 +332,14 @@ static grpc_status_code handle_search(struct rpc_call *c, const ProtobufCMessage
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
+        if (e != NULL && v.state == NODE_STATE_DAMAGED) {
+            sr[si].code = GRPC_STATUS_DATA_LOSS;
+            snprintf(emsg, REPLICA_ERR_MAX, "replica %s/%u is DAMAGED: %.420s", req->collection,
+                     shard, v.reason);
+            sr[si].error = emsg;
+            node_shards_release(svc->reg, e);
+            continue;
+        }
         if (e == NULL || v.rep == NULL) {
             sr[si].code = e == NULL ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_UNAVAILABLE;
             snprintf(emsg, REPLICA_ERR_MAX, "shard %u of collection \"%s\" is %s on this node",
@@ -491,6 +506,7 @@ static grpc_status_code handle_shard_status(struct rpc_call *c, const ProtobufCM
         st[i].epoch = views[i].epoch;
         st[i].role = (Vecshard__V1__ShardRole)views[i].role;
         st[i].state = (Vecshard__V1__ReplicaState)views[i].state;
+        st[i].state_reason = views[i].reason;
         struct node_shard_view v;
         struct node_shard *e =
             node_shards_acquire(svc->reg, views[i].coll.name, views[i].shard, &v);

@@ -28,7 +28,8 @@ struct shard_ref {
     uint32_t shard;
     bool answered;
     uint64_t lsn, count;
-    int state; /* Vecshard__V1__ReplicaState */
+    int state;        /* Vecshard__V1__ReplicaState */
+    char reason[256]; /* its state_reason */
 };
 
 /*
@@ -72,6 +73,8 @@ static void primary_status(struct router *r, const struct rt_view *v, struct sha
                     refs[i].lsn = st->lsn;
                     refs[i].count = st->count;
                     refs[i].state = st->state;
+                    snprintf(refs[i].reason, sizeof refs[i].reason, "%s",
+                             st->state_reason != NULL ? st->state_reason : "");
                 }
             }
         }
@@ -107,9 +110,21 @@ static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_col
     out->created_at = c->created_at;
 }
 
-/* Fills a ShardInfo from a cached shard (strings borrowed). */
+/* "READY", "DAMAGED", ... for a ReplicaState; "" when unknown (no answer). */
+static const char *state_name(const struct shard_ref *ref)
+{
+    const ProtobufCEnumValue *v = ref->answered
+                                      ? protobuf_c_enum_descriptor_get_value(
+                                            &vecshard__v1__replica_state__descriptor, ref->state)
+                                      : NULL;
+    const char *prefix = "REPLICA_STATE_";
+    if (v == NULL) return "";
+    return strncmp(v->name, prefix, strlen(prefix)) == 0 ? v->name + strlen(prefix) : v->name;
+}
+
+/* Fills a ShardInfo from a cached shard and its primary's answer (strings borrowed). */
 static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c, uint32_t s,
-                            uint64_t lsn)
+                            const struct shard_ref *ref)
 {
     const struct rt_shard *sh = &c->shard[s];
     vecshard__v1__shard_info__init(out);
@@ -123,7 +138,9 @@ static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collec
     out->n_in_sync = sh->in_sync.n;
     out->recovering = sh->recovering.v;
     out->n_recovering = sh->recovering.n;
-    out->lsn = lsn;
+    out->lsn = ref->lsn;
+    out->primary_state = (char *)state_name(ref);
+    out->primary_state_reason = (char *)ref->reason;
 }
 
 /* ------------------------------------------------------------ CreateCollection */
@@ -490,7 +507,7 @@ grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCM
     config_from(&cfg, coll);
     resp.config = &cfg;
     for (uint32_t s = 0; s < S; s++) {
-        shard_info_from(&infos[s], coll, s, refs[s].lsn);
+        shard_info_from(&infos[s], coll, s, &refs[s]);
         ptrs[s] = &infos[s];
         resp.count += refs[s].count;
     }
@@ -599,7 +616,7 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     resp.collections = ccp;
     resp.n_collections = v->n_colls;
     for (size_t i = 0; i < n_shards; i++) {
-        shard_info_from(&si[i], refs[i].coll, refs[i].shard, refs[i].lsn);
+        shard_info_from(&si[i], refs[i].coll, refs[i].shard, &refs[i]);
         sip[i] = &si[i];
     }
     resp.shards = sip;

@@ -18,7 +18,9 @@
  * Recovery: the newest valid snapshot (snapshot.c falls back to the
  * previous one when the newest is damaged), the WAL recovered (wal.c cuts a
  * damaged tail) and its records after the snapshot's LSN replayed through
- * the same apply code. A WAL that starts after snapshot_lsn + 1 leaves a gap
+ * the same apply code. Damage in the middle of the WAL (a bad record
+ * followed by valid ones) is not cut: the open fails with REPLICA_ECORRUPT
+ * and leaves every file as it is. A WAL that starts after snapshot_lsn + 1 leaves a gap
  * that cannot be filled locally: the open fails with REPLICA_ECORRUPT and
  * the node re-fetches the shard (TransferShard). A WAL that ends before the
  * snapshot (possible under fsync none) is cleared: the snapshot covers it.
@@ -641,7 +643,8 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
     struct wal_options wo = {.fsync = r->cfg.fsync, .segment_bytes = r->cfg.wal_segment_bytes};
     char wmsg[WAL_ERR_MAX];
     if ((rc = wal_open(r->dir, &wo, &r->wal, &rec->wal, wmsg)))
-        return replica_fail(err, wal_code(rc), "opening the WAL: %s", wmsg);
+        return replica_fail(err, rc == WAL_ECORRUPT ? REPLICA_ECORRUPT : wal_code(rc),
+                            "opening the WAL of %s/%u: %s", r->collection, r->shard, wmsg);
     uint64_t snap = atomic_load(&r->lsn);
     if (rec->wal.records == 0)
         return REPLICA_OK;

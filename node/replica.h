@@ -157,8 +157,10 @@ int replica_code_grpc(int code);
 /*
  * Opens the replica in cfg->dir (creating the folder if missing): loads the
  * newest valid snapshot (falling back to the previous one if the newest is
- * damaged), recovers the WAL (cutting a torn or damaged tail) and replays
- * the records after the snapshot. An empty folder is an empty replica.
+ * damaged), recovers the WAL (cutting a torn tail) and replays the records
+ * after the snapshot. Damage followed by valid WAL records fails with
+ * REPLICA_ECORRUPT, err naming the segment file and byte offset, and
+ * changes no file. An empty folder is an empty replica.
  * *rec (may be NULL) says what recovery found and did. Strings in cfg are
  * copied. *out is the caller's (replica_close).
  */

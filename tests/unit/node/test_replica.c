@@ -5,6 +5,7 @@
  * LSN order, bad input is refused naming the field and writes nothing.
  */
 #include "tests/unit/node/node_test.h"
+#include "common/util/crc32c.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -254,6 +255,83 @@ static void wait_snapshots(struct replica *r, uint64_t want, struct replica_stat
             return;
         usleep(10000);
     }
+}
+
+/* CRC-32C and size of a file's bytes (crc 0, size -1 if it cannot be read). */
+static uint32_t file_crc(const char *path, long *size)
+{
+    *size = -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t buf[65536];
+    uint32_t crc = 0;
+    size_t n;
+    *size = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        crc = crc32c_extend(crc, buf, n);
+        *size += (long)n;
+    }
+    fclose(f);
+    return crc;
+}
+
+static void test_mid_wal_damage(void)
+{
+    char *dir = tn_tmpdir();
+    static struct model m;
+    memset(&m, 0, sizeof m);
+    struct replica_recovery rec;
+    struct replica *r = open_replica(dir, WAL_FSYNC_NONE, 0, &rec);
+    write_range(r, &m, 0, 1000);
+    replica_close(r, NULL);
+    CU_ASSERT_FATAL(tn_count_files(dir, "wal-", ".log") >= 4);
+    /* A byte in the middle of the first segment: thousands of acknowledged records follow. */
+    char name[32], path[512];
+    wal_segment_name(1, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    long size;
+    file_crc(path, &size);
+    tn_flip(path, size / 2, 0x04);
+    uint32_t crc_before = file_crc(path, &size);
+    int files_before = tn_count_files(dir, "wal-", ".log");
+
+    struct replica_config c;
+    replica_config_init(&c);
+    c.dir = dir;
+    c.collection = "docs";
+    c.shard = 2;
+    c.hnsw.dim = DIM;
+    c.hnsw.M = 8;
+    c.hnsw.ef_construction = 64;
+    c.wal_segment_bytes = 64 << 10;
+    c.build_threads = 1;
+    char err[REPLICA_ERR_MAX];
+    for (int round = 0; round < 2; round++) {
+        r = NULL;
+        CU_ASSERT_EQUAL(replica_open(&c, &r, &rec, err), REPLICA_ECORRUPT);
+        CU_ASSERT_PTR_NULL(r);
+        CU_ASSERT_TRUE(rec.wal.corrupt);
+        CU_ASSERT_FALSE(rec.wal.truncated);
+        CU_ASSERT_STRING_EQUAL(rec.wal.segment, name);
+        CU_ASSERT(rec.wal.offset > WAL_SEGMENT_HEADER && rec.wal.offset <= (uint64_t)size / 2);
+        CU_ASSERT_EQUAL(rec.wal.later_last_lsn, m.lsn);
+        char want[160];
+        snprintf(want, sizeof want, "opening the WAL of docs/2: wal %s offset %llu: damaged record",
+                 name, (unsigned long long)rec.wal.offset);
+        CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
+        snprintf(want, sizeof want,
+                 "followed by valid records up to lsn %llu; refusing to "
+                 "truncate acknowledged writes",
+                 (unsigned long long)m.lsn);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+        CU_ASSERT_EQUAL(replica_code_grpc(REPLICA_ECORRUPT), 15);
+    }
+    long size_after;
+    CU_ASSERT_EQUAL(file_crc(path, &size_after), crc_before);
+    CU_ASSERT_EQUAL(size_after, size);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), files_before);
+    tn_rmdir(dir);
+    free(dir);
 }
 
 static void test_background_snapshots(void)
@@ -512,6 +590,8 @@ void register_replica_tests(void)
     CU_pSuite s = CU_add_suite("replica", NULL, NULL);
     CU_add_test(s, "2,000 points, deletes, upserts: close and reopen from the WAL", test_reopen_wal);
     CU_add_test(s, "snapshots + WAL replay, fallback to the older snapshot", test_reopen_snapshot);
+    CU_add_test(s, "WAL damaged in the middle: open refuses (ECORRUPT), files untouched",
+                test_mid_wal_damage);
     CU_add_test(s, "background snapshot thread", test_background_snapshots);
     CU_add_test(s, "kill -9 while writing: every acknowledged write survives", test_crash);
     CU_add_test(s, "backup apply: duplicates and gaps", test_apply_order);

@@ -8,13 +8,21 @@
  *      exists (gRPC's and ours inherit the mask), so that only the sigwait
  *      of proc_wait_stop ever sees them (common/util/proc.h, guide §6.8);
  *      nothing here forks;
- *   3. reopen the replicas already on disk, so reads work even if etcd is
- *      down (DESIGN §3);
- *   4. start the gRPC server (port 0 = ephemeral; the bound address is
- *      printed on stdout and logged);
+ *   3. start the gRPC server at once (port 0 = ephemeral; the bound address
+ *      is printed on stdout and logged), with Health/Check NOT_SERVING;
+ *   4. reopen the replicas already on disk, in parallel, so reads work even
+ *      if etcd is down (DESIGN §3). Meanwhile ShardStatus lists them as
+ *      LOADING and calls on them answer UNAVAILABLE (retryable); once all
+ *      are open Health/Check answers SERVING;
  *   5. register in etcd and follow the shard map (node_meta, background).
+ *      Registration waits for step 4: routers find the node only once its
+ *      replicas are open, and the reconciler (which may open, close and
+ *      delete replicas) never runs while they load.
+ * A stop signal during step 4 is acted on once it ends.
  * Shutdown on SIGTERM or SIGINT: stop accepting calls and let running ones
- * finish (grace period), stop following etcd, close every replica (the WAL is
+ * finish (grace period), stop following etcd, snapshot every replica with
+ * writes no snapshot holds (--shutdown-snapshot-timeout-ms bounds it), so the
+ * next start replays almost nothing, close every replica (the WAL is
  * fsynced), revoke the lease so the node key disappears at once, exit 0.
  * A second signal during shutdown exits at once with status 1.
  */
@@ -107,6 +115,9 @@ int main(int argc, char **argv)
         .node_id = cfg.node_id,
         .fsync = cfg.fsync,
         .snapshot_wal_bytes = cfg.snapshot_wal_bytes,
+        .snapshot_wal_records = cfg.snapshot_wal_records,
+        .snapshot_age_ms = cfg.snapshot_max_age_s * 1000,
+        .load_threads = cfg.load_threads,
         .max_batch = cfg.max_batch_points,
         .max_payload = cfg.max_payload_bytes,
     };
@@ -115,7 +126,6 @@ int main(int argc, char **argv)
         goto fail;
     }
     svc.reg = reg;
-    node_shards_load_local(reg);
 
     struct rpc_server_config rcfg = {
         .addr = cfg.listen,
@@ -132,6 +142,7 @@ int main(int argc, char **argv)
         log_error("cannot register the ShardNode methods", NULL);
         goto fail;
     }
+    rpc_server_set_serving(srv, false);
     int port = rpc_server_start(srv, err, sizeof err);
     if (port <= 0) {
         log_error("cannot listen", "listen=%s error=%s", log_quote(cfg.listen), log_quote(err));
@@ -142,6 +153,14 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
     proc_print_listening(bound);
+
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int opened = node_shards_load_local(reg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    rpc_server_set_serving(srv, true);
+    log_info("serving", "replicas=%d load_seconds=%.3f", opened,
+             (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
 
     /* A keep-alive must fail (and be retried) well within the TTL. */
     long etcd_timeout = cfg.etcd_timeout_ms;
@@ -175,6 +194,8 @@ fail:
     /* Stop serving first, so no handler borrows a replica while it closes. */
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
+    if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
+        node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
     node_shards_destroy(reg);
     node_meta_stop(meta);
     etcd_client_free(etcd);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DIM 24
@@ -370,6 +371,102 @@ static void test_background_snapshots(void)
     free(dir);
 }
 
+/* Opens dir with only the given record and age triggers (bytes off); asserts success. */
+static struct replica *open_triggers(const char *dir, uint64_t records, uint64_t age_ms,
+                                     struct replica_recovery *rec)
+{
+    struct replica_config c;
+    replica_config_init(&c);
+    c.dir = dir;
+    c.collection = "docs";
+    c.shard = 2;
+    c.hnsw.dim = DIM;
+    c.hnsw.M = 8;
+    c.hnsw.ef_construction = 64;
+    c.fsync = WAL_FSYNC_NONE;
+    c.snapshot_wal_records = records;
+    c.snapshot_age_ms = age_ms;
+    c.build_threads = 1;
+    struct replica *r = NULL;
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_open(&c, &r, rec, err);
+    if (rc) fprintf(stderr, "replica_open: %s\n", err);
+    CU_ASSERT_FATAL(rc == REPLICA_OK);
+    return r;
+}
+
+/* Polls (up to 10 s) until the newest snapshot is at lsn; returns its status. */
+static void wait_snapshot_lsn(struct replica *r, uint64_t lsn, struct replica_stat *st)
+{
+    for (int i = 0; i < 1000; i++) {
+        replica_status(r, st);
+        if (st->snapshot_lsn >= lsn) return;
+        usleep(10000);
+    }
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_snapshot_triggers(void)
+{
+    char *dir = tn_tmpdir();
+    static struct model m;
+    memset(&m, 0, sizeof m);
+    struct replica_recovery rec;
+    struct replica_stat st;
+    /* Record count: 10 one-point batches (a few KiB, far below any byte threshold). */
+    struct replica *r = open_triggers(dir, 10, 0, &rec);
+    for (uint64_t id = 0; id < 10; id++)
+        write_batch(r, &m, &id, 1, NULL, 0);
+    wait_snapshot_lsn(r, 10, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 10);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 1);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 0);
+    for (uint64_t id = 10; id < 19; id++)
+        write_batch(r, &m, &id, 1, NULL, 0);
+    replica_status(r, &st);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 9);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 10); /* 9 < 10: not due */
+    replica_close(r, NULL);
+
+    /* Age: 9 records left unsnapshotted are replayed; 300 ms after the open they are snapshotted.
+     */
+    double t0 = mono_ms();
+    r = open_triggers(dir, 0, 300, &rec);
+    CU_ASSERT_EQUAL(rec.replayed, 9);
+    wait_snapshot_lsn(r, 19, &st);
+    double waited = mono_ms() - t0;
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 19);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 1);
+    CU_ASSERT(waited >= 300);
+    /* One more write: snapshotted once it is 300 ms old, not before. */
+    uint64_t id = 19;
+    t0 = mono_ms();
+    write_batch(r, &m, &id, 1, NULL, 0);
+    replica_status(r, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 19);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 1);
+    wait_snapshot_lsn(r, 20, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 20);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 2);
+    CU_ASSERT(mono_ms() - t0 >= 300);
+    check_model(r, &m);
+    replica_close(r, NULL);
+    r = open_triggers(dir, 0, 0, &rec);
+    CU_ASSERT_EQUAL(rec.snapshot_lsn, 20);
+    CU_ASSERT_EQUAL(rec.replayed, 0);
+    check_model(r, &m);
+    replica_close(r, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
 static void test_crash(void)
 {
     char *dir = tn_tmpdir();
@@ -593,6 +690,8 @@ void register_replica_tests(void)
     CU_add_test(s, "WAL damaged in the middle: open refuses (ECORRUPT), files untouched",
                 test_mid_wal_damage);
     CU_add_test(s, "background snapshot thread", test_background_snapshots);
+    CU_add_test(s, "snapshot triggers: WAL record count and age of the oldest write",
+                test_snapshot_triggers);
     CU_add_test(s, "kill -9 while writing: every acknowledged write survives", test_crash);
     CU_add_test(s, "backup apply: duplicates and gaps", test_apply_order);
     CU_add_test(s, "validation errors name the field and write nothing", test_validation);

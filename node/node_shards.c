@@ -11,6 +11,12 @@
  * then closes the replica and deletes its folder: the only safe order when
  * handlers on other threads may still be searching it.
  *
+ * Start-up and shutdown fan out over a small pool of threads (pool_run,
+ * --load-threads): node_shards_load_local lists every replica on disk as
+ * LOADING, then opens them in parallel; node_shards_snapshot_all snapshots
+ * them in parallel. Each pool thread works on its own entries; the table
+ * is only touched under `lock`.
+ *
  * Files this module owns (the replica folders are the storage layer's):
  *   <data-dir>/<collection>/collection.json  the configuration the replicas
  *   of that collection were opened with (written via a temp file + fsync +

@@ -698,7 +698,10 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
                             "loading a snapshot: %s", msg);
     }
 
-    struct wal_options wo = {.fsync = r->cfg.fsync, .segment_bytes = r->cfg.wal_segment_bytes};
+    /* WAL damage followed only by records the snapshot holds loses nothing: cut it. */
+    struct wal_options wo = {.fsync = r->cfg.fsync,
+                             .segment_bytes = r->cfg.wal_segment_bytes,
+                             .covered_lsn = atomic_load(&r->lsn)};
     char wmsg[WAL_ERR_MAX];
     if ((rc = wal_open(r->dir, &wo, &r->wal, &rec->wal, wmsg)))
         return replica_fail(err, rc == WAL_ECORRUPT ? REPLICA_ECORRUPT : wal_code(rc),

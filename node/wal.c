@@ -34,8 +34,9 @@
  * middle. Then nothing is touched: wal_open returns WAL_ECORRUPT naming the
  * file, the offset and the LSNs of the valid records after it, and the
  * replica refuses to open (cutting would silently drop those writes and
- * hand their LSNs out again). Only when nothing valid follows is the damage
- * a torn tail: the file is truncated at the start of that record
+ * hand their LSNs out again). Only when nothing valid follows (or only
+ * records the caller's snapshot already holds, options.covered_lsn) is the
+ * damage cut like a torn tail: the file is truncated at the start of that record
  * (ftruncate + fdatasync; a file left with no record is deleted), every
  * later segment deleted and the folder fsynced. The log stays a gap-free
  * prefix of the history. What was found is returned in struct wal_recovery
@@ -148,6 +149,7 @@ static int fail(char *err, int rc, const char *fmt, ...)
 
 void wal_options_init(struct wal_options *o)
 {
+    memset(o, 0, sizeof *o);
     o->fsync = WAL_FSYNC_ALWAYS;
     o->segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
 }
@@ -558,7 +560,7 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
             struct later l;
             if ((rc = find_later(w->dir, names, n, i, keep + (own_bad ? 1 : 0), expect, &l, err)))
                 goto out;
-            if (l.records) {
+            if (l.records && l.last_lsn > w->opt.covered_lsn) {
                 rec->corrupt = true;
                 rec->later_first_lsn = l.first_lsn;
                 rec->later_last_lsn = l.last_lsn;
@@ -584,11 +586,16 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
                     goto out;
                 }
             }
-            snprintf(rec->reason, sizeof rec->reason,
-                     "%s at byte %" PRIu64 " of %s: %s; kept records up to lsn %" PRIu64
-                     ", dropped %" PRIu64 " bytes and %u later segment(s)",
-                     wal_damage_str(c.dmg), keep, name, c.why, w->last_lsn, rec->bytes_dropped,
-                     n - i - 1);
+            int k = snprintf(rec->reason, sizeof rec->reason,
+                             "%s at byte %" PRIu64 " of %s: %s; kept records up to lsn %" PRIu64
+                             ", dropped %" PRIu64 " bytes and %u later segment(s)",
+                             wal_damage_str(c.dmg), keep, name, c.why, w->last_lsn,
+                             rec->bytes_dropped, n - i - 1);
+            if (l.records && k > 0 && (size_t)k < sizeof rec->reason)
+                snprintf(rec->reason + k, sizeof rec->reason - (size_t)k,
+                         " (their %" PRIu64 " valid record(s), lsn %" PRIu64 "..%" PRIu64
+                         ", are all at or below the covered lsn %" PRIu64 ")",
+                         l.records, l.first_lsn, l.last_lsn, w->opt.covered_lsn);
             break;
         }
         if (nrec == 0) {

@@ -67,6 +67,10 @@ enum wal_damage {
 struct wal_options {
     enum wal_fsync fsync;   /* default WAL_FSYNC_ALWAYS */
     uint64_t segment_bytes; /* rotate once a segment reaches this size; default 64 MiB */
+    /* wal_open: records up to this LSN are held elsewhere (the snapshot the
+       replica loaded); damage followed only by such records is cut like a
+       torn tail instead of refused. 0 (default): none. */
+    uint64_t covered_lsn;
 };
 
 /*
@@ -135,7 +139,9 @@ const char *wal_damage_str(enum wal_damage d);
  * described in *rec. A valid record found: the damage is corruption in the
  * middle of acknowledged history; nothing is changed on disk, *rec
  * describes it (corrupt, segment, offset, later_*), err says which file
- * and offset, and WAL_ECORRUPT is returned. A last segment holding no
+ * and offset, and WAL_ECORRUPT is returned — unless every valid record
+ * after the damage has an LSN <= o->covered_lsn (a snapshot holds them):
+ * then it is cut like a torn tail. A last segment holding no
  * record is removed too. *out belongs to the caller (wal_close).
  */
 int wal_open(const char *dir, const struct wal_options *o, struct wal **out,

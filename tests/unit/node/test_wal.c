@@ -288,6 +288,23 @@ static void test_bad_crc_middle(void)
         CU_ASSERT_STRING_EQUAL(err, want);
     }
     image_check_free(dir, &im);
+
+    /* When a snapshot holds every record after the damage (covered_lsn), it is cut instead. */
+    struct wal_options o;
+    wal_options_init(&o);
+    o.segment_bytes = 4096;
+    o.covered_lsn = 499;
+    CU_ASSERT_EQUAL(wal_open(dir, &o, &w, &rec, err), WAL_ECORRUPT); /* 500 is not covered */
+    o.covered_lsn = 500;
+    CU_ASSERT_EQUAL_FATAL(wal_open(dir, &o, &w, &rec, err), WAL_OK);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_FALSE(rec.corrupt);
+    CU_ASSERT_EQUAL(rec.last_lsn, 249);
+    CU_ASSERT_EQUAL(tn_file_size(path), off);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "(their 250 valid record(s), lsn 251..500, are all "
+                                              "at or below the covered lsn 500)"));
+    check_records(w, 1, 249);
+    wal_close(w, NULL);
     tn_rmdir(dir);
     free(dir);
 }
@@ -626,7 +643,9 @@ void register_wal_tests(void)
     CU_pSuite s = CU_add_suite("wal", NULL, NULL);
     CU_add_test(s, "round trip over several segments", test_round_trip);
     CU_add_test(s, "torn last record is cut and reported", test_torn_tail);
-    CU_add_test(s, "flipped byte mid-WAL: refused, file and offset named, nothing cut",
+    CU_add_test(s,
+                "flipped byte mid-WAL: refused, file and offset named, nothing cut (unless "
+                "covered by a snapshot)",
                 test_bad_crc_middle);
     CU_add_test(s, "impossible length mid-WAL: refused", test_bad_length_middle);
     CU_add_test(s, "flipped byte in the last record: cut as a torn tail", test_bad_last_record);

@@ -15,9 +15,9 @@
  *     each other, with writes and with snapshots; they never wait for the
  *     write lock.
  *   - Snapshots: replica_snapshot (or the background thread started when
- *     any of snapshot_wal_bytes, snapshot_wal_records, snapshot_age_ms > 0). Writes pause while the
- * index and payloads are copied into the page cache (see replica.c for how long); searches do not
- * pause.
+ *     any of snapshot_wal_bytes, snapshot_wal_records, snapshot_age_ms
+ *     is > 0). Writes pause while the index and payloads are copied into
+ *     the page cache (see replica.c for how long); searches do not pause.
  *   - replica_open / replica_close / replica_remove_files need no other call
  *     on the same replica running.
  *

@@ -19,27 +19,33 @@
  * previous one when the newest is damaged), the WAL recovered (wal.c cuts a
  * damaged tail) and its records after the snapshot's LSN replayed through
  * the same apply code. Damage in the middle of the WAL (a bad record
- * followed by valid ones) is not cut: the open fails with REPLICA_ECORRUPT
- * and leaves every file as it is. A WAL that starts after snapshot_lsn + 1 leaves a gap
+ * followed by valid ones the snapshot does not hold) is not cut: the open
+ * fails with REPLICA_ECORRUPT and leaves every file as it is. A WAL that
+ * starts after snapshot_lsn + 1 leaves a gap
  * that cannot be filled locally: the open fails with REPLICA_ECORRUPT and
  * the node re-fetches the shard (TransferShard). A WAL that ends before the
  * snapshot (possible under fsync none) is cleared: the snapshot covers it.
  *
- * Snapshots: the background thread takes one when any trigger fires: WAL
+ * Snapshot triggers: the background thread takes one when any fires: WAL
  * bytes since the last snapshot, WAL records since it, or the age of the
  * oldest write not in a snapshot (so a quiet replica with a few writes is
  * still snapshotted and a restart after kill -9 replays a bounded WAL). The
  * thread sleeps on bg_cond until a write crosses a threshold, starts the
- * age clock, or the age deadline passes. snap_lock makes them one at a time. The state is captured
- * under write_lock: snapshot_write_state serialises the index (hnsw_write holds the engine's
- * mutation lock, which searches never take) and the payloads (under the store's read lock, shared
- * with searches) into the page cache through 1 MiB stdio buffers. Writes therefore pause for about
- * the time it takes to copy the index and payloads into memory — roughly their size at memory-copy
- * speed, e.g. ~0.3-0.6 s for a million 128-d points — and no disk wait: the fsync, rename and
- * folder fsync happen after the lock is released. (A copy-on-write capture would avoid the pause
- * but needs the engine's cooperation; not worth it at this pause length.) The newest two snapshots
- * are kept, and WAL segments are deleted only when wholly before the older of the two, so falling
- * back to it still finds every record after it.
+ * age clock, or the age deadline passes.
+ *
+ * Snapshots: snap_lock makes them one at a time. The state is captured under
+ * write_lock: snapshot_write_state serialises the index (hnsw_write holds
+ * the engine's mutation lock, which searches never take) and the payloads
+ * (under the store's read lock, shared with searches) into the page cache
+ * through 1 MiB stdio buffers. Writes therefore pause for about the time it
+ * takes to copy the index and payloads into memory — roughly their size at
+ * memory-copy speed, e.g. ~0.3-0.6 s for a million 128-d points — and no
+ * disk wait: the fsync, rename and folder fsync happen after the lock is
+ * released. (A copy-on-write capture would avoid the pause but needs the
+ * engine's cooperation; not worth it at this pause length.) The newest two
+ * snapshots are kept, and WAL segments are deleted only when wholly before
+ * the older of the two, so falling back to it still finds every record
+ * after it.
  */
 #include "node/replica_internal.h"
 

@@ -18,7 +18,9 @@
  *      Registration waits for step 4: routers find the node only once its
  *      replicas are open, and the reconciler (which may open, close and
  *      delete replicas) never runs while they load.
- * A stop signal during step 4 is acted on once it ends.
+ * From step 3 on, a thread waits for the stop signal (proc_wait_stop): one
+ * arriving during step 4 lets the load finish (a replica open cannot be
+ * interrupted), skips step 5 and shuts down; a second one exits at once.
  * Shutdown on SIGTERM or SIGINT: stop accepting calls and let running ones
  * finish (grace period), stop following etcd, snapshot every replica with
  * writes no snapshot holds (--shutdown-snapshot-timeout-ms bounds it), so the
@@ -27,7 +29,9 @@
  * A second signal during shutdown exits at once with status 1.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +80,21 @@ static int64_t unix_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The stop-signal waiter: the set to wait on, and whether a signal came. */
+struct stop_waiter {
+    sigset_t *set;
+    atomic_bool stopped;
+};
+
+/* Thread body: waits for the first stop signal (which arms the second-signal watchdog). */
+static void *wait_stop(void *arg)
+{
+    struct stop_waiter *w = arg;
+    proc_wait_stop(w->set);
+    atomic_store(&w->stopped, true);
+    return NULL;
 }
 
 /* Runs the node until SIGTERM / SIGINT; returns the exit status. */
@@ -154,13 +173,24 @@ int main(int argc, char **argv)
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
     proc_print_listening(bound);
 
+    struct stop_waiter waiter = {.set = &set};
+    pthread_t waiter_thread;
+    if (pthread_create(&waiter_thread, NULL, wait_stop, &waiter) != 0) {
+        log_error("cannot start the stop-signal thread", NULL);
+        goto fail;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int opened = node_shards_load_local(reg);
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    double load_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (atomic_load(&waiter.stopped)) {
+        log_info("stop signal while loading; not registering", "replicas=%d load_seconds=%.3f",
+                 opened, load_s);
+        goto stop;
+    }
     rpc_server_set_serving(srv, true);
-    log_info("serving", "replicas=%d load_seconds=%.3f", opened,
-             (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+    log_info("serving", "replicas=%d load_seconds=%.3f", opened, load_s);
 
     /* A keep-alive must fail (and be retried) well within the TTL. */
     long etcd_timeout = cfg.etcd_timeout_ms;
@@ -187,7 +217,8 @@ int main(int argc, char **argv)
     }
     atomic_store(&svc.meta, meta);
 
-    proc_wait_stop(&set);
+stop:
+    pthread_join(waiter_thread, NULL);
     status = 0;
 
 fail:

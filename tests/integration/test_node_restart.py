@@ -11,11 +11,14 @@
   cut acknowledged records: the node starts, its other replica is READY, the
   damaged one is not READY and refuses writes, the log names the file and
   offset, and every WAL file is byte-identical afterwards.
+- A stop signal while replicas load: one lets the load finish and shuts
+  down without registering (shutdown snapshots taken); a second exits at once.
 """
 import glob
 import hashlib
 import os
 import re
+import signal
 import time
 import unittest
 
@@ -82,6 +85,25 @@ class NodeRestart(harness.ClusterTestCase):
     def log_text(self, node):
         with open(node.proc.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
+
+    def wait_log(self, node, text, before, timeout=30):
+        """Polls until node's log holds text more than `before` times."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_text(node).count(text) > before:
+                return
+            time.sleep(0.01)
+        self.fail("%r never appeared in the log" % text)
+
+    def wait_not_serving(self, node, timeout=60):
+        """Polls until Health/Check answers NOT_SERVING (replicas loading)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assertTrue(node.proc.alive(), node.proc.tail())
+            if node._port_open() and node.health() == health_pb2.HealthCheckResponse.NOT_SERVING:
+                return
+            time.sleep(0.01)
+        self.fail("Health/Check never answered NOT_SERVING")
 
     def test_sigterm_snapshots_every_replica(self):
         c = self.start_cluster(["--snapshot-wal-bytes", "1024GiB", "--snapshot-wal-records", "0",
@@ -175,6 +197,33 @@ class NodeRestart(harness.ClusterTestCase):
         self.assertIn('msg="serving" replicas=4', self.log_text(node))
         for s in range(shards):
             self.check_exact(node, "big", s, data[s][0][:500], data[s][1][:500])
+
+        # Stop signals during the load: a second one exits at once (status 1) ...
+        node.kill9()
+        node.proc.spawn(node.argv())
+        self.wait_not_serving(node)
+        before = self.log_text(node).count('msg="shutting down"')
+        os.kill(node.proc.pid, signal.SIGTERM)
+        # Signals do not queue: the second is sent once the first was taken.
+        self.wait_log(node, 'msg="shutting down"', before)
+        os.kill(node.proc.pid, signal.SIGTERM)
+        self.assertEqual(node.proc.popen.wait(timeout=60), 1)
+        self.assertIn("second signal during shutdown; exiting now", self.log_text(node))
+        # ... one lets the load finish, then the node shuts down without registering
+        # (with shutdown snapshots on for this run).
+        node.extra_args = NO_SNAPSHOTS[:6] + ["--load-threads", "1"]
+        node.proc.spawn(node.argv())
+        self.wait_not_serving(node)
+        os.kill(node.proc.pid, signal.SIGTERM)
+        self.assertEqual(node.proc.popen.wait(timeout=120), 0)
+        log = self.log_text(node)
+        self.assertIn('msg="stop signal while loading; not registering" replicas=4', log)
+        self.assertIn('msg="shutdown snapshots" taken=4 failed=0 skipped=0', log)
+        node.proc._forget()
+        node.close_channel()
+        node.start()
+        st = c.wait_shards(node, "big", list(range(shards)))
+        self.assertEqual([(s.count, s.snapshot_lsn) for s in st], [(per, per // 2000)] * shards)
 
     def test_mid_wal_corruption_is_not_cut(self):
         c = self.start_cluster(NO_SNAPSHOTS)

@@ -2,8 +2,8 @@
 
 Client wraps one gRPC channel to a router (docs/router.md). Every method
 takes numpy arrays or lists, cuts its work into batches under the router's
-limits (vecshard._common), retries transient failures (UNAVAILABLE,
-DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) with exponential backoff — every
+limits (vecshard._common), retries transient failures (UNAVAILABLE, see
+vecshard.errors.TRANSIENT) with exponential backoff — every
 VecShard call is idempotent except CreateCollection and DropCollection,
 which are not retried — and raises vecshard.errors classes carrying the
 router's message.

@@ -94,9 +94,11 @@ _BY_CODE = {cls.code: cls for cls in (
     PermissionDenied, ResourceExhausted, FailedPrecondition, Aborted, OutOfRange,
     Unimplemented, Internal, Unavailable, DataLoss, Unauthenticated)}
 
-# Codes after which repeating the same (idempotent) call may succeed.
-TRANSIENT = frozenset((grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED))
+# Codes after which repeating the same (idempotent) call may succeed: the
+# router or a shard's primary is down or restarting. DEADLINE_EXCEEDED is not
+# retried (the call may still be running and would double the wait), nor
+# RESOURCE_EXHAUSTED (an over-limit message stays over the limit).
+TRANSIENT = frozenset((grpc.StatusCode.UNAVAILABLE,))
 
 
 def from_rpc_error(err):

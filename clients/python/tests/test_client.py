@@ -8,6 +8,7 @@ bar, and `pip install --target` of the package from the source tree.
 """
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -293,10 +294,16 @@ class ClientTest(unittest.TestCase):
         c.drop_collection("prog")
 
     def test_pip_install_target(self):
-        target = tempfile.mkdtemp(prefix="vs-pip-", dir=self.cluster.root)
+        # From a copy (pip builds in the source dir), so the stubs come from
+        # $VECSHARD_PROTO and the tree stays clean.
+        work = tempfile.mkdtemp(prefix="vs-pip-", dir=self.cluster.root)
+        src, target = os.path.join(work, "src"), os.path.join(work, "target")
+        shutil.copytree(clientenv.PKG, src, ignore=shutil.ignore_patterns(
+            "__pycache__", "build", "*.egg-info", "tests"))
+        env = dict(os.environ, VECSHARD_PROTO=os.path.join(clientenv.REPO, "proto"))
         p = subprocess.run([sys.executable, "-m", "pip", "install", "--break-system-packages",
                             "--no-build-isolation", "--no-deps", "--quiet", "--target", target,
-                            clientenv.PKG], capture_output=True, text=True, timeout=120)
+                            src], capture_output=True, text=True, timeout=120, env=env)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         script = ("import vecshard, numpy as np\n"
                   "c = vecshard.Client()\n"

@@ -319,6 +319,37 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(p.stdout.strip(), "True [[4]]")
         self.client.drop_collection("piped")
 
+    def test_z_partial_coverage(self):
+        """Last (it kills a node): min_coverage below 1 returns the answering
+        shards' hits with the missing shard named; 1.0 raises Unavailable."""
+        c = self.client
+        c.create_collection("cov", 2, shards=3)
+        ids = np.arange(300)
+        c.upsert("cov", ids, np.stack([ids, ids], 1).astype(np.float32))
+        info = c.describe("cov")
+        lost = [s["shard"] for s in info.shard_info if s["primary"] == "node-2"]
+        self.assertEqual(len(lost), 1)
+        self.cluster.nodes[2].kill9()
+        with vecshard.Client(self.addr, retries=0) as once:
+            rh.wait_until(lambda: isinstance(_error(once.search, "cov", [[0, 0]], k=5),
+                                             vecshard.Unavailable), 10, "Unavailable search")
+            e = _error(once.search, "cov", [[0, 0]], k=5)
+            self.assertIn("shard %d" % lost[0], e.message)
+            r = once.search("cov", [[0, 0]], k=300, ef=400, min_coverage=0.5)
+        self.assertEqual(r.coverage, vecshard.Coverage(3, 2, lost, True))
+        on_lost = {int(i) for i in ids if rh.shard_of(int(i), 3) == lost[0]}
+        got = set(r.ids[0, :r.counts[0]].tolist())
+        self.assertEqual(got, set(ids.tolist()) - on_lost)
+
+
+def _error(fn, *args, **kw):
+    """The VecshardError fn raises, or None."""
+    try:
+        fn(*args, **kw)
+    except vecshard.VecshardError as e:
+        return e
+    return None
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -199,11 +199,11 @@ def search_result(replies, n, k, with_payload, with_vector):
     dist = np.full((n, k), np.inf, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int64)
     payloads = [[] for _ in range(n)] if with_payload else None
-    vectors, missing, total, ok = None, set(), 0, 0
+    vectors, missing, total, oks = None, set(), 0, []
     for lo, reply in replies:
         cov = reply.coverage
         total = cov.shards_total
-        ok = cov.shards_ok if not ok else min(ok, cov.shards_ok)
+        oks.append(cov.shards_ok)
         missing.update(cov.missing_shards)
         for qi, res in enumerate(reply.results):
             row, hits = lo + qi, res.hits
@@ -216,7 +216,8 @@ def search_result(replies, n, k, with_payload, with_vector):
                 if vectors is None:
                     vectors = np.full((n, k, len(hits[0].vector)), np.nan, dtype=np.float32)
                 vectors[row, :len(hits)] = [h.vector for h in hits]
-    cov = Coverage(total, ok, sorted(missing), bool(missing))
+    # Several batches: the coverage of the worst one, every missing shard.
+    cov = Coverage(total, min(oks, default=0), sorted(missing), bool(missing))
     return SearchResult(ids, dist, counts, cov, payloads, vectors)
 
 

@@ -301,7 +301,7 @@ class Index:
                      deleted_ids=dead, deleted_vectors=dead_vecs)
         os.replace(tmp, path)
 
-    def load_index(self, path, max_elements=0):
+    def load_index(self, path, max_elements=0, allow_replace_deleted=False):
         """Creates this Index's collection from a save_index file; max_elements
         below the file's element count keeps the file's capacity."""
         try:
@@ -322,4 +322,5 @@ class Index:
             self._client.upsert(self.collection, f["ids"], f["vectors"], parallel=2)
         self._labels = set(f["ids"].tolist())
         self._deleted = {int(x): v for x, v in zip(f["deleted_ids"], f["deleted_vectors"])}
+        self._allow_replace = bool(allow_replace_deleted)
         self.ef = 10

@@ -9,6 +9,7 @@
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
+#   make clients-python  the Python client's tests against a real cluster
 #   make bench      engine benchmark on MNIST and a synthetic set
 #   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
@@ -196,6 +197,13 @@ integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $
              $(BIN_C_CLIENT) $(PROTO_PY)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s tests/integration -v
 
+# clients/python: the vecshard Python package, run from the source tree with
+# the stubs of $(BUILD)/gen/python (the PYTHONPATH way of docs/clients.md),
+# against real etcd, node and router processes (tests/integration harness).
+.PHONY: clients-python
+clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s clients/python/tests -v
+
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
@@ -227,6 +235,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) clients-python
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
       libcurl4-openssl-dev libcjson-dev libcunit1-dev etcd-server etcd-client
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
-      python3-numpy libhnswlib-dev)
+      python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

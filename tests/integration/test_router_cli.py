@@ -180,28 +180,36 @@ class ClusterScriptAndCli(unittest.TestCase):
         self.assertNotIn("cli", self.cli("list").stdout.split())
 
     def test_2b_readme_python_snippet(self):
-        """The README's Python example, pasted as a user would: its export
-        lines run in the repository root (with /tmp/vs replaced by this
-        cluster's dir), then the snippet from an unrelated directory."""
+        """The README's Python examples (the vecshard client, then the
+        vecshard.hnswlib one), pasted as a user would: its export lines run
+        in the repository root (with /tmp/vs replaced by this cluster's
+        dir), then each snippet from an unrelated directory."""
         with open(os.path.join(harness.REPO, "README.md")) as f:
             readme = f.read()
         start = readme.index("From Python")
         blocks = re.findall(r"```(\w*)\n(.*?)```", readme[start:], re.S)
-        exports, code = blocks[0][1], blocks[1][1]
-        self.assertEqual(blocks[1][0], "python")
+        exports, code, hnsw = blocks[0][1], blocks[1][1], blocks[2][1]
+        self.assertEqual((blocks[1][0], blocks[2][0]), ("python", "python"))
         self.assertIn("export PYTHONPATH=", exports)
+        self.assertIn("import vecshard.hnswlib as hnswlib", hnsw)
         exports = exports.replace("/tmp/vs", self.cdir)
-        snippet = os.path.join(self.dir, "snippet.py")
-        with open(snippet, "w") as f:
-            f.write(code)
         elsewhere = tempfile.mkdtemp(prefix="vs-it-snippet-", dir=self.dir)
-        script = "set -e\ncd %s\n%s\ncd %s\n/usr/bin/python3 %s\n" % (
-            harness.REPO, exports, elsewhere, snippet)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VECSHARD_ROUTER")}
-        p = subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=60, env=env)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(p.stdout.strip(), "1 b'hello'")
+        outs = []
+        for i, text in enumerate((code, hnsw + "print(labels.shape, labels.dtype, "
+                                  "distances.dtype)\n")):
+            snippet = os.path.join(self.dir, "snippet%d.py" % i)
+            with open(snippet, "w") as f:
+                f.write(text)
+            script = "set -e\ncd %s\n%s\ncd %s\n/usr/bin/python3 %s\n" % (
+                harness.REPO, exports, elsewhere, snippet)
+            p = subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=60, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            outs.append(p.stdout.strip())
+        self.assertEqual(outs, ["1 b'hello'", "(5, 2) uint64 float32"])
+        # The hnswlib Index's automatically named collection went with the process.
+        self.assertNotIn("hnswlib-", self.cli("list").stdout)
         self.cli("drop", "docs")
 
     def test_3_stop_leaves_nothing(self):

@@ -1,0 +1,309 @@
+"""vecshard._common — what the blocking and the asyncio clients share.
+
+Argument checking (numpy or lists in), request building, batching under the
+router's limits, and turning replies into numpy results. Both clients call
+these pure functions and differ only in how they send the requests, so a
+batch is cut and a reply decoded the same way in either.
+
+Limits mirror the router's defaults (proto/vecshard/v1/common.proto): a
+64 MiB message, 100,000 points or ids per write/read, 10,000 queries per
+search. A batch is cut by count and by an upper bound of its encoded size,
+so one call never exceeds the message limit whatever the dimension.
+"""
+import dataclasses
+import os
+import sys
+
+import numpy as np
+
+from vecshard.errors import InvalidArgument
+from vecshard.v1 import common_pb2, vecshard_pb2
+
+MAX_MESSAGE = 64 << 20
+MAX_POINTS = 100_000
+MAX_QUERIES = 10_000
+METRICS = {"l2": common_pb2.METRIC_L2, "ip": common_pb2.METRIC_IP,
+           "cosine": common_pb2.METRIC_COSINE}
+METRIC_NAMES = {v: k for k, v in METRICS.items()}
+# Upper bound of the per-point framing: id, tags and length varints of the
+# point, its vector and payload, and the point's own tag and length.
+POINT_OVERHEAD = 32
+
+
+def router_address(address):
+    """The explicit address, else $VECSHARD_ROUTER; InvalidArgument if neither."""
+    address = address or os.environ.get("VECSHARD_ROUTER")
+    if not address:
+        raise InvalidArgument("address: none given and $VECSHARD_ROUTER is not set")
+    return address
+
+
+def channel_options(max_message):
+    return [("grpc.max_send_message_length", max_message),
+            ("grpc.max_receive_message_length", max_message)]
+
+
+def metadata(api_key):
+    return (("authorization", "Bearer " + api_key),) if api_key else None
+
+
+def as_matrix(vectors, what):
+    """vectors as a C-contiguous float32 (N, dim) array; a 1-D input is one row."""
+    a = np.asarray(vectors, dtype=np.float32)
+    if a.ndim == 1:
+        a = a.reshape(1, -1)
+    if a.ndim != 2:
+        raise InvalidArgument("%s: expected a 1-D or 2-D array, got %d dimensions" %
+                              (what, a.ndim))
+    return np.ascontiguousarray(a)
+
+
+def as_ids(ids, what="ids"):
+    """ids as a uint64 1-D array (a scalar is one id); negative ids are refused."""
+    a = np.asarray(ids)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    if a.ndim != 1:
+        raise InvalidArgument("%s: expected a 1-D sequence, got %d dimensions" % (what, a.ndim))
+    if a.size and a.dtype.kind == "i" and a.min() < 0:
+        raise InvalidArgument("%s: ids are unsigned, got %d" % (what, int(a.min())))
+    if a.size and a.dtype.kind not in "iu":
+        raise InvalidArgument("%s: expected integers, got dtype %s" % (what, a.dtype))
+    return a.astype(np.uint64)
+
+
+def as_payloads(payloads, n):
+    """A list of n bytes objects (str is UTF-8 encoded, None is empty)."""
+    if payloads is None:
+        return None
+    out = [b"" if p is None else (p.encode() if isinstance(p, str) else bytes(p))
+           for p in payloads]
+    if len(out) != n:
+        raise InvalidArgument("payloads: %d given for %d ids" % (len(out), n))
+    return out
+
+
+def create_request(name, dim, metric, shards, replicas, M, ef_construction, ef_search):
+    if metric not in METRICS:
+        raise InvalidArgument("metric: %r is not one of l2, ip, cosine" % (metric,))
+    return vecshard_pb2.CreateCollectionRequest(config=common_pb2.CollectionConfig(
+        name=name, dim=dim, metric=METRICS[metric], m=M, ef_construction=ef_construction,
+        ef_search=ef_search, shards=shards, replication_factor=replicas))
+
+
+def prepare_upsert(ids, vectors, payloads):
+    """Checked (ids, vectors, payloads); an id given twice keeps its last copy."""
+    ids = as_ids(ids)
+    vectors = as_matrix(vectors, "vectors")
+    if len(vectors) != len(ids):
+        raise InvalidArgument("vectors: %d rows for %d ids" % (len(vectors), len(ids)))
+    payloads = as_payloads(payloads, len(ids))
+    # Batches may be sent in parallel, so duplicates are resolved here, as the
+    # server resolves them within one batch: the last copy wins.
+    _, last = np.unique(ids[::-1], return_index=True)
+    if len(last) != len(ids):
+        keep = np.sort(len(ids) - 1 - last)
+        ids, vectors = ids[keep], vectors[keep]
+        payloads = None if payloads is None else [payloads[i] for i in keep]
+    return ids, vectors, payloads
+
+
+def upsert_batches(name, ids, vectors, payloads, batch_size, max_message):
+    """UpsertRequests of at most batch_size points whose encoded size stays
+    under max_message; yields (request, number of points)."""
+    batch_size = max(1, min(int(batch_size), MAX_POINTS))
+    budget = max_message - len(name.encode()) - 64
+    row_bytes = 4 * vectors.shape[1] + POINT_OVERHEAD
+    lo, n = 0, len(ids)
+    while lo < n:
+        hi, size = lo, 0
+        while hi < n and hi - lo < batch_size:
+            cost = row_bytes + (len(payloads[hi]) if payloads else 0)
+            if hi > lo and size + cost > budget:
+                break
+            size += cost
+            hi += 1
+        rows, keys = vectors[lo:hi].tolist(), ids[lo:hi].tolist()
+        points = [common_pb2.Point(id=keys[j], vector=rows[j],
+                                   payload=payloads[lo + j] if payloads else b"")
+                  for j in range(hi - lo)]
+        yield vecshard_pb2.UpsertRequest(collection=name, points=points), hi - lo
+        lo = hi
+
+
+def id_batches(ids, per_batch):
+    """Slices of ids of at most per_batch (and MAX_POINTS) ids."""
+    step = max(1, min(per_batch, MAX_POINTS))
+    return [ids[lo:lo + step] for lo in range(0, len(ids), step)]
+
+
+def get_batch_size(dim, with_vector, with_payload, max_message):
+    """Ids per Get so that the reply stays under max_message (payloads are
+    counted at the 64 KiB maximum)."""
+    row = POINT_OVERHEAD + (4 * dim if with_vector else 0) + (65536 if with_payload else 0)
+    return max(1, min(MAX_POINTS, (max_message - 1024) // row))
+
+
+def search_batches(name, queries, k, ef, min_coverage, with_payload, with_vector, dim_hint,
+                   max_message):
+    """SearchRequests of at most MAX_QUERIES queries whose replies (k hits each,
+    with vectors/payloads if asked) stay under max_message; yields (lo, request)."""
+    hit = 24 + (4 * dim_hint if with_vector else 0) + (65536 if with_payload else 0)
+    per_query = max(k * hit, 4 * queries.shape[1] + 16)
+    step = max(1, min(MAX_QUERIES, (max_message - 1024) // per_query))
+    # 0 means "unset = 1.0" on the wire; a caller's 0 means "any coverage".
+    wire_cov = 1e-9 if min_coverage <= 0 else float(min_coverage)
+    for lo in range(0, len(queries), step):
+        yield lo, vecshard_pb2.SearchRequest(
+            collection=name, k=k, ef=ef or 0, min_coverage=wire_cov, with_payload=with_payload,
+            with_vector=with_vector,
+            queries=[common_pb2.Query(vector=q) for q in queries[lo:lo + step].tolist()])
+
+
+@dataclasses.dataclass
+class Coverage:
+    """Which shards answered a search (all of it when partial is False)."""
+    shards_total: int
+    shards_ok: int
+    missing_shards: list
+    partial: bool
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """Hits of N queries, padded to k columns.
+
+    ids (uint64, (N, k)) and distances (float32, (N, k)) are sorted by
+    ascending distance; a query with fewer than k hits has its row padded
+    with id 2**64-1 and distance inf, and counts[i] says how many are real.
+    payloads[i][j] (bytes) and vectors (float32, (N, k, dim), NaN padding)
+    are set when asked for, else None.
+    """
+    ids: np.ndarray
+    distances: np.ndarray
+    counts: np.ndarray
+    coverage: Coverage
+    payloads: list = None
+    vectors: np.ndarray = None
+
+    def __len__(self):
+        return len(self.ids)
+
+
+PAD_ID = np.uint64(np.iinfo(np.uint64).max)
+
+
+def search_result(replies, n, k, with_payload, with_vector):
+    """One SearchResult from the (lo, SearchResponse) replies of search_batches."""
+    ids = np.full((n, k), PAD_ID, dtype=np.uint64)
+    dist = np.full((n, k), np.inf, dtype=np.float32)
+    counts = np.zeros(n, dtype=np.int64)
+    payloads = [[] for _ in range(n)] if with_payload else None
+    vectors, missing, total, oks = None, set(), 0, []
+    for lo, reply in replies:
+        cov = reply.coverage
+        total = cov.shards_total
+        oks.append(cov.shards_ok)
+        missing.update(cov.missing_shards)
+        for qi, res in enumerate(reply.results):
+            row, hits = lo + qi, res.hits
+            counts[row] = len(hits)
+            ids[row, :len(hits)] = [h.id for h in hits]
+            dist[row, :len(hits)] = [h.distance for h in hits]
+            if with_payload:
+                payloads[row] = [h.payload for h in hits]
+            if with_vector and hits:
+                if vectors is None:
+                    vectors = np.full((n, k, len(hits[0].vector)), np.nan, dtype=np.float32)
+                vectors[row, :len(hits)] = [h.vector for h in hits]
+    # Several batches: the coverage of the worst one, every missing shard.
+    cov = Coverage(total, min(oks, default=0), sorted(missing), bool(missing))
+    return SearchResult(ids, dist, counts, cov, payloads, vectors)
+
+
+@dataclasses.dataclass
+class GetResult:
+    """Points found by get, in the order of their first occurrence in the ids
+    asked for: ids (uint64, (n,)), vectors (float32, (n, dim)) or None,
+    payloads (list of bytes) or None, and missing_ids (uint64) not found."""
+    ids: np.ndarray
+    vectors: np.ndarray
+    payloads: list
+    missing_ids: np.ndarray
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def get_result(replies, dim, with_payload, with_vector):
+    """One GetResult from GetResponses (in request order)."""
+    points = [p for r in replies for p in r.points]
+    missing = [i for r in replies for i in r.missing_ids]
+    vectors = None
+    if with_vector:
+        vectors = np.array([p.vector for p in points], dtype=np.float32).reshape(-1, dim)
+    return GetResult(np.array([p.id for p in points], dtype=np.uint64), vectors,
+                     [p.payload for p in points] if with_payload else None,
+                     np.array(missing, dtype=np.uint64))
+
+
+@dataclasses.dataclass
+class CollectionInfo:
+    """A collection's configuration; count and shards only from describe."""
+    name: str
+    dim: int
+    metric: str
+    shards: int
+    replicas: int
+    M: int
+    ef_construction: int
+    ef_search: int
+    created_at: int
+    count: int = None
+    shard_info: list = None
+
+
+def collection_info(cfg, count=None, shards=None):
+    info = CollectionInfo(cfg.name, cfg.dim, METRIC_NAMES.get(cfg.metric, str(cfg.metric)),
+                          cfg.shards, cfg.replication_factor, cfg.m, cfg.ef_construction,
+                          cfg.ef_search, cfg.created_at, count)
+    if shards is not None:
+        info.shard_info = [{"shard": s.shard, "epoch": s.epoch, "primary": s.primary,
+                            "replicas": list(s.replicas), "in_sync": list(s.in_sync),
+                            "recovering": list(s.recovering), "lsn": s.lsn,
+                            "primary_state": s.primary_state} for s in shards]
+    return info
+
+
+def status_dict(st):
+    """ClusterStatusResponse as plain dicts and lists."""
+    return {
+        "nodes": [{"id": n.id, "addr": n.addr, "alive": n.alive, "replicas": n.replicas,
+                   "primaries": n.primaries, "version": n.version, "started_at": n.started_at}
+                  for n in st.nodes],
+        "collections": [dataclasses.asdict(collection_info(c)) for c in st.collections],
+        "shards": collection_info(common_pb2.CollectionConfig(), shards=st.shards).shard_info,
+        "controller": st.controller,
+        "revision": st.revision,
+    }
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when the stream is not one."""
+
+    def __init__(self, enabled, total, what):
+        stream = sys.stderr if enabled is True else (enabled or None)
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.total, self.done, self.what = total, 0, what
+
+    def advance(self, n):
+        self.done += n
+        if self.stream is None:
+            return
+        width = 30
+        filled = width * self.done // max(1, self.total)
+        self.stream.write("\r%s [%s%s] %d/%d" % (self.what, "#" * filled, "." * (width - filled),
+                                                  self.done, self.total))
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()

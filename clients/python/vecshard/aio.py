@@ -1,0 +1,159 @@
+"""vecshard.aio — the asyncio client: vecshard.Client's methods as coroutines.
+
+Same arguments, batching, retries, results and exceptions as the blocking
+client (both are built on vecshard._common); the calls go over grpc.aio,
+and upsert keeps `parallel` batches in flight with asyncio tasks instead of
+threads. Create the client inside a running event loop.
+"""
+import asyncio
+
+import grpc
+import grpc.aio
+
+from vecshard import _common as c
+from vecshard.errors import TRANSIENT, InvalidArgument, NotFound, from_rpc_error
+from vecshard.v1 import vecshard_pb2, vecshard_pb2_grpc
+
+
+class Client:
+    """An asyncio connection to one vecshard router (see vecshard.Client)."""
+
+    def __init__(self, address=None, *, timeout=60.0, api_key=None, tls=False, retries=4,
+                 backoff=0.2, max_message=c.MAX_MESSAGE):
+        self.address = c.router_address(address)
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.max_message = max_message
+        self._metadata = c.metadata(api_key)
+        opts = c.channel_options(max_message)
+        if tls:
+            creds = tls if isinstance(tls, grpc.ChannelCredentials) else \
+                grpc.ssl_channel_credentials()
+            self._channel = grpc.aio.secure_channel(self.address, creds, options=opts)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.address, options=opts)
+        self._stub = vecshard_pb2_grpc.VecShardStub(self._channel)
+        self._dims = {}
+
+    async def close(self):
+        """Closes the channel."""
+        await self._channel.close()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def _call(self, method, request, retry=True):
+        """One RPC; transient errors retried when retry; errors as VecshardError."""
+        pause = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return await getattr(self._stub, method)(request, timeout=self.timeout,
+                                                         metadata=self._metadata)
+            except grpc.aio.AioRpcError as e:
+                if not retry or e.code() not in TRANSIENT or attempt == self.retries:
+                    raise from_rpc_error(e) from None
+            await asyncio.sleep(pause)
+            pause *= 2
+
+    async def _dim(self, name):
+        if name not in self._dims:
+            await self.describe(name)
+        return self._dims[name]
+
+    async def create_collection(self, name, dim, metric="l2", shards=1, replicas=1, M=16,
+                                ef_construction=200, ef_search=64):
+        """Creates a collection; returns its CollectionInfo."""
+        req = c.create_request(name, dim, metric, shards, replicas, M, ef_construction,
+                               ef_search)
+        r = await self._call("CreateCollection", req, retry=False)
+        self._dims[name] = r.config.dim
+        return c.collection_info(r.config)
+
+    async def drop_collection(self, name):
+        """Drops a collection (NotFound if absent)."""
+        self._dims.pop(name, None)
+        await self._call("DropCollection", vecshard_pb2.DropCollectionRequest(name=name),
+                         retry=False)
+
+    async def list_collections(self):
+        """Names of all collections, sorted."""
+        r = await self._call("ListCollections", vecshard_pb2.ListCollectionsRequest())
+        return [cfg.name for cfg in r.collections]
+
+    async def describe(self, name):
+        """CollectionInfo with count and shard_info."""
+        r = await self._call("DescribeCollection",
+                             vecshard_pb2.DescribeCollectionRequest(name=name))
+        self._dims[name] = r.config.dim
+        return c.collection_info(r.config, r.count, r.shards)
+
+    async def collection_exists(self, name):
+        """True if the collection exists."""
+        try:
+            await self.describe(name)
+            return True
+        except NotFound:
+            return False
+
+    async def count(self, name):
+        """Live points (best effort, see describe)."""
+        return (await self.describe(name)).count
+
+    async def status(self):
+        """Nodes, collections, shards, controller and revision as dicts."""
+        return c.status_dict(await self._call("ClusterStatus",
+                                              vecshard_pb2.ClusterStatusRequest()))
+
+    async def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,
+                     progress=False):
+        """Inserts or replaces points; returns the number written."""
+        ids, vectors, payloads = c.prepare_upsert(ids, vectors, payloads)
+        if len(ids) == 0:
+            return 0
+        bar = c.Progress(progress, len(ids), "upsert %s" % name)
+        sem = asyncio.Semaphore(max(1, parallel))
+
+        async def send(req, n):
+            async with sem:
+                r = await self._call("Upsert", req)
+            bar.advance(n)
+            return r.upserted
+        tasks = [asyncio.ensure_future(send(req, n)) for req, n in c.upsert_batches(
+            name, ids, vectors, payloads, batch_size, self.max_message)]
+        try:
+            return sum(await asyncio.gather(*tasks))
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def search(self, name, queries, k=10, ef=None, *, with_payload=False,
+                     with_vector=False, min_coverage=1.0):
+        """k nearest neighbours of each query row: a SearchResult."""
+        queries = c.as_matrix(queries, "queries")
+        if k < 1:
+            raise InvalidArgument("k: must be at least 1, got %d" % k)
+        replies = [(lo, await self._call("Search", req)) for lo, req in c.search_batches(
+            name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
+            self.max_message)]
+        return c.search_result(replies, len(queries), k, with_payload, with_vector)
+
+    async def get(self, name, ids, *, with_vector=True, with_payload=True):
+        """Points by id: a GetResult."""
+        ids = c.as_ids(ids)
+        dim = await self._dim(name)
+        per = c.get_batch_size(dim, with_vector, with_payload, self.max_message)
+        replies = [await self._call("Get", vecshard_pb2.GetRequest(
+            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector))
+            for b in c.id_batches(ids, per)]
+        return c.get_result(replies, dim, with_payload, with_vector)
+
+    async def delete(self, name, ids):
+        """Deletes ids; returns how many were processed."""
+        ids = c.as_ids(ids)
+        total = 0
+        for b in c.id_batches(ids, c.MAX_POINTS):
+            total += (await self._call("Delete", vecshard_pb2.DeleteRequest(
+                collection=name, ids=b.tolist()))).deleted
+        return total

@@ -1,0 +1,180 @@
+"""vecshard.client — the blocking client of the public VecShard service.
+
+Client wraps one gRPC channel to a router (docs/router.md). Every method
+takes numpy arrays or lists, cuts its work into batches under the router's
+limits (vecshard._common), retries transient failures (UNAVAILABLE, see
+vecshard.errors.TRANSIENT) with exponential backoff — every
+VecShard call is idempotent except CreateCollection and DropCollection,
+which are not retried — and raises vecshard.errors classes carrying the
+router's message.
+"""
+import concurrent.futures
+import time
+
+import grpc
+
+from vecshard import _common as c
+from vecshard.errors import TRANSIENT, InvalidArgument, NotFound, from_rpc_error
+from vecshard.v1 import vecshard_pb2, vecshard_pb2_grpc
+
+
+class Client:
+    """A connection to one vecshard router.
+
+    address: "host:port", default $VECSHARD_ROUTER. timeout: seconds per RPC.
+    api_key: sent as "authorization: Bearer KEY" metadata. tls: False
+    (plaintext), True (system roots) or a grpc.ChannelCredentials.
+    retries/backoff: attempts after the first on a transient error, and the
+    first pause in seconds (doubled each time). max_message: bytes per
+    message, the router's limit.
+    """
+
+    def __init__(self, address=None, *, timeout=60.0, api_key=None, tls=False, retries=4,
+                 backoff=0.2, max_message=c.MAX_MESSAGE):
+        self.address = c.router_address(address)
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.max_message = max_message
+        self._metadata = c.metadata(api_key)
+        opts = c.channel_options(max_message)
+        if tls:
+            creds = tls if isinstance(tls, grpc.ChannelCredentials) else \
+                grpc.ssl_channel_credentials()
+            self._channel = grpc.secure_channel(self.address, creds, options=opts)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=opts)
+        self._stub = vecshard_pb2_grpc.VecShardStub(self._channel)
+        self._dims = {}
+
+    def close(self):
+        """Closes the channel."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _call(self, method, request, retry=True):
+        """One RPC; transient errors retried when retry; errors as VecshardError."""
+        pause = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return getattr(self._stub, method)(request, timeout=self.timeout,
+                                                   metadata=self._metadata)
+            except grpc.RpcError as e:
+                if not retry or e.code() not in TRANSIENT or attempt == self.retries:
+                    raise from_rpc_error(e) from None
+            time.sleep(pause)
+            pause *= 2
+
+    def _dim(self, name):
+        """The collection's dim (cached after the first describe)."""
+        if name not in self._dims:
+            self.describe(name)
+        return self._dims[name]
+
+    # ---------------------------------------------------------------- collections
+    def create_collection(self, name, dim, metric="l2", shards=1, replicas=1, M=16,
+                          ef_construction=200, ef_search=64):
+        """Creates a collection; returns its CollectionInfo (defaults filled)."""
+        req = c.create_request(name, dim, metric, shards, replicas, M, ef_construction,
+                               ef_search)
+        info = c.collection_info(self._call("CreateCollection", req, retry=False).config)
+        self._dims[name] = info.dim
+        return info
+
+    def drop_collection(self, name):
+        """Drops a collection (NotFound if absent)."""
+        self._dims.pop(name, None)
+        self._call("DropCollection", vecshard_pb2.DropCollectionRequest(name=name), retry=False)
+
+    def list_collections(self):
+        """Names of all collections, sorted."""
+        r = self._call("ListCollections", vecshard_pb2.ListCollectionsRequest())
+        return [cfg.name for cfg in r.collections]
+
+    def describe(self, name):
+        """CollectionInfo with count and shard_info."""
+        r = self._call("DescribeCollection", vecshard_pb2.DescribeCollectionRequest(name=name))
+        self._dims[name] = r.config.dim
+        return c.collection_info(r.config, r.count, r.shards)
+
+    def collection_exists(self, name):
+        """True if the collection exists."""
+        try:
+            self.describe(name)
+            return True
+        except NotFound:
+            return False
+
+    def count(self, name):
+        """Live points (the primaries' counts; best effort, see describe)."""
+        return self.describe(name).count
+
+    def status(self):
+        """Nodes, collections, shards, controller and revision as dicts."""
+        return c.status_dict(self._call("ClusterStatus", vecshard_pb2.ClusterStatusRequest()))
+
+    # ---------------------------------------------------------------- points
+    def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,
+               progress=False):
+        """Inserts or replaces points; returns the number written. Batches of
+        batch_size points (fewer if the message limit needs it) go out
+        parallel at a time; progress=True draws a bar on a terminal stderr
+        (or pass a stream)."""
+        ids, vectors, payloads = c.prepare_upsert(ids, vectors, payloads)
+        if len(ids) == 0:
+            return 0
+        bar = c.Progress(progress, len(ids), "upsert %s" % name)
+        batches = c.upsert_batches(name, ids, vectors, payloads, batch_size, self.max_message)
+        total = 0
+        if parallel <= 1:
+            for req, n in batches:
+                total += self._call("Upsert", req).upserted
+                bar.advance(n)
+            return total
+        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+            pending = set()
+            for req, n in batches:
+                # At most 2*parallel requests built ahead of the senders.
+                if len(pending) >= 2 * parallel:
+                    done, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for f in done:
+                        total += f.result()[0].upserted
+                        bar.advance(f.result()[1])
+                pending.add(pool.submit(lambda r=req, k=n: (self._call("Upsert", r), k)))
+            for f in concurrent.futures.as_completed(pending):
+                total += f.result()[0].upserted
+                bar.advance(f.result()[1])
+        return total
+
+    def search(self, name, queries, k=10, ef=None, *, with_payload=False, with_vector=False,
+               min_coverage=1.0):
+        """k nearest neighbours of each query row: a SearchResult (ids uint64
+        (N,k), distances float32 (N,k), counts, coverage, payloads, vectors).
+        min_coverage 0 accepts any coverage."""
+        queries = c.as_matrix(queries, "queries")
+        if k < 1:
+            raise InvalidArgument("k: must be at least 1, got %d" % k)
+        replies = [(lo, self._call("Search", req)) for lo, req in c.search_batches(
+            name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
+            self.max_message)]
+        return c.search_result(replies, len(queries), k, with_payload, with_vector)
+
+    def get(self, name, ids, *, with_vector=True, with_payload=True):
+        """Points by id: a GetResult (ids, vectors, payloads, missing_ids)."""
+        ids = c.as_ids(ids)
+        dim = self._dim(name)
+        per = c.get_batch_size(dim, with_vector, with_payload, self.max_message)
+        replies = [self._call("Get", vecshard_pb2.GetRequest(
+            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector))
+            for b in c.id_batches(ids, per)]
+        return c.get_result(replies, dim, with_payload, with_vector)
+
+    def delete(self, name, ids):
+        """Deletes ids (absent ones are not an error); returns how many were processed."""
+        ids = c.as_ids(ids)
+        return sum(self._call("Delete", vecshard_pb2.DeleteRequest(
+            collection=name, ids=b.tolist())).deleted for b in c.id_batches(ids, c.MAX_POINTS))

@@ -9,6 +9,7 @@
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
+#   make clients-node the Node.js client's type check and tests (clients/node)
 #   make bench      engine benchmark on MNIST and a synthetic set
 #   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
@@ -199,6 +200,16 @@ integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
+# ---------------------------------------------------------------- clients/node
+# The Node.js client (clients/node, docs/clients-node.md): its TypeScript
+# declarations checked by tsc, then its tests (node --test) against a local
+# cluster that test/cluster.js starts with deploy/local/cluster.sh and stops.
+# `make deps` installs its npm packages (npm ci from package-lock.json).
+.PHONY: clients-node
+clients-node: $(BUILD)/vecshard-node $(BUILD)/vecshard-router
+	cd clients/node && npm run --silent typecheck && \
+	  VS_BUILD=$(abspath $(BUILD)) node --test test/*.test.js
+
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
@@ -227,6 +238,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) clients-node
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

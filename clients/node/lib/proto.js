@@ -2,8 +2,10 @@
 //
 // The .proto files are the repository's proto/ (the single source of the
 // API); a packed npm package carries a copy in its own proto/ folder, made
-// by scripts/copy-protos.js at `npm pack` time. The package's copy wins
-// when present, so an installed package never reaches outside itself.
+// by scripts/copy-protos.js at `npm pack` time (and removed from the
+// working tree after it). The package's copy wins when present, so an
+// installed package never reaches outside itself; in the repository the
+// client and its tests read proto/ itself.
 'use strict';
 
 const fs = require('fs');

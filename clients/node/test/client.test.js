@@ -264,7 +264,7 @@ describe('points', () => {
     await rejectsWith(
       client.upsert('pts', [1], [[1, 2, 3, 4]], { payloads: [Buffer.alloc(65537)] }),
       vs.ResourceExhausted,
-      /payload/,
+      'points[0].payload has 65537 bytes, the limit is 65536',
     );
     await rejectsWith(client.search('pts', [[1, 2, 3]], 3), vs.InvalidArgument, 'queries[0].vector has 3 floats, collection dim is 4');
     await rejectsWith(client.search('pts', [[1, 2, 3, 4]], 0), vs.InvalidArgument, 'k is 0, must be 1..10000');

@@ -2,13 +2,14 @@
 // (test/cluster.js: etcd, 2 vecshard-node, 1 vecshard-router): every method,
 // the exact error class, code and server message of each failure, batching
 // and retries of upsert, recall@10 against brute force on 5,000 points,
-// exact distances of each metric, and concurrent calls.
+// exact distances of each metric, concurrent calls, and partial coverage
+// with a node stopped.
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const vs = require('..');
-const { startCluster, startRouter, freePort } = require('./cluster');
+const { startCluster, startRouter, stopProcess, freePort } = require('./cluster');
 
 // mulberry32: a seeded PRNG, so every run uses the same data.
 function rng(seed) {
@@ -418,5 +419,39 @@ describe('recall and concurrency', () => {
       g.points.map((p) => Array.from(p.vector)),
       [0, 777, 1999].map((i) => Array.from(vecs.subarray(i * 8, (i + 1) * 8))),
     );
+  });
+});
+
+// Last: stops a node, so the cluster has one node left afterwards.
+describe('a node down', () => {
+  it('search fails Unavailable at minCoverage 1, is partial below; upsert gives up after its retries', async () => {
+    await client.createCollection('half', 2, { shards: 2 });
+    const ids = Array.from({ length: 40 }, (_, i) => i);
+    await client.upsert('half', ids, ids.map((i) => [i, 1]));
+    const d = await client.describe('half');
+    const lost = d.shards.find((s) => s.primary === 'node-1').shard;
+    await stopProcess(cluster, 'node-1');
+    // node-1 revokes its lease on SIGTERM; poll until the router saw it go.
+    const until = Date.now() + 20000;
+    while ((await client.status()).nodes.some((n) => n.id === 'node-1' && n.alive)) {
+      assert.ok(Date.now() < until, 'the router still lists node-1 alive after 20 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await rejectsWith(
+      client.search('half', [[0, 1]], 5),
+      vs.Unavailable,
+      `search covered 1 of 2 shards, min_coverage 1 needs 2: missing shard ${lost} (no live in-sync replica: node-1 is not registered)`,
+    );
+    const r = await client.search('half', [[0, 1]], 40, { minCoverage: 0.5 });
+    assert.deepEqual(r.coverage, { shardsTotal: 2, shardsOk: 1, missingShards: [lost], partial: true });
+    assert.ok(r.counts[0] > 0 && r.counts[0] < 40, `${r.counts[0]} hits`);
+    assert.equal(r.ids[r.counts[0]], vs.UINT64_MAX);
+    const retried = [];
+    await rejectsWith(
+      client.upsert('half', ids, ids.map((i) => [i, 2]), { retries: 2, retryBackoffMs: 10, onRetry: (e, n) => retried.push(n) }),
+      vs.Unavailable,
+      /has no live primary \(node-1 is not registered\)/,
+    );
+    assert.deepEqual(retried, [1, 2]);
   });
 });

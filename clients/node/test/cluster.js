@@ -1,7 +1,7 @@
 // cluster.js — a real local vecshard cluster for the client tests:
 // deploy/local/cluster.sh (etcd, N vecshard-node, one vecshard-router on
-// free loopback ports) in a fresh temporary directory, and extra routers
-// started on a chosen port. Everything started here is stopped by
+// free loopback ports) in a fresh temporary directory, extra routers
+// started on a chosen port, and one recorded process stopped on purpose. Everything started here is stopped by
 // cluster.sh (by recorded pid) or by the child's own pid, also when the
 // test process exits on a failure.
 'use strict';
@@ -28,6 +28,12 @@ function startCluster(nodes = 2) {
     fs.rmSync(dir, { recursive: true, force: true });
   };
   process.on('exit', stop);
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.once(sig, () => {
+      stop();
+      process.exit(130);
+    });
+  }
   const r = spawnSync(CLUSTER_SH, ['start', '--dir', dir, '--nodes', String(nodes), '--fsync', 'none'], {
     env,
     encoding: 'utf8',
@@ -42,6 +48,43 @@ function startCluster(nodes = 2) {
     etcd: fs.readFileSync(path.join(dir, 'etcd.addr'), 'utf8').trim(),
     stop,
   };
+}
+
+// Field 22 of /proc/pid/stat (start time in clock ticks), or null.
+function startTime(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return null;
+  }
+}
+
+// Stops one process cluster.sh recorded (e.g. "node-1") with SIGTERM, by
+// its recorded pid and only while its start time still matches; resolves
+// once it has exited.
+async function stopProcess(cluster, name) {
+  const line = fs
+    .readFileSync(path.join(cluster.dir, 'procs'), 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[0] === name);
+  if (!line) throw new Error(`${name} is not in ${cluster.dir}/procs`);
+  const [, pid, st] = line.split(' ');
+  if (startTime(pid) !== st) throw new Error(`${name} (pid ${pid}) is not running`);
+  process.kill(Number(pid), 'SIGTERM');
+  const until = Date.now() + 90000;
+  while (Date.now() < until) {
+    let status;
+    try {
+      status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      return;
+    }
+    // gone, a zombie (cluster.sh's setsid child is not ours to reap), or the pid reused
+    if (/^State:\s+Z/m.test(status) || startTime(pid) !== st) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${name} (pid ${pid}) did not exit within 90 s of SIGTERM`);
 }
 
 // A 127.0.0.1 port nothing listens on (bound and released).
@@ -83,4 +126,4 @@ function startRouter(cluster, port) {
   });
 }
 
-module.exports = { startCluster, startRouter, freePort, BUILD };
+module.exports = { startCluster, startRouter, stopProcess, freePort, BUILD };

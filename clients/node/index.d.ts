@@ -111,7 +111,7 @@ export interface ClusterStatus {
 export interface RetryOptions extends CallOptions {
   /** Retries of a call failing UNAVAILABLE or ABORTED; default 3. */
   retries?: number;
-  /** Backoff before the first retry, doubled each time; default 100 ms. */
+  /** Backoff before the first retry, doubled each time up to 5 s; default 100 ms. */
   retryBackoffMs?: number;
   /** Called before each retry. */
   onRetry?: (err: VecshardError, attempt: number) => void;
@@ -230,6 +230,8 @@ export class VecshardError extends Error {
   readonly codeName: string;
   /** Trailing metadata of the failed call, if any. */
   readonly metadata: Metadata | null;
+  /** upsert only: index (in ids) of the first point of the failed batch. */
+  pointOffset?: number;
 }
 
 declare class CodeError extends VecshardError {

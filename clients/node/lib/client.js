@@ -21,6 +21,8 @@ const DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024;
 // Transient codes upsert retries: UNAVAILABLE (router or node not reachable,
 // shard loading), ABORTED.
 const RETRY_CODES = new Set([14, 10]);
+// Longest wait between two tries of a write.
+const MAX_BACKOFF_MS = 5000;
 
 // The hits of one search batch: row-major (nq, k) arrays, padded when a
 // query has fewer than k hits (id UINT64_MAX, distance Infinity).
@@ -181,6 +183,9 @@ class Client {
   // rows; options: payloads, batchSize (1000), parallel (2), retries (3),
   // retryBackoffMs (100), progress (true: a bar on a terminal's stderr, or
   // a function (done, total)), onRetry (err, attempt), timeoutMs per batch.
+  // A batch failing for good rejects the call with the index of its first
+  // point in err.pointOffset; no further batch is sent (the ones written
+  // stay written).
   async upsert(name, ids, vectors, options = {}) {
     const o = { batchSize: 1000, parallel: 2, retries: 3, retryBackoffMs: 100, ...options };
     const idList = cv.idStrings(ids, 'ids');
@@ -196,13 +201,25 @@ class Client {
       payload: payloads ? cv.payloadBuffer(payloads[i], `payloads[${i}]`) : Buffer.alloc(0),
     }));
     const batches = this.cutBatches(points, o.batchSize);
+    const offsets = [];
+    batches.reduce((at, batch) => (offsets.push(at), at + batch.length), 0);
     const progress = progressReporter(o.progress, points.length);
     let next = 0;
     let done = 0;
+    let failed = false;
+    // After one batch failed for good, the other workers send nothing more.
     const worker = async () => {
-      while (next < batches.length) {
-        const batch = batches[next++];
-        await this.writeWithRetry('Upsert', { collection: name, points: batch }, o);
+      while (next < batches.length && !failed) {
+        const b = next++;
+        const batch = batches[b];
+        try {
+          await this.writeWithRetry('Upsert', { collection: name, points: batch }, o);
+        } catch (err) {
+          failed = true;
+          // The server's points[i] counts from the batch's first point.
+          err.pointOffset = offsets[b];
+          throw err;
+        }
         done += batch.length;
         progress(done);
       }
@@ -243,7 +260,7 @@ class Client {
       } catch (err) {
         if (!(err instanceof VecshardError) || !RETRY_CODES.has(err.code) || attempt >= o.retries) throw err;
         if (o.onRetry) o.onRetry(err, attempt + 1);
-        await delay(o.retryBackoffMs * 2 ** attempt);
+        await delay(Math.min(o.retryBackoffMs * 2 ** attempt, MAX_BACKOFF_MS));
       }
     }
   }

@@ -322,6 +322,28 @@ describe('batched upsert', () => {
     assert.deepEqual(Array.from(g.points[1].vector), Array.from(vecs.subarray(5 * 16, 6 * 16)));
   });
 
+  it('a batch refused for good stops the upsert; pointOffset locates the server\'s points[i]', async () => {
+    await client.createCollection('stop', 2);
+    const vecs = Array.from({ length: 50 }, (_, i) => [i, 1]);
+    vecs[25] = [NaN, 1];
+    const seen = [];
+    await assert.rejects(
+      client.upsert('stop', Array.from({ length: 50 }, (_, i) => i), vecs, {
+        batchSize: 10,
+        parallel: 1,
+        progress: (done) => seen.push(done),
+      }),
+      (err) => {
+        assert.equal(err.constructor, vs.InvalidArgument);
+        assert.equal(err.message, 'points[5].vector[0] is NaN');
+        assert.equal(err.pointOffset, 20);
+        return true;
+      },
+    );
+    assert.deepEqual(seen, [10, 20]);
+    assert.equal(await client.count('stop'), 20);
+  });
+
   it('retries UNAVAILABLE until a router comes up; retries 0 fails at once', async () => {
     const port = await freePort();
     const opts = { channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 200 } };

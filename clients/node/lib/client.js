@@ -188,6 +188,9 @@ class Client {
   // stay written).
   async upsert(name, ids, vectors, options = {}) {
     const o = { batchSize: 1000, parallel: 2, retries: 3, retryBackoffMs: 100, ...options };
+    if (!Number.isInteger(o.parallel) || o.parallel < 1) {
+      throw new InvalidArgument(`parallel must be a positive integer, got ${o.parallel}`);
+    }
     const idList = cv.idStrings(ids, 'ids');
     if (idList.length === 0) throw new InvalidArgument('ids is empty');
     const rows = cv.vectorRows(vectors, idList.length, null, 'vectors');
@@ -225,7 +228,7 @@ class Client {
       }
     };
     const workers = [];
-    for (let w = 0; w < Math.max(1, Math.min(o.parallel, batches.length)); w++) workers.push(worker());
+    for (let w = 0; w < Math.min(o.parallel, batches.length); w++) workers.push(worker());
     await Promise.all(workers);
     return done;
   }

@@ -261,6 +261,8 @@ describe('points', () => {
     await rejectsWith(client.upsert('pts', [1, -1], new Float32Array(8)), vs.InvalidArgument, 'ids[1] must be an integer in 0..2^64-1, got -1');
     await rejectsWith(client.upsert('pts', [1, 2], new Float32Array(8), { payloads: ['a'] }), vs.InvalidArgument, 'payloads has 1 entries, ids has 2');
     await rejectsWith(client.upsert('pts', [], []), vs.InvalidArgument, 'ids is empty');
+    await rejectsWith(client.upsert('pts', [1], [[1, 2, 3, 4]], { parallel: 0 }), vs.InvalidArgument, 'parallel must be a positive integer, got 0');
+    await rejectsWith(client.upsert('pts', [1], [[1, 2, 3, 4]], { batchSize: 0 }), vs.InvalidArgument, 'batchSize must be a positive integer, got 0');
     await rejectsWith(client.upsert('nope', [1], [[1, 2, 3, 4]]), vs.NotFound, 'collection "nope" not found');
     await rejectsWith(
       client.upsert('pts', [1], [[1, 2, 3, 4]], { payloads: [Buffer.alloc(65537)] }),

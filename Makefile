@@ -10,6 +10,7 @@
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
 #   make clients-python  the Python client's tests against a real cluster
+#   make clients-node the Node.js client's type check and tests (clients/node)
 #   make bench      engine benchmark on MNIST and a synthetic set
 #   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
@@ -207,6 +208,16 @@ clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
+# ---------------------------------------------------------------- clients/node
+# The Node.js client (clients/node, docs/clients-node.md): its TypeScript
+# declarations checked by tsc, then its tests (node --test) against a local
+# cluster that test/cluster.js starts with deploy/local/cluster.sh and stops.
+# `make deps` installs its npm packages (npm ci from package-lock.json).
+.PHONY: clients-node
+clients-node: $(BUILD)/vecshard-node $(BUILD)/vecshard-router
+	cd clients/node && npm run --silent typecheck && \
+	  VS_BUILD=$(abspath $(BUILD)) node --test test/*.test.js
+
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
@@ -236,6 +247,7 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) clients-python
+	$(MAKE) clients-node
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

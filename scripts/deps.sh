@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vecshard needs (docs/design.md §10) that are missing.
-# Idempotent: does nothing when all are present; never downloads anything else.
+# Installs what vecshard needs that is missing: the Debian packages
+# (docs/design.md §10) and the Node.js client's npm packages.
+# Idempotent: does nothing when all are present. Apart from the Debian
+# packages it downloads only the npm packages pinned by
+# clients/node/package-lock.json (`npm ci`, when clients/node/node_modules
+# is missing or older than the lock file).
 set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
       libcurl4-openssl-dev libcjson-dev libcunit1-dev etcd-server etcd-client
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip)
+# Node.js for clients/node: Debian's nodejs and npm, unless a node is already
+# installed (e.g. NodeSource's nodejs, which carries its own npm).
+if ! command -v node >/dev/null; then
+  pkgs+=(nodejs npm)
+elif ! command -v npm >/dev/null; then
+  pkgs+=(npm)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "deps: installing ${missing[*]}"
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+# npm writes node_modules/.package-lock.json on every install: older than
+# package-lock.json means the lock file changed since.
+node_dir="$REPO/clients/node"
+stamp="$node_dir/node_modules/.package-lock.json"
+if [ ! -f "$stamp" ] || [ "$node_dir/package-lock.json" -nt "$stamp" ]; then
+  echo "deps: npm ci in clients/node"
+  (cd "$node_dir" && npm ci --no-audit --no-fund)
+else
+  echo "deps: clients/node/node_modules up to date"
+fi

@@ -172,7 +172,15 @@ $(BUILD)/pic/%.o: %.c
 	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
 
 -include $(shell find $(BUILD)/pic -name '*.d' 2>/dev/null)
-all: $(LIB_VECSHARD) $(SO_VECSHARD)
+
+# The docs' quick start, compiled with only clients/c on the include path and
+# linked with only libvecshard.so: proves the header stands alone and the .so
+# exports what a program needs (tests/unit/clients_c runs it).
+BIN_C_EXAMPLE := $(BUILD)/vecshard-c-example
+$(BIN_C_EXAMPLE): clients/c/examples/quickstart.c clients/c/vecshard.h $(SO_VECSHARD)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra $(WERROR) $(SAN) -Iclients/c -o $@ $< \
+	  -L$(BUILD) -lvecshard -Wl,-rpath,$(abspath $(BUILD))
+all: $(LIB_VECSHARD) $(SO_VECSHARD) $(BIN_C_EXAMPLE)
 # ------------------------------------------------------------ end libvecshard (C client)
 
 # ---------------------------------------------------------------- vecshard (CLI)
@@ -236,7 +244,7 @@ UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
 # vecshard-router processes of the same build (etcd via tests/unit/etcd's helper).
 UNIT_OBJS_clients_c := $(LIB_VECSHARD) $(call obj,tests/unit/etcd/etcd_server.c)
 $(call obj,$(wildcard tests/unit/clients_c/*.c)): CFLAGS += -DVS_TEST_BUILD='"$(abspath $(BUILD))"'
-$(BUILD)/test_clients_c: | $(BIN_NODE) $(BIN_ROUTER)
+$(BUILD)/test_clients_c: | $(BIN_NODE) $(BIN_ROUTER) $(BIN_C_EXAMPLE)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.

@@ -4,7 +4,8 @@
  * one vecshard-router; cluster.h), with exact status codes and router
  * messages for bad input, exact vectors, payloads and counts, an exact
  * search on a hand-made set, a recall floor against brute force on 3,000
- * points in 2 shards, and four threads sharing one client. Under `make asan`
+ * points in 2 shards, four threads sharing one client, and the docs' quick
+ * start linked against libvecshard.so alone. Under `make asan`
  * LeakSanitizer checks that every result's free function releases all of it.
  *
  * Each test creates the collections it needs under its own names and drops
@@ -640,6 +641,28 @@ static void test_status_rebalance(void)
     drop("st_b");
 }
 
+/* ===================================================================== shared library */
+
+/* The docs' quick start, linked against libvecshard.so only, run on the router. */
+static void test_shared_library(void)
+{
+    const char *dir =
+        getenv("VS_BUILD") && *getenv("VS_BUILD") ? getenv("VS_BUILD") : VS_TEST_BUILD;
+    char cmd[1024], out[256] = "";
+    snprintf(cmd, sizeof cmd, "VECSHARD_ROUTER=%s %s/vecshard-c-example", cluster.router.addr, dir);
+    FILE *f = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    CU_ASSERT_EQUAL(pclose(f), 0);
+    CU_ASSERT_STRING_EQUAL(out, "id 1 distance 0.01\nid 2 distance 0.81\n");
+    uint64_t count;
+    struct vecshard_error err;
+    CU_ASSERT_EQUAL(vecshard_count(vc, "demo", &count, &err), VECSHARD_OK);
+    CU_ASSERT_EQUAL(count, 3);
+    drop("demo");
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
@@ -654,6 +677,7 @@ int main(void)
     CU_add_test(s, "search_recall", test_search_recall);
     CU_add_test(s, "threads", test_threads);
     CU_add_test(s, "status_rebalance", test_status_rebalance);
+    CU_add_test(s, "shared_library", test_shared_library);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();

@@ -207,7 +207,7 @@ int tc_start(struct tc_cluster *c, int n_nodes, char *msg, size_t len)
     snprintf(bin, sizeof bin, "%s/vecshard-node", bin_dir());
     for (int n = 0; n < n_nodes; n++) {
         struct tc_proc *p = &c->nodes[n];
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "node-%d", n);
         snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", free_port());
         snprintf(p->log, sizeof p->log, "%s/%s.log", c->root, id);

@@ -113,6 +113,21 @@ static void test_connect(void)
     vecshard_close(c2);
     vecshard_close(NULL);
 
+    /* wait_for_ready: the call waits for the router until its deadline. */
+    struct vecshard_options wait = {.timeout_ms = 300, .wait_for_ready = true};
+    CU_ASSERT_EQUAL_FATAL(vecshard_connect("127.0.0.1:1", &wait, &c2, &err), VECSHARD_OK);
+    CU_ASSERT_EQUAL(vecshard_list_collections(c2, &l, &err), VECSHARD_DEADLINE_EXCEEDED);
+    vecshard_close(c2);
+
+    /* max_msg_bytes bounds what the client sends. */
+    struct vecshard_options small = {.max_msg_bytes = 1024};
+    static float big[400];
+    static uint64_t ids[100];
+    CU_ASSERT_EQUAL_FATAL(vecshard_connect(cluster.router.addr, &small, &c2, &err), VECSHARD_OK);
+    CU_ASSERT_EQUAL(vecshard_upsert(c2, "any", ids, big, 100, 4, NULL, NULL, &err),
+                    VECSHARD_RESOURCE_EXHAUSTED);
+    vecshard_close(c2);
+
     struct vecshard_collection_list *l2;
     ASSERT_ERR(vecshard_list_collections(NULL, &l2, &err), VECSHARD_INVALID_ARGUMENT,
                "client is NULL");

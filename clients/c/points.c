@@ -26,13 +26,17 @@ struct search_impl {
     ProtobufCMessage *reply;
 };
 
-/* INVALID_ARGUMENT unless name is set and, when n > 0, the array is too. */
+/* INVALID_ARGUMENT unless name is set and, when n > 0, the array is too
+ * (dim 0: an array of n ids; else of n vectors of dim floats). */
 static enum vecshard_code check_args(const char *name, const void *array, const char *array_name,
-                                     size_t n, struct vecshard_error *err)
+                                     size_t n, uint32_t dim, struct vecshard_error *err)
 {
     if (!name) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "name is NULL");
-    if (n && !array)
-        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "%s is NULL for n = %zu", array_name, n);
+    if (n && !array && !dim)
+        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "%s is NULL (n %zu)", array_name, n);
+    if (n && dim && !array)
+        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "%s is NULL (n %zu, dim %u)", array_name, n,
+                        dim);
     return VECSHARD_OK;
 }
 
@@ -45,7 +49,8 @@ enum vecshard_code vecshard_upsert(struct vecshard_client *c, const char *name, 
                                    struct vecshard_error *err)
 {
     if (upserted) *upserted = 0;
-    if (check_args(name, ids, "ids", n, err) || check_args(name, vectors, "vectors", n * dim, err))
+    if (check_args(name, ids, "ids", n, 0, err) ||
+        check_args(name, vectors, "vectors", n, dim, err))
         return VECSHARD_INVALID_ARGUMENT;
     Vecshard__V1__Point *pts = n ? calloc(n, sizeof *pts) : NULL;
     Vecshard__V1__Point **ptrs = n ? calloc(n, sizeof *ptrs) : NULL;
@@ -85,7 +90,7 @@ enum vecshard_code vecshard_delete(struct vecshard_client *c, const char *name, 
                                    size_t n, uint32_t *deleted, struct vecshard_error *err)
 {
     if (deleted) *deleted = 0;
-    if (check_args(name, ids, "ids", n, err)) return VECSHARD_INVALID_ARGUMENT;
+    if (check_args(name, ids, "ids", n, 0, err)) return VECSHARD_INVALID_ARGUMENT;
     Vecshard__V1__DeleteRequest req = VECSHARD__V1__DELETE_REQUEST__INIT;
     req.collection = (char *)name;
     req.ids = (uint64_t *)ids;
@@ -107,7 +112,7 @@ enum vecshard_code vecshard_get(struct vecshard_client *c, const char *name, con
 {
     if (!out) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
-    if (check_args(name, ids, "ids", n, err)) return VECSHARD_INVALID_ARGUMENT;
+    if (check_args(name, ids, "ids", n, 0, err)) return VECSHARD_INVALID_ARGUMENT;
     Vecshard__V1__GetRequest req = VECSHARD__V1__GET_REQUEST__INIT;
     req.collection = (char *)name;
     req.ids = (uint64_t *)ids;
@@ -205,7 +210,7 @@ enum vecshard_code vecshard_search(struct vecshard_client *c, const char *name,
     static const struct vecshard_search_params defaults = {0};
     if (!out) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "out is NULL");
     *out = NULL;
-    if (check_args(name, queries, "queries", nq * dim, err)) return VECSHARD_INVALID_ARGUMENT;
+    if (check_args(name, queries, "queries", nq, dim, err)) return VECSHARD_INVALID_ARGUMENT;
     if (!params) params = &defaults;
     Vecshard__V1__Query *qs = nq ? calloc(nq, sizeof *qs) : NULL;
     Vecshard__V1__Query **ptrs = nq ? calloc(nq, sizeof *ptrs) : NULL;

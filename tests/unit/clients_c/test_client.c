@@ -370,9 +370,9 @@ static void test_points(void)
     ASSERT_ERR(vecshard_upsert(vc, "p_pts", ids, vec, 0, D, NULL, &done, &err),
                VECSHARD_INVALID_ARGUMENT, "points is empty");
     ASSERT_ERR(vecshard_upsert(vc, "p_pts", NULL, vec, 1, D, NULL, &done, &err),
-               VECSHARD_INVALID_ARGUMENT, "ids is NULL for n = 1");
+               VECSHARD_INVALID_ARGUMENT, "ids is NULL (n 1)");
     ASSERT_ERR(vecshard_upsert(vc, "p_pts", ids, NULL, 2, D, NULL, &done, &err),
-               VECSHARD_INVALID_ARGUMENT, "vectors is NULL for n = 8");
+               VECSHARD_INVALID_ARGUMENT, "vectors is NULL (n 2, dim 4)");
     ASSERT_ERR(vecshard_upsert(vc, "p_none", ids, vec, 1, D, NULL, &done, &err), VECSHARD_NOT_FOUND,
                "collection \"p_none\" not found");
     CU_ASSERT_EQUAL(done, 0);
@@ -456,7 +456,7 @@ static void test_search_exact(void)
     ASSERT_ERR(vecshard_search(vc, "s_none", q, 1, 2, NULL, &r, &err), VECSHARD_NOT_FOUND,
                "collection \"s_none\" not found");
     ASSERT_ERR(vecshard_search(vc, "s_exact", NULL, 1, 2, NULL, &r, &err),
-               VECSHARD_INVALID_ARGUMENT, "queries is NULL for n = 2");
+               VECSHARD_INVALID_ARGUMENT, "queries is NULL (n 1, dim 2)");
     ASSERT_ERR(vecshard_search(vc, "s_exact", q, 1, 2, NULL, NULL, &err), VECSHARD_INVALID_ARGUMENT,
                "out is NULL");
     drop("s_exact");

@@ -11,7 +11,7 @@
  * router's own (it names the bad field, e.g. "config.dim is 0; it is required
  * (1..65536)", "points[3].vector has 7 floats, collection dim is 8") or, for
  * an argument refused before any call, one naming the parameter ("ids is
- * NULL"). On VECSHARD_OK err->message is "". UNAVAILABLE, DEADLINE_EXCEEDED,
+ * NULL (n 3)"). On VECSHARD_OK err->message is "". UNAVAILABLE, DEADLINE_EXCEEDED,
  * CANCELLED and ABORTED are transient (vecshard_retryable); upsert and delete
  * are idempotent, so retrying them is safe.
  *

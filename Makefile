@@ -148,13 +148,50 @@ $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LI
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
 
+# ---------------------------------------------------------------- libvecshard (C client)
+# The C client library (clients/c/*.c, public header clients/c/vecshard.h;
+# docs/clients-c.md) over common/rpc's client and the generated protobuf-c
+# code. libvecshard.a holds those objects, so a program links it alone (plus
+# gRPC and protobuf-c); libvecshard.so is linked from position-independent
+# builds of the same sources under $(BUILD)/pic/ and exports only vecshard_*
+# (clients/c/libvecshard.map).
+VSC_SRC      := $(wildcard clients/c/*.c)
+VSC_LIB_SRC  := $(VSC_SRC) common/rpc/client.c common/rpc/pb.c $(PROTO_C)
+LIB_VECSHARD := $(BUILD)/libvecshard.a
+SO_VECSHARD  := $(BUILD)/libvecshard.so
+pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))
+
+$(call obj,$(VSC_SRC)) $(call pic,$(VSC_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(call obj,$(VSC_SRC)) $(call pic,$(VSC_LIB_SRC)): | $(PROTO_H)
+$(LIB_VECSHARD): $(call obj,$(VSC_LIB_SRC))
+$(SO_VECSHARD): $(call pic,$(VSC_LIB_SRC)) clients/c/libvecshard.map
+	$(CC) -shared -Wl,-soname,libvecshard.so -Wl,--no-undefined \
+	  -Wl,--version-script=clients/c/libvecshard.map $(LDFLAGS) -o $@ \
+	  $(call pic,$(VSC_LIB_SRC)) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -MMD -MP -c $< -o $@
+
+-include $(shell find $(BUILD)/pic -name '*.d' 2>/dev/null)
+
+# The docs' quick start, compiled with only clients/c on the include path and
+# linked with only libvecshard.so: proves the header stands alone and the .so
+# exports what a program needs (tests/unit/clients_c runs it).
+BIN_C_EXAMPLE := $(BUILD)/vecshard-c-example
+$(BIN_C_EXAMPLE): clients/c/examples/quickstart.c clients/c/vecshard.h $(SO_VECSHARD)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra $(WERROR) $(SAN) -Iclients/c -o $@ $< \
+	  -L$(BUILD) -lvecshard -Wl,-rpath,$(abspath $(BUILD))
+all: $(LIB_VECSHARD) $(SO_VECSHARD) $(BIN_C_EXAMPLE)
+# ------------------------------------------------------------ end libvecshard (C client)
+
 # ---------------------------------------------------------------- vecshard (CLI)
-# The command-line client (tools/cli/*.c) of the public VecShard service;
-# reads vector files with tools/bench/dataset. docs/cli.md is its manual.
+# The command-line client (tools/cli/*.c) of the public VecShard service,
+# built on libvecshard (its only way to the router); reads vector files with
+# tools/bench/dataset. docs/cli.md is its manual.
 CLI_SRC := $(wildcard tools/cli/*.c)
 BIN_CLI := $(BUILD)/vecshard
-$(call obj,$(CLI_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_CLI): $(call obj,$(CLI_SRC)) $(BUILD)/obj/tools/bench/dataset.o $(LIB_RPC) $(LIB_PROTO) \
+$(BIN_CLI): $(call obj,$(CLI_SRC)) $(BUILD)/obj/tools/bench/dataset.o $(LIB_VECSHARD) \
             $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_CLI)
@@ -222,6 +259,11 @@ clients-node: $(BUILD)/vecshard-node $(BUILD)/vecshard-router
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
 UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
+# tests/unit/clients_c runs libvecshard against real etcd, vecshard-node and
+# vecshard-router processes of the same build (etcd via tests/unit/etcd's helper).
+UNIT_OBJS_clients_c := $(LIB_VECSHARD) $(call obj,tests/unit/etcd/etcd_server.c)
+$(call obj,$(wildcard tests/unit/clients_c/*.c)): CFLAGS += -DVS_TEST_BUILD='"$(abspath $(BUILD))"'
+$(BUILD)/test_clients_c: | $(BIN_NODE) $(BIN_ROUTER) $(BIN_C_EXAMPLE)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.

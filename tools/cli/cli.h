@@ -4,8 +4,10 @@
  * The client is a thin layer over the public vecshard.v1.VecShard service of
  * a router (proto/vecshard/v1/vecshard.proto). Every command is one function
  * `int cli_cmd_<name>(struct cli *c, int argc, char **argv)` that parses its
- * own flags with cli_parse(), makes its calls through cli_call() and returns
- * the process exit status:
+ * own flags with cli_parse(), makes its calls through libvecshard
+ * (clients/c/vecshard.h, the one way to the router in C) on the client
+ * cli_client() opens, checks each with cli_check() and returns the process
+ * exit status:
  *
  *   CLI_OK (0)     success
  *   CLI_FAIL (1)   a call failed (the gRPC status name and message are
@@ -18,9 +20,10 @@
  * delete, rebalance), cli_load.c (bulk load), cli_search.c (search and its
  * recall / latency report). docs/cli.md is the user's manual.
  *
- * Ownership: struct cli (router address, timeout, the rpc client and its
- * channel) lives in main() for the whole run; commands borrow it. Replies
- * returned by cli_call() belong to the caller (protobuf_c_message_free_unpacked).
+ * Ownership: struct cli (router address, timeout, the libvecshard client)
+ * lives in main() for the whole run; commands borrow it. Results returned by
+ * libvecshard belong to the command, which frees them with their
+ * vecshard_*_free function.
  */
 #ifndef VS_TOOLS_CLI_H
 #define VS_TOOLS_CLI_H
@@ -29,23 +32,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "common/rpc/rpc.h"
-#include "proto/vecshard/v1/vecshard.pb-c.h"
+#include "clients/c/vecshard.h"
 
 #define CLI_OK    0
 #define CLI_FAIL  1
 #define CLI_USAGE 2
 
-#define CLI_DEFAULT_ROUTER     "127.0.0.1:7300"
-#define CLI_DEFAULT_TIMEOUT_MS 30000
-#define CLI_METHOD(name)       "/vecshard.v1.VecShard/" name
+#define CLI_DEFAULT_ROUTER     VECSHARD_DEFAULT_ADDRESS
+#define CLI_DEFAULT_TIMEOUT_MS VECSHARD_DEFAULT_TIMEOUT_MS
 
 /* The run-wide state every command borrows. */
 struct cli {
-    const char *router;        /* "host:port" of a vecshard-router */
-    int64_t timeout_ms;        /* deadline of each call, from its start */
-    struct rpc_client *client; /* created lazily by cli_channel() */
-    struct rpc_channel *channel;
+    const char *router;             /* "host:port" of a vecshard-router */
+    int64_t timeout_ms;             /* deadline of each call, from its start */
+    struct vecshard_client *client; /* opened lazily by cli_client() */
 };
 
 /* ------------------------------------------------------------------ flags */
@@ -87,28 +87,22 @@ int cli_parse_u64(const char *s, uint64_t *out);
 
 /* ------------------------------------------------------------------ calls */
 
-/* The channel to the router (created on first use); NULL on ENOMEM (printed). */
-struct rpc_channel *cli_channel(struct cli *c);
+/* The client of the router (opened on first use); NULL after printing why. */
+struct vecshard_client *cli_client(struct cli *c);
 
 /*
- * One unary call to the router with the run's deadline. On OK stores the
- * reply in *resp (caller frees) and returns CLI_OK. Otherwise returns
- * CLI_FAIL and, when st is NULL, prints "error: CODE: message" on stderr
- * (plus a hint when the router cannot be reached); when st is given, fills
- * it and prints nothing (the caller decides, e.g. to retry).
+ * CLI_OK when code is VECSHARD_OK. Otherwise prints err on stderr as
+ * "error: CODE: message" (plus a hint when the router cannot be reached)
+ * and returns CLI_FAIL.
  */
-int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
-             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-             struct rpc_status *st);
+int cli_check(const struct cli *c, enum vecshard_code code, const struct vecshard_error *err);
 
 /* Prints a failed call's status on stderr as "error: CODE: message". */
-void cli_print_status(const struct cli *c, const struct rpc_status *st);
+void cli_print_status(const struct cli *c, const struct vecshard_error *err);
 
-/* True for the codes worth retrying an idempotent call on. */
-bool cli_retryable(grpc_status_code code);
-
-/* DescribeCollection of `name`; NULL after printing the error. Caller frees. */
-Vecshard__V1__DescribeCollectionResponse *cli_describe(struct cli *c, const char *name);
+/* DescribeCollection of `name`; NULL after printing the error. Caller frees
+ * (vecshard_collection_info_free). */
+struct vecshard_collection_info *cli_describe(struct cli *c, const char *name);
 
 /* ------------------------------------------------------------------ output */
 
@@ -116,7 +110,7 @@ Vecshard__V1__DescribeCollectionResponse *cli_describe(struct cli *c, const char
 double cli_now(void);
 
 /* "l2", "ip", "cosine" (or "?"). */
-const char *cli_metric_name(Vecshard__V1__Metric m);
+const char *cli_metric_name(enum vecshard_metric m);
 
 /* Unix milliseconds as "2026-01-02T03:04:05Z" into buf (>= 32 bytes); "-" for 0. */
 const char *cli_time(int64_t unix_ms, char *buf, size_t len);
@@ -125,13 +119,13 @@ const char *cli_time(int64_t unix_ms, char *buf, size_t len);
 void cli_json_str(FILE *f, const char *s, size_t len);
 
 /* Writes a collection config as a JSON object. */
-void cli_json_config(FILE *f, const Vecshard__V1__CollectionConfig *cfg);
+void cli_json_config(FILE *f, const struct vecshard_collection_config *cfg);
 
 /* Writes a shard entry as a JSON object. */
-void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s);
+void cli_json_shard(FILE *f, const struct vecshard_shard_info *s);
 
 /* Joins strs with "," into buf (truncated); "-" when empty. */
-const char *cli_join(char *const *strs, size_t n, char *buf, size_t len);
+const char *cli_join(const char *const *strs, size_t n, char *buf, size_t len);
 
 /* A text table: cells are copied; columns are padded to their widest cell. */
 struct cli_table;

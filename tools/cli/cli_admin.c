@@ -17,12 +17,12 @@
 #define MAX_IDS 100000 /* docs/design.md §8: ids per Get/Delete call */
 
 /* Fills a table row for a collection config (9 cells, numbers in bufs). */
-static void config_cells(const Vecshard__V1__CollectionConfig *cfg, char bufs[8][32],
+static void config_cells(const struct vecshard_collection_config *cfg, char bufs[8][32],
                          const char *cells[9])
 {
     snprintf(bufs[0], 32, "%u", cfg->dim);
     snprintf(bufs[1], 32, "%u", cfg->shards);
-    snprintf(bufs[2], 32, "%u", cfg->replication_factor);
+    snprintf(bufs[2], 32, "%u", cfg->replicas);
     snprintf(bufs[3], 32, "%u", cfg->m);
     snprintf(bufs[4], 32, "%u", cfg->ef_construction);
     snprintf(bufs[5], 32, "%u", cfg->ef_search);
@@ -38,7 +38,7 @@ static void config_cells(const Vecshard__V1__CollectionConfig *cfg, char bufs[8]
 }
 
 /* Prints collections as a table. */
-static void print_collections(Vecshard__V1__CollectionConfig *const *cfgs, size_t n)
+static void print_collections(const struct vecshard_collection_config *cfgs, size_t n)
 {
     static const char *const hdr[] = {"NAME",     "DIM", "METRIC",          "SHARDS",
                                       "REPLICAS", "M",   "EF_CONSTRUCTION", "EF_SEARCH",
@@ -47,21 +47,21 @@ static void print_collections(Vecshard__V1__CollectionConfig *const *cfgs, size_
     for (size_t i = 0; t && i < n; i++) {
         char bufs[8][32];
         const char *cells[9];
-        config_cells(cfgs[i], bufs, cells);
+        config_cells(&cfgs[i], bufs, cells);
         cli_table_add(t, cells);
     }
     cli_table_print(t, stdout);
 }
 
 /* Prints shard entries as a table. */
-static void print_shards(Vecshard__V1__ShardInfo *const *shards, size_t n, bool with_collection)
+static void print_shards(const struct vecshard_shard_info *shards, size_t n, bool with_collection)
 {
     static const char *const hdr[] = {"COLLECTION", "SHARD",      "EPOCH", "PRIMARY", "REPLICAS",
                                       "IN_SYNC",    "RECOVERING", "LSN",   "STATE"};
     int skip = with_collection ? 0 : 1;
     struct cli_table *t = cli_table_new(9 - skip, hdr + skip);
     for (size_t i = 0; t && i < n; i++) {
-        const Vecshard__V1__ShardInfo *s = shards[i];
+        const struct vecshard_shard_info *s = &shards[i];
         char shard[16], epoch[24], lsn[24], rep[512], sync[512], rec[512];
         snprintf(shard, sizeof shard, "%u", s->shard);
         snprintf(epoch, sizeof epoch, "%" PRIu64, s->epoch);
@@ -79,9 +79,9 @@ static void print_shards(Vecshard__V1__ShardInfo *const *shards, size_t n, bool 
     }
     cli_table_print(t, stdout);
     for (size_t i = 0; i < n; i++)
-        if (shards[i]->primary_state_reason && *shards[i]->primary_state_reason)
-            printf("  %s/%u is %s: %s\n", shards[i]->collection, shards[i]->shard,
-                   shards[i]->primary_state, shards[i]->primary_state_reason);
+        if (shards[i].primary_state_reason && *shards[i].primary_state_reason)
+            printf("  %s/%u is %s: %s\n", shards[i].collection, shards[i].shard,
+                   shards[i].primary_state, shards[i].primary_state_reason);
 }
 
 /* Parses `NAME` plus flags for the commands that take exactly one name. */
@@ -119,45 +119,37 @@ int cli_cmd_create(struct cli *c, int argc, char **argv)
     if (rc) return rc;
     if (!have_dim) return cli_usage_error(argv[0], cli_usage_create, "--dim is required");
 
-    Vecshard__V1__CollectionConfig cfg = VECSHARD__V1__COLLECTION_CONFIG__INIT;
+    struct vecshard_collection_params p = {0};
     if (!strcmp(metric, "l2"))
-        cfg.metric = VECSHARD__V1__METRIC__METRIC_L2;
+        p.metric = VECSHARD_METRIC_L2;
     else if (!strcmp(metric, "ip"))
-        cfg.metric = VECSHARD__V1__METRIC__METRIC_IP;
+        p.metric = VECSHARD_METRIC_IP;
     else if (!strcmp(metric, "cosine"))
-        cfg.metric = VECSHARD__V1__METRIC__METRIC_COSINE;
+        p.metric = VECSHARD_METRIC_COSINE;
     else
         return cli_usage_error(argv[0], cli_usage_create, "--metric must be l2, ip or cosine");
-    cfg.name = (char *)name;
-    cfg.dim = dim;
-    cfg.shards = shards;
-    cfg.replication_factor = replicas;
-    cfg.m = m;
-    cfg.ef_construction = efc;
-    cfg.ef_search = ef;
+    p.dim = dim;
+    p.shards = shards;
+    p.replicas = replicas;
+    p.m = m;
+    p.ef_construction = efc;
+    p.ef_search = ef;
 
-    Vecshard__V1__CreateCollectionRequest req = VECSHARD__V1__CREATE_COLLECTION_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.config = &cfg;
-    if (cli_call(c, CLI_METHOD("CreateCollection"), &req.base,
-                 &vecshard__v1__create_collection_response__descriptor, &resp, NULL))
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_collection_config got;
+    struct vecshard_error err;
+    if (!vc || cli_check(c, vecshard_create_collection(vc, name, &p, &got, &err), &err))
         return CLI_FAIL;
-    const Vecshard__V1__CollectionConfig *got =
-        ((Vecshard__V1__CreateCollectionResponse *)resp)->config;
     if (json) {
-        cli_json_config(stdout, got ? got : &cfg);
+        cli_json_config(stdout, &got);
         fputc('\n', stdout);
-    } else if (got) {
+    } else {
         printf("created collection %s: dim %u, metric %s, %u shard%s x %u replica%s, M %u, "
                "ef_construction %u, ef_search %u\n",
-               got->name, got->dim, cli_metric_name(got->metric), got->shards,
-               got->shards == 1 ? "" : "s", got->replication_factor,
-               got->replication_factor == 1 ? "" : "s", got->m, got->ef_construction,
-               got->ef_search);
-    } else {
-        printf("created collection %s\n", name);
+               got.name, got.dim, cli_metric_name(got.metric), got.shards,
+               got.shards == 1 ? "" : "s", got.replicas, got.replicas == 1 ? "" : "s", got.m,
+               got.ef_construction, got.ef_search);
     }
-    protobuf_c_message_free_unpacked(resp, NULL);
     return CLI_OK;
 }
 
@@ -170,13 +162,9 @@ int cli_cmd_drop(struct cli *c, int argc, char **argv)
     int rc = parse_name(argc, argv, NULL, 0, cli_usage_drop, &name);
     if (rc) return rc;
 
-    Vecshard__V1__DropCollectionRequest req = VECSHARD__V1__DROP_COLLECTION_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.name = (char *)name;
-    if (cli_call(c, CLI_METHOD("DropCollection"), &req.base,
-                 &vecshard__v1__drop_collection_response__descriptor, &resp, NULL))
-        return CLI_FAIL;
-    protobuf_c_message_free_unpacked(resp, NULL);
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_error err;
+    if (!vc || cli_check(c, vecshard_drop_collection(vc, name, &err), &err)) return CLI_FAIL;
     printf("dropped collection %s\n", name);
     return CLI_OK;
 }
@@ -193,17 +181,15 @@ int cli_cmd_list(struct cli *c, int argc, char **argv)
     int rc = cli_parse(argc, argv, flags, 1, pos, 0, &n_pos, cli_usage_list);
     if (rc) return rc;
 
-    Vecshard__V1__ListCollectionsRequest req = VECSHARD__V1__LIST_COLLECTIONS_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    if (cli_call(c, CLI_METHOD("ListCollections"), &req.base,
-                 &vecshard__v1__list_collections_response__descriptor, &resp, NULL))
-        return CLI_FAIL;
-    Vecshard__V1__ListCollectionsResponse *r = (Vecshard__V1__ListCollectionsResponse *)resp;
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_collection_list *r;
+    struct vecshard_error err;
+    if (!vc || cli_check(c, vecshard_list_collections(vc, &r, &err), &err)) return CLI_FAIL;
     if (json) {
         fputs("{\"collections\":[", stdout);
         for (size_t i = 0; i < r->n_collections; i++) {
             if (i) fputc(',', stdout);
-            cli_json_config(stdout, r->collections[i]);
+            cli_json_config(stdout, &r->collections[i]);
         }
         fputs("]}\n", stdout);
     } else if (r->n_collections == 0) {
@@ -211,7 +197,7 @@ int cli_cmd_list(struct cli *c, int argc, char **argv)
     } else {
         print_collections(r->collections, r->n_collections);
     }
-    protobuf_c_message_free_unpacked(resp, NULL);
+    vecshard_collection_list_free(r);
     return CLI_OK;
 }
 
@@ -226,50 +212,43 @@ int cli_cmd_describe(struct cli *c, int argc, char **argv)
     int rc = parse_name(argc, argv, flags, 1, cli_usage_describe, &name);
     if (rc) return rc;
 
-    Vecshard__V1__DescribeCollectionResponse *r = cli_describe(c, name);
+    struct vecshard_collection_info *r = cli_describe(c, name);
     if (!r) return CLI_FAIL;
-    const Vecshard__V1__CollectionConfig *cfg = r->config;
+    const struct vecshard_collection_config *cfg = &r->config;
     if (json) {
         fputs("{\"config\":", stdout);
-        if (cfg)
-            cli_json_config(stdout, cfg);
-        else
-            fputs("null", stdout);
+        cli_json_config(stdout, cfg);
         fprintf(stdout, ",\"count\":%" PRIu64 ",\"shards\":[", r->count);
         for (size_t i = 0; i < r->n_shards; i++) {
             if (i) fputc(',', stdout);
-            cli_json_shard(stdout, r->shards[i]);
+            cli_json_shard(stdout, &r->shards[i]);
         }
         fputs("]}\n", stdout);
     } else {
         char when[32];
-        printf("collection %s\n", cfg ? cfg->name : name);
-        if (cfg) {
-            printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", cfg->dim,
-                   cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search);
-            printf("  %u shard%s x %u replica%s, created %s\n", cfg->shards,
-                   cfg->shards == 1 ? "" : "s", cfg->replication_factor,
-                   cfg->replication_factor == 1 ? "" : "s",
-                   cli_time(cfg->created_at, when, sizeof when));
-        }
+        printf("collection %s\n", cfg->name[0] ? cfg->name : name);
+        printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", cfg->dim,
+               cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search);
+        printf("  %u shard%s x %u replica%s, created %s\n", cfg->shards,
+               cfg->shards == 1 ? "" : "s", cfg->replicas, cfg->replicas == 1 ? "" : "s",
+               cli_time(cfg->created_at, when, sizeof when));
         printf("  points %" PRIu64 "\n\n", r->count);
         print_shards(r->shards, r->n_shards, false);
     }
-    protobuf_c_message_free_unpacked(&r->base, NULL);
+    vecshard_collection_info_free(r);
     return CLI_OK;
 }
 
 /* ===================================================================== status */
 
 /* Writes ClusterStatus as one JSON object. */
-static void status_json(const Vecshard__V1__ClusterStatusResponse *r)
+static void status_json(const struct vecshard_cluster_status *r)
 {
     fputs("{\"controller\":", stdout);
-    cli_json_str(stdout, r->controller ? r->controller : "",
-                 r->controller ? strlen(r->controller) : 0);
+    cli_json_str(stdout, r->controller, strlen(r->controller));
     fprintf(stdout, ",\"revision\":%" PRId64 ",\"nodes\":[", r->revision);
     for (size_t i = 0; i < r->n_nodes; i++) {
-        const Vecshard__V1__NodeInfo *n = r->nodes[i];
+        const struct vecshard_node_info *n = &r->nodes[i];
         fputs(i ? ",{\"id\":" : "{\"id\":", stdout);
         cli_json_str(stdout, n->id, strlen(n->id));
         fputs(",\"addr\":", stdout);
@@ -282,31 +261,31 @@ static void status_json(const Vecshard__V1__ClusterStatusResponse *r)
     fputs("],\"collections\":[", stdout);
     for (size_t i = 0; i < r->n_collections; i++) {
         if (i) fputc(',', stdout);
-        cli_json_config(stdout, r->collections[i]);
+        cli_json_config(stdout, &r->collections[i]);
     }
     fputs("],\"shards\":[", stdout);
     for (size_t i = 0; i < r->n_shards; i++) {
         if (i) fputc(',', stdout);
-        cli_json_shard(stdout, r->shards[i]);
+        cli_json_shard(stdout, &r->shards[i]);
     }
     fputs("]}\n", stdout);
 }
 
 /* Prints ClusterStatus as three tables. */
-static void status_text(const struct cli *c, const Vecshard__V1__ClusterStatusResponse *r)
+static void status_text(const struct cli *c, const struct vecshard_cluster_status *r)
 {
     size_t alive = 0;
     for (size_t i = 0; i < r->n_nodes; i++)
-        alive += r->nodes[i]->alive;
+        alive += r->nodes[i].alive;
     printf("router %s, controller %s, etcd revision %" PRId64 "\n\n", c->router,
-           r->controller && *r->controller ? r->controller : "(none)", r->revision);
+           *r->controller ? r->controller : "(none)", r->revision);
 
     printf("NODES (%zu, %zu alive)\n", r->n_nodes, alive);
     static const char *const hdr[] = {"ID",        "ADDR",    "ALIVE",  "REPLICAS",
                                       "PRIMARIES", "VERSION", "STARTED"};
     struct cli_table *t = cli_table_new(7, hdr);
     for (size_t i = 0; t && i < r->n_nodes; i++) {
-        const Vecshard__V1__NodeInfo *n = r->nodes[i];
+        const struct vecshard_node_info *n = &r->nodes[i];
         char reps[16], prim[16], when[32];
         snprintf(reps, sizeof reps, "%u", n->replicas);
         snprintf(prim, sizeof prim, "%u", n->primaries);
@@ -342,17 +321,16 @@ int cli_cmd_status(struct cli *c, int argc, char **argv)
     int rc = cli_parse(argc, argv, flags, 2, pos, 0, &n_pos, cli_usage_status);
     if (rc) return rc;
 
-    Vecshard__V1__ClusterStatusRequest req = VECSHARD__V1__CLUSTER_STATUS_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.collection = (char *)collection;
-    if (cli_call(c, CLI_METHOD("ClusterStatus"), &req.base,
-                 &vecshard__v1__cluster_status_response__descriptor, &resp, NULL))
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_cluster_status *r;
+    struct vecshard_error err;
+    if (!vc || cli_check(c, vecshard_cluster_status(vc, collection, &r, &err), &err))
         return CLI_FAIL;
     if (json)
-        status_json((Vecshard__V1__ClusterStatusResponse *)resp);
+        status_json(r);
     else
-        status_text(c, (Vecshard__V1__ClusterStatusResponse *)resp);
-    protobuf_c_message_free_unpacked(resp, NULL);
+        status_text(c, r);
+    vecshard_cluster_status_free(r);
     return CLI_OK;
 }
 
@@ -397,17 +375,17 @@ done:
 }
 
 /* Prints one fetched point (text or JSON). */
-static void print_point(const Vecshard__V1__Point *p, bool json, bool first)
+static void print_point(const struct vecshard_point *p, bool json, bool first)
 {
     if (json) {
         fprintf(stdout, "%s{\"id\":%" PRIu64, first ? "" : ",", p->id);
-        if (p->payload.data) {
+        if (p->payload) {
             fputs(",\"payload\":", stdout);
-            cli_json_str(stdout, (const char *)p->payload.data, p->payload.len);
+            cli_json_str(stdout, p->payload, p->payload_len);
         }
-        if (p->n_vector) {
+        if (p->vector) {
             fputs(",\"vector\":[", stdout);
-            for (size_t j = 0; j < p->n_vector; j++)
+            for (size_t j = 0; j < p->dim; j++)
                 fprintf(stdout, "%s%.9g", j ? "," : "", (double)p->vector[j]);
             fputc(']', stdout);
         }
@@ -415,13 +393,13 @@ static void print_point(const Vecshard__V1__Point *p, bool json, bool first)
         return;
     }
     printf("id %" PRIu64, p->id);
-    if (p->payload.data) {
+    if (p->payload) {
         fputs("  payload ", stdout);
-        cli_json_str(stdout, (const char *)p->payload.data, p->payload.len);
+        cli_json_str(stdout, p->payload, p->payload_len);
     }
-    if (p->n_vector) {
+    if (p->vector) {
         fputs("  vector [", stdout);
-        for (size_t j = 0; j < p->n_vector; j++)
+        for (size_t j = 0; j < p->dim; j++)
             fprintf(stdout, "%s%.9g", j ? ", " : "", (double)p->vector[j]);
         fputc(']', stdout);
     }
@@ -443,33 +421,28 @@ int cli_cmd_get(struct cli *c, int argc, char **argv)
     int rc = parse_name_ids(argc, argv, flags, 3, cli_usage_get, &name, &ids, &n_ids);
     if (rc) return rc;
 
-    Vecshard__V1__GetRequest req = VECSHARD__V1__GET_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.collection = (char *)name;
-    req.ids = ids;
-    req.n_ids = n_ids;
-    req.with_vector = vec;
-    req.with_payload = payload;
-    rc = cli_call(c, CLI_METHOD("Get"), &req.base, &vecshard__v1__get_response__descriptor, &resp,
-                  NULL);
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_points *r = NULL;
+    struct vecshard_error err;
+    rc = !vc ? CLI_FAIL
+             : cli_check(c, vecshard_get(vc, name, ids, n_ids, vec, payload, &r, &err), &err);
     free(ids);
     if (rc) return rc;
-    Vecshard__V1__GetResponse *r = (Vecshard__V1__GetResponse *)resp;
     if (json) fputs("{\"points\":[", stdout);
     for (size_t i = 0; i < r->n_points; i++)
-        print_point(r->points[i], json, i == 0);
+        print_point(&r->points[i], json, i == 0);
     if (json) {
         fputs("],\"missing\":[", stdout);
-        for (size_t i = 0; i < r->n_missing_ids; i++)
+        for (size_t i = 0; i < r->n_missing; i++)
             fprintf(stdout, "%s%" PRIu64, i ? "," : "", r->missing_ids[i]);
         fputs("]}\n", stdout);
-    } else if (r->n_missing_ids) {
+    } else if (r->n_missing) {
         fputs("missing", stdout);
-        for (size_t i = 0; i < r->n_missing_ids; i++)
+        for (size_t i = 0; i < r->n_missing; i++)
             fprintf(stdout, "%s%" PRIu64, i ? "," : " ", r->missing_ids[i]);
         fputc('\n', stdout);
     }
-    protobuf_c_message_free_unpacked(resp, NULL);
+    vecshard_points_free(r);
     return CLI_OK;
 }
 
@@ -482,18 +455,13 @@ int cli_cmd_delete(struct cli *c, int argc, char **argv)
     int rc = parse_name_ids(argc, argv, NULL, 0, cli_usage_delete, &name, &ids, &n_ids);
     if (rc) return rc;
 
-    Vecshard__V1__DeleteRequest req = VECSHARD__V1__DELETE_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.collection = (char *)name;
-    req.ids = ids;
-    req.n_ids = n_ids;
-    rc = cli_call(c, CLI_METHOD("Delete"), &req.base, &vecshard__v1__delete_response__descriptor,
-                  &resp, NULL);
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_error err;
+    uint32_t deleted = 0;
+    rc = !vc ? CLI_FAIL : cli_check(c, vecshard_delete(vc, name, ids, n_ids, &deleted, &err), &err);
     free(ids);
     if (rc) return rc;
-    printf("deleted %u id%s from %s\n", ((Vecshard__V1__DeleteResponse *)resp)->deleted,
-           n_ids == 1 ? "" : "s", name);
-    protobuf_c_message_free_unpacked(resp, NULL);
+    printf("deleted %u id%s from %s\n", deleted, n_ids == 1 ? "" : "s", name);
     return CLI_OK;
 }
 
@@ -514,18 +482,15 @@ int cli_cmd_rebalance(struct cli *c, int argc, char **argv)
     int rc = cli_parse(argc, argv, flags, 3, pos, 0, &n_pos, cli_usage_rebalance);
     if (rc) return rc;
 
-    Vecshard__V1__RebalanceRequest req = VECSHARD__V1__REBALANCE_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.dry_run = dry;
-    req.collection = (char *)collection;
-    if (cli_call(c, CLI_METHOD("Rebalance"), &req.base,
-                 &vecshard__v1__rebalance_response__descriptor, &resp, NULL))
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_rebalance_plan *r;
+    struct vecshard_error err;
+    if (!vc || cli_check(c, vecshard_rebalance(vc, dry, collection, &r, &err), &err))
         return CLI_FAIL;
-    Vecshard__V1__RebalanceResponse *r = (Vecshard__V1__RebalanceResponse *)resp;
     if (json) {
         fputs("{\"moves\":[", stdout);
         for (size_t i = 0; i < r->n_moves; i++) {
-            const Vecshard__V1__ReplicaMove *m = r->moves[i];
+            const struct vecshard_replica_move *m = &r->moves[i];
             fputs(i ? ",{\"collection\":" : "{\"collection\":", stdout);
             cli_json_str(stdout, m->collection, strlen(m->collection));
             fprintf(stdout, ",\"shard\":%u,\"from_node\":", m->shard);
@@ -541,7 +506,7 @@ int cli_cmd_rebalance(struct cli *c, int argc, char **argv)
         static const char *const hdr[] = {"COLLECTION", "SHARD", "FROM", "TO", "PRIMARY"};
         struct cli_table *t = cli_table_new(5, hdr);
         for (size_t i = 0; t && i < r->n_moves; i++) {
-            const Vecshard__V1__ReplicaMove *m = r->moves[i];
+            const struct vecshard_replica_move *m = &r->moves[i];
             char shard[16];
             snprintf(shard, sizeof shard, "%u", m->shard);
             const char *cells[5] = {m->collection, shard, m->from_node, m->to_node,
@@ -552,6 +517,6 @@ int cli_cmd_rebalance(struct cli *c, int argc, char **argv)
         printf("%zu move%s %s\n", r->n_moves, r->n_moves == 1 ? "" : "s",
                r->started ? "started (vecshard status shows progress)" : "planned (dry run)");
     }
-    protobuf_c_message_free_unpacked(resp, NULL);
+    vecshard_rebalance_plan_free(r);
     return CLI_OK;
 }

@@ -3,9 +3,9 @@
  *
  * The file (.fvecs or .npy float32, read whole with tools/bench/dataset) is
  * cut into batches of --batch rows; --concurrency worker threads take the
- * next batch number from an atomic counter and send it as one Upsert whose
- * points point straight into the matrix (protobuf-c packs them without a
- * copy). Point i gets id start_id + i. Upsert is idempotent, so a batch that
+ * next batch number from an atomic counter and send it as one
+ * vecshard_upsert of rows straight out of the matrix (libvecshard packs them
+ * without a copy). Point i gets id start_id + i. Upsert is idempotent, so a batch that
  * fails with a transient code (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED,
  * ABORTED — a router restarting, a primary failing over) is retried with
  * exponential backoff up to --retries times; any other error, or retries
@@ -46,7 +46,7 @@ struct load_job {
     atomic_uint retried;       /* retries made, for the summary */
     atomic_bool failed;        /* set once; workers stop taking batches */
     pthread_mutex_t err_lock;  /* protects err */
-    struct rpc_status err;     /* first fatal status */
+    struct vecshard_error err; /* first fatal status */
 };
 
 /* Sleeps ms milliseconds. */
@@ -58,7 +58,7 @@ static void sleep_ms(long ms)
 }
 
 /* Records the first fatal status and stops the other workers. */
-static void job_fail(struct load_job *j, const struct rpc_status *st)
+static void job_fail(struct load_job *j, const struct vecshard_error *st)
 {
     pthread_mutex_lock(&j->err_lock);
     if (!atomic_load(&j->failed)) j->err = *st;
@@ -67,34 +67,23 @@ static void job_fail(struct load_job *j, const struct rpc_status *st)
 }
 
 /* Sends one batch, retrying transient failures; 0 or -1 (job failed). */
-static int send_batch(struct load_job *j, size_t b, Vecshard__V1__Point *pts,
-                      Vecshard__V1__Point **ptrs)
+static int send_batch(struct load_job *j, struct vecshard_client *vc, size_t b, uint64_t *ids)
 {
     size_t lo = b * j->batch;
     size_t cnt = j->m->n - lo < j->batch ? j->m->n - lo : j->batch;
-    for (size_t i = 0; i < cnt; i++) {
-        vecshard__v1__point__init(&pts[i]);
-        pts[i].id = j->start_id + lo + i;
-        pts[i].n_vector = j->m->dim;
-        pts[i].vector = j->m->data + (lo + i) * j->m->dim;
-        ptrs[i] = &pts[i];
-    }
-    Vecshard__V1__UpsertRequest req = VECSHARD__V1__UPSERT_REQUEST__INIT;
-    req.collection = (char *)j->name;
-    req.points = ptrs;
-    req.n_points = cnt;
+    for (size_t i = 0; i < cnt; i++)
+        ids[i] = j->start_id + lo + i;
+    const float *vectors = j->m->data + lo * j->m->dim;
 
     long delay = BACKOFF_MS;
     for (uint32_t attempt = 0;; attempt++) {
-        ProtobufCMessage *resp;
-        struct rpc_status st;
-        if (cli_call(j->cli, CLI_METHOD("Upsert"), &req.base,
-                     &vecshard__v1__upsert_response__descriptor, &resp, &st) == CLI_OK) {
-            protobuf_c_message_free_unpacked(resp, NULL);
+        struct vecshard_error st;
+        if (vecshard_upsert(vc, j->name, ids, vectors, cnt, j->m->dim, NULL, NULL, &st) ==
+            VECSHARD_OK) {
             atomic_fetch_add(&j->points_done, cnt);
             return 0;
         }
-        if (!cli_retryable(st.code) || attempt >= j->retries || atomic_load(&j->failed)) {
+        if (!vecshard_retryable(st.code) || attempt >= j->retries || atomic_load(&j->failed)) {
             job_fail(j, &st);
             return -1;
         }
@@ -104,23 +93,23 @@ static int send_batch(struct load_job *j, size_t b, Vecshard__V1__Point *pts,
     }
 }
 
-/* Worker: takes batches until none is left or the job failed. */
+/* Worker: takes batches until none is left or the job failed. The client
+ * was opened before the workers started, so they only share it. */
 static void *load_worker(void *arg)
 {
     struct load_job *j = arg;
-    Vecshard__V1__Point *pts = calloc(j->batch, sizeof *pts);
-    Vecshard__V1__Point **ptrs = calloc(j->batch, sizeof *ptrs);
-    if (!pts || !ptrs) {
-        struct rpc_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
-        snprintf(st.details, sizeof st.details, "out of memory for a batch of %u points", j->batch);
+    struct vecshard_client *vc = j->cli->client;
+    uint64_t *ids = calloc(j->batch, sizeof *ids);
+    if (!ids) {
+        struct vecshard_error st = {.code = VECSHARD_RESOURCE_EXHAUSTED};
+        snprintf(st.message, sizeof st.message, "out of memory for a batch of %u points", j->batch);
         job_fail(j, &st);
     }
-    while (pts && ptrs && !atomic_load(&j->failed)) {
+    while (ids && !atomic_load(&j->failed)) {
         size_t b = atomic_fetch_add(&j->next_batch, 1);
-        if (b >= j->n_batches || send_batch(j, b, pts, ptrs)) break;
+        if (b >= j->n_batches || send_batch(j, vc, b, ids)) break;
     }
-    free(pts);
-    free(ptrs);
+    free(ids);
     return NULL;
 }
 
@@ -235,13 +224,13 @@ int cli_cmd_load(struct cli *c, int argc, char **argv)
 
     /* Asking first turns a missing collection or a wrong dimension into one
      * clear message before any data moves. */
-    Vecshard__V1__DescribeCollectionResponse *d = cli_describe(c, name);
+    struct vecshard_collection_info *d = cli_describe(c, name);
     if (!d) {
         dataset_matrix_free(&m);
         return CLI_FAIL;
     }
-    uint32_t want = d->config ? d->config->dim : 0;
-    protobuf_c_message_free_unpacked(&d->base, NULL);
+    uint32_t want = d->config.dim;
+    vecshard_collection_info_free(d);
     if (want && want != m.dim) {
         fprintf(stderr, "error: %s has dimension %u but collection %s has dim %u\n", path, m.dim,
                 name, want);

@@ -212,6 +212,6 @@ int main(int argc, char **argv)
     int rc = cmd->fn(&c, argc - 1, argv + 1);
     if (rc < 0) rc = CLI_OK; /* --help of a command */
     fflush(stdout);
-    if (c.client) rpc_client_destroy(c.client);
+    vecshard_close(c.client);
     return rc;
 }

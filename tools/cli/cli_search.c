@@ -45,20 +45,20 @@ struct search_job {
     size_t nq, n_calls;
     uint32_t k, ef, batch;
     float min_coverage;
-    bool keep, with_payload;                /* keep replies for --print */
-    atomic_size_t next_call;                /* next call number to take */
-    atomic_size_t partial;                  /* replies with coverage.partial */
-    atomic_bool failed;                     /* set once; workers stop */
-    pthread_mutex_t err_lock;               /* protects err */
-    struct rpc_status err;                  /* first failure */
-    double *lat;                            /* seconds per call, n_calls */
-    uint64_t *ids;                          /* nq * k hit ids */
-    uint32_t *found;                        /* hits per query */
-    Vecshard__V1__SearchResponse **replies; /* n_calls, when keep */
+    bool keep, with_payload;                 /* keep replies for --print */
+    atomic_size_t next_call;                 /* next call number to take */
+    atomic_size_t partial;                   /* replies with coverage.partial */
+    atomic_bool failed;                      /* set once; workers stop */
+    pthread_mutex_t err_lock;                /* protects err */
+    struct vecshard_error err;               /* first failure */
+    double *lat;                             /* seconds per call, n_calls */
+    uint64_t *ids;                           /* nq * k hit ids */
+    uint32_t *found;                         /* hits per query */
+    struct vecshard_search_result **replies; /* n_calls, when keep */
 };
 
 /* Records the first failure and stops the other workers. */
-static void job_fail(struct search_job *j, const struct rpc_status *st)
+static void job_fail(struct search_job *j, const struct vecshard_error *st)
 {
     pthread_mutex_lock(&j->err_lock);
     if (!atomic_load(&j->failed)) j->err = *st;
@@ -66,71 +66,46 @@ static void job_fail(struct search_job *j, const struct rpc_status *st)
     pthread_mutex_unlock(&j->err_lock);
 }
 
-/* Worker: sends calls until none is left or the job failed. */
+/* Worker: sends calls until none is left or the job failed. The client
+ * was opened before the workers started, so they only share it. */
 static void *search_worker(void *arg)
 {
     struct search_job *j = arg;
-    Vecshard__V1__Query *qs = calloc(j->batch, sizeof *qs);
-    Vecshard__V1__Query **ptrs = calloc(j->batch, sizeof *ptrs);
-    if (!qs || !ptrs) {
-        struct rpc_status st = {.code = GRPC_STATUS_RESOURCE_EXHAUSTED};
-        snprintf(st.details, sizeof st.details, "out of memory");
-        job_fail(j, &st);
-    }
-    while (qs && ptrs && !atomic_load(&j->failed)) {
+    struct vecshard_client *vc = j->cli->client;
+    const struct vecshard_search_params params = {
+        .k = j->k,
+        .ef = j->ef,
+        .min_coverage = j->min_coverage,
+        .with_payload = j->with_payload,
+    };
+    while (!atomic_load(&j->failed)) {
         size_t b = atomic_fetch_add(&j->next_call, 1);
         if (b >= j->n_calls) break;
         size_t lo = b * j->batch;
         size_t cnt = j->nq - lo < j->batch ? j->nq - lo : j->batch;
-        for (size_t i = 0; i < cnt; i++) {
-            vecshard__v1__query__init(&qs[i]);
-            qs[i].n_vector = j->q->dim;
-            qs[i].vector = j->q->data + (lo + i) * j->q->dim;
-            ptrs[i] = &qs[i];
-        }
-        Vecshard__V1__SearchRequest req = VECSHARD__V1__SEARCH_REQUEST__INIT;
-        req.collection = (char *)j->name;
-        req.queries = ptrs;
-        req.n_queries = cnt;
-        req.k = j->k;
-        req.ef = j->ef;
-        req.min_coverage = j->min_coverage;
-        req.with_payload = j->with_payload;
 
-        ProtobufCMessage *resp;
-        struct rpc_status st;
+        struct vecshard_search_result *r;
+        struct vecshard_error st;
         double t = cli_now();
-        int rc = cli_call(j->cli, CLI_METHOD("Search"), &req.base,
-                          &vecshard__v1__search_response__descriptor, &resp, &st);
+        enum vecshard_code code = vecshard_search(vc, j->name, j->q->data + lo * j->q->dim, cnt,
+                                                  j->q->dim, &params, &r, &st);
         j->lat[b] = cli_now() - t;
-        if (rc) {
+        if (code != VECSHARD_OK) {
             job_fail(j, &st);
             break;
         }
-        Vecshard__V1__SearchResponse *r = (Vecshard__V1__SearchResponse *)resp;
-        if (r->n_results != cnt) {
-            st.code = GRPC_STATUS_INTERNAL;
-            snprintf(st.details, sizeof st.details, "reply has %zu results for %zu queries",
-                     r->n_results, cnt);
-            protobuf_c_message_free_unpacked(resp, NULL);
-            job_fail(j, &st);
-            break;
-        }
-        if (r->coverage && r->coverage->partial) atomic_fetch_add(&j->partial, 1);
+        if (r->coverage.partial) atomic_fetch_add(&j->partial, 1);
         for (size_t i = 0; i < cnt; i++) {
-            const Vecshard__V1__QueryResult *qr = r->results[i];
-            size_t n = qr->n_hits < j->k ? qr->n_hits : j->k;
-            for (size_t h = 0; h < n; h++)
-                j->ids[(lo + i) * j->k + h] = qr->hits[h]->id;
-            j->found[lo + i] = (uint32_t)n;
+            const struct vecshard_hit *hits = r->hits + i * r->k;
+            for (size_t h = 0; h < r->n_hits[i]; h++)
+                j->ids[(lo + i) * j->k + h] = hits[h].id;
+            j->found[lo + i] = r->n_hits[i];
         }
         if (j->keep)
             j->replies[b] = r;
         else
-            protobuf_c_message_free_unpacked(resp, NULL);
+            vecshard_search_result_free(r);
     }
-    free(qs);
-    free(ptrs);
     return NULL;
 }
 
@@ -155,25 +130,25 @@ static double percentile(const double *sorted, size_t n, double p)
 static void print_hits(const struct search_job *j, bool json)
 {
     for (size_t b = 0; b < j->n_calls; b++) {
-        const Vecshard__V1__SearchResponse *r = j->replies[b];
-        for (size_t i = 0; r && i < r->n_results; i++) {
-            const Vecshard__V1__QueryResult *qr = r->results[i];
+        const struct vecshard_search_result *r = j->replies[b];
+        for (size_t i = 0; r && i < r->n_queries; i++) {
+            const struct vecshard_hit *hits = r->hits + i * r->k;
             size_t q = b * j->batch + i;
             if (json)
                 printf("{\"query\":%zu,\"hits\":[", q);
             else
-                printf("query %zu:%s\n", q, qr->n_hits ? "" : " no hits");
-            for (size_t h = 0; h < qr->n_hits; h++) {
-                const Vecshard__V1__ScoredPoint *p = qr->hits[h];
+                printf("query %zu:%s\n", q, r->n_hits[i] ? "" : " no hits");
+            for (size_t h = 0; h < r->n_hits[i]; h++) {
+                const struct vecshard_hit *p = &hits[h];
                 if (json)
                     printf("%s{\"id\":%" PRIu64 ",\"distance\":%.9g", h ? "," : "", p->id,
                            (double)p->distance);
                 else
                     printf("  %3zu. id %" PRIu64 "  distance %.6g", h + 1, p->id,
                            (double)p->distance);
-                if (j->with_payload && p->payload.data) {
+                if (j->with_payload && p->payload) {
                     fputs(json ? ",\"payload\":" : "  payload ", stdout);
-                    cli_json_str(stdout, (const char *)p->payload.data, p->payload.len);
+                    cli_json_str(stdout, p->payload, p->payload_len);
                 }
                 fputs(json ? "}" : "\n", stdout);
             }
@@ -242,14 +217,14 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
         goto done;
     }
 
-    Vecshard__V1__DescribeCollectionResponse *d = cli_describe(c, name);
+    struct vecshard_collection_info *d = cli_describe(c, name);
     if (!d) {
         rc = CLI_FAIL;
         goto done;
     }
-    uint32_t dim = d->config ? d->config->dim : 0;
-    uint32_t ef_default = d->config ? d->config->ef_search : 0;
-    protobuf_c_message_free_unpacked(&d->base, NULL);
+    uint32_t dim = d->config.dim;
+    uint32_t ef_default = d->config.ef_search;
+    vecshard_collection_info_free(d);
     if (dim && dim != q.dim) {
         fprintf(stderr, "error: %s has dimension %u but collection %s has dim %u\n", qpath, q.dim,
                 name, dim);
@@ -332,7 +307,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
 done:
     if (j.replies)
         for (size_t b = 0; b < j.n_calls; b++)
-            if (j.replies[b]) protobuf_c_message_free_unpacked(&j.replies[b]->base, NULL);
+            vecshard_search_result_free(j.replies[b]);
     free(j.replies);
     free(threads);
     free(j.lat);

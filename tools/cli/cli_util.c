@@ -1,7 +1,7 @@
 /*
- * cli_util.c — what every vecshard command uses: the flag parser, the call
- * wrapper that turns a gRPC status into "error: CODE: message", text tables
- * and JSON output.
+ * cli_util.c — what every vecshard command uses: the flag parser, the
+ * libvecshard client of the run and the check that turns a failed call into
+ * "error: CODE: message", text tables and JSON output.
  *
  * JSON is written by hand (a few fixed shapes, no library needed); strings
  * are escaped per RFC 8259 and bytes >= 0x80 are passed through, so UTF-8
@@ -129,79 +129,59 @@ int cli_parse(int argc, char **argv, const struct cli_flag *flags, int n, const 
 
 /* ===================================================================== calls */
 
-/* The shared channel to the router. */
-struct rpc_channel *cli_channel(struct cli *c)
+/* The run's client, opened on first use. */
+struct vecshard_client *cli_client(struct cli *c)
 {
-    if (!c->channel) {
-        if (!c->client) c->client = rpc_client_create(NULL);
-        if (c->client) c->channel = rpc_client_channel(c->client, c->router);
-        if (!c->channel) fprintf(stderr, "error: cannot create a gRPC client (out of memory)\n");
+    if (!c->client) {
+        struct vecshard_options o = {.timeout_ms = c->timeout_ms};
+        struct vecshard_error err;
+        if (vecshard_connect(c->router, &o, &c->client, &err) != VECSHARD_OK)
+            fprintf(stderr, "error: cannot create a gRPC client (%s)\n", err.message);
     }
-    return c->channel;
+    return c->client;
 }
 
 /* Prints "error: CODE: message" and, for a router that cannot be reached, a hint. */
-void cli_print_status(const struct cli *c, const struct rpc_status *st)
+void cli_print_status(const struct cli *c, const struct vecshard_error *err)
 {
-    if (st->details[0])
-        fprintf(stderr, "error: %s: %s\n", rpc_status_name(st->code), st->details);
+    if (err->message[0])
+        fprintf(stderr, "error: %s: %s\n", vecshard_code_name(err->code), err->message);
     else
-        fprintf(stderr, "error: %s\n", rpc_status_name(st->code));
+        fprintf(stderr, "error: %s\n", vecshard_code_name(err->code));
     /*
      * gRPC's own text for a refused or unresolvable address starts the
      * message; the router's messages may quote such text about a node
      * further in, and then the router itself was reached.
      */
-    if (st->code == GRPC_STATUS_UNAVAILABLE &&
-        (strncmp(st->details, "failed to connect", 17) == 0 ||
-         strncmp(st->details, "DNS resolution failed", 21) == 0 ||
-         strncmp(st->details, "Connection refused", 18) == 0 || st->details[0] == 0))
+    if (err->code == VECSHARD_UNAVAILABLE &&
+        (strncmp(err->message, "failed to connect", 17) == 0 ||
+         strncmp(err->message, "DNS resolution failed", 21) == 0 ||
+         strncmp(err->message, "Connection refused", 18) == 0 || err->message[0] == 0))
         fprintf(stderr,
                 "hint: is a vecshard-router listening at %s? (--router or VECSHARD_ROUTER)\n",
                 c->router);
-    else if (st->code == GRPC_STATUS_DEADLINE_EXCEEDED)
+    else if (err->code == VECSHARD_DEADLINE_EXCEEDED)
         fprintf(stderr, "hint: the call took longer than --timeout %" PRId64 " ms\n",
                 c->timeout_ms);
 }
 
-/* Retryable: the router or a replica is briefly away. */
-bool cli_retryable(grpc_status_code code)
+/* CLI_OK, or the error printed and CLI_FAIL. */
+int cli_check(const struct cli *c, enum vecshard_code code, const struct vecshard_error *err)
 {
-    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
-           code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_ABORTED;
-}
-
-/* One unary call with the run's deadline. */
-int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
-             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
-             struct rpc_status *st)
-{
-    struct rpc_status local;
-    struct rpc_status *s = st ? st : &local;
-    struct rpc_channel *ch = cli_channel(c);
-
-    *resp = NULL;
-    if (!ch) {
-        s->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-        snprintf(s->details, sizeof s->details, "out of memory");
-        return CLI_FAIL;
-    }
-    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(c->timeout_ms)};
-    if (rpc_unary(ch, method, req, resp_desc, resp, &o, s) == GRPC_STATUS_OK) return CLI_OK;
-    if (!st) cli_print_status(c, s);
+    if (code == VECSHARD_OK) return CLI_OK;
+    cli_print_status(c, err);
     return CLI_FAIL;
 }
 
 /* DescribeCollection, errors printed. */
-Vecshard__V1__DescribeCollectionResponse *cli_describe(struct cli *c, const char *name)
+struct vecshard_collection_info *cli_describe(struct cli *c, const char *name)
 {
-    Vecshard__V1__DescribeCollectionRequest req = VECSHARD__V1__DESCRIBE_COLLECTION_REQUEST__INIT;
-    ProtobufCMessage *resp;
-    req.name = (char *)name;
-    if (cli_call(c, CLI_METHOD("DescribeCollection"), &req.base,
-                 &vecshard__v1__describe_collection_response__descriptor, &resp, NULL))
-        return NULL;
-    return (Vecshard__V1__DescribeCollectionResponse *)resp;
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_collection_info *info;
+    struct vecshard_error err;
+    if (!vc) return NULL;
+    if (cli_check(c, vecshard_describe_collection(vc, name, &info, &err), &err)) return NULL;
+    return info;
 }
 
 /* ===================================================================== output */
@@ -215,14 +195,14 @@ double cli_now(void)
 }
 
 /* Metric name as on the command line. */
-const char *cli_metric_name(Vecshard__V1__Metric m)
+const char *cli_metric_name(enum vecshard_metric m)
 {
     switch (m) {
-    case VECSHARD__V1__METRIC__METRIC_L2:
+    case VECSHARD_METRIC_L2:
         return "l2";
-    case VECSHARD__V1__METRIC__METRIC_IP:
+    case VECSHARD_METRIC_IP:
         return "ip";
-    case VECSHARD__V1__METRIC__METRIC_COSINE:
+    case VECSHARD_METRIC_COSINE:
         return "cosine";
     default:
         return "?";
@@ -282,7 +262,7 @@ static void json_cstr(FILE *f, const char *s)
 }
 
 /* An array of C strings as a JSON array. */
-static void json_strs(FILE *f, char *const *strs, size_t n)
+static void json_strs(FILE *f, const char *const *strs, size_t n)
 {
     fputc('[', f);
     for (size_t i = 0; i < n; i++) {
@@ -293,7 +273,7 @@ static void json_strs(FILE *f, char *const *strs, size_t n)
 }
 
 /* Collection config as JSON. */
-void cli_json_config(FILE *f, const Vecshard__V1__CollectionConfig *cfg)
+void cli_json_config(FILE *f, const struct vecshard_collection_config *cfg)
 {
     fputs("{\"name\":", f);
     json_cstr(f, cfg->name);
@@ -301,11 +281,11 @@ void cli_json_config(FILE *f, const Vecshard__V1__CollectionConfig *cfg)
             ",\"dim\":%u,\"metric\":\"%s\",\"m\":%u,\"ef_construction\":%u,\"ef_search\":%u,"
             "\"shards\":%u,\"replication_factor\":%u,\"created_at\":%" PRId64 "}",
             cfg->dim, cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search,
-            cfg->shards, cfg->replication_factor, cfg->created_at);
+            cfg->shards, cfg->replicas, cfg->created_at);
 }
 
 /* Shard entry as JSON. */
-void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s)
+void cli_json_shard(FILE *f, const struct vecshard_shard_info *s)
 {
     fputs("{\"collection\":", f);
     json_cstr(f, s->collection);
@@ -325,7 +305,7 @@ void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s)
 }
 
 /* Comma-joined list, "-" when empty. */
-const char *cli_join(char *const *strs, size_t n, char *buf, size_t len)
+const char *cli_join(const char *const *strs, size_t n, char *buf, size_t len)
 {
     size_t at = 0;
     buf[0] = '\0';

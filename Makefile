@@ -150,7 +150,7 @@ BINS += $(BIN_NODE)
 
 # ---------------------------------------------------------------- libvecshard (C client)
 # The C client library (clients/c/*.c, public header clients/c/vecshard.h;
-# docs/clients-c.md) over common/rpc's client and the generated protobuf-c
+# docs/clients.md ("C")) over common/rpc's client and the generated protobuf-c
 # code. libvecshard.a holds those objects, so a program links it alone (plus
 # gRPC and protobuf-c); libvecshard.so is linked from position-independent
 # builds of the same sources under $(BUILD)/pic/ and exports only vecshard_*
@@ -246,7 +246,7 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
 # ---------------------------------------------------------------- clients/node
-# The Node.js client (clients/node, docs/clients-node.md): its TypeScript
+# The Node.js client (clients/node, docs/clients.md ("Node.js")): its TypeScript
 # declarations checked by tsc, then its tests (node --test) against a local
 # cluster that test/cluster.js starts with deploy/local/cluster.sh and stops.
 # `make deps` installs its npm packages (npm ci from package-lock.json).

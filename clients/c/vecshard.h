@@ -3,7 +3,7 @@
  * libvecshard.so): one handle on a vecshard-router and one function per call
  * of the public vecshard.v1.VecShard service (proto/vecshard/v1/vecshard.proto).
  * This is the only header a user includes; it needs neither gRPC nor
- * protobuf-c headers. docs/clients-c.md is the manual.
+ * protobuf-c headers. docs/clients.md ("C") is the manual.
  *
  * Status. Every function that talks to the router returns an enum
  * vecshard_code, whose values are the gRPC status codes (VECSHARD_OK = 0),

@@ -1,5 +1,5 @@
 /*
- * quickstart.c — the docs/clients-c.md quick start as a program: connect
+ * quickstart.c — the docs/clients.md ("C") quick start as a program: connect
  * ($VECSHARD_ROUTER), create collection "demo", upsert three points, search
  * one query and print its two hits. It includes only vecshard.h and links
  * only libvecshard.so (build/vecshard-c-example); tests/unit/clients_c runs

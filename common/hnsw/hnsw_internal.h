@@ -352,7 +352,7 @@ int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old
 uint32_t hnsw_map_remove(struct hnsw_idmap *m, uint64_t id);
 int hnsw_map_reserve(struct hnsw_idmap *m, uint64_t n);
 
-/* Validates a vector: no NaN/Inf, and for cosine not all zero. */
+/* hnsw_vector_check with the index's metric and dim. */
 int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err);
 /* Copies v into out, normalised for cosine. */
 void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *out);

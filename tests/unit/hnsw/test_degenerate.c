@@ -174,10 +174,78 @@ static void test_mix(void)
     degenerate_all(DS_MIX);
 }
 
+/* Under cosine a norm that underflows is refused for points, batches and queries. */
+static void test_cosine_tiny_norm(void)
+{
+    struct hnsw_index *idx = ts_index(4, HNSW_METRIC_COSINE, 16, 200);
+    float tiny[4] = {1e-45f, 1e-45f, 0, 0}, sub[4] = {1e-39f, 0, 0, 0}, ok[4] = {1e-30f, 0, 0, 0};
+    char err[HNSW_ERR_MAX] = "";
+    CU_ASSERT_EQUAL(hnsw_insert(idx, 1, tiny, err), HNSW_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "vector has norm"));
+    CU_ASSERT_EQUAL(hnsw_insert(idx, 2, sub, err), HNSW_EINVAL);
+    float rows[3 * 4] = {1, 0, 0, 0, 0, 1, 0, 0, 1e-45f, 1e-45f, 0, 0};
+    uint64_t ids[3] = {10, 11, 12};
+    CU_ASSERT_EQUAL(hnsw_insert_batch(idx, ids, rows, 3, 1, err), HNSW_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "vectors[2] has norm"));
+    CU_ASSERT_EQUAL(hnsw_count(idx), 0);
+    /* A small but normal norm normalises exactly. */
+    CU_ASSERT_EQUAL(hnsw_insert(idx, 3, ok, err), HNSW_OK);
+    float got[4];
+    CU_ASSERT_EQUAL(hnsw_get(idx, 3, got), HNSW_OK);
+    CU_ASSERT(got[0] == 1.0f && got[1] == 0 && got[2] == 0 && got[3] == 0);
+    struct hnsw_result res[4];
+    uint32_t n = 9;
+    CU_ASSERT_EQUAL(hnsw_search(idx, tiny, 4, 10, NULL, NULL, res, &n, err), HNSW_EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "query has norm"));
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_EQUAL(hnsw_search(idx, ok, 4, 10, NULL, NULL, res, &n, err), HNSW_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    CU_ASSERT(n == 1 && res[0].id == 3 && isfinite(res[0].dist) && fabsf(res[0].dist) < 1e-6f);
+    hnsw_free(idx);
+}
+
+/* |x| > HNSW_MAX_ABS is refused under every metric; at the bound distances stay finite. */
+static void test_huge_components(void)
+{
+    enum { D = 8192 };
+    float *a = malloc(D * sizeof *a), *b = malloc(D * sizeof *b);
+    for (int m = HNSW_METRIC_L2; m <= HNSW_METRIC_COSINE; m++) {
+        struct hnsw_index *idx = ts_index(D, (enum hnsw_metric)m, 16, 200);
+        char err[HNSW_ERR_MAX] = "";
+        for (int j = 0; j < D; j++) {
+            a[j] = j % 2 ? HNSW_MAX_ABS : -HNSW_MAX_ABS;
+            b[j] = -a[j];
+        }
+        CU_ASSERT_EQUAL(hnsw_insert(idx, 1, a, err), HNSW_OK);
+        CU_ASSERT_EQUAL(hnsw_insert(idx, 2, b, err), HNSW_OK);
+        struct hnsw_result res[2];
+        uint32_t n = 0;
+        CU_ASSERT_EQUAL(hnsw_search(idx, a, 2, 10, NULL, NULL, res, &n, err), HNSW_OK);
+        CU_ASSERT_EQUAL(n, 2);
+        for (uint32_t i = 0; i < n; i++)
+            CU_ASSERT(isfinite(res[i].dist));
+        CU_ASSERT(n == 2 && res[0].id == 1 && res[1].id == 2);
+        b[7] = 2e16f;
+        CU_ASSERT_EQUAL(hnsw_insert(idx, 3, b, err), HNSW_EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "vector[7] is 2e+16, outside +-1e+16"));
+        CU_ASSERT_EQUAL(hnsw_search(idx, b, 2, 10, NULL, NULL, res, &n, err), HNSW_EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "query[7] is 2e+16"));
+        b[7] = -3e38f;
+        CU_ASSERT_EQUAL(hnsw_insert(idx, 3, b, err), HNSW_EINVAL);
+        CU_ASSERT_EQUAL(hnsw_count(idx), 2);
+        hnsw_free(idx);
+    }
+    free(a);
+    free(b);
+}
+
 void register_degenerate_tests(void)
 {
     CU_pSuite s = CU_add_suite("degenerate", NULL, NULL);
     CU_add_test(s, "10 vectors x 900: batches insert, k=1000 finds 1000 exact", test_dup10);
     CU_add_test(s, "one-hot x 5000: batches insert, k=1000 finds 1000 exact", test_onehot);
     CU_add_test(s, "3000 copies among 5000: batches insert, k=1000 finds 1000", test_mix);
+    CU_add_test(s, "cosine refuses a norm that underflows (points and queries)",
+                test_cosine_tiny_norm);
+    CU_add_test(s, "|x| > 1e16 refused, distances at the bound finite", test_huge_components);
 }

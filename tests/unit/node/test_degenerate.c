@@ -4,9 +4,9 @@
  * of 500 on two build threads (as the node applies them): every batch is
  * acknowledged, every point and payload is there, a search with k = ef =
  * 1,000 returns 1,000 hits, reopening (WAL replay) twice gives the same
- * points, and writes go on after. Value rules: a cosine norm that
- * underflows and components beyond 1e16 are REPLICA_EVALUE naming the
- * point, for upserts and queries; engine failures map to the right codes.
+ * points, and writes go on after; 10 vectors x 900 in one batch likewise. Value rules: a cosine
+ * norm that underflows and components beyond 1e16 are REPLICA_EVALUE naming the point, for upserts
+ * and queries; engine failures map to the right codes.
  */
 #include "tests/unit/node/node_test.h"
 
@@ -168,10 +168,62 @@ static void dup_case(enum hnsw_metric metric)
     free(dir);
 }
 
+/*
+ * 10 distinct vectors x 900 in one batch (the engine's reachability sweep
+ * runs on it): acknowledged, applied in full with payloads, the replica
+ * keeps taking writes, and a random query with k = ef = 1000 gets 1000.
+ */
+static void dup10_case(enum hnsw_metric metric)
+{
+    char *dir = tn_tmpdir();
+    struct replica *r = open_dup(dir, metric);
+    enum { N = 9000 };
+    static uint64_t ids[N];
+    static uint8_t pay[N][16];
+    for (uint64_t i = 0; i < N; i++)
+        ids[i] = i;
+    struct tn_batch *t = tn_batch_new(DDIM, ids, N, 1, NULL, 0);
+    for (size_t i = 0; i < N; i++) {
+        tn_vector(i % 10, 1, DDIM, t->pts[i].vector);
+        t->pts[i].payload.len =
+            (size_t)snprintf((char *)pay[i], sizeof pay[i], "p%06u", (unsigned)i);
+        t->pts[i].payload.data = pay[i];
+    }
+    char err[REPLICA_ERR_MAX];
+    uint64_t lsn = 0;
+    int rc = replica_write(r, 1, &t->b, &lsn, err);
+    if (rc) fprintf(stderr, "\n%s: %s\n", hnsw_metric_name(metric), err);
+    CU_ASSERT_EQUAL(rc, REPLICA_OK);
+    struct replica_stat st;
+    replica_status(r, &st);
+    CU_ASSERT_EQUAL(st.count, N);
+    CU_ASSERT_EQUAL(st.payloads, N);
+    CU_ASSERT_FALSE(st.failed);
+    float q[DDIM];
+    tn_vector(12345, 1, DDIM, q);
+    struct replica_results res;
+    replica_results_init(&res);
+    struct replica_query rq = {.vector = q, .len = DDIM, .k = 1000, .ef = 1000};
+    CU_ASSERT_EQUAL(replica_search(r, &rq, &res, err), REPLICA_OK);
+    CU_ASSERT_EQUAL(res.n, 1000);
+    replica_results_free(&res);
+    tn_batch_free(t);
+    ids[0] = N;
+    t = tn_batch_new(DDIM, ids, 1, 1, NULL, 0);
+    CU_ASSERT_EQUAL(replica_write(r, 1, &t->b, &lsn, err), REPLICA_OK);
+    CU_ASSERT_EQUAL(lsn, 2);
+    tn_batch_free(t);
+    replica_close(r, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
 static void test_duplicates(void)
 {
-    for (int m = HNSW_METRIC_L2; m <= HNSW_METRIC_COSINE; m++)
+    for (int m = HNSW_METRIC_L2; m <= HNSW_METRIC_COSINE; m++) {
         dup_case((enum hnsw_metric)m);
+        dup10_case((enum hnsw_metric)m);
+    }
 }
 
 /* Tiny cosine norms and huge components are REPLICA_EVALUE naming the point. */
@@ -228,7 +280,7 @@ static void test_value_rules(void)
 void register_degenerate_tests(void)
 {
     CU_pSuite s = CU_add_suite("degenerate", NULL, NULL);
-    CU_add_test(s, "3000 copies among 5000 with payloads: all acked, k=1000, replay twice",
+    CU_add_test(s, "copies with payloads: all acked, k=1000 gives 1000, replay twice, writes go on",
                 test_duplicates);
     CU_add_test(s, "tiny cosine norms and |x| > 1e16 are EVALUE naming the point",
                 test_value_rules);

@@ -129,13 +129,20 @@ bool hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, 
         c[i].d = idx->dist(base, hnsw_vec(idx, links[i]), idx->dim);
     }
     if (force) {
-        /* Reconnecting an orphan: displace only the farthest link, never prune a batch. */
-        uint32_t far = 0;
-        for (uint32_t i = 1; i < cnt; i++)
-            if (c[i].d > c[far].d) far = i;
-        __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
+        /*
+         * Reconnecting an orphan: displace only the farthest link, never
+         * prune a batch, and never a twin (a ring link; under ip a copy can
+         * be the farthest).
+         */
+        float selfd = idx->dist(base, base, idx->dim);
+        uint32_t far = HNSW_NO_SLOT;
+        for (uint32_t i = 0; i < cnt; i++) {
+            if (c[i].d == selfd && is_copy(idx, base, c[i].slot)) continue;
+            if (far == HNSW_NO_SLOT || c[i].d > c[far].d) far = i;
+        }
+        if (far != HNSW_NO_SLOT) __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
         hnsw_node_unlock(idx, s);
-        return true;
+        return far != HNSW_NO_SLOT;
     }
     c[cnt].slot = newslot;
     c[cnt].d = idx->dist(base, hnsw_vec(idx, newslot), idx->dim);

@@ -39,6 +39,7 @@ UTIL_SRC := $(wildcard common/util/*.c)
 HNSW_SRC := $(wildcard common/hnsw/*.c)
 RPC_SRC  := $(wildcard common/rpc/*.c)
 ETCD_SRC := $(wildcard common/etcd/*.c)
+CLUSTER_SRC := $(wildcard common/cluster/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -46,11 +47,13 @@ LIB_UTIL := $(BUILD)/libvs_util.a
 LIB_HNSW := $(BUILD)/libvs_hnsw.a
 LIB_RPC  := $(BUILD)/libvs_rpc.a
 LIB_ETCD := $(BUILD)/libvs_etcd.a
+LIB_CLUSTER := $(BUILD)/libvs_cluster.a
 
 $(LIB_UTIL): $(call obj,$(UTIL_SRC))
 $(LIB_HNSW): $(call obj,$(HNSW_SRC))
 $(LIB_RPC):  $(call obj,$(RPC_SRC))
 $(LIB_ETCD): $(call obj,$(ETCD_SRC))
+$(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
 $(call obj,$(RPC_SRC) $(ETCD_SRC)): CFLAGS += $(PKG_CFLAGS)
@@ -107,7 +110,7 @@ all: $(LIB_PROTO) $(LIB_RPC) $(PROTO_PY)
 # The shard replica's storage layer (WAL, snapshots, payload store, replica)
 # as a library; the vecshard-node process files in node/ are not part of it,
 # so the sources are listed, not found by wildcard.
-NODE_LIB_SRC := node/dir.c node/wal.c node/snapshot.c node/payload.c node/replica.c node/replica_read.c
+NODE_LIB_SRC := node/dir.c node/identity.c node/trash.c node/wal.c node/snapshot.c node/payload.c node/replica.c node/replica_read.c
 LIB_NODE     := $(BUILD)/libvs_node.a
 $(LIB_NODE): $(call obj,$(NODE_LIB_SRC))
 $(call obj,$(NODE_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)
@@ -137,7 +140,7 @@ NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) \
-             $(LIB_HNSW) $(LIB_UTIL)
+             $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
@@ -162,7 +165,8 @@ BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
 # vectors as the nodes, with the same messages.
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_CLUSTER) \
+               $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router
@@ -198,14 +202,16 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
+# UNIT_OBJS_<module> adds objects of a process that are not in a library.
+UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)
-$(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $(UNIT_LIBS)
+$(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $$(UNIT_OBJS_$(1)) $(UNIT_LIBS)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcunit $$(PKG_LIBS) $$(LDLIBS)
 endef
 $(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))
@@ -232,7 +238,7 @@ DATA := $(BUILD)/data
 
 $(DATA)/mnist/base.fvecs:
 	@mkdir -p $(@D)
-	$(PYTHON) ../shared/data/make_mnist.py $(DATA)/mnist || \
+	$(PYTHON) scripts/make_mnist.py $(DATA)/mnist || \
 	  $(PYTHON) scripts/make_mnist_fallback.py $(DATA)/mnist
 
 $(DATA)/synth200k/base.fvecs: $(BIN_BENCH)

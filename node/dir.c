@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Fsyncs a folder; see dir.h. */
@@ -29,6 +30,24 @@ int dir_fsync(const char *dir, char *err, size_t err_size)
     }
     close(fd);
     return rc;
+}
+
+/* mkdir -p; see dir.h. */
+int dir_mkdirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
 }
 
 /* Parses `<prefix><20 digits><suffix>`; see dir.h. */

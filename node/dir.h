@@ -1,6 +1,6 @@
 /*
  * dir.h — the folder operations the replica's storage files share (WAL
- * segments, snapshots, collection files): making renames and unlinks durable,
+ * segments, snapshots, collection files): creating folders, making renames and unlinks durable,
  * and finding files named `<prefix><20-digit LSN><suffix>` in a folder.
  *
  * The callers own their status codes: these functions return 0 or -1 and,
@@ -17,6 +17,9 @@
 /* Fsyncs folder dir so that creations, renames and unlinks in it are durable.
  * 0, or -1 with the reason in err (if not NULL; err_size bytes). */
 int dir_fsync(const char *dir, char *err, size_t err_size);
+
+/* mkdir -p: creates path and its missing parents (mode 0755). 0, or -1 with errno set. */
+int dir_mkdirs(const char *path);
 
 /* Parses `<prefix><20 digits><suffix>` into *lsn; false for any other name. */
 bool dir_parse_lsn_name(const char *name, const char *prefix, const char *suffix, uint64_t *lsn);

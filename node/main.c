@@ -1,15 +1,18 @@
 /*
  * main.c — vecshard-node: the process that hosts shard replicas and serves
- * the internal vecshard.v1.ShardNode gRPC service (DESIGN §1).
+ * the internal vecshard.v1.ShardNode gRPC service (docs/design.md §1).
  *
  * Start-up order matters:
  *   1. flags (exit 2 on a bad value) and logging;
  *   2. block SIGTERM / SIGINT / SIGHUP in this thread before any other thread
  *      exists (gRPC's and ours inherit the mask), so that only the sigwait
- *      of proc_wait_stop ever sees them (common/util/proc.h, guide §6.8);
+ *      of proc_wait_stop ever sees them (common/util/proc.h, grpc-core-notes §6.8);
  *      nothing here forks;
- *   3. reopen the replicas already on disk, so reads work even if etcd is
- *      down (DESIGN §3);
+ *   3. check that the data dir is this node's (its identity file, written
+ *      at the first start; another node id or cluster exits 2 unless
+ *      --identity-mismatch says adopt or wipe: node_claim.h), then reopen
+ *      the replicas already on disk, so reads work even if etcd is down
+ *      (docs/design.md §3);
  *   4. start the gRPC server (port 0 = ephemeral; the bound address is
  *      printed on stdout and logged);
  *   5. register in etcd and follow the shard map (node_meta, background).
@@ -30,6 +33,7 @@
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "common/util/proc.h"
+#include "node/node_claim.h"
 #include "node/node_config.h"
 #include "node/node_meta.h"
 #include "node/node_service.h"
@@ -85,7 +89,7 @@ int main(int argc, char **argv)
     proc_block_stop_signals(&set);
 
     int status = 1;
-    char err[NODE_ERR_MAX];
+    char err[2 * NODE_ERR_MAX];
     struct node_shards *reg = NULL;
     struct rpc_server *srv = NULL;
     etcd_client *etcd = NULL;
@@ -102,6 +106,15 @@ int main(int argc, char **argv)
              log_quote(cfg.etcd_prefix), wal_fsync_name((enum wal_fsync)cfg.fsync), cfg.threads,
              cfg.lease_ttl);
 
+    int64_t dir_created_at = 0;
+    if (node_claim_data_dir(cfg.data_dir, cfg.node_id, cfg.etcd_prefix, cfg.identity_mismatch,
+                            &dir_created_at, err, sizeof err) != 0) {
+        log_error("refusing to start: the data dir is not this node's", "error=%s", log_quote(err));
+        fprintf(stderr, "vecshard-node: %s\n", err);
+        status = 2;
+        goto fail;
+    }
+
     struct node_shards_config scfg = {
         .data_dir = cfg.data_dir,
         .node_id = cfg.node_id,
@@ -109,6 +122,8 @@ int main(int argc, char **argv)
         .snapshot_wal_bytes = cfg.snapshot_wal_bytes,
         .max_batch = cfg.max_batch_points,
         .max_payload = cfg.max_payload_bytes,
+        .dir_created_at = dir_created_at,
+        .reset_replicas = cfg.reset_replica,
     };
     if (node_shards_create(&scfg, &reg, err) != 0) {
         log_error("cannot start", "error=%s", log_quote(err));
@@ -161,6 +176,8 @@ int main(int argc, char **argv)
         .capacity = cfg.capacity,
         .started_at_ms = svc.started_at_ms,
         .lease_ttl = cfg.lease_ttl,
+        .data_dir = cfg.data_dir,
+        .trash_grace_ms = (int64_t)cfg.trash_grace_ms,
     };
     if (node_meta_start(&mcfg, reg, &meta, err, sizeof err) != 0) {
         log_error("cannot start etcd registration", "error=%s", log_quote(err));

@@ -22,6 +22,8 @@
 #include "common/etcd/etcd.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
+#include "node/node_claim.h"
+#include "node/node_shards.h"
 #include "node/wal.h"
 
 /* 0 when id is a valid node id (it becomes an etcd key segment), -1 if not. */
@@ -68,13 +70,25 @@ static const struct flags_spec flags[] = {
     {"max-batch-points", FLAGS_INT, "100000", 1, 10000000, F(max_batch_points),
      "most upserts + deletes in one Write"},
     {"max-payload-bytes", FLAGS_SIZE, "64KiB", 1, 1u << 16, F(max_payload_bytes),
-     "largest payload of one point (at most 64KiB, DESIGN §2)"},
+     "largest payload of one point (at most 64KiB, docs/design.md §2)"},
     {"max-k", FLAGS_INT, "10000", 1, 10000, F(max_k), "largest k of a search"},
     {"max-ef", FLAGS_INT, "100000", 1, 100000, F(max_ef), "largest ef of a search"},
     {"capacity", FLAGS_INT, "0", 0, 1000000000, F(capacity),
      "replicas this node offers to host, advertised in its registration (0 = no limit)"},
     {"shutdown-grace-ms", FLAGS_INT, "5000", 0, 600000, F(shutdown_grace_ms),
      "on SIGTERM, how long running calls may finish before they are cancelled"},
+    {"identity-mismatch", FLAGS_ENUM, "refuse", 0, 0, F(identity_mismatch),
+     "when the data dir belongs to another node id or cluster, or its identity file is "
+     "damaged: refuse (exit 2), adopt (keep the data as this node) or wipe (move it to the "
+     "trash, start empty)",
+     node_claim_mode_parse, "one of refuse, adopt, wipe"},
+    {"trash-grace-ms", FLAGS_INT, "3600000", 0, UINT64_MAX, F(trash_grace_ms),
+     "replica folders moved to <data-dir>/trash.d/ are purged no sooner than this, and only "
+     "once etcd confirms their collection or assignment is gone"},
+    {"reset-replica", FLAGS_STR, NULL, 0, 0, F(reset_replica),
+     "coll/shard[,coll/shard...]: accept these DAMAGED replicas as empty (damaged files go to "
+     "the trash); remove the flag afterwards",
+     node_shards_reset_list_check, "a list coll/shard[,coll/shard...]", .empty_ok = true},
 };
 
 static const struct flags_prog prog = {
@@ -141,5 +155,6 @@ void node_config_free(struct node_config *cfg)
     free(cfg->data_dir);
     free(cfg->etcd);
     free(cfg->etcd_prefix);
+    free(cfg->reset_replica);
     memset(cfg, 0, sizeof *cfg);
 }

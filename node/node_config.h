@@ -36,6 +36,9 @@ struct node_config {
     uint64_t
         capacity; /* advertised in the registration: replicas this node may host, 0 = no limit */
     int shutdown_grace_ms;
+    int identity_mismatch;   /* enum node_claim_mode */
+    uint64_t trash_grace_ms; /* trashed replica folders are purged no sooner */
+    char *reset_replica;     /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
 };
 
 /* What node_config_parse decided. */

@@ -38,6 +38,7 @@
 #include <cJSON.h>
 
 #include "common/util/log.h"
+#include "node/trash.h"
 
 enum { P_COLL = 0, P_SHARD = 1 };
 
@@ -73,7 +74,8 @@ struct cache {
 };
 
 struct node_meta {
-    char *prefix, *node_id, *addr, *version, *node_key;
+    char *prefix, *node_id, *addr, *version, *node_key, *data_dir;
+    int64_t trash_grace_ms;
     char *prefixes[2]; /* "<prefix>/collections/", "<prefix>/shards/" */
     uint64_t capacity;
     int64_t started_at_ms;
@@ -164,19 +166,6 @@ static int coll_field(const cJSON *o, const char *name, const char *alt, uint64_
     return 0;
 }
 
-/* True when name matches [A-Za-z0-9_-]{1,64}. */
-bool node_collection_name_ok(const char *name)
-{
-    size_t n = 0;
-    for (; name[n] != '\0'; n++) {
-        char ch = name[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return false;
-    }
-    return n >= 1 && n <= NODE_NAME_MAX;
-}
-
 /* Parses a collection document (field names in docs/node.md). */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen)
@@ -190,7 +179,8 @@ int node_collection_parse(const char *json, size_t len, struct node_collection *
         goto fail;
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-    if (name != NULL && (!cJSON_IsString(name) || !node_collection_name_ok(name->valuestring))) {
+    if (name != NULL &&
+        (!cJSON_IsString(name) || !cluster_name_ok(name->valuestring, strlen(name->valuestring)))) {
         snprintf(err, errlen, "collection field \"name\" is not [A-Za-z0-9_-]{1,64}");
         goto fail;
     }
@@ -305,7 +295,7 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
 {
     char err[NODE_ERR_MAX];
     if (p == P_COLL) {
-        if (!node_collection_name_ok(rel)) {
+        if (!cluster_name_ok(rel, strlen(rel))) {
             log_warn("ignoring collection key with a bad name", "key=%s%s", m->prefixes[p],
                      log_quote(rel));
             return -1;
@@ -334,7 +324,7 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
     memcpy(ent->u.shard.name, rel, (size_t)(slash - rel));
     ent->u.shard.name[slash - rel] = '\0';
     ent->u.shard.shard = (uint32_t)sh;
-    if (!node_collection_name_ok(ent->u.shard.name)) {
+    if (!cluster_name_ok(ent->u.shard.name, strlen(ent->u.shard.name))) {
         log_warn("ignoring shard key with a bad collection name", "key=%s%s", m->prefixes[p],
                  log_quote(rel));
         return -1;
@@ -587,6 +577,62 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
     return 0;
 }
 
+/*
+ * Why trash entry t may be purged now ("" if it must stay): its collection key is absent or has
+ * another created_at, or its shard entry is absent or does not list this node. Read fresh from
+ * etcd; an unreachable etcd or an unreadable value keeps the entry.
+ */
+static const char *purge_reason(struct node_meta *m, const struct trash_entry *t)
+{
+    char key[512], err[NODE_ERR_MAX];
+    const char *why = "";
+    etcd_kv kv;
+    memset(&kv, 0, sizeof kv);
+    snprintf(key, sizeof key, "%s%s", m->prefixes[P_COLL], t->collection);
+    etcd_status st = etcd_get(m->etcd, key, &kv, NULL);
+    if (st == ETCD_ENOTFOUND) return "its collection was dropped";
+    if (st != ETCD_OK) return "";
+    struct node_collection c;
+    int rc = node_collection_parse(kv.value, kv.value_len, &c, err, sizeof err);
+    etcd_kv_clear(&kv);
+    if (rc != 0) return "";
+    if (c.created_at != t->created_at) return "its collection was recreated (another created_at)";
+    snprintf(key, sizeof key, "%s%s/%u", m->prefixes[P_SHARD], t->collection, t->shard);
+    st = etcd_get(m->etcd, key, &kv, NULL);
+    if (st == ETCD_ENOTFOUND) return "its shard entry is gone";
+    if (st != ETCD_OK) return "";
+    struct shard_entry e;
+    memset(&e, 0, sizeof e);
+    if (shard_parse(kv.value, kv.value_len, m->node_id, &e, err, sizeof err) == 0 && !e.mine)
+        why = "the shard is no longer assigned to this node";
+    etcd_kv_clear(&kv);
+    return why;
+}
+
+/* Purges the trash entries past the grace period that etcd says are gone. Lock not held. */
+static void purge_trash(struct node_meta *m)
+{
+    char err[TRASH_ERR_MAX];
+    struct trash_entry *t = NULL;
+    long n = trash_list(m->data_dir, &t, err);
+    if (n < 0) log_warn("cannot list the trash", "error=%s", log_quote(err));
+    int64_t now = unix_ms();
+    for (long i = 0; i < n; i++) {
+        if (now - t[i].trashed_at < m->trash_grace_ms) continue;
+        const char *why = purge_reason(m, &t[i]);
+        if (why[0] == '\0') continue;
+        if (trash_purge(m->data_dir, t[i].name, err) == 0)
+            log_info("purged replica files from the trash",
+                     "collection=%s shard=%u trash=%s "
+                     "reason=%s",
+                     t[i].collection, t[i].shard, log_quote(t[i].name), log_quote(why));
+        else
+            log_error("cannot purge trash entry", "trash=%s error=%s", log_quote(t[i].name),
+                      log_quote(err));
+    }
+    free(t);
+}
+
 /* The sync thread: list, watch, reconcile on every change. */
 static void *sync_main(void *arg)
 {
@@ -637,10 +683,30 @@ static void *sync_main(void *arg)
     log_info("watching the shard map", "collections=%zu shards=%zu", m->cache[P_COLL].n,
              m->cache[P_SHARD].n);
 
+    /* Trash purge period: a quarter of the grace, within 250 ms .. 60 s. */
+    long purge_every = m->trash_grace_ms / 4;
+    if (purge_every < 250) purge_every = 250;
+    if (purge_every > 60000) purge_every = 60000;
+    struct timespec next_purge;
+    clock_gettime(CLOCK_MONOTONIC, &next_purge);
     pthread_mutex_lock(&m->lock);
     while (!m->stop_sync) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > next_purge.tv_sec ||
+            (now.tv_sec == next_purge.tv_sec && now.tv_nsec >= next_purge.tv_nsec)) {
+            pthread_mutex_unlock(&m->lock);
+            purge_trash(m);
+            pthread_mutex_lock(&m->lock);
+            clock_gettime(CLOCK_MONOTONIC, &next_purge);
+            next_purge.tv_sec += purge_every / 1000;
+            next_purge.tv_nsec += (purge_every % 1000) * 1000000L;
+            if (next_purge.tv_nsec >= 1000000000L)
+                next_purge.tv_sec++, next_purge.tv_nsec -= 1000000000L;
+            continue;
+        }
         if (m->gen == m->applied_gen) {
-            pthread_cond_wait(&m->cv, &m->lock);
+            pthread_cond_timedwait(&m->cv, &m->lock, &next_purge);
             continue;
         }
         uint64_t gen = m->gen;
@@ -843,11 +909,14 @@ int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
     m->capacity = cfg->capacity;
     m->started_at_ms = cfg->started_at_ms ? cfg->started_at_ms : unix_ms();
     m->lease_ttl = cfg->lease_ttl;
+    m->trash_grace_ms = cfg->trash_grace_ms;
+    m->data_dir = strdup(cfg->data_dir != NULL ? cfg->data_dir : ".");
     m->prefix = strdup(cfg->prefix);
     m->node_id = strdup(cfg->node_id);
     m->addr = strdup(cfg->addr);
     m->version = strdup(cfg->version);
-    if (m->prefix == NULL || m->node_id == NULL || m->addr == NULL || m->version == NULL ||
+    if (m->data_dir == NULL || m->prefix == NULL || m->node_id == NULL || m->addr == NULL ||
+        m->version == NULL ||
         asprintf(&m->node_key, "%s/nodes/%s", cfg->prefix, cfg->node_id) < 0 ||
         asprintf(&m->prefixes[P_COLL], "%s/collections/", cfg->prefix) < 0 ||
         asprintf(&m->prefixes[P_SHARD], "%s/shards/", cfg->prefix) < 0) {
@@ -920,6 +989,7 @@ void node_meta_stop(struct node_meta *m)
         free(m->prefixes[p]);
     }
     free(m->prefix);
+    free(m->data_dir);
     free(m->node_id);
     free(m->addr);
     free(m->version);

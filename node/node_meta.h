@@ -1,5 +1,5 @@
 /*
- * node_meta.h — vecshard-node's side of etcd (DESIGN §3): its membership
+ * node_meta.h — vecshard-node's side of etcd (docs/design.md §3): its membership
  * lease and registration, and its cached copy of the collections and the
  * shard map, from which it tells the registry (node_shards) what to host.
  *
@@ -11,7 +11,10 @@
  *     accepts a write under its old role);
  *   - the sync thread: lists <prefix>/collections/ and <prefix>/shards/,
  *     watches both from the listed revision + 1 (re-listing on compaction),
- *     and reconciles the registry whenever the cache changes.
+ *     and reconciles the registry whenever the cache changes; between
+ *     changes it purges trash entries older than the grace period whose
+ *     collection or assignment a fresh etcd read says is gone
+ *     (trash.h).
  * While etcd is unreachable neither thread touches the registry, so the
  * node keeps serving what it hosts (reads always; writes until the lease is
  * presumed lost).
@@ -33,7 +36,9 @@ struct node_meta_config {
     const char *version;
     uint64_t capacity;
     int64_t started_at_ms;
-    int lease_ttl; /* seconds */
+    int lease_ttl;          /* seconds */
+    const char *data_dir;   /* whose trash.d/ the sync thread purges */
+    int64_t trash_grace_ms; /* age before a trash entry may be purged */
 };
 
 struct node_meta;

@@ -1,11 +1,12 @@
 /*
  * node_service.c — the ShardNode handlers: request validation, the status
- * codes of DESIGN §8, and translation between protobuf-c messages and the
+ * codes of docs/design.md §8, and translation between protobuf-c messages and the
  * replica API.
  *
  * Every handler checks in the same order, so a caller can rely on which
  * error wins: malformed request (INVALID_ARGUMENT naming the field) →
- * collection / shard not here (NOT_FOUND) → replica still loading
+ * collection / shard not here (NOT_FOUND) → replica damaged (DATA_LOSS,
+ * "replica <coll>/<shard> is DAMAGED: <reason>") → replica still loading
  * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary,
  * fenced) → the replica's own validation of the payload (dim, NaN/Inf,
  * payload and batch size) → the operation. A bad request never changes
@@ -68,15 +69,13 @@ static void scratch_free(struct scratch *s)
 
 /* ------------------------------------------------------------ shared checks */
 
-/* INVALID_ARGUMENT unless name is a valid collection name. */
+/* INVALID_ARGUMENT unless name is a valid collection name (the framework
+ * already refused a NUL inside it, so strlen is its full length). */
 static grpc_status_code check_collection_name(struct rpc_call *c, const char *name)
 {
-    if (name == NULL || name[0] == '\0')
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "collection is empty");
-    if (!node_collection_name_ok(name))
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "collection \"%.80s\" is not a valid name ([A-Za-z0-9_-]{1,64})",
-                              name);
+    char err[160];
+    if (cluster_name_check("collection", name, name != NULL ? strlen(name) : 0, err, sizeof err))
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
 }
 
@@ -91,8 +90,8 @@ static grpc_status_code check_deadline(struct rpc_call *c, const char *what)
 
 /*
  * Borrows (collection, shard) for a single-shard call. On failure returns
- * NULL and sets *code: NOT_FOUND (collection unknown / shard not hosted) or
- * UNAVAILABLE (loading).
+ * NULL and sets *code: NOT_FOUND (collection unknown / shard not hosted),
+ * DATA_LOSS (damaged) or UNAVAILABLE (loading).
  */
 static struct node_shard *borrow(struct node_service *svc, struct rpc_call *c,
                                  const char *collection, uint32_t shard,
@@ -108,6 +107,12 @@ static struct node_shard *borrow(struct node_service *svc, struct rpc_call *c,
             *code = rpc_call_error(c, GRPC_STATUS_NOT_FOUND,
                                    "shard %u of collection \"%s\" is not hosted on this node",
                                    shard, collection);
+        return NULL;
+    }
+    if (view->state == NODE_STATE_DAMAGED) {
+        node_shards_release(svc->reg, e);
+        *code = rpc_call_error(c, GRPC_STATUS_DATA_LOSS, "replica %s/%u is DAMAGED: %s", collection,
+                               shard, view->reason);
         return NULL;
     }
     if (view->rep == NULL) {
@@ -327,6 +332,14 @@ static grpc_status_code handle_search(struct rpc_call *c, const ProtobufCMessage
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
+        if (e != NULL && v.state == NODE_STATE_DAMAGED) {
+            sr[si].code = GRPC_STATUS_DATA_LOSS;
+            snprintf(emsg, REPLICA_ERR_MAX, "replica %s/%u is DAMAGED: %.420s", req->collection,
+                     shard, v.reason);
+            sr[si].error = emsg;
+            node_shards_release(svc->reg, e);
+            continue;
+        }
         if (e == NULL || v.rep == NULL) {
             sr[si].code = e == NULL ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_UNAVAILABLE;
             snprintf(emsg, REPLICA_ERR_MAX, "shard %u of collection \"%s\" is %s on this node",
@@ -470,7 +483,7 @@ static grpc_status_code handle_shard_status(struct rpc_call *c, const ProtobufCM
     if (!has_coll && req->n_shards > 0)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "shards is set but collection is empty");
-    if (has_coll && !node_collection_name_ok(req->collection))
+    if (has_coll && !cluster_name_ok(req->collection, strlen(req->collection)))
         return check_collection_name(c, req->collection);
 
     struct node_shard_view *views = NULL;
@@ -493,6 +506,7 @@ static grpc_status_code handle_shard_status(struct rpc_call *c, const ProtobufCM
         st[i].epoch = views[i].epoch;
         st[i].role = (Vecshard__V1__ShardRole)views[i].role;
         st[i].state = (Vecshard__V1__ReplicaState)views[i].state;
+        st[i].state_reason = views[i].reason;
         struct node_shard_view v;
         struct node_shard *e =
             node_shards_acquire(svc->reg, views[i].coll.name, views[i].shard, &v);
@@ -576,10 +590,11 @@ static grpc_status_code handle_replicate(struct rpc_call *c, const ProtobufCMess
 {
     (void)msg;
     (void)user;
-    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "Replicate is not implemented yet: primary/backup replication "
-                          "(DESIGN §4) comes with the replication issue; primaries currently "
-                          "acknowledge after their own WAL append");
+    return rpc_call_error(
+        c, GRPC_STATUS_UNIMPLEMENTED,
+        "Replicate is not implemented yet: primary/backup replication "
+        "(docs/design.md §4) comes with the replication issue; primaries currently "
+        "acknowledge after their own WAL append");
 }
 
 /* TransferShard: arrives with replica recovery and moves. */
@@ -591,7 +606,7 @@ static grpc_status_code handle_transfer(struct rpc_call *c, const ProtobufCMessa
     (void)user;
     return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
                           "TransferShard is not implemented yet: shard transfer for recovery "
-                          "and moves (DESIGN §6) comes with the replication issue");
+                          "and moves (docs/design.md §6) comes with the replication issue");
 }
 
 /* Registers every ShardNode method. */

@@ -5,11 +5,15 @@
  *
  * Entries live in an array of pointers under `lock`. An entry is created in
  * state LOADING before its replica is opened (so ShardStatus shows it and
- * Search answers UNAVAILABLE for it instead of NOT_FOUND), and becomes READY
- * when replica_open returns. Removal takes the entry out of the array first
- * (new borrowers get NOT_FOUND), waits on `cv` until its borrow count is 0,
- * then closes the replica and deletes its folder: the only safe order when
- * handlers on other threads may still be searching it.
+ * Search answers UNAVAILABLE for it instead of NOT_FOUND), and open_entry
+ * classifies it: READY when replica_open returns, DAMAGED (kept, with a
+ * reason, no replica) when its files are missing although its collection is
+ * older than the data dir, or when replica_open says REPLICA_ECORRUPT.
+ * Removal takes the entry out of the array first (new borrowers get
+ * NOT_FOUND), waits on `cv` until its borrow count is 0, then closes the
+ * replica and moves its folder into the trash (trash.h): the only safe
+ * order when handlers on other threads may still be searching it. Files are
+ * never deleted here; node_meta purges the trash once etcd confirms.
  *
  * Files this module owns (the replica folders are the storage layer's):
  *   <data-dir>/<collection>/collection.json  the configuration the replicas
@@ -28,12 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 
+#include "common/cluster/name.h"
 #include "common/util/log.h"
 #include "node/dir.h"
+#include "node/trash.h"
 #include "node/replica.h"
 
 #define COLLECTION_FILE "collection.json"
@@ -45,9 +52,16 @@ struct node_shard {
     enum node_role role;
     char primary[NODE_ID_MAX + 1];
     enum node_state state;
-    struct replica *rep; /* NULL while LOADING */
-    int refs;            /* borrowers (node_shards_acquire) */
+    struct replica *rep;       /* NULL while LOADING and when DAMAGED */
+    int refs;                  /* borrowers (node_shards_acquire) */
+    char reason[NODE_ERR_MAX]; /* why DAMAGED */
     char dir[PATH_MAX];
+};
+
+/* One --reset-replica item. */
+struct reset_ref {
+    char name[NODE_NAME_MAX + 1];
+    uint32_t shard;
 };
 
 struct node_shards {
@@ -55,6 +69,9 @@ struct node_shards {
     int fsync;
     uint64_t snapshot_wal_bytes;
     uint32_t max_batch, max_payload;
+    int64_t dir_created_at;
+    struct reset_ref *resets; /* read-only after create */
+    size_t nresets;
 
     /* lock protects everything below; cv signals a borrow count reaching 0. */
     pthread_mutex_t lock;
@@ -73,24 +90,6 @@ static bool join(char *buf, size_t size, const char *a, const char *b)
 {
     int n = snprintf(buf, size, "%s/%s", a, b);
     return n >= 0 && (size_t)n < size;
-}
-
-/* mkdir -p for path; 0 or -1 (errno set). */
-static int mkdirs(const char *path)
-{
-    char buf[PATH_MAX];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
 }
 
 /* Writes <data-dir>/<name>/collection.json atomically. 0 or -1 (logged). */
@@ -119,7 +118,7 @@ static int write_collection_file(struct node_shards *reg, const struct node_coll
     cJSON_AddNumberToObject(o, "created_at", (double)c->created_at);
     text = cJSON_Print(o);
     if (text == NULL) goto fail;
-    if (mkdirs(dir) != 0) goto fail;
+    if (dir_mkdirs(dir) != 0) goto fail;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) goto fail;
     size_t len = strlen(text);
@@ -234,9 +233,107 @@ static void remember_collection(struct node_shards *reg, const struct node_colle
 
 /* ------------------------------------------------------------ open / close */
 
-/* Opens the replica of e (state LOADING, already in the table) and marks it READY. */
+/* True when folder dir exists and holds anything. */
+static bool dir_has_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return false;
+    bool any = false;
+    struct dirent *de;
+    while (!any && (de = readdir(d)) != NULL)
+        any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return any;
+}
+
+/* True when --reset-replica names (collection, shard). Read-only: any thread. */
+static bool reset_requested(const struct node_shards *reg, const char *collection, uint32_t shard)
+{
+    for (size_t i = 0; i < reg->nresets; i++)
+        if (reg->resets[i].shard == shard && strcmp(reg->resets[i].name, collection) == 0)
+            return true;
+    return false;
+}
+
+/* Formats Unix ms as "2026-12-02T01:02:03.456Z (1796173323456)". */
+static void fmt_time(int64_t ms, char *buf, size_t size)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char day[32] = "?";
+    if (gmtime_r(&t, &tm) != NULL) strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, size, "%s.%03dZ (%lld)", day, (int)(ms % 1000), (long long)ms);
+}
+
+/* Moves e's folder back from the newest matching trash entry, if any (not wiped ones). */
+static void restore_from_trash(struct node_shards *reg, struct node_shard *e)
+{
+    if (e->coll.created_at == 0) return; /* cannot tell which incarnation a trash entry is */
+    char err[TRASH_ERR_MAX];
+    struct trash_entry *t = NULL;
+    long n = trash_list(reg->data_dir, &t, err);
+    if (n < 0) log_warn("cannot look into the trash", "error=%s", log_quote(err));
+    long best = -1;
+    for (long i = 0; i < n; i++)
+        if (!t[i].wiped && t[i].shard == e->shard && t[i].created_at == e->coll.created_at &&
+            strcmp(t[i].collection, e->coll.name) == 0 &&
+            (best < 0 || t[i].trashed_at > t[best].trashed_at))
+            best = i;
+    if (best >= 0) {
+        rmdir(e->dir); /* an empty folder left behind; the rename needs the name free */
+        if (trash_restore(reg->data_dir, t[best].name, e->dir, err) == 0)
+            log_warn("restored replica from the trash: it is assigned to this node again",
+                     "collection=%s shard=%u trash=%s", e->coll.name, e->shard,
+                     log_quote(t[best].name));
+        else
+            log_error("cannot restore replica from the trash", "collection=%s shard=%u error=%s",
+                      e->coll.name, e->shard, log_quote(err));
+    }
+    free(t);
+}
+
+/* Marks e DAMAGED with a reason (logged). Returns 0: the entry stays. */
+static int mark_damaged(struct node_shards *reg, struct node_shard *e, const char *why)
+{
+    log_error("replica is DAMAGED: it refuses writes and reads until an operator resets it "
+              "(--reset-replica)",
+              "collection=%s shard=%u dir=%s reason=%s", e->coll.name, e->shard, log_quote(e->dir),
+              log_quote(why));
+    pthread_mutex_lock(&reg->lock);
+    snprintf(e->reason, sizeof e->reason, "%s", why);
+    e->state = NODE_STATE_DAMAGED;
+    pthread_mutex_unlock(&reg->lock);
+    return 0;
+}
+
+/*
+ * Opens the replica of e (state LOADING, already in the table) and classifies the result: READY;
+ * DAMAGED when its files are missing although the collection predates the data dir, or when
+ * replica_open says REPLICA_ECORRUPT (unless --reset-replica names it: then missing files are
+ * accepted and damaged ones moved to the trash, and it opens empty). Returns 0 when e stays in
+ * the table, -1 when it must be dropped (any other failure; the next reconcile retries). Touches
+ * only e, under `lock`, so several threads may open different entries at once.
+ */
 static int open_entry(struct node_shards *reg, struct node_shard *e)
 {
+    bool reset = reset_requested(reg, e->coll.name, e->shard);
+    if (!dir_has_files(e->dir)) {
+        restore_from_trash(reg, e);
+        if (!dir_has_files(e->dir) && reg->dir_created_at > 0 && e->coll.created_at > 0 &&
+            e->coll.created_at < reg->dir_created_at) {
+            char coll_t[64], dir_t[64], why[NODE_ERR_MAX];
+            fmt_time(e->coll.created_at, coll_t, sizeof coll_t);
+            fmt_time(reg->dir_created_at, dir_t, sizeof dir_t);
+            snprintf(why, sizeof why,
+                     "no data on disk, but collection created at %s before this data dir "
+                     "(identity created %s): the data dir was emptied or replaced",
+                     coll_t, dir_t);
+            if (!reset) return mark_damaged(reg, e, why);
+            log_warn("replica files are missing; --reset-replica accepts it as empty",
+                     "collection=%s shard=%u reason=%s", e->coll.name, e->shard, log_quote(why));
+        }
+    }
+
     struct replica_config rc;
     replica_config_init(&rc);
     rc.dir = e->dir;
@@ -258,6 +355,21 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
     memset(&rec, 0, sizeof rec);
     char err[REPLICA_ERR_MAX];
     int code = replica_open(&rc, &rep, &rec, err);
+    if (code == REPLICA_ECORRUPT && !reset) return mark_damaged(reg, e, err);
+    if (code == REPLICA_ECORRUPT) {
+        char terr[TRASH_ERR_MAX], name[256] = "";
+        log_warn("replica files are damaged; --reset-replica moves them to the trash and opens "
+                 "it empty",
+                 "collection=%s shard=%u error=%s", e->coll.name, e->shard, log_quote(err));
+        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, true,
+                       name, terr) != 0) {
+            log_error("cannot move damaged replica to the trash", "collection=%s shard=%u error=%s",
+                      e->coll.name, e->shard, log_quote(terr));
+            return mark_damaged(reg, e, err);
+        }
+        memset(&rec, 0, sizeof rec);
+        code = replica_open(&rc, &rep, &rec, err);
+    }
     if (code != REPLICA_OK) {
         log_error("cannot open replica", "collection=%s shard=%u dir=%s code=%s error=%s",
                   e->coll.name, e->shard, log_quote(e->dir), replica_code_str(code),
@@ -324,8 +436,8 @@ static void add_and_open(struct node_shards *reg, const struct node_collection *
     free(e);
 }
 
-/* Takes e out of the table, waits for its borrowers, closes it; deletes its files if asked. */
-static void remove_entry(struct node_shards *reg, struct node_shard *e, bool delete_files,
+/* Takes e out of the table, waits for its borrowers, closes it; trashes its files if asked. */
+static void remove_entry(struct node_shards *reg, struct node_shard *e, bool trash_files,
                          const char *why)
 {
     pthread_mutex_lock(&reg->lock);
@@ -337,13 +449,18 @@ static void remove_entry(struct node_shards *reg, struct node_shard *e, bool del
     if (replica_close(e->rep, err) != REPLICA_OK)
         log_error("closing replica failed", "collection=%s shard=%u error=%s", e->coll.name,
                   e->shard, log_quote(err));
-    if (delete_files) {
-        if (replica_remove_files(e->dir, err) != REPLICA_OK)
-            log_error("cannot delete replica files", "collection=%s shard=%u dir=%s error=%s",
-                      e->coll.name, e->shard, log_quote(e->dir), log_quote(err));
+    if (trash_files) {
+        char name[256] = "";
+        if (trash_move(reg->data_dir, e->dir, e->coll.name, e->shard, e->coll.created_at, false,
+                       name, err) != 0)
+            log_error("cannot move replica files to the trash; left in place",
+                      "collection=%s shard=%u dir=%s error=%s", e->coll.name, e->shard,
+                      log_quote(e->dir), log_quote(err));
         else
-            log_info("closed and deleted replica", "collection=%s shard=%u reason=%s", e->coll.name,
-                     e->shard, log_quote(why));
+            log_info("closed replica and moved its files to the trash",
+                     "collection=%s shard=%u "
+                     "reason=%s trash=%s",
+                     e->coll.name, e->shard, log_quote(why), log_quote(name));
     } else {
         log_info("closed replica", "collection=%s shard=%u", e->coll.name, e->shard);
     }
@@ -351,6 +468,56 @@ static void remove_entry(struct node_shards *reg, struct node_shard *e, bool del
 }
 
 /* ------------------------------------------------------------ public */
+
+/* Parses "coll/shard[,coll/shard...]" (NULL or "" = none) into a malloc'ed array. 0 or -1. */
+static int parse_reset_list(const char *s, struct reset_ref **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (s == NULL || s[0] == '\0') return 0;
+    size_t cap = 1;
+    for (const char *p = s; *p != '\0'; p++)
+        cap += *p == ',';
+    struct reset_ref *v = calloc(cap, sizeof *v);
+    if (v == NULL) return -1;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ','), *slash = strchr(p, '/');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (slash == NULL || slash >= p + len || (size_t)(slash - p) > NODE_NAME_MAX) goto bad;
+        struct reset_ref *r = &v[(*n)++];
+        memcpy(r->name, p, (size_t)(slash - p));
+        r->name[slash - p] = '\0';
+        char num[16];
+        size_t nl = len - (size_t)(slash - p) - 1;
+        if (nl == 0 || nl >= sizeof num || !cluster_name_ok(r->name, strlen(r->name))) goto bad;
+        memcpy(num, slash + 1, nl);
+        num[nl] = '\0';
+        char *end;
+        errno = 0;
+        unsigned long sh = strtoul(num, &end, 10);
+        if (num[0] < '0' || num[0] > '9' || *end != '\0' || errno != 0 || sh > UINT32_MAX) goto bad;
+        r->shard = (uint32_t)sh;
+        if (comma == NULL) break;
+        p = comma + 1;
+    }
+    *out = v;
+    return 0;
+bad:
+    free(v);
+    *n = 0;
+    return -1;
+}
+
+/* Checks a --reset-replica list. */
+int node_shards_reset_list_check(const char *s)
+{
+    struct reset_ref *v;
+    size_t n;
+    if (parse_reset_list(s, &v, &n) != 0) return -1;
+    free(v);
+    return 0;
+}
 
 /* Creates the registry and the data folder. */
 int node_shards_create(const struct node_shards_config *cfg, struct node_shards **out, char *err)
@@ -368,6 +535,12 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
     reg->snapshot_wal_bytes = cfg->snapshot_wal_bytes;
     reg->max_batch = cfg->max_batch;
     reg->max_payload = cfg->max_payload;
+    reg->dir_created_at = cfg->dir_created_at;
+    if (parse_reset_list(cfg->reset_replicas, &reg->resets, &reg->nresets) != 0) {
+        snprintf(err, NODE_ERR_MAX, "--reset-replica: \"%.200s\" is not coll/shard[,coll/shard...]",
+                 cfg->reset_replicas);
+        goto fail;
+    }
     if (reg->data_dir == NULL || reg->node_id == NULL) {
         snprintf(err, NODE_ERR_MAX, "out of memory");
         goto fail;
@@ -376,7 +549,7 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
         snprintf(err, NODE_ERR_MAX, "data dir path is too long (%zu bytes)", strlen(reg->data_dir));
         goto fail;
     }
-    if (mkdirs(reg->data_dir) != 0) {
+    if (dir_mkdirs(reg->data_dir) != 0) {
         snprintf(err, NODE_ERR_MAX, "cannot create data dir %s: %s", reg->data_dir,
                  strerror(errno));
         goto fail;
@@ -396,7 +569,7 @@ int node_shards_load_local(struct node_shards *reg)
     int opened = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !node_collection_name_ok(de->d_name)) continue;
+        if (de->d_name[0] == '.' || !cluster_name_ok(de->d_name, strlen(de->d_name))) continue;
         char cdir[PATH_MAX];
         struct node_collection coll;
         if (!join(cdir, sizeof cdir, reg->data_dir, de->d_name) ||
@@ -478,7 +651,7 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
     }
     pthread_mutex_unlock(&reg->lock);
 
-    /* 2. Close and delete what is no longer ours. */
+    /* 2. Close what is no longer ours; its files go to the trash. */
     for (size_t i = 0; i < ndrop; i++) {
         char name[NODE_NAME_MAX + 1];
         snprintf(name, sizeof name, "%s", drop[i]->coll.name);
@@ -540,6 +713,7 @@ static void fill_view(struct node_shards *reg, const struct node_shard *e,
         v->state = NODE_STATE_FENCED;
     snprintf(v->primary, sizeof v->primary, "%s", e->primary);
     v->rep = e->rep;
+    snprintf(v->reason, sizeof v->reason, "%s", e->state == NODE_STATE_DAMAGED ? e->reason : "");
 }
 
 /* Borrows an entry. */
@@ -643,6 +817,7 @@ void node_shards_destroy(struct node_shards *reg)
         remove_entry(reg, e, false, NULL);
     }
     free(reg->v);
+    free(reg->resets);
     free(reg->colls);
     free(reg->data_dir);
     free(reg->node_id);

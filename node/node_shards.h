@@ -9,9 +9,15 @@
  * table, then closed once the last borrower has released it, so a handler
  * never sees a replica freed under it.
  *
+ * A replica whose files are missing (the data dir was emptied or replaced)
+ * or damaged (replica_open says REPLICA_ECORRUPT) stays in the table in
+ * state DAMAGED with a reason, so that it is neither deleted nor reopened
+ * empty: the handlers answer DATA_LOSS for it and ShardStatus shows why,
+ * until the operator resets it (--reset-replica).
+ *
  * Each collection with a replica here also gets <data-dir>/<name>/collection.json
  * (the configuration, written atomically) so that a restart without etcd can
- * reopen its replicas and keep serving reads (DESIGN §3).
+ * reopen its replicas and keep serving reads (docs/design.md §3).
  *
  * Concurrency: one mutex (`lock` in node_shards.c) protects the table, every
  * entry's role / epoch / primary / state / refcount and the collection list.
@@ -26,13 +32,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cluster/name.h"
 #include "common/hnsw/hnsw.h"
 
-#define NODE_NAME_MAX 64  /* collection names: [A-Za-z0-9_-]{1,64} */
-#define NODE_ID_MAX   128 /* node ids */
+#define NODE_NAME_MAX CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
+#define NODE_ID_MAX   128              /* node ids */
 #define NODE_ERR_MAX  512
 
-/* A collection's configuration as etcd holds it (DESIGN §2; docs/node.md). */
+/* A collection's configuration as etcd holds it (docs/design.md §2; docs/node.md). */
 struct node_collection {
     char name[NODE_NAME_MAX + 1];
     uint32_t dim;
@@ -55,6 +62,7 @@ enum node_state {
     NODE_STATE_RECOVERING = 2,
     NODE_STATE_READY = 3,
     NODE_STATE_FENCED = 4,
+    NODE_STATE_DAMAGED = 5, /* files missing or damaged: no writes, no reads (DATA_LOSS) */
 };
 
 /* One replica etcd assigns to this node. */
@@ -78,6 +86,12 @@ struct node_shards_config {
     uint64_t snapshot_wal_bytes; /* background snapshot threshold */
     uint32_t max_batch;          /* upserts + deletes per write, ids per get */
     uint32_t max_payload;        /* bytes per payload */
+    /* Creation time of the data dir (its identity, Unix ms): an assigned replica without files
+     * whose collection is older than this is DAMAGED, not created empty. 0 = never. */
+    int64_t dir_created_at;
+    /* --reset-replica: "coll/shard,..." replicas whose DAMAGED state is accepted as empty
+     * (damaged files go to the trash). NULL or "" = none. */
+    const char *reset_replicas;
 };
 
 /* A consistent copy of an entry's metadata, taken by node_shards_acquire. */
@@ -88,7 +102,8 @@ struct node_shard_view {
     enum node_role role;
     enum node_state state; /* NODE_STATE_FENCED when a ready primary is fenced */
     char primary[NODE_ID_MAX + 1];
-    struct replica *rep; /* NULL unless state is READY or FENCED */
+    struct replica *rep;       /* NULL unless state is READY or FENCED */
+    char reason[NODE_ERR_MAX]; /* why the state is DAMAGED; "" otherwise */
 };
 
 /* Creates the registry (and data_dir if missing). 0, or -1 with err filled. */
@@ -97,15 +112,19 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
 /*
  * Reopens every replica found on disk (<data-dir>/<name>/<shard>/ next to a
  * collection.json) with role unknown, so reads work before etcd answers.
- * Folders it cannot use are logged and left alone. Returns how many opened.
+ * Replicas whose files cannot be recovered are kept as DAMAGED; other folders it cannot use are
+ * logged and left alone; trash.d/ is never looked into. Returns how many it added (READY or
+ * DAMAGED).
  */
 int node_shards_load_local(struct node_shards *reg);
 
 /*
  * Makes the open set equal to `a[0..n)`: updates role and epoch of replicas
- * already open (except `keep` ones, left untouched), closes and deletes the files of replicas not
- * listed (or whose collection was recreated with another configuration), deletes collection folders
- * left without replicas, opens (creating if needed) the new ones. `collections` (all known
+ * already open (except `keep` ones, left untouched), closes replicas not listed (or whose
+ * collection was recreated with another configuration) and moves their folders into the trash
+ * (trash.h), removes collection folders left without replicas, opens the new ones: restored
+ * from the trash if they are there, DAMAGED if their files are missing although the collection is
+ * older than the data dir, else created empty. `collections` (all known
  * collections) become the configurations node_shards_collection answers from. Single caller at a
  * time.
  */
@@ -149,7 +168,7 @@ void node_shards_destroy(struct node_shards *reg);
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen);
 
-/* True when name matches [A-Za-z0-9_-]{1,64}. */
-bool node_collection_name_ok(const char *name);
+/* 0 when s is a --reset-replica list ("coll/shard[,coll/shard...]"), -1 if not. */
+int node_shards_reset_list_check(const char *s);
 
 #endif

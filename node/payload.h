@@ -1,6 +1,6 @@
 /*
  * payload.h — the payload store of one shard replica: an in-memory map from
- * point id to its opaque payload bytes (<= 64 KiB each, DESIGN §2).
+ * point id to its opaque payload bytes (<= 64 KiB each, docs/design.md §2).
  *
  * The replica owns one store. It is persisted in snapshots and rebuilt by
  * WAL replay; it has no file of its own. Bytes live in 1 MiB arena blocks
@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Largest payload the store accepts (DESIGN §2). */
+/* Largest payload the store accepts (docs/design.md §2). */
 #define PAYLOAD_MAX_BYTES (64u << 10)
 
 struct payload_store;

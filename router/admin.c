@@ -1,6 +1,7 @@
 /*
  * admin.c — the VecShard calls about collections and the cluster:
- * CreateCollection (validation, placement, one etcd txn), DropCollection,
+ * CreateCollection (validation, a health check of every live node, placement
+ * on the healthy ones, one etcd txn), DropCollection,
  * ListCollections, DescribeCollection, ClusterStatus and Rebalance
  * (UNIMPLEMENTED until the controller issue).
  *
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "common/util/log.h"
+#include "proto/grpc_health/v1/health.pb-c.h"
 #include "router/router.h"
 
 /* ------------------------------------------------------------ primary status */
@@ -26,7 +28,8 @@ struct shard_ref {
     uint32_t shard;
     bool answered;
     uint64_t lsn, count;
-    int state; /* Vecshard__V1__ReplicaState */
+    int state;        /* Vecshard__V1__ReplicaState */
+    char reason[256]; /* its state_reason */
 };
 
 /*
@@ -70,6 +73,8 @@ static void primary_status(struct router *r, const struct rt_view *v, struct sha
                     refs[i].lsn = st->lsn;
                     refs[i].count = st->count;
                     refs[i].state = st->state;
+                    snprintf(refs[i].reason, sizeof refs[i].reason, "%s",
+                             st->state_reason != NULL ? st->state_reason : "");
                 }
             }
         }
@@ -105,9 +110,21 @@ static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_col
     out->created_at = c->created_at;
 }
 
-/* Fills a ShardInfo from a cached shard (strings borrowed). */
+/* "READY", "DAMAGED", ... for a ReplicaState; "" when unknown (no answer). */
+static const char *state_name(const struct shard_ref *ref)
+{
+    const ProtobufCEnumValue *v = ref->answered
+                                      ? protobuf_c_enum_descriptor_get_value(
+                                            &vecshard__v1__replica_state__descriptor, ref->state)
+                                      : NULL;
+    const char *prefix = "REPLICA_STATE_";
+    if (v == NULL) return "";
+    return strncmp(v->name, prefix, strlen(prefix)) == 0 ? v->name + strlen(prefix) : v->name;
+}
+
+/* Fills a ShardInfo from a cached shard and its primary's answer (strings borrowed). */
 static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c, uint32_t s,
-                            uint64_t lsn)
+                            const struct shard_ref *ref)
 {
     const struct rt_shard *sh = &c->shard[s];
     vecshard__v1__shard_info__init(out);
@@ -121,7 +138,9 @@ static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collec
     out->n_in_sync = sh->in_sync.n;
     out->recovering = sh->recovering.v;
     out->n_recovering = sh->recovering.n;
-    out->lsn = lsn;
+    out->lsn = ref->lsn;
+    out->primary_state = (char *)state_name(ref);
+    out->primary_state_reason = (char *)ref->reason;
 }
 
 /* ------------------------------------------------------------ CreateCollection */
@@ -241,6 +260,53 @@ static void wait_ready(struct router *r, const char *name, int64_t until)
              "collection=%s", name);
 }
 
+/*
+ * Sets pn[i].healthy (pn indexed like v->nodes) to whether node i answers
+ * Health/Check SERVING within ROUTER_HEALTH_MS (and before deadline), all
+ * nodes asked at once: a node that is registered but stopped, hung or just
+ * killed (its lease not yet expired) gets no replica of a new collection.
+ */
+static void health_check(struct router *r, const struct rt_view *v, struct placement_node *pn,
+                         int64_t deadline)
+{
+    int64_t until = rpc_now_ms() + ROUTER_HEALTH_MS;
+    if (until > router_node_deadline(deadline)) until = router_node_deadline(deadline);
+    struct rpc_fanout *fo = rpc_fanout_create();
+    int *by_call = calloc(v->n_nodes + 1, sizeof *by_call);
+    for (size_t i = 0; i < v->n_nodes; i++)
+        pn[i].healthy = false;
+    if (fo == NULL || by_call == NULL) goto out;
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = "";
+    /* wait_for_ready: a channel still backing off from an earlier failure
+     * gets the whole budget to reconnect instead of failing at once. */
+    struct rpc_opts opts = {.deadline_ms = until, .wait_for_ready = true};
+    for (size_t i = 0; i < v->n_nodes; i++) {
+        struct rpc_channel *ch = rpc_client_channel(r->client, v->nodes[i].addr);
+        if (ch == NULL) continue;
+        int idx = rpc_fanout_start(fo, ch, RPC_HEALTH_CHECK, &req.base,
+                                   &grpc__health__v1__health_check_response__descriptor, &opts);
+        if (idx >= 0) by_call[idx] = (int)i;
+    }
+    rpc_fanout_wait(fo, until);
+    for (int k = 0; k < rpc_fanout_count(fo); k++) {
+        const Grpc__Health__V1__HealthCheckResponse *resp =
+            (const Grpc__Health__V1__HealthCheckResponse *)rpc_fanout_response(fo, k);
+        size_t i = (size_t)by_call[k];
+        pn[i].healthy =
+            resp != NULL &&
+            resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        if (!pn[i].healthy)
+            log_warn("node failed the health check; no replica of the new collection goes there",
+                     "node=%s addr=%s status=%s", v->nodes[i].id, v->nodes[i].addr,
+                     resp != NULL ? "NOT_SERVING"
+                                  : rpc_status_name(rpc_fanout_status(fo, k)->code));
+    }
+out:
+    rpc_fanout_destroy(fo);
+    free(by_call);
+}
+
 grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
     struct router *r = u;
@@ -254,6 +320,7 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
     struct rt_view *v = rt_acquire(r->rt);
     char **keys = NULL, **vals = NULL;
     const char **plan = NULL;
+    struct placement_node *pn = NULL;
     char *coll_val = NULL;
     etcd_op *ops = NULL;
     etcd_txn_result tr = {0};
@@ -267,12 +334,15 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
     keys = calloc(S + 1, sizeof *keys);
     vals = calloc(S, sizeof *vals);
     ops = calloc(S + 1, sizeof *ops);
-    if (plan == NULL || keys == NULL || vals == NULL || ops == NULL) {
+    pn = calloc(v->n_nodes + 1, sizeof *pn);
+    if (plan == NULL || keys == NULL || vals == NULL || ops == NULL || pn == NULL) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
+    placement_count(v, pn);
+    health_check(r, v, pn, deadline);
     char err[512];
-    if (placement_plan(v, S, R, plan, err, sizeof err) != 0) {
+    if (placement_plan(pn, v->n_nodes, S, R, plan, err, sizeof err) != 0) {
         code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION,
                               "cannot place collection "
                               "\"%s\": %s",
@@ -335,6 +405,7 @@ out:
     free(vals);
     free(ops);
     free(plan);
+    free(pn);
     free(coll_val);
     rt_release(v);
     return code;
@@ -436,7 +507,7 @@ grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCM
     config_from(&cfg, coll);
     resp.config = &cfg;
     for (uint32_t s = 0; s < S; s++) {
-        shard_info_from(&infos[s], coll, s, refs[s].lsn);
+        shard_info_from(&infos[s], coll, s, &refs[s]);
         ptrs[s] = &infos[s];
         resp.count += refs[s].count;
     }
@@ -545,7 +616,7 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     resp.collections = ccp;
     resp.n_collections = v->n_colls;
     for (size_t i = 0; i < n_shards; i++) {
-        shard_info_from(&si[i], refs[i].coll, refs[i].shard, refs[i].lsn);
+        shard_info_from(&si[i], refs[i].coll, refs[i].shard, &refs[i]);
         sip[i] = &si[i];
     }
     resp.shards = sip;
@@ -574,5 +645,5 @@ grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m,
     (void)m;
     (void)u;
     return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "Rebalance comes with the controller issue (DESIGN §6)");
+                          "Rebalance comes with the controller issue (docs/design.md §6)");
 }

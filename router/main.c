@@ -1,6 +1,6 @@
 /*
  * main.c — vecshard-router: the stateless process that serves the public
- * vecshard.v1.VecShard gRPC service (DESIGN §1, §5; docs/router.md).
+ * vecshard.v1.VecShard gRPC service (docs/design.md §1, §5; docs/router.md).
  *
  * Start-up order:
  *   1. flags (exit 2 on a bad value) and logging;

@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/cluster/name.h"
 #include "common/util/log.h"
 
 /* One raw pair from etcd. */
@@ -345,19 +346,6 @@ static void log_bad(const char *key, const char *why)
     log_warn("ignoring unreadable etcd value", "key=%s error=%s", log_quote(key), log_quote(why));
 }
 
-/* True when s is a valid collection name. */
-static bool name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 64) return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* Builds a view from the raw pairs; NULL on ENOMEM. */
 static struct rt_view *build_view(struct route_table *rt, int64_t revision)
 {
@@ -381,7 +369,7 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
                 log_bad(kv->key, err);
         } else if (strncmp(rel, "collections/", 12) == 0) {
             const char *name = rel + 12;
-            if (!name_ok(name, strlen(name))) {
+            if (!cluster_name_ok(name, strlen(name))) {
                 log_bad(kv->key, "not a valid collection name");
                 continue;
             }
@@ -402,7 +390,7 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
         const char *rel = kv->key + rt->prefix_len;
         if (strncmp(rel, "shards/", 7) != 0) continue;
         const char *name = rel + 7, *slash = strchr(name, '/');
-        if (slash == NULL || !name_ok(name, (size_t)(slash - name))) continue;
+        if (slash == NULL || !cluster_name_ok(name, (size_t)(slash - name))) continue;
         char cname[65];
         snprintf(cname, sizeof cname, "%.*s", (int)(slash - name), name);
         struct rt_collection *c = (struct rt_collection *)rt_view_collection(v, cname);

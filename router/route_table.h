@@ -1,6 +1,6 @@
 /*
  * route_table.h — the router's in-memory copy of the cluster map in etcd
- * (DESIGN §3): live nodes, collection configs and shard placements.
+ * (docs/design.md §3): live nodes, collection configs and shard placements.
  *
  * A background thread lists `<prefix>/` (retrying every second until etcd
  * answers), then watches it from the listed revision + 1; the etcd client

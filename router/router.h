@@ -25,7 +25,7 @@
 #include "router/router_config.h"
 
 #define NODE_SVC           "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS  100000u /* points / ids per call (DESIGN §8) */
+#define ROUTER_MAX_POINTS  100000u /* points / ids per call (docs/design.md §8) */
 #define ROUTER_MAX_QUERIES 10000u
 #define ROUTER_MAX_K       10000u
 #define ROUTER_MAX_EF      100000u
@@ -33,6 +33,7 @@
 #define ROUTER_MAX_SHARDS  127u /* collection + shard keys in one etcd txn (<= 128 ops) */
 #define ROUTER_MAX_RF      16u
 #define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
+#define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -72,15 +73,29 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
 
 /* --- placement.c --- */
 
+/* A node as the placement planner sees it. */
+struct placement_node {
+    const char *id;     /* borrowed */
+    bool healthy;       /* answered the create-time health check */
+    unsigned replicas;  /* replicas it holds already, every collection */
+    unsigned primaries; /* shards it leads already, every collection */
+};
+
+/* Fills out[i] (v->n_nodes entries) for the live node v->nodes[i]: its id
+ * (borrowed from v), its replica and primary counts, healthy = true. */
+void placement_count(const struct rt_view *v, struct placement_node *out);
+
 /*
- * Places S x R replicas of a new collection on the live nodes of v
- * (DESIGN §6): distinct nodes per shard, balanced by the replicas each node
- * already holds, first replica = primary. Fills out[s * rf + i] with node
- * ids borrowed from v. Returns 0, or -1 with a message when fewer than rf
- * nodes are alive.
+ * Places S x R replicas of a new collection on the healthy ones of the n
+ * nodes (docs/design.md §6; a pure function): distinct nodes per shard,
+ * fewest replicas of this collection first, then fewest overall, so no node
+ * gets more than ceil(S*R/N) of them (N = healthy nodes); primaries spread
+ * the same way. Fills out[s * rf + i] with ids borrowed from nodes, the
+ * primary first. Returns 0, or -1 with a message naming the healthy and the
+ * unhealthy nodes when fewer than rf are healthy.
  */
-int placement_plan(const struct rt_view *v, uint32_t shards, uint32_t rf, const char **out,
-                   char *err, size_t errlen);
+int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards, uint32_t rf,
+                   const char **out, char *err, size_t errlen);
 
 /* --- router_util.c --- */
 

@@ -2,7 +2,7 @@
  * router_util.c — helpers shared by the VecShard handlers: deadlines,
  * collection look-up with the etcd fallback, vector validation, the
  * per-node outstanding-call table and the replica choice of reads
- * (DESIGN §5: in-sync only, round-robin weighted by outstanding calls).
+ * (docs/design.md §5: in-sync only, round-robin weighted by outstanding calls).
  */
 #define _GNU_SOURCE
 #include "router/router.h"
@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cluster/name.h"
 #include "common/hnsw/hnsw.h"
 #include "common/util/log.h"
 
@@ -34,19 +35,9 @@ int64_t router_node_deadline(int64_t deadline)
 
 grpc_status_code router_check_name(struct rpc_call *c, const char *field, const char *name)
 {
-    if (name == NULL || name[0] == '\0')
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s is empty", field);
-    size_t n = strlen(name);
-    bool ok = n <= 64;
-    for (size_t i = 0; ok && i < n; i++) {
-        char ch = name[i];
-        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-             ch == '_' || ch == '-';
-    }
-    if (!ok)
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "%s \"%.80s\" is not a valid name ([A-Za-z0-9_-]{1,64})", field,
-                              name);
+    char err[160];
+    if (cluster_name_check(field, name, name != NULL ? strlen(name) : 0, err, sizeof err))
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
 }
 

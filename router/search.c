@@ -1,6 +1,6 @@
 /*
  * search.c — Search: fan-out to one replica per shard, retry, bounded k-way
- * merge (DESIGN §5).
+ * merge (docs/design.md §5).
  *
  * 1. Validate the whole request (nothing is sent for a bad one).
  * 2. Pick one in-sync replica per shard on a registered node (fewest

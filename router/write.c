@@ -1,5 +1,5 @@
 /*
- * write.c — Upsert and Delete (DESIGN §4 from the router's side).
+ * write.c — Upsert and Delete (docs/design.md §4 from the router's side).
  *
  * The request is validated whole first (nothing is sent if any point is
  * bad), then split by shard (hash_shard, common/util/hash.h). Each group

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages vecshard needs (DESIGN §10) that are missing.
+# Installs the Debian packages vecshard needs (docs/design.md §10) that are missing.
 # Idempotent: does nothing when all are present; never downloads anything else.
 set -euo pipefail
 pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev

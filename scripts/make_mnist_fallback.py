@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Stand-in for the MNIST benchmark set, for when ../shared/data/make_mnist.py
+"""Stand-in for the MNIST benchmark set, for when scripts/make_mnist.py
 cannot fetch the real digits (it needs the npm registry).
 
 usage: scripts/make_mnist_fallback.py OUT_DIR

@@ -10,7 +10,7 @@
  * The keeper renews every TTL/3. A failed renewal is retried every 500 ms.
  * It gives up, and reports the loss once, either when etcd says the lease is
  * gone or when no renewal succeeded for a whole TTL since the last good one:
- * from then on the lease may have expired in etcd, and DESIGN.md §3 wants
+ * from then on the lease may have expired in etcd, and docs/design.md §3 wants
  * the holder to fence itself.
  */
 #include "common/etcd/etcd_internal.h"

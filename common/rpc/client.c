@@ -3,7 +3,7 @@
  * one-batch unary call shared by rpc_unary and the fan-out, and the
  * server-streaming iterator.
  *
- * A unary call is a single batch of six ops (guide §3): send metadata,
+ * A unary call is a single batch of six ops (grpc-core-notes §3): send metadata,
  * message and half-close, receive initial metadata (mandatory, or the status
  * never arrives), message and status. rpc_unary runs it on a private pluck
  * completion queue created per call; that costs a few microseconds against a
@@ -119,7 +119,7 @@ void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
 /* ------------------------------------------------------------ pool */
 
 /* Background poller: keeps the core's I/O moving while no call is waiting
- * (reconnects in ~1-3 s instead of ~11 s, guide §6.6). */
+ * (reconnects in ~1-3 s instead of ~11 s, grpc-core-notes §6.6). */
 static void *spare_poller(void *arg)
 {
     struct rpc_client *cl = arg;

@@ -34,7 +34,7 @@
  * blocking call polls its own completion queue, so any number of threads may
  * call at once. The client also keeps one thread parked on a spare completion
  * queue, because the core only makes I/O progress (e.g. reconnects) while
- * some thread polls (guide §6.6).
+ * some thread polls (grpc-core-notes §6.6).
  *
  * Deadlines are absolute milliseconds on the rpc_now_ms() clock (monotonic),
  * so a router passes rpc_call_deadline_ms() of its incoming call straight to
@@ -56,7 +56,7 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
-#define RPC_DEFAULT_MAX_MSG (64u << 20) /* DESIGN §8: max message 64 MiB */
+#define RPC_DEFAULT_MAX_MSG (64u << 20) /* docs/design.md §8: max message 64 MiB */
 #define RPC_DETAILS_MAX     256         /* status message kept by struct rpc_status */
 #define RPC_TRAILERS_MAX    512         /* bytes of trailing metadata kept by rpc_status */
 #define RPC_HEALTH_CHECK    "/grpc.health.v1.Health/Check"
@@ -85,6 +85,17 @@ grpc_byte_buffer *rpc_pb_to_bb(const ProtobufCMessage *msg);
  * the bytes are not a valid `desc`. A NULL buffer decodes as an empty message. */
 ProtobufCMessage *rpc_bb_to_pb(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc);
 
+/*
+ * Looks in the serialized `desc` message buf (len bytes) for a string field,
+ * at any depth, whose bytes contain a NUL (protobuf-c's char * would cut it
+ * there). Returns 1 and fills path (pathlen bytes, e.g. "config.name" or
+ * "replicas[2]") and *at (the NUL's offset in that string); 0 when there is
+ * none; -1 when buf is not a well-formed message. The server runs it on every
+ * request decoded with a descriptor and answers INVALID_ARGUMENT on 1.
+ */
+int rpc_pb_find_nul(const uint8_t *buf, size_t len, const ProtobufCMessageDescriptor *desc,
+                    char *path, size_t pathlen, size_t *at);
+
 /* One metadata entry (ASCII key in lower case; value ASCII unless the key
  * ends in "-bin"). */
 struct rpc_md {
@@ -108,8 +119,10 @@ struct rpc_server_config {
 
 /* Unary handler. `req` is the decoded request when the method was registered
  * with a descriptor (owned by the framework, valid until the handler returns),
- * NULL otherwise (use rpc_call_request_bytes). Returns the status code; on OK
- * the reply set with rpc_call_reply* is sent (an empty message if none). */
+ * NULL otherwise (use rpc_call_request_bytes). A request with a NUL inside a
+ * string field never reaches a handler (INVALID_ARGUMENT naming the field),
+ * so strlen() of every string in `req` is its full length on the wire. Returns the status code; on
+ * OK the reply set with rpc_call_reply* is sent (an empty message if none). */
 typedef grpc_status_code (*rpc_unary_fn)(struct rpc_call *call, const ProtobufCMessage *req,
                                          void *user);
 
@@ -157,7 +170,7 @@ bool rpc_server_stopping(const struct rpc_server *s);
  * Health/Check reports NOT_SERVING from the start of the shutdown. Ends with
  * grpc_shutdown() (reference counted with other servers and clients); the
  * process's last one can take ~10 s after a stream blocked on writes was
- * cancelled (guide §6.7). Also frees a server that was never started. */
+ * cancelled (grpc-core-notes §6.7). Also frees a server that was never started. */
 void rpc_server_shutdown(struct rpc_server *s);
 
 /* --- inside a handler (the struct rpc_call belongs to the framework) --- */

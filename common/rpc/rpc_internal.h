@@ -15,6 +15,18 @@ gpr_timespec rpc_deadline_ts(int64_t deadline_ms);
 /* rpc deadline in ms for a gpr deadline of any clock (0 = infinite). */
 int64_t rpc_deadline_from_ts(gpr_timespec ts);
 
+/* Where rpc_bb_decode found a NUL inside a string field. */
+struct rpc_nul {
+    bool found;
+    char path[128]; /* "config.name" */
+    size_t at;      /* offset of the NUL in the string */
+};
+
+/* rpc_bb_to_pb that, when nul is not NULL, also refuses (NULL, nul->found)
+ * a message with a NUL inside a string field. */
+ProtobufCMessage *rpc_bb_decode(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
+                                struct rpc_nul *nul);
+
 /* Fills st from a finished call's code, details and trailing metadata (any
  * of which may be NULL). */
 void rpc_status_fill(struct rpc_status *st, grpc_status_code code, const grpc_slice *details,
@@ -23,7 +35,7 @@ void rpc_status_fill(struct rpc_status *st, grpc_status_code code, const grpc_sl
 /* Sets st to a locally generated status. */
 void rpc_status_set(struct rpc_status *st, grpc_status_code code, const char *details);
 
-/* One client unary call: the single six-op batch of guide §3 and what it
+/* One client unary call: the single six-op batch of grpc-core-notes §3 and what it
  * fills in. Used by rpc_unary (client.c) and the fan-out (fanout.c). */
 struct client_call {
     grpc_call *call;

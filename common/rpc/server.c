@@ -245,8 +245,12 @@ static void call_run(struct rpc_call *c)
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     } else {
         ProtobufCMessage *req = NULL;
-        if (m->desc != NULL) req = rpc_bb_to_pb(c->payload, m->desc);
-        if (m->desc != NULL && req == NULL)
+        struct rpc_nul nul = {0};
+        if (m->desc != NULL) req = rpc_bb_decode(c->payload, m->desc, &nul);
+        if (nul.found)
+            code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                                  "%s: contains a NUL byte at offset %zu", nul.path, nul.at);
+        else if (m->desc != NULL && req == NULL)
             code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s",
                                   m->desc->name);
         else if (m->unary != NULL)
@@ -452,7 +456,7 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)s->max_msg}},
-        /* a second server on the same port must fail, not share it (guide §6.3) */
+        /* a second server on the same port must fail, not share it (grpc-core-notes §6.3) */
         {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
         /* our clients ping every 10 s, also between calls; do not GOAWAY them */
         {GRPC_ARG_INTEGER,
@@ -544,7 +548,7 @@ void rpc_server_shutdown(struct rpc_server *s)
 {
     if (s == NULL) return;
     if (s->started) {
-        /* guide §2, steps 1-3 */
+        /* grpc-core-notes §2, steps 1-3 */
         atomic_store(&s->stopping, true);
         atomic_store(&s->serving, false);
         static struct tag shutdown_tag = {TAG_FINAL, NULL};

@@ -14,7 +14,7 @@ that loses the race for its port is started again on fresh ones (first start
 only: a restart keeps its port, as a restarted pod keeps its address).
 
 Collections and shard maps are written into etcd through its JSON gateway
-(urllib + base64, DESIGN §3 layout) because the router, which will own those
+(urllib + base64, docs/design.md §3 layout) because the router, which will own those
 keys, does not exist yet. Writing them by hand also lets tests build states a
 router would never produce (a shard placed on a node that is not running, a
 bumped epoch).
@@ -630,7 +630,7 @@ class Cluster:
                          self.tails())
         sys.stderr.flush()
 
-    # --- etcd layout (DESIGN §3)
+    # --- etcd layout (docs/design.md §3)
     def create_collection(self, name, dim, metric="l2", m=16, ef_construction=200, ef_search=64,
                           shards=1, replication_factor=1, placement=None, epoch=1):
         """Writes /collections/<name> and one /shards/<name>/<s> per shard.

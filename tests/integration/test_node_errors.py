@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN §8 gets its exact gRPC status code from a real
+"""Every bad input of docs/design.md §8 gets its exact gRPC status code from a real
 node, and the node keeps serving afterwards (each test ends with a normal
 search that must still return the right answer, and the process must still
 be running)."""

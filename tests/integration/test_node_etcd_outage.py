@@ -1,4 +1,4 @@
-"""If etcd is unreachable, data keeps flowing (DESIGN §3): a node whose lease
+"""If etcd is unreachable, data keeps flowing (docs/design.md §3): a node whose lease
 cannot be renewed for a full TTL fences itself — writes UNAVAILABLE, reads
 still served — and unfences once etcd is back; a node restarted while etcd
 is down reopens its replicas from disk and serves reads at once, and takes

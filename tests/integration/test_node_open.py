@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2
 
 
 def wait_gone(path, timeout=10):
-    """True once path does not exist (files are deleted after the replica closes)."""
+    """True once path does not exist (files move to the trash after the replica closes)."""
     deadline = time.monotonic() + timeout
     while os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -29,10 +29,15 @@ class NodeOpensShards(harness.ClusterTestCase):
 
     def test_opens_shards_from_etcd(self):
         c = self.cluster
-        # Written before the node exists: found by its initial range.
+        # Written while the node is down: found by its initial range at the
+        # next start. (The node runs once first: a collection older than the
+        # data dir's first start whose files are missing would open DAMAGED,
+        # see test_node_identity.py.)
+        node = c.add_node("node-0")
+        self.assertEqual(node.stop(), 0)
         c.create_collection("pre", dim=16, shards=3, epoch=4,
                             placement=[["node-0"], ["ghost"], ["node-0"]])
-        node = c.add_node("node-0")
+        node.start()
         st = c.wait_shards(node, "pre", [0, 2])
         self.assertEqual([(s.collection, s.shard) for s in st], [("pre", 0), ("pre", 2)])
         for s in st:
@@ -74,7 +79,8 @@ class NodeOpensShards(harness.ClusterTestCase):
                         "files of an unassigned replica were kept")
         self.assertTrue(os.path.isdir(os.path.join(node.data_dir, "pre", "0")))
 
-        # Dropping a collection (deleting its key) closes and deletes its replicas.
+        # Dropping a collection (deleting its key) closes its replicas; their
+        # files go to the trash (test_node_identity.py covers the purge).
         c.etcd.delete("%s/collections/post" % c.prefix)
         c.wait_shards(node, "post", [])
         self.assertTrue(wait_gone(os.path.join(node.data_dir, "post")),

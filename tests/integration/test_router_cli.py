@@ -10,8 +10,10 @@ and 2 for bad usage. `cluster.sh stop` then leaves none of the recorded
 processes running, and `status` reports them dead (exit 1)."""
 import json
 import os
+import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import unittest
 
@@ -176,6 +178,31 @@ class ClusterScriptAndCli(unittest.TestCase):
         self.cli("describe", "cli", expect=1)
         self.cli("drop", "cli", expect=1)
         self.assertNotIn("cli", self.cli("list").stdout.split())
+
+    def test_2b_readme_python_snippet(self):
+        """The README's Python example, pasted as a user would: its export
+        lines run in the repository root (with /tmp/vs replaced by this
+        cluster's dir), then the snippet from an unrelated directory."""
+        with open(os.path.join(harness.REPO, "README.md")) as f:
+            readme = f.read()
+        start = readme.index("From Python")
+        blocks = re.findall(r"```(\w*)\n(.*?)```", readme[start:], re.S)
+        exports, code = blocks[0][1], blocks[1][1]
+        self.assertEqual(blocks[1][0], "python")
+        self.assertIn("export PYTHONPATH=", exports)
+        exports = exports.replace("/tmp/vs", self.cdir)
+        snippet = os.path.join(self.dir, "snippet.py")
+        with open(snippet, "w") as f:
+            f.write(code)
+        elsewhere = tempfile.mkdtemp(prefix="vs-it-snippet-", dir=self.dir)
+        script = "set -e\ncd %s\n%s\ncd %s\n/usr/bin/python3 %s\n" % (
+            harness.REPO, exports, elsewhere, snippet)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VECSHARD_ROUTER")}
+        p = subprocess.run(["bash", "-c", script], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=60, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.strip(), "1 b'hello'")
+        self.cli("drop", "docs")
 
     def test_3_stop_leaves_nothing(self):
         procs = recorded(self.cdir)

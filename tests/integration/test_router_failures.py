@@ -1,4 +1,4 @@
-"""The router when parts of the cluster are gone (DESIGN §3, §5).
+"""The router when parts of the cluster are gone (docs/design.md §3, §5).
 
 - A node killed with SIGKILL, R = 1: a search that needs every shard
   (min_coverage unset = 1.0) fails with UNAVAILABLE naming exactly the

@@ -14,7 +14,7 @@
 
 #include "tools/cli/cli.h"
 
-#define MAX_IDS 100000 /* DESIGN §8: ids per Get/Delete call */
+#define MAX_IDS 100000 /* docs/design.md §8: ids per Get/Delete call */
 
 /* Fills a table row for a collection config (9 cells, numbers in bufs). */
 static void config_cells(const Vecshard__V1__CollectionConfig *cfg, char bufs[8][32],
@@ -56,27 +56,32 @@ static void print_collections(Vecshard__V1__CollectionConfig *const *cfgs, size_
 /* Prints shard entries as a table. */
 static void print_shards(Vecshard__V1__ShardInfo *const *shards, size_t n, bool with_collection)
 {
-    static const char *const hdr[] = {"COLLECTION", "SHARD",   "EPOCH",      "PRIMARY",
-                                      "REPLICAS",   "IN_SYNC", "RECOVERING", "LSN"};
+    static const char *const hdr[] = {"COLLECTION", "SHARD",      "EPOCH", "PRIMARY", "REPLICAS",
+                                      "IN_SYNC",    "RECOVERING", "LSN",   "STATE"};
     int skip = with_collection ? 0 : 1;
-    struct cli_table *t = cli_table_new(8 - skip, hdr + skip);
+    struct cli_table *t = cli_table_new(9 - skip, hdr + skip);
     for (size_t i = 0; t && i < n; i++) {
         const Vecshard__V1__ShardInfo *s = shards[i];
         char shard[16], epoch[24], lsn[24], rep[512], sync[512], rec[512];
         snprintf(shard, sizeof shard, "%u", s->shard);
         snprintf(epoch, sizeof epoch, "%" PRIu64, s->epoch);
         snprintf(lsn, sizeof lsn, "%" PRIu64, s->lsn);
-        const char *cells[8] = {s->collection,
+        const char *cells[9] = {s->collection,
                                 shard,
                                 epoch,
                                 s->primary && *s->primary ? s->primary : "(none)",
                                 cli_join(s->replicas, s->n_replicas, rep, sizeof rep),
                                 cli_join(s->in_sync, s->n_in_sync, sync, sizeof sync),
                                 cli_join(s->recovering, s->n_recovering, rec, sizeof rec),
-                                lsn};
+                                lsn,
+                                s->primary_state && *s->primary_state ? s->primary_state : "?"};
         cli_table_add(t, cells + skip);
     }
     cli_table_print(t, stdout);
+    for (size_t i = 0; i < n; i++)
+        if (shards[i]->primary_state_reason && *shards[i]->primary_state_reason)
+            printf("  %s/%u is %s: %s\n", shards[i]->collection, shards[i]->shard,
+                   shards[i]->primary_state, shards[i]->primary_state_reason);
 }
 
 /* Parses `NAME` plus flags for the commands that take exactly one name. */

@@ -29,7 +29,7 @@
 #include "tools/bench/dataset.h"
 #include "tools/cli/cli.h"
 
-#define MAX_BATCH       100000 /* DESIGN §8: points per call */
+#define MAX_BATCH       100000 /* docs/design.md §8: points per call */
 #define MAX_CONCURRENCY 256
 #define BACKOFF_MS      200 /* first retry delay; doubles, capped at 5 s */
 

@@ -317,7 +317,11 @@ void cli_json_shard(FILE *f, const Vecshard__V1__ShardInfo *s)
     json_strs(f, s->in_sync, s->n_in_sync);
     fputs(",\"recovering\":", f);
     json_strs(f, s->recovering, s->n_recovering);
-    fprintf(f, ",\"lsn\":%" PRIu64 "}", s->lsn);
+    fprintf(f, ",\"lsn\":%" PRIu64 ",\"primary_state\":", s->lsn);
+    json_cstr(f, s->primary_state);
+    fputs(",\"primary_state_reason\":", f);
+    json_cstr(f, s->primary_state_reason);
+    fputc('}', f);
 }
 
 /* Comma-joined list, "-" when empty. */

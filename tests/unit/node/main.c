@@ -147,6 +147,8 @@ int main(void)
     register_wal_tests();
     register_snapshot_tests();
     register_replica_tests();
+    register_identity_tests();
+    register_trash_tests();
     register_degenerate_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

@@ -46,6 +46,8 @@ void tn_batch_free(struct tn_batch *t);
 void register_wal_tests(void);
 void register_snapshot_tests(void);
 void register_replica_tests(void);
+void register_identity_tests(void);
+void register_trash_tests(void);
 void register_degenerate_tests(void);
 
 #endif

@@ -8,6 +8,9 @@
  * (reports the remaining ms), Fail (error with trailer) and Stream (request.id
  * messages). Server A also serves vecshard.v1.ShardNode/NodeStatus for the
  * Python interoperability check. Server A has a 1 MiB message limit.
+ * Str decodes its request as vecshard.v1.ShardSearchResult, whose field 3 is
+ * a string where Point's is bytes, so a Point with a NUL in its payload is a
+ * request with a NUL inside a string (rpc_pb_find_nul).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -133,6 +136,18 @@ static grpc_status_code h_node_status(struct rpc_call *c, const ProtobufCMessage
     return GRPC_STATUS_OK;
 }
 
+/* Str: echoes the string field `error` it decoded (as the payload). */
+static grpc_status_code h_str(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    (void)user;
+    const Vecshard__V1__ShardSearchResult *in = (const void *)req;
+    Vecshard__V1__Point out = VECSHARD__V1__POINT__INIT;
+    out.payload.data = (uint8_t *)in->error;
+    out.payload.len = strlen(in->error);
+    rpc_call_reply(c, &out.base);
+    return GRPC_STATUS_OK;
+}
+
 /* Starts a server with every test handler; returns it and its port. */
 static struct rpc_server *start_test_server(size_t max_msg, int *port)
 {
@@ -150,6 +165,8 @@ static struct rpc_server *start_test_server(size_t max_msg, int *port)
     rpc_server_add_unary(s, "/test.Echo/Deadline", NULL, h_deadline, NULL, 0);
     rpc_server_add_unary(s, "/test.Echo/Fail", NULL, h_fail, NULL, RPC_INLINE);
     rpc_server_add_stream(s, "/test.Echo/Stream", point_desc, h_stream, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/Str", &vecshard__v1__shard_search_result__descriptor, h_str,
+                         NULL, 0);
     rpc_server_add_unary(s, "/vecshard.v1.ShardNode/NodeStatus",
                          &vecshard__v1__node_status_request__descriptor, h_node_status, NULL, 0);
     *port = rpc_server_start(s, err, sizeof err);
@@ -600,6 +617,69 @@ static void test_reconnect_after_restart(void)
     rpc_server_shutdown(s);
 }
 
+/* A string field with a NUL inside: refused before the handler, naming the
+ * field and the offset; without one the handler sees the whole string. */
+static void test_nul_in_string_refused(void)
+{
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    p.payload.data = (uint8_t *)"nul\0../../evil";
+    p.payload.len = 14;
+    struct rpc_status st;
+    ProtobufCMessage *resp = NULL;
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Str", &p.base, point_desc, &resp, NULL, &st),
+                    GRPC_STATUS_INVALID_ARGUMENT);
+    CU_ASSERT_PTR_NULL(resp);
+    CU_ASSERT_STRING_EQUAL(st.details, "error: contains a NUL byte at offset 3");
+
+    p.payload.data = (uint8_t *)"no-nul";
+    p.payload.len = 6;
+    CU_ASSERT_EQUAL_FATAL(rpc_unary(ch, "/test.Echo/Str", &p.base, point_desc, &resp, NULL, &st),
+                          GRPC_STATUS_OK);
+    const Vecshard__V1__Point *r = (const void *)resp;
+    CU_ASSERT_EQUAL(r->payload.len, 6);
+    CU_ASSERT_NSTRING_EQUAL(r->payload.data, "no-nul", 6);
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
+/* rpc_pb_find_nul on hand-built wire bytes: nested and repeated paths, bytes
+ * fields (which may hold NUL) ignored, unknown fields skipped, bad input. */
+static void test_find_nul_paths(void)
+{
+    char path[64];
+    size_t at = 99;
+    /* WriteRequest{collection = "ab", shard = 7, batch = {upserts[0].payload = "\0"}} */
+    const uint8_t ok[] = {0x0a, 2, 'a',  'b', 0x10, 7,    0x22, 5,
+                          0x0a, 3, 0x1a, 1,   0x00, 0x98, 0x06, 1};
+    CU_ASSERT_EQUAL(rpc_pb_find_nul(ok, sizeof ok, &vecshard__v1__write_request__descriptor, path,
+                                    sizeof path, &at),
+                    0);
+    /* the same with collection = "a\0b" */
+    const uint8_t bad[] = {0x10, 7, 0x0a, 3, 'a', 0x00, 'b'};
+    CU_ASSERT_EQUAL(rpc_pb_find_nul(bad, sizeof bad, &vecshard__v1__write_request__descriptor, path,
+                                    sizeof path, &at),
+                    1);
+    CU_ASSERT_STRING_EQUAL(path, "collection");
+    CU_ASSERT_EQUAL(at, 1);
+    /* ShardStatusResponse{shards[0].collection = "x", shards[1].collection = "y\0"} */
+    const uint8_t rep[] = {0x0a, 3, 0x0a, 1, 'x', 0x0a, 4, 0x0a, 2, 'y', 0x00};
+    CU_ASSERT_EQUAL(rpc_pb_find_nul(rep, sizeof rep,
+                                    &vecshard__v1__shard_status_response__descriptor, path,
+                                    sizeof path, &at),
+                    1);
+    CU_ASSERT_STRING_EQUAL(path, "shards[1].collection");
+    CU_ASSERT_EQUAL(at, 1);
+    /* truncated length */
+    const uint8_t cut[] = {0x0a, 9, 'a'};
+    CU_ASSERT_EQUAL(rpc_pb_find_nul(cut, sizeof cut, &vecshard__v1__write_request__descriptor, path,
+                                    sizeof path, &at),
+                    -1);
+    /* a message type without strings is not walked */
+    CU_ASSERT_EQUAL(
+        rpc_pb_find_nul(cut, sizeof cut, &vecshard__v1__point__descriptor, path, sizeof path, &at),
+        0);
+}
+
 /* Sequential unary calls on loopback: reports the per-call cost. */
 static void test_loopback_overhead(void)
 {
@@ -642,6 +722,8 @@ int main(void)
     CU_add_test(s, "python grpcio client", test_python_client);
     CU_add_test(s, "shutdown under load", test_shutdown_under_load);
     CU_add_test(s, "reconnect after peer restart", test_reconnect_after_restart);
+    CU_add_test(s, "NUL inside a string -> INVALID_ARGUMENT", test_nul_in_string_refused);
+    CU_add_test(s, "find_nul: nested, repeated, bytes, malformed", test_find_nul_paths);
     CU_add_test(s, "loopback overhead", test_loopback_overhead);
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

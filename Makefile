@@ -13,6 +13,7 @@
 #   make bench-node one node over gRPC vs the engine in-process (also in bench)
 #   make bench-peer the same measurement against hnswlib, side by side
 #   make bench-cluster  3-node cluster vs 1 node vs the engine on MNIST (also in bench)
+#   make bench-restart  a node's restart time after a clean stop and after kill -9
 #   make demo       3-node local cluster on MNIST: load, search, recall/QPS/latency
 #   make demo-engine  the engine alone on MNIST
 
@@ -216,7 +217,7 @@ $(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $$(UNIT_OBJS_$(1
 endef
 $(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))
 
-.PHONY: all deps test unit asan bench bench-peer bench-cluster demo demo-engine clean format data
+.PHONY: all deps test unit asan bench bench-peer bench-cluster bench-restart demo demo-engine clean format data
 
 deps:
 	@scripts/deps.sh
@@ -258,6 +259,11 @@ bench: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
 bench-cluster: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
 	$(MAKE) all
 	PYTHON=$(PYTHON) scripts/bench_cluster.sh $(BUILD)
+
+# scripts/bench_restart.py: 200k x 128-d in one node; restart after SIGTERM
+# (shutdown snapshots) and after kill -9 with 8 and 32 MiB of WAL to replay.
+bench-restart: $(BUILD)/vecshard-node
+	VS_BUILD=$(BUILD) $(PYTHON) scripts/bench_restart.py $(BENCH_RESTART_ARGS)
 
 bench-peer: $(BIN_BENCH) $(BIN_PEER) $(DATA)/mnist/base.fvecs $(DATA)/synth200k/base.fvecs
 	$(PYTHON) scripts/bench_peer.py --bench $(BIN_BENCH) --peer $(BIN_PEER) \

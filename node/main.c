@@ -10,19 +10,31 @@
  *      nothing here forks;
  *   3. check that the data dir is this node's (its identity file, written
  *      at the first start; another node id or cluster exits 2 unless
- *      --identity-mismatch says adopt or wipe: node_claim.h), then reopen
- *      the replicas already on disk, so reads work even if etcd is down
- *      (docs/design.md §3);
- *   4. start the gRPC server (port 0 = ephemeral; the bound address is
- *      printed on stdout and logged);
+ *      --identity-mismatch says adopt or wipe: node_claim.h);
+ *   4. start the gRPC server at once (port 0 = ephemeral; the bound address
+ *      is printed on stdout and logged), with Health/Check NOT_SERVING, then
+ *      reopen the replicas already on disk, in parallel, so reads work even
+ *      if etcd is down (docs/design.md §3). Meanwhile ShardStatus lists them as
+ *      LOADING and calls on them answer UNAVAILABLE (retryable); once all
+ *      are open Health/Check answers SERVING;
  *   5. register in etcd and follow the shard map (node_meta, background).
+ *      Registration waits for step 4: routers find the node only once its
+ *      replicas are open, and the reconciler (which may open, close and
+ *      delete replicas) never runs while they load.
+ * From step 3 on, a thread waits for the stop signal (proc_wait_stop): one
+ * arriving during step 4 lets the load finish (a replica open cannot be
+ * interrupted), skips step 5 and shuts down; a second one exits at once.
  * Shutdown on SIGTERM or SIGINT: stop accepting calls and let running ones
- * finish (grace period), stop following etcd, close every replica (the WAL is
+ * finish (grace period), stop following etcd, snapshot every replica with
+ * writes no snapshot holds (--shutdown-snapshot-timeout-ms bounds it), so the
+ * next start replays almost nothing, close every replica (the WAL is
  * fsynced), revoke the lease so the node key disappears at once, exit 0.
  * A second signal during shutdown exits at once with status 1.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +86,21 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The stop-signal waiter: the set to wait on, and whether a signal came. */
+struct stop_waiter {
+    sigset_t *set;
+    atomic_bool stopped;
+};
+
+/* Thread body: waits for the first stop signal (which arms the second-signal watchdog). */
+static void *wait_stop(void *arg)
+{
+    struct stop_waiter *w = arg;
+    proc_wait_stop(w->set);
+    atomic_store(&w->stopped, true);
+    return NULL;
+}
+
 /* Runs the node until SIGTERM / SIGINT; returns the exit status. */
 int main(int argc, char **argv)
 {
@@ -120,6 +147,9 @@ int main(int argc, char **argv)
         .node_id = cfg.node_id,
         .fsync = cfg.fsync,
         .snapshot_wal_bytes = cfg.snapshot_wal_bytes,
+        .snapshot_wal_records = cfg.snapshot_wal_records,
+        .snapshot_age_ms = cfg.snapshot_max_age_s * 1000,
+        .load_threads = cfg.load_threads,
         .max_batch = cfg.max_batch_points,
         .max_payload = cfg.max_payload_bytes,
         .dir_created_at = dir_created_at,
@@ -130,7 +160,6 @@ int main(int argc, char **argv)
         goto fail;
     }
     svc.reg = reg;
-    node_shards_load_local(reg);
 
     struct rpc_server_config rcfg = {
         .addr = cfg.listen,
@@ -147,6 +176,7 @@ int main(int argc, char **argv)
         log_error("cannot register the ShardNode methods", NULL);
         goto fail;
     }
+    rpc_server_set_serving(srv, false);
     int port = rpc_server_start(srv, err, sizeof err);
     if (port <= 0) {
         log_error("cannot listen", "listen=%s error=%s", log_quote(cfg.listen), log_quote(err));
@@ -157,6 +187,25 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
     proc_print_listening(bound);
+
+    struct stop_waiter waiter = {.set = &set};
+    pthread_t waiter_thread;
+    if (pthread_create(&waiter_thread, NULL, wait_stop, &waiter) != 0) {
+        log_error("cannot start the stop-signal thread", NULL);
+        goto fail;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int opened = node_shards_load_local(reg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double load_s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (atomic_load(&waiter.stopped)) {
+        log_info("stop signal while loading; not registering", "replicas=%d load_seconds=%.3f",
+                 opened, load_s);
+        goto stop;
+    }
+    rpc_server_set_serving(srv, true);
+    log_info("serving", "replicas=%d load_seconds=%.3f", opened, load_s);
 
     /* A keep-alive must fail (and be retried) well within the TTL. */
     long etcd_timeout = cfg.etcd_timeout_ms;
@@ -185,13 +234,16 @@ int main(int argc, char **argv)
     }
     atomic_store(&svc.meta, meta);
 
-    proc_wait_stop(&set);
+stop:
+    pthread_join(waiter_thread, NULL);
     status = 0;
 
 fail:
     /* Stop serving first, so no handler borrows a replica while it closes. */
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
+    if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
+        node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
     node_shards_destroy(reg);
     node_meta_stop(meta);
     etcd_client_free(etcd);

@@ -28,6 +28,10 @@ struct node_config {
     long etcd_timeout_ms; /* bound of every unary etcd call */
     int log_level;        /* enum log_level */
     uint64_t snapshot_wal_bytes;
+    uint64_t snapshot_wal_records;
+    uint64_t snapshot_max_age_s;
+    int shutdown_snapshot_timeout_ms; /* 0: no snapshot on SIGTERM */
+    int load_threads;                 /* 0: CPU count, at most 8 */
     uint64_t max_message_bytes;
     uint32_t max_batch_points;
     uint32_t max_payload_bytes;

@@ -15,6 +15,12 @@
  * order when handlers on other threads may still be searching it. Files are
  * never deleted here; node_meta purges the trash once etcd confirms.
  *
+ * Start-up and shutdown fan out over a small pool of threads (pool_run,
+ * --load-threads): node_shards_load_local lists every replica on disk as
+ * LOADING, then opens them in parallel; node_shards_snapshot_all snapshots
+ * them in parallel. Each pool thread works on its own entries; the table
+ * is only touched under `lock`.
+ *
  * Files this module owns (the replica folders are the storage layer's):
  *   <data-dir>/<collection>/collection.json  the configuration the replicas
  *   of that collection were opened with (written via a temp file + fsync +
@@ -28,6 +34,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +74,8 @@ struct reset_ref {
 struct node_shards {
     char *data_dir, *node_id;
     int fsync;
-    uint64_t snapshot_wal_bytes;
+    uint64_t snapshot_wal_bytes, snapshot_wal_records, snapshot_age_ms;
+    int load_threads;
     uint32_t max_batch, max_payload;
     int64_t dir_created_at;
     struct reset_ref *resets; /* read-only after create */
@@ -347,6 +355,8 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
     rc.ef_search = e->coll.ef_search;
     rc.fsync = (enum wal_fsync)reg->fsync;
     rc.snapshot_wal_bytes = reg->snapshot_wal_bytes;
+    rc.snapshot_wal_records = reg->snapshot_wal_records;
+    rc.snapshot_age_ms = reg->snapshot_age_ms;
     rc.max_batch = reg->max_batch;
     rc.max_payload = reg->max_payload;
 
@@ -401,14 +411,14 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
     return 0;
 }
 
-/* Creates a LOADING entry for (coll, shard), opens it; on failure drops it again. */
-static void add_and_open(struct node_shards *reg, const struct node_collection *coll,
-                         uint32_t shard, uint64_t epoch, const char *primary)
+/* Creates a LOADING entry for (coll, shard) in the table; NULL on ENOMEM (logged). */
+static struct node_shard *add_loading(struct node_shards *reg, const struct node_collection *coll,
+                                      uint32_t shard, uint64_t epoch, const char *primary)
 {
     struct node_shard *e = calloc(1, sizeof *e);
     if (e == NULL) {
         log_error("out of memory adding replica", "collection=%s shard=%u", coll->name, shard);
-        return;
+        return NULL;
     }
     e->coll = *coll;
     e->shard = shard;
@@ -425,8 +435,14 @@ static void add_and_open(struct node_shards *reg, const struct node_collection *
     pthread_mutex_unlock(&reg->lock);
     if (rc != 0) {
         free(e);
-        return;
+        return NULL;
     }
+    return e;
+}
+
+/* Opens a LOADING entry; on failure takes it out of the table again. */
+static void open_or_drop(struct node_shards *reg, struct node_shard *e)
+{
     if (open_entry(reg, e) == 0) return;
     pthread_mutex_lock(&reg->lock);
     table_remove(reg, e);
@@ -434,6 +450,58 @@ static void add_and_open(struct node_shards *reg, const struct node_collection *
         pthread_cond_wait(&reg->cv, &reg->lock);
     pthread_mutex_unlock(&reg->lock);
     free(e);
+}
+
+/* Creates a LOADING entry for (coll, shard), opens it; on failure drops it again. */
+static void add_and_open(struct node_shards *reg, const struct node_collection *coll,
+                         uint32_t shard, uint64_t epoch, const char *primary)
+{
+    struct node_shard *e = add_loading(reg, coll, shard, epoch, primary);
+    if (e != NULL) open_or_drop(reg, e);
+}
+
+/* Entries worked on by a pool of threads (start-up opens, shutdown snapshots). */
+struct pool_job {
+    struct node_shards *reg;
+    struct node_shard **v;
+    size_t n;
+    atomic_size_t next;
+    void (*fn)(struct pool_job *job, struct node_shard *e);
+    struct timespec deadline; /* shutdown snapshots: none starts after it */
+    atomic_int done, failed, skipped;
+};
+
+/* A pool thread: takes the next entry until none is left. */
+static void *pool_worker(void *arg)
+{
+    struct pool_job *job = arg;
+    for (size_t i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+        job->fn(job, job->v[i]);
+    return NULL;
+}
+
+/* Runs job->fn over job->v on min(n, threads) threads (the caller's among them). */
+static void pool_run(struct pool_job *job, int threads)
+{
+    if (threads <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus > 8 ? 8 : cpus > 0 ? (int)cpus : 1;
+    }
+    if ((size_t)threads > job->n) threads = (int)job->n;
+    pthread_t *t = calloc(threads > 1 ? (size_t)threads - 1 : 1, sizeof *t);
+    int started = 0;
+    for (int i = 0; t != NULL && i + 1 < threads; i++, started++)
+        if (pthread_create(&t[i], NULL, pool_worker, job) != 0) break;
+    pool_worker(job);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+}
+
+/* Pool step of node_shards_load_local. */
+static void load_one(struct pool_job *job, struct node_shard *e)
+{
+    open_or_drop(job->reg, e);
 }
 
 /* Takes e out of the table, waits for its borrowers, closes it; trashes its files if asked. */
@@ -533,6 +601,9 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
     reg->node_id = strdup(cfg->node_id);
     reg->fsync = cfg->fsync;
     reg->snapshot_wal_bytes = cfg->snapshot_wal_bytes;
+    reg->snapshot_wal_records = cfg->snapshot_wal_records;
+    reg->snapshot_age_ms = cfg->snapshot_age_ms;
+    reg->load_threads = cfg->load_threads;
     reg->max_batch = cfg->max_batch;
     reg->max_payload = cfg->max_payload;
     reg->dir_created_at = cfg->dir_created_at;
@@ -561,12 +632,19 @@ fail:
     return -1;
 }
 
-/* Reopens the replicas found on disk (role unknown until etcd answers). */
+/*
+ * Reopens the replicas found on disk (role unknown until etcd answers): every
+ * one is put in the table as LOADING first (ShardStatus lists it, calls on it
+ * answer UNAVAILABLE), then they are opened in parallel by a pool of
+ * load_threads threads.
+ */
 int node_shards_load_local(struct node_shards *reg)
 {
     DIR *d = opendir(reg->data_dir);
     if (d == NULL) return 0;
     int opened = 0;
+    struct pool_job job = {.reg = reg, .fn = load_one};
+    size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || !cluster_name_ok(de->d_name, strlen(de->d_name))) continue;
@@ -589,14 +667,24 @@ int node_shards_load_local(struct node_shards *reg)
             if (se->d_name[0] < '0' || se->d_name[0] > '9' || *end != '\0' || errno != 0 ||
                 sh >= coll.shards)
                 continue;
-            add_and_open(reg, &coll, (uint32_t)sh, 0, "");
-            pthread_mutex_lock(&reg->lock);
-            if (find(reg, coll.name, (uint32_t)sh) >= 0) opened++;
-            pthread_mutex_unlock(&reg->lock);
+            if (job.n == cap) {
+                cap = cap ? cap * 2 : 64;
+                struct node_shard **v = realloc(job.v, cap * sizeof *v);
+                if (v == NULL) break;
+                job.v = v;
+            }
+            struct node_shard *e = add_loading(reg, &coll, (uint32_t)sh, 0, "");
+            if (e != NULL) job.v[job.n++] = e;
         }
         closedir(sd);
     }
     closedir(d);
+    pool_run(&job, reg->load_threads);
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->n; i++)
+        opened += reg->v[i]->rep != NULL;
+    pthread_mutex_unlock(&reg->lock);
+    free(job.v);
     if (opened > 0) log_info("reopened local replicas; roles wait for etcd", "replicas=%d", opened);
     return opened;
 }
@@ -803,6 +891,72 @@ uint32_t node_shards_count(struct node_shards *reg)
     uint32_t n = (uint32_t)reg->n;
     pthread_mutex_unlock(&reg->lock);
     return n;
+}
+
+/* True once CLOCK_MONOTONIC has passed t. */
+static bool past(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* Pool step of node_shards_snapshot_all: one replica, unless time is up or nothing is new. */
+static void snapshot_one(struct pool_job *job, struct node_shard *e)
+{
+    struct replica_stat st;
+    replica_status(e->rep, &st);
+    if (st.lsn == st.snapshot_lsn || st.failed) return;
+    if (past(&job->deadline)) {
+        atomic_fetch_add(&job->skipped, 1);
+        log_warn("no snapshot on shutdown: the time allowed is used up",
+                 "collection=%s shard=%u lsn=%llu snapshot_lsn=%llu", e->coll.name, e->shard,
+                 (unsigned long long)st.lsn, (unsigned long long)st.snapshot_lsn);
+        return;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char err[REPLICA_ERR_MAX];
+    bool taken = false;
+    int rc = replica_snapshot(e->rep, &taken, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    if (rc != REPLICA_OK) {
+        atomic_fetch_add(&job->failed, 1);
+        log_error("snapshot on shutdown failed", "collection=%s shard=%u error=%s", e->coll.name,
+                  e->shard, log_quote(err));
+    } else if (taken) {
+        atomic_fetch_add(&job->done, 1);
+        log_info("snapshot on shutdown", "collection=%s shard=%u lsn=%llu seconds=%.3f",
+                 e->coll.name, e->shard, (unsigned long long)st.lsn, secs);
+    }
+}
+
+/* Snapshots every open replica with unsnapshotted writes (see node_shards.h). */
+void node_shards_snapshot_all(struct node_shards *reg, long timeout_ms)
+{
+    struct pool_job job = {.reg = reg, .fn = snapshot_one};
+    clock_gettime(CLOCK_MONOTONIC, &job.deadline);
+    job.deadline.tv_sec += timeout_ms / 1000;
+    job.deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (job.deadline.tv_nsec >= 1000000000L) {
+        job.deadline.tv_sec++;
+        job.deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&reg->lock);
+    job.v = calloc(reg->n + 1, sizeof *job.v);
+    for (size_t i = 0; job.v != NULL && i < reg->n; i++)
+        if (reg->v[i]->rep != NULL) {
+            reg->v[i]->refs++;
+            job.v[job.n++] = reg->v[i];
+        }
+    pthread_mutex_unlock(&reg->lock);
+    pool_run(&job, reg->load_threads);
+    for (size_t i = 0; i < job.n; i++)
+        node_shards_release(reg, job.v[i]);
+    free(job.v);
+    log_info("shutdown snapshots", "taken=%d failed=%d skipped=%d", atomic_load(&job.done),
+             atomic_load(&job.failed), atomic_load(&job.skipped));
 }
 
 /* Closes every replica and frees the registry. */

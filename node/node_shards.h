@@ -83,7 +83,11 @@ struct node_shards_config {
     const char *data_dir;
     const char *node_id;
     int fsync;                   /* enum wal_fsync */
-    uint64_t snapshot_wal_bytes; /* background snapshot threshold */
+    uint64_t snapshot_wal_bytes; /* background snapshot triggers (replica_config): bytes, */
+    uint64_t snapshot_wal_records; /* records, */
+    uint64_t snapshot_age_ms;      /* age of the oldest unsnapshotted write; 0 = that one off */
+    int load_threads;              /* replicas opened (and snapshotted at shutdown) at once;
+                                      <= 0: the CPU count, at most 8 */
     uint32_t max_batch;          /* upserts + deletes per write, ids per get */
     uint32_t max_payload;        /* bytes per payload */
     /* Creation time of the data dir (its identity, Unix ms): an assigned replica without files
@@ -112,9 +116,10 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
 /*
  * Reopens every replica found on disk (<data-dir>/<name>/<shard>/ next to a
  * collection.json) with role unknown, so reads work before etcd answers.
+ * Every replica is listed as LOADING first, then they are opened in
+ * parallel (load_threads); calls on one still loading answer UNAVAILABLE.
  * Replicas whose files cannot be recovered are kept as DAMAGED; other folders it cannot use are
- * logged and left alone; trash.d/ is never looked into. Returns how many it added (READY or
- * DAMAGED).
+ * logged and left alone; trash.d/ is never looked into. Returns how many opened (READY).
  */
 int node_shards_load_local(struct node_shards *reg);
 
@@ -160,6 +165,16 @@ long node_shards_list(struct node_shards *reg, const char *collection, const uin
 
 /* Number of hosted replicas. */
 uint32_t node_shards_count(struct node_shards *reg);
+
+/*
+ * Clean shutdown: snapshots (in parallel, load_threads) every open replica
+ * that has writes no snapshot holds, so the next start replays almost no
+ * WAL. No snapshot starts after timeout_ms (one running then finishes);
+ * the replicas skipped keep their WAL and replay it at the next start.
+ * Logs each snapshot and a summary. Call with no other caller of the
+ * registry running (after the server and the reconciler stopped).
+ */
+void node_shards_snapshot_all(struct node_shards *reg, long timeout_ms);
 
 /* Closes every replica (making the WAL durable) and frees the registry. */
 void node_shards_destroy(struct node_shards *reg);

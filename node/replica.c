@@ -18,10 +18,20 @@
  * Recovery: the newest valid snapshot (snapshot.c falls back to the
  * previous one when the newest is damaged), the WAL recovered (wal.c cuts a
  * damaged tail) and its records after the snapshot's LSN replayed through
- * the same apply code. A WAL that starts after snapshot_lsn + 1 leaves a gap
+ * the same apply code. Damage in the middle of the WAL (a bad record
+ * followed by valid ones the snapshot does not hold) is not cut: the open
+ * fails with REPLICA_ECORRUPT and leaves every file as it is. A WAL that
+ * starts after snapshot_lsn + 1 leaves a gap
  * that cannot be filled locally: the open fails with REPLICA_ECORRUPT and
  * the node re-fetches the shard (TransferShard). A WAL that ends before the
  * snapshot (possible under fsync none) is cleared: the snapshot covers it.
+ *
+ * Snapshot triggers: the background thread takes one when any fires: WAL
+ * bytes since the last snapshot, WAL records since it, or the age of the
+ * oldest write not in a snapshot (so a quiet replica with a few writes is
+ * still snapshotted and a restart after kill -9 replays a bounded WAL). The
+ * thread sleeps on bg_cond until a write crosses a threshold, starts the
+ * age clock, or the age deadline passes.
  *
  * Snapshots: snap_lock makes them one at a time. The state is captured under
  * write_lock: snapshot_write_state serialises the index (hnsw_write holds
@@ -158,6 +168,14 @@ uint32_t replica_shard(const struct replica *r)
 uint32_t replica_dim(const struct replica *r)
 {
     return r->dim;
+}
+
+/* CLOCK_MONOTONIC milliseconds (never 0 on a running system). */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1;
 }
 
 /* Remembers a write-path or background failure for replica_status. */
@@ -306,10 +324,11 @@ static int wal_code(int rc)
 
 /*
  * Logs and applies one validated batch at lsn (= applied + 1). write_lock
- * held. packed is the batch's encoded size.
+ * held. packed is the batch's encoded size. *first is set when this record
+ * is the first one since the last snapshot (it starts the age clock).
  */
 static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
-                        const Vecshard__V1__WriteBatch *b, size_t packed, char *err)
+                        const Vecshard__V1__WriteBatch *b, size_t packed, bool *first, char *err)
 {
     if (atomic_load(&r->failed)) {
         pthread_mutex_lock(&r->err_lock);
@@ -349,11 +368,38 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
     if (epoch > atomic_load(&r->epoch))
         atomic_store(&r->epoch, epoch);
     atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + n);
+    atomic_fetch_add(&r->records_since_snapshot, 1);
+    uint64_t none = 0;
+    *first = atomic_compare_exchange_strong(&r->oldest_unsnap_ms, &none, now_ms());
     return REPLICA_OK;
 }
 
-/* Waits for the group fsync (fsync batch), then wakes the snapshot thread if due. */
-static int finish_write(struct replica *r, uint64_t lsn, char *err)
+/*
+ * True when a snapshot trigger has fired: WAL bytes, WAL records or the age
+ * of the oldest write not yet in a snapshot. Otherwise *wake_at gets the
+ * CLOCK_MONOTONIC ms when the age trigger will fire (0: no deadline).
+ */
+static bool snapshot_due(struct replica *r, uint64_t *wake_at)
+{
+    const struct replica_config *c = &r->cfg;
+    *wake_at = 0;
+    if (c->snapshot_wal_bytes && atomic_load(&r->wal_since_snapshot) >= c->snapshot_wal_bytes)
+        return true;
+    if (c->snapshot_wal_records &&
+        atomic_load(&r->records_since_snapshot) >= c->snapshot_wal_records)
+        return true;
+    uint64_t oldest = atomic_load(&r->oldest_unsnap_ms);
+    if (!c->snapshot_age_ms || !oldest) return false;
+    if (now_ms() >= oldest + c->snapshot_age_ms) return true;
+    *wake_at = oldest + c->snapshot_age_ms;
+    return false;
+}
+
+/*
+ * Waits for the group fsync (fsync batch), then wakes the snapshot thread
+ * if a trigger fired or the write started the age clock (first).
+ */
+static int finish_write(struct replica *r, uint64_t lsn, bool first, char *err)
 {
     char msg[WAL_ERR_MAX];
     int rc = wal_wait_durable(r->wal, lsn, msg);
@@ -361,8 +407,8 @@ static int finish_write(struct replica *r, uint64_t lsn, char *err)
         mark_failed(r, msg);
         return replica_fail(err, wal_code(rc), "WAL fsync of lsn %" PRIu64 ": %s", lsn, msg);
     }
-    if (r->cfg.snapshot_wal_bytes &&
-        atomic_load(&r->wal_since_snapshot) >= r->cfg.snapshot_wal_bytes) {
+    uint64_t wake_at;
+    if (r->bg_running && (snapshot_due(r, &wake_at) || (first && r->cfg.snapshot_age_ms))) {
         pthread_mutex_lock(&r->bg_lock);
         pthread_cond_signal(&r->bg_cond);
         pthread_mutex_unlock(&r->bg_lock);
@@ -377,12 +423,12 @@ int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBa
     int rc = validate_batch(r, batch, true, &packed, err);
     if (rc)
         return rc;
+    bool first = false;
     pthread_mutex_lock(&r->write_lock);
     uint64_t l = atomic_load(&r->lsn) + 1;
-    rc = write_locked(r, l, epoch, batch, packed, err);
+    rc = write_locked(r, l, epoch, batch, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
-    if (rc == REPLICA_OK)
-        rc = finish_write(r, l, err);
+    if (rc == REPLICA_OK) rc = finish_write(r, l, first, err);
     if (rc == REPLICA_OK && lsn)
         *lsn = l;
     return rc;
@@ -413,10 +459,10 @@ int replica_apply(struct replica *r, uint64_t lsn, uint64_t epoch,
                             "; resend from %" PRIu64,
                             lsn, applied, applied + 1);
     }
-    rc = write_locked(r, lsn, epoch, batch, packed, err);
+    bool first = false;
+    rc = write_locked(r, lsn, epoch, batch, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
-    if (rc == REPLICA_OK)
-        rc = finish_write(r, lsn, err);
+    if (rc == REPLICA_OK) rc = finish_write(r, lsn, first, err);
     if (have)
         *have = atomic_load(&r->lsn);
     return rc;
@@ -429,7 +475,7 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     char msg[SNAPSHOT_ERR_MAX];
     struct snapshot_writer *sw = NULL;
     struct snapshot_info info;
-    uint64_t captured = 0;
+    uint64_t captured = 0, captured_records = 0, captured_oldest = 0;
     int rc = REPLICA_OK;
     if (taken)
         *taken = false;
@@ -453,6 +499,8 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     info.lsn = atomic_load(&r->lsn);
     info.epoch = atomic_load(&r->epoch);
     captured = atomic_exchange(&r->wal_since_snapshot, 0);
+    captured_records = atomic_exchange(&r->records_since_snapshot, 0);
+    captured_oldest = atomic_exchange(&r->oldest_unsnap_ms, 0);
     int src = snapshot_write_state(sw, &info, r->idx, r->ps, msg);
     pthread_mutex_unlock(&r->write_lock);
     if (src) {
@@ -472,7 +520,7 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
         rc = replica_fail(err, REPLICA_EIO, "snapshot at lsn %" PRIu64 ": %s", info.lsn, msg);
         goto out;
     }
-    captured = 0;
+    captured = captured_records = captured_oldest = 0;
     atomic_store(&r->snapshot_lsn, info.lsn);
     atomic_fetch_add(&r->snapshots_taken, 1);
     if (taken)
@@ -494,20 +542,37 @@ out:
     snapshot_abort(sw);
     if (captured)
         atomic_fetch_add(&r->wal_since_snapshot, captured);
+    if (captured_records) atomic_fetch_add(&r->records_since_snapshot, captured_records);
+    /* The failed capture's writes are still the oldest unsnapshotted ones. */
+    for (uint64_t cur = atomic_load(&r->oldest_unsnap_ms);
+         captured_oldest && (cur == 0 || cur > captured_oldest);)
+        if (atomic_compare_exchange_weak(&r->oldest_unsnap_ms, &cur, captured_oldest)) break;
     pthread_mutex_unlock(&r->snap_lock);
     return rc;
 }
 
-/* The background thread: a snapshot whenever the WAL since the last one passes the threshold. */
+/* An absolute CLOCK_MONOTONIC time ms milliseconds (now_ms scale) for bg_cond. */
+static struct timespec abs_ms(uint64_t ms)
+{
+    ms -= 1; /* now_ms adds 1 */
+    return (struct timespec){.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+}
+
+/* The background thread: a snapshot whenever a trigger (bytes, records, age) fires. */
 static void *snapshot_main(void *arg)
 {
     struct replica *r = arg;
     char msg[REPLICA_ERR_MAX];
     pthread_mutex_lock(&r->bg_lock);
     while (!r->stop) {
-        if (atomic_load(&r->wal_since_snapshot) < r->cfg.snapshot_wal_bytes ||
-            atomic_load(&r->failed)) {
-            pthread_cond_wait(&r->bg_cond, &r->bg_lock);
+        uint64_t wake_at = 0;
+        if (atomic_load(&r->failed) || !snapshot_due(r, &wake_at)) {
+            if (wake_at && !atomic_load(&r->failed)) {
+                struct timespec until = abs_ms(wake_at);
+                pthread_cond_timedwait(&r->bg_cond, &r->bg_lock, &until);
+            } else {
+                pthread_cond_wait(&r->bg_cond, &r->bg_lock);
+            }
             continue;
         }
         pthread_mutex_unlock(&r->bg_lock);
@@ -517,9 +582,7 @@ static void *snapshot_main(void *arg)
         pthread_mutex_lock(&r->bg_lock);
         if (rc && !r->stop) {
             /* Back off before retrying a failing disk. */
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 5;
+            struct timespec until = abs_ms(now_ms() + 5000);
             pthread_cond_timedwait(&r->bg_cond, &r->bg_lock, &until);
         }
     }
@@ -599,9 +662,12 @@ static int replay(struct replica *r, struct replica_recovery *rec, char *err)
         if (wr.epoch > atomic_load(&r->epoch))
             atomic_store(&r->epoch, wr.epoch);
         atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + (uint64_t)wr.len);
+        atomic_fetch_add(&r->records_since_snapshot, 1);
         rec->replayed++;
     }
     wal_iter_close(it);
+    /* Replayed records are not in a snapshot: the age clock starts at the open. */
+    if (rec->replayed) atomic_store(&r->oldest_unsnap_ms, now_ms());
     return rc;
 }
 
@@ -657,10 +723,14 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
                             "loading a snapshot: %s", msg);
     }
 
-    struct wal_options wo = {.fsync = r->cfg.fsync, .segment_bytes = r->cfg.wal_segment_bytes};
+    /* WAL damage followed only by records the snapshot holds loses nothing: cut it. */
+    struct wal_options wo = {.fsync = r->cfg.fsync,
+                             .segment_bytes = r->cfg.wal_segment_bytes,
+                             .covered_lsn = atomic_load(&r->lsn)};
     char wmsg[WAL_ERR_MAX];
     if ((rc = wal_open(r->dir, &wo, &r->wal, &rec->wal, wmsg)))
-        return replica_fail(err, wal_code(rc), "opening the WAL: %s", wmsg);
+        return replica_fail(err, rc == WAL_ECORRUPT ? REPLICA_ECORRUPT : wal_code(rc),
+                            "opening the WAL of %s/%u: %s", r->collection, r->shard, wmsg);
     uint64_t snap = atomic_load(&r->lsn);
     if (rec->wal.records == 0)
         return REPLICA_OK;
@@ -710,7 +780,11 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
     pthread_mutex_init(&r->snap_lock, NULL);
     pthread_mutex_init(&r->err_lock, NULL);
     pthread_mutex_init(&r->bg_lock, NULL);
-    pthread_cond_init(&r->bg_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->bg_cond, &ca);
+    pthread_condattr_destroy(&ca);
     r->cfg = *cfg;
     if (!(r->dir = strdup(cfg->dir)) || !(r->collection = strdup(cfg->collection))) {
         rc = replica_fail(err, REPLICA_ENOMEM, "out of memory");
@@ -730,7 +804,7 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
     if ((rc = recover(r, rec, err)))
         goto fail;
     rec->lsn = atomic_load(&r->lsn);
-    if (r->cfg.snapshot_wal_bytes) {
+    if (r->cfg.snapshot_wal_bytes || r->cfg.snapshot_wal_records || r->cfg.snapshot_age_ms) {
         if (pthread_create(&r->bg, NULL, snapshot_main, r) != 0) {
             rc = replica_fail(err, REPLICA_ENOMEM, "cannot start the snapshot thread");
             goto fail;
@@ -816,6 +890,7 @@ void replica_status(struct replica *r, struct replica_stat *st)
     st->memory_bytes = hnsw_memory_bytes(r->idx) + payload_memory(r->ps);
     st->snapshots_taken = atomic_load(&r->snapshots_taken);
     st->wal_bytes_since_snapshot = atomic_load(&r->wal_since_snapshot);
+    st->wal_records_since_snapshot = atomic_load(&r->records_since_snapshot);
     st->failed = atomic_load(&r->failed);
     struct wal_stats ws;
     wal_stats(r->wal, &ws);

@@ -15,9 +15,9 @@
  *     each other, with writes and with snapshots; they never wait for the
  *     write lock.
  *   - Snapshots: replica_snapshot (or the background thread started when
- *     snapshot_wal_bytes > 0). Writes pause while the index and payloads
- *     are copied into the page cache (see replica.c for how long); searches
- *     do not pause.
+ *     any of snapshot_wal_bytes, snapshot_wal_records, snapshot_age_ms
+ *     is > 0). Writes pause while the index and payloads are copied into
+ *     the page cache (see replica.c for how long); searches do not pause.
  *   - replica_open / replica_close / replica_remove_files need no other call
  *     on the same replica running.
  *
@@ -73,7 +73,11 @@ struct replica_config {
     enum wal_fsync fsync;        /* default always */
     uint64_t wal_segment_bytes;  /* 0: 64 MiB */
     uint64_t snapshot_wal_bytes; /* background snapshot once the WAL since the last one exceeds
-                                    this; 0: no background thread (call replica_snapshot) */
+                                    this; 0: this trigger is off */
+    uint64_t snapshot_wal_records; /* ... or once this many records were written since; 0: off */
+    uint64_t snapshot_age_ms;      /* ... or once the oldest write not in a snapshot is this old
+                                      (ms); 0: off. All three 0: no background thread (call
+                                      replica_snapshot) */
     int build_threads;           /* threads for large upsert batches; <= 0: all CPUs */
     uint32_t max_batch;          /* upserts + deletes per batch, and ids per get; 0: 100,000 */
     uint32_t max_payload;        /* bytes per payload; 0 (or more than 64 KiB): 64 KiB */
@@ -101,6 +105,7 @@ struct replica_stat {
     uint64_t disk_bytes;   /* snapshots + WAL segments */
     uint64_t wal_bytes;    /* WAL segments alone */
     uint64_t wal_bytes_since_snapshot;
+    uint64_t wal_records_since_snapshot;
     uint64_t memory_bytes;            /* index + payload store */
     uint64_t snapshots_taken;         /* since open */
     bool failed;                      /* writes refused until reopened (see last_error) */
@@ -164,8 +169,10 @@ int replica_code_grpc(int code);
 /*
  * Opens the replica in cfg->dir (creating the folder if missing): loads the
  * newest valid snapshot (falling back to the previous one if the newest is
- * damaged), recovers the WAL (cutting a torn or damaged tail) and replays
- * the records after the snapshot. An empty folder is an empty replica.
+ * damaged), recovers the WAL (cutting a torn tail) and replays the records
+ * after the snapshot. Damage followed by valid WAL records fails with
+ * REPLICA_ECORRUPT, err naming the segment file and byte offset, and
+ * changes no file. An empty folder is an empty replica.
  * *rec (may be NULL) says what recovery found and did. Strings in cfg are
  * copied. *out is the caller's (replica_close).
  */

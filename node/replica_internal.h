@@ -35,6 +35,8 @@ struct replica {
     _Atomic uint64_t lsn, epoch;
     atomic_bool failed;
     _Atomic uint64_t wal_since_snapshot; /* record bytes appended since the last capture */
+    _Atomic uint64_t records_since_snapshot; /* records appended (or replayed) since then */
+    _Atomic uint64_t oldest_unsnap_ms;       /* CLOCK_MONOTONIC ms of the first of them; 0: none */
     uint64_t *ids;
     float *vecs;
     size_t cap_rows;
@@ -50,7 +52,7 @@ struct replica {
     pthread_mutex_t err_lock;
     char last_error[REPLICA_ERR_MAX];
 
-    /* bg_lock protects stop; bg_cond wakes the snapshot thread. */
+    /* bg_lock protects stop; bg_cond (CLOCK_MONOTONIC) wakes the snapshot thread. */
     pthread_mutex_t bg_lock;
     pthread_cond_t bg_cond;
     bool stop, bg_running;

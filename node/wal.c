@@ -25,12 +25,24 @@
  * disagrees with the file name or does not follow the previous file, a
  * record cut short by the end of the file (torn), a length over
  * WAL_MAX_PAYLOAD, a CRC mismatch, or an LSN that is not the previous one
- * plus one. It truncates the file at the start of that record (ftruncate +
- * fdatasync; a file left with no record is deleted), deletes every later
- * segment and fsyncs the folder. Everything after the first damage is
- * dropped, not skipped: the log must stay a gap-free prefix of the history,
- * and the replica gets the rest again from its primary. The cut is returned
- * in struct wal_recovery for the caller to log; this file never prints.
+ * plus one. It then tells a torn tail from corruption: it looks at every
+ * byte offset after the damage, in that file and every later one, for a
+ * record whose length fits, whose LSN is at least the one expected there
+ * and whose CRC verifies. A crash can only damage the record being
+ * appended (or leave zeros the file system allocated for it), so a valid
+ * record after the damage means acknowledged history is damaged in the
+ * middle. Then nothing is touched: wal_open returns WAL_ECORRUPT naming the
+ * file, the offset and the LSNs of the valid records after it, and the
+ * replica refuses to open (cutting would silently drop those writes and
+ * hand their LSNs out again). Only when nothing valid follows (or only
+ * records the caller's snapshot already holds, options.covered_lsn) is the
+ * damage cut like a torn tail: the file is truncated at the start of that record
+ * (ftruncate + fdatasync; a file left with no record is deleted), every
+ * later segment deleted and the folder fsynced. The log stays a gap-free
+ * prefix of the history. What was found is returned in struct wal_recovery
+ * for the caller to log; this file never prints. (The byte-wise search is
+ * cheap: most offsets fail the length or LSN test before any CRC is
+ * computed, and it runs only when damage was found.)
  *
  * Durability: a record is appended with one writev on an O_APPEND file.
  * ALWAYS fdatasyncs before returning. BATCH is group commit: an appender
@@ -56,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -136,6 +149,7 @@ static int fail(char *err, int rc, const char *fmt, ...)
 
 void wal_options_init(struct wal_options *o)
 {
+    memset(o, 0, sizeof *o);
     o->fsync = WAL_FSYNC_ALWAYS;
     o->segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
 }
@@ -179,6 +193,8 @@ const char *wal_status_str(int status)
         return "records already deleted";
     case WAL_EFAILED:
         return "log failed earlier";
+    case WAL_ECORRUPT:
+        return "damaged record followed by valid records";
     }
     return "unknown status";
 }
@@ -423,6 +439,78 @@ static int apply_cut(const char *dir, const uint64_t *names, uint32_t n, const s
     return fsync_dir(dir, err);
 }
 
+/* Valid records found after a damage point. */
+struct later {
+    uint64_t first_lsn, last_lsn, records;
+};
+
+/* True if a whole record with lsn >= min_lsn and a matching CRC starts at m[p]. */
+static bool valid_at(const uint8_t *m, uint64_t size, uint64_t p, uint64_t min_lsn,
+                     struct rec_header *h)
+{
+    if (size - p < sizeof *h) return false;
+    memcpy(h, m + p, sizeof *h);
+    if (h->len > WAL_MAX_PAYLOAD || h->len > size - p - sizeof *h || h->lsn < min_lsn) return false;
+    uint32_t crc = crc32c_extend(0, m + p + 8, 16);
+    return crc32c_extend(crc, m + p + sizeof *h, h->len) == h->crc;
+}
+
+/* Adds the valid records of path at byte offsets >= from to *l (see the top of the file). */
+static int scan_valid(const char *path, uint64_t from, uint64_t min_lsn, struct later *l, char *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(err, WAL_EIO, "open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(err, WAL_EIO, "stat %s: %s", path, strerror(e));
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size <= from || size - from < WAL_RECORD_HEADER) {
+        close(fd);
+        return WAL_OK;
+    }
+    const uint8_t *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (m == MAP_FAILED) return fail(err, WAL_EIO, "mmap %s: %s", path, strerror(e));
+    struct rec_header h;
+    for (uint64_t p = from; size - p >= WAL_RECORD_HEADER;) {
+        if (!valid_at(m, size, p, min_lsn, &h)) {
+            p++;
+            continue;
+        }
+        if (l->records == 0 || h.lsn < l->first_lsn) l->first_lsn = h.lsn;
+        if (h.lsn > l->last_lsn) l->last_lsn = h.lsn;
+        l->records++;
+        p += sizeof h + h.len;
+    }
+    munmap((void *)m, size);
+    return WAL_OK;
+}
+
+/*
+ * Looks for valid records after the damage at byte `from` of segment
+ * names[seg]: in the rest of that file and in every later file (from its
+ * first byte, so a damaged header hides nothing).
+ */
+static int find_later(const char *dir, const uint64_t *names, uint32_t n, uint32_t seg,
+                      uint64_t from, uint64_t min_lsn, struct later *l, char *err)
+{
+    char path[4096], name[32];
+    memset(l, 0, sizeof *l);
+    if (min_lsn == 0) min_lsn = 1;
+    for (uint32_t i = seg; i < n; i++) {
+        wal_segment_name(names[i], name, sizeof name);
+        if (!join(path, sizeof path, dir, name))
+            return fail(err, WAL_EINVAL, "path under %s is too long", dir);
+        int rc = scan_valid(path, i == seg ? from : 0, min_lsn, l, err);
+        if (rc) return rc;
+    }
+    return WAL_OK;
+}
+
 /* Lists the segment names in dir, sorted; *names belongs to the caller. */
 static int list_segments(const char *dir, uint64_t **names, uint32_t *n, char *err)
 {
@@ -458,10 +546,38 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
         }
         if (c.dmg != WAL_DAMAGE_NONE) {
             c.offset = keep;
-            rec->truncated = true;
             rec->damage = c.dmg;
             snprintf(rec->segment, sizeof rec->segment, "%s", name);
             rec->offset = keep;
+            /*
+             * A record that fails its CRC (or is cut short) is not evidence
+             * itself: look from the byte after its start. One whose CRC holds
+             * but whose LSN is out of place is, and a bad header hides
+             * nothing: look from the damage itself.
+             */
+            bool own_bad =
+                c.dmg == WAL_DAMAGE_CRC || c.dmg == WAL_DAMAGE_TORN || c.dmg == WAL_DAMAGE_LENGTH;
+            struct later l;
+            if ((rc = find_later(w->dir, names, n, i, keep + (own_bad ? 1 : 0), expect, &l, err)))
+                goto out;
+            if (l.records && l.last_lsn > w->opt.covered_lsn) {
+                rec->corrupt = true;
+                rec->later_first_lsn = l.first_lsn;
+                rec->later_last_lsn = l.last_lsn;
+                rec->later_records = l.records;
+                snprintf(rec->reason, sizeof rec->reason,
+                         "%s at byte %" PRIu64 " of %s: %s; followed by %" PRIu64
+                         " valid record(s), lsn %" PRIu64 "..%" PRIu64,
+                         wal_damage_str(c.dmg), keep, name, c.why, l.records, l.first_lsn,
+                         l.last_lsn);
+                rc = fail(err, WAL_ECORRUPT,
+                          "wal %s offset %" PRIu64 ": damaged record (%s) followed by valid "
+                          "records up to lsn %" PRIu64 "; refusing to truncate acknowledged "
+                          "writes",
+                          name, keep, wal_damage_str(c.dmg), l.last_lsn);
+                goto out;
+            }
+            rec->truncated = true;
             if ((rc = apply_cut(w->dir, names, n, &c, rec, err))) goto out;
             if (nrec) {
                 w->last_lsn = expect - 1;
@@ -470,11 +586,16 @@ static int recover(struct wal *w, struct wal_recovery *rec, char *err)
                     goto out;
                 }
             }
-            snprintf(rec->reason, sizeof rec->reason,
-                     "%s at byte %" PRIu64 " of %s: %s; kept records up to lsn %" PRIu64
-                     ", dropped %" PRIu64 " bytes and %u later segment(s)",
-                     wal_damage_str(c.dmg), keep, name, c.why, w->last_lsn, rec->bytes_dropped,
-                     n - i - 1);
+            int k = snprintf(rec->reason, sizeof rec->reason,
+                             "%s at byte %" PRIu64 " of %s: %s; kept records up to lsn %" PRIu64
+                             ", dropped %" PRIu64 " bytes and %u later segment(s)",
+                             wal_damage_str(c.dmg), keep, name, c.why, w->last_lsn,
+                             rec->bytes_dropped, n - i - 1);
+            if (l.records && k > 0 && (size_t)k < sizeof rec->reason)
+                snprintf(rec->reason + k, sizeof rec->reason - (size_t)k,
+                         " (their %" PRIu64 " valid record(s), lsn %" PRIu64 "..%" PRIu64
+                         ", are all at or below the covered lsn %" PRIu64 ")",
+                         l.records, l.first_lsn, l.last_lsn, w->opt.covered_lsn);
             break;
         }
         if (nrec == 0) {

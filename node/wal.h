@@ -44,6 +44,7 @@ enum wal_status {
     WAL_EFORMAT,   /* an iterator met a record that fails its CRC (the file changed under it) */
     WAL_ENOTFOUND, /* iteration from an LSN whose records were already deleted */
     WAL_EFAILED,   /* an earlier write or fsync failed; the log accepts no more appends */
+    WAL_ECORRUPT,  /* wal_open: damage followed by valid records; nothing was cut (see rec) */
 };
 
 /* When an append is made durable. */
@@ -66,11 +67,18 @@ enum wal_damage {
 struct wal_options {
     enum wal_fsync fsync;   /* default WAL_FSYNC_ALWAYS */
     uint64_t segment_bytes; /* rotate once a segment reaches this size; default 64 MiB */
+    /* wal_open: records up to this LSN are held elsewhere (the snapshot the
+       replica loaded); damage followed only by such records is cut like a
+       torn tail instead of refused. 0 (default): none. */
+    uint64_t covered_lsn;
 };
 
 /*
  * What wal_open found. When `truncated` is set the log was cut: the caller
- * should log `reason` (it names the file, the offset and the cause).
+ * should log `reason` (it names the file, the offset and the cause). When
+ * `corrupt` is set (wal_open returned WAL_ECORRUPT) nothing was cut: the
+ * damage at segment/offset is followed by valid records later_first_lsn ..
+ * later_last_lsn, which are acknowledged writes.
  */
 struct wal_recovery {
     uint64_t first_lsn, last_lsn; /* records kept; both 0 when the log is empty */
@@ -83,7 +91,10 @@ struct wal_recovery {
     uint64_t bytes_dropped;       /* bytes removed: the tail of that file and every later file */
     uint32_t segments_deleted;    /* later segment files deleted (plus the cut one if emptied) */
     bool empty_tail_removed;      /* a last segment holding no record was removed (not damage) */
-    char reason[512];             /* one line describing the damage; empty when none */
+    bool corrupt;                 /* damage followed by valid records: the log was left as is */
+    uint64_t later_first_lsn, later_last_lsn; /* LSNs of the valid records after the damage */
+    uint64_t later_records;                   /* how many valid records follow the damage */
+    char reason[512];                         /* one line describing the damage; empty when none */
 };
 
 /* Counters of an open log. */
@@ -118,11 +129,20 @@ const char *wal_damage_str(enum wal_damage d);
 
 /*
  * Opens (recovers) the log in dir, which must exist. Scans the segments in
- * LSN order; at the first torn or bad-CRC record, impossible length, LSN
- * discontinuity or bad segment header it truncates that file there
- * (ftruncate + fsync; a file left without records is deleted), deletes every
- * later segment, fsyncs the folder and describes it in *rec. A last segment
- * holding no record is removed too. *out belongs to the caller (wal_close).
+ * LSN order and stops at the first torn or bad-CRC record, impossible
+ * length, LSN discontinuity or bad segment header. It then searches every
+ * byte after that point, in that file and in every later one, for a record
+ * whose CRC verifies (LSN at least the one expected there). None found: the
+ * damage is a torn tail (an interrupted append, a zero-filled tail); the
+ * file is truncated there (ftruncate + fsync; a file left without records
+ * is deleted), every later segment deleted, the folder fsynced and the cut
+ * described in *rec. A valid record found: the damage is corruption in the
+ * middle of acknowledged history; nothing is changed on disk, *rec
+ * describes it (corrupt, segment, offset, later_*), err says which file
+ * and offset, and WAL_ECORRUPT is returned — unless every valid record
+ * after the damage has an LSN <= o->covered_lsn (a snapshot holds them):
+ * then it is cut like a torn tail. A last segment holding no
+ * record is removed too. *out belongs to the caller (wal_close).
  */
 int wal_open(const char *dir, const struct wal_options *o, struct wal **out,
              struct wal_recovery *rec, char *err);

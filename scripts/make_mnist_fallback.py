@@ -17,17 +17,10 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_mnist import write_vecs  # noqa: E402  (one .fvecs/.ivecs writer)
+
 W = 28
-
-
-def write_vecs(path, a):
-    """Writes a 2-d float32 or int32 array as .fvecs/.ivecs via path.tmp."""
-    a = np.ascontiguousarray(a)
-    rec = np.empty((a.shape[0], a.shape[1] + 1), dtype=np.int32)
-    rec[:, 0] = a.shape[1]
-    rec[:, 1:] = a.view(np.int32)
-    rec.tofile(path + ".tmp")
-    os.replace(path + ".tmp", path)
 
 
 def stroke(rng, length):

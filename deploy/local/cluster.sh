@@ -26,6 +26,13 @@
 # ("listening on host:port", docs/node.md); etcd cannot, so its two ports are
 # found by binding port 0 with python3 and retried on a lost race.
 #
+# Start-up: the nodes are started together and waited on together: each
+# binds at once, then opens its replicas (Health/Check NOT_SERVING) and
+# answers SERVING once they are open; --timeout (default 120 s) bounds the
+# whole wait, not each node. Stop: SIGTERM to all nodes at once; a node
+# snapshots its replicas before it exits, so --grace (default 90 s) is
+# generous before SIGKILL.
+#
 # Exit status: 0 ok; 1 failure (start/stop) or some process not running
 # (status); 2 bad usage.
 set -euo pipefail
@@ -43,8 +50,8 @@ LEASE_TTL=5
 FSYNC=always
 NODE_THREADS=4
 ROUTER_THREADS=8
-START_TIMEOUT=30
-STOP_GRACE=10
+START_TIMEOUT=120
+STOP_GRACE=90
 
 usage() {
     cat >&2 <<EOF
@@ -300,6 +307,47 @@ sys.exit(0 if live >= want else 1)
 PY
 }
 
+# wait_serving NAME=PID=ADDR...: polls Health/Check of every address until
+# all answer SERVING (exit 0), one process exits, or START_TIMEOUT passes
+# (exit 1, naming the ones not serving). Raw protobuf bytes, no stubs.
+wait_serving() {
+    "$PYTHON" - "$START_TIMEOUT" "$@" <<'PY'
+import sys, time
+import grpc
+timeout, procs = float(sys.argv[1]), [a.split("=", 2) for a in sys.argv[2:]]
+ident = lambda b: b
+
+def dead(pid):
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            return any(l.startswith("State:") and "Z" in l.split()[1] for l in f)
+    except OSError:
+        return True
+
+chans = {name: grpc.insecure_channel(addr) for name, _, addr in procs}
+waiting = {name for name, _, _ in procs}
+deadline = time.monotonic() + timeout
+while waiting and time.monotonic() < deadline:
+    for name, pid, addr in procs:
+        if name not in waiting:
+            continue
+        if dead(pid):
+            print("%s (pid %s) exited during start-up" % (name, pid), file=sys.stderr)
+            sys.exit(1)
+        try:
+            check = chans[name].unary_unary("/grpc.health.v1.Health/Check", ident, ident)
+            if check(b"", timeout=1) == b"\x08\x01":          # status: SERVING
+                waiting.discard(name)
+        except grpc.RpcError:
+            pass
+    if waiting:
+        time.sleep(0.1)
+if waiting:
+    print("not SERVING within %.0f s: %s" % (timeout, " ".join(sorted(waiting))), file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
 # launch NAME LOG CMD...: starts CMD in its own session (so a terminal's
 # Ctrl-C does not reach it), stdin /dev/null, output appended to LOG.
 # setsid execs in place (the child is not a process-group leader), so $! is
@@ -375,15 +423,29 @@ start_etcd() {
     return 1
 }
 
-start_node() {
-    local id=$1 etcd_url=$2 logf="$DIR/$1.log" off addr
-    mkdir -p "$DIR/$id"
-    off=$(filesize "$logf")
-    launch "$id" "$logf" "$BUILD/vecshard-node" --listen 127.0.0.1:0 --node-id "$id" \
-        --data-dir "$DIR/$id" --etcd "$etcd_url" --etcd-prefix "$PREFIX" --fsync "$FSYNC" \
-        --threads "$NODE_THREADS" --lease-ttl "$LEASE_TTL"
-    addr=$(wait_listening "$id" "$LAUNCHED_PID" "$logf" "$off") || return 1
-    set_addr "$id" "$addr"
+# start_nodes ETCD_URL: launches node-0..node-(N-1) together, waits for each
+# one's "listening on" line (printed at bind, before its replicas load), then
+# for all of them to answer Health/Check SERVING.
+start_nodes() {
+    local etcd_url=$1 n id logf addr
+    local -a pids=() offs=() serving=()
+    for ((n = 0; n < NODES; n++)); do
+        id=node-$n
+        logf="$DIR/$id.log"
+        mkdir -p "$DIR/$id"
+        offs[n]=$(filesize "$logf")
+        launch "$id" "$logf" "$BUILD/vecshard-node" --listen 127.0.0.1:0 --node-id "$id" \
+            --data-dir "$DIR/$id" --etcd "$etcd_url" --etcd-prefix "$PREFIX" --fsync "$FSYNC" \
+            --threads "$NODE_THREADS" --lease-ttl "$LEASE_TTL"
+        pids[n]=$LAUNCHED_PID
+    done
+    for ((n = 0; n < NODES; n++)); do
+        id=node-$n
+        addr=$(wait_listening "$id" "${pids[n]}" "$DIR/$id.log" "${offs[n]}") || return 1
+        set_addr "$id" "$addr"
+        serving+=("$id=${pids[n]}=$addr")
+    done
+    wait_serving "${serving[@]}" || { log "nodes did not become healthy (logs in $DIR/node-*.log)"; return 1; }
 }
 
 start_router() {
@@ -421,7 +483,7 @@ wait_healthy() {
 }
 
 do_start() {
-    local bin n url
+    local bin url
     for bin in "$ETCD_BIN" "$BUILD/vecshard-node" "$BUILD/vecshard-router"; do
         [ -x "$bin" ] || die "$bin is missing (run make)"
     done
@@ -439,9 +501,7 @@ do_start() {
     trap 'exit 1' INT TERM HUP
     start_etcd || exit 1
     url=$(cat "$DIR/etcd.addr")
-    for ((n = 0; n < NODES; n++)); do
-        start_node "node-$n" "$url" || exit 1
-    done
+    start_nodes "$url" || exit 1
     start_router "$url" || exit 1
     wait_healthy "$url" || exit 1
     trap - EXIT INT TERM HUP

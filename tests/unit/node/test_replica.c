@@ -5,12 +5,14 @@
  * LSN order, bad input is refused naming the field and writes nothing.
  */
 #include "tests/unit/node/node_test.h"
+#include "common/util/crc32c.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DIM 24
@@ -256,6 +258,112 @@ static void wait_snapshots(struct replica *r, uint64_t want, struct replica_stat
     }
 }
 
+/* CRC-32C and size of a file's bytes (crc 0, size -1 if it cannot be read). */
+static uint32_t file_crc(const char *path, long *size)
+{
+    *size = -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t buf[65536];
+    uint32_t crc = 0;
+    size_t n;
+    *size = 0;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        crc = crc32c_extend(crc, buf, n);
+        *size += (long)n;
+    }
+    fclose(f);
+    return crc;
+}
+
+static void test_mid_wal_damage(void)
+{
+    char *dir = tn_tmpdir();
+    static struct model m;
+    memset(&m, 0, sizeof m);
+    struct replica_recovery rec;
+    struct replica *r = open_replica(dir, WAL_FSYNC_NONE, 0, &rec);
+    write_range(r, &m, 0, 1000);
+    replica_close(r, NULL);
+    CU_ASSERT_FATAL(tn_count_files(dir, "wal-", ".log") >= 4);
+    /* A byte in the middle of the first segment: thousands of acknowledged records follow. */
+    char name[32], path[512];
+    wal_segment_name(1, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    long size;
+    file_crc(path, &size);
+    tn_flip(path, size / 2, 0x04);
+    uint32_t crc_before = file_crc(path, &size);
+    int files_before = tn_count_files(dir, "wal-", ".log");
+
+    struct replica_config c;
+    replica_config_init(&c);
+    c.dir = dir;
+    c.collection = "docs";
+    c.shard = 2;
+    c.hnsw.dim = DIM;
+    c.hnsw.M = 8;
+    c.hnsw.ef_construction = 64;
+    c.wal_segment_bytes = 64 << 10;
+    c.build_threads = 1;
+    char err[REPLICA_ERR_MAX];
+    for (int round = 0; round < 2; round++) {
+        r = NULL;
+        CU_ASSERT_EQUAL(replica_open(&c, &r, &rec, err), REPLICA_ECORRUPT);
+        CU_ASSERT_PTR_NULL(r);
+        CU_ASSERT_TRUE(rec.wal.corrupt);
+        CU_ASSERT_FALSE(rec.wal.truncated);
+        CU_ASSERT_STRING_EQUAL(rec.wal.segment, name);
+        CU_ASSERT(rec.wal.offset > WAL_SEGMENT_HEADER && rec.wal.offset <= (uint64_t)size / 2);
+        CU_ASSERT_EQUAL(rec.wal.later_last_lsn, m.lsn);
+        char want[160];
+        snprintf(want, sizeof want, "opening the WAL of docs/2: wal %s offset %llu: damaged record",
+                 name, (unsigned long long)rec.wal.offset);
+        CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
+        snprintf(want, sizeof want,
+                 "followed by valid records up to lsn %llu; refusing to "
+                 "truncate acknowledged writes",
+                 (unsigned long long)m.lsn);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, want));
+        CU_ASSERT_EQUAL(replica_code_grpc(REPLICA_ECORRUPT), 15);
+    }
+    long size_after;
+    CU_ASSERT_EQUAL(file_crc(path, &size_after), crc_before);
+    CU_ASSERT_EQUAL(size_after, size);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), files_before);
+    tn_rmdir(dir);
+    free(dir);
+
+    /* The same damage under a snapshot that holds every record: nothing is lost, it opens. */
+    dir = tn_tmpdir();
+    memset(&m, 0, sizeof m);
+    r = open_replica(dir, WAL_FSYNC_NONE, 0, &rec);
+    write_range(r, &m, 0, 1000);
+    bool taken;
+    CU_ASSERT_EQUAL(replica_snapshot(r, &taken, err), REPLICA_OK);
+    CU_ASSERT_TRUE(taken);
+    replica_close(r, NULL);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    file_crc(path, &size);
+    tn_flip(path, size / 2, 0x04);
+    r = open_replica(dir, WAL_FSYNC_NONE, 0, &rec);
+    CU_ASSERT_FALSE(rec.wal.corrupt);
+    CU_ASSERT_TRUE(rec.wal.truncated);
+    CU_ASSERT_TRUE(rec.wal_reset);
+    CU_ASSERT_EQUAL(rec.snapshot_lsn, m.lsn);
+    CU_ASSERT_EQUAL(rec.replayed, 0);
+    check_model(r, &m);
+    uint64_t more[2] = {1500, 1501};
+    write_batch(r, &m, more, 2, NULL, 0);
+    replica_close(r, NULL);
+    r = open_replica(dir, WAL_FSYNC_NONE, 0, &rec);
+    CU_ASSERT_EQUAL(rec.replayed, 1);
+    check_model(r, &m);
+    replica_close(r, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
 static void test_background_snapshots(void)
 {
     char *dir = tn_tmpdir();
@@ -286,6 +394,102 @@ static void test_background_snapshots(void)
     CU_ASSERT(tn_count_files(dir, "snapshot-", ".vsx") <= 2);
     r = open_replica(dir, WAL_FSYNC_NONE, 100 << 10, &rec);
     CU_ASSERT(rec.snapshot_lsn > 0);
+    check_model(r, &m);
+    replica_close(r, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+/* Opens dir with only the given record and age triggers (bytes off); asserts success. */
+static struct replica *open_triggers(const char *dir, uint64_t records, uint64_t age_ms,
+                                     struct replica_recovery *rec)
+{
+    struct replica_config c;
+    replica_config_init(&c);
+    c.dir = dir;
+    c.collection = "docs";
+    c.shard = 2;
+    c.hnsw.dim = DIM;
+    c.hnsw.M = 8;
+    c.hnsw.ef_construction = 64;
+    c.fsync = WAL_FSYNC_NONE;
+    c.snapshot_wal_records = records;
+    c.snapshot_age_ms = age_ms;
+    c.build_threads = 1;
+    struct replica *r = NULL;
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_open(&c, &r, rec, err);
+    if (rc) fprintf(stderr, "replica_open: %s\n", err);
+    CU_ASSERT_FATAL(rc == REPLICA_OK);
+    return r;
+}
+
+/* Polls (up to 10 s) until the newest snapshot is at lsn; returns its status. */
+static void wait_snapshot_lsn(struct replica *r, uint64_t lsn, struct replica_stat *st)
+{
+    for (int i = 0; i < 1000; i++) {
+        replica_status(r, st);
+        if (st->snapshot_lsn >= lsn) return;
+        usleep(10000);
+    }
+}
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void test_snapshot_triggers(void)
+{
+    char *dir = tn_tmpdir();
+    static struct model m;
+    memset(&m, 0, sizeof m);
+    struct replica_recovery rec;
+    struct replica_stat st;
+    /* Record count: 10 one-point batches (a few KiB, far below any byte threshold). */
+    struct replica *r = open_triggers(dir, 10, 0, &rec);
+    for (uint64_t id = 0; id < 10; id++)
+        write_batch(r, &m, &id, 1, NULL, 0);
+    wait_snapshot_lsn(r, 10, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 10);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 1);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 0);
+    for (uint64_t id = 10; id < 19; id++)
+        write_batch(r, &m, &id, 1, NULL, 0);
+    replica_status(r, &st);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 9);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 10); /* 9 < 10: not due */
+    replica_close(r, NULL);
+
+    /* Age: 9 records left unsnapshotted are replayed; 300 ms after the open they are snapshotted.
+     */
+    double t0 = mono_ms();
+    r = open_triggers(dir, 0, 300, &rec);
+    CU_ASSERT_EQUAL(rec.replayed, 9);
+    wait_snapshot_lsn(r, 19, &st);
+    double waited = mono_ms() - t0;
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 19);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 1);
+    CU_ASSERT(waited >= 300);
+    /* One more write: snapshotted once it is 300 ms old, not before. */
+    uint64_t id = 19;
+    t0 = mono_ms();
+    write_batch(r, &m, &id, 1, NULL, 0);
+    replica_status(r, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 19);
+    CU_ASSERT_EQUAL(st.wal_records_since_snapshot, 1);
+    wait_snapshot_lsn(r, 20, &st);
+    CU_ASSERT_EQUAL(st.snapshot_lsn, 20);
+    CU_ASSERT_EQUAL(st.snapshots_taken, 2);
+    CU_ASSERT(mono_ms() - t0 >= 300);
+    check_model(r, &m);
+    replica_close(r, NULL);
+    r = open_triggers(dir, 0, 0, &rec);
+    CU_ASSERT_EQUAL(rec.snapshot_lsn, 20);
+    CU_ASSERT_EQUAL(rec.replayed, 0);
     check_model(r, &m);
     replica_close(r, NULL);
     tn_rmdir(dir);
@@ -512,7 +716,13 @@ void register_replica_tests(void)
     CU_pSuite s = CU_add_suite("replica", NULL, NULL);
     CU_add_test(s, "2,000 points, deletes, upserts: close and reopen from the WAL", test_reopen_wal);
     CU_add_test(s, "snapshots + WAL replay, fallback to the older snapshot", test_reopen_snapshot);
+    CU_add_test(s,
+                "WAL damaged in the middle: open refuses (ECORRUPT), files untouched; "
+                "opens when a snapshot holds it all",
+                test_mid_wal_damage);
     CU_add_test(s, "background snapshot thread", test_background_snapshots);
+    CU_add_test(s, "snapshot triggers: WAL record count and age of the oldest write",
+                test_snapshot_triggers);
     CU_add_test(s, "kill -9 while writing: every acknowledged write survives", test_crash);
     CU_add_test(s, "backup apply: duplicates and gaps", test_apply_order);
     CU_add_test(s, "validation errors name the field and write nothing", test_validation);

@@ -1,6 +1,8 @@
 /*
  * test_wal.c — the write-ahead log: round trip over several segments, a
- * torn tail and a flipped byte cut and reported exactly, an empty folder,
+ * torn tail (cut short, a bad last record, zeros) cut and reported exactly,
+ * damage followed by valid records refused with nothing changed on disk
+ * (WAL_ECORRUPT naming file and offset), an empty folder,
  * iteration from an LSN, deletion before an LSN, group commit.
  */
 #include "tests/unit/node/node_test.h"
@@ -21,7 +23,8 @@ static uint32_t rec_payload(uint64_t lsn, uint8_t *buf)
 }
 
 /* Opens dir with the given policy and segment size; asserts success. */
-static struct wal *open_wal(const char *dir, enum wal_fsync p, uint64_t seg, struct wal_recovery *rec)
+static struct wal *open_wal(const char *dir, enum wal_fsync p, uint64_t seg,
+                            struct wal_recovery *rec)
 {
     struct wal_options o;
     wal_options_init(&o);
@@ -30,8 +33,7 @@ static struct wal *open_wal(const char *dir, enum wal_fsync p, uint64_t seg, str
     struct wal *w = NULL;
     char err[WAL_ERR_MAX];
     int rc = wal_open(dir, &o, &w, rec, err);
-    if (rc)
-        fprintf(stderr, "wal_open: %s\n", err);
+    if (rc) fprintf(stderr, "wal_open: %s\n", err);
     CU_ASSERT_FATAL(rc == WAL_OK);
     return w;
 }
@@ -44,8 +46,7 @@ static void fill(struct wal *w, uint64_t first, uint64_t last)
     for (uint64_t l = first; l <= last; l++) {
         uint32_t len = rec_payload(l, buf);
         int rc = wal_append(w, l, l / 100 + 1, buf, len, err);
-        if (rc)
-            fprintf(stderr, "wal_append %llu: %s\n", (unsigned long long)l, err);
+        if (rc) fprintf(stderr, "wal_append %llu: %s\n", (unsigned long long)l, err);
         CU_ASSERT_EQUAL_FATAL(rc, WAL_OK);
     }
 }
@@ -62,8 +63,7 @@ static void check_records(struct wal *w, uint64_t from, uint64_t last)
         struct wal_record r;
         bool has;
         CU_ASSERT_EQUAL_FATAL(wal_iter_next(it, &r, &has, err), WAL_OK);
-        if (!has)
-            break;
+        if (!has) break;
         CU_ASSERT_EQUAL_FATAL(r.lsn, want);
         CU_ASSERT_EQUAL(r.epoch, want / 100 + 1);
         uint32_t len = rec_payload(want, buf);
@@ -93,8 +93,7 @@ static uint64_t segment_of(const char *dir, uint64_t lsn, char *path, size_t siz
         char name[32], p[512];
         wal_segment_name(l, name, sizeof name);
         snprintf(p, sizeof p, "%s/%s", dir, name);
-        if (access(p, F_OK) == 0)
-            best = l;
+        if (access(p, F_OK) == 0) best = l;
     }
     char name[32];
     wal_segment_name(best, name, sizeof name);
@@ -181,6 +180,76 @@ static void test_torn_tail(void)
     free(dir);
 }
 
+/* The whole content of a file (malloc'ed, *len bytes); NULL if it cannot be read. */
+static unsigned char *slurp(const char *path, long *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*len ? (size_t)*len : 1);
+    if (b && fread(b, 1, (size_t)*len, f) != (size_t)*len) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+/* Snapshot of every segment file of dir (names and bytes), to show nothing changed. */
+struct dir_image {
+    int n;
+    char names[64][32];
+    unsigned char *bytes[64];
+    long len[64];
+};
+
+/* Reads every segment of dir (records 1..last) into *im. */
+static void image_take(const char *dir, uint64_t last, struct dir_image *im)
+{
+    memset(im, 0, sizeof *im);
+    for (uint64_t l = 1; l <= last && im->n < 64; l++) {
+        char name[32], p[512];
+        wal_segment_name(l, name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        if (access(p, F_OK) != 0) continue;
+        snprintf(im->names[im->n], sizeof im->names[0], "%s", name);
+        im->bytes[im->n] = slurp(p, &im->len[im->n]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(im->bytes[im->n]);
+        im->n++;
+    }
+}
+
+/* Asserts dir holds exactly the files of *im, byte for byte, and frees it. */
+static void image_check_free(const char *dir, struct dir_image *im)
+{
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), im->n);
+    for (int i = 0; i < im->n; i++) {
+        char p[512];
+        long len = -1;
+        snprintf(p, sizeof p, "%s/%s", dir, im->names[i]);
+        unsigned char *b = slurp(p, &len);
+        CU_ASSERT_PTR_NOT_NULL(b);
+        CU_ASSERT_EQUAL(len, im->len[i]);
+        CU_ASSERT(b && len == im->len[i] && memcmp(b, im->bytes[i], (size_t)len) == 0);
+        free(b);
+        free(im->bytes[i]);
+    }
+}
+
+/* Opens dir expecting WAL_ECORRUPT; returns the message. */
+static void open_corrupt(const char *dir, struct wal_recovery *rec, char *err)
+{
+    struct wal_options o;
+    wal_options_init(&o);
+    o.segment_bytes = 4096;
+    struct wal *w = NULL;
+    CU_ASSERT_EQUAL(wal_open(dir, &o, &w, rec, err), WAL_ECORRUPT);
+    CU_ASSERT_PTR_NULL(w);
+    wal_close(w, NULL);
+}
+
 static void test_bad_crc_middle(void)
 {
     char *dir = tn_tmpdir();
@@ -188,36 +257,200 @@ static void test_bad_crc_middle(void)
     struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
     fill(w, 1, 500);
     wal_close(w, NULL);
-    int before = tn_count_files(dir, "wal-", ".log");
-    char path[512];
+    char path[512], err[WAL_ERR_MAX];
     uint64_t seg = segment_of(dir, 250, path, sizeof path);
-    CU_ASSERT_FATAL(seg > 1 && seg < 250); /* not the first segment, and 250 is not its first record */
+    CU_ASSERT_FATAL(seg > 1 &&
+                    seg < 250); /* not the first segment, and 250 is not its first record */
     long off = record_offset(seg, 250);
     tn_flip(path, off + WAL_RECORD_HEADER + 3, 0x40); /* a payload byte of record 250 */
-    long size = tn_file_size(path);
-    /* Segments that start after record 250 must go. */
-    int later = 0;
-    for (uint64_t l = 251; l <= 500; l++) {
-        char name[32], p[512];
-        wal_segment_name(l, name, sizeof name);
-        snprintf(p, sizeof p, "%s/%s", dir, name);
-        later += access(p, F_OK) == 0;
-    }
-    CU_ASSERT_FATAL(later >= 5);
+    struct dir_image im;
+    image_take(dir, 500, &im);
+    CU_ASSERT_FATAL(im.n >= 10);
 
-    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    /* Records 251..500 are acknowledged: nothing is cut, the open refuses, twice alike. */
+    for (int round = 0; round < 2; round++) {
+        open_corrupt(dir, &rec, err);
+        CU_ASSERT_TRUE(rec.corrupt);
+        CU_ASSERT_FALSE(rec.truncated);
+        CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_CRC);
+        CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
+        CU_ASSERT_STRING_EQUAL(rec.segment, strrchr(path, '/') + 1);
+        CU_ASSERT_EQUAL(rec.later_first_lsn, 251);
+        CU_ASSERT_EQUAL(rec.later_last_lsn, 500);
+        CU_ASSERT_EQUAL(rec.later_records, 250);
+        CU_ASSERT_EQUAL(rec.bytes_dropped, 0);
+        CU_ASSERT_EQUAL(rec.segments_deleted, 0);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "wal %s offset %ld: damaged record (CRC mismatch) followed by valid records up "
+                 "to lsn 500; refusing to truncate acknowledged writes",
+                 strrchr(path, '/') + 1, off);
+        CU_ASSERT_STRING_EQUAL(err, want);
+    }
+    image_check_free(dir, &im);
+
+    /* When a snapshot holds every record after the damage (covered_lsn), it is cut instead. */
+    struct wal_options o;
+    wal_options_init(&o);
+    o.segment_bytes = 4096;
+    o.covered_lsn = 499;
+    CU_ASSERT_EQUAL(wal_open(dir, &o, &w, &rec, err), WAL_ECORRUPT); /* 500 is not covered */
+    o.covered_lsn = 500;
+    CU_ASSERT_EQUAL_FATAL(wal_open(dir, &o, &w, &rec, err), WAL_OK);
     CU_ASSERT_TRUE(rec.truncated);
-    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_CRC);
+    CU_ASSERT_FALSE(rec.corrupt);
     CU_ASSERT_EQUAL(rec.last_lsn, 249);
-    CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
-    CU_ASSERT_EQUAL(rec.segments_deleted, (uint32_t)later);
-    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "CRC mismatch"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, strrchr(path, '/') + 1));
     CU_ASSERT_EQUAL(tn_file_size(path), off);
-    CU_ASSERT(rec.bytes_dropped > (uint64_t)(size - off));
-    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), before - later);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rec.reason, "(their 250 valid record(s), lsn 251..500, are all "
+                                              "at or below the covered lsn 500)"));
     check_records(w, 1, 249);
     wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_bad_length_middle(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 1 << 20, &rec); /* one segment */
+    fill(w, 1, 300);
+    wal_close(w, NULL);
+    char path[512], err[WAL_ERR_MAX];
+    CU_ASSERT_FATAL(segment_of(dir, 300, path, sizeof path) == 1);
+    long off = record_offset(1, 120);
+    tn_flip(path, off + 3, 0x80); /* the top byte of record 120's length */
+    struct dir_image im;
+    image_take(dir, 300, &im);
+    CU_ASSERT_EQUAL(im.n, 1);
+    open_corrupt(dir, &rec, err);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_LENGTH);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
+    CU_ASSERT_EQUAL(rec.later_first_lsn, 121);
+    CU_ASSERT_EQUAL(rec.later_last_lsn, 300);
+    CU_ASSERT_EQUAL(rec.later_records, 180);
+    image_check_free(dir, &im);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_bad_last_record(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 500);
+    wal_close(w, NULL);
+    char path[512];
+    uint64_t seg = segment_of(dir, 500, path, sizeof path);
+    long off = record_offset(seg, 500), size = tn_file_size(path);
+    tn_flip(path, off + WAL_RECORD_HEADER + 5, 0x01); /* a payload byte of the last record */
+    int nseg = tn_count_files(dir, "wal-", ".log");
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_FALSE(rec.corrupt);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_CRC);
+    CU_ASSERT_EQUAL(rec.last_lsn, 499);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
+    CU_ASSERT_EQUAL(rec.bytes_dropped, (uint64_t)(size - off));
+    CU_ASSERT_EQUAL(tn_file_size(path), off);
+    CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), nseg);
+    check_records(w, 1, 499);
+    fill(w, 500, 510);
+    wal_close(w, NULL);
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    check_records(w, 1, 510);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_zero_tail(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 1 << 20, &rec);
+    fill(w, 1, 200);
+    wal_close(w, NULL);
+    char path[512];
+    CU_ASSERT_FATAL(segment_of(dir, 200, path, sizeof path) == 1);
+    long size = tn_file_size(path);
+    /* Zeros an interrupted append (or preallocation) can leave: 10,000 bytes past the end. */
+    CU_ASSERT_FATAL(truncate(path, size + 10000) == 0);
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 1 << 20, &rec);
+    CU_ASSERT_FALSE(rec.corrupt);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)size);
+    CU_ASSERT_EQUAL(rec.bytes_dropped, 10000);
+    CU_ASSERT_EQUAL(rec.last_lsn, 200);
+    CU_ASSERT_EQUAL(tn_file_size(path), size);
+    check_records(w, 1, 200);
+    wal_close(w, NULL);
+    /* Zeros over the last record itself (its pages never written): cut there. */
+    long off = record_offset(1, 200);
+    CU_ASSERT_FATAL(truncate(path, off) == 0 && truncate(path, size) == 0);
+    w = open_wal(dir, WAL_FSYNC_ALWAYS, 1 << 20, &rec);
+    CU_ASSERT_TRUE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.last_lsn, 199);
+    CU_ASSERT_EQUAL(tn_file_size(path), off);
+    wal_close(w, NULL);
+    /* But zeros followed by a valid record are corruption. */
+    w = open_wal(dir, WAL_FSYNC_NONE, 1 << 20, &rec);
+    fill(w, 200, 210);
+    wal_close(w, NULL);
+    long z = record_offset(1, 150);
+    for (long i = 0; i < WAL_RECORD_HEADER + 8; i++) {
+        FILE *f = fopen(path, "r+b");
+        fseek(f, z + i, SEEK_SET);
+        fputc(0, f);
+        fclose(f);
+    }
+    char err[WAL_ERR_MAX];
+    open_corrupt(dir, &rec, err);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)z);
+    CU_ASSERT_EQUAL(rec.later_first_lsn, 151);
+    CU_ASSERT_EQUAL(rec.later_last_lsn, 210);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_damage_before_next_segment(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 200);
+    wal_close(w, NULL);
+    /* The last record of the first segment is damaged; segment 2 onwards are valid. */
+    char first[512], second[512], err[WAL_ERR_MAX];
+    CU_ASSERT_FATAL(segment_of(dir, 1, first, sizeof first) == 1);
+    uint64_t seg2 = 0;
+    for (uint64_t l = 2; l <= 200 && !seg2; l++)
+        if (segment_of(dir, l, second, sizeof second) == l) seg2 = l;
+    CU_ASSERT_FATAL(seg2 > 2);
+    long off = record_offset(1, seg2 - 1);
+    CU_ASSERT_FATAL(tn_file_size(first) == record_offset(1, seg2));
+    tn_flip(first, off + WAL_RECORD_HEADER + 1, 0x10);
+    struct dir_image im;
+    image_take(dir, 200, &im);
+    open_corrupt(dir, &rec, err);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_CRC);
+    CU_ASSERT_STRING_EQUAL(rec.segment, strrchr(first, '/') + 1);
+    CU_ASSERT_EQUAL(rec.offset, (uint64_t)off);
+    CU_ASSERT_EQUAL(rec.later_first_lsn, seg2);
+    CU_ASSERT_EQUAL(rec.later_last_lsn, 200);
+    CU_ASSERT_EQUAL(rec.later_records, 200 - seg2 + 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "wal wal-00000000000000000001.log offset "));
+    image_check_free(dir, &im);
+
+    /* A torn first segment cut short (segment 2 missing its start) is corruption too. */
+    CU_ASSERT_FATAL(truncate(first, off + 10) == 0);
+    image_take(dir, 200, &im);
+    open_corrupt(dir, &rec, err);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_TORN);
+    CU_ASSERT_EQUAL(rec.later_first_lsn, seg2);
+    image_check_free(dir, &im);
     tn_rmdir(dir);
     free(dir);
 }
@@ -229,16 +462,29 @@ static void test_bad_header_and_gap(void)
     struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
     fill(w, 1, 200);
     wal_close(w, NULL);
-    /* Damage the header of the segment that holds 150: it and every later one go. */
-    char path[512];
+    /* A damaged header of a middle segment hides valid records: refused, nothing removed. */
+    char path[512], err[WAL_ERR_MAX];
     uint64_t seg = segment_of(dir, 150, path, sizeof path);
+    tn_flip(path, 2, 0x01);
+    struct dir_image im;
+    image_take(dir, 200, &im);
+    open_corrupt(dir, &rec, err);
+    CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_HEADER);
+    CU_ASSERT_EQUAL(rec.offset, 0);
+    CU_ASSERT_EQUAL(rec.later_first_lsn, seg);
+    CU_ASSERT_EQUAL(rec.later_last_lsn, 200);
+    image_check_free(dir, &im);
+    tn_flip(path, 2, 0x01);
+    /* A damaged header of the last segment, with nothing valid after it: that segment goes. */
+    uint64_t last = segment_of(dir, 200, path, sizeof path);
+    CU_ASSERT_FATAL(truncate(path, WAL_SEGMENT_HEADER + 10) == 0);
     tn_flip(path, 2, 0x01);
     w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
     CU_ASSERT_TRUE(rec.truncated);
     CU_ASSERT_EQUAL(rec.damage, WAL_DAMAGE_HEADER);
-    CU_ASSERT_EQUAL(rec.last_lsn, seg - 1);
+    CU_ASSERT_EQUAL(rec.last_lsn, last - 1);
     CU_ASSERT_EQUAL(access(path, F_OK), -1);
-    check_records(w, 1, seg - 1);
+    check_records(w, 1, last - 1);
     wal_close(w, NULL);
     tn_rmdir(dir);
     free(dir);
@@ -342,12 +588,10 @@ static void *gc_writer(void *arg)
         uint32_t len = rec_payload(l, buf);
         int rc = wal_write(g->w, l, l / 100 + 1, buf, len, NULL);
         pthread_mutex_unlock(&g->lock);
-        if (rc || wal_wait_durable(g->w, l, NULL))
-            g->bad++;
+        if (rc || wal_wait_durable(g->w, l, NULL)) g->bad++;
         struct wal_stats st;
         wal_stats(g->w, &st);
-        if (st.durable_lsn < l)
-            g->bad++;
+        if (st.durable_lsn < l) g->bad++;
     }
     return NULL;
 }
@@ -399,8 +643,16 @@ void register_wal_tests(void)
     CU_pSuite s = CU_add_suite("wal", NULL, NULL);
     CU_add_test(s, "round trip over several segments", test_round_trip);
     CU_add_test(s, "torn last record is cut and reported", test_torn_tail);
-    CU_add_test(s, "flipped byte: cut at that record, later segments deleted", test_bad_crc_middle);
-    CU_add_test(s, "bad segment header", test_bad_header_and_gap);
+    CU_add_test(s,
+                "flipped byte mid-WAL: refused, file and offset named, nothing cut (unless "
+                "covered by a snapshot)",
+                test_bad_crc_middle);
+    CU_add_test(s, "impossible length mid-WAL: refused", test_bad_length_middle);
+    CU_add_test(s, "flipped byte in the last record: cut as a torn tail", test_bad_last_record);
+    CU_add_test(s, "zero-filled tail: cut; zeros before valid records: refused", test_zero_tail);
+    CU_add_test(s, "damage at the end of segment 1, segment 2 valid: refused",
+                test_damage_before_next_segment);
+    CU_add_test(s, "bad segment header: middle refused, last one removed", test_bad_header_and_gap);
     CU_add_test(s, "empty folder and header-only segment", test_empty_dir);
     CU_add_test(s, "iterate from an LSN, delete before an LSN", test_iterate_and_delete);
     CU_add_test(s, "group commit shares fsyncs", test_group_commit);

@@ -264,6 +264,18 @@ static void set_own_links(struct hnsw_index *idx, uint32_t s, int l, const struc
     hnsw_node_unlock(idx, s);
 }
 
+/* A copy of slot s's vector in slot x's layer-0 list, or HNSW_NO_SLOT. */
+static uint32_t find_copy_in_list(struct hnsw_index *idx, uint32_t s, uint32_t x)
+{
+    const float *v = hnsw_vec(idx, s);
+    uint32_t cnt, *links = hnsw_links(idx, x, 0, &cnt);
+    for (uint32_t j = 0; j < cnt; j++) {
+        uint32_t t = __atomic_load_n(&links[j], __ATOMIC_RELAXED);
+        if (t != s && is_copy(idx, v, t)) return t;
+    }
+    return HNSW_NO_SLOT;
+}
+
 /* Links slot s (vector q, level `level`) into the graph: Algorithm 1. */
 static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int level, char *err)
 {
@@ -307,15 +319,25 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
         d = c[0].d;
         uint32_t twin;
         uint32_t m = hnsw_select_heuristic(idx, q, c, n, idx->M, false, &twin);
-        uint32_t first = 0;
+        uint32_t first = 0, own = m;
         if (l == 0 && twin != HNSW_NO_SLOT) {
             /* c[0] is the twin: splice s into its ring instead of a back-link. */
             uint32_t r = ring_take(idx, twin, s);
             if (r != HNSW_NO_SLOT) c[0].slot = r;
             first = 1;
+        } else if (l == 0 && m > 0 &&
+                   (twin = find_copy_in_list(idx, s, c[0].slot)) != HNSW_NO_SLOT) {
+            /*
+             * The search found no copy of s, but the nearest point links to
+             * one (under ip copies need not be among the nearest points):
+             * join that copy's ring, with the ring link after s's selection.
+             */
+            uint32_t r = ring_take(idx, twin, s);
+            c[own].slot = r != HNSW_NO_SLOT ? r : twin;
+            c[own++].d = idx->dist(q, hnsw_vec(idx, twin), idx->dim);
         }
-        set_own_links(idx, s, l, c, m);
-        bool linked = first > 0;
+        set_own_links(idx, s, l, c, own);
+        bool linked = first > 0 || own > m;
         for (uint32_t i = first; i < m; i++)
             linked |= hnsw_add_link(idx, c[i].slot, l, s, false);
         /*

@@ -203,8 +203,10 @@ BINS += $(BIN_CLI)
 ROUTER_SRC := $(wildcard router/*.c)
 BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
+# The engine library only for hnsw_vector_check: the router refuses the same
+# vectors as the nodes, with the same messages.
 $(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_CLUSTER) \
-               $(LIB_UTIL)
+               $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router

@@ -198,7 +198,19 @@ static grpc_status_code handle_write(struct rpc_call *c, const ProtobufCMessage 
     int rc = replica_write(v.rep, v.epoch, req->batch, &lsn, err);
     if (rc != REPLICA_OK) {
         code = rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "%s", err);
-        if (rc == REPLICA_EIO || rc == REPLICA_EFAILED || rc == REPLICA_ENOMEM)
+        if (rc == REPLICA_EUNAPPLIED) {
+            /*
+             * The batch is in the WAL but not (fully) in memory: serving on
+             * would answer from a state the log does not describe. Stop now
+             * (no snapshot, no clean close); the next start replays it.
+             */
+            log_error("stopping: a logged batch could not be applied",
+                      "collection=%s shard=%u error=%s", req->collection, req->shard,
+                      log_quote(err));
+            _exit(NODE_EXIT_UNAPPLIED);
+        }
+        if (rc == REPLICA_EIO || rc == REPLICA_EFAILED || rc == REPLICA_ENOMEM ||
+            rc == REPLICA_EINTERNAL)
             log_error("write failed", "collection=%s shard=%u code=%s error=%s", req->collection,
                       req->shard, replica_code_str(rc), log_quote(err));
         goto out;
@@ -217,7 +229,7 @@ out:
 
 /* ------------------------------------------------------------ Search */
 
-/* INVALID_ARGUMENT unless every query has dim finite floats (non-zero under cosine). */
+/* INVALID_ARGUMENT unless every query has dim floats that pass hnsw_vector_check. */
 static grpc_status_code check_queries(struct rpc_call *c,
                                       const Vecshard__V1__NodeSearchRequest *req,
                                       const struct node_collection *coll)
@@ -229,22 +241,10 @@ static grpc_status_code check_queries(struct rpc_call *c,
             return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                                   "queries[%zu].vector has %zu floats, collection dim is %u", q, n,
                                   coll->dim);
-        bool nonzero = false;
-        for (size_t i = 0; i < n; i++) {
-            float x = qu->vector[i];
-            if (isnan(x))
-                return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                                      "queries[%zu].vector[%zu] is NaN", q, i);
-            if (isinf(x))
-                return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                                      "queries[%zu].vector[%zu] is infinite", q, i);
-            nonzero |= x != 0.0f;
-        }
-        if (coll->metric == HNSW_METRIC_COSINE && !nonzero)
-            return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                                  "queries[%zu].vector is all zeros, which has no direction "
-                                  "under the cosine metric",
-                                  q);
+        char what[48], err[HNSW_ERR_MAX];
+        snprintf(what, sizeof what, "queries[%zu].vector", q);
+        if (hnsw_vector_check(coll->metric, coll->dim, qu->vector, what, err) != HNSW_OK)
+            return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     }
     return GRPC_STATUS_OK;
 }

@@ -16,6 +16,12 @@
 #include "node/node_meta.h"
 #include "node/node_shards.h"
 
+/*
+ * Exit status of a node that stopped because a batch reached a WAL but
+ * could not be applied (REPLICA_EUNAPPLIED): a restart replays it.
+ */
+#define NODE_EXIT_UNAPPLIED 3
+
 /* What the handlers share. Owned by main; outlives the server. */
 struct node_service {
     const struct node_config *cfg;

@@ -111,6 +111,12 @@ const char *replica_code_str(int code)
         return "unrecoverable data";
     case REPLICA_EMISMATCH:
         return "data of another configuration";
+    case REPLICA_EUNAPPLIED:
+        return "logged batch not applied";
+    case REPLICA_EFULL:
+        return "index full";
+    case REPLICA_EINTERNAL:
+        return "internal engine error";
     }
     return "unknown code";
 }
@@ -128,6 +134,7 @@ int replica_code_grpc(int code)
     case REPLICA_EPAYLOAD_SIZE:
     case REPLICA_EBATCH_SIZE:
     case REPLICA_ENOMEM:
+    case REPLICA_EFULL:
         return 8; /* RESOURCE_EXHAUSTED */
     case REPLICA_EMISMATCH:
         return 9; /* FAILED_PRECONDITION */
@@ -136,6 +143,9 @@ int replica_code_grpc(int code)
         return 14; /* UNAVAILABLE */
     case REPLICA_ECORRUPT:
         return 15; /* DATA_LOSS */
+    case REPLICA_EUNAPPLIED:
+    case REPLICA_EINTERNAL:
+        break;
     }
     return 13; /* INTERNAL */
 }
@@ -186,8 +196,8 @@ static void mark_failed(struct replica *r, const char *msg)
 /* ---------------------------------------------------------------- validation */
 
 /*
- * Checks a batch before anything is written: every vector has dim finite
- * floats (non-zero under cosine), payloads and counts within the limits
+ * Checks a batch before anything is written: every vector has dim floats
+ * that pass hnsw_vector_check, payloads and counts within the limits
  * (limits = false during replay: records already accepted stay valid if the
  * limits were lowered). *packed gets the encoded size.
  */
@@ -210,18 +220,10 @@ static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatc
             return replica_fail(err, REPLICA_EDIM,
                                 "batch.upserts[%zu].vector has %zu floats, collection dim is %u", i,
                                 p->n_vector, r->dim);
-        double norm = 0;
-        for (uint32_t j = 0; j < r->dim; j++) {
-            if (!isfinite(p->vector[j]))
-                return replica_fail(err, REPLICA_EVALUE, "batch.upserts[%zu].vector[%u] is %s", i,
-                                    j, isnan(p->vector[j]) ? "NaN" : "infinite");
-            norm += (double)p->vector[j] * p->vector[j];
-        }
-        if (r->metric == HNSW_METRIC_COSINE && norm == 0)
-            return replica_fail(err, REPLICA_EVALUE,
-                                "batch.upserts[%zu].vector is all zeros: cosine distance is "
-                                "undefined",
-                                i);
+        char what[48], herr[HNSW_ERR_MAX];
+        snprintf(what, sizeof what, "batch.upserts[%zu].vector", i);
+        if (hnsw_vector_check(r->metric, r->dim, p->vector, what, herr) != HNSW_OK)
+            return replica_fail(err, REPLICA_EVALUE, "%s", herr);
         uint32_t maxp = limits ? r->cfg.max_payload : PAYLOAD_MAX_BYTES;
         if (p->payload.len > maxp)
             return replica_fail(err, REPLICA_EPAYLOAD_SIZE,
@@ -260,6 +262,20 @@ static int reserve_rows(struct replica *r, size_t n)
     return 0;
 }
 
+int replica_engine_code(int rc)
+{
+    switch (rc) {
+    case HNSW_EINVAL:
+        return REPLICA_EVALUE;
+    case HNSW_ENOMEM:
+        return REPLICA_ENOMEM;
+    case HNSW_EFULL:
+        return REPLICA_EFULL;
+    default:
+        return REPLICA_EINTERNAL;
+    }
+}
+
 /*
  * Applies a validated batch: upserts into the index (in one batch insert),
  * their payloads (an empty payload clears the old one: upsert replaces the
@@ -285,8 +301,8 @@ static int apply_batch(struct replica *r, const Vecshard__V1__WriteBatch *b, cha
         int threads = n >= 64 ? r->cfg.build_threads : 1;
         int rc = hnsw_insert_batch(r->idx, r->ids, r->vecs, n, threads, herr);
         if (rc)
-            return replica_fail(err, rc == HNSW_EINVAL ? REPLICA_EVALUE : REPLICA_ENOMEM,
-                                "applying the batch to the index: %s", herr);
+            return replica_fail(err, replica_engine_code(rc), "applying the batch to the index: %s",
+                                herr);
         for (size_t i = 0; i < n; i++) {
             const Vecshard__V1__Point *p = b->upserts[i];
             if (payload_put(r->ps, p->id, p->payload.data, (uint32_t)p->payload.len) != 0)
@@ -341,8 +357,12 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
     }
     char amsg[REPLICA_ERR_MAX];
     if ((rc = apply_batch(r, b, amsg))) {
-        mark_failed(r, amsg);
-        return replica_fail(err, rc, "lsn %" PRIu64 " is in the WAL but %s", lsn, amsg);
+        char msg2[REPLICA_ERR_MAX];
+        snprintf(msg2, sizeof msg2,
+                 "lsn %" PRIu64 " is in the WAL but was not applied (%s): %.300s", lsn,
+                 replica_code_str(rc), amsg);
+        mark_failed(r, msg2);
+        return replica_fail(err, REPLICA_EUNAPPLIED, "%s", msg2);
     }
     atomic_store(&r->lsn, lsn);
     if (epoch > atomic_load(&r->epoch))
@@ -577,8 +597,7 @@ int replica_repair(struct replica *r, char *err)
     int rc = hnsw_repair(r->idx, r->cfg.build_threads, herr);
     pthread_mutex_unlock(&r->write_lock);
     if (rc)
-        return replica_fail(err, rc == HNSW_ENOMEM ? REPLICA_ENOMEM : REPLICA_EINVAL, "repair: %s",
-                            herr);
+        return replica_fail(err, replica_engine_code(rc), "repair: %s", herr);
     return REPLICA_OK;
 }
 

@@ -38,7 +38,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define REPLICA_ERR_MAX 512
+#define REPLICA_ERR_MAX           512
 #define REPLICA_MAX_BATCH_DEFAULT 100000
 #define REPLICA_EF_SEARCH_DEFAULT 64
 
@@ -46,7 +46,8 @@ enum replica_code {
     REPLICA_OK = 0,
     REPLICA_EINVAL,        /* malformed argument: missing batch, k or ef out of range, bad config */
     REPLICA_EDIM,          /* a vector or query with the wrong number of floats */
-    REPLICA_EVALUE,        /* a NaN or infinite component, an all-zero vector under cosine */
+    REPLICA_EVALUE,        /* a component NaN, infinite or beyond +-HNSW_MAX_ABS (1e16), or under
+                              cosine a norm that is 0 or below FLT_MIN (hnsw_vector_check) */
     REPLICA_EPAYLOAD_SIZE, /* a payload over the limit (64 KiB) */
     REPLICA_EBATCH_SIZE,   /* more points + ids than the limit, or an encoded batch over 128 MiB */
     REPLICA_ELSN_GAP,      /* replica_apply: lsn > applied + 1; *have holds the applied LSN */
@@ -55,6 +56,11 @@ enum replica_code {
     REPLICA_EFAILED,       /* an earlier WAL or apply failure stopped writes; close and reopen */
     REPLICA_ECORRUPT,      /* the folder's data cannot be recovered (message says why) */
     REPLICA_EMISMATCH,     /* the folder holds data of another collection/shard/dim/metric/M */
+    REPLICA_EUNAPPLIED,    /* a batch reached the WAL but could not be applied (engine out of
+                              memory or full): writes are refused; the process should stop, and
+                              reopening replays the batch in full */
+    REPLICA_EFULL,         /* the index holds 2^32 - 2 slots already */
+    REPLICA_EINTERNAL,     /* an engine failure that is neither bad input nor resources */
 };
 
 struct replica_config {
@@ -100,17 +106,17 @@ struct replica_stat {
     uint64_t wal_bytes;    /* WAL segments alone */
     uint64_t wal_bytes_since_snapshot;
     uint64_t wal_records_since_snapshot;
-    uint64_t memory_bytes; /* index + payload store */
-    uint64_t snapshots_taken; /* since open */
-    bool failed;              /* writes refused until reopened (see last_error) */
+    uint64_t memory_bytes;            /* index + payload store */
+    uint64_t snapshots_taken;         /* since open */
+    bool failed;                      /* writes refused until reopened (see last_error) */
     char last_error[REPLICA_ERR_MAX]; /* last write-path or background-snapshot failure */
 };
 
 /* One point of a search or get answer. Pointers lead into the owning replica_results. */
 struct replica_point {
     uint64_t id;
-    float dist;            /* distance to the query (0 for gets) */
-    const float *vector;   /* dim floats when asked for, else NULL (normalised under cosine) */
+    float dist;             /* distance to the query (0 for gets) */
+    const float *vector;    /* dim floats when asked for, else NULL (normalised under cosine) */
     const uint8_t *payload; /* NULL when not asked for or the point has none */
     uint32_t payload_len;
 };
@@ -152,10 +158,11 @@ void replica_config_init(struct replica_config *c);
 const char *replica_code_str(int code);
 /*
  * The gRPC status code (numeric, grpc/status.h) for a code: EINVAL, EDIM,
- * EVALUE -> INVALID_ARGUMENT (3); EPAYLOAD_SIZE, EBATCH_SIZE, ENOMEM ->
- * RESOURCE_EXHAUSTED (8); EFAILED, EIO -> UNAVAILABLE (14); ECORRUPT ->
- * DATA_LOSS (15); EMISMATCH -> FAILED_PRECONDITION (9); OK and ELSN_GAP
- * (answered in the reply body) -> OK (0).
+ * EVALUE -> INVALID_ARGUMENT (3); EPAYLOAD_SIZE, EBATCH_SIZE, ENOMEM (a real
+ * allocation failure only), EFULL -> RESOURCE_EXHAUSTED (8); EFAILED, EIO ->
+ * UNAVAILABLE (14); ECORRUPT -> DATA_LOSS (15); EMISMATCH ->
+ * FAILED_PRECONDITION (9); EUNAPPLIED, EINTERNAL -> INTERNAL (13); OK and
+ * ELSN_GAP (answered in the reply body) -> OK (0).
  */
 int replica_code_grpc(int code);
 
@@ -189,7 +196,10 @@ int replica_remove_files(const char *dir, char *err);
  * (upserts, then deletes; deleting an absent id is not an error) and
  * returns once the WAL policy makes it durable. *lsn gets the LSN. The
  * batch stays the caller's. The replica records the epoch as given; epoch
- * checks against the shard map are the node's.
+ * checks against the shard map are the node's. A batch in the WAL is
+ * applied in full (vectors and payloads) or the call returns
+ * REPLICA_EUNAPPLIED: the replica then refuses writes and the caller should
+ * stop the process, so that the next open replays the batch.
  */
 int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBatch *batch,
                   uint64_t *lsn, char *err);

@@ -59,6 +59,9 @@ struct replica {
     pthread_t bg;
 };
 
+/* The replica code for an engine status: only a failed allocation is REPLICA_ENOMEM. */
+int replica_engine_code(int hnsw_status);
+
 /* Writes a message into err (if any) and returns code. */
 int replica_fail(char *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

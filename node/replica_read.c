@@ -125,7 +125,7 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
         return replica_fail(err, REPLICA_EVALUE, "%s%s", field, tail);
     }
     if (rc)
-        return replica_fail(err, REPLICA_ENOMEM, "search: %s", herr);
+        return replica_fail(err, replica_engine_code(rc), "search: %s", herr);
     for (uint32_t i = 0; i < n; i++)
         res->points[i] = (struct replica_point){.id = res->hits[i].id, .dist = res->hits[i].dist};
     res->n = n;

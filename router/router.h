@@ -119,8 +119,8 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
                                    const char *name, struct rt_view **view,
                                    const struct rt_collection **coll);
 
-/* INVALID_ARGUMENT unless v has dim finite floats (non-zero under cosine);
- * `what` names the field ("points[3].vector"). */
+/* INVALID_ARGUMENT unless v has dim floats that pass hnsw_vector_check (the
+ * nodes' rule); `what` names the field ("points[3].vector"). */
 grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v, size_t n,
                                      const struct rt_collection *coll);
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/cluster/name.h"
+#include "common/hnsw/hnsw.h"
 #include "common/util/log.h"
 
 int64_t router_deadline(const struct router *r, struct rpc_call *c)
@@ -78,17 +79,10 @@ grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const
     if (n != coll->dim)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "%s has %zu floats, collection dim is %u", what, n, coll->dim);
-    bool nonzero = false;
-    for (size_t j = 0; j < n; j++) {
-        if (!isfinite(v[j]))
-            return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s[%zu] is %s", what, j,
-                                  isnan(v[j]) ? "NaN" : "infinite");
-        nonzero |= v[j] != 0.0f;
-    }
-    if (!nonzero && coll->metric == RT_METRIC_COSINE)
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "%s is all zeros, which has no direction under the cosine metric",
-                              what);
+    char err[HNSW_ERR_MAX];
+    /* rt_metric and hnsw_metric share their values (route_table.h). */
+    if (hnsw_vector_check((enum hnsw_metric)coll->metric, coll->dim, v, what, err) != HNSW_OK)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
 }
 

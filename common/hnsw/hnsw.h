@@ -34,6 +34,15 @@
 #define HNSW_MAX_EF  100000
 #define HNSW_MAX_K   10000
 
+/*
+ * Largest |component| a point or query may have. Distances are summed in
+ * float: l2 of two vectors within the bound is at most dim * (2 * bound)^2
+ * = 65,536 * 4e32 = 2.6e37 at HNSW_MAX_DIM, ip at most 6.6e36, both far
+ * below FLT_MAX (3.4e38), so no distance can overflow to inf. (1e18 would
+ * overflow from dim 22.)
+ */
+#define HNSW_MAX_ABS 1e16f
+
 enum hnsw_status {
     HNSW_OK = 0,
     HNSW_EINVAL,    /* an argument is out of range (the message names it) */
@@ -105,9 +114,19 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
 void hnsw_free(struct hnsw_index *idx);
 
 /*
+ * Checks that v (dim floats) may be a point or query under metric: every
+ * component finite with |x| <= HNSW_MAX_ABS, and under cosine a norm that
+ * is a normal float (not 0, subnormal or infinite), so normalising cannot
+ * produce inf or NaN. HNSW_EINVAL with a message naming `what` and the
+ * component, e.g. "batch.upserts[3].vector[5] is 2e+20, outside +-1e+16".
+ */
+int hnsw_vector_check(enum hnsw_metric metric, uint32_t dim, const float *v, const char *what,
+                      char *err);
+
+/*
  * Inserts vec (dim floats, copied) under id. An existing id is replaced: the
  * old vector stops being returned at once and its slot is recycled.
- * Rejects NaN and infinite components, and a zero vector under cosine.
+ * Rejects what hnsw_vector_check rejects.
  */
 int hnsw_insert(struct hnsw_index *idx, uint64_t id, const float *vec, char *err);
 /*
@@ -123,7 +142,9 @@ int hnsw_delete(struct hnsw_index *idx, uint64_t id);
 /*
  * Searches the k nearest live points to query (dim floats) with a candidate
  * list of max(ef, k). Writes up to k results to out (caller-owned, k slots),
- * closest first, and their number to *nout. filter may be NULL.
+ * closest first, and their number to *nout. filter may be NULL. The query
+ * must pass hnsw_vector_check; a hit whose distance is not finite is never
+ * returned.
  */
 int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
                 hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,

@@ -83,7 +83,7 @@ static void repair_list(struct hnsw_index *idx, uint32_t u, int l, struct hnsw_c
         }
     }
     hnsw_cand_sort(c, n);
-    uint32_t m = hnsw_select_heuristic(idx, c, n, mmax);
+    uint32_t m = hnsw_select_heuristic(idx, base, c, n, mmax, true, NULL);
     if (m > mmax) m = mmax;
     hnsw_node_lock(idx, u);
     for (uint32_t i = 0; i < m; i++)
@@ -194,7 +194,7 @@ int hnsw_repair(struct hnsw_index *idx, int threads, char *err)
         }
     }
     if (rc == HNSW_OK)
-        rc = hnsw_fix_reachability(idx, err);
+        hnsw_fix_reachability(idx); /* best effort: hnsw_check reports what it leaves */
     else
         hnsw_fail(err, rc, "out of memory during repair");
     pthread_rwlock_unlock(&idx->mutation_lock);
@@ -272,33 +272,29 @@ static void reconnect(struct hnsw_index *idx, uint32_t u, const uint8_t *reached
     if (linked == 0 && first != HNSW_NO_SLOT) hnsw_add_link(idx, first, 0, u, true);
 }
 
-int hnsw_fix_reachability(struct hnsw_index *idx, char *err)
+uint64_t hnsw_fix_reachability(struct hnsw_index *idx)
 {
     uint32_t nslots = atomic_load(&idx->nslots);
-    if (nslots == 0) return HNSW_OK;
+    if (nslots == 0) return 0;
     uint8_t *reached = malloc(nslots);
     uint32_t *queue = malloc((size_t)nslots * sizeof *queue);
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, idx->efc);
-    int rc = HNSW_OK;
-    if (!reached || !queue || !sc) {
-        rc = hnsw_fail(err, HNSW_ENOMEM, "out of memory checking reachability");
-        goto out;
-    }
-    /* A forced in-link can displace another point's last in-link: go again. */
-    for (int round = 0; round < 8; round++) {
+    uint64_t left = UINT64_MAX;
+    if (!reached || !queue || !sc) goto out;
+    /* A forced in-link can displace another point's last in-link: go again, a few times. */
+    for (int round = 0; round <= HNSW_RECONNECT_ROUNDS; round++) {
+        uint32_t live = 0;
         reach_layer0(idx, nslots, reached, queue);
-        uint32_t fixed = 0;
-        for (uint32_t s = 0; s < nslots; s++) {
-            if (reached[s] || hnsw_flags(idx, s) != 0) continue;
-            reconnect(idx, s, reached, sc);
-            fixed++;
-        }
-        if (fixed == 0) goto out;
+        for (uint32_t s = 0; s < nslots; s++)
+            live += hnsw_flags(idx, s) == 0 && !reached[s];
+        left = live;
+        if (live == 0 || round == HNSW_RECONNECT_ROUNDS) break;
+        for (uint32_t s = 0; s < nslots; s++)
+            if (!reached[s] && hnsw_flags(idx, s) == 0) reconnect(idx, s, reached, sc);
     }
-    rc = hnsw_fail(err, HNSW_ECORRUPT, "points remain unreachable after 8 reconnect rounds");
 out:
     if (sc) hnsw_scratch_put(idx, sc);
     free(reached);
     free(queue);
-    return rc;
+    return left;
 }

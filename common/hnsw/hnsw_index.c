@@ -9,6 +9,7 @@
  */
 #include "common/hnsw/hnsw_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -538,19 +539,35 @@ void hnsw_minheap_pop(struct hnsw_heap *h)
 
 /* ---------------------------------------------------------------- vectors */
 
-int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err)
+int hnsw_vector_check(enum hnsw_metric metric, uint32_t dim, const float *v, const char *what,
+                      char *err)
 {
     if (!v) return hnsw_fail(err, HNSW_EINVAL, "%s is missing", what);
     double norm = 0;
-    for (uint32_t i = 0; i < idx->dim; i++) {
+    for (uint32_t i = 0; i < dim; i++) {
         if (!isfinite(v[i]))
             return hnsw_fail(err, HNSW_EINVAL, "%s[%u] is %s", what, i,
                              isnan(v[i]) ? "NaN" : "infinite");
+        if (fabsf(v[i]) > HNSW_MAX_ABS)
+            return hnsw_fail(err, HNSW_EINVAL, "%s[%u] is %g, outside +-%g", what, i, v[i],
+                             (double)HNSW_MAX_ABS);
         norm += (double)v[i] * v[i];
     }
-    if (idx->metric == HNSW_METRIC_COSINE && norm == 0)
+    if (metric != HNSW_METRIC_COSINE) return HNSW_OK;
+    if (norm == 0)
         return hnsw_fail(err, HNSW_EINVAL, "%s is all zeros: cosine distance is undefined", what);
+    norm = sqrt(norm);
+    if (norm < FLT_MIN)
+        return hnsw_fail(err, HNSW_EINVAL,
+                         "%s has norm %g, below the smallest normal float (%g): cosine cannot "
+                         "normalise it",
+                         what, norm, (double)FLT_MIN);
     return HNSW_OK;
+}
+
+int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err)
+{
+    return hnsw_vector_check(idx->metric, idx->dim, v, what, err);
 }
 
 void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *out)
@@ -559,12 +576,13 @@ void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *ou
         memcpy(out, v, idx->dim * sizeof(float));
         return;
     }
+    /* In double: a float reciprocal of a tiny norm would overflow. */
     double norm = 0;
     for (uint32_t i = 0; i < idx->dim; i++)
         norm += (double)v[i] * v[i];
-    float inv = (float)(1.0 / sqrt(norm));
+    double inv = 1.0 / sqrt(norm);
     for (uint32_t i = 0; i < idx->dim; i++)
-        out[i] = v[i] * inv;
+        out[i] = (float)(v[i] * inv);
 }
 
 /* ---------------------------------------------------------------- queries */

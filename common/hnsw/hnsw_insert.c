@@ -60,26 +60,52 @@ void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n)
     }
 }
 
-uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint32_t n, uint32_t m)
+/* True if slot t holds a vector bit-identical to v ("a copy"). */
+static inline bool is_copy(const struct hnsw_index *idx, const float *v, uint32_t t)
 {
-    /* As hnswlib: fewer candidates than m are all kept, unpruned. */
-    if (n < m) return n;
+    return memcmp(v, hnsw_vec(idx, t), idx->dim * sizeof(float)) == 0;
+}
+
+uint32_t hnsw_select_heuristic(struct hnsw_index *idx, const float *base, struct hnsw_cand *c,
+                               uint32_t n, uint32_t m, bool all_twins, uint32_t *twin)
+{
     uint32_t kept = 0;
+    if (twin) *twin = HNSW_NO_SLOT;
+    if (n == 0 || m == 0) return 0;
+    /*
+     * Copies of the base are its twins: the closest one (or all, when
+     * re-pruning a list whose twins are ring links) is kept first, exempt
+     * from the rules below (under ip a copy need not be the closest point).
+     * A copy of the base is at the base's own distance, so the memcmp runs
+     * only on exact float ties.
+     */
+    float selfd = idx->dist(base, base, idx->dim);
     for (uint32_t i = 0; i < n && kept < m; i++) {
+        if (c[i].d != selfd || !is_copy(idx, base, c[i].slot)) continue;
+        struct hnsw_cand t = c[i];
+        memmove(c + kept + 1, c + kept, (i - kept) * sizeof *c);
+        c[kept++] = t;
+        if (twin && *twin == HNSW_NO_SLOT) *twin = t.slot;
+        if (!all_twins) break;
+    }
+    /* As hnswlib: with fewer candidates than m the paper's rule prunes nothing. */
+    bool prune = n >= m;
+    for (uint32_t i = kept; i < n && kept < m; i++) {
         const float *v = hnsw_vec(idx, c[i].slot);
         bool good = true;
-        for (uint32_t j = 0; j < kept; j++) {
-            if (idx->dist(v, hnsw_vec(idx, c[j].slot), idx->dim) < c[i].d) {
+        for (uint32_t j = 0; j < kept && good; j++) {
+            /* A copy of a kept point adds no direction: one link per distinct vector. */
+            if (c[j].d == c[i].d && is_copy(idx, v, c[j].slot))
                 good = false;
-                break;
-            }
+            else if (prune && idx->dist(v, hnsw_vec(idx, c[j].slot), idx->dim) < c[i].d)
+                good = false;
         }
         if (good) c[kept++] = c[i];
     }
     return kept;
 }
 
-void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force)
+bool hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force)
 {
     struct hnsw_cand c[2 * HNSW_MAX_M + 1];
     uint32_t mmax = hnsw_mmax(idx, l), cnt;
@@ -88,14 +114,14 @@ void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, 
     for (uint32_t i = 0; i < cnt; i++) {
         if (links[i] == newslot) {
             hnsw_node_unlock(idx, s);
-            return;
+            return true;
         }
     }
     if (cnt < mmax) {
         links[cnt] = newslot;
         hnsw_set_count(idx, s, l, cnt + 1);
         hnsw_node_unlock(idx, s);
-        return;
+        return true;
     }
     const float *base = hnsw_vec(idx, s);
     for (uint32_t i = 0; i < cnt; i++) {
@@ -103,22 +129,33 @@ void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, 
         c[i].d = idx->dist(base, hnsw_vec(idx, links[i]), idx->dim);
     }
     if (force) {
-        /* Reconnecting an orphan: displace only the farthest link, never prune a batch. */
-        uint32_t far = 0;
-        for (uint32_t i = 1; i < cnt; i++)
-            if (c[i].d > c[far].d) far = i;
-        __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
+        /*
+         * Reconnecting an orphan: displace only the farthest link, never
+         * prune a batch, and never a twin (a ring link; under ip a copy can
+         * be the farthest).
+         */
+        float selfd = idx->dist(base, base, idx->dim);
+        uint32_t far = HNSW_NO_SLOT;
+        for (uint32_t i = 0; i < cnt; i++) {
+            if (c[i].d == selfd && is_copy(idx, base, c[i].slot)) continue;
+            if (far == HNSW_NO_SLOT || c[i].d > c[far].d) far = i;
+        }
+        if (far != HNSW_NO_SLOT) __atomic_store_n(&links[far], newslot, __ATOMIC_RELAXED);
         hnsw_node_unlock(idx, s);
-        return;
+        return far != HNSW_NO_SLOT;
     }
     c[cnt].slot = newslot;
     c[cnt].d = idx->dist(base, hnsw_vec(idx, newslot), idx->dim);
     hnsw_cand_sort(c, cnt + 1);
-    uint32_t m = hnsw_select_heuristic(idx, c, cnt + 1, mmax);
-    for (uint32_t i = 0; i < m; i++)
+    uint32_t m = hnsw_select_heuristic(idx, base, c, cnt + 1, mmax, true, NULL);
+    bool kept = false;
+    for (uint32_t i = 0; i < m; i++) {
         __atomic_store_n(&links[i], c[i].slot, __ATOMIC_RELAXED);
+        kept |= c[i].slot == newslot;
+    }
     hnsw_set_count(idx, s, l, m);
     hnsw_node_unlock(idx, s);
+    return kept;
 }
 
 /* Takes a slot and fills it with vec (prepared), id and level. */
@@ -174,6 +211,71 @@ static int publish(struct hnsw_index *idx, uint64_t id, uint32_t s, char *err)
     return rc ? hnsw_fail(err, rc, "out of memory growing the id map") : HNSW_OK;
 }
 
+/*
+ * Copies of one vector on layer 0 form a ring through their twin links:
+ * new copy p is spliced in after its twin q, so q -> p -> r where r was
+ * q's twin (lists elsewhere keep one copy of each distinct vector, so
+ * without the ring most copies would have no in-link at all). This step,
+ * under q's lock, turns q's first twin link r into p and returns r, or
+ * HNSW_NO_SLOT when q had none (p is then added like any back-link). The
+ * caller writes p -> r next (set_own_links keeps whatever others linked
+ * from p meanwhile), so r is never left without its ring in-link.
+ */
+static uint32_t ring_take(struct hnsw_index *idx, uint32_t q, uint32_t p)
+{
+    uint32_t cnt, r = HNSW_NO_SLOT;
+    const float *v = hnsw_vec(idx, q);
+    hnsw_node_lock(idx, q);
+    uint32_t *links = hnsw_links(idx, q, 0, &cnt);
+    for (uint32_t i = 0; i < cnt && r == HNSW_NO_SLOT; i++) {
+        if (links[i] != p && is_copy(idx, v, links[i])) {
+            r = links[i];
+            __atomic_store_n(&links[i], p, __ATOMIC_RELAXED);
+        }
+    }
+    hnsw_node_unlock(idx, q);
+    if (r == HNSW_NO_SLOT) hnsw_add_link(idx, q, 0, p, false);
+    return r;
+}
+
+/*
+ * Writes the new point's own list on layer l: the m selected, then (while
+ * there is room) links other inserts added meanwhile — they found s on a
+ * higher layer and linked back to it on this one; overwriting those would
+ * leave their points, a copy's ring above all, without that in-link.
+ */
+static void set_own_links(struct hnsw_index *idx, uint32_t s, int l, const struct hnsw_cand *c,
+                          uint32_t m)
+{
+    uint32_t cnt, mmax = hnsw_mmax(idx, l), keep[2 * HNSW_MAX_M], nkeep = 0;
+    hnsw_node_lock(idx, s);
+    uint32_t *links = hnsw_links(idx, s, l, &cnt);
+    for (uint32_t i = 0; i < cnt && m + nkeep < mmax; i++) {
+        bool dup = false;
+        for (uint32_t j = 0; j < m && !dup; j++)
+            dup = c[j].slot == links[i];
+        if (!dup) keep[nkeep++] = links[i];
+    }
+    for (uint32_t i = 0; i < m; i++)
+        links[i] = c[i].slot;
+    for (uint32_t i = 0; i < nkeep; i++)
+        links[m + i] = keep[i];
+    hnsw_set_count(idx, s, l, m + nkeep);
+    hnsw_node_unlock(idx, s);
+}
+
+/* A copy of slot s's vector in slot x's layer-0 list, or HNSW_NO_SLOT. */
+static uint32_t find_copy_in_list(struct hnsw_index *idx, uint32_t s, uint32_t x)
+{
+    const float *v = hnsw_vec(idx, s);
+    uint32_t cnt, *links = hnsw_links(idx, x, 0, &cnt);
+    for (uint32_t j = 0; j < cnt; j++) {
+        uint32_t t = __atomic_load_n(&links[j], __ATOMIC_RELAXED);
+        if (t != s && is_copy(idx, v, t)) return t;
+    }
+    return HNSW_NO_SLOT;
+}
+
 /* Links slot s (vector q, level `level`) into the graph: Algorithm 1. */
 static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int level, char *err)
 {
@@ -215,16 +317,34 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
         }
         cur = c[0].slot;
         d = c[0].d;
-        uint32_t m = hnsw_select_heuristic(idx, c, n, idx->M);
-        uint32_t cnt;
-        hnsw_node_lock(idx, s);
-        uint32_t *links = hnsw_links(idx, s, l, &cnt);
-        for (uint32_t i = 0; i < m; i++)
-            links[i] = c[i].slot;
-        hnsw_set_count(idx, s, l, m);
-        hnsw_node_unlock(idx, s);
-        for (uint32_t i = 0; i < m; i++)
-            hnsw_add_link(idx, c[i].slot, l, s, false);
+        uint32_t twin;
+        uint32_t m = hnsw_select_heuristic(idx, q, c, n, idx->M, false, &twin);
+        uint32_t first = 0, own = m;
+        if (l == 0 && twin != HNSW_NO_SLOT) {
+            /* c[0] is the twin: splice s into its ring instead of a back-link. */
+            uint32_t r = ring_take(idx, twin, s);
+            if (r != HNSW_NO_SLOT) c[0].slot = r;
+            first = 1;
+        } else if (l == 0 && m > 0 &&
+                   (twin = find_copy_in_list(idx, s, c[0].slot)) != HNSW_NO_SLOT) {
+            /*
+             * The search found no copy of s, but the nearest point links to
+             * one (under ip copies need not be among the nearest points):
+             * join that copy's ring, with the ring link after s's selection.
+             */
+            uint32_t r = ring_take(idx, twin, s);
+            c[own].slot = r != HNSW_NO_SLOT ? r : twin;
+            c[own++].d = idx->dist(q, hnsw_vec(idx, twin), idx->dim);
+        }
+        set_own_links(idx, s, l, c, own);
+        bool linked = first > 0 || own > m;
+        for (uint32_t i = first; i < m; i++)
+            linked |= hnsw_add_link(idx, c[i].slot, l, s, false);
+        /*
+         * Every neighbour pruned the back-link (common when many points tie
+         * in distance): force one on layer 0 so s is not born unreachable.
+         */
+        if (l == 0 && !linked && m > 0) hnsw_add_link(idx, c[0].slot, 0, s, true);
     }
     hnsw_scratch_put(idx, sc);
     if (level > top)
@@ -356,10 +476,10 @@ int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *
          * Pruning of back-links can leave a point with no in-link (hnswlib
          * has the same weakness). After a bulk load, a layer-0 sweep (~N*2M
          * reads) reconnects such points; smaller batches leave it to
-         * hnsw_repair, whose cost they would otherwise pay every time.
+         * hnsw_repair, whose cost they would otherwise pay every time. The
+         * sweep is best effort and never fails the batch: its points are in.
          */
-        if (rc == HNSW_OK && n * 8 >= atomic_load(&idx->nslots))
-            rc = hnsw_fix_reachability(idx, err);
+        if (rc == HNSW_OK && n * 8 >= atomic_load(&idx->nslots)) hnsw_fix_reachability(idx);
     } else {
         hnsw_fail(err, rc, "out of memory growing the id map");
     }

@@ -315,10 +315,19 @@ void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, floa
 /*
  * Paper Algorithm 4 (SELECT-NEIGHBORS-HEURISTIC), as in hnswlib: keeps a
  * candidate only if it is closer to the base point than to every candidate
- * already kept, closest first, up to m. c[0..n) must be sorted by distance;
- * the kept ones are compacted to the front; returns how many.
+ * already kept, closest first, up to m (all candidates when fewer than m).
+ * Two rules for copies (bit-identical vectors) on top: copies of the base
+ * itself ("twins") are kept first whatever their distance — the closest
+ * one, or all of them with all_twins (when re-pruning an existing list,
+ * whose twin links are ring links, see hnsw_insert.c) — and the first is
+ * written to *twin (HNSW_NO_SLOT if none; twin may be NULL); a copy of a
+ * candidate already kept is dropped, so a list never fills with copies of
+ * one vector. base is the base point's stored vector. c[0..n) must be
+ * sorted by distance; the kept ones are compacted to the front; returns
+ * how many.
  */
-uint32_t hnsw_select_heuristic(struct hnsw_index *idx, struct hnsw_cand *c, uint32_t n, uint32_t m);
+uint32_t hnsw_select_heuristic(struct hnsw_index *idx, const float *base, struct hnsw_cand *c,
+                               uint32_t n, uint32_t m, bool all_twins, uint32_t *twin);
 
 /* Sorts candidates by distance, then slot. */
 void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n);
@@ -327,8 +336,9 @@ void hnsw_cand_sort(struct hnsw_cand *c, uint32_t n);
  * Adds `newslot` to slot s's list on layer l, pruning with the heuristic
  * when the list is full (caller must not hold s's lock). If force is set
  * and the heuristic drops newslot, it replaces the farthest link instead.
+ * Returns true if newslot is in the list afterwards.
  */
-void hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force);
+bool hnsw_add_link(struct hnsw_index *idx, uint32_t s, int l, uint32_t newslot, bool force);
 
 /* Allocates (or reuses) the upper link block of slot s for `level` layers. */
 int hnsw_upper_alloc(struct hnsw_index *idx, uint32_t s, int level);
@@ -342,7 +352,7 @@ int hnsw_map_put(struct hnsw_idmap *m, uint64_t id, uint32_t slot, uint32_t *old
 uint32_t hnsw_map_remove(struct hnsw_idmap *m, uint64_t id);
 int hnsw_map_reserve(struct hnsw_idmap *m, uint64_t n);
 
-/* Validates a vector: no NaN/Inf, and for cosine not all zero. */
+/* hnsw_vector_check with the index's metric and dim. */
 int hnsw_check_vector(const struct hnsw_index *idx, const float *v, const char *what, char *err);
 /* Copies v into out, normalised for cosine. */
 void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *out);
@@ -353,7 +363,14 @@ int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char 
 /* hnsw_check without locks or the reachability sweep (for a private index being loaded). */
 int hnsw_check_structure(struct hnsw_index *idx, char *err);
 
-/* Reconnects live points unreachable on layer 0 (after batch builds and repair). */
-int hnsw_fix_reachability(struct hnsw_index *idx, char *err);
+#define HNSW_RECONNECT_ROUNDS 8
+
+/*
+ * Reconnects live points unreachable on layer 0 (after batch builds and
+ * repair), in up to HNSW_RECONNECT_ROUNDS sweeps. Best effort: returns how
+ * many live points it left unreachable (UINT64_MAX when out of memory);
+ * nothing is undone either way.
+ */
+uint64_t hnsw_fix_reachability(struct hnsw_index *idx);
 
 #endif

@@ -137,19 +137,24 @@ static int check_query(struct hnsw_index *idx, const float *query, uint32_t k, c
     return hnsw_check_vector(idx, query, "query", err);
 }
 
-/* Moves the best k of the max-heap `top` to out, closest first. */
+/* Moves the best k of the max-heap `top` to out, closest first; returns how many. */
 static uint32_t emit_results(struct hnsw_index *idx, struct hnsw_heap *top, uint32_t k,
                              struct hnsw_result *out)
 {
     while (top->n > k)
         hnsw_maxheap_pop(top);
-    uint32_t n = top->n;
+    /* Popped farthest first; a non-finite distance (never from valid vectors) is dropped. */
+    uint32_t n = top->n, w = n;
     for (uint32_t i = n; i-- > 0;) {
-        out[i].dist = top->v[0].d;
-        out[i].id = *hnsw_idp(idx, hnsw_elem(idx, top->v[0].slot));
+        if (isfinite(top->v[0].d)) {
+            w--;
+            out[w].dist = top->v[0].d;
+            out[w].id = *hnsw_idp(idx, hnsw_elem(idx, top->v[0].slot));
+        }
         hnsw_maxheap_pop(top);
     }
-    return n;
+    if (w > 0) memmove(out, out + w, (n - w) * sizeof *out);
+    return n - w;
 }
 
 int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,

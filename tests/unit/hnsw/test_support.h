@@ -26,5 +26,6 @@ void register_distance_tests(void);
 void register_index_tests(void);
 void register_delete_tests(void);
 void register_io_tests(void);
+void register_degenerate_tests(void);
 
 #endif

@@ -48,5 +48,6 @@ void register_snapshot_tests(void);
 void register_replica_tests(void);
 void register_identity_tests(void);
 void register_trash_tests(void);
+void register_degenerate_tests(void);
 
 #endif

@@ -111,16 +111,11 @@ static void wstart(struct wctx *w, struct wgroup *g)
     req.shard = g->shard;
     req.epoch = sh->epoch;
     req.batch = &batch;
-    struct rpc_opts opts = {.deadline_ms = w->deadline};
-    int idx = ch != NULL ? rpc_fanout_start(w->fo, ch, NODE_SVC "Write", &req.base,
-                                            &vecshard__v1__write_response__descriptor, &opts)
-                         : -1;
-    if (idx < 0) {
-        wfail(g, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    if (idx >= w->cap_calls) {
-        int cap = w->cap_calls * 2 > idx + 1 ? w->cap_calls * 2 : idx + 16;
+    /* Room for the call's index first: a call started without it would
+     * finish with no group to hand its reply to. */
+    int next = rpc_fanout_count(w->fo);
+    if (next >= w->cap_calls) {
+        int cap = w->cap_calls > 0 ? w->cap_calls * 2 : 16;
         int *cg = realloc(w->call_group, (size_t)cap * sizeof *cg);
         if (cg == NULL) {
             wfail(g, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -128,6 +123,14 @@ static void wstart(struct wctx *w, struct wgroup *g)
         }
         w->call_group = cg;
         w->cap_calls = cap;
+    }
+    struct rpc_opts opts = {.deadline_ms = w->deadline};
+    int idx = ch != NULL ? rpc_fanout_start(w->fo, ch, NODE_SVC "Write", &req.base,
+                                            &vecshard__v1__write_response__descriptor, &opts)
+                         : -1;
+    if (idx < 0 || idx != next) {
+        wfail(g, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
     }
     w->call_group[idx] = (int)(g - w->groups);
     g->running = true;

@@ -57,7 +57,7 @@ $(LIB_ETCD): $(call obj,$(ETCD_SRC))
 $(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
-$(call obj,$(RPC_SRC) $(ETCD_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(call obj,$(RPC_SRC) $(ETCD_SRC) $(CLUSTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 
 $(BUILD)/%.a:
 	@mkdir -p $(@D)
@@ -140,8 +140,8 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
 NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) \
-             $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
+$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) \
+             $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
@@ -164,7 +164,7 @@ BINS += $(BIN_CLI)
 ROUTER_SRC := $(wildcard router/*.c)
 BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_CLUSTER) \
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_PROTO) \
                $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
@@ -203,10 +203,11 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
 UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
+UNIT_OBJS_cluster := $(call obj,tests/unit/etcd/etcd_server.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -52,16 +53,16 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
     const struct rt_collection *found = rt_view_collection(v, name);
     if (found == NULL) {
         /* Maybe created through another router a moment ago: ask etcd. */
-        char key[512];
-        snprintf(key, sizeof key, "%s/collections/%s", r->cfg->etcd_prefix, name);
+        char *key = cluster_key_collection(r->cfg->etcd_prefix, name);
         etcd_kv kv = {0};
-        if (etcd_get(r->etcd, key, &kv, NULL) == ETCD_OK) {
+        if (key != NULL && etcd_get(r->etcd, key, &kv, NULL) == ETCD_OK) {
             rt_wait_revision(r->rt, kv.mod_revision, 2000);
             rt_release(v);
             v = rt_acquire(r->rt);
             found = rt_view_collection(v, name);
         }
         etcd_kv_clear(&kv);
+        free(key);
     }
     if (found == NULL) {
         rt_release(v);
@@ -85,7 +86,7 @@ grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const
                                   isnan(v[j]) ? "NaN" : "infinite");
         nonzero |= v[j] != 0.0f;
     }
-    if (!nonzero && coll->metric == RT_METRIC_COSINE)
+    if (!nonzero && coll->metric == CLUSTER_METRIC_COSINE)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "%s is all zeros, which has no direction under the cosine metric",
                               what);
@@ -126,7 +127,7 @@ const struct rt_node *router_pick_replica(struct router *r, const struct rt_view
                                           const char *const *tried, int n_tried, const int *extra,
                                           char *why, size_t whylen)
 {
-    const struct rt_shard *sh = &coll->shard[s];
+    const struct cluster_shard *sh = &coll->shard[s];
     if (!sh->present) {
         snprintf(why, whylen, "no shard entry in etcd");
         return NULL;

@@ -40,8 +40,8 @@ struct wgroup {
     int attempts;
     int64_t retry_at; /* > 0: waiting to be resent at this time */
     bool running, done, failed;
-    struct rt_shard fresh; /* shard entry read from etcd, if newer than the cache */
-    char node[129];        /* primary of the last attempt */
+    struct cluster_shard fresh; /* shard entry read from etcd, if newer than the cache */
+    char node[129];             /* primary of the last attempt */
     char addr[256];
     grpc_status_code code;
     char msg[RPC_DETAILS_MAX + 32];
@@ -85,7 +85,7 @@ static void wstart(struct wctx *w, struct wgroup *g)
         wfail(g, GRPC_STATUS_NOT_FOUND, "collection \"%s\" was dropped", w->collection);
         goto out;
     }
-    const struct rt_shard *sh = &coll->shard[g->shard];
+    const struct cluster_shard *sh = &coll->shard[g->shard];
     if (g->fresh.present && g->fresh.epoch > sh->epoch) sh = &g->fresh;
     if (!sh->present || sh->primary[0] == '\0') {
         wfail(g, GRPC_STATUS_UNAVAILABLE, "shard %u has no primary in etcd", g->shard);
@@ -157,17 +157,18 @@ static void refresh_shard(struct wctx *w, struct wgroup *g, uint64_t epoch)
     int64_t left = w->deadline - rpc_now_ms();
     if (rt_wait_shard_epoch(w->r->rt, w->collection, g->shard, epoch, left < 1000 ? left : 1000))
         return;
-    char key[512], err[160];
-    snprintf(key, sizeof key, "%s/shards/%s/%u", w->r->cfg->etcd_prefix, w->collection, g->shard);
+    char err[160];
+    char *key = cluster_key_shard(w->r->cfg->etcd_prefix, w->collection, g->shard);
     etcd_kv kv = {0};
-    if (etcd_get(w->r->etcd, key, &kv, NULL) == ETCD_OK) {
-        struct rt_shard s;
-        if (rt_shard_parse(kv.value, kv.value_len, &s, err, sizeof err) == 0) {
-            rt_shard_clear(&g->fresh);
+    if (key != NULL && etcd_get(w->r->etcd, key, &kv, NULL) == ETCD_OK) {
+        struct cluster_shard s;
+        if (cluster_shard_parse(kv.value, kv.value_len, &s, err, sizeof err) == 0) {
+            cluster_shard_clear(&g->fresh);
             g->fresh = s;
         }
     }
     etcd_kv_clear(&kv);
+    free(key);
 }
 
 /* Handles the reply to one call of group g. */
@@ -281,7 +282,7 @@ static void wfree(struct wctx *w)
     for (uint32_t i = 0; w->groups != NULL && i < w->n_groups; i++) {
         free(w->groups[i].pts);
         free(w->groups[i].ids);
-        rt_shard_clear(&w->groups[i].fresh);
+        cluster_shard_clear(&w->groups[i].fresh);
     }
     free(w->groups);
     free(w->call_group);

@@ -1,7 +1,7 @@
 /*
- * test_name.c — the collection name rule on explicit lengths, so a NUL inside a name fails
- * instead of reading as the prefix before it, and the messages that name
- * the field.
+ * test_name.c — the collection name rule on explicit lengths, so a NUL
+ * inside a name fails instead of reading as the prefix before it, and the
+ * messages that name the field.
  */
 #include "common/cluster/name.h"
 #include "tests/unit/cluster/cluster_tests.h"

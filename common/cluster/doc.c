@@ -15,6 +15,13 @@
 #include <strings.h>
 
 #include "common/cluster/cluster.h"
+#include "common/hnsw/hnsw.h"
+
+/* A collection's metric is handed to the engine by number. */
+_Static_assert(CLUSTER_METRIC_L2 == (int)HNSW_METRIC_L2 &&
+                   CLUSTER_METRIC_IP == (int)HNSW_METRIC_IP &&
+                   CLUSTER_METRIC_COSINE == (int)HNSW_METRIC_COSINE,
+               "cluster and engine metrics are numbered alike");
 
 /* ------------------------------------------------------------ metric */
 
@@ -229,16 +236,16 @@ int cluster_collection_parse(const char *json, size_t len, struct cluster_collec
     }
     uint64_t v = 0;
     bool present;
-    if (!json_u64(o, "dim", &v, &present) || !present || v < 1 || v > 65536) {
-        snprintf(err, errlen, "collection field \"dim\" must be an integer 1..65536");
+    if (!json_u64(o, "dim", &v, &present) || !present || v < 1 || v > HNSW_MAX_DIM) {
+        snprintf(err, errlen, "collection field \"dim\" must be an integer 1..%d", HNSW_MAX_DIM);
         goto fail;
     }
     out->dim = (uint32_t)v;
     if (coll_metric(o, &out->metric, err, errlen) != 0 ||
-        coll_field(o, "m", "M", 16, 2, 128, &out->m, err, errlen) != 0 ||
-        coll_field(o, "ef_construction", NULL, 200, 1, 100000, &out->ef_construction, err,
+        coll_field(o, "m", "M", 16, 2, HNSW_MAX_M, &out->m, err, errlen) != 0 ||
+        coll_field(o, "ef_construction", NULL, 200, 1, HNSW_MAX_EF, &out->ef_construction, err,
                    errlen) != 0 ||
-        coll_field(o, "ef_search", NULL, 64, 1, 100000, &out->ef_search, err, errlen) != 0 ||
+        coll_field(o, "ef_search", NULL, 64, 1, HNSW_MAX_EF, &out->ef_search, err, errlen) != 0 ||
         coll_field(o, "shards", NULL, 1, 1, 1u << 20, &out->shards, err, errlen) != 0 ||
         coll_field(o, "replication_factor", NULL, 1, 1, 1024, &out->replication_factor, err,
                    errlen) != 0)

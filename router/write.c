@@ -34,6 +34,7 @@ struct wgroup {
 /* Everything one Upsert / Delete call works with. */
 struct wctx {
     const char *collection;
+    uint32_t shards;
     struct wgroup *groups; /* by shard */
     struct shard_call sc;
 };
@@ -62,7 +63,7 @@ static int wsend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
 /* Sends every group with something to write and waits for the outcome. */
 static void wrun(struct wctx *w)
 {
-    for (uint32_t s = 0; s < w->sc.coll->shards; s++)
+    for (uint32_t s = 0; s < w->shards; s++)
         if (w->groups[s].n_pts + w->groups[s].n_ids > 0) shard_call_want(&w->sc, s);
     shard_call_run(&w->sc);
 }
@@ -71,7 +72,7 @@ static void wrun(struct wctx *w)
  * error of the lowest failed shard naming all failed ones. */
 static grpc_status_code wfinish(struct wctx *w, struct rpc_call *c)
 {
-    uint32_t n_failed = 0, n_used = 0, S = w->sc.coll->shards;
+    uint32_t n_failed = 0, n_used = 0, S = w->shards;
     const struct shard_call_unit *first = NULL;
     for (uint32_t s = 0; s < S; s++) {
         const struct shard_call_unit *u = &w->sc.unit[s];
@@ -102,7 +103,7 @@ static grpc_status_code wfinish(struct wctx *w, struct rpc_call *c)
 /* Frees what the groups own. */
 static void wfree(struct wctx *w)
 {
-    for (uint32_t i = 0; w->groups != NULL && i < w->sc.coll->shards; i++) {
+    for (uint32_t i = 0; w->groups != NULL && i < w->shards; i++) {
         free(w->groups[i].pts);
         free(w->groups[i].ids);
     }
@@ -122,6 +123,7 @@ static int winit(struct wctx *w, struct router *r, struct rpc_call *c, const str
     static const struct shard_call_ops ops = {.send = wsend};
     memset(w, 0, sizeof *w);
     w->collection = coll->name;
+    w->shards = coll->shards;
     w->groups = calloc(coll->shards, sizeof *w->groups);
     int rc = shard_call_init(&w->sc, r, v, coll, &pol, &ops, w,
                              router_node_deadline(router_deadline(r, c)));

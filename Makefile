@@ -59,7 +59,7 @@ $(LIB_ETCD): $(call obj,$(ETCD_SRC))
 $(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
-$(call obj,$(RPC_SRC) $(ETCD_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(call obj,$(RPC_SRC) $(ETCD_SRC) $(CLUSTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 
 $(BUILD)/%.a:
 	@mkdir -p $(@D)
@@ -142,8 +142,8 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
 NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) \
-             $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
+$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) \
+             $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
@@ -205,7 +205,7 @@ BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
 # vectors as the nodes, with the same messages.
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_ETCD) $(LIB_PROTO) $(LIB_CLUSTER) \
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_PROTO) \
                $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
@@ -266,10 +266,11 @@ UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
 UNIT_OBJS_clients_c := $(LIB_VECSHARD) $(call obj,tests/unit/etcd/etcd_server.c)
 $(call obj,$(wildcard tests/unit/clients_c/*.c)): CFLAGS += -DVS_TEST_BUILD='"$(abspath $(BUILD))"'
 $(BUILD)/test_clients_c: | $(BIN_NODE) $(BIN_ROUTER) $(BIN_C_EXAMPLE)
+UNIT_OBJS_cluster := $(call obj,tests/unit/etcd/etcd_server.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_ETCD) $(LIB_CLUSTER) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)

@@ -32,11 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-#include <cJSON.h>
-
+#include "common/cluster/cluster.h"
 #include "common/util/log.h"
 #include "node/trash.h"
 
@@ -120,169 +118,38 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads an unsigned JSON integer given as number or decimal string. */
-static bool json_u64(const cJSON *o, const char *name, uint64_t *out, bool *present)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    *present = f != NULL && !cJSON_IsNull(f);
-    if (!*present) return true;
-    if (cJSON_IsNumber(f)) {
-        if (f->valuedouble < 0 || f->valuedouble > 9007199254740992.0 ||
-            f->valuedouble != (double)(uint64_t)f->valuedouble)
-            return false;
-        *out = (uint64_t)f->valuedouble;
-        return true;
-    }
-    if (cJSON_IsString(f)) {
-        int64_t v;
-        if (!etcd_parse_int64(f->valuestring, &v) || v < 0) return false;
-        *out = (uint64_t)v;
-        return true;
-    }
-    return false;
-}
-
 /* ------------------------------------------------------------ JSON documents */
 
-/* Reads an optional bounded integer field of a collection document. */
-static int coll_field(const cJSON *o, const char *name, const char *alt, uint64_t def, uint64_t min,
-                      uint64_t max, uint64_t *out, char *err, size_t errlen)
-{
-    bool present;
-    if (!json_u64(o, name, out, &present)) {
-        snprintf(err, errlen, "collection field \"%s\" is not a non-negative integer", name);
-        return -1;
-    }
-    if (!present && alt != NULL && !json_u64(o, alt, out, &present)) {
-        snprintf(err, errlen, "collection field \"%s\" is not a non-negative integer", alt);
-        return -1;
-    }
-    if (!present || *out == 0) *out = def;
-    if (*out < min || *out > max) {
-        snprintf(err, errlen, "collection field \"%s\" = %llu is out of range %llu..%llu", name,
-                 (unsigned long long)*out, (unsigned long long)min, (unsigned long long)max);
-        return -1;
-    }
-    return 0;
-}
-
-/* Parses a collection document (field names in docs/node.md). */
+/* Parses a collection document (common/cluster codec; fields in docs/node.md). */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    uint64_t v;
-    bool present;
-    if (o == NULL || !cJSON_IsObject(o)) {
-        snprintf(err, errlen, "collection config is not a JSON object");
-        goto fail;
-    }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-    if (name != NULL &&
-        (!cJSON_IsString(name) || !cluster_name_ok(name->valuestring, strlen(name->valuestring)))) {
-        snprintf(err, errlen, "collection field \"name\" is not [A-Za-z0-9_-]{1,64}");
-        goto fail;
-    }
-    if (name != NULL) snprintf(out->name, sizeof out->name, "%s", name->valuestring);
-
-    if (!json_u64(o, "dim", &v, &present) || !present || v < 1 || v > HNSW_MAX_DIM) {
-        snprintf(err, errlen, "collection field \"dim\" must be an integer 1..%d", HNSW_MAX_DIM);
-        goto fail;
-    }
-    out->dim = (uint32_t)v;
-
-    out->metric = HNSW_METRIC_L2;
-    const cJSON *metric = cJSON_GetObjectItemCaseSensitive(o, "metric");
-    if (cJSON_IsString(metric)) {
-        const char *s = metric->valuestring;
-        if (strncasecmp(s, "METRIC_", 7) == 0) s += 7;
-        char low[16];
-        size_t i = 0;
-        for (; s[i] != '\0' && i + 1 < sizeof low; i++)
-            low[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-        low[i] = '\0';
-        int mt = s[i] == '\0' ? hnsw_metric_parse(low) : -1;
-        if (mt < 0) {
-            snprintf(err, errlen,
-                     "collection field \"metric\" must be \"l2\", \"ip\" or \"cosine\"");
-            goto fail;
-        }
-        out->metric = (enum hnsw_metric)mt;
-    } else if (cJSON_IsNumber(metric)) {
-        if (metric->valueint < 0 || metric->valueint > 2) {
-            snprintf(err, errlen,
-                     "collection field \"metric\" must be 0 (l2), 1 (ip) or 2 (cosine)");
-            goto fail;
-        }
-        out->metric = (enum hnsw_metric)metric->valueint;
-    } else if (metric != NULL && !cJSON_IsNull(metric)) {
-        snprintf(err, errlen, "collection field \"metric\" must be a string");
-        goto fail;
-    }
-
-    if (coll_field(o, "m", "M", 16, 2, HNSW_MAX_M, &v, err, errlen)) goto fail;
-    out->m = (uint32_t)v;
-    if (coll_field(o, "ef_construction", NULL, 200, 1, HNSW_MAX_EF, &v, err, errlen)) goto fail;
-    out->ef_construction = (uint32_t)v;
-    if (coll_field(o, "ef_search", NULL, 64, 1, HNSW_MAX_EF, &v, err, errlen)) goto fail;
-    out->ef_search = (uint32_t)v;
-    if (coll_field(o, "shards", NULL, 1, 1, 1u << 20, &v, err, errlen)) goto fail;
-    out->shards = (uint32_t)v;
-    if (coll_field(o, "replication_factor", NULL, 1, 1, 1024, &v, err, errlen)) goto fail;
-    out->replication_factor = (uint32_t)v;
-    if (!json_u64(o, "created_at", &v, &present)) {
-        snprintf(err, errlen, "collection field \"created_at\" is not a non-negative integer");
-        goto fail;
-    }
-    out->created_at = present ? (int64_t)v : 0;
-    cJSON_Delete(o);
+    struct cluster_collection c;
+    if (cluster_collection_parse(json, len, &c, err, errlen) != 0) return -1;
+    memcpy(out->name, c.name, sizeof out->name);
+    out->dim = c.dim;
+    out->metric = (enum hnsw_metric)c.metric; /* same numbering */
+    out->m = c.m;
+    out->ef_construction = c.ef_construction;
+    out->ef_search = c.ef_search;
+    out->shards = c.shards;
+    out->replication_factor = c.replication_factor;
+    out->created_at = c.created_at;
     return 0;
-fail:
-    cJSON_Delete(o);
-    return -1;
 }
 
 /* Parses a shard-map document; sets e->mine when `replicas` lists node_id. */
 static int shard_parse(const char *json, size_t len, const char *node_id, struct shard_entry *e,
                        char *err, size_t errlen)
 {
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    uint64_t v;
-    bool present;
-    if (o == NULL || !cJSON_IsObject(o)) {
-        snprintf(err, errlen, "shard entry is not a JSON object");
-        goto fail;
-    }
-    if (!json_u64(o, "epoch", &v, &present)) {
-        snprintf(err, errlen, "shard field \"epoch\" is not a non-negative integer");
-        goto fail;
-    }
-    e->epoch = present ? v : 0;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "primary");
-    e->primary[0] = '\0';
-    if (cJSON_IsString(p))
-        snprintf(e->primary, sizeof e->primary, "%s", p->valuestring);
-    else if (p != NULL && !cJSON_IsNull(p)) {
-        snprintf(err, errlen, "shard field \"primary\" is not a string");
-        goto fail;
-    }
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "replicas");
-    e->mine = false;
-    if (r != NULL && !cJSON_IsArray(r)) {
-        snprintf(err, errlen, "shard field \"replicas\" is not an array");
-        goto fail;
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, r)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, node_id) == 0) e->mine = true;
-    }
-    cJSON_Delete(o);
+    struct cluster_shard s;
+    if (cluster_shard_parse(json, len, &s, err, errlen) != 0) return -1;
+    e->epoch = s.epoch;
+    snprintf(e->primary, sizeof e->primary, "%s", s.primary);
+    e->mine = cluster_ids_has(&s.replicas, node_id);
+    cluster_shard_clear(&s);
     return 0;
-fail:
-    cJSON_Delete(o);
-    return -1;
 }
 
 /*
@@ -312,21 +179,9 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
         snprintf(ent->u.coll.name, sizeof ent->u.coll.name, "%s", rel);
         return 0;
     }
-    const char *slash = strrchr(rel, '/');
-    char *end = NULL;
-    unsigned long sh = slash != NULL ? strtoul(slash + 1, &end, 10) : 0;
-    if (slash == NULL || slash[1] == '\0' || *end != '\0' || sh > UINT32_MAX ||
-        (size_t)(slash - rel) > NODE_NAME_MAX) {
+    if (cluster_key_parse_shard(rel, ent->u.shard.name, &ent->u.shard.shard) != 0) {
         log_warn("ignoring shard key not of the form <collection>/<shard>", "key=%s%s",
                  m->prefixes[p], log_quote(rel));
-        return -1;
-    }
-    memcpy(ent->u.shard.name, rel, (size_t)(slash - rel));
-    ent->u.shard.name[slash - rel] = '\0';
-    ent->u.shard.shard = (uint32_t)sh;
-    if (!cluster_name_ok(ent->u.shard.name, strlen(ent->u.shard.name))) {
-        log_warn("ignoring shard key with a bad collection name", "key=%s%s", m->prefixes[p],
-                 log_quote(rel));
         return -1;
     }
     if (shard_parse(val, len, m->node_id, &ent->u.shard, err, sizeof err)) {
@@ -584,12 +439,13 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
  */
 static const char *purge_reason(struct node_meta *m, const struct trash_entry *t)
 {
-    char key[512], err[NODE_ERR_MAX];
+    char err[NODE_ERR_MAX];
     const char *why = "";
     etcd_kv kv;
     memset(&kv, 0, sizeof kv);
-    snprintf(key, sizeof key, "%s%s", m->prefixes[P_COLL], t->collection);
-    etcd_status st = etcd_get(m->etcd, key, &kv, NULL);
+    char *key = cluster_key_collection(m->prefix, t->collection);
+    etcd_status st = key != NULL ? etcd_get(m->etcd, key, &kv, NULL) : ETCD_ENOMEM;
+    free(key);
     if (st == ETCD_ENOTFOUND) return "its collection was dropped";
     if (st != ETCD_OK) return "";
     struct node_collection c;
@@ -597,8 +453,9 @@ static const char *purge_reason(struct node_meta *m, const struct trash_entry *t
     etcd_kv_clear(&kv);
     if (rc != 0) return "";
     if (c.created_at != t->created_at) return "its collection was recreated (another created_at)";
-    snprintf(key, sizeof key, "%s%s/%u", m->prefixes[P_SHARD], t->collection, t->shard);
-    st = etcd_get(m->etcd, key, &kv, NULL);
+    key = cluster_key_shard(m->prefix, t->collection, t->shard);
+    st = key != NULL ? etcd_get(m->etcd, key, &kv, NULL) : ETCD_ENOMEM;
+    free(key);
     if (st == ETCD_ENOTFOUND) return "its shard entry is gone";
     if (st != ETCD_OK) return "";
     struct shard_entry e;
@@ -751,16 +608,14 @@ static void on_lease_lost(void *arg, int64_t lease, etcd_status why)
 /* The registration value (JSON); malloc'ed. */
 static char *node_value(struct node_meta *m)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return NULL;
-    cJSON_AddStringToObject(o, "addr", m->addr);
-    cJSON_AddNumberToObject(o, "started_at", (double)m->started_at_ms);
-    cJSON_AddStringToObject(o, "version", m->version);
-    cJSON_AddNumberToObject(o, "capacity", (double)m->capacity);
-    cJSON_AddStringToObject(o, "node_id", m->node_id);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    struct cluster_node n = {
+        .addr = m->addr,
+        .version = m->version,
+        .node_id = m->node_id,
+        .started_at = m->started_at_ms,
+        .capacity = m->capacity,
+    };
+    return cluster_node_format(&n);
 }
 
 /* Grants a lease, writes the node key on it and starts the keeper. */
@@ -916,10 +771,9 @@ int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
     m->addr = strdup(cfg->addr);
     m->version = strdup(cfg->version);
     if (m->data_dir == NULL || m->prefix == NULL || m->node_id == NULL || m->addr == NULL ||
-        m->version == NULL ||
-        asprintf(&m->node_key, "%s/nodes/%s", cfg->prefix, cfg->node_id) < 0 ||
-        asprintf(&m->prefixes[P_COLL], "%s/collections/", cfg->prefix) < 0 ||
-        asprintf(&m->prefixes[P_SHARD], "%s/shards/", cfg->prefix) < 0) {
+        m->version == NULL || (m->node_key = cluster_key_node(cfg->prefix, cfg->node_id)) == NULL ||
+        (m->prefixes[P_COLL] = cluster_key_dir(cfg->prefix, "collections")) == NULL ||
+        (m->prefixes[P_SHARD] = cluster_key_dir(cfg->prefix, "shards")) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -11,7 +11,6 @@
  * does not answer in time contributes zeros.
  */
 #define _GNU_SOURCE
-#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +47,7 @@ static void primary_status(struct router *r, const struct rt_view *v, struct sha
     req.collection = (char *)collection;
     struct rpc_opts opts = {.deadline_ms = deadline};
     for (size_t i = 0; i < n; i++) {
-        const struct rt_shard *sh = &refs[i].coll->shard[refs[i].shard];
+        const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
         const struct rt_node *node = sh->primary[0] ? rt_view_node(v, sh->primary) : NULL;
         if (node == NULL || asked[node - v->nodes]) continue;
         asked[node - v->nodes] = true;
@@ -66,7 +65,7 @@ static void primary_status(struct router *r, const struct rt_view *v, struct sha
         for (size_t j = 0; j < resp->n_shards; j++) {
             const Vecshard__V1__ShardReplicaStatus *st = resp->shards[j];
             for (size_t i = 0; i < n; i++) {
-                const struct rt_shard *sh = &refs[i].coll->shard[refs[i].shard];
+                const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
                 if (refs[i].shard == st->shard && strcmp(refs[i].coll->name, st->collection) == 0 &&
                     strcmp(sh->primary, by_call[k]->id) == 0) {
                     refs[i].answered = true;
@@ -126,7 +125,7 @@ static const char *state_name(const struct shard_ref *ref)
 static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collection *c, uint32_t s,
                             const struct shard_ref *ref)
 {
-    const struct rt_shard *sh = &c->shard[s];
+    const struct cluster_shard *sh = &c->shard[s];
     vecshard__v1__shard_info__init(out);
     out->collection = c->name;
     out->shard = s;
@@ -194,38 +193,31 @@ static grpc_status_code check_config(struct rpc_call *c, const Vecshard__V1__Col
 /* The collection key's JSON (caller frees). */
 static char *config_json(const Vecshard__V1__CollectionConfig *cfg)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return NULL;
-    cJSON_AddStringToObject(o, "name", cfg->name);
-    cJSON_AddNumberToObject(o, "dim", cfg->dim);
-    cJSON_AddStringToObject(o, "metric", rt_metric_name((enum rt_metric)cfg->metric));
-    cJSON_AddNumberToObject(o, "m", cfg->m);
-    cJSON_AddNumberToObject(o, "ef_construction", cfg->ef_construction);
-    cJSON_AddNumberToObject(o, "ef_search", cfg->ef_search);
-    cJSON_AddNumberToObject(o, "shards", cfg->shards);
-    cJSON_AddNumberToObject(o, "replication_factor", cfg->replication_factor);
-    cJSON_AddNumberToObject(o, "created_at", (double)cfg->created_at);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    struct cluster_collection doc = {
+        .dim = cfg->dim,
+        .metric = (enum cluster_metric)cfg->metric,
+        .m = cfg->m,
+        .ef_construction = cfg->ef_construction,
+        .ef_search = cfg->ef_search,
+        .shards = cfg->shards,
+        .replication_factor = cfg->replication_factor,
+        .created_at = cfg->created_at,
+    };
+    snprintf(doc.name, sizeof doc.name, "%s", cfg->name);
+    return cluster_collection_format(&doc);
 }
 
 /* A new shard entry's JSON: epoch 1, in_sync = [primary] (caller frees). */
 static char *shard_json(const char *const *nodes, uint32_t rf)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return NULL;
-    cJSON_AddNumberToObject(o, "epoch", 1);
-    cJSON_AddStringToObject(o, "primary", nodes[0]);
-    cJSON *reps = cJSON_AddArrayToObject(o, "replicas");
-    for (uint32_t i = 0; i < rf; i++)
-        cJSON_AddItemToArray(reps, cJSON_CreateString(nodes[i]));
-    cJSON *in = cJSON_AddArrayToObject(o, "in_sync");
-    cJSON_AddItemToArray(in, cJSON_CreateString(nodes[0]));
-    cJSON_AddArrayToObject(o, "recovering");
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    struct cluster_shard doc = {
+        .present = true,
+        .epoch = 1,
+        .primary = (char *)nodes[0],
+        .replicas = {(char **)nodes, rf},
+        .in_sync = {(char **)nodes, 1},
+    };
+    return cluster_shard_format(&doc);
 }
 
 /* Waits (best effort) until every primary of coll reports its replica READY. */
@@ -351,7 +343,7 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
     }
     cfg.created_at = router_unix_ms();
     coll_val = config_json(&cfg);
-    if (asprintf(&keys[S], "%s/collections/%s", r->cfg->etcd_prefix, cfg.name) < 0) keys[S] = NULL;
+    keys[S] = cluster_key_collection(r->cfg->etcd_prefix, cfg.name);
     if (coll_val == NULL || keys[S] == NULL) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
@@ -359,8 +351,7 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
     ops[0] = (etcd_op){
         .type = ETCD_OP_PUT, .key = keys[S], .value = coll_val, .value_len = strlen(coll_val)};
     for (uint32_t s = 0; s < S; s++) {
-        if (asprintf(&keys[s], "%s/shards/%s/%u", r->cfg->etcd_prefix, cfg.name, s) < 0)
-            keys[s] = NULL;
+        keys[s] = cluster_key_shard(r->cfg->etcd_prefix, cfg.name, s);
         vals[s] = shard_json(plan + (size_t)s * R, R);
         if (keys[s] == NULL || vals[s] == NULL) {
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -385,7 +376,7 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
         goto out;
     }
     log_info("created collection", "collection=%s dim=%u metric=%s shards=%u rf=%u revision=%lld",
-             cfg.name, cfg.dim, rt_metric_name((enum rt_metric)cfg.metric), S, R,
+             cfg.name, cfg.dim, cluster_metric_name((enum cluster_metric)cfg.metric), S, R,
              (long long)tr.revision);
     rt_wait_revision(r->rt, tr.revision, 2000);
     int64_t until = router_node_deadline(deadline), cap = rpc_now_ms() + 5000;
@@ -419,9 +410,8 @@ grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessa
     const Vecshard__V1__DropCollectionRequest *req = (const Vecshard__V1__DropCollectionRequest *)m;
     grpc_status_code code = router_check_name(c, "name", req->name);
     if (code != GRPC_STATUS_OK) return code;
-    char *key = NULL, *shards = NULL;
-    if (asprintf(&key, "%s/collections/%s", r->cfg->etcd_prefix, req->name) < 0) key = NULL;
-    if (asprintf(&shards, "%s/shards/%s/", r->cfg->etcd_prefix, req->name) < 0) shards = NULL;
+    char *key = cluster_key_collection(r->cfg->etcd_prefix, req->name);
+    char *shards = cluster_key_shards_of(r->cfg->etcd_prefix, req->name);
     if (key == NULL || shards == NULL) {
         free(key);
         free(shards);
@@ -583,7 +573,7 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     for (size_t i = 0; i < v->n_colls; i++) {
         const struct rt_collection *coll = &v->colls[i];
         for (uint32_t s = 0; s < coll->shards; s++) {
-            const struct rt_shard *sh = &coll->shard[s];
+            const struct cluster_shard *sh = &coll->shard[s];
             for (uint32_t j = 0; j < sh->replicas.n; j++)
                 status_node_of(sn, &n_sn, sh->replicas.v[j])->replicas++;
             if (sh->primary != NULL && sh->primary[0] != '\0')

@@ -3,11 +3,12 @@
  * in-sync replica of each shard like searches.
  *
  * The distinct ids (first occurrence kept) are grouped by shard; each group
- * is one ShardNode.Get, all concurrent on one rpc_fanout. A failed group is
- * re-sent to another in-sync replica not tried yet while the deadline
- * allows; a shard that no replica answered fails the call. The reply
- * borrows the nodes' Points and lists them, and the missing ids, in the
- * order of each id's first occurrence in the request.
+ * is one ShardNode.Get, all concurrent through shard_call (in-sync policy):
+ * a group that failed with a retryable code is re-sent to another in-sync
+ * replica not tried yet while the deadline allows; a shard that no replica
+ * answered fails the call. The reply borrows the nodes' Points and lists
+ * them, and the missing ids, in the order of each id's first occurrence in
+ * the request.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -16,19 +17,12 @@
 
 #include "common/util/hash.h"
 #include "router/router.h"
-
-#define MAX_TRIES 16
+#include "router/shard_call.h"
 
 /* One shard's ids. */
 struct ggroup {
     uint64_t *ids;
     size_t n;
-    const char *tried[MAX_TRIES];
-    int n_tried;
-    const struct rt_node *node; /* of the running call */
-    bool running, ok;
-    grpc_status_code code;
-    char why[240];
 };
 
 /* An id with its position, to find first occurrences and look ids up. */
@@ -51,45 +45,46 @@ static int cmp_id(const void *key, const void *elem)
     return k < e ? -1 : k > e;
 }
 
-/* Starts group g (shard s) on a replica not tried yet; false if none is left. */
-static bool gstart(struct router *r, const struct rt_view *v, const struct rt_collection *coll,
-                   struct rpc_fanout *fo, int *call_shard, uint32_t s, struct ggroup *g,
-                   const Vecshard__V1__GetRequest *req, int64_t deadline)
+/* What the shard_call callbacks of one Get share. */
+struct gctx {
+    const Vecshard__V1__GetRequest *req;
+    const char *collection;
+    struct ggroup *g; /* by shard */
+    struct id_pos *ip;
+    size_t n;
+};
+
+/* shard_call send: the NodeGet of one shard's ids. */
+static int gsend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const uint32_t *shards,
+                 size_t n, uint64_t epoch, const struct rpc_opts *opts)
 {
-    char why[200];
-    const struct rt_node *node =
-        g->n_tried < MAX_TRIES
-            ? router_pick_replica(r, v, coll, s, g->tried, g->n_tried, NULL, why, sizeof why)
-            : NULL;
-    if (node == NULL) {
-        if (g->n_tried == 0) {
-            g->code = GRPC_STATUS_UNAVAILABLE;
-            snprintf(g->why, sizeof g->why, "no live in-sync replica: %.170s", why);
-        }
-        return false;
-    }
-    g->tried[g->n_tried++] = node->id;
+    struct gctx *x = arg;
+    (void)n, (void)epoch;
     Vecshard__V1__NodeGetRequest nr = VECSHARD__V1__NODE_GET_REQUEST__INIT;
-    nr.collection = coll->name;
-    nr.shard = s;
-    nr.ids = g->ids;
-    nr.n_ids = g->n;
-    nr.with_payload = req->with_payload;
-    nr.with_vector = req->with_vector;
-    struct rpc_opts opts = {.deadline_ms = deadline};
-    struct rpc_channel *ch = rpc_client_channel(r->client, node->addr);
-    int idx = ch != NULL ? rpc_fanout_start(fo, ch, NODE_SVC "Get", &nr.base,
-                                            &vecshard__v1__node_get_response__descriptor, &opts)
-                         : -1;
-    if (idx < 0) {
-        g->code = GRPC_STATUS_RESOURCE_EXHAUSTED;
-        snprintf(g->why, sizeof g->why, "out of memory");
-        return false;
+    nr.collection = (char *)x->collection;
+    nr.shard = shards[0];
+    nr.ids = x->g[shards[0]].ids;
+    nr.n_ids = x->g[shards[0]].n;
+    nr.with_payload = x->req->with_payload;
+    nr.with_vector = x->req->with_vector;
+    return rpc_fanout_start(fo, ch, NODE_SVC "Get", &nr.base,
+                            &vecshard__v1__node_get_response__descriptor, opts);
+}
+
+/* shard_call answered: records the points of a shard's reply by id. */
+static bool ganswered(void *arg, const ProtobufCMessage *m, size_t i, uint32_t shard,
+                      const char *node, char *why, size_t whylen)
+{
+    struct gctx *x = arg;
+    (void)i, (void)shard, (void)node, (void)why, (void)whylen;
+    const Vecshard__V1__NodeGetResponse *resp = (const Vecshard__V1__NodeGetResponse *)m;
+    for (size_t j = 0; j < resp->n_points; j++) {
+        struct id_pos *hit = bsearch(&resp->points[j]->id, x->ip, x->n, sizeof *x->ip, cmp_id);
+        /* bsearch may land on any copy of a repeated id: walk to the first. */
+        while (hit != NULL && hit > x->ip && hit[-1].id == hit->id)
+            hit--;
+        if (hit != NULL) hit->pt = resp->points[j];
     }
-    call_shard[idx] = (int)s;
-    g->node = node;
-    g->running = true;
-    router_load_add(r, node->id, 1);
     return true;
 }
 
@@ -104,11 +99,11 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
     uint32_t S = coll->shards;
     struct id_pos *ip = NULL;
     struct ggroup *g = NULL;
-    int *call_shard = NULL;
     uint8_t *dup = NULL;
-    struct rpc_fanout *fo = NULL;
     Vecshard__V1__Point **pts = NULL;
     uint64_t *miss = NULL;
+    struct shard_call sc;
+    memset(&sc, 0, sizeof sc);
     size_t n = req->n_ids;
     if (n == 0) {
         code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty");
@@ -123,11 +118,19 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
     ip = calloc(n, sizeof *ip);
     dup = calloc(n, 1);
     g = calloc(S, sizeof *g);
-    call_shard = calloc((size_t)S * MAX_TRIES, sizeof *call_shard);
     pts = calloc(n, sizeof *pts);
     miss = calloc(n, sizeof *miss);
-    fo = rpc_fanout_create();
-    if (!ip || !dup || !g || !call_shard || !pts || !miss || !fo) {
+    static const struct shard_call_policy pol = {
+        .method = NODE_SVC "Get",
+        .abort_on_bad_request = true,
+        .max_tries = SHARD_CALL_MAX_TRIES,
+        .retry_code = router_retryable,
+    };
+    static const struct shard_call_ops ops = {.send = gsend, .answered = ganswered};
+    struct gctx x = {req, coll->name, g, ip, n};
+    int rc = shard_call_init(&sc, r, v, coll, &pol, &ops, &x,
+                             router_node_deadline(router_deadline(r, c)));
+    if (!ip || !dup || !g || !pts || !miss || rc != 0) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -143,6 +146,7 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
+        if (g[s].n > 0) shard_call_want(&sc, s);
         g[s].n = 0;
     }
     for (size_t i = 0; i < n; i++)
@@ -150,50 +154,17 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
             struct ggroup *gg = &g[hash_shard(req->ids[i], S)];
             gg->ids[gg->n++] = req->ids[i];
         }
-    int64_t deadline = router_node_deadline(router_deadline(r, c));
-    for (uint32_t s = 0; s < S; s++)
-        if (g[s].n > 0) gstart(r, v, coll, fo, call_shard, s, &g[s], req, deadline);
-    for (;;) {
-        int idx = rpc_fanout_next(fo, deadline);
-        if (idx < 0) break;
-        uint32_t s = (uint32_t)call_shard[idx];
-        struct ggroup *gg = &g[s];
-        const struct rpc_status *st = rpc_fanout_status(fo, idx);
-        gg->running = false;
-        router_load_add(r, gg->node->id, -1);
-        if (st->code == GRPC_STATUS_OK) {
-            gg->ok = true;
-            const Vecshard__V1__NodeGetResponse *resp =
-                (const Vecshard__V1__NodeGetResponse *)rpc_fanout_response(fo, idx);
-            for (size_t j = 0; j < resp->n_points; j++) {
-                struct id_pos *hit = bsearch(&resp->points[j]->id, ip, n, sizeof *ip, cmp_id);
-                /* bsearch may land on any copy of a repeated id: walk to the first. */
-                while (hit != NULL && hit > ip && hit[-1].id == hit->id)
-                    hit--;
-                if (hit != NULL) hit->pt = resp->points[j];
-            }
-            continue;
-        }
-        gg->code = st->code;
-        snprintf(gg->why, sizeof gg->why, "node %s: %s: %.160s", gg->node->id,
-                 rpc_status_name(st->code), st->details);
-        if (st->code == GRPC_STATUS_INVALID_ARGUMENT ||
-            st->code == GRPC_STATUS_RESOURCE_EXHAUSTED) {
-            code = rpc_call_error(c, st->code, "shard %u: %s", s, gg->why);
-            goto out;
-        }
-        if (router_retryable(st->code) && rpc_now_ms() < deadline)
-            gstart(r, v, coll, fo, call_shard, s, gg, req, deadline);
+    code = shard_call_run(&sc);
+    if (code != GRPC_STATUS_OK) {
+        code = rpc_call_error(c, code, "shard %u: node %s: %s: %s", sc.abort_shard, sc.abort_node,
+                              rpc_status_name(code), sc.abort_details);
+        goto out;
     }
     for (uint32_t s = 0; s < S; s++) {
-        if (g[s].n == 0 || g[s].ok) continue;
-        if (g[s].running) {
-            g[s].code = GRPC_STATUS_DEADLINE_EXCEEDED;
-            snprintf(g[s].why, sizeof g[s].why, "node %s: no answer before the deadline",
-                     g[s].node->id);
-        }
-        code = rpc_call_error(c, g[s].code != GRPC_STATUS_OK ? g[s].code : GRPC_STATUS_UNAVAILABLE,
-                              "shard %u could not be read: %s", s, g[s].why);
+        const struct shard_call_unit *u = &sc.unit[s];
+        if (u->state != SHARD_CALL_FAILED) continue;
+        code = rpc_call_error(c, u->code != GRPC_STATUS_OK ? u->code : GRPC_STATUS_UNAVAILABLE,
+                              "shard %u could not be read: %s", s, u->msg);
         goto out;
     }
     size_t n_pts = 0, n_miss = 0;
@@ -215,15 +186,12 @@ grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void 
     rpc_call_reply(c, &resp.base);
     code = GRPC_STATUS_OK;
 out:
-    if (fo != NULL) rpc_fanout_destroy(fo);
-    for (uint32_t s = 0; g != NULL && s < S; s++) {
-        if (g[s].running) router_load_add(r, g[s].node->id, -1);
+    shard_call_free(&sc);
+    for (uint32_t s = 0; g != NULL && s < S; s++)
         free(g[s].ids);
-    }
     free(g);
     free(ip);
     free(dup);
-    free(call_shard);
     free(pts);
     free(miss);
     rt_release(v);

@@ -36,7 +36,7 @@ void placement_count(const struct rt_view *v, struct placement_node *out)
     for (size_t c = 0; c < v->n_colls; c++) {
         const struct rt_collection *coll = &v->colls[c];
         for (uint32_t s = 0; s < coll->shards; s++) {
-            const struct rt_shard *sh = &coll->shard[s];
+            const struct cluster_shard *sh = &coll->shard[s];
             for (uint32_t i = 0; i < sh->replicas.n; i++) {
                 const struct rt_node *node = rt_view_node(v, sh->replicas.v[i]);
                 if (node != NULL) out[node - v->nodes].replicas++;

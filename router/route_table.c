@@ -11,16 +11,13 @@
 #define _GNU_SOURCE
 #include "router/route_table.h"
 
-#include <cJSON.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-#include "common/cluster/name.h"
 #include "common/util/log.h"
 
 /* One raw pair from etcd. */
@@ -54,24 +51,6 @@ struct route_table {
 
 /* ------------------------------------------------------------ views */
 
-static void ids_clear(struct rt_ids *ids)
-{
-    for (uint32_t i = 0; i < ids->n; i++)
-        free(ids->v[i]);
-    free(ids->v);
-    ids->v = NULL;
-    ids->n = 0;
-}
-
-void rt_shard_clear(struct rt_shard *s)
-{
-    free(s->primary);
-    ids_clear(&s->replicas);
-    ids_clear(&s->in_sync);
-    ids_clear(&s->recovering);
-    memset(s, 0, sizeof *s);
-}
-
 /* Frees a view and everything in it. */
 static void view_free(struct rt_view *v)
 {
@@ -84,7 +63,7 @@ static void view_free(struct rt_view *v)
     for (size_t i = 0; i < v->n_colls; i++) {
         struct rt_collection *c = &v->colls[i];
         for (uint32_t s = 0; s < c->shards; s++)
-            rt_shard_clear(&c->shard[s]);
+            cluster_shard_clear(&c->shard[s]);
         free(c->shard);
         free(c->name);
     }
@@ -128,212 +107,50 @@ const struct rt_node *rt_view_node(const struct rt_view *v, const char *id)
     return bsearch(&key, v->nodes, v->n_nodes, sizeof key, cmp_node);
 }
 
-bool rt_ids_has(const struct rt_ids *ids, const char *id)
-{
-    for (uint32_t i = 0; i < ids->n; i++)
-        if (strcmp(ids->v[i], id) == 0) return true;
-    return false;
-}
+/* ------------------------------------------------------------ documents */
 
-const char *rt_metric_name(enum rt_metric m)
-{
-    switch (m) {
-    case RT_METRIC_IP:
-        return "ip";
-    case RT_METRIC_COSINE:
-        return "cosine";
-    default:
-        return "l2";
-    }
-}
-
-/* ------------------------------------------------------------ JSON parsing */
-
-/* Reads an unsigned integer given as a JSON number or decimal string; an
- * absent or null field leaves *out unchanged. False if unreadable. */
-static bool json_u64(const cJSON *o, const char *name, uint64_t *out)
-{
-    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (f == NULL || cJSON_IsNull(f)) return true;
-    if (cJSON_IsNumber(f)) {
-        if (f->valuedouble < 0 || f->valuedouble > 9007199254740992.0 ||
-            f->valuedouble != (double)(uint64_t)f->valuedouble)
-            return false;
-        *out = (uint64_t)f->valuedouble;
-        return true;
-    }
-    if (cJSON_IsString(f)) {
-        int64_t v;
-        if (!etcd_parse_int64(f->valuestring, &v) || v < 0) return false;
-        *out = (uint64_t)v;
-        return true;
-    }
-    return false;
-}
-
-/* Reads an array of strings (absent = empty). */
-static bool json_ids(const cJSON *o, const char *name, struct rt_ids *out)
-{
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (a == NULL || cJSON_IsNull(a)) return true;
-    if (!cJSON_IsArray(a)) return false;
-    int n = cJSON_GetArraySize(a);
-    out->v = calloc((size_t)n + 1, sizeof *out->v);
-    if (out->v == NULL) return false;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, a)
-    {
-        if (!cJSON_IsString(it)) return false;
-        out->v[out->n] = strdup(it->valuestring);
-        if (out->v[out->n] == NULL) return false;
-        out->n++;
-    }
-    return true;
-}
-
-int rt_shard_parse(const char *json, size_t len, struct rt_shard *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    const char *why = NULL;
-    if (o == NULL || !cJSON_IsObject(o)) {
-        why = "not a JSON object";
-        goto fail;
-    }
-    if (!json_u64(o, "epoch", &out->epoch)) {
-        why = "\"epoch\" is not a non-negative integer";
-        goto fail;
-    }
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "primary");
-    if (p != NULL && !cJSON_IsNull(p) && !cJSON_IsString(p)) {
-        why = "\"primary\" is not a string";
-        goto fail;
-    }
-    out->primary = strdup(cJSON_IsString(p) ? p->valuestring : "");
-    if (out->primary == NULL || !json_ids(o, "replicas", &out->replicas) ||
-        !json_ids(o, "in_sync", &out->in_sync) || !json_ids(o, "recovering", &out->recovering)) {
-        why = "\"replicas\", \"in_sync\" and \"recovering\" must be arrays of strings";
-        goto fail;
-    }
-    out->present = true;
-    cJSON_Delete(o);
-    return 0;
-fail:
-    snprintf(err, errlen, "%s", why);
-    cJSON_Delete(o);
-    rt_shard_clear(out);
-    return -1;
-}
-
-/* One optional collection field: absent or 0 = def, else within lo..hi. */
-static bool coll_field(const cJSON *o, const char *name, uint32_t def, uint32_t lo, uint32_t hi,
-                       uint32_t *out)
-{
-    uint64_t v = 0;
-    if (!json_u64(o, name, &v)) return false;
-    if (v == 0) v = def;
-    if (v < lo || v > hi) return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* Parses a collection config (name from the key). 0 or -1 with err. */
+/* Parses a collection config (name from the key) into c. 0 or -1 with err. */
 static int coll_parse(const char *name, const char *json, size_t len, struct rt_collection *c,
                       char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    const char *why = NULL;
-    uint64_t dim = 0;
-    if (o == NULL || !cJSON_IsObject(o)) {
-        why = "not a JSON object";
-        goto fail;
-    }
-    if (!json_u64(o, "dim", &dim) || dim < 1 || dim > 65536) {
-        why = "\"dim\" must be an integer 1..65536";
-        goto fail;
-    }
-    c->dim = (uint32_t)dim;
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metric");
-    if (cJSON_IsString(m)) {
-        const char *s = m->valuestring;
-        if (strncasecmp(s, "METRIC_", 7) == 0) s += 7;
-        if (strcasecmp(s, "l2") == 0)
-            c->metric = RT_METRIC_L2;
-        else if (strcasecmp(s, "ip") == 0)
-            c->metric = RT_METRIC_IP;
-        else if (strcasecmp(s, "cosine") == 0)
-            c->metric = RT_METRIC_COSINE;
-        else {
-            why = "\"metric\" must be \"l2\", \"ip\" or \"cosine\"";
-            goto fail;
-        }
-    } else if (cJSON_IsNumber(m) && m->valueint >= 0 && m->valueint <= 2) {
-        c->metric = (enum rt_metric)m->valueint;
-    } else if (m != NULL && !cJSON_IsNull(m)) {
-        why = "\"metric\" must be \"l2\", \"ip\" or \"cosine\"";
-        goto fail;
-    }
-    uint32_t mm = 0;
-    if (!coll_field(o, "m", 16, 2, 128, &mm)) {
-        why = "\"m\" must be 2..128";
-        goto fail;
-    }
-    if (cJSON_GetObjectItemCaseSensitive(o, "m") == NULL) coll_field(o, "M", 16, 2, 128, &mm);
-    c->m = mm;
-    if (!coll_field(o, "ef_construction", 200, 1, 100000, &c->ef_construction) ||
-        !coll_field(o, "ef_search", 64, 1, 100000, &c->ef_search) ||
-        !coll_field(o, "shards", 1, 1, 1u << 20, &c->shards) ||
-        !coll_field(o, "replication_factor", 1, 1, 1024, &c->replication_factor)) {
-        why = "\"ef_construction\", \"ef_search\", \"shards\" or \"replication_factor\" is out "
-              "of range";
-        goto fail;
-    }
-    uint64_t created = 0;
-    if (!json_u64(o, "created_at", &created)) {
-        why = "\"created_at\" is not a non-negative integer";
-        goto fail;
-    }
-    c->created_at = (int64_t)created;
+    struct cluster_collection doc;
+    if (cluster_collection_parse(json, len, &doc, err, errlen) != 0) return -1;
+    c->dim = doc.dim;
+    c->metric = doc.metric;
+    c->m = doc.m;
+    c->ef_construction = doc.ef_construction;
+    c->ef_search = doc.ef_search;
+    c->shards = doc.shards;
+    c->replication_factor = doc.replication_factor;
+    c->created_at = doc.created_at;
     c->name = strdup(name);
     c->shard = calloc(c->shards, sizeof *c->shard);
     if (c->name == NULL || c->shard == NULL) {
-        why = "out of memory";
-        goto fail;
+        snprintf(err, errlen, "out of memory");
+        free(c->name);
+        free(c->shard);
+        memset(c, 0, sizeof *c);
+        return -1;
     }
-    cJSON_Delete(o);
     return 0;
-fail:
-    snprintf(err, errlen, "%s", why);
-    cJSON_Delete(o);
-    free(c->name);
-    free(c->shard);
-    memset(c, 0, sizeof *c);
-    return -1;
 }
 
-/* Parses a node registration. 0 or -1 with err. */
+/* Parses a node registration (id from the key) into n. 0 or -1 with err. */
 static int node_parse(const char *id, const char *json, size_t len, struct rt_node *n, char *err,
                       size_t errlen)
 {
     memset(n, 0, sizeof *n);
-    cJSON *o = cJSON_ParseWithLength(json, len);
-    const cJSON *addr = o != NULL ? cJSON_GetObjectItemCaseSensitive(o, "addr") : NULL;
-    if (!cJSON_IsString(addr) || addr->valuestring[0] == '\0') {
-        snprintf(err, errlen, "no \"addr\" string");
-        cJSON_Delete(o);
-        return -1;
-    }
-    const cJSON *ver = cJSON_GetObjectItemCaseSensitive(o, "version");
-    uint64_t started = 0;
-    json_u64(o, "started_at", &started);
+    struct cluster_node doc;
+    if (cluster_node_parse(json, len, &doc, err, errlen) != 0) return -1;
     n->id = strdup(id);
-    n->addr = strdup(addr->valuestring);
-    n->version = strdup(cJSON_IsString(ver) ? ver->valuestring : "");
-    n->started_at = (int64_t)started;
-    cJSON_Delete(o);
-    if (n->id == NULL || n->addr == NULL || n->version == NULL) {
-        free(n->id), free(n->addr), free(n->version);
+    n->addr = doc.addr;
+    n->version = doc.version;
+    n->started_at = doc.started_at;
+    free(doc.node_id);
+    if (n->id == NULL) {
+        free(n->addr), free(n->version);
+        memset(n, 0, sizeof *n);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -360,26 +177,29 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
     /* Pass 1: nodes and collections. */
     for (size_t i = 0; i < rt->n_raw; i++) {
         const struct raw_kv *kv = &rt->raw[i];
-        const char *rel = kv->key + rt->prefix_len;
-        if (strncmp(rel, "nodes/", 6) == 0 && rel[6] != '\0' && strchr(rel + 6, '/') == NULL) {
-            if (node_parse(rel + 6, kv->value, kv->value_len, &v->nodes[v->n_nodes], err,
+        struct cluster_key k;
+        switch (cluster_key_parse(kv->key + rt->prefix_len, &k)) {
+        case CLUSTER_KEY_NODE:
+            if (node_parse(k.node_id, kv->value, kv->value_len, &v->nodes[v->n_nodes], err,
                            sizeof err) == 0)
                 v->n_nodes++;
             else
                 log_bad(kv->key, err);
-        } else if (strncmp(rel, "collections/", 12) == 0) {
-            const char *name = rel + 12;
-            if (!cluster_name_ok(name, strlen(name))) {
-                log_bad(kv->key, "not a valid collection name");
-                continue;
-            }
+            break;
+        case CLUSTER_KEY_COLLECTION: {
             struct rt_collection *c = &v->colls[v->n_colls];
-            if (coll_parse(name, kv->value, kv->value_len, c, err, sizeof err) == 0) {
+            if (coll_parse(k.name, kv->value, kv->value_len, c, err, sizeof err) == 0) {
                 c->mod_revision = kv->mod_revision;
                 v->n_colls++;
             } else {
                 log_bad(kv->key, err);
             }
+            break;
+        }
+        default:
+            if (strncmp(kv->key + rt->prefix_len, "collections/", 12) == 0)
+                log_bad(kv->key, "not a valid collection name");
+            break;
         }
     }
     qsort(v->nodes, v->n_nodes, sizeof *v->nodes, cmp_node);
@@ -387,23 +207,18 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
     /* Pass 2: shard entries of known collections. */
     for (size_t i = 0; i < rt->n_raw; i++) {
         const struct raw_kv *kv = &rt->raw[i];
-        const char *rel = kv->key + rt->prefix_len;
-        if (strncmp(rel, "shards/", 7) != 0) continue;
-        const char *name = rel + 7, *slash = strchr(name, '/');
-        if (slash == NULL || !cluster_name_ok(name, (size_t)(slash - name))) continue;
-        char cname[65];
-        snprintf(cname, sizeof cname, "%.*s", (int)(slash - name), name);
-        struct rt_collection *c = (struct rt_collection *)rt_view_collection(v, cname);
-        int64_t sn;
-        if (c == NULL || !etcd_parse_int64(slash + 1, &sn) || sn < 0 || sn >= c->shards) continue;
-        struct rt_shard s;
-        if (rt_shard_parse(kv->value, kv->value_len, &s, err, sizeof err) != 0) {
+        struct cluster_key k;
+        if (cluster_key_parse(kv->key + rt->prefix_len, &k) != CLUSTER_KEY_SHARD) continue;
+        struct rt_collection *c = (struct rt_collection *)rt_view_collection(v, k.name);
+        if (c == NULL || k.shard >= c->shards) continue;
+        struct cluster_shard s;
+        if (cluster_shard_parse(kv->value, kv->value_len, &s, err, sizeof err) != 0) {
             log_bad(kv->key, err);
             continue;
         }
         s.mod_revision = kv->mod_revision;
-        rt_shard_clear(&c->shard[sn]);
-        c->shard[sn] = s;
+        cluster_shard_clear(&c->shard[k.shard]);
+        c->shard[k.shard] = s;
     }
     return v;
 fail:

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cluster/cluster.h"
 #include "common/etcd/etcd.h"
 
 /* A registered (live) node: <prefix>/nodes/<id>. */
@@ -37,33 +38,18 @@ struct rt_node {
     int64_t started_at;
 };
 
-/* A list of node ids. */
-struct rt_ids {
-    char **v;
-    uint32_t n;
-};
-
-/* One shard's placement: <prefix>/shards/<name>/<shard>. */
-struct rt_shard {
-    bool present; /* false: no entry in etcd */
-    uint64_t epoch;
-    char *primary; /* "" when none */
-    struct rt_ids replicas, in_sync, recovering;
-    int64_t mod_revision;
-};
-
-/* Collection metric, as the proto enum numbers them. */
-enum rt_metric { RT_METRIC_L2 = 0, RT_METRIC_IP = 1, RT_METRIC_COSINE = 2 };
+/* Shard placements are struct cluster_shard (common/cluster/cluster.h):
+ * <prefix>/shards/<name>/<shard>, present = false when etcd has no entry. */
 
 /* A collection: <prefix>/collections/<name>, with its shards. */
 struct rt_collection {
     char *name;
     uint32_t dim;
-    enum rt_metric metric;
+    enum cluster_metric metric;
     uint32_t m, ef_construction, ef_search, shards, replication_factor;
     int64_t created_at;
     int64_t mod_revision;
-    struct rt_shard *shard; /* [shards] */
+    struct cluster_shard *shard; /* [shards] */
 };
 
 /* An immutable snapshot of the map. Read-only for everyone but route_table.c. */
@@ -107,18 +93,5 @@ const struct rt_collection *rt_view_collection(const struct rt_view *v, const ch
 
 /* The registered node with this id in v, or NULL. */
 const struct rt_node *rt_view_node(const struct rt_view *v, const char *id);
-
-/* True when ids contains id. */
-bool rt_ids_has(const struct rt_ids *ids, const char *id);
-
-/* Parses a shard entry's JSON into *out (caller frees with rt_shard_clear).
- * Returns 0, or -1 with a message in err. */
-int rt_shard_parse(const char *json, size_t len, struct rt_shard *out, char *err, size_t errlen);
-
-/* Frees what rt_shard_parse allocated and zeroes s. */
-void rt_shard_clear(struct rt_shard *s);
-
-/* The metric's name in etcd and in messages ("l2", "ip", "cosine"). */
-const char *rt_metric_name(enum rt_metric m);
 
 #endif

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -53,16 +54,16 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
     const struct rt_collection *found = rt_view_collection(v, name);
     if (found == NULL) {
         /* Maybe created through another router a moment ago: ask etcd. */
-        char key[512];
-        snprintf(key, sizeof key, "%s/collections/%s", r->cfg->etcd_prefix, name);
+        char *key = cluster_key_collection(r->cfg->etcd_prefix, name);
         etcd_kv kv = {0};
-        if (etcd_get(r->etcd, key, &kv, NULL) == ETCD_OK) {
+        if (key != NULL && etcd_get(r->etcd, key, &kv, NULL) == ETCD_OK) {
             rt_wait_revision(r->rt, kv.mod_revision, 2000);
             rt_release(v);
             v = rt_acquire(r->rt);
             found = rt_view_collection(v, name);
         }
         etcd_kv_clear(&kv);
+        free(key);
     }
     if (found == NULL) {
         rt_release(v);
@@ -80,7 +81,7 @@ grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "%s has %zu floats, collection dim is %u", what, n, coll->dim);
     char err[HNSW_ERR_MAX];
-    /* rt_metric and hnsw_metric share their values (route_table.h). */
+    /* cluster_metric and hnsw_metric share their values (common/cluster/doc.c asserts it). */
     if (hnsw_vector_check((enum hnsw_metric)coll->metric, coll->dim, v, what, err) != HNSW_OK)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
@@ -120,7 +121,7 @@ const struct rt_node *router_pick_replica(struct router *r, const struct rt_view
                                           const char *const *tried, int n_tried, const int *extra,
                                           char *why, size_t whylen)
 {
-    const struct rt_shard *sh = &coll->shard[s];
+    const struct cluster_shard *sh = &coll->shard[s];
     if (!sh->present) {
         snprintf(why, whylen, "no shard entry in etcd");
         return NULL;

@@ -3,11 +3,12 @@
  * merge (docs/design.md §5).
  *
  * 1. Validate the whole request (nothing is sent for a bad one).
- * 2. Pick one in-sync replica per shard on a registered node (fewest
- *    outstanding calls, ties round-robin: router_pick_replica), group the
- *    shards by node and send each node ONE ShardNode.Search with all the
- *    queries and its shards; every call runs concurrently on one rpc_fanout
- *    under the node deadline (client deadline minus a small margin).
+ * 2. Through shard_call (in-sync policy, batched): pick one in-sync replica
+ *    per shard on a registered node (fewest outstanding calls, ties
+ *    round-robin: router_pick_replica), group the shards by node and send
+ *    each node ONE ShardNode.Search with all the queries and its shards;
+ *    every call runs concurrently under the node deadline (client deadline
+ *    minus a small margin).
  * 3. As replies land: a shard answered with code 0 is kept (its hits stay in
  *    the fan-out's reply until the end, so nothing is copied); a failed call
  *    or a shard entry with an error code is re-sent at once to another
@@ -23,166 +24,60 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/util/log.h"
 #include "router/router.h"
-
-#define MAX_TRIES 16 /* replicas tried per shard */
-
-enum shard_state { SH_PENDING, SH_RUNNING, SH_OK, SH_MISSING };
-
-/* One shard of the collection during a search. */
-struct sstate {
-    enum shard_state state;
-    const char *tried[MAX_TRIES]; /* node ids (borrowed from the view) */
-    int n_tried;
-    const Vecshard__V1__ShardSearchResult *res; /* owned by the fan-out */
-    char why[200];                              /* last failure */
-};
-
-/* One node call: the node and the shards it carries. */
-struct scall {
-    const struct rt_node *node;
-    uint32_t *shards;
-    size_t n;
-    bool finished; /* its reply was handled (and its load released) */
-};
+#include "router/shard_call.h"
 
 struct sctx {
-    struct router *r;
-    const struct rt_view *v;
     const struct rt_collection *coll;
     const Vecshard__V1__SearchRequest *req;
-    struct sstate *sh;
-    int *extra; /* shards this request assigned per node (index in v->nodes) */
-    struct rpc_fanout *fo;
-    struct scall *calls;
-    int n_calls, cap_calls;
-    int64_t deadline;
+    const Vecshard__V1__ShardSearchResult **res; /* by shard; owned by the fan-out */
+    struct shard_call sc;
 };
 
-/* Assigns the listed shards to replicas and starts one call per node. */
-static void assign(struct sctx *x, const uint32_t *list, size_t n)
+/* shard_call send: one NodeSearch with all the queries for a node's shards. */
+static int ssend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const uint32_t *shards,
+                 size_t n, uint64_t epoch, const struct rpc_opts *opts)
 {
-    size_t nn = x->v->n_nodes;
-    uint32_t **per = calloc(nn + 1, sizeof *per);
-    size_t *cnt = calloc(nn + 1, sizeof *cnt);
-    if (per == NULL || cnt == NULL) goto oom;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t s = list[i];
-        struct sstate *st = &x->sh[s];
-        char why[200];
-        const struct rt_node *node =
-            st->n_tried < MAX_TRIES ? router_pick_replica(x->r, x->v, x->coll, s, st->tried,
-                                                          st->n_tried, x->extra, why, sizeof why)
-                                    : NULL;
-        if (node == NULL) {
-            st->state = SH_MISSING;
-            if (st->why[0] == '\0' || st->n_tried == 0)
-                snprintf(st->why, sizeof st->why, "no live in-sync replica: %.170s", why);
-            continue;
-        }
-        size_t k = (size_t)(node - x->v->nodes);
-        if (per[k] == NULL && (per[k] = calloc(n, sizeof **per)) == NULL) goto oom;
-        per[k][cnt[k]++] = s;
-        st->tried[st->n_tried++] = node->id;
-        st->state = SH_RUNNING;
-        x->extra[k]++;
-    }
-    struct rpc_opts opts = {.deadline_ms = x->deadline};
-    for (size_t k = 0; k < nn; k++) {
-        if (cnt[k] == 0) continue;
-        const struct rt_node *node = &x->v->nodes[k];
-        Vecshard__V1__NodeSearchRequest nr = VECSHARD__V1__NODE_SEARCH_REQUEST__INIT;
-        nr.collection = x->coll->name;
-        nr.shards = per[k];
-        nr.n_shards = cnt[k];
-        nr.queries = x->req->queries;
-        nr.n_queries = x->req->n_queries;
-        nr.k = x->req->k;
-        nr.ef = x->req->ef;
-        nr.with_payload = x->req->with_payload;
-        nr.with_vector = x->req->with_vector;
-        struct rpc_channel *ch = rpc_client_channel(x->r->client, node->addr);
-        int idx = -1;
-        if (x->n_calls == x->cap_calls) {
-            int cap = x->cap_calls ? 2 * x->cap_calls : 16;
-            struct scall *nc = realloc(x->calls, (size_t)cap * sizeof *nc);
-            if (nc == NULL) goto oom;
-            x->calls = nc;
-            x->cap_calls = cap;
-        }
-        if (ch != NULL)
-            idx = rpc_fanout_start(x->fo, ch, NODE_SVC "Search", &nr.base,
-                                   &vecshard__v1__node_search_response__descriptor, &opts);
-        if (idx < 0 || idx != x->n_calls) {
-            for (size_t i = 0; i < cnt[k]; i++) {
-                x->sh[per[k][i]].state = SH_MISSING;
-                snprintf(x->sh[per[k][i]].why, sizeof x->sh[0].why, "out of memory");
-            }
-            free(per[k]);
-            continue;
-        }
-        x->calls[x->n_calls++] = (struct scall){node, per[k], cnt[k], false};
-        per[k] = NULL;
-        router_load_add(x->r, node->id, 1);
-    }
-    free(per);
-    free(cnt);
-    return;
-oom:
-    for (size_t k = 0; per != NULL && k < nn; k++)
-        free(per[k]);
-    free(per);
-    free(cnt);
-    for (size_t i = 0; i < n; i++) {
-        x->sh[list[i]].state = SH_MISSING;
-        snprintf(x->sh[list[i]].why, sizeof x->sh[0].why, "out of memory");
-    }
+    struct sctx *x = arg;
+    (void)epoch;
+    Vecshard__V1__NodeSearchRequest nr = VECSHARD__V1__NODE_SEARCH_REQUEST__INIT;
+    nr.collection = x->coll->name;
+    nr.shards = (uint32_t *)shards;
+    nr.n_shards = n;
+    nr.queries = x->req->queries;
+    nr.n_queries = x->req->n_queries;
+    nr.k = x->req->k;
+    nr.ef = x->req->ef;
+    nr.with_payload = x->req->with_payload;
+    nr.with_vector = x->req->with_vector;
+    return rpc_fanout_start(fo, ch, NODE_SVC "Search", &nr.base,
+                            &vecshard__v1__node_search_response__descriptor, opts);
 }
 
-/*
- * Handles the end of call idx; shards to retry are appended to retry.
- * Returns OK, or a call-level error that must fail the whole search
- * (INVALID_ARGUMENT / RESOURCE_EXHAUSTED from a node, set on c).
- */
-static grpc_status_code on_reply(struct sctx *x, struct rpc_call *c, int idx, uint32_t *retry,
-                                 size_t *n_retry)
+/* shard_call answered: keeps shard's result when it has every query. */
+static bool sanswered(void *arg, const ProtobufCMessage *m, size_t i, uint32_t shard,
+                      const char *node, char *why, size_t whylen)
 {
-    struct scall *call = &x->calls[idx];
-    const struct rpc_status *st = rpc_fanout_status(x->fo, idx);
-    call->finished = true;
-    router_load_add(x->r, call->node->id, -1);
-    const Vecshard__V1__NodeSearchResponse *resp =
-        (const Vecshard__V1__NodeSearchResponse *)rpc_fanout_response(x->fo, idx);
-    if (st->code == GRPC_STATUS_INVALID_ARGUMENT || st->code == GRPC_STATUS_RESOURCE_EXHAUSTED)
-        return rpc_call_error(c, st->code, "node %s (%s): %s", call->node->id, call->node->addr,
-                              st->details);
-    for (size_t i = 0; i < call->n; i++) {
-        uint32_t s = call->shards[i];
-        struct sstate *ss = &x->sh[s];
-        const Vecshard__V1__ShardSearchResult *r = NULL;
-        if (st->code == GRPC_STATUS_OK && resp != NULL && i < resp->n_shards &&
-            resp->shards[i]->shard == s)
-            r = resp->shards[i];
-        if (r != NULL && r->code == 0 && r->n_results == x->req->n_queries) {
-            ss->state = SH_OK;
-            ss->res = r;
-            continue;
-        }
-        if (st->code != GRPC_STATUS_OK)
-            snprintf(ss->why, sizeof ss->why, "node %s: %s: %.120s", call->node->id,
-                     rpc_status_name(st->code), st->details);
-        else if (r == NULL)
-            snprintf(ss->why, sizeof ss->why, "node %s: reply without this shard", call->node->id);
-        else
-            snprintf(ss->why, sizeof ss->why, "node %s: %s: %.120s", call->node->id,
-                     rpc_status_name((grpc_status_code)r->code), r->error);
-        log_debug("retrying search shard", "collection=%s shard=%u failed_on=%s error=%s",
-                  x->coll->name, s, call->node->id, log_quote(ss->why));
-        ss->state = SH_PENDING;
-        retry[(*n_retry)++] = s;
+    struct sctx *x = arg;
+    const Vecshard__V1__NodeSearchResponse *resp = (const Vecshard__V1__NodeSearchResponse *)m;
+    const Vecshard__V1__ShardSearchResult *r = NULL;
+    if (resp != NULL && i < resp->n_shards && resp->shards[i]->shard == shard) r = resp->shards[i];
+    if (r != NULL && r->code == 0 && r->n_results == x->req->n_queries) {
+        x->res[shard] = r;
+        return true;
     }
-    return GRPC_STATUS_OK;
+    if (r == NULL)
+        snprintf(why, whylen, "node %s: reply without this shard", node);
+    else
+        snprintf(why, whylen, "node %s: %s: %s", node, rpc_status_name((grpc_status_code)r->code),
+                 r->error);
+    return false;
+}
+
+/* True when shard s answered. */
+static bool shard_ok(const struct sctx *x, uint32_t s)
+{
+    return x->sc.unit[s].state == SHARD_CALL_DONE;
 }
 
 /* A merge cursor: the next hit of one shard's list for the current query. */
@@ -223,8 +118,8 @@ static size_t merge_query(struct sctx *x, size_t q, struct cursor *heap,
 {
     size_t n = 0;
     for (uint32_t s = 0; s < x->coll->shards; s++) {
-        if (x->sh[s].state != SH_OK) continue;
-        const Vecshard__V1__QueryResult *qr = x->sh[s].res->results[q];
+        if (!shard_ok(x, s)) continue;
+        const Vecshard__V1__QueryResult *qr = x->res[s]->results[q];
         if (qr->n_hits > 0) heap[n++] = (struct cursor){qr->hits, qr->n_hits, 0};
     }
     for (size_t i = n / 2; i-- > 0;)
@@ -276,7 +171,7 @@ static grpc_status_code reply(struct sctx *x, struct rpc_call *c, uint32_t ok, u
     for (size_t q = 0; q < nq; q++) {
         size_t avail = 0;
         for (uint32_t s = 0; s < x->coll->shards; s++)
-            if (x->sh[s].state == SH_OK) avail += x->sh[s].res->results[q]->n_hits;
+            if (shard_ok(x, s)) avail += x->res[s]->results[q]->n_hits;
         total += avail < x->req->k ? avail : x->req->k;
     }
     Vecshard__V1__QueryResult *qr = calloc(nq, sizeof *qr);
@@ -323,53 +218,37 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
     const struct rt_collection *coll;
     grpc_status_code code = router_collection(r, c, "collection", req->collection, &v, &coll);
     if (code != GRPC_STATUS_OK) return code;
-    struct sctx x = {.r = r, .v = v, .coll = coll, .req = req};
+    struct sctx x = {.coll = coll, .req = req};
     uint32_t S = coll->shards;
-    uint32_t *list = NULL, *missing = NULL;
+    uint32_t *missing = NULL;
     code = check_request(c, req, coll);
     if (code != GRPC_STATUS_OK) goto out;
-    x.deadline = router_node_deadline(router_deadline(r, c));
-    x.sh = calloc(S, sizeof *x.sh);
-    x.extra = calloc(v->n_nodes + 1, sizeof *x.extra);
-    list = calloc(S, sizeof *list);
+    static const struct shard_call_policy pol = {
+        .method = NODE_SVC "Search",
+        .batch = true,
+        .abort_on_bad_request = true,
+        .max_tries = SHARD_CALL_MAX_TRIES,
+    };
+    static const struct shard_call_ops ops = {.send = ssend, .answered = sanswered};
+    int rc = shard_call_init(&x.sc, r, v, coll, &pol, &ops, &x,
+                             router_node_deadline(router_deadline(r, c)));
+    x.res = calloc(S, sizeof *x.res);
     missing = calloc(S, sizeof *missing);
-    x.fo = rpc_fanout_create();
-    if (x.sh == NULL || x.extra == NULL || list == NULL || missing == NULL || x.fo == NULL) {
+    if (rc != 0 || x.res == NULL || missing == NULL) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
     for (uint32_t s = 0; s < S; s++)
-        list[s] = s;
-    assign(&x, list, S);
-    for (;;) {
-        int idx = rpc_fanout_next(x.fo, x.deadline);
-        if (idx < 0) break;
-        size_t n_retry = 0;
-        code = on_reply(&x, c, idx, list, &n_retry);
-        if (code != GRPC_STATUS_OK) goto out;
-        if (n_retry > 0) {
-            if (rpc_now_ms() < x.deadline) {
-                assign(&x, list, n_retry);
-            } else {
-                for (size_t i = 0; i < n_retry; i++)
-                    x.sh[list[i]].state = SH_MISSING;
-            }
-        }
-    }
-    /* Calls still running at the deadline: their shards are missing. */
-    for (int i = 0; i < x.n_calls; i++) {
-        if (x.calls[i].finished) continue;
-        for (size_t j = 0; j < x.calls[i].n; j++) {
-            struct sstate *ss = &x.sh[x.calls[i].shards[j]];
-            if (ss->state != SH_RUNNING) continue;
-            ss->state = SH_MISSING;
-            snprintf(ss->why, sizeof ss->why, "node %s: no answer before the deadline",
-                     x.calls[i].node->id);
-        }
+        shard_call_want(&x.sc, s);
+    code = shard_call_run(&x.sc);
+    if (code != GRPC_STATUS_OK) {
+        code = rpc_call_error(c, code, "node %s (%s): %s", x.sc.abort_node, x.sc.abort_addr,
+                              x.sc.abort_details);
+        goto out;
     }
     uint32_t ok = 0, n_missing = 0;
     for (uint32_t s = 0; s < S; s++) {
-        if (x.sh[s].state == SH_OK)
+        if (shard_ok(&x, s))
             ok++;
         else
             missing[n_missing++] = s;
@@ -382,21 +261,14 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
                        ok, S, mc, need);
         for (uint32_t i = 0; i < n_missing; i++)
             router_msg_add(&msg, "%sshard %u (%s)", i ? ", " : "", missing[i],
-                           x.sh[missing[i]].why[0] ? x.sh[missing[i]].why : "unknown");
+                           x.sc.unit[missing[i]].msg[0] ? x.sc.unit[missing[i]].msg : "unknown");
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "%s", msg.buf);
         goto out;
     }
     code = reply(&x, c, ok, missing, n_missing);
 out:
-    if (x.fo != NULL) rpc_fanout_destroy(x.fo);
-    for (int i = 0; i < x.n_calls; i++) {
-        if (!x.calls[i].finished) router_load_add(r, x.calls[i].node->id, -1);
-        free(x.calls[i].shards);
-    }
-    free(x.calls);
-    free(x.sh);
-    free(x.extra);
-    free(list);
+    shard_call_free(&x.sc);
+    free(x.res);
     free(missing);
     rt_release(v);
     return code;

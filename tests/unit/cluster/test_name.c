@@ -1,10 +1,10 @@
 /*
- * test_name.c — CUnit runner for common/cluster (build/test_cluster): the
- * collection name rule on explicit lengths, so a NUL inside a name fails
- * instead of reading as the prefix before it, and the messages that name
- * the field.
+ * test_name.c — the collection name rule on explicit lengths, so a NUL
+ * inside a name fails instead of reading as the prefix before it, and the
+ * messages that name the field.
  */
 #include "common/cluster/name.h"
+#include "tests/unit/cluster/cluster_tests.h"
 
 #include <CUnit/Basic.h>
 #include <string.h>
@@ -41,15 +41,10 @@ static void test_name_messages(void)
     CU_ASSERT_STRING_EQUAL(err, "name \"a/b\" is not a valid name ([A-Za-z0-9_-]{1,64})");
 }
 
-int main(void)
+/* Registers the name-rule tests. */
+void cluster_tests_name(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("name", NULL, NULL);
     CU_add_test(s, "name rule on explicit lengths", test_name_rule);
     CU_add_test(s, "messages name the field", test_name_messages);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed == 0 ? 0 : 1;
 }

@@ -101,7 +101,7 @@ $(LIB_PROTO): $(call obj,$(PROTO_C))
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_PY)
 
 # Everything that may include a generated header waits for generation.
-PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c router/*.c tools/*/*.c \
+PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c node/*/*.c router/*.c tools/*/*.c \
                tests/unit/*/*.c tests/integration/*.c tests/fuzz/*.c)
 $(call obj,$(PROTO_USERS)): | $(PROTO_H)
 # test_rpc runs a Python grpcio client against a C server.
@@ -111,9 +111,9 @@ all: $(LIB_PROTO) $(LIB_RPC) $(PROTO_PY)
 
 # ---------------------------------------------------------------- node storage
 # The shard replica's storage layer (WAL, snapshots, payload store, replica)
-# as a library; the vecshard-node process files in node/ are not part of it,
-# so the sources are listed, not found by wildcard.
-NODE_LIB_SRC := node/dir.c node/identity.c node/trash.c node/wal.c node/snapshot.c node/payload.c node/replica.c node/replica_read.c
+# as a library: node/storage/ (identity, trash, dir, WAL, snapshots, payload
+# store, replica); the vecshard-node process files in node/ are not part of it.
+NODE_LIB_SRC := $(wildcard node/storage/*.c)
 LIB_NODE     := $(BUILD)/libvs_node.a
 $(LIB_NODE): $(call obj,$(NODE_LIB_SRC))
 $(call obj,$(NODE_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)

@@ -50,7 +50,7 @@
 #include "node/node_meta.h"
 #include "node/node_service.h"
 #include "node/node_shards.h"
-#include "node/wal.h"
+#include "node/storage/wal.h"
 
 /* True for hosts that mean "every interface" and cannot be advertised. */
 static bool wildcard_host(const char *h, size_t len)

@@ -20,10 +20,10 @@
 #include <unistd.h>
 
 #include "common/util/log.h"
-#include "node/dir.h"
-#include "node/identity.h"
+#include "node/storage/dir.h"
+#include "node/storage/identity.h"
 #include "node/node_shards.h"
-#include "node/trash.h"
+#include "node/storage/trash.h"
 
 /* Unix milliseconds now. */
 static int64_t now_ms(void)

@@ -3,7 +3,7 @@
  * its own (docs/node.md, "Data dir identity").
  *
  * The first start on a data dir without an identity file writes one
- * (node/identity.h): node id, cluster (the etcd prefix), creation time. Every
+ * (node/storage/identity.h): node id, cluster (the etcd prefix), creation time. Every
  * later start compares: another node id or another cluster, or a damaged
  * identity file, refuses to start (the caller exits 2) unless the operator
  * chose --identity-mismatch adopt (rewrite the identity for this node and

@@ -24,7 +24,7 @@
 #include "common/util/log.h"
 #include "node/node_claim.h"
 #include "node/node_shards.h"
-#include "node/wal.h"
+#include "node/storage/wal.h"
 
 /* 0 when id is a valid node id (it becomes an etcd key segment), -1 if not. */
 static int check_id(const char *id)

@@ -36,7 +36,7 @@
 
 #include "common/cluster/cluster.h"
 #include "common/util/log.h"
-#include "node/trash.h"
+#include "node/storage/trash.h"
 
 enum { P_COLL = 0, P_SHARD = 1 };
 

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "common/util/log.h"
-#include "node/replica.h"
+#include "node/storage/replica.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
 #define SVC "/vecshard.v1.ShardNode/"

@@ -46,9 +46,9 @@
 
 #include "common/cluster/name.h"
 #include "common/util/log.h"
-#include "node/dir.h"
-#include "node/trash.h"
-#include "node/replica.h"
+#include "node/storage/dir.h"
+#include "node/storage/trash.h"
+#include "node/storage/replica.h"
 
 #define COLLECTION_FILE "collection.json"
 

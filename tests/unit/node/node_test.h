@@ -6,7 +6,7 @@
 #ifndef VS_TEST_NODE_H
 #define VS_TEST_NODE_H
 
-#include "node/replica.h"
+#include "node/storage/replica.h"
 
 #include <CUnit/CUnit.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
  */
 #include "tests/unit/node/node_test.h"
 
-#include "node/identity.h"
+#include "node/storage/identity.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  */
 #include "tests/unit/node/node_test.h"
 
-#include "node/trash.h"
+#include "node/storage/trash.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
  * writes that made the holes. The map uses linear probing with
  * backward-shift deletion (no tombstones), grown at 3/4 load.
  */
-#include "node/payload.h"
+#include "node/storage/payload.h"
 
 #include <pthread.h>
 #include <stdlib.h>

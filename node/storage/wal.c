@@ -56,9 +56,9 @@
  * (after a failed fsync the page cache state is unknown; retrying could
  * report success for lost data).
  */
-#include "node/wal.h"
+#include "node/storage/wal.h"
 #include "common/util/crc32c.h"
-#include "node/dir.h"
+#include "node/storage/dir.h"
 
 #include <errno.h>
 #include <fcntl.h>

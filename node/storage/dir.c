@@ -4,7 +4,7 @@
  * 20 digits so that names sort by LSN; both list and fsync the same way.
  */
 #define _GNU_SOURCE
-#include "node/dir.h"
+#include "node/storage/dir.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -24,7 +24,7 @@
 #define VS_NODE_SNAPSHOT_H
 
 #include "common/hnsw/hnsw.h"
-#include "node/payload.h"
+#include "node/storage/payload.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -10,8 +10,8 @@
 #ifndef VS_NODE_REPLICA_INTERNAL_H
 #define VS_NODE_REPLICA_INTERNAL_H
 
-#include "node/payload.h"
-#include "node/replica.h"
+#include "node/storage/payload.h"
+#include "node/storage/replica.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -31,8 +31,8 @@
 #define VS_NODE_REPLICA_H
 
 #include "common/hnsw/hnsw.h"
-#include "node/snapshot.h"
-#include "node/wal.h"
+#include "node/storage/snapshot.h"
+#include "node/storage/wal.h"
 #include "proto/vecshard/v1/common.pb-c.h"
 
 #include <stdbool.h>

@@ -31,9 +31,9 @@
  * removes.
  */
 #define _GNU_SOURCE /* fopencookie */
-#include "node/snapshot.h"
+#include "node/storage/snapshot.h"
 #include "common/util/crc32c.h"
-#include "node/dir.h"
+#include "node/storage/dir.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -47,7 +47,7 @@
  * the older of the two, so falling back to it still finds every record
  * after it.
  */
-#include "node/replica_internal.h"
+#include "node/storage/replica_internal.h"
 
 #include <dirent.h>
 #include <errno.h>

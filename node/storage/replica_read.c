@@ -12,7 +12,7 @@
  * search and the copy is dropped when vectors are asked for (its vector is
  * gone), otherwise returned without payload.
  */
-#include "node/replica_internal.h"
+#include "node/storage/replica_internal.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

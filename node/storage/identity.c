@@ -14,7 +14,7 @@
  * newline) and nothing else.
  */
 #define _GNU_SOURCE
-#include "node/identity.h"
+#include "node/storage/identity.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "common/util/crc32c.h"
-#include "node/dir.h"
+#include "node/storage/dir.h"
 
 #define MAGIC "vecshard-node-identity"
 

@@ -6,7 +6,7 @@
  * millisecond) is retried with the next number.
  */
 #define _GNU_SOURCE
-#include "node/trash.h"
+#include "node/storage/trash.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "node/dir.h"
+#include "node/storage/dir.h"
 
 static atomic_uint trash_seq;
 

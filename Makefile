@@ -101,7 +101,7 @@ $(LIB_PROTO): $(call obj,$(PROTO_C))
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_PY)
 
 # Everything that may include a generated header waits for generation.
-PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c node/*/*.c router/*.c tools/*/*.c \
+PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c node/*/*.c router/*.c router/*/*.c tools/*/*.c \
                tests/unit/*/*.c tests/integration/*.c tests/fuzz/*.c)
 $(call obj,$(PROTO_USERS)): | $(PROTO_H)
 # test_rpc runs a Python grpcio client against a C server.
@@ -200,7 +200,7 @@ BINS += $(BIN_CLI)
 # ---------------------------------------------------------------- vecshard-router
 # The stateless router (router/*.c): public VecShard service, etcd routing
 # table, write routing, search fan-out and merge; docs/router.md.
-ROUTER_SRC := $(wildcard router/*.c)
+ROUTER_SRC := $(wildcard router/*.c router/controller/*.c)
 BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
@@ -260,7 +260,7 @@ clients-node: $(BUILD)/vecshard-node $(BUILD)/vecshard-router
 # ---------------------------------------------------------------- tests
 # One CUnit runner per module: tests/unit/<module>/*.c -> build/test_<module>.
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
-UNIT_OBJS_router := $(call obj,router/placement.c router/route_table.c)
+UNIT_OBJS_router := $(call obj,router/controller/placement.c router/route_table.c)
 # tests/unit/clients_c runs libvecshard against real etcd, vecshard-node and
 # vecshard-router processes of the same build (etcd via tests/unit/etcd's helper).
 UNIT_OBJS_clients_c := $(LIB_VECSHARD) $(call obj,tests/unit/etcd/etcd_server.c)

@@ -17,6 +17,7 @@
 
 #include "common/util/log.h"
 #include "proto/grpc_health/v1/health.pb-c.h"
+#include "router/controller/placement.h"
 #include "router/router.h"
 
 /* ------------------------------------------------------------ primary status */

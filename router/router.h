@@ -6,7 +6,7 @@
  *
  * Files: admin.c (CreateCollection, DropCollection, ListCollections,
  * DescribeCollection, ClusterStatus, Rebalance), write.c (Upsert, Delete),
- * search.c (Search), get.c (Get), placement.c (where new replicas go),
+ * search.c (Search), get.c (Get), controller/placement.c (where new replicas go),
  * router_util.c (the helpers below). docs/router.md is the contract.
  */
 #ifndef VS_ROUTER_H
@@ -70,32 +70,6 @@ grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, vo
 grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void *u);
-
-/* --- placement.c --- */
-
-/* A node as the placement planner sees it. */
-struct placement_node {
-    const char *id;     /* borrowed */
-    bool healthy;       /* answered the create-time health check */
-    unsigned replicas;  /* replicas it holds already, every collection */
-    unsigned primaries; /* shards it leads already, every collection */
-};
-
-/* Fills out[i] (v->n_nodes entries) for the live node v->nodes[i]: its id
- * (borrowed from v), its replica and primary counts, healthy = true. */
-void placement_count(const struct rt_view *v, struct placement_node *out);
-
-/*
- * Places S x R replicas of a new collection on the healthy ones of the n
- * nodes (docs/design.md §6; a pure function): distinct nodes per shard,
- * fewest replicas of this collection first, then fewest overall, so no node
- * gets more than ceil(S*R/N) of them (N = healthy nodes); primaries spread
- * the same way. Fills out[s * rf + i] with ids borrowed from nodes, the
- * primary first. Returns 0, or -1 with a message naming the healthy and the
- * unhealthy nodes when fewer than rf are healthy.
- */
-int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards, uint32_t rf,
-                   const char **out, char *err, size_t errlen);
 
 /* --- router_util.c --- */
 

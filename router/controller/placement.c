@@ -1,5 +1,5 @@
 /*
- * placement.c — where the replicas of a new collection go (docs/design.md §6).
+ * router/controller/placement.c — where the replicas of a new collection go (docs/design.md §6).
  *
  * Two steps, so that the decision is a pure function that unit tests drive
  * with hand-built clusters: placement_count turns a routing-table view into
@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "router/router.h"
+#include "router/controller/placement.h"
 
 void placement_count(const struct rt_view *v, struct placement_node *out)
 {

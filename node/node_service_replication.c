@@ -1,0 +1,35 @@
+/*
+ * node_service_replication.c — the replication handlers, Replicate and
+ * TransferShard. Both answer UNIMPLEMENTED until primary/backup replication
+ * and shard transfer (docs/design.md §4, §6) land here with the replication
+ * issue.
+ */
+#include "node/node_service.h"
+
+#include "node/node_service_internal.h"
+
+/* ------------------------------------------------------------ Replicate, TransferShard */
+
+/* Replicate: arrives with primary/backup replication. */
+grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
+{
+    (void)msg;
+    (void)user;
+    return rpc_call_error(
+        c, GRPC_STATUS_UNIMPLEMENTED,
+        "Replicate is not implemented yet: primary/backup replication "
+        "(docs/design.md §4) comes with the replication issue; primaries currently "
+        "acknowledge after their own WAL append");
+}
+
+/* TransferShard: arrives with replica recovery and moves. */
+grpc_status_code node_svc_transfer_shard(struct rpc_call *c, const ProtobufCMessage *msg,
+                                         struct rpc_stream *st, void *user)
+{
+    (void)msg;
+    (void)st;
+    (void)user;
+    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
+                          "TransferShard is not implemented yet: shard transfer for recovery "
+                          "and moves (docs/design.md §6) comes with the replication issue");
+}

@@ -1,0 +1,108 @@
+/*
+ * node_service_write.c — the Write handler: the placement checks of the write
+ * path (stale or newer epoch, role unknown, not primary, fenced), then
+ * replica_write; a batch logged but not applied stops the process
+ * (NODE_EXIT_UNAPPLIED). Check order and reply ownership: node_service.c.
+ */
+#define _GNU_SOURCE
+#include "node/node_service.h"
+
+#include <unistd.h>
+
+#include "common/util/log.h"
+#include "node/node_service_internal.h"
+#include "node/storage/replica.h"
+#include "proto/vecshard/v1/shard_node.pb-c.h"
+
+/* ------------------------------------------------------------ Write */
+
+/* Write: a batch for one shard, accepted only by its (unfenced) primary. */
+grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
+{
+    struct node_service *svc = user;
+    const Vecshard__V1__WriteRequest *req = (const Vecshard__V1__WriteRequest *)msg;
+    grpc_status_code code = node_svc_check_collection_name(c, req->collection);
+    if (code != GRPC_STATUS_OK) return code;
+    if (req->batch == NULL)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "batch is missing");
+
+    struct node_shard_view v;
+    struct node_shard *e = node_svc_borrow(svc, c, req->collection, req->shard, &v, &code);
+    if (e == NULL) return code;
+
+    if (req->epoch < v.epoch) {
+        node_svc_placement_trailers(c, &v);
+        code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION, "stale epoch %llu, current %llu",
+                              (unsigned long long)req->epoch, (unsigned long long)v.epoch);
+        goto out;
+    }
+    if (req->epoch > v.epoch) {
+        /* The caller saw a newer shard map than ours: our role may be gone. */
+        node_svc_placement_trailers(c, &v);
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                              "epoch %llu is newer than this node's %llu for %s/%u; the node has "
+                              "not seen that shard map yet, retry",
+                              (unsigned long long)req->epoch, (unsigned long long)v.epoch,
+                              req->collection, req->shard);
+        goto out;
+    }
+    if (v.role == NODE_ROLE_UNKNOWN) {
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                              "node %s does not know its role for %s/%u yet: the shard map has "
+                              "not been read from etcd since start-up",
+                              svc->cfg->node_id, req->collection, req->shard);
+        goto out;
+    }
+    if (v.role != NODE_ROLE_PRIMARY) {
+        node_svc_placement_trailers(c, &v);
+        code = rpc_call_error(c, GRPC_STATUS_FAILED_PRECONDITION,
+                              "node %s is not the primary of %s/%u at epoch %llu; the primary is "
+                              "%s",
+                              svc->cfg->node_id, req->collection, req->shard,
+                              (unsigned long long)v.epoch,
+                              v.primary[0] != '\0' ? v.primary : "unknown");
+        goto out;
+    }
+    if (v.state == NODE_STATE_FENCED) {
+        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
+                              "node %s is fenced: its etcd lease was lost, so it accepts no "
+                              "writes until it registers again",
+                              svc->cfg->node_id);
+        goto out;
+    }
+    code = node_svc_check_deadline(c, "before the write");
+    if (code != GRPC_STATUS_OK) goto out;
+
+    char err[REPLICA_ERR_MAX];
+    uint64_t lsn = 0;
+    int rc = replica_write(v.rep, v.epoch, req->batch, &lsn, err);
+    if (rc != REPLICA_OK) {
+        code = rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "%s", err);
+        if (rc == REPLICA_EUNAPPLIED) {
+            /*
+             * The batch is in the WAL but not (fully) in memory: serving on
+             * would answer from a state the log does not describe. Stop now
+             * (no snapshot, no clean close); the next start replays it.
+             */
+            log_error("stopping: a logged batch could not be applied",
+                      "collection=%s shard=%u error=%s", req->collection, req->shard,
+                      log_quote(err));
+            _exit(NODE_EXIT_UNAPPLIED);
+        }
+        if (rc == REPLICA_EIO || rc == REPLICA_EFAILED || rc == REPLICA_ENOMEM ||
+            rc == REPLICA_EINTERNAL)
+            log_error("write failed", "collection=%s shard=%u code=%s error=%s", req->collection,
+                      req->shard, replica_code_str(rc), log_quote(err));
+        goto out;
+    }
+    Vecshard__V1__WriteResponse resp = VECSHARD__V1__WRITE_RESPONSE__INIT;
+    resp.lsn = lsn;
+    resp.epoch = v.epoch;
+    if (rpc_call_reply(c, &resp.base) != 0)
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot build the reply");
+    log_debug("write", "collection=%s shard=%u lsn=%llu upserts=%zu deletes=%zu", req->collection,
+              req->shard, (unsigned long long)lsn, req->batch->n_upserts, req->batch->n_deletes);
+out:
+    node_shards_release(svc->reg, e);
+    return code;
+}

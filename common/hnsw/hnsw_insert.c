@@ -310,6 +310,15 @@ static int publish(struct hnsw_index *idx, uint64_t id, uint32_t s, char *err)
  * HNSW_NO_SLOT when q had none (p is then added like any back-link). The
  * caller writes p -> r next (set_own_links keeps whatever others linked
  * from p meanwhile), so r is never left without its ring in-link.
+ *
+ * One ring per vector, whatever the interleaving: every copy but its
+ * vector's first joins the ring of a copy it found — the search's twin, or
+ * else the one the copy table names (registered before the copy links, so
+ * also while that copy is still being linked by another thread) — so by
+ * induction all copies of a vector join the first one's ring. Relying on
+ * the search alone split rings: under ip a search can miss every copy, and
+ * a copy being linked concurrently is not reachable yet; the second ring
+ * then had no in-link from the first and a k-search missed its copies.
  */
 static uint32_t ring_take(struct hnsw_index *idx, uint32_t q, uint32_t p)
 {

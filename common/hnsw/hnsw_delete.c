@@ -192,7 +192,7 @@ int hnsw_repair(struct hnsw_index *idx, int threads, char *err)
             replace_entry(idx, nslots);
             rc = free_deleted(idx, nslots);
             /* Freed slots leave the copy table; their vectors' other copies take over. */
-            if (rc == HNSW_OK) rc = hnsw_copy_rebuild(idx);
+            if (rc == HNSW_OK) rc = hnsw_copy_rebuild(idx, true);
         }
     }
     if (rc == HNSW_OK)

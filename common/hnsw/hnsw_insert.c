@@ -139,19 +139,69 @@ uint32_t hnsw_copy_find_or_add(struct hnsw_index *idx, uint32_t s)
     return t;
 }
 
-int hnsw_copy_rebuild(struct hnsw_index *idx)
+/*
+ * Makes slot s's only twin link on layer 0 point to t (repair: chaining a
+ * vector's live copies into one ring). Other twin links go (t's chain
+ * reaches those copies); with no room left, t displaces the farthest link.
+ */
+static void ring_set(struct hnsw_index *idx, uint32_t s, uint32_t t)
+{
+    const float *v = hnsw_vec(idx, s), *base = v;
+    uint32_t cnt, n = 0, far = HNSW_NO_SLOT;
+    float fard = 0;
+    hnsw_node_lock(idx, s);
+    uint32_t *links = hnsw_links(idx, s, 0, &cnt);
+    for (uint32_t i = 0; i < cnt; i++) {
+        uint32_t x = links[i];
+        if (x == t || is_copy(idx, v, x)) continue;
+        float d = idx->dist(base, hnsw_vec(idx, x), idx->dim);
+        if (far == HNSW_NO_SLOT || d > fard) far = n, fard = d;
+        __atomic_store_n(&links[n++], x, __ATOMIC_RELAXED);
+    }
+    if (n == idx->Mmax0) n--, __atomic_store_n(&links[far], links[n], __ATOMIC_RELAXED);
+    __atomic_store_n(&links[n++], t, __ATOMIC_RELAXED);
+    hnsw_set_count(idx, s, 0, n);
+    hnsw_node_unlock(idx, s);
+}
+
+int hnsw_copy_rebuild(struct hnsw_index *idx, bool relink)
 {
     uint32_t nslots = atomic_load(&idx->nslots);
     int rc = HNSW_OK;
+    uint32_t *head = NULL;
     pthread_mutex_lock(&idx->copy_lock);
     free(idx->copies);
     idx->copies = NULL;
     idx->copies_cap = idx->copies_n = 0;
+    /* Sized up front so positions stay put (head[] is indexed by them). */
+    while (rc == HNSW_OK && idx->copies_cap / 2 < (uint64_t)nslots + 1)
+        rc = copy_grow(idx);
+    if (rc == HNSW_OK && relink && !(head = malloc(idx->copies_cap * sizeof *head)))
+        rc = HNSW_ENOMEM;
+    uint64_t mask = idx->copies_cap - 1;
     for (uint32_t s = 0; s < nslots && rc == HNSW_OK; s++) {
         if (hnsw_flags(idx, s) & HNSW_FLAG_FREE) continue;
-        if (idx->copies_n + 1 > idx->copies_cap / 2) rc = copy_grow(idx);
-        if (rc == HNSW_OK) copy_probe(idx, s, true);
+        const float *v = hnsw_vec(idx, s);
+        uint32_t h = vec_hash(v, idx->dim);
+        uint64_t j = h & mask, e;
+        while ((e = idx->copies[j]) != HNSW_COPY_EMPTY &&
+               ((uint32_t)(e >> 32) != h || !is_copy(idx, v, (uint32_t)e)))
+            j = (j + 1) & mask;
+        if (e == HNSW_COPY_EMPTY) {
+            idx->copies_n++;
+            if (head) head[j] = s;
+        } else if (head) {
+            ring_set(idx, (uint32_t)e, s); /* previous copy -> s */
+        }
+        /* The entry names the vector's latest copy (any copy would do). */
+        idx->copies[j] = (uint64_t)h << 32 | s;
     }
+    /* Close each chain of two or more copies: last -> first. */
+    for (uint64_t j = 0; head && rc == HNSW_OK && j < idx->copies_cap; j++) {
+        uint64_t e = idx->copies[j];
+        if (e != HNSW_COPY_EMPTY && (uint32_t)e != head[j]) ring_set(idx, (uint32_t)e, head[j]);
+    }
+    free(head);
     pthread_mutex_unlock(&idx->copy_lock);
     return rc;
 }

@@ -36,9 +36,10 @@
  *   ep_lock        mutex: held by an insert whose level tops the graph, for
  *                  that whole insert; protects changes to entry point state.
  *   copy_lock      mutex: the copy table (one slot per distinct vector, see
- *                  hnsw_copy_find_or_add). Held only for one table probe
- *                  (or a growth rehash); no node lock is held while taking
- *                  it and no other lock is taken under it.
+ *                  hnsw_copy_find_or_add). An insert holds it only for one
+ *                  table probe (or a growth rehash), with no node lock held,
+ *                  and takes no lock under it; repair's rebuild (mutation
+ *                  lock exclusive) takes node locks, one at a time, under it.
  *   node locks     one byte-spinlock per slot: protects that slot's link
  *                  lists (all layers) against other writers. Searches read
  *                  links without it: every value ever stored is a valid
@@ -384,8 +385,15 @@ int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char 
  * copies always join one ring. Caller holds no node lock.
  */
 uint32_t hnsw_copy_find_or_add(struct hnsw_index *idx, uint32_t s);
-/* Rebuilds the copy table from every non-free slot (exclusive callers: repair, load). */
-int hnsw_copy_rebuild(struct hnsw_index *idx);
+/*
+ * Rebuilds the copy table from every non-free slot (exclusive callers:
+ * repair, load). With relink (repair, after deleted slots are freed), the
+ * live copies of each vector are also chained into one ring again in slot
+ * order — freeing deleted copies cuts the old ring wherever two or more
+ * were consecutive — each copy's twin links replaced by the one to the next.
+ * Takes copy_lock, then node locks one at a time under it (no insert runs).
+ */
+int hnsw_copy_rebuild(struct hnsw_index *idx, bool relink);
 
 /* hnsw_check without locks or the reachability sweep (for a private index being loaded). */
 int hnsw_check_structure(struct hnsw_index *idx, char *err);

@@ -191,6 +191,8 @@ int hnsw_repair(struct hnsw_index *idx, int threads, char *err)
         if (rc == HNSW_OK) {
             replace_entry(idx, nslots);
             rc = free_deleted(idx, nslots);
+            /* Freed slots leave the copy table; their vectors' other copies take over. */
+            if (rc == HNSW_OK) rc = hnsw_copy_rebuild(idx, true);
         }
     }
     if (rc == HNSW_OK)

@@ -333,6 +333,7 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     pthread_mutex_init(&idx->ep_lock, NULL);
     pthread_mutex_init(&idx->map_lock, NULL);
     pthread_mutex_init(&idx->pool_lock, NULL);
+    pthread_mutex_init(&idx->copy_lock, NULL);
     pthread_rwlock_init(&idx->mutation_lock, NULL);
 
     /* Chunks large enough that their vectors fill a 2 MiB huge page. */
@@ -397,6 +398,8 @@ void hnsw_free(struct hnsw_index *idx)
     pthread_mutex_destroy(&idx->ep_lock);
     pthread_mutex_destroy(&idx->map_lock);
     pthread_mutex_destroy(&idx->pool_lock);
+    pthread_mutex_destroy(&idx->copy_lock);
+    free(idx->copies);
     pthread_rwlock_destroy(&idx->mutation_lock);
     free(idx);
 }
@@ -655,5 +658,8 @@ void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
     st->deleted = atomic_load(&idx->ndeleted);
     bytes += atomic_load(&idx->upper_bytes);
     bytes += __atomic_load_n(&idx->scratch_bytes, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&idx->copy_lock);
+    bytes += idx->copies_cap * sizeof(uint64_t);
+    pthread_mutex_unlock(&idx->copy_lock);
     st->memory_bytes = bytes;
 }

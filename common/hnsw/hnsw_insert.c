@@ -66,6 +66,146 @@ static inline bool is_copy(const struct hnsw_index *idx, const float *v, uint32_
     return memcmp(v, hnsw_vec(idx, t), idx->dim * sizeof(float)) == 0;
 }
 
+/* ---------------------------------------------------------------- copy table */
+
+/* A 32-bit hash of a stored vector's bytes (copies hash alike, as memcmp compares). */
+static uint32_t vec_hash(const float *v, uint32_t dim)
+{
+    const unsigned char *b = (const unsigned char *)v;
+    size_t n = (size_t)dim * sizeof(float), i = 0;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        h ^= x * 0x9ddfea08eb382d69ull;
+        h = ((h << 29) | (h >> 35)) * 0xff51afd7ed558ccdull;
+    }
+    if (i < n) {
+        uint32_t x;
+        memcpy(&x, b + i, 4);
+        h ^= x * 0x9ddfea08eb382d69ull;
+    }
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+/* Doubles the copy table (caller holds copy_lock); entries keep their hash, no vector is read. */
+static int copy_grow(struct hnsw_index *idx)
+{
+    uint64_t cap = idx->copies_cap ? idx->copies_cap * 2 : 1024;
+    uint64_t *t = malloc(cap * sizeof *t);
+    if (!t) return HNSW_ENOMEM;
+    memset(t, 0xff, cap * sizeof *t);
+    for (uint64_t i = 0; i < idx->copies_cap; i++) {
+        uint64_t e = idx->copies[i];
+        if (e == HNSW_COPY_EMPTY) continue;
+        uint64_t j = (e >> 32) & (cap - 1);
+        while (t[j] != HNSW_COPY_EMPTY)
+            j = (j + 1) & (cap - 1);
+        t[j] = e;
+    }
+    free(idx->copies);
+    idx->copies = t;
+    idx->copies_cap = cap;
+    return HNSW_OK;
+}
+
+/* Probe for s's vector; registers s when no copy is found and `add` (caller holds copy_lock). */
+static uint32_t copy_probe(struct hnsw_index *idx, uint32_t s, bool add)
+{
+    const float *v = hnsw_vec(idx, s);
+    uint32_t h = vec_hash(v, idx->dim);
+    if (idx->copies_n + 1 > idx->copies_cap / 2 && copy_grow(idx)) add = false;
+    if (idx->copies_cap == 0) return HNSW_NO_SLOT;
+    uint64_t mask = idx->copies_cap - 1, j = h & mask;
+    for (uint64_t e; (e = idx->copies[j]) != HNSW_COPY_EMPTY; j = (j + 1) & mask) {
+        uint32_t t = (uint32_t)e;
+        if ((uint32_t)(e >> 32) == h && t != s && is_copy(idx, v, t)) return t;
+    }
+    if (add && idx->copies_n + 1 <= idx->copies_cap / 2) {
+        idx->copies[j] = (uint64_t)h << 32 | s;
+        idx->copies_n++;
+    }
+    return HNSW_NO_SLOT;
+}
+
+uint32_t hnsw_copy_find_or_add(struct hnsw_index *idx, uint32_t s)
+{
+    pthread_mutex_lock(&idx->copy_lock);
+    uint32_t t = copy_probe(idx, s, true);
+    pthread_mutex_unlock(&idx->copy_lock);
+    return t;
+}
+
+/*
+ * Makes slot s's only twin link on layer 0 point to t (repair: chaining a
+ * vector's live copies into one ring). Other twin links go (t's chain
+ * reaches those copies); with no room left, t displaces the farthest link.
+ */
+static void ring_set(struct hnsw_index *idx, uint32_t s, uint32_t t)
+{
+    const float *v = hnsw_vec(idx, s), *base = v;
+    uint32_t cnt, n = 0, far = HNSW_NO_SLOT;
+    float fard = 0;
+    hnsw_node_lock(idx, s);
+    uint32_t *links = hnsw_links(idx, s, 0, &cnt);
+    for (uint32_t i = 0; i < cnt; i++) {
+        uint32_t x = links[i];
+        if (x == t || is_copy(idx, v, x)) continue;
+        float d = idx->dist(base, hnsw_vec(idx, x), idx->dim);
+        if (far == HNSW_NO_SLOT || d > fard) far = n, fard = d;
+        __atomic_store_n(&links[n++], x, __ATOMIC_RELAXED);
+    }
+    if (n == idx->Mmax0) n--, __atomic_store_n(&links[far], links[n], __ATOMIC_RELAXED);
+    __atomic_store_n(&links[n++], t, __ATOMIC_RELAXED);
+    hnsw_set_count(idx, s, 0, n);
+    hnsw_node_unlock(idx, s);
+}
+
+int hnsw_copy_rebuild(struct hnsw_index *idx, bool relink)
+{
+    uint32_t nslots = atomic_load(&idx->nslots);
+    int rc = HNSW_OK;
+    uint32_t *head = NULL;
+    pthread_mutex_lock(&idx->copy_lock);
+    free(idx->copies);
+    idx->copies = NULL;
+    idx->copies_cap = idx->copies_n = 0;
+    /* Sized up front so positions stay put (head[] is indexed by them). */
+    while (rc == HNSW_OK && idx->copies_cap / 2 < (uint64_t)nslots + 1)
+        rc = copy_grow(idx);
+    if (rc == HNSW_OK && relink && !(head = malloc(idx->copies_cap * sizeof *head)))
+        rc = HNSW_ENOMEM;
+    uint64_t mask = idx->copies_cap - 1;
+    for (uint32_t s = 0; s < nslots && rc == HNSW_OK; s++) {
+        if (hnsw_flags(idx, s) & HNSW_FLAG_FREE) continue;
+        const float *v = hnsw_vec(idx, s);
+        uint32_t h = vec_hash(v, idx->dim);
+        uint64_t j = h & mask, e;
+        while ((e = idx->copies[j]) != HNSW_COPY_EMPTY &&
+               ((uint32_t)(e >> 32) != h || !is_copy(idx, v, (uint32_t)e)))
+            j = (j + 1) & mask;
+        if (e == HNSW_COPY_EMPTY) {
+            idx->copies_n++;
+            if (head) head[j] = s;
+        } else if (head) {
+            ring_set(idx, (uint32_t)e, s); /* previous copy -> s */
+        }
+        /* The entry names the vector's latest copy (any copy would do). */
+        idx->copies[j] = (uint64_t)h << 32 | s;
+    }
+    /* Close each chain of two or more copies: last -> first. */
+    for (uint64_t j = 0; head && rc == HNSW_OK && j < idx->copies_cap; j++) {
+        uint64_t e = idx->copies[j];
+        if (e != HNSW_COPY_EMPTY && (uint32_t)e != head[j]) ring_set(idx, (uint32_t)e, head[j]);
+    }
+    free(head);
+    pthread_mutex_unlock(&idx->copy_lock);
+    return rc;
+}
+
 uint32_t hnsw_select_heuristic(struct hnsw_index *idx, const float *base, struct hnsw_cand *c,
                                uint32_t n, uint32_t m, bool all_twins, uint32_t *twin)
 {
@@ -220,6 +360,15 @@ static int publish(struct hnsw_index *idx, uint64_t id, uint32_t s, char *err)
  * HNSW_NO_SLOT when q had none (p is then added like any back-link). The
  * caller writes p -> r next (set_own_links keeps whatever others linked
  * from p meanwhile), so r is never left without its ring in-link.
+ *
+ * One ring per vector, whatever the interleaving: every copy but its
+ * vector's first joins the ring of a copy it found — the search's twin, or
+ * else the one the copy table names (registered before the copy links, so
+ * also while that copy is still being linked by another thread) — so by
+ * induction all copies of a vector join the first one's ring. Relying on
+ * the search alone split rings: under ip a search can miss every copy, and
+ * a copy being linked concurrently is not reachable yet; the second ring
+ * then had no in-link from the first and a k-search missed its copies.
  */
 static uint32_t ring_take(struct hnsw_index *idx, uint32_t q, uint32_t p)
 {
@@ -248,13 +397,18 @@ static void set_own_links(struct hnsw_index *idx, uint32_t s, int l, const struc
                           uint32_t m)
 {
     uint32_t cnt, mmax = hnsw_mmax(idx, l), keep[2 * HNSW_MAX_M], nkeep = 0;
+    const float *v = hnsw_vec(idx, s);
     hnsw_node_lock(idx, s);
     uint32_t *links = hnsw_links(idx, s, l, &cnt);
-    for (uint32_t i = 0; i < cnt && m + nkeep < mmax; i++) {
-        bool dup = false;
-        for (uint32_t j = 0; j < m && !dup; j++)
-            dup = c[j].slot == links[i];
-        if (!dup) keep[nkeep++] = links[i];
+    /* Twins first (pass 0: ring links on layer 0), then the rest, while there is room. */
+    for (int pass = l == 0 ? 0 : 1; pass < 2; pass++) {
+        for (uint32_t i = 0; i < cnt && m + nkeep < mmax; i++) {
+            bool dup = false;
+            for (uint32_t j = 0; j < m && !dup; j++)
+                dup = c[j].slot == links[i];
+            if (!dup && l == 0) dup = is_copy(idx, v, links[i]) != (pass == 0);
+            if (!dup) keep[nkeep++] = links[i];
+        }
     }
     for (uint32_t i = 0; i < m; i++)
         links[i] = c[i].slot;
@@ -264,24 +418,17 @@ static void set_own_links(struct hnsw_index *idx, uint32_t s, int l, const struc
     hnsw_node_unlock(idx, s);
 }
 
-/* A copy of slot s's vector in slot x's layer-0 list, or HNSW_NO_SLOT. */
-static uint32_t find_copy_in_list(struct hnsw_index *idx, uint32_t s, uint32_t x)
-{
-    const float *v = hnsw_vec(idx, s);
-    uint32_t cnt, *links = hnsw_links(idx, x, 0, &cnt);
-    for (uint32_t j = 0; j < cnt; j++) {
-        uint32_t t = __atomic_load_n(&links[j], __ATOMIC_RELAXED);
-        if (t != s && is_copy(idx, v, t)) return t;
-    }
-    return HNSW_NO_SLOT;
-}
-
 /* Links slot s (vector q, level `level`) into the graph: Algorithm 1. */
 static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int level, char *err)
 {
     uint32_t ep;
     int top;
     bool hold = false;
+    /*
+     * An earlier copy of q from the copy table (HNSW_NO_SLOT when q is its
+     * vector's first): the ring to join when the search finds no copy.
+     */
+    uint32_t copy = hnsw_copy_find_or_add(idx, s);
     hnsw_entry_get(idx, &ep, &top);
     if (level > top) {
         pthread_mutex_lock(&idx->ep_lock);
@@ -325,16 +472,16 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
             uint32_t r = ring_take(idx, twin, s);
             if (r != HNSW_NO_SLOT) c[0].slot = r;
             first = 1;
-        } else if (l == 0 && m > 0 &&
-                   (twin = find_copy_in_list(idx, s, c[0].slot)) != HNSW_NO_SLOT) {
+        } else if (l == 0 && copy != HNSW_NO_SLOT) {
             /*
-             * The search found no copy of s, but the nearest point links to
-             * one (under ip copies need not be among the nearest points):
-             * join that copy's ring, with the ring link after s's selection.
+             * The search found no copy of s, but one exists (under ip copies
+             * need not be among the nearest points; or it is still being
+             * linked by a concurrent insert and not yet reachable): join its
+             * ring, with the ring link after s's selection.
              */
-            uint32_t r = ring_take(idx, twin, s);
-            c[own].slot = r != HNSW_NO_SLOT ? r : twin;
-            c[own++].d = idx->dist(q, hnsw_vec(idx, twin), idx->dim);
+            uint32_t r = ring_take(idx, copy, s);
+            c[own].slot = r != HNSW_NO_SLOT ? r : copy;
+            c[own++].d = idx->dist(q, hnsw_vec(idx, copy), idx->dim);
         }
         set_own_links(idx, s, l, c, own);
         bool linked = first > 0 || own > m;

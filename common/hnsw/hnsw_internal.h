@@ -35,6 +35,11 @@
  *                  exclusively. Searches never take it.
  *   ep_lock        mutex: held by an insert whose level tops the graph, for
  *                  that whole insert; protects changes to entry point state.
+ *   copy_lock      mutex: the copy table (one slot per distinct vector, see
+ *                  hnsw_copy_find_or_add). An insert holds it only for one
+ *                  table probe (or a growth rehash), with no node lock held,
+ *                  and takes no lock under it; repair's rebuild (mutation
+ *                  lock exclusive) takes node locks, one at a time, under it.
  *   node locks     one byte-spinlock per slot: protects that slot's link
  *                  lists (all layers) against other writers. Searches read
  *                  links without it: every value ever stored is a valid
@@ -147,6 +152,15 @@ struct hnsw_index {
     atomic_ullong upper_bytes;
     uint32_t **retired_upper; /* upper blocks replaced on slot reuse (freed at hnsw_free) */
     uint64_t nretired_upper, retired_upper_cap;
+
+    /*
+     * The copy table (under copy_lock): open addressing, linear probing;
+     * each entry is (32-bit vector hash << 32 | slot), HNSW_COPY_EMPTY when
+     * unused, one per distinct stored vector, naming one of its copies.
+     */
+    pthread_mutex_t copy_lock;
+    uint64_t *copies;
+    uint64_t copies_cap, copies_n; /* cap is 0 or a power of two */
 
     pthread_mutex_t pool_lock;
     struct hnsw_scratch *pool;
@@ -359,6 +373,27 @@ void hnsw_prepare_vector(const struct hnsw_index *idx, const float *v, float *ou
 
 /* Inserts one validated point (the body of hnsw_insert). */
 int hnsw_insert_one(struct hnsw_index *idx, uint64_t id, const float *vec, char *err);
+
+#define HNSW_COPY_EMPTY UINT64_MAX
+
+/*
+ * The copy table: returns a slot other than s holding a vector
+ * bit-identical to s's (any copy; it may still be being linked by another
+ * insert), or HNSW_NO_SLOT after registering s as its vector's first copy
+ * (also when the table cannot grow: then nothing is registered). Finding a
+ * twin this way does not depend on the search, so concurrent inserts of
+ * copies always join one ring. Caller holds no node lock.
+ */
+uint32_t hnsw_copy_find_or_add(struct hnsw_index *idx, uint32_t s);
+/*
+ * Rebuilds the copy table from every non-free slot (exclusive callers:
+ * repair, load). With relink (repair, after deleted slots are freed), the
+ * live copies of each vector are also chained into one ring again in slot
+ * order — freeing deleted copies cuts the old ring wherever two or more
+ * were consecutive — each copy's twin links replaced by the one to the next.
+ * Takes copy_lock, then node locks one at a time under it (no insert runs).
+ */
+int hnsw_copy_rebuild(struct hnsw_index *idx, bool relink);
 
 /* hnsw_check without locks or the reachability sweep (for a private index being loaded). */
 int hnsw_check_structure(struct hnsw_index *idx, char *err);

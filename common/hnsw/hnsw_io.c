@@ -452,6 +452,10 @@ int hnsw_read(FILE *f, struct hnsw_index **out, char *err)
         rc = HNSW_EFORMAT;
         goto fail;
     }
+    if ((rc = hnsw_copy_rebuild(idx, false))) {
+        hnsw_fail(err, rc, "out of memory building the copy table");
+        goto fail;
+    }
     *out = idx;
     return HNSW_OK;
 fail:

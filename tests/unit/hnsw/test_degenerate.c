@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define DUP_DIM    32
 #define ONEHOT_DIM 128
@@ -184,6 +185,63 @@ static void test_mix(void)
     degenerate_all(DS_MIX);
 }
 
+/* Inserts rows [from, to) of x (ids 100 + row) in batches of `batch` with two threads. */
+static void insert_rows(struct hnsw_index *idx, const float *x, uint32_t dim, size_t from,
+                        size_t to, size_t batch)
+{
+    uint64_t ids[500];
+    char err[HNSW_ERR_MAX] = "";
+    for (size_t i = from; i < to; i += batch) {
+        size_t m = to - i < batch ? to - i : batch;
+        for (size_t j = 0; j < m; j++)
+            ids[j] = 100 + i + j;
+        int rc = hnsw_insert_batch(idx, ids, x + i * dim, m, 2, err);
+        if (rc) fprintf(stderr, "\nbatch at row %zu: %s\n", i, err);
+        CU_ASSERT_EQUAL_FATAL(rc, HNSW_OK);
+    }
+}
+
+/*
+ * The copy table survives a save/load and a repair: copies inserted after
+ * either (in batches too small for the reachability sweep) still join their
+ * vector's one ring, so k = 1,000 finds every copy of each query.
+ */
+static void test_copies_after_load_and_repair(void)
+{
+    size_t n;
+    uint32_t dim;
+    float *x = make_dataset(DS_DUP10, &n, &dim);
+    for (int m = HNSW_METRIC_L2; m <= HNSW_METRIC_COSINE; m++) {
+        struct hnsw_index *idx = ts_index(dim, (enum hnsw_metric)m, 16, 200);
+        insert_rows(idx, x, dim, 0, 3000, 500);
+        char dir[] = "/tmp/vs-hnsw-dup-XXXXXX", path[64], err[HNSW_ERR_MAX] = "";
+        CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/idx", dir);
+        CU_ASSERT_EQUAL_FATAL(hnsw_save(idx, path, err), HNSW_OK);
+        hnsw_free(idx);
+        idx = NULL;
+        int rc = hnsw_load(path, &idx, err);
+        if (rc) fprintf(stderr, "\nhnsw_load: %s\n", err);
+        CU_ASSERT_EQUAL_FATAL(rc, HNSW_OK);
+        remove(path);
+        rmdir(dir);
+        insert_rows(idx, x, dim, 3000, 5000, 100);
+        ts_assert_check(idx);
+        for (uint32_t q = 0; q < 10; q++)
+            assert_exact_big_k(idx, x + (size_t)q * dim, "copy after load");
+        /* Delete a third of the rows (the ring loses many links), repair, insert more. */
+        for (size_t i = 0; i < 5000; i += 3)
+            CU_ASSERT_EQUAL(hnsw_delete(idx, 100 + i), HNSW_OK);
+        CU_ASSERT_EQUAL_FATAL(hnsw_repair(idx, 2, err), HNSW_OK);
+        insert_rows(idx, x, dim, 5000, 7000, 100);
+        ts_assert_check(idx);
+        for (uint32_t q = 0; q < 10; q++)
+            assert_exact_big_k(idx, x + (size_t)q * dim, "copy after repair");
+        hnsw_free(idx);
+    }
+    free(x);
+}
+
 /* Under cosine a norm that underflows is refused for points, batches and queries. */
 static void test_cosine_tiny_norm(void)
 {
@@ -255,6 +313,8 @@ void register_degenerate_tests(void)
     CU_add_test(s, "10 vectors x 900: batches insert, k=1000 finds 1000 exact", test_dup10);
     CU_add_test(s, "one-hot x 5000: batches insert, k=1000 finds 1000 exact", test_onehot);
     CU_add_test(s, "3000 copies among 5000: batches insert, k=1000 finds 1000", test_mix);
+    CU_add_test(s, "copies join one ring after save/load and after repair",
+                test_copies_after_load_and_repair);
     CU_add_test(s, "cosine refuses a norm that underflows (points and queries)",
                 test_cosine_tiny_norm);
     CU_add_test(s, "|x| > 1e16 refused, distances at the bound finite", test_huge_components);

@@ -139,6 +139,23 @@ int node_collection_parse(const char *json, size_t len, struct node_collection *
     return 0;
 }
 
+/* Formats c through the cluster codec (node_shards.h). */
+char *node_collection_format(const struct node_collection *c)
+{
+    struct cluster_collection cc = {
+        .dim = c->dim,
+        .metric = (enum cluster_metric)c->metric, /* same numbering */
+        .m = c->m,
+        .ef_construction = c->ef_construction,
+        .ef_search = c->ef_search,
+        .shards = c->shards,
+        .replication_factor = c->replication_factor,
+        .created_at = c->created_at,
+    };
+    snprintf(cc.name, sizeof cc.name, "%s", c->name);
+    return cluster_collection_format(&cc);
+}
+
 /* Parses a shard-map document; sets e->mine when `replicas` lists node_id. */
 static int shard_parse(const char *json, size_t len, const char *node_id, struct shard_entry *e,
                        char *err, size_t errlen)

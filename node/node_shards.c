@@ -42,8 +42,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cJSON.h>
-
 #include "common/cluster/name.h"
 #include "common/util/log.h"
 #include "node/storage/dir.h"
@@ -106,25 +104,13 @@ static int write_collection_file(struct node_shards *reg, const struct node_coll
     char dir[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
     char *text = NULL;
     int fd = -1;
-    cJSON *o = NULL;
     if (!join(dir, sizeof dir, reg->data_dir, c->name) ||
         !join(path, sizeof path, dir, COLLECTION_FILE) ||
         !join(tmp, sizeof tmp, dir, COLLECTION_FILE ".tmp")) {
         errno = ENAMETOOLONG;
         goto fail;
     }
-    o = cJSON_CreateObject();
-    if (o == NULL) goto fail;
-    cJSON_AddStringToObject(o, "name", c->name);
-    cJSON_AddNumberToObject(o, "dim", c->dim);
-    cJSON_AddStringToObject(o, "metric", hnsw_metric_name(c->metric));
-    cJSON_AddNumberToObject(o, "m", c->m);
-    cJSON_AddNumberToObject(o, "ef_construction", c->ef_construction);
-    cJSON_AddNumberToObject(o, "ef_search", c->ef_search);
-    cJSON_AddNumberToObject(o, "shards", c->shards);
-    cJSON_AddNumberToObject(o, "replication_factor", c->replication_factor);
-    cJSON_AddNumberToObject(o, "created_at", (double)c->created_at);
-    text = cJSON_Print(o);
+    text = node_collection_format(c);
     if (text == NULL) goto fail;
     if (dir_mkdirs(dir) != 0) goto fail;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -136,7 +122,6 @@ static int write_collection_file(struct node_shards *reg, const struct node_coll
     fd = -1;
     if (rename(tmp, path) != 0) goto fail;
     dir_fsync(dir, NULL, 0);
-    cJSON_Delete(o);
     free(text);
     return 0;
 fail:
@@ -144,7 +129,6 @@ fail:
               log_quote(strerror(errno)));
     if (fd >= 0) close(fd);
     unlink(tmp);
-    cJSON_Delete(o);
     free(text);
     return -1;
 }

@@ -82,14 +82,14 @@ struct replica;
 struct node_shards_config {
     const char *data_dir;
     const char *node_id;
-    int fsync;                   /* enum wal_fsync */
-    uint64_t snapshot_wal_bytes; /* background snapshot triggers (replica_config): bytes, */
+    int fsync;                     /* enum wal_fsync */
+    uint64_t snapshot_wal_bytes;   /* background snapshot triggers (replica_config): bytes, */
     uint64_t snapshot_wal_records; /* records, */
     uint64_t snapshot_age_ms;      /* age of the oldest unsnapshotted write; 0 = that one off */
     int load_threads;              /* replicas opened (and snapshotted at shutdown) at once;
                                       <= 0: the CPU count, at most 8 */
-    uint32_t max_batch;          /* upserts + deletes per write, ids per get */
-    uint32_t max_payload;        /* bytes per payload */
+    uint32_t max_batch;            /* upserts + deletes per write, ids per get */
+    uint32_t max_payload;          /* bytes per payload */
     /* Creation time of the data dir (its identity, Unix ms): an assigned replica without files
      * whose collection is older than this is DAMAGED, not created empty. 0 = never. */
     int64_t dir_created_at;
@@ -182,6 +182,10 @@ void node_shards_destroy(struct node_shards *reg);
 /* Parses a collection JSON document (docs/node.md). 0, or -1 with err naming the field. */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen);
+
+/* The collection JSON document of c (common/cluster's format); malloc'ed (caller frees), NULL on
+ * ENOMEM. */
+char *node_collection_format(const struct node_collection *c);
 
 /* 0 when s is a --reset-replica list ("coll/shard[,coll/shard...]"), -1 if not. */
 int node_shards_reset_list_check(const char *s);

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DIM 24
+#define DIM  24
 #define NIDS 2000
 
 /* The expected content: version[id] (0 = absent); vectors and payloads follow from it. */
@@ -24,30 +24,41 @@ struct model {
     uint64_t lsn;
 };
 
+/* The test collection's config in dir: docs/2, DIM floats, M 8, efC 64, one build thread (replay
+ * then rebuilds the very same graph, so searches compare exactly). */
+static void test_config(struct replica_config *c, const char *dir)
+{
+    replica_config_init(c);
+    c->dir = dir;
+    c->collection = "docs";
+    c->shard = 2;
+    c->hnsw.dim = DIM;
+    c->hnsw.M = 8;
+    c->hnsw.ef_construction = 64;
+    c->build_threads = 1;
+}
+
+/* Opens c; asserts success. */
+static struct replica *open_config(const struct replica_config *c, struct replica_recovery *rec)
+{
+    struct replica *r = NULL;
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_open(c, &r, rec, err);
+    if (rc) fprintf(stderr, "replica_open: %s\n", err);
+    CU_ASSERT_FATAL(rc == REPLICA_OK);
+    return r;
+}
+
 /* Opens dir with small segments; asserts success. */
 static struct replica *open_replica(const char *dir, enum wal_fsync fsync, uint64_t snap_bytes,
                                     struct replica_recovery *rec)
 {
     struct replica_config c;
-    replica_config_init(&c);
-    c.dir = dir;
-    c.collection = "docs";
-    c.shard = 2;
-    c.hnsw.dim = DIM;
-    c.hnsw.M = 8;
-    c.hnsw.ef_construction = 64;
+    test_config(&c, dir);
     c.fsync = fsync;
     c.wal_segment_bytes = 64 << 10;
     c.snapshot_wal_bytes = snap_bytes;
-    /* One thread: replay then rebuilds the very same graph, so searches compare exactly. */
-    c.build_threads = 1;
-    struct replica *r = NULL;
-    char err[REPLICA_ERR_MAX];
-    int rc = replica_open(&c, &r, rec, err);
-    if (rc)
-        fprintf(stderr, "replica_open: %s\n", err);
-    CU_ASSERT_FATAL(rc == REPLICA_OK);
-    return r;
+    return open_config(&c, rec);
 }
 
 /* Writes one batch (upserts ids[0..n) at a new version, deletes dels) and updates the model. */
@@ -59,8 +70,7 @@ static void write_batch(struct replica *r, struct model *m, const uint64_t *ids,
     uint64_t lsn = 0;
     char err[REPLICA_ERR_MAX];
     int rc = replica_write(r, 5, &t->b, &lsn, err);
-    if (rc)
-        fprintf(stderr, "replica_write: %s\n", err);
+    if (rc) fprintf(stderr, "replica_write: %s\n", err);
     CU_ASSERT_FATAL(rc == REPLICA_OK);
     CU_ASSERT_EQUAL_FATAL(lsn, m->lsn + 1);
     m->lsn = lsn;
@@ -125,8 +135,7 @@ static void check_model(struct replica *r, const struct model *m)
             bad++;
     }
     for (uint32_t i = 0; i < res.nmissing; i++)
-        if (m->version[res.missing[i]] != 0)
-            bad++;
+        if (m->version[res.missing[i]] != 0) bad++;
     CU_ASSERT_EQUAL(bad, 0);
     struct replica_stat st;
     replica_status(r, &st);
@@ -145,7 +154,8 @@ static void search_ids(struct replica *r, uint64_t *out)
     memset(out, 0xff, 200 * sizeof *out);
     for (int i = 0; i < 20; i++) {
         tn_vector(900000 + i, 1, DIM, q);
-        struct replica_query rq = {.vector = q, .len = DIM, .k = 10, .ef = 80, .with_payload = true};
+        struct replica_query rq = {
+            .vector = q, .len = DIM, .k = 10, .ef = 80, .with_payload = true};
         CU_ASSERT_EQUAL_FATAL(replica_search(r, &rq, &res, NULL), REPLICA_OK);
         CU_ASSERT_EQUAL(res.n, 10);
         for (uint32_t j = 0; j < res.n; j++)
@@ -252,8 +262,7 @@ static void wait_snapshots(struct replica *r, uint64_t want, struct replica_stat
 {
     for (int i = 0; i < 1000; i++) {
         replica_status(r, st);
-        if (st->snapshots_taken >= want && st->wal_bytes_since_snapshot < (100 << 10))
-            return;
+        if (st->snapshots_taken >= want && st->wal_bytes_since_snapshot < (100 << 10)) return;
         usleep(10000);
     }
 }
@@ -405,23 +414,11 @@ static struct replica *open_triggers(const char *dir, uint64_t records, uint64_t
                                      struct replica_recovery *rec)
 {
     struct replica_config c;
-    replica_config_init(&c);
-    c.dir = dir;
-    c.collection = "docs";
-    c.shard = 2;
-    c.hnsw.dim = DIM;
-    c.hnsw.M = 8;
-    c.hnsw.ef_construction = 64;
+    test_config(&c, dir);
     c.fsync = WAL_FSYNC_NONE;
     c.snapshot_wal_records = records;
     c.snapshot_age_ms = age_ms;
-    c.build_threads = 1;
-    struct replica *r = NULL;
-    char err[REPLICA_ERR_MAX];
-    int rc = replica_open(&c, &r, rec, err);
-    if (rc) fprintf(stderr, "replica_open: %s\n", err);
-    CU_ASSERT_FATAL(rc == REPLICA_OK);
-    return r;
+    return open_config(&c, rec);
 }
 
 /* Polls (up to 10 s) until the newest snapshot is at lsn; returns its status. */
@@ -519,19 +516,16 @@ static void test_crash(void)
         c.wal_segment_bytes = 64 << 10;
         c.snapshot_wal_bytes = 200 << 10;
         struct replica *r;
-        if (replica_open(&c, &r, &rec, NULL))
-            _exit(2);
+        if (replica_open(&c, &r, &rec, NULL)) _exit(2);
         for (uint64_t l = 1;; l++) {
             uint64_t ids[10];
             for (int k = 0; k < 10; k++)
                 ids[k] = (l * 10 + k) % NIDS;
             struct tn_batch *t = tn_batch_new(DIM, ids, 10, l, NULL, 0);
             uint64_t lsn;
-            if (replica_write(r, 5, &t->b, &lsn, NULL) || lsn != l)
-                _exit(3);
+            if (replica_write(r, 5, &t->b, &lsn, NULL) || lsn != l) _exit(3);
             tn_batch_free(t);
-            if (write(fds[1], &lsn, sizeof lsn) != sizeof lsn)
-                _exit(4);
+            if (write(fds[1], &lsn, sizeof lsn) != sizeof lsn) _exit(4);
         }
     }
     close(fds[1]);
@@ -714,7 +708,8 @@ static void test_validation(void)
 void register_replica_tests(void)
 {
     CU_pSuite s = CU_add_suite("replica", NULL, NULL);
-    CU_add_test(s, "2,000 points, deletes, upserts: close and reopen from the WAL", test_reopen_wal);
+    CU_add_test(s, "2,000 points, deletes, upserts: close and reopen from the WAL",
+                test_reopen_wal);
     CU_add_test(s, "snapshots + WAL replay, fallback to the older snapshot", test_reopen_snapshot);
     CU_add_test(s,
                 "WAL damaged in the middle: open refuses (ECORRUPT), files untouched; "

@@ -14,10 +14,11 @@ import dataclasses
 import os
 import sys
 
+import grpc
 import numpy as np
 
 from vecshard.errors import InvalidArgument
-from vecshard.v1 import common_pb2, vecshard_pb2
+from vecshard.v1 import common_pb2, vecshard_pb2, vecshard_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
 MAX_POINTS = 100_000
@@ -45,6 +46,24 @@ def channel_options(max_message):
 
 def metadata(api_key):
     return (("authorization", "Bearer " + api_key),) if api_key else None
+
+
+def connect(client, channels, address, timeout, api_key, tls, retries, backoff, max_message):
+    """Sets up the connection fields of a Client or aio.Client; `channels` is
+    the grpc module whose channel constructors to use (grpc or grpc.aio)."""
+    client.address = router_address(address)
+    client.timeout, client.retries, client.backoff = timeout, retries, backoff
+    client.max_message = max_message
+    client._metadata = metadata(api_key)
+    opts = channel_options(max_message)
+    if tls:
+        creds = tls if isinstance(tls, grpc.ChannelCredentials) else \
+            grpc.ssl_channel_credentials()
+        client._channel = channels.secure_channel(client.address, creds, options=opts)
+    else:
+        client._channel = channels.insecure_channel(client.address, options=opts)
+    client._stub = vecshard_pb2_grpc.VecShardStub(client._channel)
+    client._dims = {}
 
 
 def as_matrix(vectors, what):

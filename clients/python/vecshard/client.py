@@ -15,7 +15,7 @@ import grpc
 
 from vecshard import _common as c
 from vecshard.errors import TRANSIENT, InvalidArgument, NotFound, from_rpc_error
-from vecshard.v1 import vecshard_pb2, vecshard_pb2_grpc
+from vecshard.v1 import vecshard_pb2
 
 
 class Client:
@@ -31,19 +31,7 @@ class Client:
 
     def __init__(self, address=None, *, timeout=60.0, api_key=None, tls=False, retries=4,
                  backoff=0.2, max_message=c.MAX_MESSAGE):
-        self.address = c.router_address(address)
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.max_message = max_message
-        self._metadata = c.metadata(api_key)
-        opts = c.channel_options(max_message)
-        if tls:
-            creds = tls if isinstance(tls, grpc.ChannelCredentials) else \
-                grpc.ssl_channel_credentials()
-            self._channel = grpc.secure_channel(self.address, creds, options=opts)
-        else:
-            self._channel = grpc.insecure_channel(self.address, options=opts)
-        self._stub = vecshard_pb2_grpc.VecShardStub(self._channel)
-        self._dims = {}
+        c.connect(self, grpc, address, timeout, api_key, tls, retries, backoff, max_message)
 
     def close(self):
         """Closes the channel."""

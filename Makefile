@@ -137,9 +137,9 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
 	$(CXX) -std=c++17 -O3 -march=native -g -pthread -I. -Wall -Wno-unused-parameter -o $@ $(filter-out %.h,$^) -lm
 
 # ---------------------------------------------------------------- vecshard-node
-# The shard node process (node/main.c, node/node_*.c) over the replica
+# The shard node process (node/main.c, node/node_*.c, node/replication/) over the replica
 # storage library; docs/node.md describes its flags and contract.
-NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c)
+NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c) $(wildcard node/replication/*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) \

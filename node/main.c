@@ -160,6 +160,21 @@ int main(int argc, char **argv)
         goto fail;
     }
     svc.reg = reg;
+    svc.rpc = rpc_client_create(NULL);
+    if (svc.rpc == NULL) {
+        log_error("cannot create the gRPC client", NULL);
+        goto fail;
+    }
+    struct transfer_config tcfg = {
+        .reg = reg,
+        .rpc = svc.rpc,
+        .data_dir = cfg.data_dir,
+        .node_id = cfg.node_id,
+    };
+    if (transfers_create(&tcfg, &svc.xfer, err, sizeof err) != 0) {
+        log_error("cannot set up shard transfers", "error=%s", log_quote(err));
+        goto fail;
+    }
 
     struct rpc_server_config rcfg = {
         .addr = cfg.listen,
@@ -244,9 +259,11 @@ fail:
     if (meta != NULL) node_meta_stop_sync(meta);
     if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
         node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
+    transfers_destroy(svc.xfer);
     node_shards_destroy(reg);
     node_meta_stop(meta);
     etcd_client_free(etcd);
+    if (svc.rpc != NULL) rpc_client_destroy(svc.rpc);
     if (status == 0) log_info("stopped", "node_id=%s", cfg.node_id);
     node_config_free(&cfg);
     return status;

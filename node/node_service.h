@@ -15,6 +15,7 @@
 #include "node/node_config.h"
 #include "node/node_meta.h"
 #include "node/node_shards.h"
+#include "node/replication/transfer.h"
 
 /*
  * Exit status of a node that stopped because a batch reached a WAL but
@@ -29,6 +30,8 @@ struct node_service {
     _Atomic(struct node_meta *) meta; /* set once etcd registration starts; NULL before */
     char addr[256];                   /* advertised address (set before meta) */
     int64_t started_at_ms;            /* Unix ms (NodeStatus.started_at; uptime = now - it) */
+    struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
+    struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
 };
 
 /* Registers every ShardNode method on s (before rpc_server_start). 0 or -1. */

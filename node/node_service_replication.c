@@ -7,6 +7,7 @@
 #include "node/node_service.h"
 
 #include "node/node_service_internal.h"
+#include "proto/vecshard/v1/shard_node.pb-c.h"
 
 /* ------------------------------------------------------------ Replicate, TransferShard */
 
@@ -22,14 +23,13 @@ grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *
         "acknowledge after their own WAL append");
 }
 
-/* TransferShard: arrives with replica recovery and moves. */
+/* TransferShard: a full copy of a replica for a recovering node (transfer.h). */
 grpc_status_code node_svc_transfer_shard(struct rpc_call *c, const ProtobufCMessage *msg,
                                          struct rpc_stream *st, void *user)
 {
-    (void)msg;
-    (void)st;
-    (void)user;
-    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "TransferShard is not implemented yet: shard transfer for recovery "
-                          "and moves (docs/design.md §6) comes with the replication issue");
+    struct node_service *svc = user;
+    const Vecshard__V1__TransferShardRequest *req = (const Vecshard__V1__TransferShardRequest *)msg;
+    grpc_status_code code = node_svc_check_collection_name(c, req->collection);
+    if (code != GRPC_STATUS_OK) return code;
+    return transfer_serve(svc->xfer, c, req, st);
 }

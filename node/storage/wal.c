@@ -941,6 +941,87 @@ void wal_stats(struct wal *w, struct wal_stats *st)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* Byte offset in the segment file fd (records from first_lsn) where record `lsn` starts. */
+static int record_offset(int fd, uint64_t first_lsn, uint64_t lsn, uint64_t size, uint64_t *off,
+                         char *err)
+{
+    uint64_t pos = WAL_SEGMENT_HEADER;
+    for (uint64_t l = first_lsn; l < lsn; l++) {
+        struct rec_header h;
+        if (pos + sizeof h > size || pread(fd, &h, sizeof h, (off_t)pos) != (ssize_t)sizeof h)
+            return fail(err, WAL_EFORMAT, "segment of lsn %" PRIu64 " ends before lsn %" PRIu64,
+                        first_lsn, lsn);
+        if (h.lsn != l)
+            return fail(err, WAL_EFORMAT, "record has lsn %" PRIu64 ", expected %" PRIu64, h.lsn,
+                        l);
+        pos += sizeof h + h.len;
+    }
+    *off = pos;
+    return WAL_OK;
+}
+
+int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *cut, char *err)
+{
+    char path[4096];
+    int rc = WAL_OK;
+    uint64_t removed = 0;
+    pthread_mutex_lock(&w->lock);
+    wait_not_syncing(w);
+    if (w->failed) {
+        rc = fail(err, WAL_EFAILED, "the WAL failed earlier (%s); reopen the replica", w->fail_msg);
+        goto out;
+    }
+    if (w->nsegs == 0 || lsn >= w->last_lsn) goto out;
+    removed = w->last_lsn - (lsn + 1 < w->first_lsn ? w->first_lsn - 1 : lsn);
+    /* The active descriptor may belong to a segment that goes; reopened below. */
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+    uint32_t k = 0; /* the segment holding lsn + 1 */
+    while (k + 1 < w->nsegs && w->segs[k + 1].first_lsn <= lsn + 1)
+        k++;
+    for (uint32_t i = w->nsegs; i-- > k;) {
+        struct segment *s = &w->segs[i];
+        seg_path(w, s->first_lsn, path, sizeof path);
+        if (i > k || s->first_lsn > lsn) {
+            if (unlink(path) != 0 && errno != ENOENT) {
+                rc = set_failed(w, err, "deleting a WAL segment after a truncation point", errno);
+                goto out;
+            }
+            w->nsegs = i;
+            continue;
+        }
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            rc = set_failed(w, err, "opening a WAL segment to truncate it", errno);
+            goto out;
+        }
+        uint64_t off = 0;
+        rc = record_offset(fd, s->first_lsn, lsn + 1, s->bytes, &off, err);
+        if (rc == WAL_OK && (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0))
+            rc = set_failed(w, err, "truncating a WAL segment", errno);
+        close(fd);
+        if (rc) goto out;
+        s->bytes = off;
+    }
+    if (w->nsegs == 0) {
+        w->first_lsn = w->last_lsn = w->durable_lsn = 0;
+    } else {
+        w->last_lsn = lsn;
+        if (w->durable_lsn > lsn) w->durable_lsn = lsn;
+        seg_path(w, w->segs[w->nsegs - 1].first_lsn, path, sizeof path);
+        w->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (w->fd < 0) {
+            rc = set_failed(w, err, "reopening the active WAL segment", errno);
+            goto out;
+        }
+    }
+    rc = fsync_dir(w->dir, err);
+out:
+    pthread_mutex_unlock(&w->lock);
+    if (cut) *cut = rc == WAL_OK ? removed : 0;
+    return rc;
+}
+
 /* ---------------------------------------------------------------- iterating */
 
 int wal_iter_open(struct wal *w, uint64_t from_lsn, struct wal_iter **out, char *err)

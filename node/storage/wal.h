@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WAL_ERR_MAX 256
+#define WAL_ERR_MAX               256
 #define WAL_SEGMENT_BYTES_DEFAULT (64ull << 20)
 /* Largest record payload accepted (a 64 MiB message plus slack). */
 #define WAL_MAX_PAYLOAD (128u << 20)
@@ -181,6 +181,15 @@ int wal_delete_before(struct wal *w, uint64_t lsn, uint32_t *deleted, char *err)
  * left behind a snapshot that already covers all of it.
  */
 int wal_reset(struct wal *w, char *err);
+/*
+ * Cuts every record with LSN > lsn (a deposed primary's unacknowledged
+ * tail): ftruncate of the segment holding lsn + 1 at that record (deleted
+ * when the record is its first), deletion of every later segment, fsync of
+ * the files and the folder. The next append is lsn + 1 (any LSN when
+ * nothing is left). *cut (may be NULL) gets the number of records removed;
+ * lsn >= the last LSN cuts nothing. A failure leaves the log WAL_EFAILED.
+ */
+int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *cut, char *err);
 /* Fills *st. */
 void wal_stats(struct wal *w, struct wal_stats *st);
 

@@ -638,6 +638,64 @@ static void test_group_commit(void)
     free(dir);
 }
 
+/* Truncates a fresh 1..300 log (4 KiB segments) after `after`; checks count, reopen and append. */
+static void truncate_case(uint64_t after, uint64_t want_cut, uint64_t want_last)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 300);
+    char err[WAL_ERR_MAX];
+    uint64_t cut = 99;
+    CU_ASSERT_EQUAL_FATAL(wal_truncate_after(w, after, &cut, err), WAL_OK);
+    CU_ASSERT_EQUAL(cut, want_cut);
+    struct wal_stats st;
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.last_lsn, want_last);
+    if (want_last > 0) check_records(w, 1, want_last);
+    /* The next append follows the cut, in the open log and after a reopen. */
+    fill(w, want_last + 1, want_last + 5);
+    wal_close(w, NULL);
+    w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    CU_ASSERT_FALSE(rec.truncated);
+    CU_ASSERT_EQUAL(rec.last_lsn, want_last + 5);
+    check_records(w, 1, want_last + 5);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
+static void test_truncate_after(void)
+{
+    /* Find a segment edge: the first LSN of the second segment. */
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_NONE, 4096, &rec);
+    fill(w, 1, 300);
+    wal_close(w, NULL);
+    uint64_t edge = 0;
+    for (uint64_t l = 2; l <= 300; l++) {
+        char name[32], p[600];
+        wal_segment_name(l, name, sizeof name);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        if (access(p, F_OK) == 0) {
+            edge = l;
+            break;
+        }
+    }
+    tn_rmdir(dir);
+    free(dir);
+    CU_ASSERT_FATAL(edge > 2 && edge < 300);
+
+    truncate_case(150, 150, 150);                  /* inside a segment, later segments deleted */
+    truncate_case(edge - 1, 301 - edge, edge - 1); /* at a segment edge: that segment goes */
+    truncate_case(edge, 300 - edge, edge);         /* its first record stays */
+    truncate_case(300, 0, 300);                    /* nothing to cut */
+    truncate_case(400, 0, 300);                    /* past the end */
+    truncate_case(0, 300, 0);                      /* everything */
+    truncate_case(299, 1, 299);                    /* only the last record */
+}
+
 void register_wal_tests(void)
 {
     CU_pSuite s = CU_add_suite("wal", NULL, NULL);
@@ -656,4 +714,6 @@ void register_wal_tests(void)
     CU_add_test(s, "empty folder and header-only segment", test_empty_dir);
     CU_add_test(s, "iterate from an LSN, delete before an LSN", test_iterate_and_delete);
     CU_add_test(s, "group commit shares fsyncs", test_group_commit);
+    CU_add_test(s, "truncate after an LSN: inside, at an edge, nothing, everything",
+                test_truncate_after);
 }

@@ -61,6 +61,7 @@ enum replica_code {
                               reopening replays the batch in full */
     REPLICA_EFULL,         /* the index holds 2^32 - 2 slots already */
     REPLICA_EINTERNAL,     /* an engine failure that is neither bad input nor resources */
+    REPLICA_ENOTFOUND,     /* replica_wal_iter: the WAL no longer holds that LSN */
 };
 
 struct replica_config {
@@ -69,18 +70,18 @@ struct replica_config {
     uint32_t shard;
     /* From the collection config: dim, metric, M, ef_construction (+ capacity hint, seed). */
     struct hnsw_params hnsw;
-    uint32_t ef_search;          /* used when a search passes ef 0; default 64 */
-    enum wal_fsync fsync;        /* default always */
-    uint64_t wal_segment_bytes;  /* 0: 64 MiB */
-    uint64_t snapshot_wal_bytes; /* background snapshot once the WAL since the last one exceeds
-                                    this; 0: this trigger is off */
+    uint32_t ef_search;            /* used when a search passes ef 0; default 64 */
+    enum wal_fsync fsync;          /* default always */
+    uint64_t wal_segment_bytes;    /* 0: 64 MiB */
+    uint64_t snapshot_wal_bytes;   /* background snapshot once the WAL since the last one exceeds
+                                      this; 0: this trigger is off */
     uint64_t snapshot_wal_records; /* ... or once this many records were written since; 0: off */
     uint64_t snapshot_age_ms;      /* ... or once the oldest write not in a snapshot is this old
                                       (ms); 0: off. All three 0: no background thread (call
                                       replica_snapshot) */
-    int build_threads;           /* threads for large upsert batches; <= 0: all CPUs */
-    uint32_t max_batch;          /* upserts + deletes per batch, and ids per get; 0: 100,000 */
-    uint32_t max_payload;        /* bytes per payload; 0 (or more than 64 KiB): 64 KiB */
+    int build_threads;             /* threads for large upsert batches; <= 0: all CPUs */
+    uint32_t max_batch;            /* upserts + deletes per batch, and ids per get; 0: 100,000 */
+    uint32_t max_payload;          /* bytes per payload; 0 (or more than 64 KiB): 64 KiB */
 };
 
 /* What replica_open found, for the node's log. */
@@ -248,5 +249,35 @@ const char *replica_dir(const struct replica *r);
 const char *replica_collection(const struct replica *r);
 uint32_t replica_shard(const struct replica *r);
 uint32_t replica_dim(const struct replica *r);
+
+/* ---------------------------------------------------------------- replication
+ * (docs/replication.md §2, §4; replica_history.c) */
+
+/*
+ * The epoch of the record at lsn into *epoch: true when known (lsn 0 is
+ * "before the first record", epoch 0; the loaded snapshot's LSN and every
+ * LSN up to the applied one after it), false before the snapshot or past
+ * the applied LSN.
+ */
+bool replica_epoch_at(struct replica *r, uint64_t lsn, uint64_t *epoch);
+/*
+ * The first LSN of the history whose record has an epoch > epoch into *lsn
+ * (the applied LSN + 1 when none has): false when the history does not
+ * reach back far enough to tell (the snapshot's epoch is already > epoch).
+ */
+bool replica_first_lsn_after_epoch(struct replica *r, uint64_t epoch, uint64_t *lsn);
+/* The LSN the history starts at (the loaded snapshot's; 0 = from the first record). */
+uint64_t replica_history_base(struct replica *r);
+/*
+ * Backup apply of one record as the primary sent it: bytes (len of them,
+ * a packed WriteBatch) go to the WAL unchanged with the record's own epoch,
+ * and are unpacked once for the apply. LSN rules as replica_apply (the
+ * caller checked the epochs of duplicates). A batch that does not decode is
+ * REPLICA_EINVAL.
+ */
+int replica_apply_packed(struct replica *r, uint64_t lsn, uint64_t epoch, const uint8_t *bytes,
+                         size_t len, uint64_t *have, char *err);
+/* A WAL iterator from from_lsn (wal_iter_open): REPLICA_ENOTFOUND when it was deleted. */
+int replica_wal_iter(struct replica *r, uint64_t from_lsn, struct wal_iter **out, char *err);
 
 #endif

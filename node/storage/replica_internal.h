@@ -4,8 +4,8 @@
  *
  * Lock order (outermost first): snap_lock, write_lock, then the engine's
  * own locks and the payload store's rwlock (never held together: an apply
- * finishes its index calls before touching payloads). err_lock and bg_lock
- * are leaves.
+ * finishes its index calls before touching payloads). err_lock, bg_lock and
+ * hist_lock are leaves.
  */
 #ifndef VS_NODE_REPLICA_INTERNAL_H
 #define VS_NODE_REPLICA_INTERNAL_H
@@ -15,6 +15,11 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+
+/* A run of records with one epoch, from first_lsn to the next run's first LSN - 1. */
+struct replica_epoch_run {
+    uint64_t epoch, first_lsn;
+};
 
 struct replica {
     char *dir, *collection;
@@ -34,7 +39,7 @@ struct replica {
     pthread_mutex_t write_lock;
     _Atomic uint64_t lsn, epoch;
     atomic_bool failed;
-    _Atomic uint64_t wal_since_snapshot; /* record bytes appended since the last capture */
+    _Atomic uint64_t wal_since_snapshot;     /* record bytes appended since the last capture */
     _Atomic uint64_t records_since_snapshot; /* records appended (or replayed) since then */
     _Atomic uint64_t oldest_unsnap_ms;       /* CLOCK_MONOTONIC ms of the first of them; 0: none */
     uint64_t *ids;
@@ -52,12 +57,27 @@ struct replica {
     pthread_mutex_t err_lock;
     char last_error[REPLICA_ERR_MAX];
 
+    /* hist_lock (a leaf) protects the epoch history (replica_history.c). */
+    pthread_mutex_t hist_lock;
+    struct replica_epoch_run *hist; /* runs of equal epochs after the base, ascending */
+    size_t nhist, cap_hist;
+    uint64_t hist_base_lsn, hist_base_epoch; /* the loaded snapshot's LSN and epoch (0, 0) */
+
     /* bg_lock protects stop; bg_cond (CLOCK_MONOTONIC) wakes the snapshot thread. */
     pthread_mutex_t bg_lock;
     pthread_cond_t bg_cond;
     bool stop, bg_running;
     pthread_t bg;
 };
+
+/* Empties the epoch history and sets its base (the snapshot's LSN and epoch). */
+void replica_history_reset(struct replica *r, uint64_t base_lsn, uint64_t base_epoch);
+/* Adds the record at lsn (the next one) with epoch to the history. write_lock held. */
+void replica_history_note(struct replica *r, uint64_t lsn, uint64_t epoch);
+/* replica_apply, logging raw (len bytes: the batch as packed by the primary) when not NULL. */
+int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
+                      const Vecshard__V1__WriteBatch *batch, const uint8_t *raw, size_t len,
+                      uint64_t *have, char *err);
 
 /* The replica code for an engine status: only a failed allocation is REPLICA_ENOMEM. */
 int replica_engine_code(int hnsw_status);

@@ -44,6 +44,7 @@ struct tn_batch *tn_batch_new(uint32_t dim, const uint64_t *ids, size_t n, uint6
 void tn_batch_free(struct tn_batch *t);
 
 void register_wal_tests(void);
+void register_history_tests(void);
 void register_snapshot_tests(void);
 void register_replica_tests(void);
 void register_identity_tests(void);

@@ -208,7 +208,8 @@ static void mark_failed(struct replica *r, const char *msg)
 static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatch *b, bool limits,
                           size_t *packed, char *err)
 {
-    if (!b) return replica_fail(err, REPLICA_EINVAL, "batch is missing");
+    if (!b)
+        return replica_fail(err, REPLICA_EINVAL, "batch is missing");
     if (limits && b->n_upserts + b->n_deletes > r->cfg.max_batch)
         return replica_fail(err, REPLICA_EBATCH_SIZE,
                             "batch has %zu upserts and %zu deletes, the limit is %u in total",
@@ -217,7 +218,8 @@ static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatc
         return replica_fail(err, REPLICA_EINVAL, "batch.deletes is missing");
     for (size_t i = 0; i < b->n_upserts; i++) {
         const Vecshard__V1__Point *p = b->upserts[i];
-        if (!p) return replica_fail(err, REPLICA_EINVAL, "batch.upserts[%zu] is missing", i);
+        if (!p)
+            return replica_fail(err, REPLICA_EINVAL, "batch.upserts[%zu] is missing", i);
         if (p->n_vector != r->dim || !p->vector)
             return replica_fail(err, REPLICA_EDIM,
                                 "batch.upserts[%zu].vector has %zu floats, collection dim is %u", i,
@@ -236,8 +238,8 @@ static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatc
     }
     size_t n = vecshard__v1__write_batch__get_packed_size(b);
     if (n > WAL_MAX_PAYLOAD)
-        return replica_fail(err, REPLICA_EBATCH_SIZE, "batch encodes to %zu bytes, the limit is %u",
-                            n, WAL_MAX_PAYLOAD);
+        return replica_fail(err, REPLICA_EBATCH_SIZE,
+                            "batch encodes to %zu bytes, the limit is %u", n, WAL_MAX_PAYLOAD);
     *packed = n;
     return REPLICA_OK;
 }
@@ -247,15 +249,18 @@ static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatc
 /* Grows the id/vector scratch to n rows. write_lock held (or opening). */
 static int reserve_rows(struct replica *r, size_t n)
 {
-    if (n <= r->cap_rows) return 0;
+    if (n <= r->cap_rows)
+        return 0;
     size_t c = r->cap_rows ? r->cap_rows : 256;
     while (c < n)
         c *= 2;
     uint64_t *ids = realloc(r->ids, c * sizeof *ids);
-    if (!ids) return -1;
+    if (!ids)
+        return -1;
     r->ids = ids;
     float *v = realloc(r->vecs, c * r->dim * sizeof *v);
-    if (!v) return -1;
+    if (!v)
+        return -1;
     r->vecs = v;
     r->cap_rows = c;
     return 0;
@@ -332,8 +337,8 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
 {
     if (atomic_load(&r->failed)) {
         pthread_mutex_lock(&r->err_lock);
-        int rc =
-            replica_fail(err, REPLICA_EFAILED, "replica refuses writes after: %s", r->last_error);
+        int rc = replica_fail(err, REPLICA_EFAILED, "replica refuses writes after: %s",
+                              r->last_error);
         pthread_mutex_unlock(&r->err_lock);
         return rc;
     }
@@ -342,7 +347,8 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
         while (c < packed)
             c *= 2;
         uint8_t *p = realloc(r->pack, c);
-        if (!p) return replica_fail(err, REPLICA_ENOMEM, "out of memory encoding the batch");
+        if (!p)
+            return replica_fail(err, REPLICA_ENOMEM, "out of memory encoding the batch");
         r->pack = p;
         r->cap_pack = c;
     }
@@ -351,7 +357,8 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
     char msg[WAL_ERR_MAX];
     int rc = wal_write(r->wal, lsn, epoch, raw != NULL ? raw : r->pack, (uint32_t)n, msg);
     if (rc) {
-        if (rc != WAL_ENOMEM) mark_failed(r, msg);
+        if (rc != WAL_ENOMEM)
+            mark_failed(r, msg);
         return replica_fail(err, wal_code(rc), "WAL append of lsn %" PRIu64 ": %s", lsn, msg);
     }
     char amsg[REPLICA_ERR_MAX];
@@ -365,7 +372,8 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
     }
     replica_history_note(r, lsn, epoch);
     atomic_store(&r->lsn, lsn);
-    if (epoch > atomic_load(&r->epoch)) atomic_store(&r->epoch, epoch);
+    if (epoch > atomic_load(&r->epoch))
+        atomic_store(&r->epoch, epoch);
     atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + n);
     atomic_fetch_add(&r->records_since_snapshot, 1);
     uint64_t none = 0;
@@ -420,14 +428,16 @@ int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBa
 {
     size_t packed;
     int rc = validate_batch(r, batch, true, &packed, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bool first = false;
     pthread_mutex_lock(&r->write_lock);
     uint64_t l = atomic_load(&r->lsn) + 1;
     rc = write_locked(r, l, epoch, batch, NULL, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
     if (rc == REPLICA_OK) rc = finish_write(r, l, first, err);
-    if (rc == REPLICA_OK && lsn) *lsn = l;
+    if (rc == REPLICA_OK && lsn)
+        *lsn = l;
     return rc;
 }
 
@@ -444,19 +454,23 @@ int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
 {
     size_t packed;
     int rc = validate_batch(r, batch, true, &packed, err);
-    if (rc) return rc;
-    if (raw != NULL) packed = len;
+    if (rc)
+        return rc;
+    if (raw != NULL)
+        packed = len;
     pthread_mutex_lock(&r->write_lock);
     uint64_t applied = atomic_load(&r->lsn);
     if (lsn <= applied) {
         /* A resend of a record we already hold: acknowledged, no effect. */
         pthread_mutex_unlock(&r->write_lock);
-        if (have) *have = applied;
+        if (have)
+            *have = applied;
         return REPLICA_OK;
     }
     if (lsn > applied + 1) {
         pthread_mutex_unlock(&r->write_lock);
-        if (have) *have = applied;
+        if (have)
+            *have = applied;
         return replica_fail(err, REPLICA_ELSN_GAP,
                             "lsn %" PRIu64 " does not follow the applied lsn %" PRIu64
                             "; resend from %" PRIu64,
@@ -466,7 +480,8 @@ int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
     rc = write_locked(r, lsn, epoch, batch, raw, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
     if (rc == REPLICA_OK) rc = finish_write(r, lsn, first, err);
-    if (have) *have = atomic_load(&r->lsn);
+    if (have)
+        *have = atomic_load(&r->lsn);
     return rc;
 }
 
@@ -479,9 +494,11 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     struct snapshot_info info;
     uint64_t captured = 0, captured_records = 0, captured_oldest = 0;
     int rc = REPLICA_OK;
-    if (taken) *taken = false;
+    if (taken)
+        *taken = false;
     pthread_mutex_lock(&r->snap_lock);
-    if (atomic_load(&r->lsn) == atomic_load(&r->snapshot_lsn)) goto out;
+    if (atomic_load(&r->lsn) == atomic_load(&r->snapshot_lsn))
+        goto out;
     if (snapshot_begin(r->dir, &sw, msg) != SNAPSHOT_OK) {
         rc = replica_fail(err, REPLICA_EIO, "snapshot: %s", msg);
         goto out;
@@ -523,7 +540,8 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     captured = captured_records = captured_oldest = 0;
     atomic_store(&r->snapshot_lsn, info.lsn);
     atomic_fetch_add(&r->snapshots_taken, 1);
-    if (taken) *taken = true;
+    if (taken)
+        *taken = true;
     uint64_t *lsns = NULL;
     uint32_t n = 0;
     if (snapshot_prune(r->dir, SNAPSHOT_KEEP, NULL, msg) != SNAPSHOT_OK ||
@@ -539,7 +557,8 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     free(lsns);
 out:
     snapshot_abort(sw);
-    if (captured) atomic_fetch_add(&r->wal_since_snapshot, captured);
+    if (captured)
+        atomic_fetch_add(&r->wal_since_snapshot, captured);
     if (captured_records) atomic_fetch_add(&r->records_since_snapshot, captured_records);
     /* The failed capture's writes are still the oldest unsnapshotted ones. */
     for (uint64_t cur = atomic_load(&r->oldest_unsnap_ms);
@@ -575,7 +594,8 @@ static void *snapshot_main(void *arg)
         }
         pthread_mutex_unlock(&r->bg_lock);
         int rc = replica_snapshot(r, NULL, msg);
-        if (rc) note_error(r, msg);
+        if (rc)
+            note_error(r, msg);
         pthread_mutex_lock(&r->bg_lock);
         if (rc && !r->stop) {
             /* Back off before retrying a failing disk. */
@@ -593,7 +613,8 @@ int replica_repair(struct replica *r, char *err)
     pthread_mutex_lock(&r->write_lock);
     int rc = hnsw_repair(r->idx, r->cfg.build_threads, herr);
     pthread_mutex_unlock(&r->write_lock);
-    if (rc) return replica_fail(err, replica_engine_code(rc), "repair: %s", herr);
+    if (rc)
+        return replica_fail(err, replica_engine_code(rc), "repair: %s", herr);
     return REPLICA_OK;
 }
 
@@ -606,7 +627,8 @@ static int mkdir_p(const char *dir, char *err)
     if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
         return replica_fail(err, REPLICA_EINVAL, "dir is too long");
     for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+        if (*p != '/')
+            continue;
         *p = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return replica_fail(err, REPLICA_EIO, "mkdir %s: %s", buf, strerror(errno));
@@ -635,7 +657,8 @@ static int replay(struct replica *r, struct replica_recovery *rec, char *err)
                               "WAL replay: %s", msg);
             break;
         }
-        if (!has) break;
+        if (!has)
+            break;
         Vecshard__V1__WriteBatch *b = vecshard__v1__write_batch__unpack(NULL, wr.len, wr.data);
         if (!b) {
             rc = replica_fail(err, REPLICA_ECORRUPT,
@@ -644,7 +667,8 @@ static int replay(struct replica *r, struct replica_recovery *rec, char *err)
         }
         size_t packed;
         rc = validate_batch(r, b, false, &packed, msg);
-        if (rc == REPLICA_OK) rc = apply_batch(r, b, msg);
+        if (rc == REPLICA_OK)
+            rc = apply_batch(r, b, msg);
         vecshard__v1__write_batch__free_unpacked(b, NULL);
         if (rc) {
             rc = replica_fail(err, rc == REPLICA_ENOMEM ? rc : REPLICA_ECORRUPT,
@@ -653,7 +677,8 @@ static int replay(struct replica *r, struct replica_recovery *rec, char *err)
         }
         replica_history_note(r, wr.lsn, wr.epoch);
         atomic_store(&r->lsn, wr.lsn);
-        if (wr.epoch > atomic_load(&r->epoch)) atomic_store(&r->epoch, wr.epoch);
+        if (wr.epoch > atomic_load(&r->epoch))
+            atomic_store(&r->epoch, wr.epoch);
         atomic_fetch_add(&r->wal_since_snapshot, WAL_RECORD_HEADER + (uint64_t)wr.len);
         atomic_fetch_add(&r->records_since_snapshot, 1);
         rec->replayed++;
@@ -728,12 +753,12 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
         return replica_fail(err, rc == WAL_ECORRUPT ? REPLICA_ECORRUPT : wal_code(rc),
                             "opening the WAL of %s/%u: %s", r->collection, r->shard, wmsg);
     uint64_t snap = atomic_load(&r->lsn);
-    if (rec->wal.records == 0) return REPLICA_OK;
+    if (rec->wal.records == 0)
+        return REPLICA_OK;
     if (rec->wal.first_lsn > snap + 1)
         return replica_fail(err, REPLICA_ECORRUPT,
-                            "the WAL starts at lsn %" PRIu64
-                            " but the %s covers only up to lsn %" PRIu64 ": records %" PRIu64
-                            "..%" PRIu64 " are missing",
+                            "the WAL starts at lsn %" PRIu64 " but the %s covers only up to lsn %" PRIu64
+                            ": records %" PRIu64 "..%" PRIu64 " are missing",
                             rec->wal.first_lsn, snap ? "snapshot" : "empty state", snap, snap + 1,
                             rec->wal.first_lsn - 1);
     if (rec->wal.last_lsn < snap) {
@@ -756,7 +781,8 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!cfg || !cfg->dir || !*cfg->dir)
         return replica_fail(err, REPLICA_EINVAL, "config.dir is missing");
-    if (!cfg->collection || !*cfg->collection || strlen(cfg->collection) >= SNAPSHOT_COLLECTION_MAX)
+    if (!cfg->collection || !*cfg->collection ||
+        strlen(cfg->collection) >= SNAPSHOT_COLLECTION_MAX)
         return replica_fail(err, REPLICA_EINVAL, "config.collection must have 1..%d characters",
                             SNAPSHOT_COLLECTION_MAX - 1);
     if (cfg->hnsw.dim == 0 || cfg->hnsw.dim > HNSW_MAX_DIM)
@@ -766,9 +792,11 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
         return replica_fail(err, REPLICA_EINVAL, "config.fsync %d is not always, batch or none",
                             cfg->fsync);
     int rc = mkdir_p(cfg->dir, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     struct replica *r = calloc(1, sizeof *r);
-    if (!r) return replica_fail(err, REPLICA_ENOMEM, "out of memory");
+    if (!r)
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory");
     pthread_mutex_init(&r->write_lock, NULL);
     pthread_mutex_init(&r->snap_lock, NULL);
     pthread_mutex_init(&r->err_lock, NULL);
@@ -789,11 +817,14 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
     r->shard = cfg->shard;
     r->dim = cfg->hnsw.dim;
     r->metric = cfg->hnsw.metric;
-    if (r->cfg.ef_search == 0) r->cfg.ef_search = REPLICA_EF_SEARCH_DEFAULT;
-    if (r->cfg.max_batch == 0) r->cfg.max_batch = REPLICA_MAX_BATCH_DEFAULT;
+    if (r->cfg.ef_search == 0)
+        r->cfg.ef_search = REPLICA_EF_SEARCH_DEFAULT;
+    if (r->cfg.max_batch == 0)
+        r->cfg.max_batch = REPLICA_MAX_BATCH_DEFAULT;
     if (r->cfg.max_payload == 0 || r->cfg.max_payload > PAYLOAD_MAX_BYTES)
         r->cfg.max_payload = PAYLOAD_MAX_BYTES;
-    if ((rc = recover(r, rec, err))) goto fail;
+    if ((rc = recover(r, rec, err)))
+        goto fail;
     rec->lsn = atomic_load(&r->lsn);
     if (r->cfg.snapshot_wal_bytes || r->cfg.snapshot_wal_records || r->cfg.snapshot_age_ms) {
         if (pthread_create(&r->bg, NULL, snapshot_main, r) != 0) {
@@ -814,7 +845,8 @@ fail:
 
 int replica_close(struct replica *r, char *err)
 {
-    if (!r) return REPLICA_OK;
+    if (!r)
+        return REPLICA_OK;
     if (r->bg_running) {
         pthread_mutex_lock(&r->bg_lock);
         r->stop = true;
@@ -824,7 +856,8 @@ int replica_close(struct replica *r, char *err)
     }
     char msg[WAL_ERR_MAX];
     int rc = wal_close(r->wal, msg);
-    if (rc) rc = replica_fail(err, wal_code(rc), "closing the WAL: %s", msg);
+    if (rc)
+        rc = replica_fail(err, wal_code(rc), "closing the WAL: %s", msg);
     destroy(r);
     return rc;
 }
@@ -843,14 +876,14 @@ int replica_remove_files(const char *dir, char *err)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT
-                   ? REPLICA_OK
-                   : replica_fail(err, REPLICA_EIO, "open %s: %s", dir, strerror(errno));
+        return errno == ENOENT ? REPLICA_OK
+                               : replica_fail(err, REPLICA_EIO, "open %s: %s", dir, strerror(errno));
     char path[4096];
     int rc = REPLICA_OK;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!replica_file(e->d_name)) continue;
+        if (!replica_file(e->d_name))
+            continue;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path ||
             (unlink(path) != 0 && errno != ENOENT)) {
             rc = replica_fail(err, REPLICA_EIO, "unlink %s: %s", path, strerror(errno));

@@ -37,7 +37,8 @@ void tn_rmdir(const char *dir)
 int tn_count_files(const char *dir, const char *prefix, const char *suffix)
 {
     DIR *d = opendir(dir);
-    if (!d) return -1;
+    if (!d)
+        return -1;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
@@ -85,7 +86,8 @@ void tn_vector(uint64_t id, uint64_t version, uint32_t dim, float *out)
 
 uint32_t tn_payload(uint64_t id, uint64_t version, uint8_t *out)
 {
-    if ((id + version) % 7 == 0) return 0;
+    if ((id + version) % 7 == 0)
+        return 0;
     int n = snprintf((char *)out, 400, "point %llu version %llu ", (unsigned long long)id,
                      (unsigned long long)version);
     uint32_t len = (uint32_t)n + (uint32_t)((id * 31 + version) % 300);
@@ -117,7 +119,8 @@ struct tn_batch *tn_batch_new(uint32_t dim, const uint64_t *ids, size_t n, uint6
         p->payload.len = tn_payload(ids[i], version, p->payload.data);
         t->pp[i] = p;
     }
-    if (nd) memcpy(t->dels, dels, nd * sizeof *dels);
+    if (nd)
+        memcpy(t->dels, dels, nd * sizeof *dels);
     t->b.n_upserts = n;
     t->b.upserts = t->pp;
     t->b.n_deletes = nd;
@@ -127,7 +130,8 @@ struct tn_batch *tn_batch_new(uint32_t dim, const uint64_t *ids, size_t n, uint6
 
 void tn_batch_free(struct tn_batch *t)
 {
-    if (!t) return;
+    if (!t)
+        return;
     free(t->pts);
     free(t->pp);
     free(t->vecs);
@@ -138,7 +142,8 @@ void tn_batch_free(struct tn_batch *t)
 
 int main(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
     register_wal_tests();
     register_history_tests();
     register_snapshot_tests();

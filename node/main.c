@@ -231,6 +231,21 @@ int main(int argc, char **argv)
                   log_quote(eerr.msg));
         goto fail;
     }
+    struct repl_config pcfg = {
+        .reg = reg,
+        .rpc = svc.rpc,
+        .etcd = etcd,
+        .prefix = cfg.etcd_prefix,
+        .node_id = cfg.node_id,
+        .addr = svc.addr,
+        .timeout_ms = cfg.replicate_timeout_ms,
+    };
+    struct repl *repl = NULL;
+    if (repl_create(&pcfg, &repl, err, sizeof err) != 0) {
+        log_error("cannot start replication", "error=%s", log_quote(err));
+        goto fail;
+    }
+    atomic_store(&svc.repl, repl);
     struct node_meta_config mcfg = {
         .etcd = etcd,
         .prefix = cfg.etcd_prefix,
@@ -257,6 +272,7 @@ fail:
     /* Stop serving first, so no handler borrows a replica while it closes. */
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
+    repl_destroy(atomic_exchange(&svc.repl, NULL));
     if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
         node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
     transfers_destroy(svc.xfer);

@@ -61,6 +61,9 @@ static const struct flags_spec flags[] = {
      "etcd lease TTL in seconds (kept alive every TTL/3)"},
     {"etcd-timeout-ms", FLAGS_INT, "2000", 100, 60000, F(etcd_timeout_ms),
      "bound of every etcd request (keep well below the lease TTL)"},
+    {"replicate-timeout-ms", FLAGS_INT, "2000", 50, 600000, F(replicate_timeout_ms),
+     "an in-sync backup that has not acknowledged a write within this is removed from in_sync "
+     "(docs/replication.md §3)"},
     {"log-level", FLAGS_ENUM, "info", 0, 0, F(log_level), "debug, info, warn or error",
      log_level_parse, "one of debug, info, warn, error"},
     {"snapshot-wal-bytes", FLAGS_SIZE, "64MiB", 1u << 16, UINT64_MAX, F(snapshot_wal_bytes),

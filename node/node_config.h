@@ -26,6 +26,7 @@ struct node_config {
     int threads;          /* rpc worker threads */
     int lease_ttl;        /* seconds */
     long etcd_timeout_ms; /* bound of every unary etcd call */
+    int replicate_timeout_ms; /* a backup not acknowledging within this leaves in_sync */
     int log_level;        /* enum log_level */
     uint64_t snapshot_wal_bytes;
     uint64_t snapshot_wal_records;

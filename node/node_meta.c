@@ -1,7 +1,7 @@
 /*
  * node_meta.c — registration lease, shard-map cache and reconciliation.
  *
- * Cache. Each watched prefix (collections/, shards/) has a table of parsed
+ * Cache. Each watched prefix (collections/, shards/, nodes/) has a table of parsed
  * entries and the revision it was last listed at. A list replaces the table
  * whole; a watch event changes one entry and is ignored when its revision is
  * not newer than the last list, because that list already contains it. This
@@ -12,7 +12,8 @@
  * Reconciliation. Every change bumps `gen` and wakes the sync thread, which
  * derives the assignments (shard entries whose `replicas` holds this node
  * and whose collection is known) and hands them to node_shards_reconcile
- * outside the lock. Nothing is reconciled before both prefixes were listed
+ * outside the lock, with the registered nodes' addresses (node_shards_set_nodes: the
+ * replication senders' peers, kept through etcd outages). Nothing is reconciled before both prefixes were listed
  * once: until then the registry keeps what node_shards_load_local opened.
  *
  * Bad JSON in etcd is logged at each change and each (re-)list, and the entry is skipped (a
@@ -38,7 +39,7 @@
 #include "common/util/log.h"
 #include "node/storage/trash.h"
 
-enum { P_COLL = 0, P_SHARD = 1 };
+enum { P_COLL = 0, P_SHARD = 1, P_NODE = 2, NPREFIX = 3 };
 
 /* One parsed shard-map entry. */
 struct shard_entry {
@@ -46,7 +47,14 @@ struct shard_entry {
     uint32_t shard;
     uint64_t epoch;
     char primary[NODE_ID_MAX + 1];
+    struct node_ids replicas, in_sync;
     bool mine; /* `replicas` lists this node */
+};
+
+/* One registered node: nodes/<id>. */
+struct node_entry {
+    char id[NODE_ID_MAX + 1];
+    char addr[256];
 };
 
 /* One cached key under a watched prefix. */
@@ -56,6 +64,7 @@ struct cache_ent {
     union {
         struct node_collection coll;
         struct shard_entry shard;
+        struct node_entry node;
     } u;
 };
 
@@ -74,7 +83,7 @@ struct cache {
 struct node_meta {
     char *prefix, *node_id, *addr, *version, *node_key, *data_dir;
     int64_t trash_grace_ms;
-    char *prefixes[2]; /* "<prefix>/collections/", "<prefix>/shards/" */
+    char *prefixes[NPREFIX]; /* "<prefix>/collections/", "<prefix>/shards/", "<prefix>/nodes/" */
     uint64_t capacity;
     int64_t started_at_ms;
     int lease_ttl;
@@ -83,16 +92,16 @@ struct node_meta {
 
     pthread_mutex_t lock;
     pthread_cond_t cv;
-    struct cache cache[2];
+    struct cache cache[NPREFIX];
     uint64_t gen, applied_gen; /* cache changes made / reconciled */
     bool stop_sync, stop_lease;
     bool registered, lost;
     int64_t lease;
     etcd_lease_keeper *keeper;
-    bool watch_ok[2];
+    bool watch_ok[NPREFIX];
 
-    etcd_watch *watch[2];
-    struct watch_arg wargs[2];
+    etcd_watch *watch[NPREFIX];
+    struct watch_arg wargs[NPREFIX];
     pthread_t sync_thread, lease_thread;
     bool sync_running, lease_running;
 };
@@ -156,6 +165,14 @@ char *node_collection_format(const struct node_collection *c)
     return cluster_collection_format(&cc);
 }
 
+/* Copies up to NODE_REPLICAS_MAX ids of a cluster list. */
+static void node_ids_from(struct node_ids *out, const struct cluster_ids *in)
+{
+    out->n = 0;
+    for (uint32_t i = 0; i < in->n && out->n < NODE_REPLICAS_MAX; i++)
+        snprintf(out->v[out->n++], sizeof out->v[0], "%s", in->v[i]);
+}
+
 /* Parses a shard-map document; sets e->mine when `replicas` lists node_id. */
 static int shard_parse(const char *json, size_t len, const char *node_id, struct shard_entry *e,
                        char *err, size_t errlen)
@@ -165,6 +182,8 @@ static int shard_parse(const char *json, size_t len, const char *node_id, struct
     e->epoch = s.epoch;
     snprintf(e->primary, sizeof e->primary, "%s", s.primary);
     e->mine = cluster_ids_has(&s.replicas, node_id);
+    node_ids_from(&e->replicas, &s.replicas);
+    node_ids_from(&e->in_sync, &s.in_sync);
     cluster_shard_clear(&s);
     return 0;
 }
@@ -194,6 +213,19 @@ static int parse_entry(struct node_meta *m, int p, const char *rel, const char *
             log_warn("collection config names another collection; using the key", "key=%s name=%s",
                      rel, ent->u.coll.name);
         snprintf(ent->u.coll.name, sizeof ent->u.coll.name, "%s", rel);
+        return 0;
+    }
+    if (p == P_NODE) {
+        struct cluster_node n;
+        if (rel[0] == '\0' || strchr(rel, '/') != NULL || strlen(rel) > NODE_ID_MAX) return -1;
+        if (cluster_node_parse(val, len, &n, err, sizeof err) != 0) {
+            log_warn("ignoring unreadable node registration", "node=%s error=%s", rel,
+                     log_quote(err));
+            return -1;
+        }
+        snprintf(ent->u.node.id, sizeof ent->u.node.id, "%s", rel);
+        snprintf(ent->u.node.addr, sizeof ent->u.node.addr, "%s", n.addr);
+        cluster_node_clear(&n);
         return 0;
     }
     if (cluster_key_parse_shard(rel, ent->u.shard.name, &ent->u.shard.shard) != 0) {
@@ -323,25 +355,25 @@ static void apply_list(struct node_meta *m, int p, const etcd_kvs *kvs)
 /* Lists both prefixes and applies them. 0, or -1 if etcd did not answer. */
 static int resync(struct node_meta *m)
 {
-    etcd_kvs kvs[2];
+    etcd_kvs kvs[NPREFIX];
     memset(kvs, 0, sizeof kvs);
     etcd_err err;
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < NPREFIX; p++) {
         etcd_status st = etcd_range(m->etcd, m->prefixes[p], 0, &kvs[p], &err);
         if (st != ETCD_OK) {
             log_debug("cannot list etcd prefix", "prefix=%s error=%s", m->prefixes[p],
                       log_quote(err.msg));
-            etcd_kvs_free(&kvs[0]);
-            etcd_kvs_free(&kvs[1]);
+            for (int q = 0; q < NPREFIX; q++)
+                etcd_kvs_free(&kvs[q]);
             return -1;
         }
     }
     pthread_mutex_lock(&m->lock);
-    apply_list(m, P_COLL, &kvs[0]);
-    apply_list(m, P_SHARD, &kvs[1]);
+    for (int p = 0; p < NPREFIX; p++)
+        apply_list(m, p, &kvs[p]);
     pthread_mutex_unlock(&m->lock);
-    etcd_kvs_free(&kvs[0]);
-    etcd_kvs_free(&kvs[1]);
+    for (int p = 0; p < NPREFIX; p++)
+        etcd_kvs_free(&kvs[p]);
     return 0;
 }
 
@@ -445,8 +477,26 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
         a->shard = e->shard;
         a->epoch = e->epoch;
         snprintf(a->primary, sizeof a->primary, "%s", e->primary);
+        a->replicas = e->replicas;
+        a->in_sync = e->in_sync;
     }
     return 0;
+}
+
+/* Hands the registered nodes (ids and addresses) to the registry. Lock held. */
+static void publish_nodes(struct node_meta *m)
+{
+    struct cache *nc = &m->cache[P_NODE];
+    char **ids = calloc(nc->n + 1, sizeof *ids), **addrs = calloc(nc->n + 1, sizeof *addrs);
+    if (ids != NULL && addrs != NULL) {
+        for (size_t i = 0; i < nc->n; i++) {
+            ids[i] = nc->v[i].u.node.id;
+            addrs[i] = nc->v[i].u.node.addr;
+        }
+        node_shards_set_nodes(m->reg, ids, addrs, nc->n);
+    }
+    free(ids);
+    free(addrs);
 }
 
 /*
@@ -515,7 +565,8 @@ static void *sync_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&m->lock);
         bool stop = m->stop_sync;
-        bool listed = m->cache[0].list_rev > 0 && m->cache[1].list_rev > 0;
+        bool listed = m->cache[P_COLL].list_rev > 0 && m->cache[P_SHARD].list_rev > 0 &&
+                      m->cache[P_NODE].list_rev > 0;
         pthread_mutex_unlock(&m->lock);
         if (stop) return NULL;
         if (listed) break;
@@ -530,7 +581,7 @@ static void *sync_main(void *arg)
         pthread_mutex_unlock(&m->lock);
     }
 
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < NPREFIX; p++) {
         etcd_watch_opts o = {
             .prefix = m->prefixes[p],
             .progress_notify = true,
@@ -588,6 +639,7 @@ static void *sync_main(void *arg)
         struct node_collection *cs;
         size_t nas, ncs;
         int rc = derive(m, &as, &nas, &cs, &ncs);
+        publish_nodes(m);
         pthread_mutex_unlock(&m->lock);
         if (rc == 0) {
             node_shards_reconcile(m->reg, as, nas, cs, ncs);
@@ -613,9 +665,10 @@ static void *sync_main(void *arg)
 static void on_lease_lost(void *arg, int64_t lease, etcd_status why)
 {
     struct node_meta *m = arg;
-    log_error("etcd lease lost; fencing primaries (reads continue) and registering again",
+    /* Writes go on: the epoch rule keeps a deposed primary from acknowledging alone
+     * (docs/replication.md §8), so the node does not fence itself. */
+    log_error("etcd lease lost; registering again (writes and reads continue)",
               "lease=%llx reason=%s", (unsigned long long)lease, etcd_status_str(why));
-    node_shards_set_fenced(m->reg, true);
     pthread_mutex_lock(&m->lock);
     m->lost = true;
     pthread_cond_broadcast(&m->cv);
@@ -700,7 +753,7 @@ static void drop_lease(struct node_meta *m, bool revoke)
     }
 }
 
-/* The lease thread: register, refresh the map, unfence; again after a loss. */
+/* The lease thread: register, refresh the map; again after a loss. */
 static void *lease_main(void *arg)
 {
     struct node_meta *m = arg;
@@ -721,7 +774,7 @@ static void *lease_main(void *arg)
         pthread_mutex_unlock(&m->lock);
         if (stale_keeper) drop_lease(m, true);
         int rc = register_once(m, failures > 0 && failures % 30 != 0);
-        /* A fresh list of the shard map must be reconciled before unfencing. */
+        /* A fresh list of the shard map is reconciled before the node counts as registered. */
         while (rc == 0) {
             if (resync(m) == 0) break;
             pthread_mutex_lock(&m->lock);
@@ -743,17 +796,13 @@ static void *lease_main(void *arg)
         }
         failures = 0;
         /* A lease loss may have left a watch stream on a dead connection. */
-        for (int p = 0; p < 2; p++)
+        for (int p = 0; p < NPREFIX; p++)
             if (m->watch[p] != NULL) etcd_watch_reconnect(m->watch[p]);
         uint64_t want = m->gen;
         while (m->applied_gen < want && !m->stop_lease && !m->stop_sync && !m->lost)
             timed_wait(m, 200);
         if (m->lost || m->stop_lease) continue;
         m->registered = true;
-        pthread_mutex_unlock(&m->lock);
-        node_shards_set_fenced(m->reg, false);
-        log_info("accepting writes as primary", "node_id=%s", m->node_id);
-        pthread_mutex_lock(&m->lock);
     }
     pthread_mutex_unlock(&m->lock);
     return NULL;
@@ -790,13 +839,14 @@ int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
     if (m->data_dir == NULL || m->prefix == NULL || m->node_id == NULL || m->addr == NULL ||
         m->version == NULL || (m->node_key = cluster_key_node(cfg->prefix, cfg->node_id)) == NULL ||
         (m->prefixes[P_COLL] = cluster_key_dir(cfg->prefix, "collections")) == NULL ||
-        (m->prefixes[P_SHARD] = cluster_key_dir(cfg->prefix, "shards")) == NULL) {
+        (m->prefixes[P_SHARD] = cluster_key_dir(cfg->prefix, "shards")) == NULL ||
+        (m->prefixes[P_NODE] = cluster_key_dir(cfg->prefix, "nodes")) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     m->wargs[P_COLL] = (struct watch_arg){m, P_COLL};
     m->wargs[P_SHARD] = (struct watch_arg){m, P_SHARD};
-    node_shards_set_fenced(reg, true); /* until the first registration */
+    m->wargs[P_NODE] = (struct watch_arg){m, P_NODE};
 
     int e = pthread_create(&m->sync_thread, NULL, sync_main, m);
     if (e != 0) {
@@ -835,7 +885,7 @@ void node_meta_stop_sync(struct node_meta *m)
     pthread_mutex_unlock(&m->lock);
     if (m->sync_running) pthread_join(m->sync_thread, NULL);
     m->sync_running = false;
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < NPREFIX; p++) {
         pthread_mutex_lock(&m->lock);
         etcd_watch *w = m->watch[p];
         m->watch[p] = NULL;
@@ -855,7 +905,7 @@ void node_meta_stop(struct node_meta *m)
     pthread_mutex_unlock(&m->lock);
     if (m->lease_running) pthread_join(m->lease_thread, NULL);
     drop_lease(m, true);
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < NPREFIX; p++) {
         cache_clear(&m->cache[p]);
         free(m->prefixes[p]);
     }

@@ -6,18 +6,18 @@
  * Threads it owns:
  *   - the lease thread: registers <prefix>/nodes/<id> on a fresh lease, keeps
  *     it alive (etcd_lease_keeper, every TTL/3), and when the lease is lost
- *     fences the node's primaries and registers again, unfencing only after
- *     a fresh read of the shard map was applied (so a deposed primary never
- *     accepts a write under its old role);
- *   - the sync thread: lists <prefix>/collections/ and <prefix>/shards/,
- *     watches both from the listed revision + 1 (re-listing on compaction),
+ *     registers again. A lost lease no longer fences the node: the epoch
+ *     rule of docs/replication.md §8 keeps a deposed primary from
+ *     acknowledging alone, so an etcd outage does not stop writes;
+ *   - the sync thread: lists <prefix>/collections/, <prefix>/shards/ and
+ *     <prefix>/nodes/ (peer addresses for replication),
+ *     watches them from the listed revision + 1 (re-listing on compaction),
  *     and reconciles the registry whenever the cache changes; between
  *     changes it purges trash entries older than the grace period whose
  *     collection or assignment a fresh etcd read says is gone
  *     (trash.h).
  * While etcd is unreachable neither thread touches the registry, so the
- * node keeps serving what it hosts (reads always; writes until the lease is
- * presumed lost).
+ * node keeps serving what it hosts, reads and writes.
  */
 #ifndef VS_NODE_META_H
 #define VS_NODE_META_H

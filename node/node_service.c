@@ -11,8 +11,7 @@
  * error wins: malformed request (INVALID_ARGUMENT naming the field) →
  * collection / shard not here (NOT_FOUND) → replica damaged (DATA_LOSS,
  * "replica <coll>/<shard> is DAMAGED: <reason>") → replica still loading
- * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary,
- * fenced) → the replica's own validation of the payload (dim, NaN/Inf,
+ * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary) → the replica's own validation of the payload (dim, NaN/Inf,
  * payload and batch size) → the operation. A bad request never changes
  * state and never stops the server.
  *
@@ -133,7 +132,7 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
     rc |= rpc_server_add_unary(s, SVC "Write", &vecshard__v1__write_request__descriptor,
                                node_svc_write, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Replicate", &vecshard__v1__replicate_request__descriptor,
-                               node_svc_replicate, svc, RPC_INLINE);
+                               node_svc_replicate, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Search", &vecshard__v1__node_search_request__descriptor,
                                node_svc_search, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Get", &vecshard__v1__node_get_request__descriptor,

@@ -1,8 +1,8 @@
 /*
  * node_service.h — the vecshard.v1.ShardNode gRPC handlers of vecshard-node
  * (proto/vecshard/v1/shard_node.proto): Write, Search, Get, ShardStatus and
- * NodeStatus over the replicas of node_shards; Replicate and TransferShard
- * answer UNIMPLEMENTED until the replication issue lands. The status code
+ * NodeStatus over the replicas of node_shards, and the replication RPCs
+ * Replicate (backup side) and TransferShard (transfer.h). The status code
  * of every error case is listed in docs/node.md.
  */
 #ifndef VS_NODE_SERVICE_H
@@ -15,6 +15,7 @@
 #include "node/node_config.h"
 #include "node/node_meta.h"
 #include "node/node_shards.h"
+#include "node/replication/primary.h"
 #include "node/replication/transfer.h"
 
 /*
@@ -32,6 +33,7 @@ struct node_service {
     int64_t started_at_ms;            /* Unix ms (NodeStatus.started_at; uptime = now - it) */
     struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
     struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
+    _Atomic(struct repl *) repl;      /* primary-side replication (primary.h); NULL before etcd */
 };
 
 /* Registers every ShardNode method on s (before rpc_server_start). 0 or -1. */

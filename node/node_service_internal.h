@@ -53,7 +53,7 @@ void node_svc_placement_trailers(struct rpc_call *c, const struct node_shard_vie
 
 /* The handlers; `user` is the struct node_service. node_service_write.c: */
 
-/* Write: a batch for one shard, accepted only by its (unfenced) primary. */
+/* Write: a batch for one shard, accepted only by its primary; acked once in_sync has it. */
 grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 
 /* node_service_read.c: */
@@ -74,10 +74,10 @@ grpc_status_code node_svc_node_status(struct rpc_call *c, const ProtobufCMessage
 
 /* node_service_replication.c: */
 
-/* Replicate: UNIMPLEMENTED until primary/backup replication. */
+/* Replicate: the backup side of docs/replication.md §4. */
 grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 
-/* TransferShard: UNIMPLEMENTED until replica recovery and moves. */
+/* TransferShard: streams a full copy of a replica (transfer.h). */
 grpc_status_code node_svc_transfer_shard(struct rpc_call *c, const ProtobufCMessage *msg,
                                          struct rpc_stream *st, void *user);
 

@@ -1,6 +1,7 @@
 /*
  * node_service_status.c — the status handlers: ShardStatus (LSN, epoch,
- * counts, role and state of the matching replicas) and NodeStatus (identity
+ * counts, role and state of the matching replicas, and their replication
+ * state: in_sync, recovery, truncations, a primary's peers) and NodeStatus (identity
  * and resource use of the process).
  */
 #define _GNU_SOURCE
@@ -16,6 +17,49 @@
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
 /* ------------------------------------------------------------ status */
+
+/*
+ * The replication fields of one replica (docs/replication.md §10): in_sync,
+ * recovery, truncations, transfer progress and, on a primary, its peers.
+ * 0, or -1 on ENOMEM.
+ */
+static int fill_replication(struct node_service *svc, struct node_svc_scratch *s,
+                            const struct node_shard_view *v, Vecshard__V1__ShardReplicaStatus *st)
+{
+    st->in_sync = node_ids_has(&v->in_sync, svc->cfg->node_id);
+    st->truncations = v->truncations;
+    struct transfer_progress tp;
+    transfers_progress(svc->xfer, v->coll.name, v->shard, &tp);
+    st->transfer_bytes_done = tp.bytes_done;
+    st->transfer_bytes_total = tp.bytes_total;
+    st->transfers_completed = tp.completed;
+    st->recovery = tp.running                                       ? "transferring"
+                   : v->truncating                                  ? "truncating"
+                   : v->role == NODE_ROLE_BACKUP && !st->in_sync     ? "catching_up"
+                                                                    : "";
+    struct repl *repl = atomic_load(&svc->repl);
+    if (repl == NULL || v->role != NODE_ROLE_PRIMARY) return 0;
+    struct repl_peer_status *ps = node_svc_scratch_alloc(s, NODE_REPLICAS_MAX, sizeof *ps);
+    Vecshard__V1__ReplicaPeerStatus *pv = node_svc_scratch_alloc(s, NODE_REPLICAS_MAX, sizeof *pv);
+    Vecshard__V1__ReplicaPeerStatus **pp = node_svc_scratch_alloc(s, NODE_REPLICAS_MAX, sizeof *pp);
+    if (ps == NULL || pv == NULL || pp == NULL) return -1;
+    size_t n = repl_peers(repl, v->coll.name, v->shard, ps, NODE_REPLICAS_MAX);
+    for (size_t k = 0; k < n; k++) {
+        vecshard__v1__replica_peer_status__init(&pv[k]);
+        pv[k].node_id = ps[k].node_id;
+        pv[k].in_sync = ps[k].in_sync;
+        pv[k].acked_lsn = ps[k].acked_lsn;
+        pv[k].lag = ps[k].lag;
+        pv[k].state = ps[k].state;
+        pv[k].reason = ps[k].reason;
+        pv[k].transfer_bytes_done = ps[k].transfer_bytes_done;
+        pv[k].transfer_bytes_total = ps[k].transfer_bytes_total;
+        pp[k] = &pv[k];
+    }
+    st->peers = pp;
+    st->n_peers = n;
+    return 0;
+}
 
 /* ShardStatus: LSN, epoch, counts, role and state of matching replicas. */
 grpc_status_code node_svc_shard_status(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
@@ -63,8 +107,13 @@ grpc_status_code node_svc_shard_status(struct rpc_call *c, const ProtobufCMessag
             st[i].disk_bytes = rs.disk_bytes;
             if (st[i].epoch == 0) st[i].epoch = rs.epoch;
             st[i].state = (Vecshard__V1__ReplicaState)v.state;
+            replica_epoch_at(v.rep, rs.lsn, &st[i].last_epoch);
         }
         node_shards_release(svc->reg, e);
+        if (fill_replication(svc, &s, &views[i], &st[i]) != 0) {
+            code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
     }
     Vecshard__V1__ShardStatusResponse resp = VECSHARD__V1__SHARD_STATUS_RESPONSE__INIT;
     resp.shards = stp;
@@ -118,7 +167,7 @@ grpc_status_code node_svc_node_status(struct rpc_call *c, const ProtobufCMessage
     free(views);
     struct node_meta *meta = atomic_load(&svc->meta);
     resp.etcd_ok = meta != NULL && node_meta_registered(meta);
-    resp.fenced = node_shards_fenced(svc->reg);
+    resp.fenced = false; /* no longer used: a lost lease does not stop writes */
     if (rpc_call_reply(c, &resp.base) != 0)
         return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "reply too large");
     return GRPC_STATUS_OK;

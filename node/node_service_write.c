@@ -1,8 +1,9 @@
 /*
  * node_service_write.c — the Write handler: the placement checks of the write
- * path (stale or newer epoch, role unknown, not primary, fenced), then
- * replica_write; a batch logged but not applied stops the process
- * (NODE_EXIT_UNAPPLIED). Check order and reply ownership: node_service.c.
+ * path (stale or newer epoch, role unknown, not primary), then
+ * replica_write and the wait for every in-sync backup's acknowledgement
+ * (repl_wait, docs/replication.md §3); a batch logged but not applied stops
+ * the process (NODE_EXIT_UNAPPLIED). Check order and reply ownership: node_service.c.
  */
 #define _GNU_SOURCE
 #include "node/node_service.h"
@@ -16,7 +17,7 @@
 
 /* ------------------------------------------------------------ Write */
 
-/* Write: a batch for one shard, accepted only by its (unfenced) primary. */
+/* Write: a batch for one shard, accepted only by its primary. */
 grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
 {
     struct node_service *svc = user;
@@ -63,13 +64,6 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
                               v.primary[0] != '\0' ? v.primary : "unknown");
         goto out;
     }
-    if (v.state == NODE_STATE_FENCED) {
-        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
-                              "node %s is fenced: its etcd lease was lost, so it accepts no "
-                              "writes until it registers again",
-                              svc->cfg->node_id);
-        goto out;
-    }
     code = node_svc_check_deadline(c, "before the write");
     if (code != GRPC_STATUS_OK) goto out;
 
@@ -95,9 +89,27 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
                       req->shard, replica_code_str(rc), log_quote(err));
         goto out;
     }
+    /* Acknowledge only once every in-sync backup has the record (docs/replication.md §3). */
+    uint64_t epoch = v.epoch;
+    struct repl *repl = atomic_load(&svc->repl);
+    if (repl != NULL) {
+        char msg[NODE_ERR_MAX + 300];
+        code = repl_wait(repl, &v, lsn, &epoch, msg, sizeof msg);
+        if (code != GRPC_STATUS_OK) {
+            if (code == GRPC_STATUS_FAILED_PRECONDITION) {
+                struct node_shard_view now;
+                struct node_shard *e2 = node_shards_acquire(svc->reg, req->collection, req->shard,
+                                                            &now);
+                if (e2 != NULL) node_svc_placement_trailers(c, &now);
+                node_shards_release(svc->reg, e2);
+            }
+            code = rpc_call_error(c, code, "%s", msg);
+            goto out;
+        }
+    }
     Vecshard__V1__WriteResponse resp = VECSHARD__V1__WRITE_RESPONSE__INIT;
     resp.lsn = lsn;
-    resp.epoch = v.epoch;
+    resp.epoch = epoch;
     if (rpc_call_reply(c, &resp.base) != 0)
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot build the reply");
     log_debug("write", "collection=%s shard=%u lsn=%llu upserts=%zu deletes=%zu", req->collection,

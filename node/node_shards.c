@@ -56,11 +56,21 @@ struct node_shard {
     uint64_t epoch;
     enum node_role role;
     char primary[NODE_ID_MAX + 1];
+    struct node_ids replicas, in_sync;
     enum node_state state;
+    bool truncating;
+    uint64_t truncations;
     struct replica *rep;       /* NULL while LOADING and when DAMAGED */
     int refs;                  /* borrowers (node_shards_acquire) */
     char reason[NODE_ERR_MAX]; /* why DAMAGED */
     char dir[PATH_MAX];
+};
+
+/* A node of the cluster as last seen in etcd. */
+struct known_node {
+    char id[NODE_ID_MAX + 1];
+    char addr[256];
+    bool registered;
 };
 
 /* One --reset-replica item. */
@@ -86,7 +96,8 @@ struct node_shards {
     size_t n, cap;
     struct node_collection *colls;
     size_t ncolls;
-    bool fenced;
+    struct known_node *nodes; /* every node seen under <prefix>/nodes/ */
+    size_t nnodes;
 };
 
 /* ------------------------------------------------------------ files */
@@ -198,6 +209,14 @@ static void table_remove(struct node_shards *reg, struct node_shard *e)
             reg->v[i] = reg->v[--reg->n];
             return;
         }
+}
+
+/* The role of this node in an entry naming primary. */
+static enum node_role role_of(const struct node_shards *reg, const char *primary)
+{
+    return primary[0] == '\0'                   ? NODE_ROLE_UNKNOWN
+           : strcmp(primary, reg->node_id) == 0 ? NODE_ROLE_PRIMARY
+                                                : NODE_ROLE_BACKUP;
 }
 
 /* True if the collection's replica files would be incompatible with *b. */
@@ -397,7 +416,9 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
 
 /* Creates a LOADING entry for (coll, shard) in the table; NULL on ENOMEM (logged). */
 static struct node_shard *add_loading(struct node_shards *reg, const struct node_collection *coll,
-                                      uint32_t shard, uint64_t epoch, const char *primary)
+                                      uint32_t shard, uint64_t epoch, const char *primary,
+                                      const struct node_ids *replicas,
+                                      const struct node_ids *in_sync)
 {
     struct node_shard *e = calloc(1, sizeof *e);
     if (e == NULL) {
@@ -408,9 +429,9 @@ static struct node_shard *add_loading(struct node_shards *reg, const struct node
     e->shard = shard;
     e->epoch = epoch;
     snprintf(e->primary, sizeof e->primary, "%s", primary);
-    e->role = primary[0] == '\0'                   ? NODE_ROLE_UNKNOWN
-              : strcmp(primary, reg->node_id) == 0 ? NODE_ROLE_PRIMARY
-                                                   : NODE_ROLE_BACKUP;
+    e->role = role_of(reg, primary);
+    if (replicas != NULL) e->replicas = *replicas;
+    if (in_sync != NULL) e->in_sync = *in_sync;
     e->state = NODE_STATE_LOADING;
     snprintf(e->dir, sizeof e->dir, "%s/%s/%u", reg->data_dir, coll->name, shard);
 
@@ -436,11 +457,11 @@ static void open_or_drop(struct node_shards *reg, struct node_shard *e)
     free(e);
 }
 
-/* Creates a LOADING entry for (coll, shard), opens it; on failure drops it again. */
-static void add_and_open(struct node_shards *reg, const struct node_collection *coll,
-                         uint32_t shard, uint64_t epoch, const char *primary)
+/* Creates a LOADING entry for an assignment, opens it; on failure drops it again. */
+static void add_and_open(struct node_shards *reg, const struct node_assignment *a)
 {
-    struct node_shard *e = add_loading(reg, coll, shard, epoch, primary);
+    struct node_shard *e =
+        add_loading(reg, &a->coll, a->shard, a->epoch, a->primary, &a->replicas, &a->in_sync);
     if (e != NULL) open_or_drop(reg, e);
 }
 
@@ -657,7 +678,7 @@ int node_shards_load_local(struct node_shards *reg)
                 if (v == NULL) break;
                 job.v = v;
             }
-            struct node_shard *e = add_loading(reg, &coll, (uint32_t)sh, 0, "");
+            struct node_shard *e = add_loading(reg, &coll, (uint32_t)sh, 0, "", NULL, NULL);
             if (e != NULL) job.v[job.n++] = e;
         }
         closedir(sd);
@@ -703,9 +724,13 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
             drop[ndrop++] = e;
             continue;
         }
-        enum node_role role = as->primary[0] == '\0'                   ? NODE_ROLE_UNKNOWN
-                              : strcmp(as->primary, reg->node_id) == 0 ? NODE_ROLE_PRIMARY
-                                                                       : NODE_ROLE_BACKUP;
+        e->coll.ef_search = as->coll.ef_search;
+        e->coll.created_at = as->coll.created_at;
+        e->coll.shards = as->coll.shards;
+        e->coll.replication_factor = as->coll.replication_factor;
+        /* The node's own CAS (node_shards_adopt) may be ahead of the watch: never go back. */
+        if (e->role != NODE_ROLE_UNKNOWN && as->epoch <= e->epoch) continue;
+        enum node_role role = role_of(reg, as->primary);
         if (role != e->role || as->epoch != e->epoch)
             log_info("replica role", "collection=%s shard=%u role=%s epoch=%llu primary=%s",
                      e->coll.name, e->shard,
@@ -715,10 +740,8 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
                      (unsigned long long)as->epoch, log_quote(as->primary));
         e->role = role;
         e->epoch = as->epoch;
-        e->coll.ef_search = as->coll.ef_search;
-        e->coll.created_at = as->coll.created_at;
-        e->coll.shards = as->coll.shards;
-        e->coll.replication_factor = as->coll.replication_factor;
+        e->replicas = as->replicas;
+        e->in_sync = as->in_sync;
         snprintf(e->primary, sizeof e->primary, "%s", as->primary);
     }
     pthread_mutex_unlock(&reg->lock);
@@ -751,39 +774,162 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
         log_info("opening assigned replica", "collection=%s shard=%u epoch=%llu primary=%s",
                  a[j].coll.name, a[j].shard, (unsigned long long)a[j].epoch,
                  log_quote(a[j].primary));
-        add_and_open(reg, &a[j].coll, a[j].shard, a[j].epoch, a[j].primary);
+        add_and_open(reg, &a[j]);
     }
 }
 
-/* Sets the fenced flag. */
-void node_shards_set_fenced(struct node_shards *reg, bool fenced)
+/* True when ids lists id. */
+bool node_ids_has(const struct node_ids *ids, const char *id)
+{
+    for (uint32_t i = 0; i < ids->n; i++)
+        if (strcmp(ids->v[i], id) == 0) return true;
+    return false;
+}
+
+/* Takes a newer shard entry the node learned itself (see node_shards.h). */
+bool node_shards_adopt(struct node_shards *reg, const char *collection, uint32_t shard,
+                       uint64_t epoch, const char *primary, const struct node_ids *replicas,
+                       const struct node_ids *in_sync)
 {
     pthread_mutex_lock(&reg->lock);
-    reg->fenced = fenced;
+    long i = find(reg, collection, shard);
+    bool applied = i >= 0 && epoch > reg->v[i]->epoch;
+    if (applied) {
+        struct node_shard *e = reg->v[i];
+        e->epoch = epoch;
+        snprintf(e->primary, sizeof e->primary, "%s", primary);
+        e->role = role_of(reg, primary);
+        if (replicas != NULL) e->replicas = *replicas;
+        if (in_sync != NULL) e->in_sync = *in_sync;
+        log_info("replica role", "collection=%s shard=%u role=%s epoch=%llu primary=%s source=self",
+                 collection, shard, e->role == NODE_ROLE_PRIMARY ? "primary" : "backup",
+                 (unsigned long long)epoch, log_quote(primary));
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return applied;
+}
+
+/* Replaces the registered node list, keeping gone nodes' last addresses. */
+void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs,
+                           size_t n)
+{
+    pthread_mutex_lock(&reg->lock);
+    for (size_t k = 0; k < reg->nnodes; k++)
+        reg->nodes[k].registered = false;
+    for (size_t i = 0; i < n; i++) {
+        struct known_node *kn = NULL;
+        for (size_t k = 0; k < reg->nnodes && kn == NULL; k++)
+            if (strcmp(reg->nodes[k].id, ids[i]) == 0) kn = &reg->nodes[k];
+        if (kn == NULL) {
+            struct known_node *v = realloc(reg->nodes, (reg->nnodes + 1) * sizeof *v);
+            if (v == NULL) continue;
+            reg->nodes = v;
+            kn = &reg->nodes[reg->nnodes++];
+            snprintf(kn->id, sizeof kn->id, "%s", ids[i]);
+        }
+        snprintf(kn->addr, sizeof kn->addr, "%s", addrs[i]);
+        kn->registered = true;
+    }
     pthread_mutex_unlock(&reg->lock);
 }
 
-/* Reads the fenced flag. */
-bool node_shards_fenced(struct node_shards *reg)
+/* Address of a node (see node_shards.h). */
+int node_shards_node_addr(struct node_shards *reg, const char *id, char *addr, size_t size)
 {
+    int rc = -1;
     pthread_mutex_lock(&reg->lock);
-    bool f = reg->fenced;
+    for (size_t k = 0; k < reg->nnodes && rc < 0; k++)
+        if (strcmp(reg->nodes[k].id, id) == 0) {
+            snprintf(addr, size, "%s", reg->nodes[k].addr);
+            rc = reg->nodes[k].registered ? 1 : 0;
+        }
     pthread_mutex_unlock(&reg->lock);
-    return f;
+    return rc;
+}
+
+/* Cuts a replica's tail after after_lsn (see node_shards.h). */
+int node_shards_truncate(struct node_shards *reg, const char *collection, uint32_t shard,
+                         uint64_t after_lsn, uint64_t *cut, char *err, size_t errlen)
+{
+    *cut = 0;
+    pthread_mutex_lock(&reg->lock);
+    long i = find(reg, collection, shard);
+    struct node_shard *e = i >= 0 ? reg->v[i] : NULL;
+    if (e == NULL || e->state != NODE_STATE_READY || e->rep == NULL || e->truncating) {
+        pthread_mutex_unlock(&reg->lock);
+        snprintf(err, errlen, "replica %s/%u is not READY", collection, shard);
+        return -1;
+    }
+    /* Our own borrow keeps a concurrent removal waiting until the replica is back. */
+    e->refs++;
+    e->truncating = true;
+    pthread_mutex_unlock(&reg->lock);
+    struct replica_stat st;
+    replica_status(e->rep, &st);
+    pthread_mutex_lock(&reg->lock);
+    if (st.snapshot_lsn > after_lsn) {
+        e->truncating = false;
+        if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+        pthread_mutex_unlock(&reg->lock);
+        snprintf(err, errlen,
+                 "the snapshot at lsn %llu holds records after the truncation point %llu",
+                 (unsigned long long)st.snapshot_lsn, (unsigned long long)after_lsn);
+        return -1;
+    }
+    e->state = NODE_STATE_LOADING;
+    struct replica *rep = e->rep;
+    e->rep = NULL;
+    while (e->refs > 1)
+        pthread_cond_wait(&reg->cv, &reg->lock);
+    pthread_mutex_unlock(&reg->lock);
+
+    char rerr[REPLICA_ERR_MAX], werr[WAL_ERR_MAX];
+    int rc = 0;
+    if (replica_close(rep, rerr) != REPLICA_OK)
+        log_error("closing replica for truncation failed", "collection=%s shard=%u error=%s",
+                  collection, shard, log_quote(rerr));
+    struct wal_options wo;
+    wal_options_init(&wo);
+    wo.fsync = (enum wal_fsync)reg->fsync;
+    struct wal_recovery wrec;
+    struct wal *w = NULL;
+    if (wal_open(e->dir, &wo, &w, &wrec, werr) != WAL_OK ||
+        wal_truncate_after(w, after_lsn, cut, werr) != WAL_OK) {
+        snprintf(err, errlen, "cutting the WAL after lsn %llu: %s", (unsigned long long)after_lsn,
+                 werr);
+        rc = -1;
+    }
+    wal_close(w, NULL);
+    if (open_entry(reg, e) != 0 || e->rep == NULL) {
+        if (rc == 0) snprintf(err, errlen, "reopening the replica after the truncation failed");
+        rc = -1;
+    }
+    pthread_mutex_lock(&reg->lock);
+    e->truncating = false;
+    if (rc == 0) e->truncations++;
+    if (e->rep == NULL && e->state == NODE_STATE_LOADING) {
+        e->state = NODE_STATE_DAMAGED;
+        snprintf(e->reason, sizeof e->reason, "truncation after lsn %llu failed: %s",
+                 (unsigned long long)after_lsn, err);
+    }
+    if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+    pthread_mutex_unlock(&reg->lock);
+    return rc;
 }
 
 /* Fills a view of e. Lock held. */
-static void fill_view(struct node_shards *reg, const struct node_shard *e,
-                      struct node_shard_view *v)
+static void fill_view(const struct node_shard *e, struct node_shard_view *v)
 {
     v->coll = e->coll;
     v->shard = e->shard;
     v->epoch = e->epoch;
     v->role = e->role;
     v->state = e->state;
-    if (reg->fenced && e->state == NODE_STATE_READY && e->role == NODE_ROLE_PRIMARY)
-        v->state = NODE_STATE_FENCED;
     snprintf(v->primary, sizeof v->primary, "%s", e->primary);
+    v->replicas = e->replicas;
+    v->in_sync = e->in_sync;
+    v->truncating = e->truncating;
+    v->truncations = e->truncations;
     v->rep = e->rep;
     snprintf(v->reason, sizeof v->reason, "%s", e->state == NODE_STATE_DAMAGED ? e->reason : "");
 }
@@ -798,7 +944,7 @@ struct node_shard *node_shards_acquire(struct node_shards *reg, const char *coll
     if (i >= 0) {
         e = reg->v[i];
         e->refs++;
-        fill_view(reg, e, view);
+        fill_view(e, view);
     }
     pthread_mutex_unlock(&reg->lock);
     return e;
@@ -860,7 +1006,7 @@ long node_shards_list(struct node_shards *reg, const char *collection, const uin
         for (size_t j = 0; j < n_shards && !want; j++)
             want = shards[j] == e->shard;
         if (!want) continue;
-        fill_view(reg, e, &v[k++]);
+        fill_view(e, &v[k++]);
     }
     pthread_mutex_unlock(&reg->lock);
     qsort(v, k, sizeof *v, view_cmp);
@@ -957,6 +1103,7 @@ void node_shards_destroy(struct node_shards *reg)
     free(reg->v);
     free(reg->resets);
     free(reg->colls);
+    free(reg->nodes);
     free(reg->data_dir);
     free(reg->node_id);
     pthread_cond_destroy(&reg->cv);

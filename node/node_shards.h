@@ -38,6 +38,13 @@
 #define NODE_NAME_MAX CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
 #define NODE_ID_MAX   128              /* node ids */
 #define NODE_ERR_MAX  512
+#define NODE_REPLICAS_MAX 8 /* node ids kept per list of a shard entry */
+
+/* A list of node ids from a shard entry (replicas, in_sync). */
+struct node_ids {
+    uint32_t n;
+    char v[NODE_REPLICAS_MAX][NODE_ID_MAX + 1];
+};
 
 /* A collection's configuration as etcd holds it (docs/design.md §2; docs/node.md). */
 struct node_collection {
@@ -61,7 +68,7 @@ enum node_state {
     NODE_STATE_LOADING = 1,
     NODE_STATE_RECOVERING = 2,
     NODE_STATE_READY = 3,
-    NODE_STATE_FENCED = 4,
+    NODE_STATE_FENCED = 4, /* no longer used: a lost lease does not stop writes (replication.md §8) */
     NODE_STATE_DAMAGED = 5, /* files missing or damaged: no writes, no reads (DATA_LOSS) */
 };
 
@@ -71,6 +78,7 @@ struct node_assignment {
     uint32_t shard;
     uint64_t epoch;
     char primary[NODE_ID_MAX + 1]; /* "" when the entry names none */
+    struct node_ids replicas, in_sync;
     bool keep; /* etcd's entry is unreadable: leave an open replica as it is, open nothing */
 };
 
@@ -104,10 +112,13 @@ struct node_shard_view {
     uint32_t shard;
     uint64_t epoch;
     enum node_role role;
-    enum node_state state; /* NODE_STATE_FENCED when a ready primary is fenced */
+    enum node_state state;
     char primary[NODE_ID_MAX + 1];
-    struct replica *rep;       /* NULL unless state is READY or FENCED */
-    char reason[NODE_ERR_MAX]; /* why the state is DAMAGED; "" otherwise */
+    struct node_ids replicas, in_sync; /* of the shard entry this node follows */
+    bool truncating;                   /* node_shards_truncate is cutting its tail */
+    uint64_t truncations;              /* tails cut since start-up */
+    struct replica *rep;               /* NULL unless state is READY */
+    char reason[NODE_ERR_MAX];         /* why the state is DAMAGED; "" otherwise */
 };
 
 /* Creates the registry (and data_dir if missing). 0, or -1 with err filled. */
@@ -136,10 +147,42 @@ int node_shards_load_local(struct node_shards *reg);
 void node_shards_reconcile(struct node_shards *reg, const struct node_assignment *a, size_t n,
                            const struct node_collection *collections, size_t n_collections);
 
-/* Fences (true) or unfences every primary; fenced primaries refuse writes. */
-void node_shards_set_fenced(struct node_shards *reg, bool fenced);
-/* True while fenced. */
-bool node_shards_fenced(struct node_shards *reg);
+/* True when ids lists id. */
+bool node_ids_has(const struct node_ids *ids, const char *id);
+
+/*
+ * Takes a shard entry this node changed itself (its own CAS) or learned from
+ * a primary's Replicate: epoch, primary and, when not NULL, replicas and
+ * in_sync. Applied only when epoch is newer than the entry's (an epoch never
+ * goes backwards; the watch's later echo of the same epoch is a no-op), role
+ * recomputed. True when applied; false when older or not hosted.
+ */
+bool node_shards_adopt(struct node_shards *reg, const char *collection, uint32_t shard,
+                       uint64_t epoch, const char *primary, const struct node_ids *replicas,
+                       const struct node_ids *in_sync);
+
+/*
+ * The registered nodes of the cluster (node_meta follows <prefix>/nodes/):
+ * replaces the list; nodes absent from it stay known as unregistered with
+ * their last address, so peers are reachable through an etcd outage.
+ */
+void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs,
+                           size_t n);
+/* The address of node id into addr (size bytes): 1 registered, 0 gone (last address), -1 never
+ * seen. */
+int node_shards_node_addr(struct node_shards *reg, const char *id, char *addr, size_t size);
+
+/*
+ * Cuts the unacknowledged tail of (collection, shard): every record after
+ * after_lsn (docs/replication.md §4, TRUNCATE). Refused with -1 and err when
+ * the replica is not READY or its newest snapshot holds records after
+ * after_lsn (that needs a transfer). Otherwise the replica is taken from
+ * its borrowers (calls answer UNAVAILABLE meanwhile), closed, its WAL cut
+ * (wal_truncate_after) and reopened, replaying up to after_lsn; *cut gets
+ * the records removed. The caller must not hold a borrow of it. 0, or -1.
+ */
+int node_shards_truncate(struct node_shards *reg, const char *collection, uint32_t shard,
+                         uint64_t after_lsn, uint64_t *cut, char *err, size_t errlen);
 
 /*
  * Borrows the replica (collection, shard): fills *view and returns the

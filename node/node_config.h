@@ -22,12 +22,12 @@ struct node_config {
     char *data_dir;  /* replicas live in <data_dir>/<collection>/<shard>/ */
     char *etcd;      /* comma-separated endpoints, each with http:// */
     char *etcd_prefix;
-    int fsync;            /* enum wal_fsync */
-    int threads;          /* rpc worker threads */
-    int lease_ttl;        /* seconds */
-    long etcd_timeout_ms; /* bound of every unary etcd call */
+    int fsync;                /* enum wal_fsync */
+    int threads;              /* rpc worker threads */
+    int lease_ttl;            /* seconds */
+    long etcd_timeout_ms;     /* bound of every unary etcd call */
     int replicate_timeout_ms; /* a backup not acknowledging within this leaves in_sync */
-    int log_level;        /* enum log_level */
+    int log_level;            /* enum log_level */
     uint64_t snapshot_wal_bytes;
     uint64_t snapshot_wal_records;
     uint64_t snapshot_max_age_s;

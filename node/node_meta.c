@@ -13,8 +13,8 @@
  * derives the assignments (shard entries whose `replicas` holds this node
  * and whose collection is known) and hands them to node_shards_reconcile
  * outside the lock, with the registered nodes' addresses (node_shards_set_nodes: the
- * replication senders' peers, kept through etcd outages). Nothing is reconciled before both prefixes were listed
- * once: until then the registry keeps what node_shards_load_local opened.
+ * replication senders' peers, kept through etcd outages). Nothing is reconciled before both
+ * prefixes were listed once: until then the registry keeps what node_shards_load_local opened.
  *
  * Bad JSON in etcd is logged at each change and each (re-)list, and the entry is skipped (a
  * shard entry that cannot be read never causes data to be deleted: the

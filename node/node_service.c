@@ -11,9 +11,9 @@
  * error wins: malformed request (INVALID_ARGUMENT naming the field) →
  * collection / shard not here (NOT_FOUND) → replica damaged (DATA_LOSS,
  * "replica <coll>/<shard> is DAMAGED: <reason>") → replica still loading
- * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary) → the replica's own validation of the payload (dim, NaN/Inf,
- * payload and batch size) → the operation. A bad request never changes
- * state and never stops the server.
+ * (UNAVAILABLE) → write-path placement checks (stale epoch, not primary) → the replica's own
+ * validation of the payload (dim, NaN/Inf, payload and batch size) → the operation. A bad request
+ * never changes state and never stops the server.
  *
  * Replies point into the replica's result buffers (vectors, payloads)
  * instead of copying them; the reply is packed by rpc_call_reply before the

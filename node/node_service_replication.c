@@ -50,8 +50,8 @@ static grpc_status_code do_truncate(struct node_service *svc, struct rpc_call *c
     if (node_shards_truncate(svc->reg, req->collection, req->shard, req->truncate_after, &cut, err,
                              sizeof err) != 0) {
         log_warn("cannot truncate; asking for a transfer",
-                 "collection=%s shard=%u truncate_after=%llu epoch=%llu error=%s",
-                 req->collection, req->shard, (unsigned long long)req->truncate_after,
+                 "collection=%s shard=%u truncate_after=%llu epoch=%llu error=%s", req->collection,
+                 req->shard, (unsigned long long)req->truncate_after,
                  (unsigned long long)req->epoch, log_quote(err));
         resp->result = VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_NEED_TRANSFER;
         resp->reason = err;
@@ -84,8 +84,9 @@ static grpc_status_code do_append(struct rpc_call *c, const Vecshard__V1__Replic
     }
     bool known = replica_epoch_at(rep, req->prev_lsn, &e);
     if (!known || e != req->prev_epoch) {
-        snprintf(reason, reasonlen, "record %" PRIu64 " has epoch %s%" PRIu64 " here, %" PRIu64
-                 " on the primary", req->prev_lsn, known ? "" : "(unknown) ", e, req->prev_epoch);
+        snprintf(reason, reasonlen,
+                 "record %" PRIu64 " has epoch %s%" PRIu64 " here, %" PRIu64 " on the primary",
+                 req->prev_lsn, known ? "" : "(unknown) ", e, req->prev_epoch);
         resp->result = VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_MISMATCH;
         resp->reason = reason;
         position(rep, resp);
@@ -112,12 +113,12 @@ static grpc_status_code do_append(struct rpc_call *c, const Vecshard__V1__Replic
         }
         if (w->epoch > req->epoch)
             return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                                  "records[%zu].epoch %" PRIu64 " is newer than epoch %" PRIu64,
-                                  i, w->epoch, req->epoch);
+                                  "records[%zu].epoch %" PRIu64 " is newer than epoch %" PRIu64, i,
+                                  w->epoch, req->epoch);
         char err[REPLICA_ERR_MAX];
         uint64_t have = 0;
-        int rc = replica_apply_packed(rep, w->lsn, w->epoch, w->batch.data, w->batch.len, &have,
-                                      err);
+        int rc =
+            replica_apply_packed(rep, w->lsn, w->epoch, w->batch.data, w->batch.len, &have, err);
         if (rc == REPLICA_EUNAPPLIED) {
             log_error("stopping: a replicated batch could not be applied",
                       "collection=%s shard=%u lsn=%llu error=%s", req->collection, req->shard,
@@ -125,8 +126,8 @@ static grpc_status_code do_append(struct rpc_call *c, const Vecshard__V1__Replic
             _exit(NODE_EXIT_UNAPPLIED);
         }
         if (rc != REPLICA_OK && rc != REPLICA_ELSN_GAP)
-            return rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "records[%zu]: %s",
-                                  i, err);
+            return rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "records[%zu]: %s", i,
+                                  err);
         a = have;
         if (rc == REPLICA_ELSN_GAP) {
             resp->result = VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_GAP;
@@ -170,8 +171,8 @@ grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *
     }
     if (req->epoch > v.epoch || v.role != NODE_ROLE_BACKUP) {
         /* A newer primary: follow it (a primary that learns this has been deposed). */
-        if (node_shards_adopt(svc->reg, req->collection, req->shard, req->epoch, req->primary,
-                              NULL, NULL) &&
+        if (node_shards_adopt(svc->reg, req->collection, req->shard, req->epoch, req->primary, NULL,
+                              NULL) &&
             v.role == NODE_ROLE_PRIMARY)
             log_warn("deposed: a newer primary replicates to this node",
                      "collection=%s shard=%u epoch_from=%llu epoch_to=%llu primary=%s",
@@ -197,7 +198,8 @@ grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a transfer");
             goto out;
         }
-        log_warn("full transfer requested by the primary", "collection=%s shard=%u epoch=%llu "
+        log_warn("full transfer requested by the primary",
+                 "collection=%s shard=%u epoch=%llu "
                  "primary=%s",
                  req->collection, req->shard, (unsigned long long)req->epoch,
                  log_quote(req->primary));

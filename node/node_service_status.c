@@ -33,10 +33,10 @@ static int fill_replication(struct node_service *svc, struct node_svc_scratch *s
     st->transfer_bytes_done = tp.bytes_done;
     st->transfer_bytes_total = tp.bytes_total;
     st->transfers_completed = tp.completed;
-    st->recovery = tp.running                                       ? "transferring"
-                   : v->truncating                                  ? "truncating"
-                   : v->role == NODE_ROLE_BACKUP && !st->in_sync     ? "catching_up"
-                                                                    : "";
+    st->recovery = tp.running                                    ? "transferring"
+                   : v->truncating                               ? "truncating"
+                   : v->role == NODE_ROLE_BACKUP && !st->in_sync ? "catching_up"
+                                                                 : "";
     struct repl *repl = atomic_load(&svc->repl);
     if (repl == NULL || v->role != NODE_ROLE_PRIMARY) return 0;
     struct repl_peer_status *ps = node_svc_scratch_alloc(s, NODE_REPLICAS_MAX, sizeof *ps);

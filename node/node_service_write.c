@@ -98,8 +98,8 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
         if (code != GRPC_STATUS_OK) {
             if (code == GRPC_STATUS_FAILED_PRECONDITION) {
                 struct node_shard_view now;
-                struct node_shard *e2 = node_shards_acquire(svc->reg, req->collection, req->shard,
-                                                            &now);
+                struct node_shard *e2 =
+                    node_shards_acquire(svc->reg, req->collection, req->shard, &now);
                 if (e2 != NULL) node_svc_placement_trailers(c, &now);
                 node_shards_release(svc->reg, e2);
             }

@@ -810,8 +810,7 @@ bool node_shards_adopt(struct node_shards *reg, const char *collection, uint32_t
 }
 
 /* Replaces the registered node list, keeping gone nodes' last addresses. */
-void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs,
-                           size_t n)
+void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs, size_t n)
 {
     pthread_mutex_lock(&reg->lock);
     for (size_t k = 0; k < reg->nnodes; k++)

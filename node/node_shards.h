@@ -35,9 +35,9 @@
 #include "common/cluster/name.h"
 #include "common/hnsw/hnsw.h"
 
-#define NODE_NAME_MAX CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
-#define NODE_ID_MAX   128              /* node ids */
-#define NODE_ERR_MAX  512
+#define NODE_NAME_MAX     CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
+#define NODE_ID_MAX       128              /* node ids */
+#define NODE_ERR_MAX      512
 #define NODE_REPLICAS_MAX 8 /* node ids kept per list of a shard entry */
 
 /* A list of node ids from a shard entry (replicas, in_sync). */
@@ -68,7 +68,8 @@ enum node_state {
     NODE_STATE_LOADING = 1,
     NODE_STATE_RECOVERING = 2,
     NODE_STATE_READY = 3,
-    NODE_STATE_FENCED = 4, /* no longer used: a lost lease does not stop writes (replication.md §8) */
+    NODE_STATE_FENCED =
+        4, /* no longer used: a lost lease does not stop writes (replication.md §8) */
     NODE_STATE_DAMAGED = 5, /* files missing or damaged: no writes, no reads (DATA_LOSS) */
 };
 
@@ -166,8 +167,7 @@ bool node_shards_adopt(struct node_shards *reg, const char *collection, uint32_t
  * replaces the list; nodes absent from it stay known as unregistered with
  * their last address, so peers are reachable through an etcd outage.
  */
-void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs,
-                           size_t n);
+void node_shards_set_nodes(struct node_shards *reg, char *const *ids, char *const *addrs, size_t n);
 /* The address of node id into addr (size bytes): 1 registered, 0 gone (last address), -1 never
  * seen. */
 int node_shards_node_addr(struct node_shards *reg, const char *id, char *addr, size_t size);

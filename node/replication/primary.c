@@ -53,10 +53,11 @@ struct peer {
     char id[NODE_ID_MAX + 1];
     pthread_t thread;
     bool stop;
-    bool known;     /* acked is the peer's real position */
-    uint64_t acked; /* highest LSN it acknowledged */
-    bool failed;    /* its last call failed (an error other than a newer epoch) */
-    bool stale;     /* it answered with a newer epoch */
+    bool known;        /* acked is the peer's real position */
+    uint64_t acked;    /* highest LSN it acknowledged */
+    bool failed;       /* its last call failed (an error other than a newer epoch) */
+    int64_t failed_ms; /* rpc_now_ms when that call ended */
+    bool stale;        /* it answered with a newer epoch */
     enum next_step step;
     uint64_t truncate_after;
     char state[24];
@@ -76,12 +77,12 @@ struct group {
     pthread_cond_t cv;
     uint64_t epoch;
     struct node_ids in_sync;
-    uint64_t handed; /* highest LSN handed to a waiting write */
-    bool holding;    /* a re-add is in progress: waiting writes do not return */
+    uint64_t handed;    /* highest LSN handed to a waiting write */
+    bool holding;       /* a re-add is in progress: waiting writes do not return */
     int64_t hold_since; /* rpc_now_ms when holding began */
-    bool cas_busy;   /* a CAS on the entry is running */
-    bool deposed;    /* no longer primary: waiting writes fail */
-    int waiters;     /* repl_wait calls inside */
+    bool cas_busy;      /* a CAS on the entry is running */
+    bool deposed;       /* no longer primary: waiting writes fail */
+    int waiters;        /* repl_wait calls inside */
     struct peer *peers[NODE_REPLICAS_MAX];
     size_t npeers;
 };
@@ -283,8 +284,7 @@ static int group_cas(struct group *g, const char *peer, bool add, const char *wh
     if (st == CLUSTER_OK) {
         ids_from(&in_sync, &out.in_sync);
         ids_from(&replicas, &out.replicas);
-        node_shards_adopt(r->reg, g->coll, g->shard, out.epoch, out.primary, &replicas,
-                          &in_sync);
+        node_shards_adopt(r->reg, g->coll, g->shard, out.epoch, out.primary, &replicas, &in_sync);
     }
     pthread_mutex_lock(&g->lock);
     if (st != CLUSTER_OK) {
@@ -556,11 +556,10 @@ static long sender_round(struct peer *p)
     struct rpc_opts o = {.deadline_ms = rpc_deadline_in(r->timeout_ms)};
     struct rpc_status st;
     Vecshard__V1__ReplicateResponse *resp = NULL;
-    grpc_status_code code =
-        ch == NULL ? GRPC_STATUS_RESOURCE_EXHAUSTED
-                   : rpc_unary(ch, REPLICATE_METHOD, &req.base,
-                               &vecshard__v1__replicate_response__descriptor,
-                               (ProtobufCMessage **)&resp, &o, &st);
+    grpc_status_code code = ch == NULL ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                       : rpc_unary(ch, REPLICATE_METHOD, &req.base,
+                                                   &vecshard__v1__replicate_response__descriptor,
+                                                   (ProtobufCMessage **)&resp, &o, &st);
     uint64_t last_sent = req.n_records > 0 ? req.records[req.n_records - 1]->lsn : req.prev_lsn;
     free_records(&req);
 
@@ -579,6 +578,7 @@ static long sender_round(struct peer *p)
         pause = REPL_RETRY_MS;
     } else if (code != GRPC_STATUS_OK) {
         p->failed = true;
+        p->failed_ms = rpc_now_ms();
         p->known = false;
         char reason[RPC_DETAILS_MAX + 32];
         snprintf(reason, sizeof reason, "%s: %s", rpc_status_name(code),
@@ -591,9 +591,9 @@ static long sender_round(struct peer *p)
         switch (resp->result) {
         case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_OK: {
             uint64_t e1 = 0;
-            bool ahead = resp->applied_lsn > last_sent && step == STEP_APPEND &&
-                         (!replica_epoch_at(v.rep, resp->applied_lsn, &e1) ||
-                          e1 != resp->last_epoch);
+            bool ahead =
+                resp->applied_lsn > last_sent && step == STEP_APPEND &&
+                (!replica_epoch_at(v.rep, resp->applied_lsn, &e1) || e1 != resp->last_epoch);
             if (ahead) {
                 on_mismatch(p, v.rep, resp->applied_lsn, resp->last_epoch,
                             "the backup holds records the primary does not");
@@ -950,7 +950,8 @@ grpc_status_code repl_wait(struct repl *r, const struct node_shard_view *v, uint
             if (p == NULL) {
                 victim = m;
                 snprintf(why, sizeof why, "not in replicas");
-            } else if (p->failed) {
+            } else if (p->failed && p->failed_ms >= start) {
+                /* Failed on a call made for this write (an older failure gets a new try). */
                 victim = m;
                 snprintf(why, sizeof why, "%s", p->reason);
             } else if (waited >= r->timeout_ms) {

@@ -134,6 +134,11 @@ static grpc_status_code do_append(struct rpc_call *c, const Vecshard__V1__Replic
             break;
         }
     }
+    /* One fsync for the call's records, before they are acknowledged. */
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_sync(rep, err);
+    if (rc != REPLICA_OK)
+        return rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "%s", err);
     resp->applied_lsn = a;
     replica_epoch_at(rep, a, &resp->last_epoch);
     return GRPC_STATUS_OK;

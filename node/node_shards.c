@@ -729,7 +729,7 @@ void node_shards_reconcile(struct node_shards *reg, const struct node_assignment
         e->coll.shards = as->coll.shards;
         e->coll.replication_factor = as->coll.replication_factor;
         /* The node's own CAS (node_shards_adopt) may be ahead of the watch: never go back. */
-        if (e->role != NODE_ROLE_UNKNOWN && as->epoch <= e->epoch) continue;
+        if (e->role != NODE_ROLE_UNKNOWN && as->epoch < e->epoch) continue;
         enum node_role role = role_of(reg, as->primary);
         if (role != e->role || as->epoch != e->epoch)
             log_info("replica role", "collection=%s shard=%u role=%s epoch=%llu primary=%s",

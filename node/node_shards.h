@@ -136,8 +136,9 @@ int node_shards_create(const struct node_shards_config *cfg, struct node_shards 
 int node_shards_load_local(struct node_shards *reg);
 
 /*
- * Makes the open set equal to `a[0..n)`: updates role and epoch of replicas
- * already open (except `keep` ones, left untouched), closes replicas not listed (or whose
+ * Makes the open set equal to `a[0..n)`: updates role, epoch, replicas and
+ * in_sync of replicas already open (except `keep` ones, left untouched, and
+ * assignments older than the epoch the node adopted itself), closes replicas not listed (or whose
  * collection was recreated with another configuration) and moves their folders into the trash
  * (trash.h), removes collection folders left without replicas, opens the new ones: restored
  * from the trash if they are there, DAMAGED if their files are missing although the collection is

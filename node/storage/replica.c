@@ -355,7 +355,9 @@ static int write_locked(struct replica *r, uint64_t lsn, uint64_t epoch,
     /* A backup logs the primary's bytes as sent (raw); a primary packs the batch once. */
     size_t n = raw != NULL ? packed : vecshard__v1__write_batch__pack(b, r->pack);
     char msg[WAL_ERR_MAX];
-    int rc = wal_write(r->wal, lsn, epoch, raw != NULL ? raw : r->pack, (uint32_t)n, msg);
+    /* A backup's records (raw) are made durable together by replica_sync. */
+    int rc = raw != NULL ? wal_write_deferred(r->wal, lsn, epoch, raw, (uint32_t)n, msg)
+                         : wal_write(r->wal, lsn, epoch, r->pack, (uint32_t)n, msg);
     if (rc) {
         if (rc != WAL_ENOMEM)
             mark_failed(r, msg);
@@ -403,13 +405,14 @@ static bool snapshot_due(struct replica *r, uint64_t *wake_at)
 }
 
 /*
- * Waits for the group fsync (fsync batch), then wakes the snapshot thread
- * if a trigger fired or the write started the age clock (first).
+ * Waits for the group fsync (fsync batch; not when !wait: replica_sync
+ * makes a backup's records durable), then wakes the snapshot thread if a
+ * trigger fired or the write started the age clock (first).
  */
-static int finish_write(struct replica *r, uint64_t lsn, bool first, char *err)
+static int finish_write(struct replica *r, uint64_t lsn, bool first, bool wait, char *err)
 {
     char msg[WAL_ERR_MAX];
-    int rc = wal_wait_durable(r->wal, lsn, msg);
+    int rc = wait ? wal_wait_durable(r->wal, lsn, msg) : WAL_OK;
     if (rc) {
         mark_failed(r, msg);
         return replica_fail(err, wal_code(rc), "WAL fsync of lsn %" PRIu64 ": %s", lsn, msg);
@@ -435,7 +438,7 @@ int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBa
     uint64_t l = atomic_load(&r->lsn) + 1;
     rc = write_locked(r, l, epoch, batch, NULL, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
-    if (rc == REPLICA_OK) rc = finish_write(r, l, first, err);
+    if (rc == REPLICA_OK) rc = finish_write(r, l, first, true, err);
     if (rc == REPLICA_OK && lsn)
         *lsn = l;
     return rc;
@@ -479,7 +482,7 @@ int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
     bool first = false;
     rc = write_locked(r, lsn, epoch, batch, raw, packed, &first, err);
     pthread_mutex_unlock(&r->write_lock);
-    if (rc == REPLICA_OK) rc = finish_write(r, lsn, first, err);
+    if (rc == REPLICA_OK) rc = finish_write(r, lsn, first, raw == NULL, err);
     if (have)
         *have = atomic_load(&r->lsn);
     return rc;

@@ -271,12 +271,18 @@ uint64_t replica_history_base(struct replica *r);
 /*
  * Backup apply of one record as the primary sent it: bytes (len of them,
  * a packed WriteBatch) go to the WAL unchanged with the record's own epoch,
- * and are unpacked once for the apply. LSN rules as replica_apply (the
+ * and are unpacked once for the apply. Durable after replica_sync. LSN rules as replica_apply (the
  * caller checked the epochs of duplicates). A batch that does not decode is
  * REPLICA_EINVAL.
  */
 int replica_apply_packed(struct replica *r, uint64_t lsn, uint64_t epoch, const uint8_t *bytes,
                          size_t len, uint64_t *have, char *err);
+/*
+ * The durability of replica_apply_packed: records it applied are durable
+ * only after replica_sync returns (one fdatasync for a run of them, unless
+ * the policy is none). Call it before acknowledging them.
+ */
+int replica_sync(struct replica *r, char *err);
 /* A WAL iterator from from_lsn (wal_iter_open): REPLICA_ENOTFOUND when it was deleted. */
 int replica_wal_iter(struct replica *r, uint64_t from_lsn, struct wal_iter **out, char *err);
 

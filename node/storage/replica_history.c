@@ -10,6 +10,10 @@
  * appended only when the epoch changes, so the list holds one entry per
  * primary change, never one per record.
  *
+ * replica_apply_packed logs its record without the per-record fsync of the
+ * `always` policy; replica_sync makes a call's records durable together
+ * before the backup acknowledges them.
+ *
  * Threading: hist_lock (a leaf, replica_internal.h) protects the list; it
  * is appended to under write_lock (writes, applies, replay) and read from
  * any thread.
@@ -117,6 +121,16 @@ int replica_apply_packed(struct replica *r, uint64_t lsn, uint64_t epoch, const 
     int rc = replica_apply_raw(r, lsn, epoch, b, bytes, len, have, err);
     vecshard__v1__write_batch__free_unpacked(b, NULL);
     return rc;
+}
+
+int replica_sync(struct replica *r, char *err)
+{
+    if (r->cfg.fsync == WAL_FSYNC_NONE) return REPLICA_OK;
+    char msg[WAL_ERR_MAX];
+    int rc = wal_sync(r->wal, msg);
+    if (rc == WAL_OK) return REPLICA_OK;
+    return replica_fail(err, rc == WAL_EFAILED ? REPLICA_EFAILED : REPLICA_EIO,
+                        "WAL fsync of applied records: %s", msg);
 }
 
 int replica_wal_iter(struct replica *r, uint64_t from_lsn, struct wal_iter **out, char *err)

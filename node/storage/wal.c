@@ -756,8 +756,9 @@ static int write_all(int fd, struct iovec *iov, int n)
     return 0;
 }
 
-int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, uint32_t len,
-              char *err)
+/* wal_write and wal_write_deferred: sync says whether the ALWAYS policy fsyncs here. */
+static int write_record(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload,
+                        uint32_t len, bool sync, char *err)
 {
     if (len > WAL_MAX_PAYLOAD)
         return fail(err, WAL_EINVAL, "record of %u bytes exceeds the %u-byte limit", len,
@@ -791,7 +792,7 @@ int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, 
     s->bytes += sizeof h + len;
     if (w->first_lsn == 0) w->first_lsn = lsn;
     w->last_lsn = lsn;
-    if (w->opt.fsync == WAL_FSYNC_ALWAYS) {
+    if (sync && w->opt.fsync == WAL_FSYNC_ALWAYS) {
         wait_not_syncing(w);
         if (fdatasync(w->fd) != 0) {
             rc = set_failed(w, err, "fdatasync of a WAL record", errno);
@@ -803,6 +804,18 @@ int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, 
 out:
     pthread_mutex_unlock(&w->lock);
     return rc;
+}
+
+int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, uint32_t len,
+              char *err)
+{
+    return write_record(w, lsn, epoch, payload, len, true, err);
+}
+
+int wal_write_deferred(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload,
+                       uint32_t len, char *err)
+{
+    return write_record(w, lsn, epoch, payload, len, false, err);
 }
 
 int wal_wait_durable(struct wal *w, uint64_t lsn, char *err)

@@ -168,6 +168,13 @@ int wal_append(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload,
 int wal_write(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload, uint32_t len,
               char *err);
 int wal_wait_durable(struct wal *w, uint64_t lsn, char *err);
+/*
+ * wal_write without the fsync of the ALWAYS policy: the caller makes a run
+ * of records durable with one wal_sync (a backup applying a Replicate call's
+ * records acknowledges them together).
+ */
+int wal_write_deferred(struct wal *w, uint64_t lsn, uint64_t epoch, const void *payload,
+                       uint32_t len, char *err);
 /* Fsyncs the active segment now, whatever the policy (snapshots, shutdown). */
 int wal_sync(struct wal *w, char *err);
 

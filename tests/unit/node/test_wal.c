@@ -696,6 +696,35 @@ static void test_truncate_after(void)
     truncate_case(299, 1, 299);                    /* only the last record */
 }
 
+/* wal_write_deferred skips the ALWAYS fsync; one wal_sync makes the run durable. */
+static void test_write_deferred(void)
+{
+    char *dir = tn_tmpdir();
+    struct wal_recovery rec;
+    struct wal *w = open_wal(dir, WAL_FSYNC_ALWAYS, 1 << 20, &rec);
+    char err[WAL_ERR_MAX];
+    uint8_t buf[256];
+    fill(w, 1, 3);
+    struct wal_stats st;
+    wal_stats(w, &st);
+    uint64_t f0 = st.fsyncs;
+    CU_ASSERT_EQUAL(st.durable_lsn, 3);
+    for (uint64_t l = 4; l <= 9; l++)
+        CU_ASSERT_EQUAL(wal_write_deferred(w, l, l / 100 + 1, buf, rec_payload(l, buf), err),
+                        WAL_OK);
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.fsyncs, f0);
+    CU_ASSERT_EQUAL(st.durable_lsn, 3);
+    CU_ASSERT_EQUAL(wal_sync(w, err), WAL_OK);
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(st.fsyncs, f0 + 1);
+    CU_ASSERT_EQUAL(st.durable_lsn, 9);
+    check_records(w, 1, 9);
+    wal_close(w, NULL);
+    tn_rmdir(dir);
+    free(dir);
+}
+
 void register_wal_tests(void)
 {
     CU_pSuite s = CU_add_suite("wal", NULL, NULL);
@@ -714,6 +743,7 @@ void register_wal_tests(void)
     CU_add_test(s, "empty folder and header-only segment", test_empty_dir);
     CU_add_test(s, "iterate from an LSN, delete before an LSN", test_iterate_and_delete);
     CU_add_test(s, "group commit shares fsyncs", test_group_commit);
+    CU_add_test(s, "deferred writes: one fsync for a run", test_write_deferred);
     CU_add_test(s, "truncate after an LSN: inside, at an edge, nothing, everything",
                 test_truncate_after);
 }

@@ -483,17 +483,27 @@ static int derive(struct node_meta *m, struct node_assignment **as, size_t *nas,
     return 0;
 }
 
-/* Hands the registered nodes (ids and addresses) to the registry. Lock held. */
-static void publish_nodes(struct node_meta *m)
+/* Copies the registered nodes out of the cache (*out malloc'ed; NULL on ENOMEM). Lock held. */
+static size_t copy_nodes(struct node_meta *m, struct node_entry **out)
 {
     struct cache *nc = &m->cache[P_NODE];
-    char **ids = calloc(nc->n + 1, sizeof *ids), **addrs = calloc(nc->n + 1, sizeof *addrs);
+    *out = calloc(nc->n + 1, sizeof **out);
+    if (*out == NULL) return 0;
+    for (size_t i = 0; i < nc->n; i++)
+        (*out)[i] = nc->v[i].u.node;
+    return nc->n;
+}
+
+/* Hands the registered nodes (ids and addresses) to the registry. Lock not held. */
+static void publish_nodes(struct node_meta *m, const struct node_entry *v, size_t n)
+{
+    char **ids = calloc(n + 1, sizeof *ids), **addrs = calloc(n + 1, sizeof *addrs);
     if (ids != NULL && addrs != NULL) {
-        for (size_t i = 0; i < nc->n; i++) {
-            ids[i] = nc->v[i].u.node.id;
-            addrs[i] = nc->v[i].u.node.addr;
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = (char *)v[i].id;
+            addrs[i] = (char *)v[i].addr;
         }
-        node_shards_set_nodes(m->reg, ids, addrs, nc->n);
+        node_shards_set_nodes(m->reg, ids, addrs, n);
     }
     free(ids);
     free(addrs);
@@ -639,8 +649,11 @@ static void *sync_main(void *arg)
         struct node_collection *cs;
         size_t nas, ncs;
         int rc = derive(m, &as, &nas, &cs, &ncs);
-        publish_nodes(m);
+        struct node_entry *nodes = NULL;
+        size_t nnodes = copy_nodes(m, &nodes);
         pthread_mutex_unlock(&m->lock);
+        if (nodes != NULL) publish_nodes(m, nodes, nnodes);
+        free(nodes);
         if (rc == 0) {
             node_shards_reconcile(m->reg, as, nas, cs, ncs);
             free(as);

@@ -20,7 +20,8 @@
  * reopen its replicas and keep serving reads (docs/design.md §3).
  *
  * Concurrency: one mutex (`lock` in node_shards.c) protects the table, every
- * entry's role / epoch / primary / state / refcount and the collection list.
+ * entry's role / epoch / primary / replicas / in_sync / state / refcount, the
+ * collection list and the known nodes' addresses.
  * It is never held across disk I/O: opening and closing replicas happen
  * outside it, and only one thread (node_meta's reconciler, or main at
  * start-up and shutdown) calls the reconcile / load / close functions.

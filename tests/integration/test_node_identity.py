@@ -154,7 +154,8 @@ class NodeIdentity(harness.ClusterTestCase):
         b.data_dir = a.data_dir
         b.extra_args = ["--identity-mismatch", "adopt"]
         b.start()
-        st = c.wait_shards(b, "idc", [0])
+        # READY comes from the local reopen; epoch 2 once the shard map was read.
+        st = c.wait_shards(b, "idc", [0], epoch=2)
         self.assertEqual((st[0].state, st[0].count, st[0].epoch), (READY, 6, 2))
         self.assertEqual(get_points(b, "idc", 0, IDS), expected(IDS))
         with open(os.path.join(a.data_dir, "node-identity.txt")) as f:

@@ -4,9 +4,13 @@ writes acknowledged by the primary are on the backup byte for byte; a
 killed backup leaves in_sync by CAS and writes continue, and once restarted
 it catches up from its LSN and is added back; a Replicate at an older epoch
 is refused FAILED_PRECONDITION; a gap answers GAP with `have`; a deposed
-primary's unacknowledged tail on the backup is truncated when it rejoins;
+primary's unacknowledged tail on the backup is truncated when it rejoins; a
+paused primary (SIGSTOP, promotion, SIGCONT) acknowledges nothing after the
+promotion and rejoins as a backup;
 with etcd stopped writes continue, and a backup that dies meanwhile makes
 writes fail UNAVAILABLE (never acknowledged on one copy)."""
+import os
+import signal
 import threading
 import time
 import unittest
@@ -241,6 +245,43 @@ class NodeReplication(harness.ClusterTestCase):
         self.assert_exact(self.b, range(1, 12), missing=[9000, 9001, 9002])
         w.write_retrying(12)
         self.assertEqual(self.status(self.b).lsn, 12)
+
+    def test_paused_primary_acknowledges_nothing_after_promotion(self):
+        w = Writer(self.p)
+        for i in range(1, 21):
+            self.assertEqual(w.write(i), grpc.StatusCode.OK)
+        os.kill(self.p.proc.pid, signal.SIGSTOP)
+        try:
+            # The promotion a controller would make: node-1 primary at epoch 2, alone in in_sync.
+            self.cluster.set_shard(COLL, 0, 2, ["node-1", "node-0"], in_sync=["node-1"],
+                                   recovering=["node-0"])
+            w1 = Writer(self.b, epoch=2)
+            self.wait_until(lambda: w1.write(100) == grpc.StatusCode.OK, 10,
+                            "write on the promoted primary")
+            for i in range(101, 111):
+                self.assertEqual(w1.write(i), grpc.StatusCode.OK)
+        finally:
+            os.kill(self.p.proc.pid, signal.SIGCONT)
+        # The old primary, resumed, acknowledges nothing at its old epoch.
+        old = Writer(self.p, epoch=1)
+        for i in range(500, 510):
+            old.epoch = 1
+            self.assertNotEqual(old.write(i, timeout=10), grpc.StatusCode.OK)
+        self.assertEqual(old.acked, [])
+        # It rejoins as a backup: any tail it wrote meanwhile is cut, then it catches up.
+        e = self.wait_until(lambda: sorted(self.entry()["in_sync"]) == ["node-0", "node-1"]
+                            and self.entry(), 20, "old primary back in in_sync")
+        self.assertEqual(e["primary"], "node-1")
+        w1.write_retrying(111)
+        sb = self.status(self.b)
+        sp = self.wait_until(lambda: self.status(self.p).lsn == sb.lsn and self.status(self.p),
+                             10, "old primary at the new primary's LSN")
+        self.assertEqual(sp.role, shard_node_pb2.SHARD_ROLE_BACKUP)
+        self.assertEqual(sp.count, sb.count)
+        acked = w.acked + w1.acked
+        self.assertEqual(sb.count, len(acked))
+        self.assert_exact(self.p, acked, missing=range(500, 510))
+        self.assert_exact(self.b, acked, missing=range(500, 510))
 
     def test_etcd_down_writes_continue_then_dead_backup_unavailable(self):
         w = Writer(self.p)

@@ -273,7 +273,8 @@ static char *config_json(const Vecshard__V1__CollectionConfig *cfg)
     return cluster_collection_format(&doc);
 }
 
-/* A new shard entry's JSON: epoch 1, in_sync = [primary] (caller frees). */
+/* A new shard entry's JSON: epoch 1, in_sync = replicas (every copy is empty,
+ * so every one holds every acknowledged write; docs/replication.md §1), caller frees. */
 static char *shard_json(const char *const *nodes, uint32_t rf)
 {
     struct cluster_shard doc = {
@@ -281,7 +282,7 @@ static char *shard_json(const char *const *nodes, uint32_t rf)
         .epoch = 1,
         .primary = (char *)nodes[0],
         .replicas = {(char **)nodes, rf},
-        .in_sync = {(char **)nodes, 1},
+        .in_sync = {(char **)nodes, rf},
     };
     return cluster_shard_format(&doc);
 }

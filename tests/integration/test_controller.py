@@ -13,8 +13,9 @@ nodes' part).
   --replace-after-ms it keeps its place in replicas past that grace.
 - Re-replication: a node gone longer than --replace-after-ms is replaced in
   replicas by the registered node without a copy (not before the grace),
-  and ClusterStatus.replica_status shows the dead node's copy as not alive
-  with a reason, until then.
+  and until then ClusterStatus.replica_status and `vecshard status` (text
+  and --json) show the dead node's copy as not alive with its reason, and
+  the summary line counts its shards as degraded.
 - R = 1 with a dead node: no promotion, no replacement, the entry
   unchanged, and exactly one `decision=wait` line per shard.
 """
@@ -179,6 +180,22 @@ class Replace(harness.ClusterTestCase):
             self.assertEqual(infos[vid].reason, "node not registered")
             live = [ri for n, ri in infos.items() if n != vid]
             self.assertTrue(all(ri.alive and ri.state == "READY" for ri in live), live)
+
+        # The CLI shows the same once the victim's shards have a live primary.
+        rh.wait_until(lambda: all(e["primary"] != vid
+                                  for e in entries(self.cluster, "rp").values()), 10,
+                      "live primaries", interval=0.05)
+        addr = self.cluster.routers[0].addr
+        txt = rh.run([rh.CLI_BIN, "--router", addr, "status"], check=True).stdout
+        self.assertIn("REPLICATION: %d shards fully in sync, %d degraded, 0 without a live "
+                      "primary" % (2 - len(held), len(held)), txt)
+        self.assertIn("node not registered", txt)
+        js = json.loads(rh.run([rh.CLI_BIN, "--router", addr, "status", "--json"],
+                               check=True).stdout.strip().splitlines()[-1])
+        dead = [r for sh in js["shards"] for r in sh["replica_status"] if r["node_id"] == vid]
+        self.assertEqual(len(dead), len(held))
+        self.assertTrue(all(not r["alive"] and not r["in_sync"] and
+                            r["reason"] == "node not registered" for r in dead), dead)
 
         def replaced():
             now = entries(self.cluster, "rp")

@@ -5,9 +5,9 @@
  * ListCollections, DescribeCollection, ClusterStatus and Rebalance
  * (UNIMPLEMENTED until the controller issue).
  *
- * Reads come from the cached routing table; only Create and Drop talk to
- * etcd (and answer UNAVAILABLE without it), and ClusterStatus asks it who
- * holds the controller election (unless this router does). Per-shard LSNs
+ * Reads come from the cached routing table (the controller election's
+ * holder too); only Create and Drop talk to etcd (and answer UNAVAILABLE
+ * without it). Per-shard LSNs
  * and counts are asked from the primaries with ShardStatus, best effort: a
  * primary that does not answer in time contributes zeros. ClusterStatus also
  * asks every replica's node (one call per node, concurrently) and joins the

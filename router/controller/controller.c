@@ -531,11 +531,7 @@ void controller_leader(struct router *r, struct controller *c, char *out, size_t
         snprintf(out, len, "%s", c->id);
         return;
     }
-    out[0] = '\0';
-    char *name = cluster_key_controller(r->cfg->etcd_prefix);
-    etcd_kv kv = {0};
-    if (name != NULL && etcd_election_leader(r->etcd, name, &kv, NULL) == ETCD_OK)
-        snprintf(out, len, "%.*s", (int)strcspn(kv.value, " "), kv.value);
-    etcd_kv_clear(&kv);
-    free(name);
+    struct rt_view *v = rt_acquire(r->rt);
+    snprintf(out, len, "%s", v->controller != NULL ? v->controller : "");
+    rt_release(v);
 }

@@ -30,8 +30,9 @@ void controller_stop(struct controller *c);
 
 /*
  * The id of the router holding the election into out: this router's own
- * while c leads, else the leader's value read from etcd; "" when there is
- * none or etcd does not answer. c is NULL when --controller is off.
+ * while c leads, else the leader the routing table last saw (no etcd call,
+ * so it answers during an etcd outage); "" when there is none. c is NULL
+ * when --controller is off.
  */
 void controller_leader(struct router *r, struct controller *c, char *out, size_t len);
 

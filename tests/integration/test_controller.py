@@ -16,9 +16,12 @@ nodes' part).
   and until then ClusterStatus.replica_status and `vecshard status` (text
   and --json) show the dead node's copy as not alive with its reason, and
   the summary line counts its shards as degraded.
+- Reads: R = 2 on 2 nodes, 40 sequential searches go 20 / 20 to the two
+  replicas (node debug logs), 200 concurrent ones at least 70 each.
 - R = 1 with a dead node: no promotion, no replacement, the entry
   unchanged, and exactly one `decision=wait` line per shard.
 """
+import concurrent.futures
 import json
 import re
 import sys
@@ -247,6 +250,39 @@ class SingleCopy(harness.ClusterTestCase):
             self.assertIn('reason="no live in-sync replica"', x)
         for kind in ("failover", "replace", "drop_in_sync"):
             self.assertEqual(decisions(router, kind, "one"), [])
+
+
+class ReadSpread(harness.ClusterTestCase):
+    """Issue item 2: reads use every in-sync replica (router_pick_replica)."""
+
+    def setUp(self):
+        self.cluster = rh.RouterCluster(nodes=2, routers=1,
+                                        node_args=["--log-level", "debug"]).start()
+        self.addCleanup(self.cluster.close)
+        self.r = self.cluster.stub()
+        self.r.CreateCollection(rh.create_request("rd", DIM, replication_factor=2), timeout=30)
+
+    def searches_per_node(self):
+        out = {}
+        for n in self.cluster.nodes:
+            with open(n.proc.log_path, errors="replace") as f:
+                out[n.node_id] = sum(1 for line in f if 'msg="search" collection=rd ' in line)
+        return out
+
+    def test_searches_spread_over_both_replicas(self):
+        q = [[0.5] * DIM]
+        for _ in range(40):
+            self.r.Search(rh.search_request("rd", q, k=5), timeout=10)
+        self.assertEqual(self.searches_per_node(), {"node-0": 20, "node-1": 20})
+
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            list(ex.map(lambda _: self.r.Search(rh.search_request("rd", q, k=5), timeout=10),
+                        range(200)))
+        per = self.searches_per_node()
+        self.assertEqual(sum(per.values()), 240)
+        for node, n in per.items():
+            self.assertGreaterEqual(n - 20, 70, "node %s served %d of 200 concurrent searches"
+                                    % (node, n - 20))
 
 
 if __name__ == "__main__":

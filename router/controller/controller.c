@@ -24,7 +24,7 @@
  * `stop` and `cancel` (the campaign's token, fired from the keeper thread or
  * controller_stop). `leading` and `lost` are atomics read by other threads
  * (controller_leader, the keeper callback). The missing and waits lists
- * belong to the thread.
+ * and `warned` belong to the thread.
  */
 #define _GNU_SOURCE
 #include "router/controller/controller.h"
@@ -62,8 +62,9 @@ struct controller {
     atomic_bool lost;    /* this round's lease was lost */
     struct ctl_missing *missing;
     size_t n_missing;
-    char **waits; /* "coll/shard/reason" of the waits logged, this and last tick */
+    char **waits; /* "coll/shard/node/reason" of the waits logged last tick */
     size_t n_waits;
+    bool warned; /* a failed campaign was logged (once per outage) */
 };
 
 /* Keeper callback: the lease is gone; stop acting and abandon the campaign. */
@@ -420,10 +421,13 @@ static void ctl_round(struct controller *c)
     etcd_status es = etcd_campaign(c->r->etcd, c->election, c->value, strlen(c->value), lease,
                                    cancel, &leader, &eerr);
     if (es != ETCD_OK) {
-        if (es != ETCD_ECANCELED)
-            log_warn("controller campaign failed", "error=%s", log_quote(eerr.msg));
+        if (es != ETCD_ECANCELED && !c->warned)
+            log_warn("controller campaign failed; retrying every second", "error=%s",
+                     log_quote(eerr.msg));
+        c->warned = es != ETCD_ECANCELED;
         goto out;
     }
+    c->warned = false;
     if (atomic_load(&c->lost)) goto out;
     ctl_forget(c);
     atomic_store(&c->leading, true);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/util/log.h"
 #include "node/node_service_internal.h"
 #include "node/storage/replica.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
@@ -190,6 +191,8 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                               "reply is larger than the max message size (%llu bytes)",
                               (unsigned long long)cfg->max_message_bytes);
+    log_debug("search", "collection=%s shards=%zu queries=%zu k=%u", log_quote(req->collection),
+              req->n_shards, req->n_queries, req->k);
 out:
     if (results != NULL)
         for (size_t i = 0; i < nres; i++)

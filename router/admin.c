@@ -5,10 +5,14 @@
  * ListCollections, DescribeCollection, ClusterStatus and Rebalance
  * (UNIMPLEMENTED until the controller issue).
  *
- * Reads come from the cached routing table; only Create and Drop talk to
- * etcd (and answer UNAVAILABLE without it). Per-shard LSNs and counts are
- * asked from the primaries with ShardStatus, best effort: a primary that
- * does not answer in time contributes zeros.
+ * Reads come from the cached routing table (the controller election's
+ * holder too); only Create and Drop talk to etcd (and answer UNAVAILABLE
+ * without it). Per-shard LSNs
+ * and counts are asked from the primaries with ShardStatus, best effort: a
+ * primary that does not answer in time contributes zeros. ClusterStatus also
+ * asks every replica's node (one call per node, concurrently) and joins the
+ * answers with the primary's peers[] into replica_status
+ * (docs/replication.md §10).
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -33,56 +37,51 @@ struct shard_ref {
 };
 
 /*
- * Asks every primary named by refs for ShardStatus (one call per node,
- * restricted to `collection` unless it is ""), concurrently, until
- * deadline; fills the refs that got an answer.
+ * Asks ShardStatus (restricted to `collection` unless it is "") of the node
+ * of every primary named by refs and, with `all`, of every other replica's
+ * node too: one call per node, concurrently, until deadline. Fills the refs
+ * whose primary answered. replies (optional; v->n_nodes entries) keeps the
+ * per-node answers for the caller, who frees them with
+ * router_shard_status_free; without it they are freed here.
  */
 static void primary_status(struct router *r, const struct rt_view *v, struct shard_ref *refs,
-                           size_t n, const char *collection, int64_t deadline)
+                           size_t n, bool all, const char *collection, int64_t deadline,
+                           Vecshard__V1__ShardStatusResponse **replies)
 {
-    struct rpc_fanout *fo = rpc_fanout_create();
-    bool *asked = calloc(v->n_nodes + 1, sizeof *asked);
-    const struct rt_node **by_call = calloc(v->n_nodes + 1, sizeof *by_call);
-    if (fo == NULL || asked == NULL || by_call == NULL) goto out;
-    Vecshard__V1__ShardStatusRequest req = VECSHARD__V1__SHARD_STATUS_REQUEST__INIT;
-    req.collection = (char *)collection;
-    struct rpc_opts opts = {.deadline_ms = deadline};
+    bool *want = calloc(v->n_nodes + 1, sizeof *want);
+    Vecshard__V1__ShardStatusResponse **st =
+        replies != NULL ? replies : calloc(v->n_nodes + 1, sizeof *st);
+    if (want == NULL || st == NULL) goto out;
+    for (size_t i = 0; i < n; i++) {
+        const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
+        for (uint32_t j = 0; j <= (all ? sh->replicas.n : 0); j++) {
+            const char *id = j < sh->replicas.n && all ? sh->replicas.v[j] : sh->primary;
+            const struct rt_node *node = id[0] ? rt_view_node(v, id) : NULL;
+            if (node != NULL) want[node - v->nodes] = true;
+        }
+    }
+    router_shard_status(r, v, want, collection, deadline, st);
     for (size_t i = 0; i < n; i++) {
         const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
         const struct rt_node *node = sh->primary[0] ? rt_view_node(v, sh->primary) : NULL;
-        if (node == NULL || asked[node - v->nodes]) continue;
-        asked[node - v->nodes] = true;
-        struct rpc_channel *ch = rpc_client_channel(r->client, node->addr);
-        if (ch == NULL) continue;
-        int idx = rpc_fanout_start(fo, ch, NODE_SVC "ShardStatus", &req.base,
-                                   &vecshard__v1__shard_status_response__descriptor, &opts);
-        if (idx >= 0) by_call[idx] = node;
-    }
-    rpc_fanout_wait(fo, deadline);
-    for (int k = 0; k < rpc_fanout_count(fo); k++) {
-        const Vecshard__V1__ShardStatusResponse *resp =
-            (const Vecshard__V1__ShardStatusResponse *)rpc_fanout_response(fo, k);
-        if (resp == NULL || by_call[k] == NULL) continue;
-        for (size_t j = 0; j < resp->n_shards; j++) {
-            const Vecshard__V1__ShardReplicaStatus *st = resp->shards[j];
-            for (size_t i = 0; i < n; i++) {
-                const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
-                if (refs[i].shard == st->shard && strcmp(refs[i].coll->name, st->collection) == 0 &&
-                    strcmp(sh->primary, by_call[k]->id) == 0) {
-                    refs[i].answered = true;
-                    refs[i].lsn = st->lsn;
-                    refs[i].count = st->count;
-                    refs[i].state = st->state;
-                    snprintf(refs[i].reason, sizeof refs[i].reason, "%s",
-                             st->state_reason != NULL ? st->state_reason : "");
-                }
-            }
-        }
+        const Vecshard__V1__ShardReplicaStatus *rs =
+            node != NULL
+                ? router_replica_status(st[node - v->nodes], refs[i].coll->name, refs[i].shard)
+                : NULL;
+        if (rs == NULL) continue;
+        refs[i].answered = true;
+        refs[i].lsn = rs->lsn;
+        refs[i].count = rs->count;
+        refs[i].state = rs->state;
+        snprintf(refs[i].reason, sizeof refs[i].reason, "%s",
+                 rs->state_reason != NULL ? rs->state_reason : "");
     }
 out:
-    free(asked);
-    free(by_call);
-    if (fo != NULL) rpc_fanout_destroy(fo);
+    if (replies == NULL && st != NULL) {
+        router_shard_status_free(st, v->n_nodes);
+        free(st);
+    }
+    free(want);
 }
 
 /* Deadline of best-effort status calls: the call's, but at most 2 s away. */
@@ -111,12 +110,12 @@ static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_col
 }
 
 /* "READY", "DAMAGED", ... for a ReplicaState; "" when unknown (no answer). */
-static const char *state_name(const struct shard_ref *ref)
+static const char *state_name(bool answered, int state)
 {
-    const ProtobufCEnumValue *v = ref->answered
-                                      ? protobuf_c_enum_descriptor_get_value(
-                                            &vecshard__v1__replica_state__descriptor, ref->state)
-                                      : NULL;
+    const ProtobufCEnumValue *v =
+        answered
+            ? protobuf_c_enum_descriptor_get_value(&vecshard__v1__replica_state__descriptor, state)
+            : NULL;
     const char *prefix = "REPLICA_STATE_";
     if (v == NULL) return "";
     return strncmp(v->name, prefix, strlen(prefix)) == 0 ? v->name + strlen(prefix) : v->name;
@@ -139,8 +138,74 @@ static void shard_info_from(Vecshard__V1__ShardInfo *out, const struct rt_collec
     out->recovering = sh->recovering.v;
     out->n_recovering = sh->recovering.n;
     out->lsn = ref->lsn;
-    out->primary_state = (char *)state_name(ref);
+    out->primary_state = (char *)state_name(ref->answered, ref->state);
     out->primary_state_reason = (char *)ref->reason;
+}
+
+/* The primary's peers[] entry for node id, or NULL. */
+static const Vecshard__V1__ReplicaPeerStatus *peer_of(const Vecshard__V1__ShardReplicaStatus *p,
+                                                      const char *id)
+{
+    for (size_t i = 0; p != NULL && i < p->n_peers; i++)
+        if (strcmp(p->peers[i]->node_id, id) == 0) return p->peers[i];
+    return NULL;
+}
+
+/*
+ * Fills out[j] (one per replica of shard s, pointers in outp) from each
+ * replica's own ShardStatus and the primary's peers[] entry for it (replies:
+ * per node of v). Strings are borrowed from v and the replies.
+ */
+static void replica_infos(const struct rt_view *v, const struct rt_collection *c, uint32_t s,
+                          Vecshard__V1__ShardStatusResponse *const *replies,
+                          Vecshard__V1__ReplicaInfo *out, Vecshard__V1__ReplicaInfo **outp)
+{
+    const struct cluster_shard *sh = &c->shard[s];
+    const struct rt_node *pn = sh->primary[0] ? rt_view_node(v, sh->primary) : NULL;
+    const Vecshard__V1__ShardReplicaStatus *prs =
+        pn != NULL ? router_replica_status(replies[pn - v->nodes], c->name, s) : NULL;
+    for (uint32_t j = 0; j < sh->replicas.n; j++) {
+        Vecshard__V1__ReplicaInfo *ri = &out[j];
+        vecshard__v1__replica_info__init(ri);
+        outp[j] = ri;
+        const char *id = sh->replicas.v[j];
+        const struct rt_node *node = rt_view_node(v, id);
+        const Vecshard__V1__ShardReplicaStatus *rs =
+            node != NULL ? router_replica_status(replies[node - v->nodes], c->name, s) : NULL;
+        bool primary = strcmp(id, sh->primary) == 0;
+        const Vecshard__V1__ReplicaPeerStatus *peer = primary ? NULL : peer_of(prs, id);
+        ri->node_id = (char *)id;
+        ri->alive = node != NULL;
+        ri->role = primary ? "primary" : "backup";
+        ri->state = (char *)state_name(rs != NULL, rs != NULL ? rs->state : 0);
+        ri->in_sync = cluster_ids_has(&sh->in_sync, id);
+        ri->lsn = rs != NULL ? rs->lsn : peer != NULL ? peer->acked_lsn : 0;
+        if (peer != NULL)
+            ri->lag = peer->lag;
+        else if (!primary && prs != NULL && rs != NULL && prs->lsn > rs->lsn)
+            ri->lag = prs->lsn - rs->lsn;
+        ri->recovery = rs != NULL && rs->recovery != NULL ? rs->recovery : "";
+        ri->transfer_bytes_done = rs != NULL     ? rs->transfer_bytes_done
+                                  : peer != NULL ? peer->transfer_bytes_done
+                                                 : 0;
+        ri->transfer_bytes_total = rs != NULL     ? rs->transfer_bytes_total
+                                   : peer != NULL ? peer->transfer_bytes_total
+                                                  : 0;
+        if (node == NULL)
+            ri->reason = "node not registered";
+        else if (rs == NULL)
+            ri->reason = "node did not answer ShardStatus";
+        else if (rs->state == VECSHARD__V1__REPLICA_STATE__REPLICA_STATE_DAMAGED)
+            ri->reason = rs->state_reason;
+        else if (ri->in_sync)
+            ri->reason = "";
+        else if (peer != NULL && peer->reason != NULL && peer->reason[0])
+            ri->reason = peer->reason;
+        else if (ri->recovery[0])
+            ri->reason = (char *)ri->recovery;
+        else
+            ri->reason = "not in in_sync";
+    }
 }
 
 /* ------------------------------------------------------------ CreateCollection */
@@ -208,7 +273,8 @@ static char *config_json(const Vecshard__V1__CollectionConfig *cfg)
     return cluster_collection_format(&doc);
 }
 
-/* A new shard entry's JSON: epoch 1, in_sync = [primary] (caller frees). */
+/* A new shard entry's JSON: epoch 1, in_sync = replicas (every copy is empty,
+ * so every one holds every acknowledged write; docs/replication.md §1), caller frees. */
 static char *shard_json(const char *const *nodes, uint32_t rf)
 {
     struct cluster_shard doc = {
@@ -216,7 +282,7 @@ static char *shard_json(const char *const *nodes, uint32_t rf)
         .epoch = 1,
         .primary = (char *)nodes[0],
         .replicas = {(char **)nodes, rf},
-        .in_sync = {(char **)nodes, 1},
+        .in_sync = {(char **)nodes, rf},
     };
     return cluster_shard_format(&doc);
 }
@@ -239,7 +305,7 @@ static void wait_ready(struct router *r, const char *name, int64_t until)
         for (uint32_t s = 0; s < coll->shards; s++)
             refs[s] = (struct shard_ref){.coll = coll, .shard = s};
         int64_t d = rpc_now_ms() + 1000;
-        primary_status(r, v, refs, coll->shards, name, d < until ? d : until);
+        primary_status(r, v, refs, coll->shards, false, name, d < until ? d : until, NULL);
         bool all = true;
         for (uint32_t s = 0; s < coll->shards && all; s++)
             all = refs[s].answered &&
@@ -491,7 +557,7 @@ grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCM
     }
     for (uint32_t s = 0; s < S; s++)
         refs[s] = (struct shard_ref){.coll = coll, .shard = s};
-    primary_status(r, v, refs, S, coll->name, status_deadline(r, c));
+    primary_status(r, v, refs, S, false, coll->name, status_deadline(r, c), NULL);
     Vecshard__V1__DescribeCollectionResponse resp =
         VECSHARD__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
     Vecshard__V1__CollectionConfig cfg;
@@ -563,7 +629,10 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     struct shard_ref *refs = calloc(n_shards + 1, sizeof *refs);
     Vecshard__V1__ShardInfo *si = calloc(n_shards + 1, sizeof *si);
     Vecshard__V1__ShardInfo **sip = calloc(n_shards + 1, sizeof *sip);
-    if (!sn || !ni || !nip || !cc || !ccp || !refs || !si || !sip) {
+    Vecshard__V1__ShardStatusResponse **replies = calloc(v->n_nodes + 1, sizeof *replies);
+    Vecshard__V1__ReplicaInfo *ri = calloc(max_nodes + 1, sizeof *ri);
+    Vecshard__V1__ReplicaInfo **rip = calloc(max_nodes + 1, sizeof *rip);
+    if (!sn || !ni || !nip || !cc || !ccp || !refs || !si || !sip || !replies || !ri || !rip) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
@@ -584,7 +653,8 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
         }
     }
     qsort(sn, n_sn, sizeof *sn, cmp_status_node);
-    primary_status(r, v, refs, n_shards, only != NULL ? only->name : "", status_deadline(r, c));
+    primary_status(r, v, refs, n_shards, true, only != NULL ? only->name : "",
+                   status_deadline(r, c), replies);
 
     Vecshard__V1__ClusterStatusResponse resp = VECSHARD__V1__CLUSTER_STATUS_RESPONSE__INIT;
     for (size_t i = 0; i < n_sn; i++) {
@@ -606,13 +676,19 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     }
     resp.collections = ccp;
     resp.n_collections = v->n_colls;
-    for (size_t i = 0; i < n_shards; i++) {
+    for (size_t i = 0, used = 0; i < n_shards; i++) {
         shard_info_from(&si[i], refs[i].coll, refs[i].shard, &refs[i]);
+        replica_infos(v, refs[i].coll, refs[i].shard, replies, &ri[used], &rip[used]);
+        si[i].replica_status = &rip[used];
+        si[i].n_replica_status = refs[i].coll->shard[refs[i].shard].replicas.n;
+        used += si[i].n_replica_status;
         sip[i] = &si[i];
     }
     resp.shards = sip;
     resp.n_shards = n_shards;
-    resp.controller = "";
+    char leader[300];
+    controller_leader(r, r->controller, leader, sizeof leader);
+    resp.controller = leader;
     resp.revision = v->revision;
     rpc_call_reply(c, &resp.base);
     code = GRPC_STATUS_OK;
@@ -625,6 +701,10 @@ out:
     free(refs);
     free(si);
     free(sip);
+    router_shard_status_free(replies, replies != NULL ? v->n_nodes : 0);
+    free(replies);
+    free(ri);
+    free(rip);
     rt_release(v);
     return code;
 }

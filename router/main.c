@@ -10,8 +10,11 @@
  *   3. etcd client and the routing table (lists and watches in the
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
- *      bound address is printed on stdout and logged like the node's).
- * Shutdown on a signal: stop accepting calls and let running ones finish
+ *      bound address is printed on stdout and logged like the node's);
+ *   5. with --controller on, the controller thread (campaigns as
+ *      --router-id, default "<hostname>:<bound port>").
+ * Shutdown on a signal: stop the controller (it resigns, so another router
+ * takes over at once), stop accepting calls and let running ones finish
  * (grace period), stop the watch, close the channels, exit 0. A second
  * signal during shutdown exits at once with status 1.
  */
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util/log.h"
 #include "common/util/proc.h"
@@ -127,10 +131,29 @@ int main(int argc, char **argv)
     log_info("listening", "addr=%s", log_quote(bound));
     proc_print_listening(bound);
 
+    char id[300];
+    if (cfg.router_id != NULL) {
+        snprintf(id, sizeof id, "%s", cfg.router_id);
+    } else {
+        char host[256];
+        if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "router");
+        host[sizeof host - 1] = '\0';
+        snprintf(id, sizeof id, "%s:%d", host, port);
+    }
+    r.id = id;
+    if (cfg.controller && controller_start(&r, id, bound, &r.controller, err, sizeof err) != 0) {
+        log_error("cannot start the controller", "error=%s", log_quote(err));
+        goto fail;
+    }
+    log_info("router identity", "router_id=%s controller=%s controller_ttl=%d replace_after_ms=%d",
+             log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
+             cfg.replace_after_ms);
+
     proc_wait_stop(&set);
     status = 0;
 
 fail:
+    controller_stop(r.controller);
     rpc_server_shutdown(srv);
     rt_stop(r.rt);
     if (r.client != NULL) rpc_client_destroy(r.client);

@@ -26,6 +26,7 @@ struct raw_kv {
     char *value;
     size_t value_len;
     int64_t mod_revision;
+    int64_t create_revision;
 };
 
 struct route_table {
@@ -68,6 +69,7 @@ static void view_free(struct rt_view *v)
         free(c->name);
     }
     free(v->colls);
+    free(v->controller);
     free(v);
 }
 
@@ -174,7 +176,8 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
     v->colls = calloc(rt->n_raw + 1, sizeof *v->colls);
     if (v->nodes == NULL || v->colls == NULL) goto fail;
     char err[160];
-    /* Pass 1: nodes and collections. */
+    const struct raw_kv *leader = NULL;
+    /* Pass 1: nodes, collections and the controller. */
     for (size_t i = 0; i < rt->n_raw; i++) {
         const struct raw_kv *kv = &rt->raw[i];
         struct cluster_key k;
@@ -199,8 +202,16 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
         default:
             if (strncmp(kv->key + rt->prefix_len, "collections/", 12) == 0)
                 log_bad(kv->key, "not a valid collection name");
+            /* The controller election: the oldest candidate key leads (etcd's rule). */
+            if (strncmp(kv->key + rt->prefix_len, "controller/", 11) == 0 &&
+                (leader == NULL || kv->create_revision < leader->create_revision))
+                leader = kv;
             break;
         }
+    }
+    if (leader != NULL) {
+        v->controller = strndup(leader->value, strcspn(leader->value, " "));
+        if (v->controller == NULL) goto fail;
     }
     qsort(v->nodes, v->n_nodes, sizeof *v->nodes, cmp_node);
     qsort(v->colls, v->n_colls, sizeof *v->colls, cmp_coll);
@@ -280,7 +291,8 @@ static size_t raw_find(const struct route_table *rt, const char *key, bool *foun
 /* Inserts or replaces a pair; false on ENOMEM. */
 static bool raw_put(struct route_table *rt, const etcd_kv *kv)
 {
-    struct raw_kv n = {strdup(kv->key), malloc(kv->value_len + 1), kv->value_len, kv->mod_revision};
+    struct raw_kv n = {strdup(kv->key), malloc(kv->value_len + 1), kv->value_len, kv->mod_revision,
+                       kv->create_revision};
     if (n.key == NULL || n.value == NULL) {
         raw_free(&n);
         return false;

@@ -1,6 +1,7 @@
 /*
  * route_table.h — the router's in-memory copy of the cluster map in etcd
- * (docs/design.md §3): live nodes, collection configs and shard placements.
+ * (docs/design.md §3): live nodes, collection configs, shard placements and
+ * who holds the controller election (docs/replication.md §7).
  *
  * A background thread lists `<prefix>/` (retrying every second until etcd
  * answers), then watches it from the listed revision + 1; the etcd client
@@ -59,7 +60,10 @@ struct rt_view {
     struct rt_node *nodes;
     size_t n_nodes; /* sorted by id */
     struct rt_collection *colls;
-    size_t n_colls; /* sorted by name */
+    size_t n_colls;   /* sorted by name */
+    char *controller; /* id of the router holding the controller election: the
+                       * oldest key under <prefix>/controller/ (value "<id> <addr>");
+                       * NULL when there is none */
 };
 
 struct route_table;

@@ -7,6 +7,7 @@
  * Files: admin.c (CreateCollection, DropCollection, ListCollections,
  * DescribeCollection, ClusterStatus, Rebalance), write.c (Upsert, Delete),
  * search.c (Search), get.c (Get), controller/placement.c (where new replicas go),
+ * controller/failover.c + controller.c (the elected controller),
  * router_util.c (the helpers below). docs/router.md is the contract.
  */
 #ifndef VS_ROUTER_H
@@ -21,6 +22,7 @@
 #include "common/rpc/rpc.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "proto/vecshard/v1/vecshard.pb-c.h"
+#include "router/controller/controller.h"
 #include "router/route_table.h"
 #include "router/router_config.h"
 
@@ -54,6 +56,8 @@ struct router {
     struct route_table *rt;
     struct rpc_client *client;
     struct router_load load;
+    const char *id;                /* --router-id or "<hostname>:<port>" (main's buffer) */
+    struct controller *controller; /* NULL when --controller off */
 };
 
 /* Registers every VecShard method on s. 0 or -1. */
@@ -111,6 +115,24 @@ const struct rt_node *router_pick_replica(struct router *r, const struct rt_view
                                           const struct rt_collection *coll, uint32_t s,
                                           const char *const *tried, int n_tried, const int *extra,
                                           char *why, size_t whylen);
+
+/*
+ * ShardStatus of the nodes v->nodes[i] with want[i], one call each, all
+ * concurrently, restricted to `collection` unless it is "", until deadline.
+ * out[i] (v->n_nodes entries) is node i's reply, or NULL (not asked, no
+ * answer in time, error); the caller frees them with router_shard_status_free.
+ */
+void router_shard_status(struct router *r, const struct rt_view *v, const bool *want,
+                         const char *collection, int64_t deadline,
+                         Vecshard__V1__ShardStatusResponse **out);
+
+/* Frees the n replies of router_shard_status (NULL entries skipped). */
+void router_shard_status_free(Vecshard__V1__ShardStatusResponse **st, size_t n);
+
+/* The replica (collection, shard) in one node's reply, or NULL (st may be NULL). */
+const Vecshard__V1__ShardReplicaStatus *
+router_replica_status(const Vecshard__V1__ShardStatusResponse *st, const char *collection,
+                      uint32_t shard);
 
 /* Sleeps ms milliseconds (no signals involved). */
 void router_sleep_ms(int64_t ms);

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "router/router_config.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +26,23 @@
 #define PROG "vecshard-router"
 
 #define F(field) FLAGS_FIELD(struct router_config, field)
+
+/* "on" -> 1, "off" -> 0, else -1. */
+static int on_off_parse(const char *s)
+{
+    return strcmp(s, "on") == 0 ? 1 : strcmp(s, "off") == 0 ? 0 : -1;
+}
+
+/* 0 when id is 1..128 printable characters without spaces (the election
+ * value is "<id> <addr>"), -1 if not. */
+static int check_router_id(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 128) return -1;
+    for (const char *s = id; *s != '\0'; s++)
+        if (!isgraph((unsigned char)*s)) return -1;
+    return 0;
+}
 
 static const struct flags_spec flags[] = {
     {"listen", FLAGS_STR, "0.0.0.0:7300", 0, 0, F(listen),
@@ -44,6 +62,17 @@ static const struct flags_spec flags[] = {
      "largest gRPC request or reply, to clients and from nodes"},
     {"shutdown-grace-ms", FLAGS_INT, "5000", 0, 600000, F(shutdown_grace_ms),
      "on SIGTERM, how long running calls may finish before they are cancelled"},
+    {"router-id", FLAGS_STR, NULL, 0, 0, F(router_id),
+     "this router's name in the controller election and ClusterStatus (default: "
+     "<hostname>:<bound port>)",
+     check_router_id, "1 to 128 printable characters without spaces"},
+    {"controller", FLAGS_ENUM, "on", 0, 0, F(controller),
+     "on: take part in the controller election (failover, re-replication); off: serve only",
+     on_off_parse, "one of on, off"},
+    {"controller-ttl", FLAGS_INT, "5", 2, 3600, F(controller_ttl),
+     "lease of the controller election in seconds: a dead controller is replaced within it"},
+    {"replace-after-ms", FLAGS_INT, "60000", 0, 86400000, F(replace_after_ms),
+     "how long a node must be gone before its replicas are re-created on other nodes"},
 };
 
 static const struct flags_prog prog = {
@@ -101,5 +130,6 @@ void router_config_free(struct router_config *cfg)
     free(cfg->listen);
     free(cfg->etcd);
     free(cfg->etcd_prefix);
+    free(cfg->router_id);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -24,6 +24,10 @@ struct router_config {
     int log_level; /* enum log_level */
     uint64_t max_message_bytes;
     int shutdown_grace_ms;
+    char *router_id;      /* NULL: "<hostname>:<bound port>", set by main once bound */
+    int controller;       /* take part in the controller election (0 off, 1 on) */
+    int controller_ttl;   /* seconds, lease of the election */
+    int replace_after_ms; /* grace before a missing node's replicas are re-created */
 };
 
 /* What router_config_parse decided. */

@@ -188,3 +188,48 @@ void router_msg_add(struct router_msg *m, const char *fmt, ...)
     if (n > 0) m->len += (size_t)n;
     if (m->len >= sizeof m->buf) m->len = sizeof m->buf - 1;
 }
+
+void router_shard_status(struct router *r, const struct rt_view *v, const bool *want,
+                         const char *collection, int64_t deadline,
+                         Vecshard__V1__ShardStatusResponse **out)
+{
+    for (size_t i = 0; i < v->n_nodes; i++)
+        out[i] = NULL;
+    struct rpc_fanout *fo = rpc_fanout_create();
+    size_t *node_of = calloc(v->n_nodes + 1, sizeof *node_of);
+    if (fo == NULL || node_of == NULL) goto out;
+    Vecshard__V1__ShardStatusRequest req = VECSHARD__V1__SHARD_STATUS_REQUEST__INIT;
+    req.collection = (char *)collection;
+    struct rpc_opts opts = {.deadline_ms = deadline};
+    for (size_t i = 0; i < v->n_nodes; i++) {
+        if (!want[i]) continue;
+        struct rpc_channel *ch = rpc_client_channel(r->client, v->nodes[i].addr);
+        if (ch == NULL) continue;
+        int idx = rpc_fanout_start(fo, ch, NODE_SVC "ShardStatus", &req.base,
+                                   &vecshard__v1__shard_status_response__descriptor, &opts);
+        if (idx >= 0) node_of[idx] = i;
+    }
+    rpc_fanout_wait(fo, deadline);
+    for (int k = 0; k < rpc_fanout_count(fo); k++)
+        if (rpc_fanout_response(fo, k) != NULL)
+            out[node_of[k]] = (Vecshard__V1__ShardStatusResponse *)rpc_fanout_take(fo, k);
+out:
+    free(node_of);
+    if (fo != NULL) rpc_fanout_destroy(fo);
+}
+
+void router_shard_status_free(Vecshard__V1__ShardStatusResponse **st, size_t n)
+{
+    for (size_t i = 0; st != NULL && i < n; i++)
+        if (st[i] != NULL) protobuf_c_message_free_unpacked(&st[i]->base, NULL);
+}
+
+const Vecshard__V1__ShardReplicaStatus *
+router_replica_status(const Vecshard__V1__ShardStatusResponse *st, const char *collection,
+                      uint32_t shard)
+{
+    for (size_t i = 0; st != NULL && i < st->n_shards; i++)
+        if (st->shards[i]->shard == shard && strcmp(st->shards[i]->collection, collection) == 0)
+            return st->shards[i];
+    return NULL;
+}

@@ -118,10 +118,16 @@ void vsc_config(struct vecshard_collection_config *out, const Vecshard__V1__Coll
     out->created_at = in->created_at;
 }
 
-/* Protobuf shard entries -> public ones pointing into the reply. */
+/* Protobuf shard entries -> public ones pointing into the reply; their
+ * replica_status arrays live in the same block (one free). */
 struct vecshard_shard_info *vsc_shards(Vecshard__V1__ShardInfo *const *in, size_t n)
 {
-    struct vecshard_shard_info *out = n ? calloc(n, sizeof *out) : NULL;
+    size_t n_rep = 0;
+    for (size_t i = 0; i < n; i++)
+        n_rep += in[i]->n_replica_status;
+    struct vecshard_shard_info *out =
+        n ? calloc(1, n * sizeof *out + n_rep * sizeof(struct vecshard_replica_info)) : NULL;
+    struct vecshard_replica_info *rep = out ? (struct vecshard_replica_info *)(out + n) : NULL;
     for (size_t i = 0; out && i < n; i++) {
         const Vecshard__V1__ShardInfo *s = in[i];
         out[i] = (struct vecshard_shard_info){
@@ -138,7 +144,25 @@ struct vecshard_shard_info *vsc_shards(Vecshard__V1__ShardInfo *const *in, size_
             .lsn = s->lsn,
             .primary_state = s->primary_state,
             .primary_state_reason = s->primary_state_reason,
+            .n_replica_status = s->n_replica_status,
+            .replica_status = rep,
         };
+        for (size_t j = 0; j < s->n_replica_status; j++) {
+            const Vecshard__V1__ReplicaInfo *r = s->replica_status[j];
+            *rep++ = (struct vecshard_replica_info){
+                .node_id = r->node_id,
+                .alive = r->alive,
+                .role = r->role,
+                .state = r->state,
+                .in_sync = r->in_sync,
+                .lsn = r->lsn,
+                .lag = r->lag,
+                .recovery = r->recovery,
+                .transfer_bytes_done = r->transfer_bytes_done,
+                .transfer_bytes_total = r->transfer_bytes_total,
+                .reason = r->reason,
+            };
+        }
     }
     return out;
 }

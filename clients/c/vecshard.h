@@ -162,6 +162,21 @@ enum vecshard_code vecshard_list_collections(struct vecshard_client *c,
 /* Frees a list returned by vecshard_list_collections (NULL is a no-op). */
 void vecshard_collection_list_free(struct vecshard_collection_list *l);
 
+/* One replica of a shard as ClusterStatus reports it (docs/replication.md
+ * §10). Strings are never NULL. */
+struct vecshard_replica_info {
+    const char *node_id;
+    bool alive;           /* its node is registered */
+    const char *role;     /* "primary" or "backup" (the shard entry's) */
+    const char *state;    /* "READY", "RECOVERING", ...; "" if its node did not answer */
+    bool in_sync;         /* listed in the entry's in_sync */
+    uint64_t lsn;         /* last applied LSN; 0 if unknown */
+    uint64_t lag;         /* the primary's LSN minus this one's; 0 for the primary */
+    const char *recovery; /* "", "catching_up", "transferring", "truncating" */
+    uint64_t transfer_bytes_done, transfer_bytes_total;
+    const char *reason; /* why not in sync (or DAMAGED); "" when in sync */
+};
+
 /* One shard's placement. Strings are never NULL ("" when empty). */
 struct vecshard_shard_info {
     const char *collection;
@@ -177,6 +192,8 @@ struct vecshard_shard_info {
     uint64_t lsn;                     /* the primary's last LSN; 0 if unknown */
     const char *primary_state;        /* "READY", "LOADING", ...; "" if unknown */
     const char *primary_state_reason; /* why DAMAGED or LOADING; "" otherwise */
+    size_t n_replica_status;          /* vecshard_cluster_status only; 0 otherwise */
+    const struct vecshard_replica_info *replica_status; /* one per replica */
 };
 
 /* A collection in detail. Free with vecshard_collection_info_free. */

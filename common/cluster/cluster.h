@@ -73,6 +73,8 @@ char *cluster_key_collection(const char *prefix, const char *name);
 char *cluster_key_shard(const char *prefix, const char *name, uint32_t shard);
 /* "<prefix>/shards/<name>/": every shard entry of one collection. */
 char *cluster_key_shards_of(const char *prefix, const char *name);
+/* "<prefix>/controller": the routers' controller election (docs/replication.md §7). */
+char *cluster_key_controller(const char *prefix);
 /* "<prefix>/<dir>/" for dir "nodes", "collections" or "shards". */
 char *cluster_key_dir(const char *prefix, const char *dir);
 
@@ -157,6 +159,9 @@ bool cluster_ids_has(const struct cluster_ids *ids, const char *id);
 int cluster_ids_add(struct cluster_ids *ids, const char *id);
 /* Removes id if present; true when it was. */
 bool cluster_ids_remove(struct cluster_ids *ids, const char *id);
+/* Sets s->recovering to replicas minus in_sync (replica order), as every
+ * writer of an entry must. 0 or -1 (ENOMEM). */
+int cluster_shard_set_recovering(struct cluster_shard *s);
 
 /* ------------------------------------------------------------ shard-entry CAS */
 

@@ -322,6 +322,18 @@ bool cluster_ids_remove(struct cluster_ids *ids, const char *id)
     return false;
 }
 
+int cluster_shard_set_recovering(struct cluster_shard *s)
+{
+    for (uint32_t i = 0; i < s->recovering.n; i++)
+        free(s->recovering.v[i]);
+    s->recovering.n = 0;
+    for (uint32_t i = 0; i < s->replicas.n; i++)
+        if (!cluster_ids_has(&s->in_sync, s->replicas.v[i]) &&
+            cluster_ids_add(&s->recovering, s->replicas.v[i]) != 0)
+            return -1;
+    return 0;
+}
+
 /* Reads an optional array of strings (absent or null = empty). 0, -1 bad, -2 ENOMEM. */
 static int json_ids(const cJSON *o, const char *name, struct cluster_ids *out)
 {

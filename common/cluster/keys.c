@@ -43,6 +43,11 @@ char *cluster_key_shards_of(const char *prefix, const char *name)
     return key_printf("%s/shards/%s/", prefix, name);
 }
 
+char *cluster_key_controller(const char *prefix)
+{
+    return key_printf("%s/controller", prefix);
+}
+
 char *cluster_key_dir(const char *prefix, const char *dir)
 {
     return key_printf("%s/%s/", prefix, dir);

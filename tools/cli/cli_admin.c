@@ -271,7 +271,62 @@ static void status_json(const struct vecshard_cluster_status *r)
     fputs("]}\n", stdout);
 }
 
-/* Prints ClusterStatus as three tables. */
+/* Replication health of one shard: 0 fully in sync (live primary, every
+ * replica alive and in in_sync), 1 degraded, 2 without a live primary. */
+static int shard_health(const struct vecshard_shard_info *s)
+{
+    bool primary_alive = false, all = s->n_in_sync == s->n_replicas;
+    for (size_t j = 0; j < s->n_replica_status; j++) {
+        const struct vecshard_replica_info *r = &s->replica_status[j];
+        if (strcmp(r->node_id, s->primary) == 0) primary_alive = r->alive;
+        all = all && r->alive && r->in_sync;
+    }
+    return !*s->primary || !primary_alive ? 2 : all ? 0 : 1;
+}
+
+/* Prints the replication summary line and one row per replica. */
+static void print_replication(const struct vecshard_shard_info *shards, size_t n)
+{
+    size_t count[3] = {0, 0, 0}, n_rep = 0;
+    for (size_t i = 0; i < n; i++) {
+        count[shard_health(&shards[i])]++;
+        n_rep += shards[i].n_replica_status;
+    }
+    printf("\nREPLICATION: %zu shards fully in sync, %zu degraded, %zu without a live primary\n",
+           count[0], count[1], count[2]);
+    if (n_rep == 0) return;
+    static const char *const hdr[] = {"COLLECTION", "SHARD",    "NODE",    "ROLE",
+                                      "ALIVE",      "STATE",    "IN_SYNC", "LSN",
+                                      "LAG",        "RECOVERY", "COPIED",  "REASON"};
+    struct cli_table *t = cli_table_new(12, hdr);
+    for (size_t i = 0; t && i < n; i++)
+        for (size_t j = 0; j < shards[i].n_replica_status; j++) {
+            const struct vecshard_replica_info *r = &shards[i].replica_status[j];
+            char shard[16], lsn[24], lag[24], copied[64] = "-";
+            snprintf(shard, sizeof shard, "%u", shards[i].shard);
+            snprintf(lsn, sizeof lsn, "%" PRIu64, r->lsn);
+            snprintf(lag, sizeof lag, "%" PRIu64, r->lag);
+            if (r->transfer_bytes_total)
+                snprintf(copied, sizeof copied, "%" PRIu64 "/%" PRIu64, r->transfer_bytes_done,
+                         r->transfer_bytes_total);
+            const char *cells[12] = {shards[i].collection,
+                                     shard,
+                                     r->node_id,
+                                     r->role,
+                                     r->alive ? "yes" : "no",
+                                     *r->state ? r->state : "?",
+                                     r->in_sync ? "yes" : "no",
+                                     lsn,
+                                     lag,
+                                     *r->recovery ? r->recovery : "-",
+                                     copied,
+                                     *r->reason ? r->reason : "-"};
+            cli_table_add(t, cells);
+        }
+    cli_table_print(t, stdout);
+}
+
+/* Prints ClusterStatus as three tables, the replication summary and the replicas. */
 static void status_text(const struct cli *c, const struct vecshard_cluster_status *r)
 {
     size_t alive = 0;
@@ -305,6 +360,7 @@ static void status_text(const struct cli *c, const struct vecshard_cluster_statu
 
     printf("\nSHARDS (%zu)\n", r->n_shards);
     print_shards(r->shards, r->n_shards, true);
+    print_replication(r->shards, r->n_shards);
 }
 
 /* vecshard status [--collection NAME] [--json] */

@@ -301,6 +301,26 @@ void cli_json_shard(FILE *f, const struct vecshard_shard_info *s)
     json_cstr(f, s->primary_state);
     fputs(",\"primary_state_reason\":", f);
     json_cstr(f, s->primary_state_reason);
+    if (s->n_replica_status) fputs(",\"replica_status\":[", f);
+    for (size_t i = 0; i < s->n_replica_status; i++) {
+        const struct vecshard_replica_info *r = &s->replica_status[i];
+        fputs(i ? ",{\"node_id\":" : "{\"node_id\":", f);
+        json_cstr(f, r->node_id);
+        fprintf(f, ",\"alive\":%s,\"role\":", r->alive ? "true" : "false");
+        json_cstr(f, r->role);
+        fputs(",\"state\":", f);
+        json_cstr(f, r->state);
+        fprintf(f, ",\"in_sync\":%s,\"lsn\":%" PRIu64 ",\"lag\":%" PRIu64 ",\"recovery\":",
+                r->in_sync ? "true" : "false", r->lsn, r->lag);
+        json_cstr(f, r->recovery);
+        fprintf(f,
+                ",\"transfer_bytes_done\":%" PRIu64 ",\"transfer_bytes_total\":%" PRIu64
+                ",\"reason\":",
+                r->transfer_bytes_done, r->transfer_bytes_total);
+        json_cstr(f, r->reason);
+        fputc('}', f);
+    }
+    if (s->n_replica_status) fputc(']', f);
     fputc('}', f);
 }
 

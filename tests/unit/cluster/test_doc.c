@@ -27,6 +27,7 @@ static void test_keys(void)
     expect_str(cluster_key_shard("/vs", "docs", 7), "/vs/shards/docs/7");
     expect_str(cluster_key_shards_of("/vs", "docs"), "/vs/shards/docs/");
     expect_str(cluster_key_dir("/vs", "nodes"), "/vs/nodes/");
+    expect_str(cluster_key_controller("/vs"), "/vs/controller");
     struct cluster_key k;
     CU_ASSERT_EQUAL(cluster_key_parse("nodes/n-1", &k), CLUSTER_KEY_NODE);
     CU_ASSERT_STRING_EQUAL(k.node_id, "n-1");
@@ -176,6 +177,17 @@ static void test_shard(void)
     expect_str(cluster_shard_format(&copy),
                "{\"epoch\":5,\"primary\":\"n1\",\"replicas\":[\"n1\",\"n2\"],"
                "\"in_sync\":[\"n1\"],\"recovering\":[\"n2\"]}");
+    /* recovering is recomputed as replicas - in_sync, in replica order */
+    CU_ASSERT_EQUAL(cluster_ids_add(&copy.replicas, "n3"), 0);
+    CU_ASSERT_EQUAL(cluster_ids_add(&copy.recovering, "stale"), 0);
+    CU_ASSERT_EQUAL(cluster_shard_set_recovering(&copy), 0);
+    expect_str(cluster_shard_format(&copy),
+               "{\"epoch\":5,\"primary\":\"n1\",\"replicas\":[\"n1\",\"n2\",\"n3\"],"
+               "\"in_sync\":[\"n1\"],\"recovering\":[\"n2\",\"n3\"]}");
+    CU_ASSERT_EQUAL(cluster_ids_add(&copy.in_sync, "n2"), 0);
+    CU_ASSERT_EQUAL(cluster_ids_add(&copy.in_sync, "n3"), 0);
+    CU_ASSERT_EQUAL(cluster_shard_set_recovering(&copy), 0);
+    CU_ASSERT_EQUAL(copy.recovering.n, 0);
     cluster_shard_clear(&copy);
 
     const char *empty = "{\"primary\":null,\"epoch\":\"9\"}";

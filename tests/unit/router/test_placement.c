@@ -1,6 +1,6 @@
 /*
- * test_placement.c — CUnit runner for the router's placement planner
- * (router/placement.c, build/test_router) on hand-built clusters: a newly
+ * test_placement.c — CUnit tests of the router's placement planner
+ * (router/controller/placement.c, in build/test_router) on hand-built clusters: a newly
  * joined empty node does not take every shard, a node that failed the
  * health check takes none, no shard has two copies on one node, primaries
  * are spread, the per-collection cap ceil(S*R/N) holds over thousands of
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "router/controller/placement.h"
+#include "tests/unit/router/router_test.h"
 
 #define MAXN 8
 
@@ -147,9 +148,8 @@ static void test_random_invariants(void)
     CU_ASSERT(planned > 10000);
 }
 
-int main(void)
+void register_placement_tests(void)
 {
-    if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     CU_pSuite s = CU_add_suite("placement", NULL, NULL);
     CU_add_test(s, "new empty node does not take every shard",
                 test_new_empty_node_does_not_take_all);
@@ -158,9 +158,4 @@ int main(void)
     CU_add_test(s, "R=2: loaded node still used", test_rf2_loaded_node_still_used);
     CU_add_test(s, "too few healthy nodes", test_too_few_healthy);
     CU_add_test(s, "random clusters: invariants", test_random_invariants);
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-    CU_cleanup_registry();
-    return failed == 0 ? 0 : 1;
 }

@@ -39,6 +39,7 @@ Environment: VS_REPL_LONG=1 selects the long variants of the scenario tests
 import os
 import random
 import signal
+import sys
 import threading
 import time
 
@@ -395,12 +396,12 @@ class Writer:
 
     def __init__(self, cluster, collection=None, threads=None, batch=5, dim=None, shards=None,
                  delete_every=0, timeout=5.0, give_up_s=60.0, retry=True, pause_s=0.0,
-                 record=True, seed=1):
+                 record=True, seed=1, n_shards=None):
         self.cluster = cluster
         self.collection = collection or cluster.collection
         self.batch = batch
         self.dim = dim or cluster.dim
-        self.n_shards = len(cluster.entries(self.collection))
+        self.n_shards = n_shards or len(cluster.entries(self.collection))
         self.shards = list(shards) if shards is not None else list(range(self.n_shards))
         self.n_threads = threads or len(self.shards)
         self.delete_every = delete_every
@@ -449,6 +450,22 @@ class Writer:
     def still_acked(self, i):
         with self.lock:
             return i in self.acked
+
+    def load(self, n, batch=1000):
+        """Upserts n new points synchronously (before start(); recorded as
+        acknowledged), spread over every shard."""
+        base = (1 << 50) + (self.seed << 40) + len(self.acked)
+        for lo in range(0, n, batch):
+            ids = list(range(base + lo, base + min(n, lo + batch)))
+            vecs = [vector_of(i, self.dim) for i in ids]
+            pays = [payload_of(i) for i in ids]
+            random.choice(self._routers()).stub().Upsert(
+                rh.upsert_request(self.collection, ids, vecs, pays), timeout=120)
+            with self.lock:
+                self.acked_points += len(ids)
+                for i, v, p in zip(ids, vecs, pays):
+                    self.acked[i] = (v.tobytes(), p)
+        return self
 
     def _routers(self):
         live = [r for r in self.cluster.routers if r.proc.alive() and
@@ -611,3 +628,45 @@ def wait_for(pred, timeout, what, interval=0.05):
     """Polls pred() until truthy and returns its value; HarnessError naming
     `what` (and the last value) otherwise."""
     return rh.wait_until(pred, timeout, what, interval=interval)
+
+
+# ------------------------------------------------------------------ test base
+class ReplTestCase(harness.ClusterTestCase):
+    """unittest base: one ReplCluster per test, load threads stopped before
+    it is closed, and the end-of-scenario checks."""
+
+    def start_cluster(self, **kw):
+        self.cluster = ReplCluster(**kw).start()
+        self.addCleanup(self.cluster.close)
+        return self.cluster
+
+    def start_load(self, collection=None, searcher=True, **writer_kw):
+        """A started Writer (and Searcher) on a collection; stopped at cleanup."""
+        w = Writer(self.cluster, collection, **writer_kw).start()
+        self.addCleanup(w.stop)
+        if not searcher:
+            return w, None
+        s = Searcher(self.cluster, w).start()
+        self.addCleanup(s.stop)
+        return w, s
+
+    def finish(self, *loads, collection=None, replicas=None, timeout=90):
+        """Stops the load, waits for full health, then: no acknowledged write
+        lost or different anywhere, no Get served a stale replica, equal
+        digests on every shard's in-sync replicas."""
+        for x in loads:
+            if x is not None:
+                x.stop()
+        self.cluster.wait_healthy(collection, replicas=replicas, timeout=timeout)
+        for x in loads:
+            if isinstance(x, Writer):
+                self.assertEqual(self.cluster.acked_lost(x), [], "acknowledged writes lost")
+                self.assertGreater(x.acked_points, 0, "the writer acknowledged nothing")
+            elif isinstance(x, Searcher):
+                self.assertEqual(x.wrong, [], "a Get served a replica missing acked writes")
+        return self.cluster.assert_digests_equal(collection)
+
+    def measured(self, what, value):
+        """Prints one measured number (collected for the closing note)."""
+        sys.stderr.write("\nmeasured: %s: %s\n" % (what, value))
+        sys.stderr.flush()

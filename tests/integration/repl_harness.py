@@ -392,7 +392,8 @@ class Writer:
     `give_up_s`. Thread t writes only shard shards[t % len(shards)] (default:
     one thread per shard), so a shard that is down does not hold back the
     others' calls. Ids of a call whose retries gave up are uncertain and left
-    out of the checks."""
+    out of the checks. n_shards is the collection's shard count (default: read
+    from etcd, which must then be up)."""
 
     def __init__(self, cluster, collection=None, threads=None, batch=5, dim=None, shards=None,
                  delete_every=0, timeout=5.0, give_up_s=60.0, retry=True, pause_s=0.0,

@@ -32,7 +32,9 @@ class EtcdOutage(rp.ReplTestCase):
                     "100 acked points on each collection")
 
         victim = c.nodes[1]
-        shard = c.backup_only_shards(victim.node_id, "r2")[0]
+        shards = c.backup_only_shards(victim.node_id, "r2")
+        self.assertTrue(shards, "%s is an in-sync backup of no r2 shard" % victim.node_id)
+        shard = shards[0]
         t0 = time.monotonic()
         c.stop_etcd()
         rp.wait_for(lambda: time.monotonic() - t0 >= OUTAGE_S, OUTAGE_S + 5,

@@ -4,8 +4,8 @@ R = 2 on 3 nodes, 3 shards, lease TTL 3 s. The primary P of shard 0 is
 stopped; while it is stopped a Write is sent to it directly with the epoch
 it holds (60 s deadline: P reads it only after SIGCONT) and the writers keep
 going through the routers. After the controller promoted another in-sync
-replica (entry epoch up, P out of in_sync) and more writes were
-acknowledged, P is continued. Then:
+replica (entry epoch up, P out of in_sync) and a write to shard 0 was
+acknowledged by it, P is continued. Then:
 
 - the direct Write, handled by P after the promotion, is NOT acknowledged
   (FAILED_PRECONDITION or UNAVAILABLE) and its point is on no replica, P
@@ -28,7 +28,7 @@ from router_harness import vecshard_pb2
 class PausedPrimary(rp.ReplTestCase):
     def test_sigstop_primary_past_ttl(self):
         c = self.start_cluster(nodes=3, routers=2, replicas=2, shards=3, lease_ttl=3)
-        w, s = self.start_load(timeout=20.0)
+        w, s = self.start_load()
         rp.wait_for(lambda: w.acked_points >= 300, 30, "300 acked points before the pause")
         p = c.primary_of(0)
         before = c.entry(0)
@@ -47,8 +47,9 @@ class PausedPrimary(rp.ReplTestCase):
         self.assertIn(promoted["primary"], before["in_sync"])
         self.assertNotIn(p.node_id, promoted["in_sync"])
         self.assertGreater(promoted["epoch"], before["epoch"])
-        n = w.acked_points
-        rp.wait_for(lambda: w.acked_points >= n + 100, 30, "100 acked points after promotion")
+        t_promo = time.monotonic()
+        rp.wait_for(lambda: w.calls.first_ok_after(t_promo, shard=0), 30,
+                    "an acked write to shard 0 on its new primary")
 
         c.resume(p)
         try:

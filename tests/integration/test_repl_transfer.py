@@ -67,7 +67,7 @@ class TransferKill(rp.ReplTestCase):
 
         victim = self.p if kill_sender else self.z
         victim.kill9()
-        victim.start()
+        victim.start(timeout=120)  # the sender replays its WAL before it serves
         entries = c.wait_healthy(timeout=120)
         self.measured("backup kill -> R restored (%s killed midway)" % victim.node_id,
                       "%.2f s" % (time.monotonic() - t0))

@@ -53,7 +53,10 @@ def run_round(c, rnd, rng, args, writers):
         victim = c.etcd
         down, name = rng.uniform(0, 6), "etcd"
     t_kill = time.monotonic()
-    victim.proc.kill9() if kind == "etcd" else victim.kill9()
+    if kind == "etcd":
+        victim.proc.kill9()
+    else:
+        victim.kill9()
     threading.Event().wait(down)  # the outage itself, not a wait for a state
     if kind == "etcd":
         c.start_etcd()

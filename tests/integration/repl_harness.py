@@ -38,6 +38,7 @@ Environment: VS_REPL_LONG=1 selects the long variants of the scenario tests
 """
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -303,8 +304,8 @@ class ReplCluster(rh.RouterCluster):
 
     def controller_router(self, timeout=None):
         """The Router whose id ClusterStatus.controller names (asked of every
-        live router; the id is matched against the router's address, port,
-        pid or name)."""
+        live router; the id is matched against the router's address or name,
+        or has its port or pid as one of its numbers)."""
         timeout = timeout or (self.controller_ttl + 10)
         deadline = time.monotonic() + timeout
         ids = []
@@ -330,9 +331,9 @@ class ReplCluster(rh.RouterCluster):
         """The Router a controller id names, or None."""
         if not cid:
             return None
+        numbers = re.findall(r"\d+", cid)
         for r in self.routers:
-            if cid in (r.addr, r.name, str(r.port), str(r.proc.pid)) or \
-                    cid.endswith(":%d" % r.port) or cid.endswith("-%d" % r.proc.pid):
+            if cid in (r.addr, r.name) or str(r.port) in numbers or str(r.proc.pid) in numbers:
                 return r
         raise HarnessError("controller id %r names none of the routers %r (adjust "
                            "ReplCluster.router_by_id)" % (cid, [(r.name, r.addr, r.proc.pid)

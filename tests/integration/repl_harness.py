@@ -58,6 +58,8 @@ RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION,
 ROLE_PRIMARY = shard_node_pb2.SHARD_ROLE_PRIMARY
 ROLE_BACKUP = shard_node_pb2.SHARD_ROLE_BACKUP
 RECOVERING = shard_node_pb2.REPLICA_STATE_RECOVERING
+LOAD_THREAD = 255   # the id range of Writer.load (writer threads use 1..254)
+FOREIGN_IDS = 1 << 63  # ids no Writer produces (for probes the tests send themselves)
 
 
 def repl_flags(replicate_timeout_ms=1000, transfer_max_mbps=0, controller_ttl=2,
@@ -456,7 +458,7 @@ class Writer:
     def load(self, n, batch=1000):
         """Upserts n new points synchronously (before start(); recorded as
         acknowledged), spread over every shard."""
-        base = (1 << 50) + (self.seed << 40) + len(self.acked)
+        base = (self.seed << 48) + (LOAD_THREAD << 40) + len(self.acked)
         for lo in range(0, n, batch):
             ids = list(range(base + lo, base + min(n, lo + batch)))
             vecs = [vector_of(i, self.dim) for i in ids]
@@ -499,7 +501,7 @@ class Writer:
 
     def _run(self, t):
         rng = random.Random(self.seed * 7919 + t)
-        next_id = ((t + 1) << 40) + (self.seed << 32)
+        next_id = (self.seed << 48) + ((t + 1) << 40)  # disjoint per (seed, thread)
         shard = self.shards[t % len(self.shards)]
         n = 0
         while not self.stop_event.is_set():

@@ -32,7 +32,8 @@ class PausedPrimary(rp.ReplTestCase):
         rp.wait_for(lambda: w.acked_points >= 300, 30, "300 acked points before the pause")
         p = c.primary_of(0)
         before = c.entry(0)
-        ghost = next(i for i in range(10 ** 15, 10 ** 15 + 1000) if rh.shard_of(i, 3) == 0)
+        ghost = next(i for i in range(rp.FOREIGN_IDS, rp.FOREIGN_IDS + 1000)
+                     if rh.shard_of(i, 3) == 0)
         req = harness.write_request(c.collection, 0, before["epoch"], harness.points(
             [ghost], [rp.vector_of(ghost, c.dim)], [b"must-not-be-acked"]))
         stub = p.stub()

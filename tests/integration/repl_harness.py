@@ -392,9 +392,10 @@ class Calls:
 class Writer:
     """Threads that upsert (and every `delete_every`-th call delete) through
     random live routers, retrying failed calls with the same ids for up to
-    `give_up_s`. Thread t writes only shard shards[t % len(shards)] (default:
-    one thread per shard), so a shard that is down does not hold back the
-    others' calls. Ids of a call whose retries gave up are uncertain and left
+    `give_up_s`. With at least one thread per shard (the default), thread t
+    writes only shards[t % len(shards)], so a shard that is down does not
+    hold back the others' calls; fewer threads take turns over
+    shards[t::threads]. Ids of a call whose retries gave up are uncertain and left
     out of the checks. n_shards is the collection's shard count (default: read
     from etcd, which must then be up)."""
 
@@ -502,9 +503,11 @@ class Writer:
     def _run(self, t):
         rng = random.Random(self.seed * 7919 + t)
         next_id = (self.seed << 48) + ((t + 1) << 40)  # disjoint per (seed, thread)
-        shard = self.shards[t % len(self.shards)]
+        k = len(self.shards)
+        mine = [self.shards[t % k]] if self.n_threads >= k else self.shards[t::self.n_threads]
         n = 0
         while not self.stop_event.is_set():
+            shard = mine[n % len(mine)]
             n += 1
             if self.delete_every and n % self.delete_every == 0:
                 self._delete(shard, rng)

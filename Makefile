@@ -9,6 +9,10 @@
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
+#   make chaos      10 random kill -9 rounds on a replicated cluster (tests/chaos) + the long
+#                   variants of tests/integration/test_repl_*.py
+#   make bench-repl replication: write throughput R = 2 vs R = 1, ack latency, failover
+#                   time, transfer rate and time to restore R
 #   make clients-python  the Python client's tests against a real cluster
 #   make clients-node the Node.js client's type check and tests (clients/node)
 #   make bench      engine benchmark on MNIST and a synthetic set
@@ -244,6 +248,26 @@ integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $
 clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s clients/python/tests -v
 
+# tests/chaos/chaos.py: random kill -9 of a node, router or etcd under mixed
+# load, R = 2 on 4 nodes; each round checks 0 acknowledged writes lost and equal
+# digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds
+# and the long variants of the replication scenarios (VS_REPL_LONG=1);
+# `make chaos-short` (part of `make test`) runs 2 rounds.
+CHAOS_ROUNDS ?= 10
+REPL_DEPS := $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
+.PHONY: chaos chaos-short bench-repl
+chaos: $(REPL_DEPS)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS)
+	VS_BUILD=$(abspath $(BUILD)) VS_REPL_LONG=1 $(PYTHON) -m unittest discover \
+	  -s tests/integration -p 'test_repl_*.py' -v
+chaos-short: $(REPL_DEPS)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2
+
+# scripts/bench_repl.py: R = 2 vs R = 1 write throughput and ack latency,
+# failover time over 10 kills, transfer rate and time to restore R.
+bench-repl: $(REPL_DEPS)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) scripts/bench_repl.py $(BENCH_REPL_ARGS)
+
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
@@ -292,6 +316,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) chaos-short
 	$(MAKE) clients-python
 	$(MAKE) clients-node
 

@@ -295,6 +295,10 @@ class Etcd:
     def restart(self):
         """Stops and starts again on the same ports and data (an etcd outage)."""
         self.stop()
+        self.start_again()
+
+    def start_again(self):
+        """Starts again on the same ports and data after stop()."""
         if not self._spawn():
             raise HarnessError("etcd did not come back; log tail:\n" + self.proc.tail())
 

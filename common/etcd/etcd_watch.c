@@ -6,8 +6,10 @@
  * (header only) and possibly "canceled". The thread keeps next_rev, the
  * revision of the next event it expects:
  *   - after an event batch: last event's mod_revision + 1;
- *   - after a progress notification: header.revision + 1 (etcd sends them
- *     only to watchers that are caught up, so nothing below is pending);
+ *   - a progress notification does NOT move it: etcd 3.4.23 can send one
+ *     whose header revision is ahead of events still queued for this
+ *     watcher (fixed upstream in 3.4.25), and moving next_rev past them
+ *     would drop those events; notifications only prove the stream alive;
  *   - on "created" of a watch started "from now": header.revision + 1.
  * When the stream ends, errors, goes idle longer than idle_timeout_ms (dead
  * TCP peer) or is dropped by etcd_watch_reconnect, the thread waits a short
@@ -170,9 +172,7 @@ static int watch_line(void *arg, const char *line, size_t len)
         stop = w->stream_st != ETCD_OK;
         goto done;
     }
-    /* Progress notification: everything up to hrev has been delivered. */
-    if (atomic_load(&w->next_rev) && hrev + 1 > atomic_load(&w->next_rev))
-        atomic_store(&w->next_rev, hrev + 1);
+    /* Progress notification: the stream is alive; next_rev stays (see the top). */
     stop = 0;
 done:
     cJSON_Delete(j);

@@ -74,10 +74,10 @@ grpc_status_code node_svc_node_status(struct rpc_call *c, const ProtobufCMessage
 
 /* node_service_replication.c: */
 
-/* Replicate: UNIMPLEMENTED until primary/backup replication. */
+/* Replicate: action TRANSFER starts a full copy; the rest UNIMPLEMENTED until replication. */
 grpc_status_code node_svc_replicate(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 
-/* TransferShard: UNIMPLEMENTED until replica recovery and moves. */
+/* TransferShard: streams a full copy of a replica (transfer.h). */
 grpc_status_code node_svc_transfer_shard(struct rpc_call *c, const ProtobufCMessage *msg,
                                          struct rpc_stream *st, void *user);
 

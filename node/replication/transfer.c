@@ -276,9 +276,10 @@ static int pull_record(struct transfer_job *j, struct pull *p, const Vecshard__V
         return pull_fail(err, "record lsn %" PRIu64 ": CRC-32C mismatch", r->lsn);
     if (p->wal == NULL) {
         struct wal_options wo;
+        struct wal_recovery rec;
         wal_options_init(&wo);
         wo.fsync = WAL_FSYNC_NONE; /* one fsync at the end (wal_close) covers the whole copy */
-        if (wal_open(p->dir, &wo, &p->wal, NULL, werr) != WAL_OK)
+        if (wal_open(p->dir, &wo, &p->wal, &rec, werr) != WAL_OK)
             return pull_fail(err, "opening the staging WAL: %s", werr);
     }
     if (wal_append(p->wal, r->lsn, r->epoch, r->batch.data, (uint32_t)r->batch.len, werr) != WAL_OK)

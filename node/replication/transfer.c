@@ -403,6 +403,7 @@ static void *job_main(void *arg)
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     bool recovering = false, installed = false;
+    double stream_secs = 0; /* until the copy is durable in the staging folder */
     if (!staging_path(t, j->collection, j->shard, p.dir, sizeof p.dir)) {
         pull_fail(err, "staging path too long");
         goto done;
@@ -421,6 +422,7 @@ static void *job_main(void *arg)
         goto done;
     }
     if (pull_stream(j, &p, err) != 0 || pull_sync(&p, err) != 0) goto done;
+    stream_secs = seconds_since(&t0);
     if (node_shards_install(t->reg, j->collection, j->shard, p.dir, nerr) != 0) {
         pull_fail(err, "%s", nerr);
         goto done;
@@ -444,9 +446,11 @@ done:
         pthread_mutex_unlock(&t->lock);
         log_info("transfer installed",
                  "collection=%s shard=%u from=%s last_lsn=%" PRIu64 " snapshot_lsn=%" PRIu64
-                 " records=%" PRIu64 " bytes=%" PRIu64 " seconds=%.3f mb_per_s=%.1f",
+                 " records=%" PRIu64 " bytes=%" PRIu64 " stream_seconds=%.3f stream_mb_per_s=%.1f"
+                 " seconds=%.3f",
                  j->collection, j->shard, log_quote(j->primary_id), p.last_lsn, p.snap_lsn,
-                 p.records, bytes, secs, secs > 0 ? (double)bytes / secs / 1e6 : 0.0);
+                 p.records, bytes, stream_secs,
+                 stream_secs > 0 ? (double)bytes / stream_secs / 1e6 : 0.0, secs);
     }
     pthread_mutex_lock(&t->lock);
     j->running = false;

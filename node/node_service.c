@@ -135,7 +135,7 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
     rc |= rpc_server_add_unary(s, SVC "Write", &vecshard__v1__write_request__descriptor,
                                node_svc_write, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Replicate", &vecshard__v1__replicate_request__descriptor,
-                               node_svc_replicate, svc, RPC_INLINE);
+                               node_svc_replicate, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Search", &vecshard__v1__node_search_request__descriptor,
                                node_svc_search, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "Get", &vecshard__v1__node_get_request__descriptor,
@@ -145,7 +145,7 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
                              node_svc_shard_status, svc, 0);
     rc |= rpc_server_add_stream(s, SVC "TransferShard",
                                 &vecshard__v1__transfer_shard_request__descriptor,
-                                node_svc_transfer_shard, svc, RPC_INLINE);
+                                node_svc_transfer_shard, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "NodeStatus", &vecshard__v1__node_status_request__descriptor,
                                node_svc_node_status, svc, 0);
     return rc != 0 ? -1 : 0;

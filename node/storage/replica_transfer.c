@@ -141,7 +141,7 @@ int replica_digest(struct replica *r, uint8_t out[REPLICA_DIGEST_BYTES], uint64_
                           hnsw_count(r->idx));
         goto out;
     }
-    qsort(ids, n, sizeof *ids, id_cmp);
+    if (n > 1) qsort(ids, n, sizeof *ids, id_cmp);
     payload_read_lock(r->ps);
     for (uint64_t i = 0; i < n; i++) {
         uint32_t plen = 0;

@@ -170,6 +170,7 @@ int main(int argc, char **argv)
         .rpc = svc.rpc,
         .data_dir = cfg.data_dir,
         .node_id = cfg.node_id,
+        .max_bytes_per_sec = cfg.transfer_max_mbps * 1000000,
     };
     if (transfers_create(&tcfg, &svc.xfer, err, sizeof err) != 0) {
         log_error("cannot set up shard transfers", "error=%s", log_quote(err));
@@ -273,9 +274,9 @@ fail:
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
     repl_destroy(atomic_exchange(&svc.repl, NULL));
+    transfers_destroy(svc.xfer); /* jobs end (failed or installed) before the snapshots */
     if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
         node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
-    transfers_destroy(svc.xfer);
     node_shards_destroy(reg);
     node_meta_stop(meta);
     etcd_client_free(etcd);

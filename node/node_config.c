@@ -103,6 +103,8 @@ static const struct flags_spec flags[] = {
      "coll/shard[,coll/shard...]: accept these DAMAGED replicas as empty (damaged files go to "
      "the trash); remove the flag afterwards",
      node_shards_reset_list_check, "a list coll/shard[,coll/shard...]", .empty_ok = true},
+    {"transfer-max-mbps", FLAGS_INT, "0", 0, 100000, F(transfer_max_mbps),
+     "limit of the TransferShard send rate of this node, MB/s (10^6 bytes; 0 = unlimited)"},
 };
 
 static const struct flags_prog prog = {

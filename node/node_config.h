@@ -41,9 +41,10 @@ struct node_config {
     uint64_t
         capacity; /* advertised in the registration: replicas this node may host, 0 = no limit */
     int shutdown_grace_ms;
-    int identity_mismatch;   /* enum node_claim_mode */
-    uint64_t trash_grace_ms; /* trashed replica folders are purged no sooner */
-    char *reset_replica;     /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
+    int identity_mismatch;      /* enum node_claim_mode */
+    uint64_t trash_grace_ms;    /* trashed replica folders are purged no sooner */
+    char *reset_replica;        /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
+    uint64_t transfer_max_mbps; /* TransferShard send limit in MB/s (10^6 bytes); 0 = unlimited */
 };
 
 /* What node_config_parse decided. */

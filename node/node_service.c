@@ -82,7 +82,7 @@ grpc_status_code node_svc_check_deadline(struct rpc_call *c, const char *what)
 /*
  * Borrows (collection, shard) for a single-shard call. On failure returns
  * NULL and sets *code: NOT_FOUND (collection unknown / shard not hosted),
- * DATA_LOSS (damaged) or UNAVAILABLE (loading).
+ * DATA_LOSS (damaged) or UNAVAILABLE (loading, recovering).
  */
 struct node_shard *node_svc_borrow(struct node_service *svc, struct rpc_call *c,
                                    const char *collection, uint32_t shard,
@@ -108,9 +108,11 @@ struct node_shard *node_svc_borrow(struct node_service *svc, struct rpc_call *c,
     }
     if (view->rep == NULL) {
         node_shards_release(svc->reg, e);
-        *code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
-                               "shard %u of collection \"%s\" is still loading on this node", shard,
-                               collection);
+        *code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "shard %u of collection \"%s\" is %s",
+                               shard, collection,
+                               view->state == NODE_STATE_RECOVERING
+                                   ? "recovering on this node (a full transfer into it is running)"
+                                   : "still loading on this node");
         return NULL;
     }
     return e;
@@ -142,7 +144,7 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
                              node_svc_shard_status, svc, 0);
     rc |= rpc_server_add_stream(s, SVC "TransferShard",
                                 &vecshard__v1__transfer_shard_request__descriptor,
-                                node_svc_transfer_shard, svc, RPC_INLINE);
+                                node_svc_transfer_shard, svc, 0);
     rc |= rpc_server_add_unary(s, SVC "NodeStatus", &vecshard__v1__node_status_request__descriptor,
                                node_svc_node_status, svc, 0);
     return rc != 0 ? -1 : 0;

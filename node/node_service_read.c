@@ -134,7 +134,11 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
         if (e == NULL || v.rep == NULL) {
             sr[si].code = e == NULL ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_UNAVAILABLE;
             snprintf(emsg, REPLICA_ERR_MAX, "shard %u of collection \"%s\" is %s on this node",
-                     shard, req->collection, e == NULL ? "not hosted" : "still loading");
+                     shard, req->collection,
+                     e == NULL ? "not hosted"
+                     : v.state == NODE_STATE_RECOVERING
+                         ? "recovering (a full transfer into it is running)"
+                         : "still loading");
             sr[si].error = emsg;
             node_shards_release(svc->reg, e);
             continue;

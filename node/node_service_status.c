@@ -61,6 +61,29 @@ static int fill_replication(struct node_service *svc, struct node_svc_scratch *s
     return 0;
 }
 
+/*
+ * The digest of one replica's content (docs/replication.md §11) when with_digest is set: 32 hex
+ * chars in a scratch block. rep is borrowed by the caller; NULL skips it.
+ */
+static grpc_status_code status_digest(struct rpc_call *c, struct replica *rep, bool with_digest,
+                                      Vecshard__V1__ShardReplicaStatus *st,
+                                      struct node_svc_scratch *s)
+{
+    if (!with_digest || rep == NULL) return GRPC_STATUS_OK;
+    uint8_t d[REPLICA_DIGEST_BYTES];
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_digest(rep, d, NULL, err);
+    if (rc != REPLICA_OK)
+        return rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "digest of %s/%u: %s",
+                              st->collection, st->shard, err);
+    char *hex = node_svc_scratch_alloc(s, 2 * REPLICA_DIGEST_BYTES + 1, 1);
+    if (hex == NULL) return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    for (int i = 0; i < REPLICA_DIGEST_BYTES; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    st->digest = hex;
+    return GRPC_STATUS_OK;
+}
+
 /* ShardStatus: LSN, epoch, counts, role and state of matching replicas. */
 grpc_status_code node_svc_shard_status(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
 {
@@ -109,12 +132,15 @@ grpc_status_code node_svc_shard_status(struct rpc_call *c, const ProtobufCMessag
             st[i].state = (Vecshard__V1__ReplicaState)v.state;
             replica_epoch_at(v.rep, rs.lsn, &st[i].last_epoch);
         }
+        if (code == GRPC_STATUS_OK)
+            code = status_digest(c, e != NULL ? v.rep : NULL, req->with_digest, &st[i], &s);
         node_shards_release(svc->reg, e);
         if (fill_replication(svc, &s, &views[i], &st[i]) != 0) {
             code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
             goto out;
         }
     }
+    if (code != GRPC_STATUS_OK) goto out;
     Vecshard__V1__ShardStatusResponse resp = VECSHARD__V1__SHARD_STATUS_RESPONSE__INIT;
     resp.shards = stp;
     resp.n_shards = (size_t)n;

@@ -60,7 +60,8 @@ struct node_shard {
     enum node_state state;
     bool truncating;
     uint64_t truncations;
-    struct replica *rep;       /* NULL while LOADING and when DAMAGED */
+    enum node_state recovering_from; /* state to return to when a transfer fails (RECOVERING) */
+    struct replica *rep;       /* NULL while LOADING and when DAMAGED; hidden while RECOVERING */
     int refs;                  /* borrowers (node_shards_acquire) */
     char reason[NODE_ERR_MAX]; /* why DAMAGED */
     char dir[PATH_MAX];
@@ -317,6 +318,8 @@ static int mark_damaged(struct node_shards *reg, struct node_shard *e, const cha
     return 0;
 }
 
+static int open_files(struct node_shards *reg, struct node_shard *e, bool reset);
+
 /*
  * Opens the replica of e (state LOADING, already in the table) and classifies the result: READY;
  * DAMAGED when its files are missing although the collection predates the data dir, or when
@@ -344,7 +347,15 @@ static int open_entry(struct node_shards *reg, struct node_shard *e)
                      "collection=%s shard=%u reason=%s", e->coll.name, e->shard, log_quote(why));
         }
     }
+    return open_files(reg, e, reset);
+}
 
+/*
+ * The open step of open_entry, also used by node_shards_install (whose folder is a complete
+ * transferred copy, even when empty): replica_open and the classification of its result.
+ */
+static int open_files(struct node_shards *reg, struct node_shard *e, bool reset)
+{
     struct replica_config rc;
     replica_config_init(&rc);
     rc.dir = e->dir;
@@ -929,7 +940,7 @@ static void fill_view(const struct node_shard *e, struct node_shard_view *v)
     v->in_sync = e->in_sync;
     v->truncating = e->truncating;
     v->truncations = e->truncations;
-    v->rep = e->rep;
+    v->rep = e->state == NODE_STATE_RECOVERING ? NULL : e->rep;
     snprintf(v->reason, sizeof v->reason, "%s", e->state == NODE_STATE_DAMAGED ? e->reason : "");
 }
 
@@ -954,7 +965,7 @@ void node_shards_release(struct node_shards *reg, struct node_shard *e)
 {
     if (e == NULL) return;
     pthread_mutex_lock(&reg->lock);
-    if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+    if (--e->refs <= 1) pthread_cond_broadcast(&reg->cv); /* 1: node_shards_install waits */
     pthread_mutex_unlock(&reg->lock);
 }
 
@@ -1075,7 +1086,7 @@ void node_shards_snapshot_all(struct node_shards *reg, long timeout_ms)
     pthread_mutex_lock(&reg->lock);
     job.v = calloc(reg->n + 1, sizeof *job.v);
     for (size_t i = 0; job.v != NULL && i < reg->n; i++)
-        if (reg->v[i]->rep != NULL) {
+        if (reg->v[i]->rep != NULL && reg->v[i]->state == NODE_STATE_READY) {
             reg->v[i]->refs++;
             job.v[job.n++] = reg->v[i];
         }
@@ -1108,4 +1119,117 @@ void node_shards_destroy(struct node_shards *reg)
     pthread_cond_destroy(&reg->cv);
     pthread_mutex_destroy(&reg->lock);
     free(reg);
+}
+
+/* ------------------------------------------------------------ transfers (transfer.h) */
+
+/* Marks (collection, shard) RECOVERING for a transfer into it. */
+int node_shards_begin_recovery(struct node_shards *reg, const char *collection, uint32_t shard,
+                               char *err)
+{
+    int rc = -1;
+    pthread_mutex_lock(&reg->lock);
+    long i = find(reg, collection, shard);
+    struct node_shard *e = i >= 0 ? reg->v[i] : NULL;
+    if (e == NULL)
+        snprintf(err, NODE_ERR_MAX, "shard %u of collection \"%s\" is not hosted on this node",
+                 shard, collection);
+    else if (e->state != NODE_STATE_READY && e->state != NODE_STATE_DAMAGED)
+        snprintf(err, NODE_ERR_MAX, "replica %s/%u is %s", collection, shard,
+                 e->state == NODE_STATE_LOADING ? "still loading" : "already recovering");
+    else {
+        e->recovering_from = e->state;
+        e->state = NODE_STATE_RECOVERING;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&reg->lock);
+    if (rc == 0)
+        log_info("replica is RECOVERING: a full transfer into it started", "collection=%s shard=%u",
+                 collection, shard);
+    return rc;
+}
+
+/* Returns a RECOVERING entry to the state it had before (a failed transfer). */
+void node_shards_end_recovery(struct node_shards *reg, const char *collection, uint32_t shard)
+{
+    pthread_mutex_lock(&reg->lock);
+    long i = find(reg, collection, shard);
+    if (i >= 0 && reg->v[i]->state == NODE_STATE_RECOVERING)
+        reg->v[i]->state = reg->v[i]->recovering_from;
+    pthread_mutex_unlock(&reg->lock);
+}
+
+/*
+ * Swaps the staged folder in for a RECOVERING entry (see node_shards.h). The
+ * entry is held by one extra borrow throughout, so a concurrent removal
+ * (reconcile) waits until the swap is over; the replica is hidden from
+ * borrowers while RECOVERING, so once the other borrows are given back
+ * nobody uses the old replica.
+ */
+int node_shards_install(struct node_shards *reg, const char *collection, uint32_t shard,
+                        const char *staged_dir, char *err)
+{
+    pthread_mutex_lock(&reg->lock);
+    long i = find(reg, collection, shard);
+    struct node_shard *e = i >= 0 ? reg->v[i] : NULL;
+    if (e == NULL || e->state != NODE_STATE_RECOVERING) {
+        pthread_mutex_unlock(&reg->lock);
+        snprintf(err, NODE_ERR_MAX, "replica %s/%u is %s", collection, shard,
+                 e == NULL ? "no longer hosted on this node" : "not RECOVERING");
+        return -1;
+    }
+    e->refs++;
+    for (;;) {
+        i = find(reg, collection, shard);
+        if (e->refs <= 1 || i < 0 || reg->v[i] != e) break;
+        pthread_cond_wait(&reg->cv, &reg->lock);
+    }
+    if (i < 0 || reg->v[i] != e) {
+        if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+        pthread_mutex_unlock(&reg->lock);
+        snprintf(err, NODE_ERR_MAX, "replica %s/%u was removed from this node during the transfer",
+                 collection, shard);
+        return -1;
+    }
+    struct replica *old = e->rep;
+    e->rep = NULL;
+    pthread_mutex_unlock(&reg->lock);
+
+    char rerr[REPLICA_ERR_MAX], why[NODE_ERR_MAX] = "";
+    char name[256] = "";
+    if (replica_close(old, rerr) != REPLICA_OK)
+        log_warn("closing the replica replaced by a transfer failed",
+                 "collection=%s shard=%u error=%s", collection, shard, log_quote(rerr));
+    if (trash_move(reg->data_dir, e->dir, collection, shard, e->coll.created_at, false, name,
+                   rerr) != 0)
+        snprintf(why, sizeof why, "moving the old folder to the trash: %.400s", rerr);
+    else if (rename(staged_dir, e->dir) != 0)
+        snprintf(why, sizeof why, "rename %.180s -> %.180s: %.60s", staged_dir, e->dir,
+                 strerror(errno));
+    else {
+        char parent[PATH_MAX];
+        if (join(parent, sizeof parent, reg->data_dir, collection)) dir_fsync(parent, NULL, 0);
+        if (open_files(reg, e, false) != 0)
+            snprintf(why, sizeof why, "the transferred copy does not open (see the log)");
+    }
+    int rc = 0;
+    pthread_mutex_lock(&reg->lock);
+    if (why[0] != '\0') {
+        snprintf(e->reason, sizeof e->reason, "installing a transferred copy failed: %.450s", why);
+        e->state = NODE_STATE_DAMAGED;
+        snprintf(err, NODE_ERR_MAX, "%s", e->reason);
+        rc = -1;
+    } else if (e->state == NODE_STATE_DAMAGED) {
+        snprintf(err, NODE_ERR_MAX, "%s", e->reason);
+        rc = -1;
+    }
+    if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+    pthread_mutex_unlock(&reg->lock);
+    if (rc == 0)
+        log_info("installed a transferred copy of the replica; the old folder is in the trash",
+                 "collection=%s shard=%u trash=%s", collection, shard, log_quote(name));
+    else
+        log_error("cannot install a transferred copy", "collection=%s shard=%u error=%s",
+                  collection, shard, log_quote(err));
+    return rc;
 }

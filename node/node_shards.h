@@ -224,6 +224,30 @@ void node_shards_snapshot_all(struct node_shards *reg, long timeout_ms);
 /* Closes every replica (making the WAL durable) and frees the registry. */
 void node_shards_destroy(struct node_shards *reg);
 
+/* ---------------------------------------------- full transfers (node/replication/transfer.c) */
+
+/*
+ * Marks (collection, shard) RECOVERING while a full copy is pulled into it:
+ * borrowers see no replica (UNAVAILABLE "recovering"; the old one stays open
+ * behind the entry). Only a READY or DAMAGED entry can start. 0, or -1 with
+ * err (NODE_ERR_MAX) when it is not hosted, loading or already recovering.
+ */
+int node_shards_begin_recovery(struct node_shards *reg, const char *collection, uint32_t shard,
+                               char *err);
+/* A failed transfer: a RECOVERING entry goes back to the state it had before (READY, DAMAGED). */
+void node_shards_end_recovery(struct node_shards *reg, const char *collection, uint32_t shard);
+/*
+ * Installs a complete, fsynced copy in staged_dir (a folder next to the
+ * replica's, same file system) into the RECOVERING entry: waits for its
+ * other borrowers, closes the old replica, moves the old folder into the
+ * trash, renames staged_dir into its place, fsyncs the parent, opens it and
+ * sets it READY (role and epoch unchanged). 0, or -1 with err: the entry
+ * was removed meanwhile (staged_dir is left to the caller), or the swap or
+ * the open failed (the entry is then DAMAGED with that reason).
+ */
+int node_shards_install(struct node_shards *reg, const char *collection, uint32_t shard,
+                        const char *staged_dir, char *err);
+
 /* Parses a collection JSON document (docs/node.md). 0, or -1 with err naming the field. */
 int node_collection_parse(const char *json, size_t len, struct node_collection *out, char *err,
                           size_t errlen);

@@ -159,6 +159,12 @@ int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out);
 bool hnsw_contains(struct hnsw_index *idx, uint64_t id);
 /* Live points. */
 uint64_t hnsw_count(struct hnsw_index *idx);
+/*
+ * The ids of the live points, in no particular order: *ids is malloc'ed
+ * (caller frees; NULL when there are none), *n their number. HNSW_ENOMEM
+ * on allocation failure.
+ */
+int hnsw_ids(struct hnsw_index *idx, uint64_t **ids, uint64_t *n);
 /* Deleted points still linked into the graph. */
 uint64_t hnsw_deleted_count(struct hnsw_index *idx);
 /* Bytes of memory the index holds (vectors, graph, id map, search scratch). */

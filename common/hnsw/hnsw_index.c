@@ -615,6 +615,25 @@ uint64_t hnsw_count(struct hnsw_index *idx)
     return n;
 }
 
+int hnsw_ids(struct hnsw_index *idx, uint64_t **ids, uint64_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    pthread_mutex_lock(&idx->map_lock);
+    uint64_t *v = idx->map.n > 0 ? malloc(idx->map.n * sizeof *v) : NULL;
+    if (idx->map.n > 0 && v == NULL) {
+        pthread_mutex_unlock(&idx->map_lock);
+        return HNSW_ENOMEM;
+    }
+    uint64_t k = 0;
+    for (uint64_t i = 0; i < idx->map.cap && k < idx->map.n; i++)
+        if (idx->map.vals[i] != HNSW_NO_SLOT) v[k++] = idx->map.keys[i];
+    pthread_mutex_unlock(&idx->map_lock);
+    *ids = v;
+    *n = k;
+    return HNSW_OK;
+}
+
 uint64_t hnsw_deleted_count(struct hnsw_index *idx)
 {
     return atomic_load(&idx->ndeleted);

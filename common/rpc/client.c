@@ -324,6 +324,11 @@ int rpc_client_stream_next(struct rpc_client_stream *s, ProtobufCMessage **msg)
     return 1;
 }
 
+void rpc_client_stream_cancel(struct rpc_client_stream *s)
+{
+    if (s->call != NULL) grpc_call_cancel(s->call, NULL);
+}
+
 grpc_status_code rpc_client_stream_close(struct rpc_client_stream *s, struct rpc_status *st)
 {
     struct rpc_status local;

@@ -285,6 +285,11 @@ struct rpc_client_stream *rpc_client_stream_open(struct rpc_channel *ch, const c
  * final status is then available from rpc_client_stream_close). */
 int rpc_client_stream_next(struct rpc_client_stream *s, ProtobufCMessage **msg);
 
+/* Cancels the stream from any thread (e.g. to stop a thread blocked in
+ * rpc_client_stream_next, which then returns 0); rpc_client_stream_close
+ * is still the owner's to call, and reports CANCELLED. */
+void rpc_client_stream_cancel(struct rpc_client_stream *s);
+
 /* Ends the stream, cancelling it if the server has not finished, fills st
  * (may be NULL) with the final status, frees s, and returns the code.
  * Cancelling early gives CANCELLED. */

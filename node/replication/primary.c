@@ -588,49 +588,58 @@ static long sender_round(struct peer *p)
     } else {
         p->failed = false;
         p->stale = false;
-        switch (resp->result) {
-        case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_OK: {
-            uint64_t e1 = 0;
-            bool ahead =
-                resp->applied_lsn > last_sent && step == STEP_APPEND &&
-                (!replica_epoch_at(v.rep, resp->applied_lsn, &e1) || e1 != resp->last_epoch);
-            if (ahead) {
-                on_mismatch(p, v.rep, resp->applied_lsn, resp->last_epoch,
-                            "the backup holds records the primary does not");
-                break;
-            }
-            p->known = true;
-            p->acked = resp->applied_lsn;
-            p->step = STEP_APPEND;
-            peer_note(p, member ? "in_sync" : "catching_up",
-                      member ? "" : "catching up from its LSN");
-            break;
-        }
-        case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_GAP:
-            p->known = true;
-            p->acked = resp->lsn_gap != NULL ? resp->lsn_gap->have : resp->applied_lsn;
-            p->step = STEP_APPEND;
-            peer_note(p, member ? "in_sync" : "catching_up", "resending from its LSN");
-            break;
-        case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_MISMATCH:
-            on_mismatch(p, v.rep, resp->applied_lsn, resp->last_epoch, resp->reason);
-            break;
-        case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_NEED_TRANSFER:
+        bool empty = !member && plsn > 0 && resp->applied_lsn == 0 &&
+                     (resp->result == VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_OK ||
+                      resp->result == VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_GAP);
+        if (empty) {
+            /* An empty copy outside in_sync: one full copy beats resending every record. */
             p->step = STEP_TRANSFER;
             p->known = false;
-            peer_note(p, "transferring", resp->reason);
-            break;
-        case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_TRANSFERRING:
-            p->step = STEP_APPEND;
-            p->known = false;
-            p->xfer_done = resp->transfer_bytes_done;
-            p->xfer_total = resp->transfer_bytes_total;
-            peer_note(p, "transferring", "receiving a full copy");
-            pause = REPL_TRANSFER_MS;
-            break;
-        default:
-            break;
-        }
+            peer_note(p, "transferring", "an empty copy gets a full transfer");
+        } else
+            switch (resp->result) {
+            case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_OK: {
+                uint64_t e1 = 0;
+                bool ahead =
+                    resp->applied_lsn > last_sent && step == STEP_APPEND &&
+                    (!replica_epoch_at(v.rep, resp->applied_lsn, &e1) || e1 != resp->last_epoch);
+                if (ahead) {
+                    on_mismatch(p, v.rep, resp->applied_lsn, resp->last_epoch,
+                                "the backup holds records the primary does not");
+                    break;
+                }
+                p->known = true;
+                p->acked = resp->applied_lsn;
+                p->step = STEP_APPEND;
+                peer_note(p, member ? "in_sync" : "catching_up",
+                          member ? "" : "catching up from its LSN");
+                break;
+            }
+            case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_GAP:
+                p->known = true;
+                p->acked = resp->lsn_gap != NULL ? resp->lsn_gap->have : resp->applied_lsn;
+                p->step = STEP_APPEND;
+                peer_note(p, member ? "in_sync" : "catching_up", "resending from its LSN");
+                break;
+            case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_MISMATCH:
+                on_mismatch(p, v.rep, resp->applied_lsn, resp->last_epoch, resp->reason);
+                break;
+            case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_NEED_TRANSFER:
+                p->step = STEP_TRANSFER;
+                p->known = false;
+                peer_note(p, "transferring", resp->reason);
+                break;
+            case VECSHARD__V1__REPLICATE_RESULT__REPLICATE_RESULT_TRANSFERRING:
+                p->step = STEP_APPEND;
+                p->known = false;
+                p->xfer_done = resp->transfer_bytes_done;
+                p->xfer_total = resp->transfer_bytes_total;
+                peer_note(p, "transferring", "receiving a full copy");
+                pause = REPL_TRANSFER_MS;
+                break;
+            default:
+                break;
+            }
     }
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->lock);

@@ -244,6 +244,50 @@ int replica_snapshot(struct replica *r, bool *taken, char *err);
  */
 int replica_repair(struct replica *r, char *err);
 
+/* ---------------------------------------------- transfer and digest (replica_transfer.c) */
+
+/*
+ * What a TransferShard sender streams, pinned at one moment: the newest
+ * snapshot file (an open descriptor, so pruning cannot take it away) and a
+ * WAL iterator over the records after it that existed then (its own
+ * descriptors, so WAL cleanup cannot either). Independent of the replica
+ * once made: it may outlive replica_close. The caller owns it
+ * (replica_pin_release).
+ */
+struct replica_pin {
+    int snap_fd;              /* the snapshot file, read from offset 0; -1 when there is none */
+    uint64_t snap_lsn;        /* LSN the snapshot covers (0 when there is none) */
+    uint64_t snap_bytes;      /* its size */
+    struct wal_iter *records; /* records snap_lsn + 1 .. last_lsn (and possibly later ones) */
+    uint64_t last_lsn;        /* the replica's LSN at the pin */
+    uint64_t last_epoch;      /* epoch of the record at last_lsn */
+};
+
+/*
+ * Pins the newest snapshot and the WAL after it (see struct replica_pin),
+ * under the snapshot lock so neither changes meanwhile. Takes a snapshot
+ * first when the replica holds records but no snapshot, or when its WAL no
+ * longer reaches back to the newest one. An empty replica gives snap_fd -1
+ * and last_lsn 0.
+ */
+int replica_pin(struct replica *r, struct replica_pin *pin, char *err);
+/* Closes what pin holds. Safe on a pin whose replica_pin failed, and twice. */
+void replica_pin_release(struct replica_pin *pin);
+
+/* Bytes of a replica digest (docs/replication.md §11). */
+#define REPLICA_DIGEST_BYTES 16
+
+/*
+ * The 128-bit digest of the live content: every live point in id order,
+ * hashing its id (8 bytes little-endian), its vector's bytes and its
+ * payload (length as 4 bytes little-endian, then the bytes). Two replicas
+ * with the same ids, vectors and payloads have the same digest whatever
+ * their graph, slot order or deleted points. Writes wait while it runs
+ * (about 1 s per 10^6 128-d points). *points (may be NULL) gets the count.
+ */
+int replica_digest(struct replica *r, uint8_t out[REPLICA_DIGEST_BYTES], uint64_t *points,
+                   char *err);
+
 /* The replica's folder, collection and shard (as configured). */
 const char *replica_dir(const struct replica *r);
 const char *replica_collection(const struct replica *r);

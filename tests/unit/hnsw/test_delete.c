@@ -98,10 +98,39 @@ static void test_delete_all(void)
     free(x);
 }
 
+/* hnsw_ids lists exactly the live ids: none when empty, deleted ones absent, upserts once. */
+static void test_ids(void)
+{
+    float *x = ts_clustered(300, 8, 3, 2);
+    struct hnsw_index *idx = ts_index(8, HNSW_METRIC_L2, 8, 50);
+    uint64_t *ids = (uint64_t *)1, n = 7;
+    CU_ASSERT_EQUAL(hnsw_ids(idx, &ids, &n), HNSW_OK);
+    CU_ASSERT_PTR_NULL(ids);
+    CU_ASSERT_EQUAL(n, 0);
+    for (uint64_t i = 0; i < 300; i++)
+        CU_ASSERT_EQUAL_FATAL(hnsw_insert(idx, i * 1000003, x + i * 8, NULL), HNSW_OK);
+    for (uint64_t i = 0; i < 300; i += 3)
+        CU_ASSERT_EQUAL(hnsw_delete(idx, i * 1000003), HNSW_OK);
+    CU_ASSERT_EQUAL(hnsw_insert(idx, 1000003, x, NULL), HNSW_OK); /* an upsert of a live id */
+    CU_ASSERT_EQUAL(hnsw_ids(idx, &ids, &n), HNSW_OK);
+    CU_ASSERT_EQUAL_FATAL(n, 200);
+    uint8_t seen[300] = {0};
+    for (uint64_t k = 0; k < n; k++) {
+        CU_ASSERT_EQUAL_FATAL(ids[k] % 1000003, 0);
+        uint64_t i = ids[k] / 1000003;
+        CU_ASSERT_FATAL(i < 300 && i % 3 != 0 && !seen[i]);
+        seen[i] = 1;
+    }
+    free(ids);
+    hnsw_free(idx);
+    free(x);
+}
+
 void register_delete_tests(void)
 {
     CU_pSuite s = CU_add_suite("delete", NULL, NULL);
     CU_add_test(s, "delete half: never returned, recall before/after repair, slot reuse",
                 test_delete_half);
     CU_add_test(s, "delete everything, then insert again", test_delete_all);
+    CU_add_test(s, "hnsw_ids: exactly the live ids", test_ids);
 }

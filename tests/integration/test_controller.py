@@ -261,6 +261,9 @@ class ReadSpread(harness.ClusterTestCase):
         self.addCleanup(self.cluster.close)
         self.r = self.cluster.stub()
         self.r.CreateCollection(rh.create_request("rd", DIM, replication_factor=2), timeout=30)
+        for n in self.cluster.nodes:  # both copies open, or the first searches skip one
+            rh.wait_until(lambda: [x.state for x in n.shard_status("rd")] == [harness.READY],
+                          20, "%s: rd/0 READY" % n.node_id)
 
     def searches_per_node(self):
         out = {}

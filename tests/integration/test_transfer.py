@@ -209,11 +209,13 @@ class TransferSender(harness.ClusterTestCase):
                 self.assertEqual(dict(cm.exception.trailing_metadata())["vs-epoch"], "1")
 
     def test_transfer_into_backup_gives_equal_digest(self):
-        before = status(self.backup, digest=True)
+        # Replication already gave the backup every record; a full copy replaces it by an
+        # equal one (an empty receiver: test_repl_backup_kill, test_repl_transfer).
         prim = status(self.primary, digest=True)
-        self.assertEqual(before.count, 0)
+        before = wait_for(lambda: (lambda s: s if s.lsn == prim.lsn else None)(
+            status(self.backup, digest=True)), what="the backup caught up by replication")
         self.assertEqual(len(prim.digest), 32)
-        self.assertNotEqual(before.digest, prim.digest)
+        self.assertEqual(before.digest, prim.digest)
         r = start_transfer(self.backup, self.primary)
         self.assertEqual(r.result, TRANSFERRING)
         done = wait_for(lambda: (lambda s: s if s.transfers_completed == 1 and
@@ -248,7 +250,10 @@ class TransferKill(harness.ClusterTestCase):
             self.cluster.wait_shards(n, COLL, [0])
         self.live, _ = load(self.primary, 6000, seed=11)
         wait_for(lambda: status(self.primary).snapshot_lsn > 0, what="a snapshot")
-        self.old_digest = status(self.backup, True).digest
+        lsn = status(self.primary).lsn
+        old = wait_for(lambda: (lambda s: s if s.lsn == lsn else None)(status(self.backup, True)),
+                       what="the backup caught up by replication")
+        self.old_digest, self.old_count, self.old_lsn = old.digest, old.count, old.lsn
 
     def start_and_wait_midway(self):
         start_transfer(self.backup, self.primary)
@@ -280,7 +285,8 @@ class TransferKill(harness.ClusterTestCase):
         self.backup.start()
         self.assertFalse(os.path.exists(incoming(self.backup)))
         st = self.cluster.wait_shards(self.backup, COLL, [0])[0]
-        self.assertEqual((st.count, st.lsn), (0, 0))  # its old (empty) content, nothing half-copied
+        # its old content (what replication gave it), nothing half-copied
+        self.assertEqual((st.count, st.lsn), (self.old_count, self.old_lsn))
         self.assertEqual(status(self.backup, True).digest, self.old_digest)
         self.complete_again()
 
@@ -291,7 +297,7 @@ class TransferKill(harness.ClusterTestCase):
                       what="the job's end")
         self.assertEqual(st.state, harness.READY)
         self.assertEqual(st.transfers_completed, 0)
-        self.assertEqual((st.count, st.lsn), (0, 0))
+        self.assertEqual((st.count, st.lsn), (self.old_count, self.old_lsn))
         with open(self.backup.proc.log_path, encoding="utf-8", errors="replace") as f:
             self.assertIn("transfer failed; the replica keeps its previous state", f.read())
         self.assertEqual(status(self.backup, True).digest, self.old_digest)

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "common/cluster/cluster.h"
+#include "common/util/clock.h"
 #include "common/util/log.h"
 #include "node/storage/trash.h"
 
@@ -111,11 +112,7 @@ struct node_meta {
 /* Sleeps on m->cv until woken or `ms` passed; lock held. */
 static void timed_wait(struct node_meta *m, long ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    struct timespec ts = clock_mono_after_ms(ms);
     pthread_cond_timedwait(&m->cv, &m->lock, &ts);
 }
 
@@ -633,11 +630,7 @@ static void *sync_main(void *arg)
             pthread_mutex_unlock(&m->lock);
             purge_trash(m);
             pthread_mutex_lock(&m->lock);
-            clock_gettime(CLOCK_MONOTONIC, &next_purge);
-            next_purge.tv_sec += purge_every / 1000;
-            next_purge.tv_nsec += (purge_every % 1000) * 1000000L;
-            if (next_purge.tv_nsec >= 1000000000L)
-                next_purge.tv_sec++, next_purge.tv_nsec -= 1000000000L;
+            next_purge = clock_mono_after_ms(purge_every);
             continue;
         }
         if (m->gen == m->applied_gen) {

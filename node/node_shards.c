@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "common/cluster/name.h"
+#include "common/util/clock.h"
 #include "common/util/log.h"
 #include "node/storage/dir.h"
 #include "node/storage/trash.h"
@@ -1076,13 +1077,7 @@ static void snapshot_one(struct pool_job *job, struct node_shard *e)
 void node_shards_snapshot_all(struct node_shards *reg, long timeout_ms)
 {
     struct pool_job job = {.reg = reg, .fn = snapshot_one};
-    clock_gettime(CLOCK_MONOTONIC, &job.deadline);
-    job.deadline.tv_sec += timeout_ms / 1000;
-    job.deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (job.deadline.tv_nsec >= 1000000000L) {
-        job.deadline.tv_sec++;
-        job.deadline.tv_nsec -= 1000000000L;
-    }
+    job.deadline = clock_mono_after_ms(timeout_ms);
     pthread_mutex_lock(&reg->lock);
     job.v = calloc(reg->n + 1, sizeof *job.v);
     for (size_t i = 0; job.v != NULL && i < reg->n; i++)

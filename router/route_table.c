@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/util/clock.h"
 #include "common/util/log.h"
 
 /* One raw pair from etcd. */
@@ -497,20 +498,9 @@ void rt_stop(struct route_table *rt)
     free(rt);
 }
 
-/* Absolute CLOCK_MONOTONIC time `ms` from now. */
-static struct timespec mono_in(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    return ts;
-}
-
 bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms)
 {
-    struct timespec until = mono_in(timeout_ms);
+    struct timespec until = clock_mono_after_ms(timeout_ms);
     pthread_mutex_lock(&rt->lock);
     while (rt->cur->revision < rev && !rt->stopping)
         if (pthread_cond_timedwait(&rt->cv, &rt->lock, &until) == ETIMEDOUT) break;
@@ -522,7 +512,7 @@ bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms)
 bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shard, uint64_t epoch,
                          int64_t timeout_ms)
 {
-    struct timespec until = mono_in(timeout_ms);
+    struct timespec until = clock_mono_after_ms(timeout_ms);
     pthread_mutex_lock(&rt->lock);
     bool ok = false;
     for (;;) {

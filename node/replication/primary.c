@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "common/cluster/cluster.h"
+#include "common/util/clock.h"
 #include "common/util/log.h"
 #include "node/storage/replica.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
@@ -106,21 +107,10 @@ struct repl {
 
 /* ------------------------------------------------------------ helpers */
 
-/* Absolute CLOCK_MONOTONIC time ms from now. */
-static struct timespec after_ms(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    return ts;
-}
-
 /* Waits on g->cv for at most ms. g->lock held. */
 static void group_sleep(struct group *g, long ms)
 {
-    struct timespec ts = after_ms(ms);
+    struct timespec ts = clock_mono_after_ms(ms);
     pthread_cond_timedwait(&g->cv, &g->lock, &ts);
 }
 
@@ -838,7 +828,7 @@ static void *manager_main(void *arg)
         manage(r);
         pthread_mutex_lock(&r->lock);
         if (r->stop) break;
-        struct timespec ts = after_ms(REPL_MANAGE_MS);
+        struct timespec ts = clock_mono_after_ms(REPL_MANAGE_MS);
         pthread_cond_timedwait(&r->cv, &r->lock, &ts);
     }
     pthread_mutex_unlock(&r->lock);

@@ -389,7 +389,39 @@ class Calls:
         return self.select(since, until, shard, kind, ok=False)
 
 
-class Writer:
+class LoadThreads:
+    """The thread pool of a load generator: n_threads daemon threads named
+    `<name>-<t>` running self._run(t) until stop(); stop() joins them for up
+    to join_timeout() seconds each."""
+
+    name = "load"
+
+    def _init_threads(self, n_threads):
+        self.n_threads = n_threads
+        self.calls = Calls()
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = []
+
+    def join_timeout(self):
+        return self.timeout + 10
+
+    def start(self):
+        for t in range(self.n_threads):
+            th = threading.Thread(target=self._run, args=(t,), daemon=True,
+                                  name="%s-%d" % (self.name, t))
+            th.start()
+            self.threads.append(th)
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        for th in self.threads:
+            th.join(timeout=self.join_timeout())
+        return self
+
+
+class Writer(LoadThreads):
     """Threads that upsert (and every `delete_every`-th call delete) through
     random live routers, retrying failed calls with the same ids for up to
     `give_up_s`. With at least one thread per shard (the default), thread t
@@ -408,7 +440,7 @@ class Writer:
         self.dim = dim or cluster.dim
         self.n_shards = n_shards or len(cluster.entries(self.collection))
         self.shards = list(shards) if shards is not None else list(range(self.n_shards))
-        self.n_threads = threads or len(self.shards)
+        self._init_threads(threads or len(self.shards))
         self.delete_every = delete_every
         self.timeout = timeout
         self.give_up_s = give_up_s
@@ -416,29 +448,16 @@ class Writer:
         self.pause_s = pause_s
         self.record = record
         self.seed = seed
-        self.calls = Calls()
-        self.lock = threading.Lock()
         self.acked = {}      # id -> (vector bytes, payload)
         self.deleted = set()
         self.uncertain = set()
         self.acked_points = 0
         self.latencies = []  # seconds per successful call (first attempt to ack)
-        self.stop_event = threading.Event()
-        self.threads = []
 
-    def start(self):
-        for t in range(self.n_threads):
-            th = threading.Thread(target=self._run, args=(t,), daemon=True,
-                                  name="writer-%d" % t)
-            th.start()
-            self.threads.append(th)
-        return self
+    name = "writer"
 
-    def stop(self):
-        self.stop_event.set()
-        for th in self.threads:
-            th.join(timeout=self.give_up_s + self.timeout + 10)
-        return self
+    def join_timeout(self):
+        return self.give_up_s + self.timeout + 10
 
     def expected(self):
         """(acked id -> (vector bytes, payload), acked deleted ids), without
@@ -547,7 +566,7 @@ class Writer:
             (self.deleted if ok else self.uncertain).update(ids)
 
 
-class Searcher:
+class Searcher(LoadThreads):
     """Threads alternating a full-coverage Search and a Get of acknowledged
     ids through random live routers. A Get that misses an id still
     acknowledged after it returned, or returns other bytes, goes to `wrong`."""
@@ -556,31 +575,15 @@ class Searcher:
                  seed=3):
         self.cluster = cluster
         self.writer = writer
-        self.n_threads = threads
+        self._init_threads(threads)
         self.k = k
         self.get_ids = get_ids
         self.timeout = timeout
         self.pause_s = pause_s
         self.seed = seed
-        self.calls = Calls()
-        self.lock = threading.Lock()
         self.wrong = []
-        self.stop_event = threading.Event()
-        self.threads = []
 
-    def start(self):
-        for t in range(self.n_threads):
-            th = threading.Thread(target=self._run, args=(t,), daemon=True,
-                                  name="searcher-%d" % t)
-            th.start()
-            self.threads.append(th)
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        for th in self.threads:
-            th.join(timeout=self.timeout + 10)
-        return self
+    name = "searcher"
 
     def _run(self, t):
         rng = random.Random(self.seed * 104729 + t)

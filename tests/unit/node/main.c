@@ -84,6 +84,16 @@ void tn_vector(uint64_t id, uint64_t version, uint32_t dim, float *out)
         out[i] = (float)((tn_rand(&s) >> 11) * 0x1.0p-52) - 1.0f;
 }
 
+struct replica *tn_open(const struct replica_config *c)
+{
+    struct replica *r = NULL;
+    char err[REPLICA_ERR_MAX];
+    int rc = replica_open(c, &r, NULL, err);
+    if (rc) fprintf(stderr, "replica_open: %s\n", err);
+    CU_ASSERT_FATAL(rc == REPLICA_OK);
+    return r;
+}
+
 uint32_t tn_payload(uint64_t id, uint64_t version, uint8_t *out)
 {
     if ((id + version) % 7 == 0)

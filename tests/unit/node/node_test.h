@@ -13,6 +13,8 @@
 
 /* A fresh folder under /tmp; caller frees the string (tn_rmdir removes the folder). */
 char *tn_tmpdir(void);
+/* Opens the replica c describes; a failure prints replica_open's message and fails the test. */
+struct replica *tn_open(const struct replica_config *c);
 /* Removes a folder and everything under it. */
 void tn_rmdir(const char *dir);
 /* Number of files in dir whose names start with prefix and end with suffix. */

@@ -30,12 +30,7 @@ static struct replica *open_dup(const char *dir, enum hnsw_metric metric)
     c.hnsw.metric = metric;
     c.build_threads = 2;
     c.fsync = WAL_FSYNC_NONE;
-    struct replica *r = NULL;
-    char err[REPLICA_ERR_MAX];
-    int rc = replica_open(&c, &r, NULL, err);
-    if (rc) fprintf(stderr, "replica_open: %s\n", err);
-    CU_ASSERT_FATAL(rc == REPLICA_OK);
-    return r;
+    return tn_open(&c);
 }
 
 /* The vector of id: a copy of one vector for 3 ids in 5, else its own. */

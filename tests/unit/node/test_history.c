@@ -21,12 +21,7 @@ static struct replica *open_dir(const char *dir)
     c.shard = 0;
     c.hnsw.dim = HDIM;
     c.fsync = WAL_FSYNC_NONE;
-    struct replica *r = NULL;
-    char err[REPLICA_ERR_MAX];
-    int rc = replica_open(&c, &r, NULL, err);
-    if (rc) fprintf(stderr, "replica_open: %s\n", err);
-    CU_ASSERT_FATAL(rc == REPLICA_OK);
-    return r;
+    return tn_open(&c);
 }
 
 /* Asserts epoch_at(lsn) is known and equals want. */

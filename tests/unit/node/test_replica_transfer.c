@@ -26,12 +26,7 @@ static struct replica *open_at(const char *dir)
     c.hnsw.M = 8;
     c.hnsw.ef_construction = 32;
     c.wal_segment_bytes = 16 << 10;
-    struct replica *r = NULL;
-    char err[REPLICA_ERR_MAX];
-    int rc = replica_open(&c, &r, NULL, err);
-    if (rc) fprintf(stderr, "replica_open: %s\n", err);
-    CU_ASSERT_FATAL(rc == REPLICA_OK);
-    return r;
+    return tn_open(&c);
 }
 
 /* Upserts ids lo..hi-1 (step; descending when step < 0) at version, deleting dels; asserts OK. */

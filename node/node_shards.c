@@ -878,6 +878,13 @@ int node_shards_truncate(struct node_shards *reg, const char *collection, uint32
     struct replica_stat st;
     replica_status(e->rep, &st);
     pthread_mutex_lock(&reg->lock);
+    if (st.lsn <= after_lsn) {
+        /* Nothing after the point (e.g. a retried TRUNCATE whose reply was lost): no reopen. */
+        e->truncating = false;
+        if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);
+        pthread_mutex_unlock(&reg->lock);
+        return 0;
+    }
     if (st.snapshot_lsn > after_lsn) {
         e->truncating = false;
         if (--e->refs == 0) pthread_cond_broadcast(&reg->cv);

@@ -39,6 +39,7 @@
 #define REPL_MAX_CALL_BYTES (4u << 20) /* records per Replicate call */
 #define REPL_PROBE_MS       1000       /* idle probe period */
 #define REPL_TRANSFER_MS    500        /* probe period while the peer transfers */
+#define REPL_TRUNCATE_MS    120000     /* deadline of a TRUNCATE call (the backup reopens) */
 #define REPL_RETRY_MS       200        /* pause after a failed call */
 #define REPL_MANAGE_MS      200        /* manager period */
 #define REPLICATE_METHOD    "/vecshard.v1.ShardNode/Replicate"
@@ -414,6 +415,11 @@ static void on_mismatch(struct peer *p, struct replica *rep, uint64_t l1, uint64
         peer_note(p, "transferring", "history diverged before the primary's history starts");
         return;
     }
+    log_info("history diverged",
+             "collection=%s shard=%u peer=%s backup_lsn=%llu backup_epoch=%llu "
+             "first_lsn_after=%llu truncate_after=%llu why=%s",
+             p->g->coll, p->g->shard, p->id, (unsigned long long)l1, (unsigned long long)e1,
+             (unsigned long long)s, (unsigned long long)t, log_quote(why));
     p->step = STEP_TRUNCATE;
     p->truncate_after = t;
     p->known = false;
@@ -543,7 +549,10 @@ static long sender_round(struct peer *p)
     p->last_call_ms = rpc_now_ms();
     pthread_mutex_unlock(&g->lock);
     struct rpc_channel *ch = rpc_client_channel(r->rpc, addr);
-    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(r->timeout_ms)};
+    /* A TRUNCATE reopens the backup's replica (a WAL replay): give it time to answer. */
+    int64_t call_ms = step == STEP_TRUNCATE && r->timeout_ms < REPL_TRUNCATE_MS ? REPL_TRUNCATE_MS
+                                                                                : r->timeout_ms;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(call_ms)};
     struct rpc_status st;
     Vecshard__V1__ReplicateResponse *resp = NULL;
     grpc_status_code code = ch == NULL ? GRPC_STATUS_RESOURCE_EXHAUSTED

@@ -246,6 +246,26 @@ class NodeReplication(harness.ClusterTestCase):
         w.write_retrying(12)
         self.assertEqual(self.status(self.b).lsn, 12)
 
+    def test_truncate_with_nothing_after_answers_without_reopening(self):
+        # A TRUNCATE retried after its answer was lost must not reopen (replay) the replica again:
+        # with a replay longer than the call's deadline that looped forever (make bench-repl).
+        w = Writer(self.p)
+        for i in range(1, 6):
+            self.assertEqual(w.write(i), grpc.StatusCode.OK)
+        self.assertEqual(self.status(self.b).lsn, 5)
+        with open(self.b.proc.log_path, errors="replace") as f:
+            opened = f.read().count('msg="opened replica"')
+        r = self.b.stub().Replicate(shard_node_pb2.ReplicateRequest(
+            collection=COLL, shard=0, epoch=1, primary="node-0", primary_addr=self.p.addr,
+            action=shard_node_pb2.REPLICATE_ACTION_TRUNCATE, truncate_after=5), timeout=10)
+        self.assertEqual((r.result, r.applied_lsn), (OK, 5))
+        sb = self.status(self.b)
+        self.assertEqual((sb.state, sb.truncations, sb.count), (harness.READY, 0, 5))
+        with open(self.b.proc.log_path, errors="replace") as f:
+            self.assertEqual(f.read().count('msg="opened replica"'), opened)
+        w.write_retrying(6)
+        self.assertEqual(self.status(self.b).lsn, 6)
+
     def test_paused_primary_acknowledges_nothing_after_promotion(self):
         w = Writer(self.p)
         for i in range(1, 21):

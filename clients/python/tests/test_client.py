@@ -94,6 +94,12 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(sorted(n["id"] for n in st["nodes"] if n["alive"]),
                          ["node-0", "node-1", "node-2"])
         self.assertIn("coll-a", [x["name"] for x in st["collections"]])
+        # Per replica, as its node reports it (R = 1 here: the primary alone, READY, in sync).
+        reps = [s["replica_status"] for s in st["shards"] if s["primary"]]
+        self.assertTrue(reps)
+        for r in reps:
+            self.assertEqual([(x["role"], x["state"], x["in_sync"], x["alive"]) for x in r],
+                             [("primary", "READY", True, True)])
         c.drop_collection("coll-a")
         self.assertFalse(c.collection_exists("coll-a"))
         self.assertRaisesCode(vecshard.NotFound, 'collection "coll-a" not found',

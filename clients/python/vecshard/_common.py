@@ -282,6 +282,14 @@ class CollectionInfo:
     shard_info: list = None
 
 
+def replica_dict(r):
+    """One ReplicaInfo of ClusterStatus (docs/replication.md, "Status") as a dict."""
+    return {"node_id": r.node_id, "alive": r.alive, "role": r.role, "state": r.state,
+            "in_sync": r.in_sync, "lsn": r.lsn, "lag": r.lag, "recovery": r.recovery,
+            "transfer_bytes_done": r.transfer_bytes_done,
+            "transfer_bytes_total": r.transfer_bytes_total, "reason": r.reason}
+
+
 def collection_info(cfg, count=None, shards=None):
     info = CollectionInfo(cfg.name, cfg.dim, METRIC_NAMES.get(cfg.metric, str(cfg.metric)),
                           cfg.shards, cfg.replication_factor, cfg.m, cfg.ef_construction,
@@ -290,7 +298,9 @@ def collection_info(cfg, count=None, shards=None):
         info.shard_info = [{"shard": s.shard, "epoch": s.epoch, "primary": s.primary,
                             "replicas": list(s.replicas), "in_sync": list(s.in_sync),
                             "recovering": list(s.recovering), "lsn": s.lsn,
-                            "primary_state": s.primary_state} for s in shards]
+                            "primary_state": s.primary_state,
+                            "replica_status": [replica_dict(r) for r in s.replica_status]}
+                           for s in shards]
     return info
 
 

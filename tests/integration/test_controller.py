@@ -92,8 +92,10 @@ class Election(harness.ClusterTestCase):
         self.assertIn("controller elected", router_log(other))
 
 
-class Failover(harness.ClusterTestCase):
-    GRACE_MS = 8000
+class GraceCase(harness.ClusterTestCase):
+    """3 nodes, one router with --replace-after-ms GRACE_MS, and an R = 2 collection COLL of
+    SHARDS shards."""
+    GRACE_MS, COLL, SHARDS = 0, "", 0
 
     def setUp(self):
         self.cluster = rh.RouterCluster(
@@ -101,8 +103,12 @@ class Failover(harness.ClusterTestCase):
             router_args=["--replace-after-ms", str(self.GRACE_MS)]).start()
         self.addCleanup(self.cluster.close)
         self.r = self.cluster.stub()
-        self.r.CreateCollection(rh.create_request("fo", DIM, shards=3, replication_factor=2),
-                                timeout=30)
+        self.r.CreateCollection(rh.create_request(self.COLL, DIM, shards=self.SHARDS,
+                                                  replication_factor=2), timeout=30)
+
+
+class Failover(GraceCase):
+    GRACE_MS, COLL, SHARDS = 8000, "fo", 3
 
     def test_failover_then_return_within_grace(self):
         before = entries(self.cluster, "fo")
@@ -149,17 +155,8 @@ class Failover(harness.ClusterTestCase):
         self.assertEqual(decisions(self.cluster.routers[0], "replace", "fo"), [])
 
 
-class Replace(harness.ClusterTestCase):
-    GRACE_MS = 3000
-
-    def setUp(self):
-        self.cluster = rh.RouterCluster(
-            nodes=3, routers=1, lease_ttl=3,
-            router_args=["--replace-after-ms", str(self.GRACE_MS)]).start()
-        self.addCleanup(self.cluster.close)
-        self.r = self.cluster.stub()
-        self.r.CreateCollection(rh.create_request("rp", DIM, shards=2, replication_factor=2),
-                                timeout=30)
+class Replace(GraceCase):
+    GRACE_MS, COLL, SHARDS = 3000, "rp", 2
 
     def test_replaced_after_grace(self):
         before = entries(self.cluster, "rp")

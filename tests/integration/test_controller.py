@@ -210,12 +210,20 @@ class Replace(GraceCase):
             survivors = [n for n in b["replicas"] if n != vid]
             newcomer = (live_ids - set(survivors)).pop()
             self.assertEqual(sorted(a["replicas"]), sorted(survivors + [newcomer]))
-            self.assertNotIn(newcomer, a["in_sync"])
-            self.assertIn(newcomer, a["recovering"])
             self.assertNotIn(vid, a["in_sync"])
             self.assertIn(a["primary"], survivors)
+            # The replace wrote the newcomer outside in_sync (its decision line); the entry read
+            # here may already show it back in: the primary re-adds a caught-up copy at once, and
+            # this empty shard catches up in milliseconds.
+            line = [x for x in decisions(self.cluster.routers[0], "replace", "rp")
+                    if " shard=%d " % s in x]
+            self.assertEqual(len(line), 1, line)
+            self.assertIn(" to=%s " % newcomer, line[0])
         lines = decisions(self.cluster.routers[0], "replace", "rp")
         self.assertEqual(len(lines), len(held), lines)
+        rh.wait_until(lambda: all(sorted(entries(self.cluster, "rp")[s]["in_sync"]) ==
+                                  sorted(after[s]["replicas"]) for s in held), 30,
+                      "the new copies in in_sync")
 
 
 class SingleCopy(harness.ClusterTestCase):

@@ -71,6 +71,12 @@ static void view_free(struct rt_view *v)
     }
     free(v->colls);
     free(v->controller);
+    for (size_t i = 0; i < v->n_drains; i++)
+        cluster_drain_clear(&v->drains[i]);
+    free(v->drains);
+    for (size_t i = 0; i < v->n_moves; i++)
+        cluster_move_clear(&v->moves[i]);
+    free(v->moves);
     free(v);
 }
 
@@ -166,6 +172,17 @@ static void log_bad(const char *key, const char *why)
     log_warn("ignoring unreadable etcd value", "key=%s error=%s", log_quote(key), log_quote(why));
 }
 
+static int cmp_drain(const void *a, const void *b)
+{
+    return strcmp(((const struct cluster_drain *)a)->node_id,
+                  ((const struct cluster_drain *)b)->node_id);
+}
+
+static int cmp_move(const void *a, const void *b)
+{
+    return strcmp(((const struct cluster_move *)a)->id, ((const struct cluster_move *)b)->id);
+}
+
 /* Builds a view from the raw pairs; NULL on ENOMEM. */
 static struct rt_view *build_view(struct route_table *rt, int64_t revision)
 {
@@ -175,7 +192,9 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
     v->revision = revision;
     v->nodes = calloc(rt->n_raw + 1, sizeof *v->nodes);
     v->colls = calloc(rt->n_raw + 1, sizeof *v->colls);
-    if (v->nodes == NULL || v->colls == NULL) goto fail;
+    v->drains = calloc(rt->n_raw + 1, sizeof *v->drains);
+    v->moves = calloc(rt->n_raw + 1, sizeof *v->moves);
+    if (v->nodes == NULL || v->colls == NULL || v->drains == NULL || v->moves == NULL) goto fail;
     char err[160];
     const struct raw_kv *leader = NULL;
     /* Pass 1: nodes, collections and the controller. */
@@ -200,6 +219,23 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
             }
             break;
         }
+        case CLUSTER_KEY_DRAIN:
+            if (cluster_drain_parse(kv->value, kv->value_len, &v->drains[v->n_drains], err,
+                                    sizeof err) == 0)
+                v->n_drains++;
+            else
+                log_bad(kv->key, err);
+            break;
+        case CLUSTER_KEY_MOVE: {
+            struct cluster_move *mv = &v->moves[v->n_moves];
+            if (cluster_move_parse(kv->value, kv->value_len, mv, err, sizeof err) == 0) {
+                mv->mod_revision = kv->mod_revision;
+                v->n_moves++;
+            } else {
+                log_bad(kv->key, err);
+            }
+            break;
+        }
         default:
             if (strncmp(kv->key + rt->prefix_len, "collections/", 12) == 0)
                 log_bad(kv->key, "not a valid collection name");
@@ -216,6 +252,8 @@ static struct rt_view *build_view(struct route_table *rt, int64_t revision)
     }
     qsort(v->nodes, v->n_nodes, sizeof *v->nodes, cmp_node);
     qsort(v->colls, v->n_colls, sizeof *v->colls, cmp_coll);
+    qsort(v->drains, v->n_drains, sizeof *v->drains, cmp_drain);
+    qsort(v->moves, v->n_moves, sizeof *v->moves, cmp_move);
     /* Pass 2: shard entries of known collections. */
     for (size_t i = 0; i < rt->n_raw; i++) {
         const struct raw_kv *kv = &rt->raw[i];
@@ -525,4 +563,11 @@ bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shar
     }
     pthread_mutex_unlock(&rt->lock);
     return ok;
+}
+
+bool rt_view_draining(const struct rt_view *v, const char *id)
+{
+    for (size_t i = 0; i < v->n_drains; i++)
+        if (strcmp(v->drains[i].node_id, id) == 0) return true;
+    return false;
 }

@@ -1,7 +1,8 @@
 /*
  * route_table.h — the router's in-memory copy of the cluster map in etcd
- * (docs/design.md §3): live nodes, collection configs, shard placements and
- * who holds the controller election (docs/replication.md §7).
+ * (docs/design.md §3): live nodes, collection configs, shard placements,
+ * who holds the controller election (docs/replication.md §7), drain marks
+ * and rebalance moves (docs/rebalance.md).
  *
  * A background thread lists `<prefix>/` (retrying every second until etcd
  * answers), then watches it from the listed revision + 1; the etcd client
@@ -64,6 +65,10 @@ struct rt_view {
     char *controller; /* id of the router holding the controller election: the
                        * oldest key under <prefix>/controller/ (value "<id> <addr>");
                        * NULL when there is none */
+    struct cluster_drain *drains; /* <prefix>/drain/<id> (docs/rebalance.md §4) */
+    size_t n_drains;              /* sorted by node id */
+    struct cluster_move *moves;   /* <prefix>/moves/<id> (docs/rebalance.md §2) */
+    size_t n_moves;               /* sorted by id (= creation order) */
 };
 
 struct route_table;
@@ -97,5 +102,8 @@ const struct rt_collection *rt_view_collection(const struct rt_view *v, const ch
 
 /* The registered node with this id in v, or NULL. */
 const struct rt_node *rt_view_node(const struct rt_view *v, const char *id);
+
+/* True when v has a drain mark for node id. */
+bool rt_view_draining(const struct rt_view *v, const char *id);
 
 #endif

@@ -15,6 +15,11 @@
  *   collections/<name>         {"name","dim","metric","m","ef_construction",
  *                               "ef_search","shards","replication_factor","created_at"}
  *   shards/<name>/<shard>      {"epoch","primary","replicas","in_sync","recovering"}
+ *   drain/<node-id>            {"node_id","since"}  (docs/rebalance.md §4)
+ *   moves/<id>                 {"id","collection","shard","from","to","kind",
+ *                               "primary","state","step","attempts","reason",
+ *                               "origin","bytes_total","created_at",
+ *                               "started_at","finished_at"}  (docs/rebalance.md §2)
  * Integers may be JSON numbers or decimal strings; absent or null optional
  * fields take their defaults (0 for an optional collection integer also
  * means its default, as in CreateCollection).
@@ -55,13 +60,16 @@ enum cluster_key_kind {
     CLUSTER_KEY_NODE,
     CLUSTER_KEY_COLLECTION,
     CLUSTER_KEY_SHARD,
+    CLUSTER_KEY_DRAIN, /* drain/<node-id> */
+    CLUSTER_KEY_MOVE,  /* moves/<id> */
 };
 
 /* A parsed key. */
 struct cluster_key {
     enum cluster_key_kind kind;
     char name[CLUSTER_NAME_MAX + 1]; /* collection (COLLECTION, SHARD) */
-    const char *node_id;             /* NODE: points into the parsed key */
+    const char *node_id;             /* NODE, DRAIN: points into the parsed key */
+    const char *move_id;             /* MOVE: points into the parsed key */
     uint32_t shard;                  /* SHARD */
 };
 
@@ -75,13 +83,18 @@ char *cluster_key_shard(const char *prefix, const char *name, uint32_t shard);
 char *cluster_key_shards_of(const char *prefix, const char *name);
 /* "<prefix>/controller": the routers' controller election (docs/replication.md §7). */
 char *cluster_key_controller(const char *prefix);
-/* "<prefix>/<dir>/" for dir "nodes", "collections" or "shards". */
+/* "<prefix>/drain/<node-id>": the node is draining (docs/rebalance.md §4). */
+char *cluster_key_drain(const char *prefix, const char *node_id);
+/* "<prefix>/moves/<id>": one rebalance move (docs/rebalance.md §2). */
+char *cluster_key_move(const char *prefix, const char *move_id);
+/* "<prefix>/<dir>/" for dir "nodes", "collections", "shards", "drain" or "moves". */
 char *cluster_key_dir(const char *prefix, const char *dir);
 
 /*
  * Classifies rel, a key with "<prefix>/" removed: "nodes/<id>" (id non-empty,
  * no '/'), "collections/<name>" and "shards/<name>/<shard>" (valid name,
- * shard a decimal number < 2^32 without sign or spaces). Anything else is
+ * shard a decimal number < 2^32 without sign or spaces), "drain/<node-id>"
+ * and "moves/<id>" (id 1..CLUSTER_MOVE_ID_MAX of [0-9A-Za-z_.-]). Anything else is
  * CLUSTER_KEY_OTHER. Returns out->kind.
  */
 enum cluster_key_kind cluster_key_parse(const char *rel, struct cluster_key *out);
@@ -162,6 +175,73 @@ bool cluster_ids_remove(struct cluster_ids *ids, const char *id);
 /* Sets s->recovering to replicas minus in_sync (replica order), as every
  * writer of an entry must. 0 or -1 (ENOMEM). */
 int cluster_shard_set_recovering(struct cluster_shard *s);
+
+/* ------------------------------------------------------------ drain and moves */
+
+/* A drain mark: drain/<node-id>. */
+struct cluster_drain {
+    char *node_id; /* required, non-empty */
+    int64_t since; /* Unix ms when it was marked */
+};
+
+int cluster_drain_parse(const char *json, size_t len, struct cluster_drain *out, char *err,
+                        size_t errlen);
+void cluster_drain_clear(struct cluster_drain *d);
+char *cluster_drain_format(const struct cluster_drain *d);
+
+#define CLUSTER_MOVE_ID_MAX 40
+
+/* What a move does; numbered as enum rebalance_kind. */
+enum cluster_move_kind { CLUSTER_MOVE_REPLICA = 0, CLUSTER_MOVE_LEADER = 1 };
+
+/* A move's lifecycle; numbered as the proto enum MoveState. */
+enum cluster_move_state {
+    CLUSTER_MOVE_QUEUED = 1,
+    CLUSTER_MOVE_RUNNING = 2,
+    CLUSTER_MOVE_DONE = 3,
+    CLUSTER_MOVE_FAILED = 4,
+    CLUSTER_MOVE_CANCELLED = 5,
+};
+
+/* One rebalance move: moves/<id> (docs/rebalance.md §2). */
+struct cluster_move {
+    char id[CLUSTER_MOVE_ID_MAX + 1];
+    char name[CLUSTER_NAME_MAX + 1]; /* collection */
+    uint32_t shard;
+    char *from, *to; /* node ids, required */
+    enum cluster_move_kind kind;
+    bool primary; /* REPLICA: from was the primary when planned */
+    enum cluster_move_state state;
+    char *step;   /* RUNNING: "adding", "copying", "catching_up", "switching"; else "" */
+    uint32_t attempts;
+    char *reason; /* "" when none */
+    char *origin; /* "manual", "auto", "drain" */
+    uint64_t bytes_total;
+    int64_t created_at, started_at, finished_at; /* Unix ms; 0 = not yet */
+    int64_t mod_revision; /* the key's, not in the JSON; 0 when unknown */
+};
+
+/* Fills id with "<13-digit Unix ms>-<5-digit seq>", sortable by creation. */
+void cluster_move_id(char id[CLUSTER_MOVE_ID_MAX + 1], int64_t now_ms, uint32_t seq);
+/* "replica" / "leader"; parse returns 0 or -1. */
+const char *cluster_move_kind_name(enum cluster_move_kind k);
+int cluster_move_kind_parse(const char *s, enum cluster_move_kind *out);
+/* "queued", "running", "done", "failed", "cancelled"; parse returns 0 or -1. */
+const char *cluster_move_state_name(enum cluster_move_state st);
+int cluster_move_state_parse(const char *s, enum cluster_move_state *out);
+/* QUEUED or RUNNING. */
+bool cluster_move_active(const struct cluster_move *m);
+
+/* Parses a move document (caller frees with cluster_move_clear; on failure
+ * *out is zeroed). */
+int cluster_move_parse(const char *json, size_t len, struct cluster_move *out, char *err,
+                       size_t errlen);
+void cluster_move_clear(struct cluster_move *m);
+/* Deep copy (dst overwritten, not cleared). 0 or -1 (ENOMEM). */
+int cluster_move_copy(struct cluster_move *dst, const struct cluster_move *src);
+/* Replaces *field (step, reason, origin, from, to) with a copy of value. 0 or -1. */
+int cluster_move_set(char **field, const char *value);
+char *cluster_move_format(const struct cluster_move *m);
 
 /* ------------------------------------------------------------ shard-entry CAS */
 

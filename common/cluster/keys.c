@@ -4,6 +4,7 @@
  * the node's cache use on keys they list or watch.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,16 @@ char *cluster_key_shards_of(const char *prefix, const char *name)
 char *cluster_key_controller(const char *prefix)
 {
     return key_printf("%s/controller", prefix);
+}
+
+char *cluster_key_drain(const char *prefix, const char *node_id)
+{
+    return key_printf("%s/drain/%s", prefix, node_id);
+}
+
+char *cluster_key_move(const char *prefix, const char *move_id)
+{
+    return key_printf("%s/moves/%s", prefix, move_id);
 }
 
 char *cluster_key_dir(const char *prefix, const char *dir)
@@ -94,6 +105,21 @@ enum cluster_key_kind cluster_key_parse(const char *rel, struct cluster_key *out
     } else if (strncmp(rel, "shards/", 7) == 0) {
         if (cluster_key_parse_shard(rel + 7, out->name, &out->shard) == 0)
             out->kind = CLUSTER_KEY_SHARD;
+    } else if (strncmp(rel, "drain/", 6) == 0) {
+        if (rel[6] != '\0' && strchr(rel + 6, '/') == NULL) {
+            out->kind = CLUSTER_KEY_DRAIN;
+            out->node_id = rel + 6;
+        }
+    } else if (strncmp(rel, "moves/", 6) == 0) {
+        const char *id = rel + 6;
+        size_t n = strlen(id);
+        bool ok = n > 0 && n <= CLUSTER_MOVE_ID_MAX;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)id[i]) || strchr("_.-", id[i]) != NULL;
+        if (ok) {
+            out->kind = CLUSTER_KEY_MOVE;
+            out->move_id = id;
+        }
     }
     return out->kind;
 }

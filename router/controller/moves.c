@@ -17,9 +17,15 @@ struct moves_exec *moves_exec_new(struct router *r)
     return x;
 }
 
-void moves_exec_free(struct moves_exec *x) { free(x); }
+void moves_exec_free(struct moves_exec *x)
+{
+    free(x);
+}
 
-void moves_exec_reset(struct moves_exec *x) { (void)x; }
+void moves_exec_reset(struct moves_exec *x)
+{
+    (void)x;
+}
 
 void moves_exec_tick(struct moves_exec *x, const struct rt_view *v,
                      bool (*still_leading)(void *arg), void *arg)

@@ -45,23 +45,34 @@
 
 #define NONE SIZE_MAX
 
+/* A planned drain move: copy `slot` of shard s leaves draining node `from`
+ * for wherever loc[slot] says (a later drain may still re-route it). */
+struct drained {
+    size_t s, slot, from;
+    bool primary; /* from was the shard's primary */
+};
+
 /* The simulation: the input, where every copy is now, and the moves so far. */
 struct plan {
     const struct rebalance_node *nodes;
     size_t n_nodes;
     const struct rebalance_shard *shards;
     size_t n_shards;
-    size_t *off;       /* n_shards + 1: shard s's copies are loc[off[s] .. off[s + 1]) */
-    size_t *loc;       /* node index of each copy (NONE: a node not in the array) */
-    size_t *prim;      /* node index of each shard's primary (NONE: none) */
-    bool *movable;     /* the caller's flag, and every copy on a known node, distinct */
-    size_t *order;     /* shard indexes grouped by collection, first-named first */
-    size_t *total;     /* per node: copies of every collection */
-    size_t *ptotal;    /* per node: primaries of every collection */
-    uint64_t *bytes;   /* per node: bytes of every copy */
-    size_t *cnt;       /* per node: copies of the collection being planned */
-    size_t *pcnt;      /* per node: primaries of the collection being planned */
-    size_t *tgt, *src; /* scratch: candidate nodes, best first */
+    size_t *off;        /* n_shards + 1: shard s's copies are loc[off[s] .. off[s + 1]) */
+    size_t *loc;        /* node index of each copy (NONE: a node not in the array) */
+    size_t *prim;       /* node index of each shard's primary (NONE: none) */
+    bool *movable;      /* the caller's flag, and every copy on a known node, distinct */
+    size_t *order;      /* shard indexes grouped by collection, first-named first */
+    size_t *total;      /* per node: copies of every collection */
+    size_t *ptotal;     /* per node: primaries of every collection */
+    uint64_t *bytes;    /* per node: bytes of every copy */
+    size_t *cnt;        /* per node: copies of the collection being planned */
+    size_t *pcnt;       /* per node: primaries of the collection being planned */
+    size_t *tgt, *src;  /* scratch: candidate nodes, best first; a search's queue */
+    size_t *via, *back; /* scratch per node: what a search moved there, and from where */
+    bool *seen;         /* scratch per node: reached by a search */
+    struct drained *dm; /* the collection's drain moves, in planning order */
+    size_t n_dm;
     struct rebalance_move *out;
     size_t cap, n;
     char *note;
@@ -174,35 +185,87 @@ static void emit(struct plan *p, struct rebalance_move m)
     p->n++;
 }
 
-/* Plans and applies the move of copy `slot` of shard s to node `to`. */
-static void move_replica(struct plan *p, size_t s, size_t slot, size_t to)
+/* Applies the move of copy `slot` of shard s to node `to` (primaryship goes
+ * with it when it was the primary's copy). */
+static void relocate(struct plan *p, size_t s, size_t slot, size_t to)
 {
     size_t from = p->loc[slot];
     uint64_t b = p->shards[s].bytes;
-    bool primary = p->prim[s] == from;
-    emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
-                                    .shard = s,
-                                    .from = p->nodes[from].id,
-                                    .to = p->nodes[to].id,
-                                    .primary = primary,
-                                    .bytes = b});
     p->loc[slot] = to;
     p->total[from]--, p->total[to]++;
     p->cnt[from]--, p->cnt[to]++;
     p->bytes[from] -= b, p->bytes[to] += b;
-    if (primary) {
+    if (p->prim[s] == from) {
         p->prim[s] = to;
         p->ptotal[from]--, p->ptotal[to]++;
         p->pcnt[from]--, p->pcnt[to]++;
     }
 }
 
-/* Loop 1 over the collection's shards order[first .. last). */
+/* Plans and applies the move of copy `slot` of shard s to node `to`. */
+static void move_replica(struct plan *p, size_t s, size_t slot, size_t to)
+{
+    emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
+                                    .shard = s,
+                                    .from = p->nodes[p->loc[slot]].id,
+                                    .to = p->nodes[to].id,
+                                    .primary = p->prim[s] == p->loc[slot],
+                                    .bytes = p->shards[s].bytes});
+    relocate(p, s, slot, to);
+}
+
+/* Loop 1's target for the drained copy of shard s: breadth first from the
+ * eligible nodes without a copy (where it can go directly), through drain
+ * moves planned earlier that could be re-routed (their copy at node v could
+ * go to w instead, and this one take its place at v), to the reachable node
+ * with the fewest copies of the collection (then target_before). Re-routes
+ * along the way there, and returns the node the copy itself goes to, or
+ * NONE when no eligible node lacks a copy. Without re-routing, the first
+ * shards to drain could take the emptiest nodes that a later one, whose
+ * other copies are already there, needed: loop 2 then paid extra moves. */
+static size_t drain_target(struct plan *p, size_t s)
+{
+    size_t head = 0, tail = 0, best = NONE;
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        p->seen[i] = eligible(p, i) && holds(p, s, i) == NONE;
+        if (p->seen[i]) {
+            p->back[i] = NONE;
+            p->src[tail++] = i;
+        }
+    }
+    while (head < tail) {
+        size_t v = p->src[head++];
+        if (best == NONE || p->cnt[v] < p->cnt[best] ||
+            (p->cnt[v] == p->cnt[best] && target_before(p, v, best)))
+            best = v;
+        for (size_t d = 0; d < p->n_dm; d++) {
+            const struct drained *y = &p->dm[d];
+            if (p->loc[y->slot] != v) continue;
+            for (size_t w = 0; w < p->n_nodes; w++) {
+                if (p->seen[w] || !eligible(p, w) || holds(p, y->s, w) != NONE) continue;
+                p->seen[w] = true;
+                p->via[w] = d;
+                p->back[w] = v;
+                p->src[tail++] = w;
+            }
+        }
+    }
+    for (size_t w = best; w != NONE && p->back[w] != NONE; w = p->back[w]) {
+        const struct drained *y = &p->dm[p->via[w]];
+        relocate(p, y->s, y->slot, w);
+        if (p->back[p->back[w]] == NONE) return p->back[w];
+    }
+    return best;
+}
+
+/* Loop 1 over the collection's shards order[first .. last): plans every
+ * drain move first (re-routing may change an earlier target), then emits. */
 static void plan_drain(struct plan *p, size_t first, size_t last)
 {
     size_t n_eligible = 0;
     for (size_t i = 0; i < p->n_nodes; i++)
         n_eligible += eligible(p, i);
+    p->n_dm = 0;
     for (size_t k = first; k < last; k++) {
         size_t s = p->order[k];
         if (!p->movable[s]) continue;
@@ -214,21 +277,26 @@ static void plan_drain(struct plan *p, size_t first, size_t last)
                 p->noted_no_eligible = true;
                 return;
             }
-            size_t best = NONE;
-            for (size_t i = 0; i < p->n_nodes; i++) {
-                if (!eligible(p, i) || holds(p, s, i) != NONE) continue;
-                if (best == NONE || p->cnt[i] < p->cnt[best] ||
-                    (p->cnt[i] == p->cnt[best] && target_before(p, i, best)))
-                    best = i;
-            }
-            if (best == NONE)
+            size_t to = drain_target(p, s);
+            if (to == NONE) {
                 note_add(p,
                          "shard %s/%u cannot leave draining node %s: every eligible node "
                          "holds a copy",
                          p->shards[s].collection, p->shards[s].shard, p->nodes[from].id);
-            else
-                move_replica(p, s, slot, best);
+                continue;
+            }
+            p->dm[p->n_dm++] = (struct drained){s, slot, from, p->prim[s] == from};
+            relocate(p, s, slot, to);
         }
+    }
+    for (size_t d = 0; d < p->n_dm; d++) {
+        const struct drained *y = &p->dm[d];
+        emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
+                                        .shard = y->s,
+                                        .from = p->nodes[y->from].id,
+                                        .to = p->nodes[p->loc[y->slot]].id,
+                                        .primary = y->primary,
+                                        .bytes = p->shards[y->s].bytes});
     }
 }
 
@@ -308,6 +376,50 @@ static size_t pick_leader(const struct plan *p, size_t first, size_t last, size_
     return best;
 }
 
+/*
+ * Loop 3's fallback for target dst when no node leading 2 more holds a
+ * copy-led shard dst has: a chain of leader moves u0 -> u1 -> ... -> dst,
+ * each u_i leading a movable shard that u_(i+1) holds a copy of, where u0
+ * leads at least 2 more than dst; only the ends change count. Breadth first
+ * backwards from dst (the shortest chain). Emits and applies it; false
+ * when there is none.
+ */
+static bool leader_chain(struct plan *p, size_t first, size_t last, size_t dst)
+{
+    memset(p->seen, 0, p->n_nodes * sizeof *p->seen);
+    size_t head = 0, tail = 0;
+    p->seen[dst] = true;
+    p->src[tail++] = dst;
+    while (head < tail) {
+        size_t v = p->src[head++];
+        for (size_t k = first; k < last; k++) {
+            size_t s = p->order[k], u = p->prim[s];
+            if (!p->movable[s] || u == NONE || p->seen[u] || !eligible(p, u) ||
+                holds(p, s, v) == NONE)
+                continue;
+            p->seen[u] = true;
+            p->via[u] = s;
+            p->back[u] = v;
+            if (p->pcnt[u] < p->pcnt[dst] + 2) {
+                p->src[tail++] = u;
+                continue;
+            }
+            for (size_t w = u; w != dst; w = p->back[w]) {
+                size_t t = p->back[w], sh = p->via[w];
+                emit(p, (struct rebalance_move){.kind = REBALANCE_LEADER,
+                                                .shard = sh,
+                                                .from = p->nodes[w].id,
+                                                .to = p->nodes[t].id});
+                p->prim[sh] = t;
+                p->ptotal[w]--, p->ptotal[t]++;
+                p->pcnt[w]--, p->pcnt[t]++;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Loop 3 over the collection's shards order[first .. last): targets by
  * fewest primaries of the collection, then leader_target_before. */
 static void plan_primaries(struct plan *p, size_t first, size_t last, const char *name)
@@ -329,9 +441,13 @@ static void plan_primaries(struct plan *p, size_t first, size_t last, const char
         for (; t < nt && s == NONE; t++)
             s = pick_leader(p, first, last, p->tgt[t]);
         if (s == NONE) {
+            bool chained = false;
+            for (t = 0; t < nt && !chained; t++)
+                chained = leader_chain(p, first, last, p->tgt[t]);
+            if (chained) continue;
             note_add(p,
-                     "collection %s: primaries stay uneven (%zu to %zu per node): no node "
-                     "holds a copy of a movable shard led by one with 2 more",
+                     "collection %s: primaries stay uneven (%zu to %zu per node): no chain of "
+                     "copies leads from a node with 2 more to one with fewer",
                      name, lo, hi);
             return;
         }
@@ -365,9 +481,14 @@ static int plan_init(struct plan *p)
     p->pcnt = calloc(nn, sizeof *p->pcnt);
     p->tgt = calloc(nn, sizeof *p->tgt);
     p->src = calloc(nn, sizeof *p->src);
+    p->via = calloc(nn, sizeof *p->via);
+    p->back = calloc(nn, sizeof *p->back);
+    p->seen = calloc(nn, sizeof *p->seen);
+    p->dm = calloc(nr, sizeof *p->dm);
     if (p->off == NULL || p->loc == NULL || p->prim == NULL || p->movable == NULL ||
         p->order == NULL || p->total == NULL || p->ptotal == NULL || p->bytes == NULL ||
-        p->cnt == NULL || p->pcnt == NULL || p->tgt == NULL || p->src == NULL)
+        p->cnt == NULL || p->pcnt == NULL || p->tgt == NULL || p->src == NULL || p->via == NULL ||
+        p->back == NULL || p->seen == NULL || p->dm == NULL)
         return -1;
     size_t k = 0;
     for (size_t s = 0; s < p->n_shards; s++) {
@@ -418,6 +539,10 @@ static void plan_free(struct plan *p)
     free(p->pcnt);
     free(p->tgt);
     free(p->src);
+    free(p->via);
+    free(p->back);
+    free(p->seen);
+    free(p->dm);
 }
 
 size_t rebalance_plan(const struct rebalance_node *nodes, size_t n_nodes,

@@ -214,43 +214,57 @@ static void move_replica(struct plan *p, size_t s, size_t slot, size_t to)
     relocate(p, s, slot, to);
 }
 
-/* Loop 1's target for the drained copy of shard s: breadth first from the
- * eligible nodes without a copy (where it can go directly), through drain
- * moves planned earlier that could be re-routed (their copy at node v could
- * go to w instead, and this one take its place at v), to the reachable node
- * with the fewest copies of the collection (then target_before). Re-routes
- * along the way there, and returns the node the copy itself goes to, or
- * NONE when no eligible node lacks a copy. Without re-routing, the first
- * shards to drain could take the emptiest nodes that a later one, whose
- * other copies are already there, needed: loop 2 then paid extra moves. */
+/* Whether node v is a better target than best (NONE: any is): fewest copies
+ * of the collection, then target_before. */
+static bool drain_better(const struct plan *p, size_t v, size_t best)
+{
+    return best == NONE || p->cnt[v] < p->cnt[best] ||
+           (p->cnt[v] == p->cnt[best] && target_before(p, v, best));
+}
+
+/*
+ * Loop 1's target for a drained copy of shard s: the best eligible node
+ * without a copy (drain_better), unless every node with the fewest copies
+ * of the collection holds one. Then breadth first from those direct
+ * targets, through the drain moves planned earlier in this collection
+ * (the copy one sent to node v could go to w instead, this one taking its
+ * place at v), to a reachable node with fewer copies than the direct
+ * target: the moves on the way are re-routed (the count of moves stays),
+ * and the return is the node this copy goes to. NONE when no eligible node
+ * lacks a copy. Without re-routing, the first shards to drain took the
+ * emptiest nodes that a later one, whose other copies were already there,
+ * needed, and loop 2 then paid an extra move.
+ */
 static size_t drain_target(struct plan *p, size_t s)
 {
-    size_t head = 0, tail = 0, best = NONE;
+    size_t head = 0, tail = 0, direct = NONE, lo = NONE;
     for (size_t i = 0; i < p->n_nodes; i++) {
-        p->seen[i] = eligible(p, i) && holds(p, s, i) == NONE;
-        if (p->seen[i]) {
-            p->back[i] = NONE;
-            p->src[tail++] = i;
-        }
+        if (!eligible(p, i)) continue;
+        if (lo == NONE || p->cnt[i] < lo) lo = p->cnt[i];
+        p->seen[i] = holds(p, s, i) == NONE;
+        if (!p->seen[i]) continue;
+        p->back[i] = NONE;
+        p->src[tail++] = i;
+        if (drain_better(p, i, direct)) direct = i;
     }
-    while (head < tail) {
+    if (direct == NONE || p->cnt[direct] == lo) return direct;
+    size_t best = direct;
+    while (head < tail && p->cnt[best] > lo) {
         size_t v = p->src[head++];
-        if (best == NONE || p->cnt[v] < p->cnt[best] ||
-            (p->cnt[v] == p->cnt[best] && target_before(p, v, best)))
-            best = v;
         for (size_t d = 0; d < p->n_dm; d++) {
             const struct drained *y = &p->dm[d];
             if (p->loc[y->slot] != v) continue;
             for (size_t w = 0; w < p->n_nodes; w++) {
-                if (p->seen[w] || !eligible(p, w) || holds(p, y->s, w) != NONE) continue;
+                if (!eligible(p, w) || p->seen[w] || holds(p, y->s, w) != NONE) continue;
                 p->seen[w] = true;
                 p->via[w] = d;
                 p->back[w] = v;
                 p->src[tail++] = w;
+                if (p->cnt[w] < p->cnt[best]) best = w;
             }
         }
     }
-    for (size_t w = best; w != NONE && p->back[w] != NONE; w = p->back[w]) {
+    for (size_t w = best; p->back[w] != NONE; w = p->back[w]) {
         const struct drained *y = &p->dm[p->via[w]];
         relocate(p, y->s, y->slot, w);
         if (p->back[p->back[w]] == NONE) return p->back[w];

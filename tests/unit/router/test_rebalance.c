@@ -669,7 +669,7 @@ static void test_random_clusters(void)
     for (int round = 0; round < 400; round++) {
         struct tc t;
         memset(&t, 0, sizeof t);
-        size_t nn = 1 + rnd(&seed) % 8;
+        size_t nn = 1 + rnd(&seed) % 12;
         for (size_t i = 0; i < nn; i++) {
             char id[8];
             snprintf(id, sizeof id, "n%zu", i);

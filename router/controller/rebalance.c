@@ -2,39 +2,50 @@
  * router/controller/rebalance.c — the rebalance planner (rebalance.h,
  * docs/rebalance.md §1).
  *
- * The plan is greedy and simulated: one struct plan holds where every copy
- * is (a node index per replica slot), each shard's primary and the per-node
- * counts, allocated once; each planned move is applied to it at once, so the
- * next choice sees it. Per collection, in the order the shards array first
- * names each one, three loops:
+ * The plan is greedy and simulated: one struct plan, allocated once, holds
+ * where every copy is (a node index per replica slot), each shard's primary
+ * and the per-node counts; each planned move is applied to it at once, so
+ * the next choice sees it. Per collection, in the order the shards array
+ * first names each one (a collection with no movable shard is skipped),
+ * three loops:
  *
- *   1. drain: every replica of a movable shard on a draining node goes to
- *      the eligible node without a copy that has the fewest replicas of the
- *      collection (then of every collection, then bytes, then id);
+ *   1. drain: every copy of a movable shard on a draining node goes to the
+ *      eligible node without a copy that has the fewest copies of the
+ *      collection (then of every collection, then bytes, then id). When
+ *      every node with the fewest holds a copy, drains planned earlier are
+ *      re-routed to make room (drain_target). A first version ranked drain
+ *      targets by the count over every collection: it filled a node with
+ *      few copies overall but many of this collection, and loop 2 then
+ *      moved them again.
  *   2. replicas: while the collection's counts over the eligible nodes
- *      differ by 2 or more, one replica goes from a node with the most to a
+ *      differ by 2 or more, one copy goes from a node with the most to a
  *      node with the fewest. Such a move lowers the number of moves any
  *      balanced end needs by exactly one (the fullest node is above the
  *      ceiling of the mean or the emptiest below its floor, and neither end
- *      crosses), so the loop makes the fewest replica moves; and because the
- *      fullest node holds more of the collection's shards than the emptiest,
- *      one of them is always missing there — only shards that are not
- *      movable can stall it;
+ *      crosses it), so the loop makes the fewest replica moves; and since
+ *      the fullest node holds more of the collection's shards than the
+ *      emptiest, one of them is always missing there: only shards that are
+ *      not movable can stall it.
  *   3. primaries: while the collection's primary counts over the eligible
- *      nodes differ by 2 or more, primaryship goes (LEADER) from a node with
- *      the most to a node with the fewest that holds a copy.
+ *      nodes differ by 2 or more, primaryship goes (LEADER) to a node with
+ *      the fewest from a node leading at least 2 more whose shard it holds
+ *      a copy of — or, when none exists, along the shortest chain of such
+ *      hand-overs through nodes whose counts do not change (leader_chain).
+ *      Strict most-to-fewest hand-overs stalled at 2 to 18 primaries per
+ *      node on a 1000-shard scale-out (loop 2 moves backups, so the new
+ *      nodes hold copies of shards led by every old node, not only the
+ *      fullest).
  *
  * Every loop condition depends only on the collection's own counts, its
  * copies and the movable flags, never on a tie-break, and a loop ends only
- * when it has no move left; so planning again over the applied plan finds
+ * when no move is left; so planning again over the applied plan finds
  * nothing (no oscillation). Each move of loops 2 and 3 lowers the sum of
- * squared counts, so they end. A first version chose drain targets by the
- * count over every collection: it filled a node with few replicas in all
- * but many of this collection, and loop 2 then moved them again.
+ * squared counts, so they end.
  *
- * Work: O(replicas × nodes) to map ids, then per move O(nodes + shards of
- * the collection × R) when the first (target, source) pair has a candidate
- * shard (every pair is tried, at most once per stall, when none has).
+ * Work: O(replicas × nodes) to map ids; per move O(nodes + the collection's
+ * shards × R) when the best (target, source) pair has a candidate; the
+ * breadth-first searches only run when the direct choice fails, each
+ * O(nodes × (drains + shards × R)).
  */
 #include "router/controller/rebalance.h"
 

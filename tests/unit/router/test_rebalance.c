@@ -523,7 +523,7 @@ static void test_not_movable(void)
     struct rebalance_move m[16];
     char note[256];
     size_t n = plan_apply(&t, m, 16, note, sizeof note);
-    /* a: 5 copies (shard 4's counts on a), b: 0 -> 2 move, never 0 or 4 */
+    /* a: 5 copies (shard 4's copy on a counts), b: 0: 2 move, never shard 0 or 4 */
     CU_ASSERT_EQUAL(n, 2);
     for (size_t i = 0; i < n; i++) {
         CU_ASSERT(m[i].shard != 0 && m[i].shard != 4);

@@ -32,13 +32,14 @@
 #include "common/util/log.h"
 #include "router/router.h"
 
-#define MX_STATUS_MS   1000  /* ShardStatus fan-out of the running moves' targets */
-#define MX_RETRY_MS    5000  /* an undone attempt is retried after this */
-#define MX_ATTEMPTS    3     /* attempts before a move is failed */
-#define MX_KEEP        50    /* finished documents kept */
-#define MX_DRAIN_EVERY 1000  /* ms between two drain plans */
-#define MX_UNSEEN_MS   10000 /* a queued move the view never showed (deleted at once) is forgotten \
-                              */
+#define MX_STATUS_MS   1000 /* ShardStatus fan-out of the running moves' targets */
+#define MX_RETRY_MS    5000 /* an undone attempt is retried after this */
+#define MX_ATTEMPTS    3    /* attempts before a move is failed */
+#define MX_KEEP        50   /* finished documents kept */
+#define MX_DRAIN_EVERY 1000 /* ms between two drain plans */
+#define MX_UNSEEN_MS                                                                               \
+    10000 /* a queued move the view never showed (deleted at once) is forgotten                    \
+           */
 
 /* What the executor remembers of one move (by id). */
 struct mx_track {
@@ -523,7 +524,10 @@ static void drive(struct mx *c, const struct cluster_move *m)
             log_move("move_done", m, sh->epoch, sh->epoch, "");
         return;
     }
-    if (rt_view_node(c->v, m->to) == NULL) {
+    /* a target that has become the primary (failover promoted it) is past
+     * the point of undoing: only the switch is left */
+    bool to_primary = strcmp(sh->primary, m->to) == 0;
+    if (rt_view_node(c->v, m->to) == NULL && !to_primary) {
         char why[200];
         snprintf(why, sizeof why, "target %s is not registered", m->to);
         undo(c, m, why);

@@ -14,6 +14,9 @@ coverage: min_coverage 0 = 1.0) through the routers:
   after it still runs (--max-moves 1);
 - the controller router killed with SIGKILL mid-move: the other router's
   controller finishes it;
+- the source (a primary) killed with SIGKILL mid-move: failover promotes
+  the other copy, which sends the target its copy, and the move's switch
+  (not a failover `replace`) removes the dead source: R copies, in sync;
 - automatic: a node joining a 2-node cluster gets replicas without any RPC;
   a drain mark empties its node (both need the planner, rebalance.c: they
   are skipped while it plans nothing).
@@ -193,6 +196,35 @@ class ControllerKilledMidMove(MoveCase):
         self.finish(w, s)
         self.assert_no_failed_reads(s, w, killed)
         self.assertGreaterEqual(m["attempts"], 1)
+
+
+class SourceKilledMidMove(MoveCase):
+    def test_primary_source_kill9_move_finishes(self):
+        # the source's other replica (shard 1) is re-created by failover after 3 s
+        c, w, s = self.loaded(nodes=3, routers=1, replicas=2, shards=2, transfer_max_mbps=1,
+                              n=12000, replace_after_ms=3000)
+        c.add_node("node-3")
+        rp.wait_for(lambda: "node-3" in c.registered(), 20, "node-3 registered")
+        e = c.entry(0)
+        src = e["primary"]
+        mid = self.put_move(move_doc(c.collection, 0, src, "node-3", primary=True))
+        rp.wait_for(lambda: "node-3" in c.entry(0)["replicas"], 20, "node-3 added")
+        copying = "node-3" not in c.entry(0)["in_sync"]
+        c.node(src).kill9()
+        m = self.wait_move(mid, timeout=90)
+        self.measured("source killed while the target was copying", copying)
+        e = c.entry(0)
+        self.assertNotIn(src, e["replicas"])
+        self.assertIn("node-3", e["in_sync"])
+        self.assertEqual(sorted(e["replicas"]), sorted(e["in_sync"]))
+        self.assertEqual(len(e["replicas"]), 2)
+        self.assertEqual(m["attempts"], 1)
+        with open(c.routers[0].proc.log_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        # the move, not failover, removed the source from shard 0
+        self.assertNotIn("decision=replace collection=repl shard=0", log)
+        self.finish(w, s)
+        self.assert_no_failed_reads(s, w)
 
 
 def planner_ready():

@@ -7,8 +7,7 @@
  * Files: admin.c (CreateCollection, DropCollection, ListCollections,
  * DescribeCollection, ClusterStatus, Rebalance), write.c (Upsert, Delete),
  * search.c (Search), get.c (Get), controller/placement.c (where new replicas go),
- * controller/failover.c + controller.c (the elected controller), controller/moves*.c
- * (rebalance moves: planning, queueing, the executor),
+ * controller/failover.c + controller.c (the elected controller),
  * router_util.c (the helpers below). docs/router.md is the contract.
  */
 #ifndef VS_ROUTER_H

@@ -12,6 +12,8 @@ coverage: min_coverage 0 = 1.0) through the routers:
 - a move whose target stops (SIGSTOP, then its lease runs out) is undone,
   retried and FAILED after 3 attempts with a reason, and a move queued
   after it still runs (--max-moves 1);
+- a target that stops without losing its lease makes no progress for
+  --move-timeout-ms: undone, and the retry succeeds once it runs again;
 - the controller router killed with SIGKILL mid-move: the other router's
   controller finishes it;
 - the source (a primary) killed with SIGKILL mid-move: failover promotes
@@ -169,6 +171,27 @@ class FailedMoves(MoveCase):
         e = c.entry(0)
         self.assertNotIn("node-3", e["replicas"])
         self.assertEqual(len(e["replicas"]), 2)
+        self.finish(w, s)
+        self.assert_no_failed_reads(s, w)
+
+
+class StalledMove(MoveCase):
+    def test_no_progress_undone_then_retry_succeeds(self):
+        # a long lease: the stopped target stays registered, only the timeout catches it
+        c, w, s = self.loaded(nodes=3, routers=1, replicas=2, shards=2, lease_ttl=15,
+                              router_args=["--move-timeout-ms", "1500"])
+        slow = c.add_node("node-3")
+        rp.wait_for(lambda: "node-3" in c.registered(), 20, "node-3 registered")
+        c.pause(slow)
+        mid = self.put_move(move_doc(c.collection, 0, self.backup_of(0), "node-3"))
+        m = rp.wait_for(lambda: (lambda d: d if d["attempts"] == 1 and d["state"] == "queued"
+                                 else None)(self.move(mid)), 30, "attempt 1 undone")
+        self.assertIn("no progress for 1500 ms (attempt 1 of 3)", m["reason"])
+        self.assertNotIn("node-3", c.entry(0)["replicas"])
+        c.resume(slow)
+        m = self.wait_move(mid, timeout=60)
+        self.assertEqual(m["attempts"], 2)
+        self.assertIn("node-3", c.entry(0)["in_sync"])
         self.finish(w, s)
         self.assert_no_failed_reads(s, w)
 

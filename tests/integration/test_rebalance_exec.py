@@ -23,6 +23,8 @@ coverage: min_coverage 0 = 1.0) through the routers:
   a drain mark empties its node (both need the planner, rebalance.c: they
   are skipped while it plans nothing).
 
+Finished documents beyond the newest 50 are deleted.
+
 Small on purpose: dim 16, a few thousand points, --auto-rebalance off except
 in the automatic tests, a long --replace-after-ms."""
 import json
@@ -144,6 +146,30 @@ class ReplicaMoves(MoveCase):
         self.assertIn("not the primary", m["reason"])
         self.finish(w, s)
         self.assert_no_failed_reads(s, w)
+
+
+class Pruning(MoveCase):
+    def test_finished_documents_beyond_50_are_deleted(self):
+        c = self.start_cluster(nodes=2, routers=1, replicas=1, shards=1, router_args=EXEC_ARGS)
+        ids = []
+        for i in range(56):
+            d = move_doc(c.collection, 0, "node-0", "node-1")
+            d["id"] = "%013d-%05d" % (1000000000000 + i, i)  # old, in creation order
+            d["state"] = ("done", "failed", "cancelled")[i % 3]
+            ids.append(self.put_move(d))
+        queued = self.put_move(move_doc(c.collection, 0, "node-9", "node-1"))
+
+        # the queued one no longer applies (node-9 holds no copy): cancelled, and
+        # then the newest of 51 finished ones
+        m = self.wait_move(queued, states=("cancelled",))
+        self.assertIn("node-9 holds no copy", m["reason"])
+
+        def left():
+            keys = [kv["key"].rsplit("/", 1)[1]
+                    for kv in c.etcd.range_prefix(c.prefix + "/moves/")]
+            return keys if len(keys) <= 50 else None
+        keys = rp.wait_for(left, 20, "50 move documents left")
+        self.assertEqual(sorted(keys), sorted(ids[7:] + [queued]))
 
 
 class FailedMoves(MoveCase):

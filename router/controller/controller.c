@@ -67,7 +67,7 @@ struct controller {
     size_t n_missing;
     char **waits; /* "coll/shard/node/reason" of the waits logged last tick */
     size_t n_waits;
-    bool warned; /* a failed campaign was logged (once per outage) */
+    bool warned;              /* a failed campaign was logged (once per outage) */
     struct moves_exec *moves; /* the move executor (docs/rebalance.md), reset at each election */
 };
 
@@ -445,8 +445,12 @@ static void ctl_round(struct controller *c)
     ctl_forget(c);
     moves_exec_reset(c->moves);
     atomic_store(&c->leading, true);
-    log_info("controller elected", "router_id=%s lease=%llx ttl=%lld", log_quote(c->id),
-             (unsigned long long)lease, (long long)ttl);
+    log_info("controller elected",
+             "router_id=%s lease=%llx ttl=%lld auto_rebalance=%s max_moves=%d "
+             "move_timeout_ms=%d rebalance_settle_ms=%d",
+             log_quote(c->id), (unsigned long long)lease, (long long)ttl,
+             c->r->cfg->auto_rebalance ? "on" : "off", c->r->cfg->max_moves,
+             c->r->cfg->move_timeout_ms, c->r->cfg->rebalance_settle_ms);
     int64_t seen_rev = -1, last = 0;
     while (!ctl_stopping(c) && !atomic_load(&c->lost)) {
         struct rt_view *v = rt_acquire(c->r->rt);

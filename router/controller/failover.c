@@ -83,7 +83,7 @@ const char *failover_replace_target(const struct rt_view *v, const struct cluste
     const char *best = NULL;
     unsigned best_n = 0;
     for (size_t i = 0; i < v->n_nodes; i++) { /* v->nodes is sorted by id: ties go to the first */
-        if (cluster_ids_has(&sh->replicas, pn[i].id) || pn[i].draining) continue;
+        if (cluster_ids_has(&sh->replicas, pn[i].id)) continue;
         if (best == NULL || pn[i].replicas < best_n) {
             best = pn[i].id;
             best_n = pn[i].replicas;

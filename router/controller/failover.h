@@ -40,10 +40,9 @@ int failover_choose(const struct rt_view *v, const struct cluster_shard *sh,
                     size_t reasonlen);
 
 /*
- * Re-replication target for shard sh: the node registered in v and not
- * draining (docs/rebalance.md §4) that holds no copy of it (not in
- * replicas) with the fewest replicas overall (ties: node id). NULL when
- * every such node already holds one.
+ * Re-replication target for shard sh: the node registered in v that holds
+ * no copy of it (not in replicas) with the fewest replicas overall (ties:
+ * node id). NULL when every registered node already holds one.
  */
 const char *failover_replace_target(const struct rt_view *v, const struct cluster_shard *sh);
 

@@ -28,10 +28,12 @@ collection of 4 shards R = 2 with 400 points, then a third, empty node.
 
 MovesShown (its own cluster, routers without a controller) checks the
 ClusterStatus.moves list and the CLI's MOVES section from move documents
-written into etcd, which nothing executes there.
+written into etcd, which nothing executes there, and `drain --wait`
+against shard entries rewritten by hand.
 """
 import os
 import re
+import subprocess
 import unittest
 
 import grpc
@@ -354,6 +356,34 @@ class MovesShown(unittest.TestCase):
         # Moves in progress on a router without a controller: still UNAVAILABLE first.
         code, msg = rh.code_of(stub.Rebalance, vecshard_pb2.RebalanceRequest(), timeout=10)
         self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, msg)
+
+    def test_z_drain_wait(self):
+        """`drain --wait` follows until no shard entry names the node: here the
+        entries are rewritten by hand (what the moves' switches would do)."""
+        addr = self.c.routers[0].addr
+        r = self.c.stub().Drain(vecshard_pb2.DrainRequest(node_id="node-1"), timeout=30)
+        self.assertEqual((r.draining, r.replicas_left, r.empty), (True, 2, False))
+        p = subprocess.Popen([rh.CLI_BIN, "--router", addr, "drain", "node-1", "--wait"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stdout.readline()  # printed (and flushed) before it follows
+            self.assertEqual(first, "node node-1 is draining: 2 replicas left\n")
+            self.assertIsNone(p.poll(), "drain --wait ended while replicas were left")
+            for shard in range(2):
+                key = "%s/shards/%s/%d" % (self.c.prefix, COLL, shard)
+                e = self.c.etcd.get_json(key)
+                e.update(epoch=e["epoch"] + 1, primary="node-0", replicas=["node-0"],
+                         in_sync=["node-0"], recovering=[])
+                self.c.etcd.put(key, e)
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out.splitlines()[-1], "node node-1 is empty: it can be stopped")
+        r = self.c.stub().Drain(vecshard_pb2.DrainRequest(node_id="node-1"), timeout=30)
+        self.assertEqual((r.draining, r.replicas_left, r.empty), (True, 0, True))
 
 
 if __name__ == "__main__":

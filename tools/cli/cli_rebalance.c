@@ -442,6 +442,7 @@ static int drain_cmd(struct cli *c, int argc, char **argv, bool undrain)
         printf("node %s is draining: %u replica%s left\n", pos[0], d.replicas_left,
                d.replicas_left == 1 ? "" : "s");
     if (*d.note) printf("note: %s\n", d.note);
+    fflush(stdout); /* seen before a --wait that may take long */
     if (wait) return wait_empty(c, pos[0], isatty(STDOUT_FILENO));
     return CLI_OK;
 }

@@ -343,7 +343,7 @@ class MovesShown(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("MOVES (2 queued or running, 3 finished)", p.stdout)
         self.assertRegex(p.stdout, r"1800000000002-00000\s+reb/0\s+node-1\s+node-2\s+replica"
-                                   r"\s+drain\s+100% 3.9 KiB/3.9 KiB ETA \S+ catching_up")
+                                   r"\s+drain\s+100% 3.9 KiB/3.9 KiB catching_up")
         self.assertRegex(p.stdout, r"1800000000001-00000\s+reb/1\s+node-1\s+node-2\s+replica"
                                    r"\s+manual\s+failed\s+target node-2 is not registered")
         p = rh.run([rh.CLI_BIN, "--router", self.c.routers[0].addr, "status", "--json"],

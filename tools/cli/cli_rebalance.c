@@ -52,10 +52,13 @@ static const char *progress_cell(const struct vecshard_replica_move *m, bool tty
         return buf;
     }
     double frac = (double)m->bytes_done / (double)m->bytes_total;
-    snprintf(buf, len, "%s%s%.0f%% %s/%s ETA %s %s", tty ? cli_bar(frac, bar, sizeof bar) : "",
+    bool copied = m->bytes_done >= m->bytes_total; /* catching up or switching: no ETA */
+    snprintf(buf, len, "%s%s%.0f%% %s/%s%s%s %s", tty ? cli_bar(frac, bar, sizeof bar) : "",
              tty ? " " : "", frac * 100, cli_bytes(m->bytes_done, done, sizeof done),
-             cli_bytes(m->bytes_total, total, sizeof total),
-             m->eta_ms > 0 ? cli_eta((double)m->eta_ms / 1000, eta, sizeof eta) : "?",
+             cli_bytes(m->bytes_total, total, sizeof total), copied ? "" : " ETA ",
+             copied          ? ""
+             : m->eta_ms > 0 ? cli_eta((double)m->eta_ms / 1000, eta, sizeof eta)
+                             : "?",
              *m->step ? m->step : "");
     return buf;
 }

@@ -73,6 +73,17 @@ static const struct flags_spec flags[] = {
      "lease of the controller election in seconds: a dead controller is replaced within it"},
     {"replace-after-ms", FLAGS_INT, "60000", 0, 86400000, F(replace_after_ms),
      "how long a node must be gone before its replicas are re-created on other nodes"},
+    {"auto-rebalance", FLAGS_ENUM, "on", 0, 0, F(auto_rebalance),
+     "on: the controller plans a rebalance when a node joins and after re-replication "
+     "(docs/rebalance.md §4); drains run either way",
+     on_off_parse, "one of on, off"},
+    {"max-moves", FLAGS_INT, "2", 1, 1024, F(max_moves),
+     "rebalance moves the controller runs at once (one per shard)"},
+    {"move-timeout-ms", FLAGS_INT, "300000", 1000, 86400000, F(move_timeout_ms),
+     "a move attempt whose target makes no progress for this long is undone and retried"},
+    {"rebalance-settle-ms", FLAGS_INT, "5000", 0, 3600000, F(rebalance_settle_ms),
+     "how long the cluster must be settled (no node missing, every shard in sync, no move) "
+     "before an automatic rebalance is planned"},
 };
 
 static const struct flags_prog prog = {

@@ -24,10 +24,14 @@ struct router_config {
     int log_level; /* enum log_level */
     uint64_t max_message_bytes;
     int shutdown_grace_ms;
-    char *router_id;      /* NULL: "<hostname>:<bound port>", set by main once bound */
-    int controller;       /* take part in the controller election (0 off, 1 on) */
-    int controller_ttl;   /* seconds, lease of the election */
-    int replace_after_ms; /* grace before a missing node's replicas are re-created */
+    char *router_id;         /* NULL: "<hostname>:<bound port>", set by main once bound */
+    int controller;          /* take part in the controller election (0 off, 1 on) */
+    int controller_ttl;      /* seconds, lease of the election */
+    int replace_after_ms;    /* grace before a missing node's replicas are re-created */
+    int auto_rebalance;      /* plan moves on node join / after re-replication (0 off, 1 on) */
+    int max_moves;           /* rebalance moves running at once */
+    int move_timeout_ms;     /* a move attempt without progress for this long is undone */
+    int rebalance_settle_ms; /* how long the cluster must be settled before an automatic plan */
 };
 
 /* What router_config_parse decided. */

@@ -18,13 +18,15 @@
  * callback re-checks its precondition on the fresh entry against the current
  * view. Every decision is logged in logfmt (decision=, collection=, shard=,
  * from=, to=, epoch_from=, epoch_to=, lsn=, reason=); a `wait` once per shard
- * and cause, until that cause goes away.
+ * and cause, until that cause goes away. After failover's actions, the
+ * same view goes to the move executor (moves.c: rebalance moves, drains,
+ * automatic plans; reset at each election).
  *
  * Threading: one thread (ctl_main) does all of the above; `lock` protects
  * `stop` and `cancel` (the campaign's token, fired from the keeper thread or
  * controller_stop). `leading` and `lost` are atomics read by other threads
- * (controller_leader, the keeper callback). The missing and waits lists
- * and `warned` belong to the thread.
+ * (controller_leader, the keeper callback). The missing and waits lists,
+ * `warned` and the move executor belong to the thread.
  */
 #define _GNU_SOURCE
 #include "router/controller/controller.h"
@@ -38,6 +40,7 @@
 
 #include "common/util/log.h"
 #include "router/controller/failover.h"
+#include "router/controller/moves.h"
 #include "router/router.h"
 
 #define CTL_TICK_MS   250
@@ -65,6 +68,7 @@ struct controller {
     char **waits; /* "coll/shard/node/reason" of the waits logged last tick */
     size_t n_waits;
     bool warned; /* a failed campaign was logged (once per outage) */
+    struct moves_exec *moves; /* the move executor (docs/rebalance.md), reset at each election */
 };
 
 /* Keeper callback: the lease is gone; stop acting and abandon the campaign. */
@@ -313,6 +317,13 @@ static size_t ctl_candidates(const struct rt_view *v, const struct failover_acti
     return n;
 }
 
+/* still_leading of moves_exec_tick. */
+static bool ctl_still_leading(void *arg)
+{
+    struct controller *c = arg;
+    return atomic_load(&c->leading) && !atomic_load(&c->lost);
+}
+
 /* One round of decisions on the current view. */
 static void ctl_tick(struct controller *c)
 {
@@ -380,6 +391,8 @@ static void ctl_tick(struct controller *c)
             ctl_apply(c, a, NULL, 0, a->reason);
         }
     }
+    /* the moves, on the same view: failover's decisions above come first */
+    if (ctl_still_leading(c)) moves_exec_tick(c->moves, v, ctl_still_leading, c);
 out:
     for (size_t i = 0; i < c->n_waits; i++)
         free(c->waits[i]);
@@ -430,6 +443,7 @@ static void ctl_round(struct controller *c)
     c->warned = false;
     if (atomic_load(&c->lost)) goto out;
     ctl_forget(c);
+    moves_exec_reset(c->moves);
     atomic_store(&c->leading, true);
     log_info("controller elected", "router_id=%s lease=%llx ttl=%lld", log_quote(c->id),
              (unsigned long long)lease, (long long)ttl);
@@ -478,6 +492,7 @@ static void *ctl_main(void *arg)
 static void ctl_free(struct controller *c)
 {
     ctl_forget(c);
+    moves_exec_free(c->moves);
     free(c->missing);
     free(c->waits);
     pthread_cond_destroy(&c->cond);
@@ -501,9 +516,10 @@ int controller_start(struct router *r, const char *id, const char *addr, struct 
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->id = strdup(id);
+    c->moves = moves_exec_new(r);
     c->election = cluster_key_controller(r->cfg->etcd_prefix);
     if (asprintf(&c->value, "%s %s", id, addr) < 0) c->value = NULL;
-    if (c->id == NULL || c->election == NULL || c->value == NULL) {
+    if (c->id == NULL || c->election == NULL || c->value == NULL || c->moves == NULL) {
         snprintf(err, errlen, "out of memory");
         ctl_free(c);
         return -1;

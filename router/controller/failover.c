@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "router/controller/moves.h"
 #include "router/controller/placement.h"
 
 /* Shards v's node `id` leads (for ties between promotion candidates). */
@@ -83,7 +84,7 @@ const char *failover_replace_target(const struct rt_view *v, const struct cluste
     const char *best = NULL;
     unsigned best_n = 0;
     for (size_t i = 0; i < v->n_nodes; i++) { /* v->nodes is sorted by id: ties go to the first */
-        if (cluster_ids_has(&sh->replicas, pn[i].id)) continue;
+        if (cluster_ids_has(&sh->replicas, pn[i].id) || rt_view_draining(v, pn[i].id)) continue;
         if (best == NULL || pn[i].replicas < best_n) {
             best = pn[i].id;
             best_n = pn[i].replicas;
@@ -151,7 +152,8 @@ size_t failover_plan(const struct rt_view *v, const struct failover_missing *mis
                 if (rt_view_node(v, id) != NULL) continue;
                 a.node = id;
                 bool past = now_ms - missing_since(missing, n_missing, id, now_ms) >= grace_ms;
-                a.to = past ? failover_replace_target(v, sh) : NULL;
+                bool owned = moves_exec_owns(v, coll->name, s, id);
+                a.to = past && !owned ? failover_replace_target(v, sh) : NULL;
                 if (a.to != NULL) {
                     a.kind = FAILOVER_REPLACE;
                     a.reason = "node gone past the grace period";
@@ -160,8 +162,9 @@ size_t failover_plan(const struct rt_view *v, const struct failover_missing *mis
                     a.reason = "backup node not registered";
                 } else {
                     a.kind = FAILOVER_WAIT;
-                    a.reason = past ? "no registered node without a copy"
-                                    : "node gone, within the grace period";
+                    a.reason = owned  ? "source of a running move (its switch removes it)"
+                               : past ? "no registered node without a copy"
+                                      : "node gone, within the grace period";
                 }
                 k = emit(out, cap, k, a);
             }

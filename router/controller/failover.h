@@ -40,9 +40,10 @@ int failover_choose(const struct rt_view *v, const struct cluster_shard *sh,
                     size_t reasonlen);
 
 /*
- * Re-replication target for shard sh: the node registered in v that holds
- * no copy of it (not in replicas) with the fewest replicas overall (ties:
- * node id). NULL when every registered node already holds one.
+ * Re-replication target for shard sh: the node registered in v, not
+ * draining (rt_view_draining), that holds no copy of it (not in replicas)
+ * with the fewest replicas overall (ties: node id). NULL when every such
+ * node already holds one.
  */
 const char *failover_replace_target(const struct rt_view *v, const struct cluster_shard *sh);
 
@@ -82,7 +83,9 @@ const char *failover_kind_name(enum failover_kind k);
  *   - otherwise, per replica whose node is not registered: REPLACE (onto
  *     failover_replace_target) once it has been missing for grace_ms and
  *     some node can take it; else DROP_IN_SYNC while it is still in
- *     in_sync; else WAIT (within the grace, or no node to take it).
+ *     in_sync; else WAIT (within the grace, or no node to take it). A
+ *     replica whose node is the source of a RUNNING move of the shard
+ *     (moves_exec_owns) is never REPLACEd: the move's switch removes it.
  * REPLACE assumes the registered primary is READY; the caller checks that
  * with ShardStatus before acting.
  * A node not in `missing` counts as missing since now. Writes at most cap

@@ -6,7 +6,8 @@
  * unregistered or unanswered one), the re-replication target (no second copy
  * on a node, fewest replicas, ties by id) and the action list (failover,
  * dead backup dropped from in_sync, replacement only past the grace period
- * and only with a live primary, R = 1 never re-replicated from nothing).
+ * and only with a live primary, R = 1 never re-replicated from nothing,
+ * never onto a draining node, never for the dead source of a running move).
  */
 #include <CUnit/Basic.h>
 #include <stdio.h>
@@ -255,6 +256,73 @@ static void test_plan_healthy_and_cap(void)
     CU_ASSERT_STRING_EQUAL(failover_kind_name(FAILOVER_DROP_IN_SYNC), "drop_in_sync");
 }
 
+/* A draining node never receives a replacement copy, even with the fewest replicas. */
+static void test_replace_target_not_draining(void)
+{
+    struct tview t;
+    const char *sh[] = {"a|a b|a b", "c|c d|c d"};
+    tview_init(&t, "a c d e f", sh, 2);
+    struct cluster_drain dr[] = {{"e", 1}};
+    t.v.drains = dr;
+    t.v.n_drains = 1;
+    /* e and f hold none; e is draining -> f */
+    CU_ASSERT_STRING_EQUAL(failover_replace_target(&t.v, &t.shard[0]), "f");
+    struct cluster_drain dr2[] = {{"e", 1}, {"f", 1}};
+    t.v.drains = dr2;
+    t.v.n_drains = 2;
+    /* c has 1, d 1: both eligible -> c (id) */
+    CU_ASSERT_STRING_EQUAL(failover_replace_target(&t.v, &t.shard[0]), "c");
+    const char *sh2[] = {"a|a b|a b"};
+    tview_init(&t, "a c", sh2, 1); /* b gone, c the only node without a copy, draining */
+    struct cluster_drain dr3[] = {{"c", 1}};
+    t.v.drains = dr3;
+    t.v.n_drains = 1;
+    CU_ASSERT_PTR_NULL(failover_replace_target(&t.v, &t.shard[0]));
+    /* and the plan waits instead of replacing onto it */
+    struct failover_missing m[] = {{"b", 0}};
+    struct failover_action out[4];
+    t.shard[0].in_sync.n = 1; /* b already dropped from in_sync */
+    size_t n = failover_plan(&t.v, m, 1, 100000, 60000, out, 4);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_EQUAL(out[0].kind, FAILOVER_WAIT);
+}
+
+/* The dead source of a RUNNING replica move is left to the move: no REPLACE. */
+static void test_plan_move_owns_source(void)
+{
+    struct tview t;
+    const char *sh[] = {"a|a b c|a b"};
+    tview_init(&t, "a c d", sh, 1);
+    struct cluster_move mv = {.id = "1",
+                              .name = "c",
+                              .shard = 0,
+                              .from = "b",
+                              .to = "c",
+                              .kind = CLUSTER_MOVE_REPLICA,
+                              .state = CLUSTER_MOVE_RUNNING};
+    t.v.moves = &mv;
+    t.v.n_moves = 1;
+    struct failover_missing m[] = {{"b", 0}};
+    struct failover_action out[4];
+    size_t n = failover_plan(&t.v, m, 1, 100000, 60000, out, 4);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_EQUAL(out[0].kind, FAILOVER_DROP_IN_SYNC); /* shrinking in_sync is still done */
+    t.shard[0].in_sync.n = 1;
+    n = failover_plan(&t.v, m, 1, 100000, 60000, out, 4);
+    CU_ASSERT_EQUAL_FATAL(n, 1);
+    CU_ASSERT_EQUAL(out[0].kind, FAILOVER_WAIT);
+    CU_ASSERT_STRING_EQUAL(out[0].reason, "source of a running move (its switch removes it)");
+    /* queued (not running), or another shard's: replaced as usual */
+    mv.state = CLUSTER_MOVE_QUEUED;
+    n = failover_plan(&t.v, m, 1, 100000, 60000, out, 4);
+    CU_ASSERT_EQUAL(out[0].kind, FAILOVER_REPLACE);
+    CU_ASSERT_STRING_EQUAL(out[0].to, "d");
+    mv.state = CLUSTER_MOVE_RUNNING;
+    mv.shard = 1;
+    n = failover_plan(&t.v, m, 1, 100000, 60000, out, 4);
+    CU_ASSERT_EQUAL(out[0].kind, FAILOVER_REPLACE);
+}
+
 void register_failover_tests(void)
 {
     CU_pSuite s = CU_add_suite("failover", NULL, NULL);
@@ -269,4 +337,6 @@ void register_failover_tests(void)
     CU_add_test(s, "plan: no node to replace onto", test_plan_no_target);
     CU_add_test(s, "plan: R=1 never re-replicated from nothing", test_plan_r1_never_from_nothing);
     CU_add_test(s, "plan: healthy shards, count beyond cap", test_plan_healthy_and_cap);
+    CU_add_test(s, "replace target: never a draining node", test_replace_target_not_draining);
+    CU_add_test(s, "plan: a running move's dead source is left to it", test_plan_move_owns_source);
 }

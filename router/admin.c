@@ -2,17 +2,18 @@
  * admin.c — the VecShard calls about collections and the cluster:
  * CreateCollection (validation, a health check of every live node, placement
  * on the healthy ones, one etcd txn), DropCollection,
- * ListCollections, DescribeCollection, ClusterStatus and Rebalance
- * (UNIMPLEMENTED until the controller issue).
+ * ListCollections, DescribeCollection and ClusterStatus (Rebalance and
+ * Drain are in rebalance_rpc.c, which also fills ClusterStatus.moves).
  *
  * Reads come from the cached routing table (the controller election's
  * holder too); only Create and Drop talk to etcd (and answer UNAVAILABLE
  * without it). Per-shard LSNs
  * and counts are asked from the primaries with ShardStatus, best effort: a
  * primary that does not answer in time contributes zeros. ClusterStatus also
- * asks every replica's node (one call per node, concurrently) and joins the
+ * asks every registered node (one call per node, concurrently) and joins the
  * answers with the primary's peers[] into replica_status
- * (docs/replication.md §10).
+ * (docs/replication.md §10) and into each node's bytes and points;
+ * DescribeCollection shares that code for one collection.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -38,8 +39,9 @@ struct shard_ref {
 
 /*
  * Asks ShardStatus (restricted to `collection` unless it is "") of the node
- * of every primary named by refs and, with `all`, of every other replica's
- * node too: one call per node, concurrently, until deadline. Fills the refs
+ * of every primary named by refs and, with `all`, of every registered node
+ * (replicas, and nodes holding none, for their bytes and points): one call
+ * per node, concurrently, until deadline. Fills the refs
  * whose primary answered. replies (optional; v->n_nodes entries) keeps the
  * per-node answers for the caller, who frees them with
  * router_shard_status_free; without it they are freed here.
@@ -52,13 +54,12 @@ static void primary_status(struct router *r, const struct rt_view *v, struct sha
     Vecshard__V1__ShardStatusResponse **st =
         replies != NULL ? replies : calloc(v->n_nodes + 1, sizeof *st);
     if (want == NULL || st == NULL) goto out;
+    for (size_t i = 0; i < v->n_nodes && all; i++)
+        want[i] = true;
     for (size_t i = 0; i < n; i++) {
         const struct cluster_shard *sh = &refs[i].coll->shard[refs[i].shard];
-        for (uint32_t j = 0; j <= (all ? sh->replicas.n : 0); j++) {
-            const char *id = j < sh->replicas.n && all ? sh->replicas.v[j] : sh->primary;
-            const struct rt_node *node = id[0] ? rt_view_node(v, id) : NULL;
-            if (node != NULL) want[node - v->nodes] = true;
-        }
+        const struct rt_node *node = sh->primary[0] ? rt_view_node(v, sh->primary) : NULL;
+        if (node != NULL) want[node - v->nodes] = true;
     }
     router_shard_status(r, v, want, collection, deadline, st);
     for (size_t i = 0; i < n; i++) {
@@ -191,6 +192,8 @@ static void replica_infos(const struct rt_view *v, const struct rt_collection *c
         ri->transfer_bytes_total = rs != NULL     ? rs->transfer_bytes_total
                                    : peer != NULL ? peer->transfer_bytes_total
                                                   : 0;
+        ri->bytes = rs != NULL ? rs->disk_bytes : 0;
+        ri->points = rs != NULL ? rs->count : 0;
         if (node == NULL)
             ri->reason = "node not registered";
         else if (rs == NULL)
@@ -538,50 +541,9 @@ grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMess
     return code;
 }
 
-grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
-{
-    struct router *r = u;
-    const Vecshard__V1__DescribeCollectionRequest *req =
-        (const Vecshard__V1__DescribeCollectionRequest *)m;
-    struct rt_view *v;
-    const struct rt_collection *coll;
-    grpc_status_code code = router_collection(r, c, "name", req->name, &v, &coll);
-    if (code != GRPC_STATUS_OK) return code;
-    uint32_t S = coll->shards;
-    struct shard_ref *refs = calloc(S, sizeof *refs);
-    Vecshard__V1__ShardInfo *infos = calloc(S, sizeof *infos);
-    Vecshard__V1__ShardInfo **ptrs = calloc(S, sizeof *ptrs);
-    if (refs == NULL || infos == NULL || ptrs == NULL) {
-        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        goto out;
-    }
-    for (uint32_t s = 0; s < S; s++)
-        refs[s] = (struct shard_ref){.coll = coll, .shard = s};
-    primary_status(r, v, refs, S, false, coll->name, status_deadline(r, c), NULL);
-    Vecshard__V1__DescribeCollectionResponse resp =
-        VECSHARD__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
-    Vecshard__V1__CollectionConfig cfg;
-    config_from(&cfg, coll);
-    resp.config = &cfg;
-    for (uint32_t s = 0; s < S; s++) {
-        shard_info_from(&infos[s], coll, s, &refs[s]);
-        ptrs[s] = &infos[s];
-        resp.count += refs[s].count;
-    }
-    resp.shards = ptrs;
-    resp.n_shards = S;
-    rpc_call_reply(c, &resp.base);
-out:
-    free(refs);
-    free(infos);
-    free(ptrs);
-    rt_release(v);
-    return code;
-}
+/* ------------------------------------------------------------ status tables */
 
-/* ------------------------------------------------------------ ClusterStatus */
-
-/* A node for the status list: registered, or only named in shard entries. */
+/* A node for the status lists: registered, or only named in shard entries. */
 struct status_node {
     const char *id;
     const struct rt_node *reg; /* NULL: not registered (dead) */
@@ -602,6 +564,156 @@ static struct status_node *status_node_of(struct status_node *list, size_t *n, c
     return &list[(*n)++];
 }
 
+/* Room for the node table of v: registered nodes plus every replica named. */
+static size_t node_room(const struct rt_view *v)
+{
+    size_t n = v->n_nodes + 1;
+    for (size_t i = 0; i < v->n_colls; i++)
+        for (uint32_t s = 0; s < v->colls[i].shards; s++)
+            n += v->colls[i].shard[s].replicas.n + 1;
+    return n;
+}
+
+/*
+ * The node table of a status answer, sorted by id, into sn (room:
+ * node_room): with `registered`, every registered node; then every node
+ * named by the shard entries of `only` (NULL = every collection), with its
+ * replica and primary counts there. Returns the count.
+ */
+static size_t status_nodes(const struct rt_view *v, const struct rt_collection *only,
+                           bool registered, struct status_node *sn)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < v->n_nodes && registered; i++)
+        status_node_of(sn, &n, v->nodes[i].id)->reg = &v->nodes[i];
+    for (size_t i = 0; i < v->n_colls; i++) {
+        const struct rt_collection *coll = &v->colls[i];
+        if (only != NULL && only != coll) continue;
+        for (uint32_t s = 0; s < coll->shards; s++) {
+            const struct cluster_shard *sh = &coll->shard[s];
+            for (uint32_t j = 0; j < sh->replicas.n; j++) {
+                struct status_node *x = status_node_of(sn, &n, sh->replicas.v[j]);
+                x->reg = rt_view_node(v, x->id);
+                x->replicas++;
+            }
+            if (sh->primary != NULL && sh->primary[0] != '\0')
+                status_node_of(sn, &n, sh->primary)->primaries++;
+        }
+    }
+    qsort(sn, n, sizeof *sn, cmp_status_node);
+    return n;
+}
+
+/*
+ * Fills ni[i] / nip[i] from sn[0..n): registration, counts, the drain mark,
+ * and bytes and points summed over the node's ShardStatus reply (replies per
+ * node of v; answered when it replied). Strings borrowed from v.
+ */
+static void node_infos(const struct rt_view *v, const struct status_node *sn, size_t n,
+                       Vecshard__V1__ShardStatusResponse *const *replies,
+                       Vecshard__V1__NodeInfo *ni, Vecshard__V1__NodeInfo **nip)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct rt_node *reg = sn[i].reg;
+        const Vecshard__V1__ShardStatusResponse *st = reg != NULL ? replies[reg - v->nodes] : NULL;
+        vecshard__v1__node_info__init(&ni[i]);
+        ni[i].id = (char *)sn[i].id;
+        ni[i].alive = reg != NULL;
+        ni[i].addr = reg != NULL ? reg->addr : "";
+        ni[i].version = reg != NULL ? reg->version : "";
+        ni[i].started_at = reg != NULL ? reg->started_at : 0;
+        ni[i].replicas = sn[i].replicas;
+        ni[i].primaries = sn[i].primaries;
+        ni[i].draining = rt_view_draining(v, sn[i].id);
+        ni[i].answered = st != NULL;
+        for (size_t k = 0; st != NULL && k < st->n_shards; k++) {
+            ni[i].bytes += st->shards[k]->disk_bytes;
+            ni[i].points += st->shards[k]->count;
+        }
+        nip[i] = &ni[i];
+    }
+}
+
+/*
+ * Fills si[i] / sip[i] for refs[0..n), each with its replica_status from
+ * replies (ri / rip: room for every replica of those shards).
+ */
+static void shard_infos(const struct rt_view *v, const struct shard_ref *refs, size_t n,
+                        Vecshard__V1__ShardStatusResponse *const *replies,
+                        Vecshard__V1__ShardInfo *si, Vecshard__V1__ShardInfo **sip,
+                        Vecshard__V1__ReplicaInfo *ri, Vecshard__V1__ReplicaInfo **rip)
+{
+    for (size_t i = 0, used = 0; i < n; i++) {
+        shard_info_from(&si[i], refs[i].coll, refs[i].shard, &refs[i]);
+        replica_infos(v, refs[i].coll, refs[i].shard, replies, &ri[used], &rip[used]);
+        si[i].replica_status = &rip[used];
+        si[i].n_replica_status = refs[i].coll->shard[refs[i].shard].replicas.n;
+        used += si[i].n_replica_status;
+        sip[i] = &si[i];
+    }
+}
+
+/* ------------------------------------------------------------ Describe */
+
+grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    struct router *r = u;
+    const Vecshard__V1__DescribeCollectionRequest *req =
+        (const Vecshard__V1__DescribeCollectionRequest *)m;
+    struct rt_view *v;
+    const struct rt_collection *coll;
+    grpc_status_code code = router_collection(r, c, "name", req->name, &v, &coll);
+    if (code != GRPC_STATUS_OK) return code;
+    uint32_t S = coll->shards;
+    size_t room = node_room(v);
+    struct shard_ref *refs = calloc(S, sizeof *refs);
+    Vecshard__V1__ShardInfo *infos = calloc(S, sizeof *infos);
+    Vecshard__V1__ShardInfo **ptrs = calloc(S, sizeof *ptrs);
+    Vecshard__V1__ShardStatusResponse **replies = calloc(v->n_nodes + 1, sizeof *replies);
+    struct status_node *sn = calloc(room, sizeof *sn);
+    Vecshard__V1__NodeInfo *ni = calloc(room, sizeof *ni);
+    Vecshard__V1__NodeInfo **nip = calloc(room, sizeof *nip);
+    Vecshard__V1__ReplicaInfo *ri = calloc(room, sizeof *ri);
+    Vecshard__V1__ReplicaInfo **rip = calloc(room, sizeof *rip);
+    if (!refs || !infos || !ptrs || !replies || !sn || !ni || !nip || !ri || !rip) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (uint32_t s = 0; s < S; s++)
+        refs[s] = (struct shard_ref){.coll = coll, .shard = s};
+    primary_status(r, v, refs, S, true, coll->name, status_deadline(r, c), replies);
+    Vecshard__V1__DescribeCollectionResponse resp =
+        VECSHARD__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
+    Vecshard__V1__CollectionConfig cfg;
+    config_from(&cfg, coll);
+    resp.config = &cfg;
+    shard_infos(v, refs, S, replies, infos, ptrs, ri, rip);
+    for (uint32_t s = 0; s < S; s++)
+        resp.count += refs[s].count;
+    resp.shards = ptrs;
+    resp.n_shards = S;
+    size_t n_sn = status_nodes(v, coll, false, sn);
+    node_infos(v, sn, n_sn, replies, ni, nip);
+    resp.nodes = nip;
+    resp.n_nodes = n_sn;
+    rpc_call_reply(c, &resp.base);
+out:
+    free(refs);
+    free(infos);
+    free(ptrs);
+    router_shard_status_free(replies, replies != NULL ? v->n_nodes : 0);
+    free(replies);
+    free(sn);
+    free(ni);
+    free(nip);
+    free(ri);
+    free(rip);
+    rt_release(v);
+    return code;
+}
+
+/* ------------------------------------------------------------ ClusterStatus */
+
 grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
     struct router *r = u;
@@ -615,59 +727,39 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     } else {
         v = rt_acquire(r->rt);
     }
-    size_t max_nodes = v->n_nodes, n_shards = 0;
+    size_t room = node_room(v), n_shards = 0;
     for (size_t i = 0; i < v->n_colls; i++)
-        for (uint32_t s = 0; s < v->colls[i].shards; s++) {
-            max_nodes += v->colls[i].shard[s].replicas.n + 1;
-            if (only == NULL || only == &v->colls[i]) n_shards++;
-        }
-    struct status_node *sn = calloc(max_nodes + 1, sizeof *sn);
-    Vecshard__V1__NodeInfo *ni = calloc(max_nodes + 1, sizeof *ni);
-    Vecshard__V1__NodeInfo **nip = calloc(max_nodes + 1, sizeof *nip);
+        if (only == NULL || only == &v->colls[i]) n_shards += v->colls[i].shards;
+    struct status_node *sn = calloc(room, sizeof *sn);
+    Vecshard__V1__NodeInfo *ni = calloc(room, sizeof *ni);
+    Vecshard__V1__NodeInfo **nip = calloc(room, sizeof *nip);
     Vecshard__V1__CollectionConfig *cc = calloc(v->n_colls + 1, sizeof *cc);
     Vecshard__V1__CollectionConfig **ccp = calloc(v->n_colls + 1, sizeof *ccp);
     struct shard_ref *refs = calloc(n_shards + 1, sizeof *refs);
     Vecshard__V1__ShardInfo *si = calloc(n_shards + 1, sizeof *si);
     Vecshard__V1__ShardInfo **sip = calloc(n_shards + 1, sizeof *sip);
     Vecshard__V1__ShardStatusResponse **replies = calloc(v->n_nodes + 1, sizeof *replies);
-    Vecshard__V1__ReplicaInfo *ri = calloc(max_nodes + 1, sizeof *ri);
-    Vecshard__V1__ReplicaInfo **rip = calloc(max_nodes + 1, sizeof *rip);
-    if (!sn || !ni || !nip || !cc || !ccp || !refs || !si || !sip || !replies || !ri || !rip) {
+    Vecshard__V1__ReplicaInfo *ri = calloc(room, sizeof *ri);
+    Vecshard__V1__ReplicaInfo **rip = calloc(room, sizeof *rip);
+    Vecshard__V1__ReplicaMove *mv = calloc(v->n_moves + 1, sizeof *mv);
+    Vecshard__V1__ReplicaMove **mvp = calloc(v->n_moves + 1, sizeof *mvp);
+    if (!sn || !ni || !nip || !cc || !ccp || !refs || !si || !sip || !replies || !ri || !rip ||
+        !mv || !mvp) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         goto out;
     }
-    size_t n_sn = 0;
-    for (size_t i = 0; i < v->n_nodes; i++)
-        status_node_of(sn, &n_sn, v->nodes[i].id)->reg = &v->nodes[i];
     size_t k = 0;
-    for (size_t i = 0; i < v->n_colls; i++) {
-        const struct rt_collection *coll = &v->colls[i];
-        for (uint32_t s = 0; s < coll->shards; s++) {
-            const struct cluster_shard *sh = &coll->shard[s];
-            for (uint32_t j = 0; j < sh->replicas.n; j++)
-                status_node_of(sn, &n_sn, sh->replicas.v[j])->replicas++;
-            if (sh->primary != NULL && sh->primary[0] != '\0')
-                status_node_of(sn, &n_sn, sh->primary)->primaries++;
-            if (only == NULL || only == coll)
-                refs[k++] = (struct shard_ref){.coll = coll, .shard = s};
-        }
-    }
-    qsort(sn, n_sn, sizeof *sn, cmp_status_node);
-    primary_status(r, v, refs, n_shards, true, only != NULL ? only->name : "",
-                   status_deadline(r, c), replies);
+    for (size_t i = 0; i < v->n_colls; i++)
+        for (uint32_t s = 0; s < v->colls[i].shards; s++)
+            if (only == NULL || only == &v->colls[i])
+                refs[k++] = (struct shard_ref){.coll = &v->colls[i], .shard = s};
+    /* Every collection's replicas, whatever `only` says: the node totals and
+     * the progress of moves of any collection come from these answers. */
+    primary_status(r, v, refs, n_shards, true, "", status_deadline(r, c), replies);
 
     Vecshard__V1__ClusterStatusResponse resp = VECSHARD__V1__CLUSTER_STATUS_RESPONSE__INIT;
-    for (size_t i = 0; i < n_sn; i++) {
-        vecshard__v1__node_info__init(&ni[i]);
-        ni[i].id = (char *)sn[i].id;
-        ni[i].alive = sn[i].reg != NULL;
-        ni[i].addr = sn[i].reg != NULL ? sn[i].reg->addr : "";
-        ni[i].version = sn[i].reg != NULL ? sn[i].reg->version : "";
-        ni[i].started_at = sn[i].reg != NULL ? sn[i].reg->started_at : 0;
-        ni[i].replicas = sn[i].replicas;
-        ni[i].primaries = sn[i].primaries;
-        nip[i] = &ni[i];
-    }
+    size_t n_sn = status_nodes(v, NULL, true, sn);
+    node_infos(v, sn, n_sn, replies, ni, nip);
     resp.nodes = nip;
     resp.n_nodes = n_sn;
     for (size_t i = 0; i < v->n_colls; i++) {
@@ -676,16 +768,11 @@ grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessag
     }
     resp.collections = ccp;
     resp.n_collections = v->n_colls;
-    for (size_t i = 0, used = 0; i < n_shards; i++) {
-        shard_info_from(&si[i], refs[i].coll, refs[i].shard, &refs[i]);
-        replica_infos(v, refs[i].coll, refs[i].shard, replies, &ri[used], &rip[used]);
-        si[i].replica_status = &rip[used];
-        si[i].n_replica_status = refs[i].coll->shard[refs[i].shard].replicas.n;
-        used += si[i].n_replica_status;
-        sip[i] = &si[i];
-    }
+    shard_infos(v, refs, n_shards, replies, si, sip, ri, rip);
     resp.shards = sip;
     resp.n_shards = n_shards;
+    resp.moves = mvp;
+    resp.n_moves = router_status_moves(v, replies, mv, mvp);
     char leader[300];
     controller_leader(r, r->controller, leader, sizeof leader);
     resp.controller = leader;
@@ -705,16 +792,8 @@ out:
     free(replies);
     free(ri);
     free(rip);
+    free(mv);
+    free(mvp);
     rt_release(v);
     return code;
-}
-
-/* ------------------------------------------------------------ Rebalance */
-
-grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m, void *u)
-{
-    (void)m;
-    (void)u;
-    return rpc_call_error(c, GRPC_STATUS_UNIMPLEMENTED,
-                          "Rebalance comes with the controller issue (docs/design.md §6)");
 }

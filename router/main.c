@@ -54,11 +54,10 @@ int router_register(struct rpc_server *s, struct router *r)
         {SVC "ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
          router_cluster_status},
         {SVC "Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
+        {SVC "Drain", &vecshard__v1__drain_request__descriptor, router_drain},
     };
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        unsigned flags = methods[i].fn == router_rebalance ? RPC_INLINE : 0;
-        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, flags) !=
-            0)
+        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, 0) != 0)
             return -1;
     }
     return 0;

@@ -5,9 +5,12 @@
  * (deadlines, collection look-up, vector validation, replica choice).
  *
  * Files: admin.c (CreateCollection, DropCollection, ListCollections,
- * DescribeCollection, ClusterStatus, Rebalance), write.c (Upsert, Delete),
+ * DescribeCollection, ClusterStatus), rebalance_rpc.c (Rebalance, Drain,
+ * the moves of ClusterStatus), write.c (Upsert, Delete),
  * search.c (Search), get.c (Get), controller/placement.c (where new replicas go),
  * controller/failover.c + controller.c (the elected controller),
+ * controller/rebalance.c + moves_plan.c + moves.c (the rebalance planner,
+ * the move documents and their executor),
  * router_util.c (the helpers below). docs/router.md is the contract.
  */
 #ifndef VS_ROUTER_H
@@ -70,10 +73,24 @@ grpc_status_code router_list_collections(struct rpc_call *c, const ProtobufCMess
 grpc_status_code router_describe_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_cluster_status(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_drain(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+
+/* --- rebalance_rpc.c --- */
+
+/*
+ * ClusterStatus.moves of view v (docs/rebalance.md §5): the active moves in
+ * id order, then at most 50 finished ones, newest first; a running replica
+ * move's bytes_done and eta_ms from its target's answer in replies (per
+ * node of v; NULL entries allowed). out and outp need room for v->n_moves;
+ * strings are borrowed from v and replies. Returns how many were filled.
+ */
+size_t router_status_moves(const struct rt_view *v,
+                           Vecshard__V1__ShardStatusResponse *const *replies,
+                           Vecshard__V1__ReplicaMove *out, Vecshard__V1__ReplicaMove **outp);
 
 /* --- router_util.c --- */
 

@@ -8,11 +8,10 @@
  * placement_plan decides.
  *
  * The plan is greedy, shard by shard, on distinct nodes per shard, over the
- * healthy nodes only (N of them). Each replica goes to the healthy node not
- * yet holding the shard with the fewest replicas of this collection, then
- * the fewest replicas overall, ties round-robin starting after the node
- * picked last. Ordering by the collection's own count first is what spreads
- * it: the first version ordered by the overall count alone, and a newly
+ * eligible nodes only (N of them: healthy and not draining). Each replica goes to the healthy node
+ * not yet holding the shard with the fewest replicas of this collection, then the fewest replicas
+ * overall, ties round-robin starting after the node picked last. Ordering by the collection's own
+ * count first is what spreads it: the first version ordered by the overall count alone, and a newly
  * joined empty node then took every shard of the next collection (4 of 4 on
  * one node). Each shard thus goes to the R nodes with the fewest replicas of
  * the collection, which keeps those counts within one of each other, so no
@@ -32,7 +31,8 @@
 void placement_count(const struct rt_view *v, struct placement_node *out)
 {
     for (size_t i = 0; i < v->n_nodes; i++)
-        out[i] = (struct placement_node){.id = v->nodes[i].id, .healthy = true};
+        out[i] = (struct placement_node){
+            .id = v->nodes[i].id, .healthy = true, .draining = rt_view_draining(v, v->nodes[i].id)};
     for (size_t c = 0; c < v->n_colls; c++) {
         const struct rt_collection *coll = &v->colls[c];
         for (uint32_t s = 0; s < coll->shards; s++) {
@@ -47,33 +47,44 @@ void placement_count(const struct rt_view *v, struct placement_node *out)
     }
 }
 
-/* The message for fewer healthy nodes than rf: counts, then both lists. */
-static void too_few(const struct placement_node *nodes, size_t n, size_t healthy, uint32_t rf,
-                    char *err, size_t errlen)
+/* A node may receive a replica: it answered the health check and is not draining. */
+static bool eligible(const struct placement_node *n)
+{
+    return n->healthy && !n->draining;
+}
+
+/* The message for fewer eligible nodes than rf: counts, then the eligible,
+ * the unhealthy and the draining nodes. */
+static void too_few(const struct placement_node *nodes, size_t n, size_t ok, uint32_t rf, char *err,
+                    size_t errlen)
 {
     size_t off =
         (size_t)snprintf(err, errlen, "replication_factor %u needs %u healthy nodes, %zu %s", rf,
-                         rf, healthy, healthy == 1 ? "is" : "are");
-    for (int want = 1; want >= 0; want--) {
+                         rf, ok, ok == 1 ? "is" : "are");
+    static const char *const lead[] = {" (", "; not answering the health check: ",
+                                       "; draining (vecshard undrain NODE to use it): "};
+    for (int group = 0; group < 3; group++) {
         bool first = true;
         for (size_t i = 0; i < n && off < errlen; i++) {
-            if (nodes[i].healthy != (bool)want) continue;
-            const char *lead = !first ? ", " : want ? " (" : "; not answering the health check: ";
-            off += (size_t)snprintf(err + off, errlen - off, "%s%s", lead, nodes[i].id);
+            int g = eligible(&nodes[i]) ? 0 : !nodes[i].healthy ? 1 : 2;
+            if (g != group) continue;
+            off += (size_t)snprintf(err + off, errlen - off, "%s%s", first ? lead[group] : ", ",
+                                    nodes[i].id);
             first = false;
         }
-        if (want && !first && off < errlen) off += (size_t)snprintf(err + off, errlen - off, ")");
+        if (group == 0 && !first && off < errlen)
+            off += (size_t)snprintf(err + off, errlen - off, ")");
     }
 }
 
 int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards, uint32_t rf,
                    const char **out, char *err, size_t errlen)
 {
-    size_t healthy = 0;
+    size_t ok = 0;
     for (size_t i = 0; i < n; i++)
-        healthy += nodes[i].healthy;
-    if (healthy < rf) {
-        too_few(nodes, n, healthy, rf, err, errlen);
+        ok += eligible(&nodes[i]);
+    if (ok < rf) {
+        too_few(nodes, n, ok, rf, err, errlen);
         return -1;
     }
     unsigned *total = calloc(n, sizeof *total);       /* replicas, every collection */
@@ -100,7 +111,7 @@ int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards
             size_t best = n;
             for (size_t k = 0; k < n; k++) {
                 size_t i = (cursor + k) % n;
-                bool taken = !nodes[i].healthy;
+                bool taken = !eligible(&nodes[i]);
                 for (uint32_t q = 0; q < r && !taken; q++)
                     taken = pick[q] == i;
                 if (taken) continue;
@@ -108,7 +119,7 @@ int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards
                     (mine[i] == mine[best] && total[i] < total[best]))
                     best = i;
             }
-            pick[r] = best; /* healthy >= rf: a node is always left */
+            pick[r] = best; /* ok >= rf: a node is always left */
             mine[best]++;
             total[best]++;
             cursor = (best + 1) % n;

@@ -23,10 +23,12 @@ struct placement_node {
     bool healthy;       /* answered the create-time health check */
     unsigned replicas;  /* replicas it holds already, every collection */
     unsigned primaries; /* shards it leads already, every collection */
+    bool draining;      /* has a drain mark (docs/rebalance.md §4): gets nothing */
 };
 
 /* Fills out[i] (v->n_nodes entries) for the live node v->nodes[i]: its id
- * (borrowed from v), its replica and primary counts, healthy = true. */
+ * (borrowed from v), its replica and primary counts, healthy = true,
+ * draining from its drain mark. */
 void placement_count(const struct rt_view *v, struct placement_node *out);
 
 /*
@@ -34,9 +36,10 @@ void placement_count(const struct rt_view *v, struct placement_node *out);
  * nodes (docs/design.md §6; a pure function): distinct nodes per shard,
  * fewest replicas of this collection first, then fewest overall, so no node
  * gets more than ceil(S*R/N) of them (N = healthy nodes); primaries spread
- * the same way. Fills out[s * rf + i] with ids borrowed from nodes, the
- * primary first. Returns 0, or -1 with a message naming the healthy and the
- * unhealthy nodes when fewer than rf are healthy.
+ * the same way. A draining node counts as not eligible, like an unhealthy
+ * one. Fills out[s * rf + i] with ids borrowed from nodes, the primary
+ * first. Returns 0, or -1 with a message naming the eligible, the unhealthy
+ * and the draining nodes when fewer than rf are eligible.
  */
 int placement_plan(const struct placement_node *nodes, size_t n, uint32_t shards, uint32_t rf,
                    const char **out, char *err, size_t errlen);

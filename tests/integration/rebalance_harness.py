@@ -33,6 +33,7 @@ each shard's primary add up to the acknowledged count.
 Threading: as repl_harness — MoveWatcher only makes gRPC calls and appends
 under its own lock; processes are started and killed from the main thread.
 """
+import json
 import time
 
 import grpc
@@ -78,6 +79,7 @@ class RebalanceCluster(rp.ReplCluster):
         self.m = m
         self.ef_construction = ef_construction
         self.auto_rebalance = auto_rebalance
+        self._move_seq = 0
         flags = rebalance_flags(auto_rebalance, max_moves, move_timeout_ms, settle_ms)
         super().__init__(router_args=flags + list(router_args), **kw)
 
@@ -124,6 +126,53 @@ class RebalanceCluster(rp.ReplCluster):
         r = router or self.live_routers()[0]
         return r.stub().Drain(vecshard_pb2.DrainRequest(node_id=node_id, undrain=undrain),
                               timeout=timeout)
+
+    def queue_move(self, shard, frm, to, kind="replica", primary=None, collection=None):
+        """Puts one queued move document into etcd, in the layout moves_queue
+        writes (common/cluster move_doc.c), so a test picks the exact move
+        (e.g. of a primary) instead of the planner; returns its id."""
+        collection = collection or self.collection
+        if primary is None:
+            primary = kind == "replica" and self.entry(shard, collection)["primary"] == frm
+        self._move_seq += 1
+        now = int(time.time() * 1000)
+        mid = "%013d-%05d" % (now, self._move_seq % 100000)
+        doc = {"id": mid, "collection": collection, "shard": shard, "from": frm, "to": to,
+               "kind": kind, "primary": primary, "state": "queued", "step": "", "attempts": 0,
+               "reason": "", "origin": "manual", "bytes_total": 0, "created_at": now,
+               "started_at": 0, "finished_at": 0}
+        self.etcd.put("%s/moves/%s" % (self.prefix, mid), json.dumps(doc))
+        return mid
+
+    def move_doc(self, mid):
+        """The move document of id mid from etcd (dict), or None."""
+        return self.etcd.get_json("%s/moves/%s" % (self.prefix, mid))
+
+    def wait_move_final(self, mid, timeout=120):
+        """Polls the document until done, failed or cancelled; returns it."""
+        def final():
+            m = self.move_doc(mid)
+            return m if m and m["state"] in ("done", "failed", "cancelled") else None
+        return rp.wait_for(final, timeout, "move %s finished (last %r)" % (mid, self.move_doc(mid)),
+                           interval=0.1)
+
+    def stray_replicas(self, collection=None):
+        """Replicas a live node serves although no shard entry names it there
+        ([] if none)."""
+        collection = collection or self.collection
+        entries = self.entries(collection)
+        out = []
+        for n in self.nodes:
+            if not n.proc.alive() or n.node_id not in self.registered():
+                continue
+            try:
+                st = self.status(n, collection, timeout=5)
+            except grpc.RpcError as e:
+                out.append("%s: ShardStatus %s" % (n.node_id, e.code()))
+                continue
+            out += ["%s serves shard %d" % (n.node_id, s) for s in st
+                    if n.node_id not in entries.get(s, {}).get("replicas", [])]
+        return out
 
     def draining(self):
         """Node ids with a drain mark in etcd (<prefix>/drain/<node>)."""

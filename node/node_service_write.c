@@ -101,6 +101,10 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
                 struct node_shard *e2 =
                     node_shards_acquire(svc->reg, req->collection, req->shard, &now);
                 if (e2 != NULL) node_svc_placement_trailers(c, &now);
+                /* The replica left this node meanwhile (a rebalance move's
+                 * switch, docs/rebalance.md §3): no epoch to name, so say
+                 * UNAVAILABLE, which the router resends to the new primary. */
+                if (e2 == NULL) code = GRPC_STATUS_UNAVAILABLE;
                 node_shards_release(svc->reg, e2);
             }
             code = rpc_call_error(c, code, "%s", msg);

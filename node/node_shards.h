@@ -39,7 +39,12 @@
 #define NODE_NAME_MAX     CLUSTER_NAME_MAX /* collection names (common/cluster/name.h) */
 #define NODE_ID_MAX       128              /* node ids */
 #define NODE_ERR_MAX      512
-#define NODE_REPLICAS_MAX 8 /* node ids kept per list of a shard entry */
+/* Node ids kept per list of a shard entry: the router's largest replication
+ * factor (ROUTER_MAX_RF, 16) plus the target of a rebalance move, which is
+ * a replica too while it copies (R + 1, docs/rebalance.md §2). A shorter
+ * list would drop members: a primary that does not see every in_sync
+ * member could acknowledge a write without one of them. */
+#define NODE_REPLICAS_MAX 17
 
 /* A list of node ids from a shard entry (replicas, in_sync). */
 struct node_ids {

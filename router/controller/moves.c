@@ -37,6 +37,9 @@
 #define MX_ATTEMPTS    3    /* attempts before a move is failed */
 #define MX_KEEP        50   /* finished documents kept */
 #define MX_DRAIN_EVERY 1000 /* ms between two drain plans */
+#define MX_UNSEEN_MS                                                                               \
+    10000 /* a queued move the view never showed (deleted at once) is forgotten                    \
+           */
 
 /* What the executor remembers of one move (by id). */
 struct mx_track {
@@ -48,6 +51,7 @@ struct mx_track {
     int64_t progress_at;           /* monotonic ms of the last progress; 0 = not watched yet */
     bool waiting;                  /* a switch wait was logged */
     bool unseen;                   /* queued by us, not yet in the view */
+    int64_t queued_at;             /* monotonic ms of that put */
 };
 
 struct moves_exec {
@@ -520,7 +524,10 @@ static void drive(struct mx *c, const struct cluster_move *m)
             log_move("move_done", m, sh->epoch, sh->epoch, "");
         return;
     }
-    if (rt_view_node(c->v, m->to) == NULL) {
+    /* a target that has become the primary (failover promoted it) is past
+     * the point of undoing: only the switch is left */
+    bool to_primary = strcmp(sh->primary, m->to) == 0;
+    if (rt_view_node(c->v, m->to) == NULL && !to_primary) {
         char why[200];
         snprintf(why, sizeof why, "target %s is not registered", m->to);
         undo(c, m, why);
@@ -637,7 +644,10 @@ static void plan_and_queue(struct mx *c, enum moves_scope scope, const char *ori
                          cluster_move_kind_name(mv[i].kind), origin);
                 /* the watch has not delivered them: count them active until it does */
                 struct mx_track *t = track_get(c->x, mv[i].id);
-                if (t != NULL) t->unseen = true;
+                if (t != NULL) {
+                    t->unseen = true;
+                    t->queued_at = c->now;
+                }
             }
     }
     if (strcmp(note, c->x->note) != 0) {
@@ -763,7 +773,7 @@ static void prune(struct mx *c)
 
 /* Forgets tracks of documents the view no longer has (deleted, or
  * another controller's); marks our queued moves seen once they appear. */
-static void gc_tracks(struct moves_exec *x, const struct rt_view *v)
+static void gc_tracks(struct moves_exec *x, const struct rt_view *v, int64_t now)
 {
     size_t keep = 0;
     for (size_t i = 0; i < x->n_t; i++) {
@@ -771,7 +781,7 @@ static void gc_tracks(struct moves_exec *x, const struct rt_view *v)
         bool in_view = false;
         for (size_t j = 0; j < v->n_moves && !in_view; j++)
             in_view = strcmp(v->moves[j].id, t->id) == 0;
-        if (in_view) t->unseen = false;
+        if (in_view || now - t->queued_at > MX_UNSEEN_MS) t->unseen = false;
         if (in_view || t->unseen || t->wrote_rev > v->revision) x->t[keep++] = *t;
     }
     x->n_t = keep;
@@ -825,7 +835,7 @@ void moves_exec_tick(struct moves_exec *x, const struct rt_view *v,
 {
     if (v->revision == 0) return; /* etcd never read */
     struct mx c = {.x = x, .v = v, .still_leading = still_leading, .arg = arg, .now = rpc_now_ms()};
-    gc_tracks(x, v);
+    gc_tracks(x, v, c.now);
     /* one ShardStatus fan-out for the targets of every running replica move */
     bool *want = calloc(v->n_nodes + 1, sizeof *want);
     struct mx_busy *busy = calloc(v->n_moves + 1, sizeof *busy);

@@ -161,6 +161,8 @@ struct vecshard_shard_info *vsc_shards(Vecshard__V1__ShardInfo *const *in, size_
                 .transfer_bytes_done = r->transfer_bytes_done,
                 .transfer_bytes_total = r->transfer_bytes_total,
                 .reason = r->reason,
+                .bytes = r->bytes,
+                .points = r->points,
             };
         }
     }

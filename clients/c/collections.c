@@ -1,11 +1,12 @@
 /*
  * collections.c — libvecshard's collection and cluster calls: create, drop,
- * list, describe, count, cluster status and rebalance.
+ * list, describe, count, cluster status, rebalance and drain.
  *
  * Configurations are copied into fixed structs (names are at most 64
  * bytes); everything else with strings (shard entries, nodes, moves) points
  * into the unpacked reply, which the result keeps until its free function.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,64 @@ struct plan_impl {
     struct vecshard_rebalance_plan pub;
     ProtobufCMessage *reply;
 };
+
+/* A new array of n nodes pointing into in[] (NULL on ENOMEM or n == 0). */
+static struct vecshard_node_info *nodes_of(Vecshard__V1__NodeInfo *const *in, size_t n)
+{
+    struct vecshard_node_info *out = n ? calloc(n, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < n; i++)
+        out[i] = (struct vecshard_node_info){
+            .id = in[i]->id,
+            .addr = in[i]->addr,
+            .alive = in[i]->alive,
+            .replicas = in[i]->replicas,
+            .primaries = in[i]->primaries,
+            .version = in[i]->version,
+            .started_at = in[i]->started_at,
+            .draining = in[i]->draining,
+            .bytes = in[i]->bytes,
+            .points = in[i]->points,
+            .answered = in[i]->answered,
+        };
+    return out;
+}
+
+/* A new array of n moves pointing into in[] (NULL on ENOMEM or n == 0). */
+static struct vecshard_replica_move *moves_of(Vecshard__V1__ReplicaMove *const *in, size_t n)
+{
+    struct vecshard_replica_move *out = n ? calloc(n, sizeof *out) : NULL;
+    for (size_t i = 0; out && i < n; i++) {
+        const Vecshard__V1__ReplicaMove *m = in[i];
+        out[i] = (struct vecshard_replica_move){
+            .collection = m->collection,
+            .shard = m->shard,
+            .from_node = m->from_node,
+            .to_node = m->to_node,
+            .primary = m->primary,
+            .id = m->id,
+            .kind = m->kind,
+            .state = (enum vecshard_move_state)m->state,
+            .step = m->step,
+            .bytes_total = m->bytes_total,
+            .bytes_done = m->bytes_done,
+            .eta_ms = m->eta_ms,
+            .attempts = m->attempts,
+            .reason = m->reason,
+            .origin = m->origin,
+            .created_at = m->created_at,
+            .started_at = m->started_at,
+            .finished_at = m->finished_at,
+        };
+    }
+    return out;
+}
+
+const char *vecshard_move_state_name(enum vecshard_move_state st)
+{
+    static const char *const names[] = {"planned", "queued", "running",
+                                        "done",    "failed", "cancelled"};
+    return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
+}
 
 /* INVALID_ARGUMENT for a NULL collection name. */
 static enum vecshard_code need_name(const char *name, struct vecshard_error *err)
@@ -146,7 +205,9 @@ enum vecshard_code vecshard_describe_collection(struct vecshard_client *c, const
         (Vecshard__V1__DescribeCollectionResponse *)resp;
     struct info_impl *in = calloc(1, sizeof *in);
     if (in) in->pub.shards = vsc_shards(r->shards, r->n_shards);
-    if (!in || (r->n_shards && !in->pub.shards)) {
+    if (in) in->pub.nodes = nodes_of(r->nodes, r->n_nodes);
+    if (!in || (r->n_shards && !in->pub.shards) || (r->n_nodes && !in->pub.nodes)) {
+        if (in) free(in->pub.shards);
         free(in);
         protobuf_c_message_free_unpacked(resp, NULL);
         return vsc_fail(err, VECSHARD_RESOURCE_EXHAUSTED, "out of memory for %zu shards",
@@ -156,6 +217,7 @@ enum vecshard_code vecshard_describe_collection(struct vecshard_client *c, const
     vsc_config(&in->pub.config, r->config);
     in->pub.count = r->count;
     in->pub.n_shards = r->n_shards;
+    in->pub.n_nodes = r->n_nodes;
     *out = &in->pub;
     return VECSHARD_OK;
 }
@@ -166,6 +228,7 @@ void vecshard_collection_info_free(struct vecshard_collection_info *info)
     if (!info) return;
     struct info_impl *in = (struct info_impl *)info;
     free(in->pub.shards);
+    free(in->pub.nodes);
     protobuf_c_message_free_unpacked(in->reply, NULL);
     free(in);
 }
@@ -202,28 +265,18 @@ enum vecshard_code vecshard_cluster_status(struct vecshard_client *c, const char
     struct status_impl *s = calloc(1, sizeof *s);
     if (!s) goto enomem;
     s->reply = resp;
-    s->pub.nodes = r->n_nodes ? calloc(r->n_nodes, sizeof *s->pub.nodes) : NULL;
+    s->pub.nodes = nodes_of(r->nodes, r->n_nodes);
+    s->pub.moves = moves_of(r->moves, r->n_moves);
     s->pub.collections =
         r->n_collections ? calloc(r->n_collections, sizeof *s->pub.collections) : NULL;
     s->pub.shards = vsc_shards(r->shards, r->n_shards);
     if ((r->n_nodes && !s->pub.nodes) || (r->n_collections && !s->pub.collections) ||
-        (r->n_shards && !s->pub.shards)) {
+        (r->n_shards && !s->pub.shards) || (r->n_moves && !s->pub.moves)) {
         vecshard_cluster_status_free(&s->pub);
         return vsc_fail(err, VECSHARD_RESOURCE_EXHAUSTED, "out of memory for the cluster status");
     }
     s->pub.n_nodes = r->n_nodes;
-    for (size_t i = 0; i < r->n_nodes; i++) {
-        const Vecshard__V1__NodeInfo *n = r->nodes[i];
-        s->pub.nodes[i] = (struct vecshard_node_info){
-            .id = n->id,
-            .addr = n->addr,
-            .alive = n->alive,
-            .replicas = n->replicas,
-            .primaries = n->primaries,
-            .version = n->version,
-            .started_at = n->started_at,
-        };
-    }
+    s->pub.n_moves = r->n_moves;
     s->pub.n_collections = r->n_collections;
     for (size_t i = 0; i < r->n_collections; i++)
         vsc_config(&s->pub.collections[i], r->collections[i]);
@@ -245,6 +298,7 @@ void vecshard_cluster_status_free(struct vecshard_cluster_status *st)
     free(s->pub.nodes);
     free(s->pub.collections);
     free(s->pub.shards);
+    free(s->pub.moves);
     protobuf_c_message_free_unpacked(s->reply, NULL);
     free(s);
 }
@@ -265,7 +319,7 @@ enum vecshard_code vecshard_rebalance(struct vecshard_client *c, bool dry_run,
     if (code != VECSHARD_OK) return code;
     const Vecshard__V1__RebalanceResponse *r = (Vecshard__V1__RebalanceResponse *)resp;
     struct plan_impl *p = calloc(1, sizeof *p);
-    if (p && r->n_moves) p->pub.moves = calloc(r->n_moves, sizeof *p->pub.moves);
+    if (p) p->pub.moves = moves_of(r->moves, r->n_moves);
     if (!p || (r->n_moves && !p->pub.moves)) {
         free(p);
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -274,17 +328,8 @@ enum vecshard_code vecshard_rebalance(struct vecshard_client *c, bool dry_run,
     }
     p->reply = resp;
     p->pub.n_moves = r->n_moves;
-    for (size_t i = 0; i < r->n_moves; i++) {
-        const Vecshard__V1__ReplicaMove *m = r->moves[i];
-        p->pub.moves[i] = (struct vecshard_replica_move){
-            .collection = m->collection,
-            .shard = m->shard,
-            .from_node = m->from_node,
-            .to_node = m->to_node,
-            .primary = m->primary,
-        };
-    }
     p->pub.started = r->started;
+    p->pub.note = r->note ? r->note : "";
     *out = &p->pub;
     return VECSHARD_OK;
 }
@@ -297,4 +342,29 @@ void vecshard_rebalance_plan_free(struct vecshard_rebalance_plan *plan)
     free(p->pub.moves);
     protobuf_c_message_free_unpacked(p->reply, NULL);
     free(p);
+}
+
+/* ===================================================================== drain */
+
+/* Drain; the answer is copied into *out. */
+enum vecshard_code vecshard_drain(struct vecshard_client *c, const char *node_id, bool undrain,
+                                  struct vecshard_drain_state *out, struct vecshard_error *err)
+{
+    if (!out) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!node_id) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "node_id is NULL");
+    Vecshard__V1__DrainRequest req = VECSHARD__V1__DRAIN_REQUEST__INIT;
+    req.node_id = (char *)node_id;
+    req.undrain = undrain;
+    ProtobufCMessage *resp;
+    enum vecshard_code code = vsc_call(c, VSC_METHOD("Drain"), &req.base,
+                                       &vecshard__v1__drain_response__descriptor, &resp, err);
+    if (code != VECSHARD_OK) return code;
+    const Vecshard__V1__DrainResponse *r = (Vecshard__V1__DrainResponse *)resp;
+    out->draining = r->draining;
+    out->replicas_left = r->replicas_left;
+    out->empty = r->empty;
+    snprintf(out->note, sizeof out->note, "%s", r->note ? r->note : "");
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return VECSHARD_OK;
 }

@@ -175,6 +175,8 @@ struct vecshard_replica_info {
     const char *recovery; /* "", "catching_up", "transferring", "truncating" */
     uint64_t transfer_bytes_done, transfer_bytes_total;
     const char *reason; /* why not in sync (or DAMAGED); "" when in sync */
+    uint64_t bytes;     /* disk bytes as its node reports them; 0 if unknown */
+    uint64_t points;    /* live points as its node reports them; 0 if unknown */
 };
 
 /* One shard's placement. Strings are never NULL ("" when empty). */
@@ -196,12 +198,28 @@ struct vecshard_shard_info {
     const struct vecshard_replica_info *replica_status; /* one per replica */
 };
 
+/* A shard node as etcd knows it. Strings are never NULL. */
+struct vecshard_node_info {
+    const char *id;
+    const char *addr;
+    bool alive;
+    uint32_t replicas, primaries;
+    const char *version;
+    int64_t started_at; /* Unix milliseconds */
+    bool draining;      /* has a drain mark (docs/rebalance.md §4) */
+    uint64_t bytes;     /* disk bytes of its replicas (describe: of that collection) */
+    uint64_t points;    /* live points of its replicas (describe: of that collection) */
+    bool answered;      /* it answered ShardStatus: bytes and points are known */
+};
+
 /* A collection in detail. Free with vecshard_collection_info_free. */
 struct vecshard_collection_info {
     struct vecshard_collection_config config;
     uint64_t count; /* live points (sum of the primaries' counts, best effort) */
     size_t n_shards;
-    struct vecshard_shard_info *shards; /* in shard order */
+    struct vecshard_shard_info *shards; /* in shard order; replica_status filled */
+    size_t n_nodes;
+    struct vecshard_node_info *nodes; /* nodes holding its replicas, by id; this collection only */
 };
 
 /* Describes collection `name` into a new *out (caller frees). NOT_FOUND if
@@ -318,14 +336,37 @@ void vecshard_search_result_free(struct vecshard_search_result *r);
 
 /* ===================================================================== cluster */
 
-/* A shard node as etcd knows it. Strings are never NULL. */
-struct vecshard_node_info {
-    const char *id;
-    const char *addr;
-    bool alive;
-    uint32_t replicas, primaries;
-    const char *version;
-    int64_t started_at; /* Unix milliseconds */
+/* Lifecycle of a rebalance move; numbers as the proto enum MoveState. */
+enum vecshard_move_state {
+    VECSHARD_MOVE_PLANNED = 0, /* in a dry-run plan: not queued */
+    VECSHARD_MOVE_QUEUED = 1,
+    VECSHARD_MOVE_RUNNING = 2,
+    VECSHARD_MOVE_DONE = 3,
+    VECSHARD_MOVE_FAILED = 4,
+    VECSHARD_MOVE_CANCELLED = 5,
+};
+
+/* "planned", "queued", "running", "done", "failed", "cancelled" ("?" outside). */
+const char *vecshard_move_state_name(enum vecshard_move_state s);
+
+/* One move of a rebalance plan and its progress (docs/rebalance.md §2, §5).
+ * Strings are never NULL. */
+struct vecshard_replica_move {
+    const char *collection;
+    uint32_t shard;
+    const char *from_node, *to_node;
+    bool primary;     /* the moved replica is the primary */
+    const char *id;   /* queue id; "" in a dry-run plan */
+    const char *kind; /* "replica" or "leader" (primaryship only) */
+    enum vecshard_move_state state;
+    const char *step;     /* running: "adding", "copying", "catching_up", "switching" */
+    uint64_t bytes_total; /* size of the copy */
+    uint64_t bytes_done;  /* copied so far */
+    int64_t eta_ms;       /* running: estimated ms left; 0 unknown */
+    uint32_t attempts;
+    const char *reason;                          /* why failed, cancelled or retried; "" */
+    const char *origin;                          /* "manual", "auto", "drain" */
+    int64_t created_at, started_at, finished_at; /* Unix ms; 0 = not yet */
 };
 
 /* The cluster as the router sees it. Free with vecshard_cluster_status_free. */
@@ -338,6 +379,9 @@ struct vecshard_cluster_status {
     struct vecshard_shard_info *shards; /* sorted by (collection, shard) */
     const char *controller;             /* router holding the controller election; "" if none */
     int64_t revision;                   /* etcd revision of the router's view; 0 if none */
+    size_t n_moves;
+    struct vecshard_replica_move
+        *moves; /* active in execution order, then finished, newest first */
 };
 
 /* Cluster status (shards of one collection, or all when collection is NULL
@@ -349,30 +393,39 @@ enum vecshard_code vecshard_cluster_status(struct vecshard_client *c, const char
 /* Frees a cluster status (NULL is a no-op). */
 void vecshard_cluster_status_free(struct vecshard_cluster_status *s);
 
-/* One replica move of a rebalance plan. */
-struct vecshard_replica_move {
-    const char *collection;
-    uint32_t shard;
-    const char *from_node, *to_node;
-    bool primary; /* the moved replica is the primary */
-};
-
 /* A rebalance plan. Free with vecshard_rebalance_plan_free. */
 struct vecshard_rebalance_plan {
     size_t n_moves;
     struct vecshard_replica_move *moves; /* in execution order */
-    bool started;                        /* false for a dry run */
+    bool started;                        /* false for a dry run or an empty plan */
+    const char *note;                    /* why balance cannot be reached; "" */
 };
 
-/* Plans (and unless dry_run, starts) replica moves that even out the nodes,
+/* Plans (and unless dry_run, queues) replica moves that even out the nodes,
  * for one collection or all (NULL or ""), into a new *out (caller frees).
- * UNAVAILABLE if no router holds the controller election. */
+ * NOT_FOUND for an unknown collection; without dry_run, UNAVAILABLE if no
+ * router holds the controller election and FAILED_PRECONDITION while moves
+ * are queued or running. */
 enum vecshard_code vecshard_rebalance(struct vecshard_client *c, bool dry_run,
                                       const char *collection, struct vecshard_rebalance_plan **out,
                                       struct vecshard_error *err);
 
 /* Frees a rebalance plan (NULL is a no-op). */
 void vecshard_rebalance_plan_free(struct vecshard_rebalance_plan *p);
+
+/* A node's drain state after vecshard_drain (owns nothing). */
+struct vecshard_drain_state {
+    bool draining;          /* marked draining after the call */
+    uint32_t replicas_left; /* replicas still placed on it */
+    bool empty;             /* none left: it can be stopped */
+    char note[512];         /* why the drain cannot complete; "" */
+};
+
+/* Marks node_id draining (undrain: removes the mark) and fills *out.
+ * INVALID_ARGUMENT for an empty id, NOT_FOUND for a node that is neither
+ * registered nor holds a replica. */
+enum vecshard_code vecshard_drain(struct vecshard_client *c, const char *node_id, bool undrain,
+                                  struct vecshard_drain_state *out, struct vecshard_error *err);
 
 #ifdef __cplusplus
 }

@@ -16,9 +16,10 @@
  *   CLI_USAGE (2)  bad command line (the command's usage is printed)
  *
  * Files: cli_main.c (global flags, dispatch, help), cli_util.c (flags, calls,
- * tables, JSON), cli_admin.c (create, drop, list, describe, status, get,
- * delete, rebalance), cli_load.c (bulk load), cli_search.c (search and its
- * recall / latency report). docs/cli.md is the user's manual.
+ * tables, JSON, progress bars), cli_admin.c (create, drop, list, describe,
+ * status, get, delete), cli_rebalance.c (rebalance, drain, undrain and the
+ * moves section of status), cli_load.c (bulk load), cli_search.c (search
+ * and its recall / latency report). docs/cli.md is the user's manual.
  *
  * Ownership: struct cli (router address, timeout, the libvecshard client)
  * lives in main() for the whole run; commands borrow it. Results returned by
@@ -109,6 +110,20 @@ struct vecshard_collection_info *cli_describe(struct cli *c, const char *name);
 /* Monotonic clock in seconds. */
 double cli_now(void);
 
+/* Sleeps ms milliseconds. */
+void cli_sleep_ms(long ms);
+
+/* Seconds as "1h02m", "3m05s" or "42s" into buf ("?" when negative or absurd). */
+const char *cli_eta(double seconds, char *buf, size_t len);
+
+/* A progress bar "[####......]" of CLI_BAR_WIDTH cells filled to frac (0..1)
+ * into buf (>= CLI_BAR_WIDTH + 3 bytes), for the bars of load and rebalance. */
+#define CLI_BAR_WIDTH 30
+const char *cli_bar(double frac, char *buf, size_t len);
+
+/* Bytes as "512 B", "1.5 KiB", "12.0 MiB", ... into buf (>= 16 bytes). */
+const char *cli_bytes(uint64_t n, char *buf, size_t len);
+
 /* "l2", "ip", "cosine" (or "?"). */
 const char *cli_metric_name(enum vecshard_metric m);
 
@@ -147,17 +162,27 @@ int cli_cmd_status(struct cli *c, int argc, char **argv);
 int cli_cmd_get(struct cli *c, int argc, char **argv);
 int cli_cmd_delete(struct cli *c, int argc, char **argv);
 int cli_cmd_rebalance(struct cli *c, int argc, char **argv);
+int cli_cmd_drain(struct cli *c, int argc, char **argv);
+int cli_cmd_undrain(struct cli *c, int argc, char **argv);
+
+/* cli_rebalance.c: prints moves as the MOVES section of status (a bar per
+ * running move when tty), and writes them as a JSON array. */
+void cli_print_moves(const struct vecshard_replica_move *m, size_t n, bool tty);
+void cli_json_moves(FILE *f, const struct vecshard_replica_move *m, size_t n);
 int cli_cmd_load(struct cli *c, int argc, char **argv);
 int cli_cmd_search(struct cli *c, int argc, char **argv);
 
 /* Usage texts (cli_main.c), printed by `vecshard help` and on usage errors. */
 extern const char *const cli_usage_create,
-    *const cli_usage_drop, *const cli_usage_list, *const cli_usage_describe,
-                                                      *const cli_usage_status,
-                                                          *const cli_usage_get,
-                                                              *const cli_usage_delete,
-                                                                  *const cli_usage_rebalance,
-                                                                      *const cli_usage_load,
-                                                                          *const cli_usage_search;
+    *const cli_usage_drop, *const cli_usage_list,
+                               *const cli_usage_describe,
+                                   *const cli_usage_status,
+                                       *const cli_usage_get,
+                                           *const cli_usage_delete,
+                                               *const cli_usage_rebalance,
+                                                   *const cli_usage_drain,
+                                                       *const cli_usage_undrain,
+                                                           *const cli_usage_load,
+                                                               *const cli_usage_search;
 
 #endif

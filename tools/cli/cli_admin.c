@@ -1,6 +1,7 @@
 /*
  * cli_admin.c — the vecshard commands that are one call each: create, drop,
- * list, describe, status, get, delete and rebalance.
+ * list, describe, status, get and delete (rebalance and drain are in
+ * cli_rebalance.c).
  *
  * Each prints a human-readable answer (tables padded to their widest cell),
  * or with --json one JSON object on one line of stdout, so scripts never
@@ -11,6 +12,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tools/cli/cli.h"
 
@@ -201,6 +203,73 @@ int cli_cmd_list(struct cli *c, int argc, char **argv)
     return CLI_OK;
 }
 
+/* ===================================================================== nodes */
+
+/*
+ * Prints nodes as a table (status: with address, version and start time)
+ * and the spread of replicas and bytes over the live nodes that are not
+ * draining, so an imbalance shows at a glance (docs/operations.md).
+ */
+static void print_nodes(const struct vecshard_node_info *nodes, size_t n, bool full)
+{
+    static const char *const hdr[] = {"ID",    "ALIVE",  "DRAINING", "REPLICAS", "PRIMARIES",
+                                      "BYTES", "POINTS", "ADDR",     "VERSION",  "STARTED"};
+    struct cli_table *t = cli_table_new(full ? 10 : 7, hdr);
+    uint32_t rmin = UINT32_MAX, rmax = 0;
+    uint64_t bmin = UINT64_MAX, bmax = 0;
+    for (size_t i = 0; t && i < n; i++) {
+        const struct vecshard_node_info *x = &nodes[i];
+        char reps[16], prim[16], bytes[16], points[24], when[32];
+        snprintf(reps, sizeof reps, "%u", x->replicas);
+        snprintf(prim, sizeof prim, "%u", x->primaries);
+        snprintf(points, sizeof points, "%" PRIu64, x->points);
+        const char *cells[10] = {x->id,
+                                 x->alive ? "yes" : "no",
+                                 x->draining ? "yes" : "no",
+                                 reps,
+                                 prim,
+                                 x->answered ? cli_bytes(x->bytes, bytes, sizeof bytes) : "?",
+                                 x->answered ? points : "?",
+                                 *x->addr ? x->addr : "-",
+                                 *x->version ? x->version : "-",
+                                 cli_time(x->started_at, when, sizeof when)};
+        cli_table_add(t, cells);
+        if (!x->alive || x->draining) continue;
+        rmin = x->replicas < rmin ? x->replicas : rmin;
+        rmax = x->replicas > rmax ? x->replicas : rmax;
+        bmin = x->bytes < bmin ? x->bytes : bmin;
+        bmax = x->bytes > bmax ? x->bytes : bmax;
+    }
+    cli_table_print(t, stdout);
+    if (rmax >= rmin && bmax >= bmin) {
+        char lo[16], hi[16];
+        printf("spread over live nodes not draining: replicas %u..%u, bytes %s..%s%s\n", rmin, rmax,
+               cli_bytes(bmin, lo, sizeof lo), cli_bytes(bmax, hi, sizeof hi),
+               rmax - rmin >= 2 ? " (uneven: vecshard rebalance --dry-run shows a plan)" : "");
+    }
+}
+
+/* Writes nodes as a JSON array. */
+static void json_nodes(const struct vecshard_node_info *nodes, size_t n)
+{
+    fputc('[', stdout);
+    for (size_t i = 0; i < n; i++) {
+        const struct vecshard_node_info *x = &nodes[i];
+        fputs(i ? ",{\"id\":" : "{\"id\":", stdout);
+        cli_json_str(stdout, x->id, strlen(x->id));
+        fputs(",\"addr\":", stdout);
+        cli_json_str(stdout, x->addr, strlen(x->addr));
+        fprintf(stdout,
+                ",\"alive\":%s,\"draining\":%s,\"replicas\":%u,\"primaries\":%u,\"bytes\":%" PRIu64
+                ",\"points\":%" PRIu64 ",\"answered\":%s,\"version\":",
+                x->alive ? "true" : "false", x->draining ? "true" : "false", x->replicas,
+                x->primaries, x->bytes, x->points, x->answered ? "true" : "false");
+        cli_json_str(stdout, x->version, strlen(x->version));
+        fprintf(stdout, ",\"started_at\":%" PRId64 "}", x->started_at);
+    }
+    fputc(']', stdout);
+}
+
 /* ===================================================================== describe */
 
 /* vecshard describe NAME [--json] */
@@ -223,7 +292,9 @@ int cli_cmd_describe(struct cli *c, int argc, char **argv)
             if (i) fputc(',', stdout);
             cli_json_shard(stdout, &r->shards[i]);
         }
-        fputs("]}\n", stdout);
+        fputs("],\"nodes\":", stdout);
+        json_nodes(r->nodes, r->n_nodes);
+        fputs("}\n", stdout);
     } else {
         char when[32];
         printf("collection %s\n", cfg->name[0] ? cfg->name : name);
@@ -234,6 +305,8 @@ int cli_cmd_describe(struct cli *c, int argc, char **argv)
                cli_time(cfg->created_at, when, sizeof when));
         printf("  points %" PRIu64 "\n\n", r->count);
         print_shards(r->shards, r->n_shards, false);
+        printf("\nNODES (%zu holding replicas of %s)\n", r->n_nodes, name);
+        print_nodes(r->nodes, r->n_nodes, false);
     }
     vecshard_collection_info_free(r);
     return CLI_OK;
@@ -246,19 +319,9 @@ static void status_json(const struct vecshard_cluster_status *r)
 {
     fputs("{\"controller\":", stdout);
     cli_json_str(stdout, r->controller, strlen(r->controller));
-    fprintf(stdout, ",\"revision\":%" PRId64 ",\"nodes\":[", r->revision);
-    for (size_t i = 0; i < r->n_nodes; i++) {
-        const struct vecshard_node_info *n = &r->nodes[i];
-        fputs(i ? ",{\"id\":" : "{\"id\":", stdout);
-        cli_json_str(stdout, n->id, strlen(n->id));
-        fputs(",\"addr\":", stdout);
-        cli_json_str(stdout, n->addr, strlen(n->addr));
-        fprintf(stdout, ",\"alive\":%s,\"replicas\":%u,\"primaries\":%u,\"version\":",
-                n->alive ? "true" : "false", n->replicas, n->primaries);
-        cli_json_str(stdout, n->version, strlen(n->version));
-        fprintf(stdout, ",\"started_at\":%" PRId64 "}", n->started_at);
-    }
-    fputs("],\"collections\":[", stdout);
+    fprintf(stdout, ",\"revision\":%" PRId64 ",\"nodes\":", r->revision);
+    json_nodes(r->nodes, r->n_nodes);
+    fputs(",\"collections\":[", stdout);
     for (size_t i = 0; i < r->n_collections; i++) {
         if (i) fputc(',', stdout);
         cli_json_config(stdout, &r->collections[i]);
@@ -268,7 +331,9 @@ static void status_json(const struct vecshard_cluster_status *r)
         if (i) fputc(',', stdout);
         cli_json_shard(stdout, &r->shards[i]);
     }
-    fputs("]}\n", stdout);
+    fputs("],\"moves\":", stdout);
+    cli_json_moves(stdout, r->moves, r->n_moves);
+    fputs("}\n", stdout);
 }
 
 /* Replication health of one shard: 0 fully in sync (live primary, every
@@ -326,7 +391,7 @@ static void print_replication(const struct vecshard_shard_info *shards, size_t n
     cli_table_print(t, stdout);
 }
 
-/* Prints ClusterStatus as three tables, the replication summary and the replicas. */
+/* Prints ClusterStatus: nodes, collections, shards, replication, moves. */
 static void status_text(const struct cli *c, const struct vecshard_cluster_status *r)
 {
     size_t alive = 0;
@@ -336,24 +401,7 @@ static void status_text(const struct cli *c, const struct vecshard_cluster_statu
            *r->controller ? r->controller : "(none)", r->revision);
 
     printf("NODES (%zu, %zu alive)\n", r->n_nodes, alive);
-    static const char *const hdr[] = {"ID",        "ADDR",    "ALIVE",  "REPLICAS",
-                                      "PRIMARIES", "VERSION", "STARTED"};
-    struct cli_table *t = cli_table_new(7, hdr);
-    for (size_t i = 0; t && i < r->n_nodes; i++) {
-        const struct vecshard_node_info *n = &r->nodes[i];
-        char reps[16], prim[16], when[32];
-        snprintf(reps, sizeof reps, "%u", n->replicas);
-        snprintf(prim, sizeof prim, "%u", n->primaries);
-        const char *cells[7] = {n->id,
-                                n->addr,
-                                n->alive ? "yes" : "no",
-                                reps,
-                                prim,
-                                *n->version ? n->version : "-",
-                                cli_time(n->started_at, when, sizeof when)};
-        cli_table_add(t, cells);
-    }
-    cli_table_print(t, stdout);
+    print_nodes(r->nodes, r->n_nodes, true);
 
     printf("\nCOLLECTIONS (%zu)\n", r->n_collections);
     print_collections(r->collections, r->n_collections);
@@ -361,6 +409,7 @@ static void status_text(const struct cli *c, const struct vecshard_cluster_statu
     printf("\nSHARDS (%zu)\n", r->n_shards);
     print_shards(r->shards, r->n_shards, true);
     print_replication(r->shards, r->n_shards);
+    cli_print_moves(r->moves, r->n_moves, isatty(STDOUT_FILENO));
 }
 
 /* vecshard status [--collection NAME] [--json] */
@@ -518,61 +567,5 @@ int cli_cmd_delete(struct cli *c, int argc, char **argv)
     free(ids);
     if (rc) return rc;
     printf("deleted %u id%s from %s\n", deleted, n_ids == 1 ? "" : "s", name);
-    return CLI_OK;
-}
-
-/* ===================================================================== rebalance */
-
-/* vecshard rebalance [--dry-run] [--collection NAME] [--json] */
-int cli_cmd_rebalance(struct cli *c, int argc, char **argv)
-{
-    bool dry = false, json = false;
-    const char *collection = "";
-    const struct cli_flag flags[] = {
-        {"--dry-run", CLI_FLAG_BOOL, &dry, 0, 0, NULL},
-        {"--collection", CLI_FLAG_STR, &collection, 0, 0, NULL},
-        {"--json", CLI_FLAG_BOOL, &json, 0, 0, NULL},
-    };
-    const char *pos[1];
-    int n_pos;
-    int rc = cli_parse(argc, argv, flags, 3, pos, 0, &n_pos, cli_usage_rebalance);
-    if (rc) return rc;
-
-    struct vecshard_client *vc = cli_client(c);
-    struct vecshard_rebalance_plan *r;
-    struct vecshard_error err;
-    if (!vc || cli_check(c, vecshard_rebalance(vc, dry, collection, &r, &err), &err))
-        return CLI_FAIL;
-    if (json) {
-        fputs("{\"moves\":[", stdout);
-        for (size_t i = 0; i < r->n_moves; i++) {
-            const struct vecshard_replica_move *m = &r->moves[i];
-            fputs(i ? ",{\"collection\":" : "{\"collection\":", stdout);
-            cli_json_str(stdout, m->collection, strlen(m->collection));
-            fprintf(stdout, ",\"shard\":%u,\"from_node\":", m->shard);
-            cli_json_str(stdout, m->from_node, strlen(m->from_node));
-            fputs(",\"to_node\":", stdout);
-            cli_json_str(stdout, m->to_node, strlen(m->to_node));
-            fprintf(stdout, ",\"primary\":%s}", m->primary ? "true" : "false");
-        }
-        fprintf(stdout, "],\"started\":%s}\n", r->started ? "true" : "false");
-    } else if (r->n_moves == 0) {
-        printf("already balanced: no moves\n");
-    } else {
-        static const char *const hdr[] = {"COLLECTION", "SHARD", "FROM", "TO", "PRIMARY"};
-        struct cli_table *t = cli_table_new(5, hdr);
-        for (size_t i = 0; t && i < r->n_moves; i++) {
-            const struct vecshard_replica_move *m = &r->moves[i];
-            char shard[16];
-            snprintf(shard, sizeof shard, "%u", m->shard);
-            const char *cells[5] = {m->collection, shard, m->from_node, m->to_node,
-                                    m->primary ? "yes" : "no"};
-            cli_table_add(t, cells);
-        }
-        cli_table_print(t, stdout);
-        printf("%zu move%s %s\n", r->n_moves, r->n_moves == 1 ? "" : "s",
-               r->started ? "started (vecshard status shows progress)" : "planned (dry run)");
-    }
-    vecshard_rebalance_plan_free(r);
     return CLI_OK;
 }

@@ -49,14 +49,6 @@ struct load_job {
     struct vecshard_error err; /* first fatal status */
 };
 
-/* Sleeps ms milliseconds. */
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
 /* Records the first fatal status and stops the other workers. */
 static void job_fail(struct load_job *j, const struct vecshard_error *st)
 {
@@ -88,7 +80,7 @@ static int send_batch(struct load_job *j, struct vecshard_client *vc, size_t b, 
             return -1;
         }
         atomic_fetch_add(&j->retried, 1);
-        sleep_ms(delay);
+        cli_sleep_ms(delay);
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
     }
 }
@@ -113,35 +105,15 @@ static void *load_worker(void *arg)
     return NULL;
 }
 
-/* Seconds as "1h02m", "3m05s" or "42s" for an ETA. */
-static const char *fmt_eta(double s, char *buf, size_t len)
-{
-    long t = (long)(s + 0.5);
-    if (s < 0 || s > 1e7)
-        snprintf(buf, len, "?");
-    else if (t >= 3600)
-        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
-    else if (t >= 60)
-        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, len, "%lds", t);
-    return buf;
-}
-
 /* Redraws the terminal progress bar on stderr. */
 static void draw_bar(size_t done, size_t total, double elapsed)
 {
-    enum { WIDTH = 30 };
     double frac = total ? (double)done / (double)total : 1;
     double rate = elapsed > 0 ? (double)done / elapsed : 0;
-    int fill = (int)(frac * WIDTH);
-    char bar[WIDTH + 1], eta[32];
-    for (int i = 0; i < WIDTH; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[WIDTH] = '\0';
-    fprintf(stderr, "\r\033[K[%s] %5.1f%%  %zu/%zu points  %.0f points/s  ETA %s", bar, frac * 100,
-            done, total, rate,
-            rate > 0 ? fmt_eta((double)(total - done) / rate, eta, sizeof eta) : "?");
+    char bar[CLI_BAR_WIDTH + 3], eta[32];
+    fprintf(stderr, "\r\033[K%s %5.1f%%  %zu/%zu points  %.0f points/s  ETA %s",
+            cli_bar(frac, bar, sizeof bar), frac * 100, done, total, rate,
+            rate > 0 ? cli_eta((double)(total - done) / rate, eta, sizeof eta) : "?");
     fflush(stderr);
 }
 
@@ -170,12 +142,12 @@ static void report_progress(struct load_job *j, pthread_t *threads, int n_thread
             char eta[32];
             fprintf(stderr, "load %s: %zu/%zu points (%.0f%%), %.0f points/s, ETA %s\n", j->name,
                     done, total, total ? 100.0 * (double)done / (double)total : 100.0, rate,
-                    rate > 0 ? fmt_eta((double)(total - done) / rate, eta, sizeof eta) : "?");
+                    rate > 0 ? cli_eta((double)(total - done) / rate, eta, sizeof eta) : "?");
             while (total && done * 10 >= (size_t)next_tenth * total)
                 next_tenth++;
             last_line = now;
         }
-        sleep_ms(tty ? 200 : 100);
+        cli_sleep_ms(tty ? 200 : 100);
     }
     for (int i = 0; i < n_threads; i++)
         pthread_join(threads[i], NULL);

@@ -30,12 +30,14 @@ const char *const cli_usage_list =
     "  Lists the collections with their configuration.\n";
 const char *const cli_usage_describe =
     "usage: vecshard describe NAME [--json]\n"
-    "  Shows a collection's configuration, point count and shard placement.\n";
+    "  Shows a collection's configuration, point count, shard placement, replicas\n"
+    "  and, per node, its replicas, primaries, bytes and points of the collection.\n";
 const char *const cli_usage_status =
     "usage: vecshard status [--collection NAME] [--json]\n"
     "  Shows the cluster as the router sees it: nodes (alive, address, replica and\n"
     "  primary counts), collections, and every shard's primary, replicas, in-sync\n"
-    "  and recovering replicas, epoch and LSN.\n";
+    "  and recovering replicas, epoch and LSN; per node also draining, bytes and\n"
+    "  points; then the rebalance moves (queued, running with progress, finished).\n";
 const char *const cli_usage_get =
     "usage: vecshard get NAME ID... [--vector] [--payload] [--json]\n"
     "  Fetches points by id; --vector and --payload include those fields.\n"
@@ -44,8 +46,19 @@ const char *const cli_usage_delete =
     "usage: vecshard delete NAME ID...\n"
     "  Deletes points by id (absent ids are not an error).\n";
 const char *const cli_usage_rebalance =
-    "usage: vecshard rebalance [--dry-run] [--collection NAME] [--json]\n"
-    "  Plans (and unless --dry-run, starts) replica moves that even out the nodes.\n";
+    "usage: vecshard rebalance [--dry-run] [--collection NAME] [--watch] [--json]\n"
+    "  Plans replica moves that even out the nodes (docs/rebalance.md) and, unless\n"
+    "  --dry-run, queues them for the controller. One line per move: shard, from,\n"
+    "  to, kind, bytes. --watch follows the moves until none is active (a bar per\n"
+    "  running move on a terminal) and exits 1 if one failed; while a rebalance\n"
+    "  runs already, --watch follows that one.\n";
+const char *const cli_usage_drain =
+    "usage: vecshard drain NODE [--wait] [--json]\n"
+    "  Marks NODE draining: it gets no new replica and the controller moves every\n"
+    "  replica off it. --wait follows until it is empty and can be stopped.\n";
+const char *const cli_usage_undrain =
+    "usage: vecshard undrain NODE [--json]\n"
+    "  Removes NODE's drain mark; queued drain moves are cancelled, running ones finish.\n";
 const char *const cli_usage_load =
     "usage: vecshard load NAME FILE [--start-id 0] [--batch 1000] [--concurrency 4]\n"
     "                     [--retries 5] [--json]\n"
@@ -81,6 +94,7 @@ static const char usage_global[] =
     "  status     nodes, collections, shards     get        fetch points by id\n"
     "  delete     delete points by id            rebalance  even out replicas per node\n"
     "  load       bulk-load a vector file        search     search, recall, QPS, latency\n"
+    "  drain      move every replica off a node  undrain    cancel a drain\n"
     "  help [COMMAND]\n"
     "\n"
     "Exit status: 0 ok, 1 a call failed (\"error: CODE: message\" on stderr) or a\n"
@@ -101,6 +115,8 @@ static const struct command commands[] = {
     {"get", cli_cmd_get, &cli_usage_get},
     {"delete", cli_cmd_delete, &cli_usage_delete},
     {"rebalance", cli_cmd_rebalance, &cli_usage_rebalance},
+    {"drain", cli_cmd_drain, &cli_usage_drain},
+    {"undrain", cli_cmd_undrain, &cli_usage_undrain},
     {"load", cli_cmd_load, &cli_usage_load},
     {"search", cli_cmd_search, &cli_usage_search},
 };

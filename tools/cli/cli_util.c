@@ -194,6 +194,64 @@ double cli_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Sleeps ms milliseconds (restarted after signals). */
+void cli_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* Seconds as "1h02m", "3m05s" or "42s". */
+const char *cli_eta(double s, char *buf, size_t len)
+{
+    long t = (long)(s + 0.5);
+    if (s < 0 || s > 1e7)
+        snprintf(buf, len, "?");
+    else if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+    else if (t >= 60)
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(buf, len, "%lds", t);
+    return buf;
+}
+
+/* "[####......]" for frac of CLI_BAR_WIDTH cells. */
+const char *cli_bar(double frac, char *buf, size_t len)
+{
+    if (len < CLI_BAR_WIDTH + 3) {
+        if (len) buf[0] = '\0';
+        return buf;
+    }
+    frac = frac < 0 ? 0 : frac > 1 ? 1 : frac;
+    int fill = (int)(frac * CLI_BAR_WIDTH);
+    buf[0] = '[';
+    for (int i = 0; i < CLI_BAR_WIDTH; i++)
+        buf[i + 1] = i < fill ? '#' : '.';
+    buf[CLI_BAR_WIDTH + 1] = ']';
+    buf[CLI_BAR_WIDTH + 2] = '\0';
+    return buf;
+}
+
+/* Bytes in binary units with one decimal ("512 B", "1.5 KiB", "12.0 MiB"). */
+const char *cli_bytes(uint64_t n, char *buf, size_t len)
+{
+    static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (n < 1024) {
+        snprintf(buf, len, "%" PRIu64 " B", n);
+        return buf;
+    }
+    double v = (double)n / 1024;
+    int u = 0;
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, "%.1f %s", v, unit[u]);
+    return buf;
+}
+
 /* Metric name as on the command line. */
 const char *cli_metric_name(enum vecshard_metric m)
 {

@@ -1,7 +1,7 @@
 """test_client.py — vecshard.Client against a real cluster (etcd, 3 nodes, routers).
 
 The whole blocking API with exact results and exceptions (class, code and
-the router's message), a 20k-point recall floor against numpy brute force,
+the router's message), rebalance and drain with the per-node figures, a 20k-point recall floor against numpy brute force,
 batching under a router's message limit (router-small runs with
 --max-message-bytes 1 MiB), retries across a router restart, the progress
 bar, and `pip install --target` of the package from the source tree.
@@ -104,6 +104,46 @@ class ClientTest(unittest.TestCase):
         self.assertFalse(c.collection_exists("coll-a"))
         self.assertRaisesCode(vecshard.NotFound, 'collection "coll-a" not found',
                               c.drop_collection, "coll-a")
+
+    def test_rebalance_and_drain(self):
+        c = self.client
+        c.create_collection("bal", 4, shards=3)
+        vecs = np.random.default_rng(3).standard_normal((90, 4)).astype(np.float32)
+        c.upsert("bal", np.arange(90, dtype=np.uint64), vecs)
+        info = c.describe("bal")
+        self.assertEqual(sorted(n["id"] for n in info.nodes), ["node-0", "node-1", "node-2"])
+        self.assertTrue(all(n["answered"] and n["replicas"] == 1 and n["bytes"] > 0
+                            for n in info.nodes), info.nodes)
+        self.assertEqual(sum(n["points"] for n in info.nodes), 90)
+        reps = [r for s in info.shard_info for r in s["replica_status"]]
+        self.assertEqual(sum(r["points"] for r in reps), 90)
+        st = c.status()
+        self.assertIsInstance(st["moves"], list)
+        for n in st["nodes"]:
+            self.assertEqual(set(n) >= {"draining", "bytes", "points", "answered"}, True, n)
+            self.assertFalse(n["draining"])
+        # 3 shards R = 1 on 3 nodes: balanced, so the plan is empty, dry or not.
+        empty = {"moves": [], "started": False, "note": ""}
+        self.assertEqual(c.rebalance(dry_run=True, collection="bal"), empty)
+        self.assertEqual(c.rebalance(collection="bal"), empty)
+        self.assertRaisesCode(vecshard.NotFound, 'collection "nope" not found', c.rebalance,
+                              collection="nope")
+        self.assertRaisesCode(vecshard.InvalidArgument,
+                              "node_id is empty; it names a node (vecshard status lists them)",
+                              c.drain, "")
+        self.assertRaisesCode(vecshard.NotFound, 'node_id "node-9" is neither registered nor '
+                              'named by any shard entry', c.drain, "node-9")
+        on2 = sum("node-2" in s["replicas"] for s in st["shards"])
+        try:
+            d = c.drain("node-2")
+            self.assertEqual((d["draining"], d["empty"]), (True, False))
+            self.assertLessEqual(d["replicas_left"], on2)
+            self.assertTrue({n["id"]: n for n in c.status()["nodes"]}["node-2"]["draining"])
+        finally:
+            u = c.undrain("node-2")
+        self.assertFalse(u["draining"])
+        self.assertFalse({n["id"]: n for n in c.status()["nodes"]}["node-2"]["draining"])
+        c.drop_collection("bal")
 
     def test_points(self):
         c = self.client

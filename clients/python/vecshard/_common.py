@@ -280,6 +280,7 @@ class CollectionInfo:
     created_at: int
     count: int = None
     shard_info: list = None
+    nodes: list = None  # describe: per node, this collection's replicas, bytes, points
 
 
 def replica_dict(r):
@@ -287,10 +288,51 @@ def replica_dict(r):
     return {"node_id": r.node_id, "alive": r.alive, "role": r.role, "state": r.state,
             "in_sync": r.in_sync, "lsn": r.lsn, "lag": r.lag, "recovery": r.recovery,
             "transfer_bytes_done": r.transfer_bytes_done,
-            "transfer_bytes_total": r.transfer_bytes_total, "reason": r.reason}
+            "transfer_bytes_total": r.transfer_bytes_total, "reason": r.reason,
+            "bytes": r.bytes, "points": r.points}
 
 
-def collection_info(cfg, count=None, shards=None):
+def node_dict(n):
+    """One NodeInfo as a dict: bytes and points are the sums over the replicas
+    it reported (answered False: it did not answer, both 0)."""
+    return {"id": n.id, "addr": n.addr, "alive": n.alive, "replicas": n.replicas,
+            "primaries": n.primaries, "version": n.version, "started_at": n.started_at,
+            "draining": n.draining, "bytes": n.bytes, "points": n.points,
+            "answered": n.answered}
+
+
+MOVE_STATES = {vecshard_pb2.MOVE_STATE_UNSPECIFIED: "planned",
+               vecshard_pb2.MOVE_STATE_QUEUED: "queued",
+               vecshard_pb2.MOVE_STATE_RUNNING: "running",
+               vecshard_pb2.MOVE_STATE_DONE: "done",
+               vecshard_pb2.MOVE_STATE_FAILED: "failed",
+               vecshard_pb2.MOVE_STATE_CANCELLED: "cancelled"}
+
+
+def move_dict(m):
+    """One ReplicaMove (docs/rebalance.md §5) as a dict; state is "planned"
+    (a dry-run plan), "queued", "running", "done", "failed" or "cancelled"."""
+    return {"id": m.id, "collection": m.collection, "shard": m.shard,
+            "from_node": m.from_node, "to_node": m.to_node, "primary": m.primary,
+            "kind": m.kind, "state": MOVE_STATES.get(m.state, str(m.state)), "step": m.step,
+            "bytes_total": m.bytes_total, "bytes_done": m.bytes_done, "eta_ms": m.eta_ms,
+            "attempts": m.attempts, "reason": m.reason, "origin": m.origin,
+            "created_at": m.created_at, "started_at": m.started_at,
+            "finished_at": m.finished_at}
+
+
+def rebalance_dict(r):
+    """RebalanceResponse as {"moves", "started", "note"}."""
+    return {"moves": [move_dict(m) for m in r.moves], "started": r.started, "note": r.note}
+
+
+def drain_dict(r):
+    """DrainResponse as {"draining", "replicas_left", "empty", "note"}."""
+    return {"draining": r.draining, "replicas_left": r.replicas_left, "empty": r.empty,
+            "note": r.note}
+
+
+def collection_info(cfg, count=None, shards=None, nodes=None):
     info = CollectionInfo(cfg.name, cfg.dim, METRIC_NAMES.get(cfg.metric, str(cfg.metric)),
                           cfg.shards, cfg.replication_factor, cfg.m, cfg.ef_construction,
                           cfg.ef_search, cfg.created_at, count)
@@ -301,19 +343,20 @@ def collection_info(cfg, count=None, shards=None):
                             "primary_state": s.primary_state,
                             "replica_status": [replica_dict(r) for r in s.replica_status]}
                            for s in shards]
+    if nodes is not None:
+        info.nodes = [node_dict(n) for n in nodes]
     return info
 
 
 def status_dict(st):
     """ClusterStatusResponse as plain dicts and lists."""
     return {
-        "nodes": [{"id": n.id, "addr": n.addr, "alive": n.alive, "replicas": n.replicas,
-                   "primaries": n.primaries, "version": n.version, "started_at": n.started_at}
-                  for n in st.nodes],
+        "nodes": [node_dict(n) for n in st.nodes],
         "collections": [dataclasses.asdict(collection_info(c)) for c in st.collections],
         "shards": collection_info(common_pb2.CollectionConfig(), shards=st.shards).shard_info,
         "controller": st.controller,
         "revision": st.revision,
+        "moves": [move_dict(m) for m in st.moves],
     }
 
 

@@ -71,11 +71,12 @@ class Client:
         return [cfg.name for cfg in r.collections]
 
     async def describe(self, name):
-        """CollectionInfo with count and shard_info."""
+        """CollectionInfo with count, shard_info and nodes (this collection's
+        replicas, primaries, bytes and points per node)."""
         r = await self._call("DescribeCollection",
                              vecshard_pb2.DescribeCollectionRequest(name=name))
         self._dims[name] = r.config.dim
-        return c.collection_info(r.config, r.count, r.shards)
+        return c.collection_info(r.config, r.count, r.shards, r.nodes)
 
     async def collection_exists(self, name):
         """True if the collection exists."""
@@ -90,9 +91,31 @@ class Client:
         return (await self.describe(name)).count
 
     async def status(self):
-        """Nodes, collections, shards, controller and revision as dicts."""
+        """Nodes (with draining, bytes, points), collections, shards,
+        controller, revision and rebalance moves as dicts."""
         return c.status_dict(await self._call("ClusterStatus",
                                               vecshard_pb2.ClusterStatusRequest()))
+
+    async def rebalance(self, dry_run=False, collection=""):
+        """Plans replica moves that even out the nodes (docs/rebalance.md) and,
+        unless dry_run, queues them: {"moves": [...], "started", "note"}.
+        FailedPrecondition while moves are queued or running, Unavailable
+        without a controller, NotFound for an unknown collection. A queued
+        plan is not retried (a retry would find it in progress)."""
+        req = vecshard_pb2.RebalanceRequest(dry_run=dry_run, collection=collection)
+        return c.rebalance_dict(await self._call("Rebalance", req, retry=dry_run))
+
+    async def drain(self, node_id):
+        """Marks a node draining: it gets nothing new and its replicas move
+        off. {"draining", "replicas_left", "empty", "note"}; empty means it
+        can be stopped. NotFound for an unknown node."""
+        req = vecshard_pb2.DrainRequest(node_id=node_id)
+        return c.drain_dict(await self._call("Drain", req))
+
+    async def undrain(self, node_id):
+        """Removes a node's drain mark (queued drain moves are cancelled)."""
+        req = vecshard_pb2.DrainRequest(node_id=node_id, undrain=True)
+        return c.drain_dict(await self._call("Drain", req))
 
     async def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,
                      progress=False):

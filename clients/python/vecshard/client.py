@@ -83,10 +83,11 @@ class Client:
         return [cfg.name for cfg in r.collections]
 
     def describe(self, name):
-        """CollectionInfo with count and shard_info."""
+        """CollectionInfo with count, shard_info and nodes (this collection's
+        replicas, primaries, bytes and points per node)."""
         r = self._call("DescribeCollection", vecshard_pb2.DescribeCollectionRequest(name=name))
         self._dims[name] = r.config.dim
-        return c.collection_info(r.config, r.count, r.shards)
+        return c.collection_info(r.config, r.count, r.shards, r.nodes)
 
     def collection_exists(self, name):
         """True if the collection exists."""
@@ -101,8 +102,30 @@ class Client:
         return self.describe(name).count
 
     def status(self):
-        """Nodes, collections, shards, controller and revision as dicts."""
+        """Nodes (with draining, bytes, points), collections, shards,
+        controller, revision and rebalance moves as dicts."""
         return c.status_dict(self._call("ClusterStatus", vecshard_pb2.ClusterStatusRequest()))
+
+    def rebalance(self, dry_run=False, collection=""):
+        """Plans replica moves that even out the nodes (docs/rebalance.md) and,
+        unless dry_run, queues them: {"moves": [...], "started", "note"}.
+        FailedPrecondition while moves are queued or running, Unavailable
+        without a controller, NotFound for an unknown collection. A queued
+        plan is not retried (a retry would find it in progress)."""
+        req = vecshard_pb2.RebalanceRequest(dry_run=dry_run, collection=collection)
+        return c.rebalance_dict(self._call("Rebalance", req, retry=dry_run))
+
+    def drain(self, node_id):
+        """Marks a node draining: it gets nothing new and its replicas move
+        off. {"draining", "replicas_left", "empty", "note"}; empty means it
+        can be stopped. NotFound for an unknown node."""
+        req = vecshard_pb2.DrainRequest(node_id=node_id)
+        return c.drain_dict(self._call("Drain", req))
+
+    def undrain(self, node_id):
+        """Removes a node's drain mark (queued drain moves are cancelled)."""
+        req = vecshard_pb2.DrainRequest(node_id=node_id, undrain=True)
+        return c.drain_dict(self._call("Drain", req))
 
     # ---------------------------------------------------------------- points
     def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,

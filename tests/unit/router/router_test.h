@@ -9,5 +9,7 @@
 void register_placement_tests(void);
 /* Adds the failover planner suite (test_failover.c). */
 void register_failover_tests(void);
+/* Adds the rebalance planner suite (test_rebalance.c). */
+void register_rebalance_tests(void);
 
 #endif

@@ -38,7 +38,7 @@ POINTS = 300000 if rp.LONG else 100000
 SMALL = 20000
 DIM = 16 if rp.LONG else 8
 SHARDS = 12
-EF = 16
+EF = 10
 FAR = 100.0  # the writer's offset: its points are never near a query
 
 
@@ -50,7 +50,7 @@ class ScaleOut(rb.RebalanceTestCase):
         base = c.load_base(points, batch=4000)
         self.measured("load %d x %d" % (points, DIM), "%.1f s" % (time.monotonic() - t0))
         ids, vecs = rb.base_arrays(base)
-        queries = rb.queries_near(vecs, 200)
+        queries = rb.queries_near(vecs, 200, noise=0.2)
         truth = rb.brute_force(ids, vecs, queries)
         recall_before = c.recall(queries, truth, ef=EF)
         self.measured("recall@10 ef %d before" % EF, "%.4f" % recall_before)

@@ -20,8 +20,10 @@ id twice or partial coverage, 0 acknowledged writes lost (fixed points and
 the writer's, through a router and on every in-sync replica), 0 duplicated
 ids (each id once per Get, live points on the primaries = acknowledged),
 digests equal, and recall@10 at ef EF on the fixed queries after the moves
-equals recall before (the same points: the writer's are never in a top 10,
-which the brute force over everything confirms). ClusterStatus reports
+equals recall before within RECALL_SLACK (the same points: the writer's are
+never in a top 10, which the brute force over everything confirms; not
+exactly equal because each replica builds its own graph, and two in-sync
+replicas of a shard already differ on some queries before any move). ClusterStatus reports
 per-node points adding up to R x points.
 
 VS_REPL_LONG=1 (make chaos): 300,000 points of 16 dims.
@@ -39,6 +41,7 @@ SMALL = 20000
 DIM = 16 if rp.LONG else 8
 SHARDS = 12
 EF = 10
+RECALL_SLACK = 0.005
 FAR = 100.0  # the writer's offset: its points are never near a query
 
 
@@ -102,7 +105,13 @@ class ScaleOut(rb.RebalanceTestCase):
                          truth, "a writer point is in a query's top 10")
         recall_after = c.recall(queries, truth, ef=EF)
         self.measured("recall@10 ef %d after" % EF, "%.4f" % recall_after)
-        self.assertEqual(recall_after, recall_before)
+        # Not assertEqual: two in-sync replicas of one shard build their own
+        # HNSW graphs (same points, same digest), and already answer some
+        # queries differently at the same ef before any move; a moved copy is
+        # one more such graph. RECALL_SLACK is 10 of the 2,000 hits.
+        self.assertLessEqual(abs(recall_after - recall_before), RECALL_SLACK,
+                             "recall after the moves %.4f, before %.4f" % (
+                                 recall_after, recall_before))
 
         st = c.cluster_status()
         answered = [n for n in st.nodes if n.answered]

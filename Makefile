@@ -254,7 +254,7 @@ clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 # load, R = 2 on 4 nodes; each round checks 0 acknowledged writes lost and equal
 # digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds
 # and the long variants of the replication scenarios (VS_REPL_LONG=1);
-# `make chaos-short` (part of `make test`) runs 2 rounds.
+# `make chaos-short` (part of `make test`) runs 2 rounds and 1 rebalance round.
 # It also runs CHAOS_REBALANCE_ROUNDS (4) rebalance rounds (a join or a drain,
 # kill -9 of a move's source, target or the controller) and the long variants
 # of tests/integration/test_rebalance_*.py.
@@ -268,7 +268,7 @@ chaos: $(REPL_DEPS)
 	VS_BUILD=$(abspath $(BUILD)) VS_REPL_LONG=1 $(PYTHON) -m unittest discover \
 	  -s tests/integration -p 'test_re[pb]*_*.py' -v
 chaos-short: $(REPL_DEPS)
-	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2 --rebalance-rounds 1
 
 # scripts/bench_repl.py: R = 2 vs R = 1 write throughput and ack latency,
 # failover time over 10 kills, transfer rate and time to restore R.

@@ -252,12 +252,12 @@ clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 
 # tests/chaos/chaos.py: random kill -9 of a node, router or etcd under mixed
 # load, R = 2 on 4 nodes; each round checks 0 acknowledged writes lost and equal
-# digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds
-# and the long variants of the replication scenarios (VS_REPL_LONG=1);
-# `make chaos-short` (part of `make test`) runs 2 rounds and 1 rebalance round.
-# It also runs CHAOS_REBALANCE_ROUNDS (4) rebalance rounds (a join or a drain,
-# kill -9 of a move's source, target or the controller) and the long variants
-# of tests/integration/test_rebalance_*.py.
+# digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds,
+# CHAOS_REBALANCE_ROUNDS (4) rebalance rounds (a join or a drain, kill -9 of a
+# running move's source, target or the controller) and the long variants of
+# the replication and rebalance scenarios (VS_REPL_LONG=1: test_repl_*.py,
+# test_rebalance_*.py); `make chaos-short` (part of `make test`) runs 2 rounds
+# and 1 rebalance round.
 CHAOS_ROUNDS ?= 10
 CHAOS_REBALANCE_ROUNDS ?= 4
 REPL_DEPS := $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)

@@ -10,7 +10,9 @@ Measures:
 
   (a) search latency before: --searchers threads of full-coverage searches
       (k 10, ef --ef, min_coverage 1.0) through both routers for --phase-s
-      seconds on 2 nodes: p50 / p99 and searches/s;
+      seconds on 2 nodes: p50 / p99 and searches/s (paced: repl_harness's
+      Searcher waits 50 ms between two searches of a thread, its Get turn
+      having no ids to read here);
   (b) the rebalance: 2 nodes are added, Rebalance is called, and the time
       from the call until no move is queued or running, every shard is
       healthy and the replica counts are balanced; the bytes moved (the sum

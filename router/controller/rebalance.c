@@ -2,39 +2,50 @@
  * router/controller/rebalance.c — the rebalance planner (rebalance.h,
  * docs/rebalance.md §1).
  *
- * The plan is greedy and simulated: one struct plan holds where every copy
- * is (a node index per replica slot), each shard's primary and the per-node
- * counts, allocated once; each planned move is applied to it at once, so the
- * next choice sees it. Per collection, in the order the shards array first
- * names each one, three loops:
+ * The plan is greedy and simulated: one struct plan, allocated once, holds
+ * where every copy is (a node index per replica slot), each shard's primary
+ * and the per-node counts; each planned move is applied to it at once, so
+ * the next choice sees it. Per collection, in the order the shards array
+ * first names each one (a collection with no movable shard is skipped),
+ * three loops:
  *
- *   1. drain: every replica of a movable shard on a draining node goes to
- *      the eligible node without a copy that has the fewest replicas of the
- *      collection (then of every collection, then bytes, then id);
+ *   1. drain: every copy of a movable shard on a draining node goes to the
+ *      eligible node without a copy that has the fewest copies of the
+ *      collection (then of every collection, then bytes, then id). When
+ *      every node with the fewest holds a copy, drains planned earlier are
+ *      re-routed to make room (drain_target). A first version ranked drain
+ *      targets by the count over every collection: it filled a node with
+ *      few copies overall but many of this collection, and loop 2 then
+ *      moved them again.
  *   2. replicas: while the collection's counts over the eligible nodes
- *      differ by 2 or more, one replica goes from a node with the most to a
+ *      differ by 2 or more, one copy goes from a node with the most to a
  *      node with the fewest. Such a move lowers the number of moves any
  *      balanced end needs by exactly one (the fullest node is above the
  *      ceiling of the mean or the emptiest below its floor, and neither end
- *      crosses), so the loop makes the fewest replica moves; and because the
- *      fullest node holds more of the collection's shards than the emptiest,
- *      one of them is always missing there — only shards that are not
- *      movable can stall it;
+ *      crosses it), so the loop makes the fewest replica moves; and since
+ *      the fullest node holds more of the collection's shards than the
+ *      emptiest, one of them is always missing there: only shards that are
+ *      not movable can stall it.
  *   3. primaries: while the collection's primary counts over the eligible
- *      nodes differ by 2 or more, primaryship goes (LEADER) from a node with
- *      the most to a node with the fewest that holds a copy.
+ *      nodes differ by 2 or more, primaryship goes (LEADER) to a node with
+ *      the fewest from a node leading at least 2 more whose shard it holds
+ *      a copy of — or, when none exists, along the shortest chain of such
+ *      hand-overs through nodes whose counts do not change (leader_chain).
+ *      Strict most-to-fewest hand-overs stalled at 2 to 18 primaries per
+ *      node on a 1000-shard scale-out (loop 2 moves backups, so the new
+ *      nodes hold copies of shards led by every old node, not only the
+ *      fullest).
  *
  * Every loop condition depends only on the collection's own counts, its
  * copies and the movable flags, never on a tie-break, and a loop ends only
- * when it has no move left; so planning again over the applied plan finds
+ * when no move is left; so planning again over the applied plan finds
  * nothing (no oscillation). Each move of loops 2 and 3 lowers the sum of
- * squared counts, so they end. A first version chose drain targets by the
- * count over every collection: it filled a node with few replicas in all
- * but many of this collection, and loop 2 then moved them again.
+ * squared counts, so they end.
  *
- * Work: O(replicas × nodes) to map ids, then per move O(nodes + shards of
- * the collection × R) when the first (target, source) pair has a candidate
- * shard (every pair is tried, at most once per stall, when none has).
+ * Work: O(replicas × nodes) to map ids; per move O(nodes + the collection's
+ * shards × R) when the best (target, source) pair has a candidate; the
+ * breadth-first searches only run when the direct choice fails, each
+ * O(nodes × (drains + shards × R)).
  */
 #include "router/controller/rebalance.h"
 
@@ -45,23 +56,34 @@
 
 #define NONE SIZE_MAX
 
+/* A planned drain move: copy `slot` of shard s leaves draining node `from`
+ * for wherever loc[slot] says (a later drain may still re-route it). */
+struct drained {
+    size_t s, slot, from;
+    bool primary; /* from was the shard's primary */
+};
+
 /* The simulation: the input, where every copy is now, and the moves so far. */
 struct plan {
     const struct rebalance_node *nodes;
     size_t n_nodes;
     const struct rebalance_shard *shards;
     size_t n_shards;
-    size_t *off;       /* n_shards + 1: shard s's copies are loc[off[s] .. off[s + 1]) */
-    size_t *loc;       /* node index of each copy (NONE: a node not in the array) */
-    size_t *prim;      /* node index of each shard's primary (NONE: none) */
-    bool *movable;     /* the caller's flag, and every copy on a known node, distinct */
-    size_t *order;     /* shard indexes grouped by collection, first-named first */
-    size_t *total;     /* per node: copies of every collection */
-    size_t *ptotal;    /* per node: primaries of every collection */
-    uint64_t *bytes;   /* per node: bytes of every copy */
-    size_t *cnt;       /* per node: copies of the collection being planned */
-    size_t *pcnt;      /* per node: primaries of the collection being planned */
-    size_t *tgt, *src; /* scratch: candidate nodes, best first */
+    size_t *off;        /* n_shards + 1: shard s's copies are loc[off[s] .. off[s + 1]) */
+    size_t *loc;        /* node index of each copy (NONE: a node not in the array) */
+    size_t *prim;       /* node index of each shard's primary (NONE: none) */
+    bool *movable;      /* the caller's flag, and every copy on a known node, distinct */
+    size_t *order;      /* shard indexes grouped by collection, first-named first */
+    size_t *total;      /* per node: copies of every collection */
+    size_t *ptotal;     /* per node: primaries of every collection */
+    uint64_t *bytes;    /* per node: bytes of every copy */
+    size_t *cnt;        /* per node: copies of the collection being planned */
+    size_t *pcnt;       /* per node: primaries of the collection being planned */
+    size_t *tgt, *src;  /* scratch: candidate nodes, best first; a search's queue */
+    size_t *via, *back; /* scratch per node: what a search moved there, and from where */
+    bool *seen;         /* scratch per node: reached by a search */
+    struct drained *dm; /* the collection's drain moves, in planning order */
+    size_t n_dm;
     struct rebalance_move *out;
     size_t cap, n;
     char *note;
@@ -174,35 +196,101 @@ static void emit(struct plan *p, struct rebalance_move m)
     p->n++;
 }
 
-/* Plans and applies the move of copy `slot` of shard s to node `to`. */
-static void move_replica(struct plan *p, size_t s, size_t slot, size_t to)
+/* Applies the move of copy `slot` of shard s to node `to` (primaryship goes
+ * with it when it was the primary's copy). */
+static void relocate(struct plan *p, size_t s, size_t slot, size_t to)
 {
     size_t from = p->loc[slot];
     uint64_t b = p->shards[s].bytes;
-    bool primary = p->prim[s] == from;
-    emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
-                                    .shard = s,
-                                    .from = p->nodes[from].id,
-                                    .to = p->nodes[to].id,
-                                    .primary = primary,
-                                    .bytes = b});
     p->loc[slot] = to;
     p->total[from]--, p->total[to]++;
     p->cnt[from]--, p->cnt[to]++;
     p->bytes[from] -= b, p->bytes[to] += b;
-    if (primary) {
+    if (p->prim[s] == from) {
         p->prim[s] = to;
         p->ptotal[from]--, p->ptotal[to]++;
         p->pcnt[from]--, p->pcnt[to]++;
     }
 }
 
-/* Loop 1 over the collection's shards order[first .. last). */
+/* Plans and applies the move of copy `slot` of shard s to node `to`. */
+static void move_replica(struct plan *p, size_t s, size_t slot, size_t to)
+{
+    emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
+                                    .shard = s,
+                                    .from = p->nodes[p->loc[slot]].id,
+                                    .to = p->nodes[to].id,
+                                    .primary = p->prim[s] == p->loc[slot],
+                                    .bytes = p->shards[s].bytes});
+    relocate(p, s, slot, to);
+}
+
+/* Whether node v is a better target than best (NONE: any is): fewest copies
+ * of the collection, then target_before. */
+static bool drain_better(const struct plan *p, size_t v, size_t best)
+{
+    return best == NONE || p->cnt[v] < p->cnt[best] ||
+           (p->cnt[v] == p->cnt[best] && target_before(p, v, best));
+}
+
+/*
+ * Loop 1's target for a drained copy of shard s: the best eligible node
+ * without a copy (drain_better), unless every node with the fewest copies
+ * of the collection holds one. Then breadth first from those direct
+ * targets, through the drain moves planned earlier in this collection
+ * (the copy one sent to node v could go to w instead, this one taking its
+ * place at v), to a reachable node with fewer copies than the direct
+ * target: the moves on the way are re-routed (the count of moves stays),
+ * and the return is the node this copy goes to. NONE when no eligible node
+ * lacks a copy. Without re-routing, the first shards to drain took the
+ * emptiest nodes that a later one, whose other copies were already there,
+ * needed, and loop 2 then paid an extra move.
+ */
+static size_t drain_target(struct plan *p, size_t s)
+{
+    size_t head = 0, tail = 0, direct = NONE, lo = NONE;
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        if (!eligible(p, i)) continue;
+        if (lo == NONE || p->cnt[i] < lo) lo = p->cnt[i];
+        p->seen[i] = holds(p, s, i) == NONE;
+        if (!p->seen[i]) continue;
+        p->back[i] = NONE;
+        p->src[tail++] = i;
+        if (drain_better(p, i, direct)) direct = i;
+    }
+    if (direct == NONE || p->cnt[direct] == lo) return direct;
+    size_t best = direct;
+    while (head < tail && p->cnt[best] > lo) {
+        size_t v = p->src[head++];
+        for (size_t d = 0; d < p->n_dm; d++) {
+            const struct drained *y = &p->dm[d];
+            if (p->loc[y->slot] != v) continue;
+            for (size_t w = 0; w < p->n_nodes; w++) {
+                if (!eligible(p, w) || p->seen[w] || holds(p, y->s, w) != NONE) continue;
+                p->seen[w] = true;
+                p->via[w] = d;
+                p->back[w] = v;
+                p->src[tail++] = w;
+                if (p->cnt[w] < p->cnt[best]) best = w;
+            }
+        }
+    }
+    for (size_t w = best; p->back[w] != NONE; w = p->back[w]) {
+        const struct drained *y = &p->dm[p->via[w]];
+        relocate(p, y->s, y->slot, w);
+        if (p->back[p->back[w]] == NONE) return p->back[w];
+    }
+    return best;
+}
+
+/* Loop 1 over the collection's shards order[first .. last): plans every
+ * drain move first (re-routing may change an earlier target), then emits. */
 static void plan_drain(struct plan *p, size_t first, size_t last)
 {
     size_t n_eligible = 0;
     for (size_t i = 0; i < p->n_nodes; i++)
         n_eligible += eligible(p, i);
+    p->n_dm = 0;
     for (size_t k = first; k < last; k++) {
         size_t s = p->order[k];
         if (!p->movable[s]) continue;
@@ -214,21 +302,26 @@ static void plan_drain(struct plan *p, size_t first, size_t last)
                 p->noted_no_eligible = true;
                 return;
             }
-            size_t best = NONE;
-            for (size_t i = 0; i < p->n_nodes; i++) {
-                if (!eligible(p, i) || holds(p, s, i) != NONE) continue;
-                if (best == NONE || p->cnt[i] < p->cnt[best] ||
-                    (p->cnt[i] == p->cnt[best] && target_before(p, i, best)))
-                    best = i;
-            }
-            if (best == NONE)
+            size_t to = drain_target(p, s);
+            if (to == NONE) {
                 note_add(p,
                          "shard %s/%u cannot leave draining node %s: every eligible node "
                          "holds a copy",
                          p->shards[s].collection, p->shards[s].shard, p->nodes[from].id);
-            else
-                move_replica(p, s, slot, best);
+                continue;
+            }
+            p->dm[p->n_dm++] = (struct drained){s, slot, from, p->prim[s] == from};
+            relocate(p, s, slot, to);
         }
+    }
+    for (size_t d = 0; d < p->n_dm; d++) {
+        const struct drained *y = &p->dm[d];
+        emit(p, (struct rebalance_move){.kind = REBALANCE_REPLICA,
+                                        .shard = y->s,
+                                        .from = p->nodes[y->from].id,
+                                        .to = p->nodes[p->loc[y->slot]].id,
+                                        .primary = y->primary,
+                                        .bytes = p->shards[y->s].bytes});
     }
 }
 
@@ -308,6 +401,50 @@ static size_t pick_leader(const struct plan *p, size_t first, size_t last, size_
     return best;
 }
 
+/*
+ * Loop 3's fallback for target dst when no node leading 2 more holds a
+ * copy-led shard dst has: a chain of leader moves u0 -> u1 -> ... -> dst,
+ * each u_i leading a movable shard that u_(i+1) holds a copy of, where u0
+ * leads at least 2 more than dst; only the ends change count. Breadth first
+ * backwards from dst (the shortest chain). Emits and applies it; false
+ * when there is none.
+ */
+static bool leader_chain(struct plan *p, size_t first, size_t last, size_t dst)
+{
+    memset(p->seen, 0, p->n_nodes * sizeof *p->seen);
+    size_t head = 0, tail = 0;
+    p->seen[dst] = true;
+    p->src[tail++] = dst;
+    while (head < tail) {
+        size_t v = p->src[head++];
+        for (size_t k = first; k < last; k++) {
+            size_t s = p->order[k], u = p->prim[s];
+            if (!p->movable[s] || u == NONE || p->seen[u] || !eligible(p, u) ||
+                holds(p, s, v) == NONE)
+                continue;
+            p->seen[u] = true;
+            p->via[u] = s;
+            p->back[u] = v;
+            if (p->pcnt[u] < p->pcnt[dst] + 2) {
+                p->src[tail++] = u;
+                continue;
+            }
+            for (size_t w = u; w != dst; w = p->back[w]) {
+                size_t t = p->back[w], sh = p->via[w];
+                emit(p, (struct rebalance_move){.kind = REBALANCE_LEADER,
+                                                .shard = sh,
+                                                .from = p->nodes[w].id,
+                                                .to = p->nodes[t].id});
+                p->prim[sh] = t;
+                p->ptotal[w]--, p->ptotal[t]++;
+                p->pcnt[w]--, p->pcnt[t]++;
+            }
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Loop 3 over the collection's shards order[first .. last): targets by
  * fewest primaries of the collection, then leader_target_before. */
 static void plan_primaries(struct plan *p, size_t first, size_t last, const char *name)
@@ -329,9 +466,13 @@ static void plan_primaries(struct plan *p, size_t first, size_t last, const char
         for (; t < nt && s == NONE; t++)
             s = pick_leader(p, first, last, p->tgt[t]);
         if (s == NONE) {
+            bool chained = false;
+            for (t = 0; t < nt && !chained; t++)
+                chained = leader_chain(p, first, last, p->tgt[t]);
+            if (chained) continue;
             note_add(p,
-                     "collection %s: primaries stay uneven (%zu to %zu per node): no node "
-                     "holds a copy of a movable shard led by one with 2 more",
+                     "collection %s: primaries stay uneven (%zu to %zu per node): no chain of "
+                     "copies leads from a node with 2 more to one with fewer",
                      name, lo, hi);
             return;
         }
@@ -365,9 +506,14 @@ static int plan_init(struct plan *p)
     p->pcnt = calloc(nn, sizeof *p->pcnt);
     p->tgt = calloc(nn, sizeof *p->tgt);
     p->src = calloc(nn, sizeof *p->src);
+    p->via = calloc(nn, sizeof *p->via);
+    p->back = calloc(nn, sizeof *p->back);
+    p->seen = calloc(nn, sizeof *p->seen);
+    p->dm = calloc(nr, sizeof *p->dm);
     if (p->off == NULL || p->loc == NULL || p->prim == NULL || p->movable == NULL ||
         p->order == NULL || p->total == NULL || p->ptotal == NULL || p->bytes == NULL ||
-        p->cnt == NULL || p->pcnt == NULL || p->tgt == NULL || p->src == NULL)
+        p->cnt == NULL || p->pcnt == NULL || p->tgt == NULL || p->src == NULL || p->via == NULL ||
+        p->back == NULL || p->seen == NULL || p->dm == NULL)
         return -1;
     size_t k = 0;
     for (size_t s = 0; s < p->n_shards; s++) {
@@ -418,6 +564,10 @@ static void plan_free(struct plan *p)
     free(p->pcnt);
     free(p->tgt);
     free(p->src);
+    free(p->via);
+    free(p->back);
+    free(p->seen);
+    free(p->dm);
 }
 
 size_t rebalance_plan(const struct rebalance_node *nodes, size_t n_nodes,

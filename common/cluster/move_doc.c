@@ -61,7 +61,9 @@ int cluster_drain_parse(const char *json, size_t len, struct cluster_drain *out,
     if (o == NULL || !cJSON_IsObject(o)) {
         snprintf(err, errlen, "drain mark is not a JSON object");
     } else if (!move_str(o, "node_id", NULL, &out->node_id, &nomem)) {
-        snprintf(err, errlen, nomem ? "out of memory" : "drain field \"node_id\" is missing or not a non-empty string");
+        snprintf(err, errlen,
+                 nomem ? "out of memory"
+                       : "drain field \"node_id\" is missing or not a non-empty string");
     } else if (!move_i64(o, "since", &out->since)) {
         snprintf(err, errlen, "drain field \"since\" is not a non-negative integer");
     } else {

@@ -4,10 +4,12 @@
  * nodes' ShardStatus), queueing moves as etcd documents, and the
  * controller's executor that drives each queued move through its steps.
  *
- * Planning and queueing (moves_plan, moves_queue) are used by the
- * Rebalance and Drain RPCs (router/admin.c) on any router and by the
- * controller; the executor (moves_exec_*) only by the elected controller
- * (router/controller/controller.c), from its one thread.
+ * Planning and queueing (moves_plan, moves_queue; moves_plan.c) are used
+ * by the Rebalance and Drain RPCs (router/admin.c) on any router and by the
+ * controller; the executor (moves_exec_*; moves.c) only by the elected
+ * controller (router/controller/controller.c), from its one thread.
+ * moves_exec_owns is a pure query over a view (moves_view.c), used by the
+ * failover planner too.
  *
  * Ownership: moves_plan's output array and each move's strings belong to
  * the caller (moves_free). Threading: moves_plan and moves_queue are

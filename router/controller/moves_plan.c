@@ -121,9 +121,9 @@ int moves_plan(struct router *r, const struct rt_view *v, const char *collection
         o->state = CLUSTER_MOVE_QUEUED;
         o->bytes_total = mv[i].bytes;
         m++;
-        if (cluster_move_set(&o->from, mv[i].from) != 0 || cluster_move_set(&o->to, mv[i].to) != 0 ||
-            cluster_move_set(&o->step, "") != 0 || cluster_move_set(&o->reason, "") != 0 ||
-            cluster_move_set(&o->origin, "") != 0) {
+        if (cluster_move_set(&o->from, mv[i].from) != 0 ||
+            cluster_move_set(&o->to, mv[i].to) != 0 || cluster_move_set(&o->step, "") != 0 ||
+            cluster_move_set(&o->reason, "") != 0 || cluster_move_set(&o->origin, "") != 0) {
             moves_free(res, m);
             goto out;
         }

@@ -12,11 +12,18 @@ coverage: min_coverage 0 = 1.0) through the routers:
 - a move whose target stops (SIGSTOP, then its lease runs out) is undone,
   retried and FAILED after 3 attempts with a reason, and a move queued
   after it still runs (--max-moves 1);
+- a target that stops without losing its lease makes no progress for
+  --move-timeout-ms: undone, and the retry succeeds once it runs again;
 - the controller router killed with SIGKILL mid-move: the other router's
   controller finishes it;
+- the source (a primary) killed with SIGKILL mid-move: failover promotes
+  the other copy, which sends the target its copy, and the move's switch
+  (not a failover `replace`) removes the dead source: R copies, in sync;
 - automatic: a node joining a 2-node cluster gets replicas without any RPC;
   a drain mark empties its node (both need the planner, rebalance.c: they
   are skipped while it plans nothing).
+
+Finished documents beyond the newest 50 are deleted.
 
 Small on purpose: dim 16, a few thousand points, --auto-rebalance off except
 in the automatic tests, a long --replace-after-ms."""
@@ -141,6 +148,30 @@ class ReplicaMoves(MoveCase):
         self.assert_no_failed_reads(s, w)
 
 
+class Pruning(MoveCase):
+    def test_finished_documents_beyond_50_are_deleted(self):
+        c = self.start_cluster(nodes=2, routers=1, replicas=1, shards=1, router_args=EXEC_ARGS)
+        ids = []
+        for i in range(56):
+            d = move_doc(c.collection, 0, "node-0", "node-1")
+            d["id"] = "%013d-%05d" % (1000000000000 + i, i)  # old, in creation order
+            d["state"] = ("done", "failed", "cancelled")[i % 3]
+            ids.append(self.put_move(d))
+        queued = self.put_move(move_doc(c.collection, 0, "node-9", "node-1"))
+
+        # the queued one no longer applies (node-9 holds no copy): cancelled, and
+        # then the newest of 51 finished ones
+        m = self.wait_move(queued, states=("cancelled",))
+        self.assertIn("node-9 holds no copy", m["reason"])
+
+        def left():
+            keys = [kv["key"].rsplit("/", 1)[1]
+                    for kv in c.etcd.range_prefix(c.prefix + "/moves/")]
+            return keys if len(keys) <= 50 else None
+        keys = rp.wait_for(left, 20, "50 move documents left")
+        self.assertEqual(sorted(keys), sorted(ids[7:] + [queued]))
+
+
 class FailedMoves(MoveCase):
     def test_target_stops_undone_retried_failed_next_runs(self):
         c, w, s = self.loaded(nodes=3, routers=1, replicas=2, shards=2,
@@ -170,6 +201,27 @@ class FailedMoves(MoveCase):
         self.assert_no_failed_reads(s, w)
 
 
+class StalledMove(MoveCase):
+    def test_no_progress_undone_then_retry_succeeds(self):
+        # a long lease: the stopped target stays registered, only the timeout catches it
+        c, w, s = self.loaded(nodes=3, routers=1, replicas=2, shards=2, lease_ttl=15,
+                              router_args=["--move-timeout-ms", "1500"])
+        slow = c.add_node("node-3")
+        rp.wait_for(lambda: "node-3" in c.registered(), 20, "node-3 registered")
+        c.pause(slow)
+        mid = self.put_move(move_doc(c.collection, 0, self.backup_of(0), "node-3"))
+        m = rp.wait_for(lambda: (lambda d: d if d["attempts"] == 1 and d["state"] == "queued"
+                                 else None)(self.move(mid)), 30, "attempt 1 undone")
+        self.assertIn("no progress for 1500 ms (attempt 1 of 3)", m["reason"])
+        self.assertNotIn("node-3", c.entry(0)["replicas"])
+        c.resume(slow)
+        m = self.wait_move(mid, timeout=60)
+        self.assertEqual(m["attempts"], 2)
+        self.assertIn("node-3", c.entry(0)["in_sync"])
+        self.finish(w, s)
+        self.assert_no_failed_reads(s, w)
+
+
 class ControllerKilledMidMove(MoveCase):
     def test_other_router_finishes_the_move(self):
         c, w, s = self.loaded(nodes=3, routers=2, replicas=2, shards=2, transfer_max_mbps=1,
@@ -193,6 +245,35 @@ class ControllerKilledMidMove(MoveCase):
         self.finish(w, s)
         self.assert_no_failed_reads(s, w, killed)
         self.assertGreaterEqual(m["attempts"], 1)
+
+
+class SourceKilledMidMove(MoveCase):
+    def test_primary_source_kill9_move_finishes(self):
+        # the source's other replica (shard 1) is re-created by failover after 3 s
+        c, w, s = self.loaded(nodes=3, routers=1, replicas=2, shards=2, transfer_max_mbps=1,
+                              n=12000, replace_after_ms=3000)
+        c.add_node("node-3")
+        rp.wait_for(lambda: "node-3" in c.registered(), 20, "node-3 registered")
+        e = c.entry(0)
+        src = e["primary"]
+        mid = self.put_move(move_doc(c.collection, 0, src, "node-3", primary=True))
+        rp.wait_for(lambda: "node-3" in c.entry(0)["replicas"], 20, "node-3 added")
+        copying = "node-3" not in c.entry(0)["in_sync"]
+        c.node(src).kill9()
+        m = self.wait_move(mid, timeout=90)
+        self.measured("source killed while the target was copying", copying)
+        e = c.entry(0)
+        self.assertNotIn(src, e["replicas"])
+        self.assertIn("node-3", e["in_sync"])
+        self.assertEqual(sorted(e["replicas"]), sorted(e["in_sync"]))
+        self.assertEqual(len(e["replicas"]), 2)
+        self.assertEqual(m["attempts"], 1)
+        with open(c.routers[0].proc.log_path, "rb") as f:
+            log = f.read().decode(errors="replace")
+        # the move, not failover, removed the source from shard 0
+        self.assertNotIn("decision=replace collection=repl shard=0", log)
+        self.finish(w, s)
+        self.assert_no_failed_reads(s, w)
 
 
 def planner_ready():

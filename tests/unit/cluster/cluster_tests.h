@@ -9,6 +9,8 @@
 void cluster_tests_name(void);
 /* test_doc.c: keys, metric names, parse/format of the three documents. */
 void cluster_tests_doc(void);
+/* test_move_doc.c: the drain mark and move documents, their keys. */
+void cluster_tests_move_doc(void);
 /* test_cas.c: cluster_shard_update against a real etcd. */
 void cluster_tests_cas(void);
 

@@ -11,6 +11,7 @@ int main(void)
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     cluster_tests_name();
     cluster_tests_doc();
+    cluster_tests_move_doc();
     cluster_tests_cas();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

@@ -145,9 +145,10 @@ static void wait_move_visible(struct router *r, const char *id)
     }
 }
 
-/* Replies with moves m[0..n) (ids as they are: "" in a dry plan). */
+/* Replies with moves m[0..n): queued ones as they are, a dry plan's with
+ * state UNSPECIFIED (planned, not queued) and id "". */
 static grpc_status_code reply_plan(struct rpc_call *c, const struct cluster_move *m, size_t n,
-                                   bool started, const char *note)
+                                   bool dry, bool started, const char *note)
 {
     Vecshard__V1__ReplicaMove *rm = calloc(n + 1, sizeof *rm);
     Vecshard__V1__ReplicaMove **rmp = calloc(n + 1, sizeof *rmp);
@@ -158,6 +159,7 @@ static grpc_status_code reply_plan(struct rpc_call *c, const struct cluster_move
     }
     for (size_t i = 0; i < n; i++) {
         move_info(&rm[i], &m[i]);
+        if (dry) rm[i].state = VECSHARD__V1__MOVE_STATE__MOVE_STATE_UNSPECIFIED;
         rmp[i] = &rm[i];
     }
     Vecshard__V1__RebalanceResponse resp = VECSHARD__V1__REBALANCE_RESPONSE__INIT;
@@ -219,7 +221,7 @@ grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *ms
                  only[0] ? only : "(all)", mv[0].id);
         wait_move_visible(r, mv[n - 1].id);
     }
-    code = reply_plan(c, mv, n, !req->dry_run && n > 0, note);
+    code = reply_plan(c, mv, n, req->dry_run, !req->dry_run && n > 0, note);
 out:
     moves_free(mv, n);
     rt_release(v);

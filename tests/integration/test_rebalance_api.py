@@ -25,9 +25,15 @@ collection of 4 shards R = 2 with 400 points, then a third, empty node.
   and `vecshard status` shows them. With the executor (branch w9-exec),
   `vecshard rebalance --watch` then follows them to the end (exit 0) and
   the replicas end balanced.
+
+MovesShown (its own cluster, routers without a controller) checks the
+ClusterStatus.moves list and the CLI's MOVES section from move documents
+written into etcd, which nothing executes there, and `drain --wait`
+against shard entries rewritten by hand.
 """
 import os
 import re
+import subprocess
 import unittest
 
 import grpc
@@ -251,6 +257,133 @@ class RebalanceApi(unittest.TestCase):
         per_node = {n.id: n.replicas for n in self.status().nodes}
         self.assertLessEqual(max(per_node.values()) - min(per_node.values()), 1, per_node)
         self.c.assert_digests_equal(COLL)
+
+
+def move_doc(mid, shard, frm, to, state, **kw):
+    doc = {"id": mid, "collection": COLL, "shard": shard, "from": frm, "to": to,
+           "kind": "replica", "primary": False, "state": state, "step": "", "attempts": 0,
+           "reason": "", "origin": "manual", "bytes_total": 0, "created_at": 0,
+           "started_at": 0, "finished_at": 0}
+    doc.update(kw)
+    return doc
+
+
+class MovesShown(unittest.TestCase):
+    """ClusterStatus.moves from move documents written straight into etcd,
+    on routers without a controller (so nothing executes or changes them):
+    active ones in id order, then finished ones newest first, every field
+    as in the document, a step past copying counting every byte as copied;
+    `vecshard status` shows them; Rebalance without a controller is
+    UNAVAILABLE, a dry run still answers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = rh.RouterCluster(nodes=2, routers=1, lease_ttl=3,
+                                 router_args=["--controller", "off"]).start()
+        try:
+            cls.c.stub().CreateCollection(rh.create_request(COLL, DIM, shards=2,
+                                                            replication_factor=2), timeout=30)
+        except BaseException:
+            cls.c.print_tails()
+            cls.c.close(check=False)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def test_moves_listed_and_no_controller(self):
+        stub = self.c.stub()
+        code, msg = rh.code_of(stub.Rebalance, vecshard_pb2.RebalanceRequest(), timeout=10)
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, msg)
+        self.assertIn("no router holds the controller election", msg)
+        self.assertFalse(stub.Rebalance(vecshard_pb2.RebalanceRequest(dry_run=True),
+                                        timeout=30).started)
+        docs = [
+            move_doc("1800000000000-00000", 0, "node-0", "node-2", "done", bytes_total=900,
+                     attempts=1, created_at=1, started_at=2, finished_at=100),
+            move_doc("1800000000001-00000", 1, "node-1", "node-2", "failed", bytes_total=500,
+                     attempts=3, reason="target node-2 is not registered", finished_at=200),
+            move_doc("1800000000002-00000", 0, "node-1", "node-2", "running", step="catching_up",
+                     bytes_total=4000, attempts=1, origin="drain", created_at=5, started_at=6),
+            move_doc("1800000000003-00000", 1, "node-0", "node-2", "queued", bytes_total=700,
+                     origin="auto", created_at=7),
+            move_doc("1800000000004-00000", 1, "node-0", "node-1", "cancelled",
+                     kind="leader", reason="no longer applies: undrain", finished_at=150),
+        ]
+        for d in docs:
+            self.c.etcd.put("%s/moves/%s" % (self.c.prefix, d["id"]), d)
+        got = rh.wait_until(lambda: len(self.c.stub().ClusterStatus(
+            vecshard_pb2.ClusterStatusRequest(), timeout=10).moves) == 5 and
+            self.c.stub().ClusterStatus(vecshard_pb2.ClusterStatusRequest(),
+                                        timeout=10).moves, 10, "5 moves listed")
+        self.assertEqual([m.id for m in got], [docs[i]["id"] for i in (2, 3, 1, 4, 0)])
+        states = {"queued": vecshard_pb2.MOVE_STATE_QUEUED,
+                  "running": vecshard_pb2.MOVE_STATE_RUNNING,
+                  "done": vecshard_pb2.MOVE_STATE_DONE,
+                  "failed": vecshard_pb2.MOVE_STATE_FAILED,
+                  "cancelled": vecshard_pb2.MOVE_STATE_CANCELLED}
+        by_id = {d["id"]: d for d in docs}
+        for m in got:
+            d = by_id[m.id]
+            self.assertEqual(
+                (m.collection, m.shard, m.from_node, m.to_node, m.kind, m.primary, m.state,
+                 m.step, m.bytes_total, m.attempts, m.reason, m.origin, m.created_at,
+                 m.started_at, m.finished_at),
+                (d["collection"], d["shard"], d["from"], d["to"], d["kind"], d["primary"],
+                 states[d["state"]], d["step"], d["bytes_total"], d["attempts"], d["reason"],
+                 d["origin"], d["created_at"], d["started_at"], d["finished_at"]))
+        done = {m.id: m.bytes_done for m in got}
+        self.assertEqual(done, {docs[0]["id"]: 900, docs[1]["id"]: 0, docs[2]["id"]: 4000,
+                                docs[3]["id"]: 0, docs[4]["id"]: 0})
+        # A collection filter does not filter the moves.
+        st = stub.ClusterStatus(vecshard_pb2.ClusterStatusRequest(collection=COLL), timeout=10)
+        self.assertEqual(len(st.moves), 5)
+        p = rh.run([rh.CLI_BIN, "--router", self.c.routers[0].addr, "status"], timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("MOVES (2 queued or running, 3 finished)", p.stdout)
+        self.assertRegex(p.stdout, r"1800000000002-00000\s+reb/0\s+node-1\s+node-2\s+replica"
+                                   r"\s+drain\s+100% 3.9 KiB/3.9 KiB catching_up")
+        self.assertRegex(p.stdout, r"1800000000001-00000\s+reb/1\s+node-1\s+node-2\s+replica"
+                                   r"\s+manual\s+failed\s+target node-2 is not registered")
+        p = rh.run([rh.CLI_BIN, "--router", self.c.routers[0].addr, "status", "--json"],
+                   timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        js = harness.json.loads(p.stdout.strip().splitlines()[-1])
+        self.assertEqual([(m["id"], m["state"]) for m in js["moves"]],
+                         [(m.id, d) for m, d in zip(got, ["running", "queued", "failed",
+                                                           "cancelled", "done"])])
+        # Moves in progress on a router without a controller: still UNAVAILABLE first.
+        code, msg = rh.code_of(stub.Rebalance, vecshard_pb2.RebalanceRequest(), timeout=10)
+        self.assertEqual(code, grpc.StatusCode.UNAVAILABLE, msg)
+
+    def test_z_drain_wait(self):
+        """`drain --wait` follows until no shard entry names the node: here the
+        entries are rewritten by hand (what the moves' switches would do)."""
+        addr = self.c.routers[0].addr
+        r = self.c.stub().Drain(vecshard_pb2.DrainRequest(node_id="node-1"), timeout=30)
+        self.assertEqual((r.draining, r.replicas_left, r.empty), (True, 2, False))
+        p = subprocess.Popen([rh.CLI_BIN, "--router", addr, "drain", "node-1", "--wait"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = p.stdout.readline()  # printed (and flushed) before it follows
+            self.assertEqual(first, "node node-1 is draining: 2 replicas left\n")
+            self.assertIsNone(p.poll(), "drain --wait ended while replicas were left")
+            for shard in range(2):
+                key = "%s/shards/%s/%d" % (self.c.prefix, COLL, shard)
+                e = self.c.etcd.get_json(key)
+                e.update(epoch=e["epoch"] + 1, primary="node-0", replicas=["node-0"],
+                         in_sync=["node-0"], recovering=[])
+                self.c.etcd.put(key, e)
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out.splitlines()[-1], "node node-1 is empty: it can be stopped")
+        r = self.c.stub().Drain(vecshard_pb2.DrainRequest(node_id="node-1"), timeout=30)
+        self.assertEqual((r.draining, r.replicas_left, r.empty), (True, 0, True))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tools/cli/cli.h"
@@ -52,10 +53,13 @@ static const char *progress_cell(const struct vecshard_replica_move *m, bool tty
         return buf;
     }
     double frac = (double)m->bytes_done / (double)m->bytes_total;
-    snprintf(buf, len, "%s%s%.0f%% %s/%s ETA %s %s", tty ? cli_bar(frac, bar, sizeof bar) : "",
+    bool copied = m->bytes_done >= m->bytes_total; /* catching up or switching: no ETA */
+    snprintf(buf, len, "%s%s%.0f%% %s/%s%s%s %s", tty ? cli_bar(frac, bar, sizeof bar) : "",
              tty ? " " : "", frac * 100, cli_bytes(m->bytes_done, done, sizeof done),
-             cli_bytes(m->bytes_total, total, sizeof total),
-             m->eta_ms > 0 ? cli_eta((double)m->eta_ms / 1000, eta, sizeof eta) : "?",
+             cli_bytes(m->bytes_total, total, sizeof total), copied ? "" : " ETA ",
+             copied          ? ""
+             : m->eta_ms > 0 ? cli_eta((double)m->eta_ms / 1000, eta, sizeof eta)
+                             : "?",
              *m->step ? m->step : "");
     return buf;
 }
@@ -367,9 +371,10 @@ static uint32_t replicas_of(const struct vecshard_cluster_status *st, const char
     return 0;
 }
 
-/* Follows a drain until the node holds no replica (its moves shown as by
- * watch_moves). CLI_OK when empty, CLI_FAIL when it stopped draining. */
-static int wait_empty(struct cli *c, const char *id, bool tty)
+/* Follows a drain until the node holds no replica, showing as watch_moves
+ * does its moves that are active or were created since `since` (Unix ms).
+ * CLI_OK when empty, CLI_FAIL when it stopped draining. */
+static int wait_empty(struct cli *c, const char *id, bool tty, int64_t since)
 {
     struct follow f = {0};
     int rc = CLI_FAIL;
@@ -382,7 +387,8 @@ static int wait_empty(struct cli *c, const char *id, bool tty)
         struct vecshard_replica_move *m = calloc(st->n_moves + 1, sizeof *m);
         size_t n = 0;
         for (size_t i = 0; m && i < st->n_moves; i++)
-            if (!strcmp(st->moves[i].from_node, id) && move_active(&st->moves[i]))
+            if (!strcmp(st->moves[i].from_node, id) &&
+                (move_active(&st->moves[i]) || st->moves[i].created_at >= since))
                 follow_add(&f, st->moves[i].id);
         n = m ? followed(&f, st, m) : 0;
         if (n) show(&f, m, n, tty);
@@ -420,6 +426,9 @@ static int drain_cmd(struct cli *c, int argc, char **argv, bool undrain)
     if (wait && json)
         return cli_usage_error(argv[0], usage, "--wait prints progress: not with --json");
 
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t since = (int64_t)now.tv_sec * 1000 - 1000; /* moves the controller queues from now */
     struct vecshard_client *vc = cli_client(c);
     struct vecshard_drain_state d;
     struct vecshard_error err;
@@ -442,7 +451,8 @@ static int drain_cmd(struct cli *c, int argc, char **argv, bool undrain)
         printf("node %s is draining: %u replica%s left\n", pos[0], d.replicas_left,
                d.replicas_left == 1 ? "" : "s");
     if (*d.note) printf("note: %s\n", d.note);
-    if (wait) return wait_empty(c, pos[0], isatty(STDOUT_FILENO));
+    fflush(stdout); /* seen before a --wait that may take long */
+    if (wait) return wait_empty(c, pos[0], isatty(STDOUT_FILENO), since);
     return CLI_OK;
 }
 

@@ -1,6 +1,6 @@
 """test_aio.py — vecshard.aio.Client against a real cluster (etcd, 3 nodes, a router).
 
-Every coroutine with exact results, parallel batched upserts gathered
+Every coroutine with exact results (rebalance and drain included), parallel batched upserts gathered
 concurrently with searches, and the same exception classes and router
 messages as the blocking client.
 """
@@ -25,6 +25,32 @@ class AioTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.cluster.close()
+
+    def test_rebalance_and_drain(self):
+        asyncio.run(self._rebalance_and_drain())
+
+    async def _rebalance_and_drain(self):
+        async with vecshard.aio.Client(self.addr) as c:
+            await c.create_collection("aiobal", 4, shards=3)
+            info = await c.describe("aiobal")
+            self.assertEqual(sorted(n["id"] for n in info.nodes),
+                             ["node-0", "node-1", "node-2"])
+            empty = {"moves": [], "started": False, "note": ""}
+            self.assertEqual(await c.rebalance(dry_run=True, collection="aiobal"), empty)
+            with self.assertRaises(vecshard.NotFound):
+                await c.rebalance(collection="nope")
+            with self.assertRaises(vecshard.NotFound) as cm:
+                await c.drain("node-9")
+            self.assertEqual(cm.exception.message,
+                             'node_id "node-9" is neither registered nor named by any shard '
+                             'entry')
+            try:
+                self.assertTrue((await c.drain("node-1"))["draining"])
+                st = await c.status()
+                self.assertTrue({n["id"]: n for n in st["nodes"]}["node-1"]["draining"])
+            finally:
+                self.assertFalse((await c.undrain("node-1"))["draining"])
+            await c.drop_collection("aiobal")
 
     def test_whole_api(self):
         asyncio.run(self._whole_api())

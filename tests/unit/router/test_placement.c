@@ -106,6 +106,23 @@ static void test_too_few_healthy(void)
     CU_ASSERT_STRING_EQUAL(err, "replication_factor 1 needs 1 healthy nodes, 0 are");
 }
 
+/* A draining node gets nothing, even the emptiest; too few left names it. */
+static void test_draining_node_skipped(void)
+{
+    struct placement_node nodes[] = {
+        {"a", true, 5, 5, false}, {"b", true, 5, 5, false}, {"c", true, 0, 0, true}};
+    const char *plan[4 * 2];
+    char err[256];
+    CU_ASSERT_EQUAL_FATAL(placement_plan(nodes, 3, 4, 2, plan, err, sizeof err), 0);
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT_STRING_NOT_EQUAL(plan[i], "c");
+    nodes[1].healthy = false;
+    CU_ASSERT_EQUAL(placement_plan(nodes, 3, 1, 2, plan, err, sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "replication_factor 2 needs 2 healthy nodes, 1 is (a); "
+                                "not answering the health check: b; "
+                                "draining (vecshard undrain NODE to use it): c");
+}
+
 /* Random clusters: every invariant of the plan, 20,000 times. */
 static void test_random_invariants(void)
 {
@@ -157,5 +174,6 @@ void register_placement_tests(void)
     CU_add_test(s, "R=2: distinct nodes, primaries spread", test_rf2_distinct_and_primaries_spread);
     CU_add_test(s, "R=2: loaded node still used", test_rf2_loaded_node_still_used);
     CU_add_test(s, "too few healthy nodes", test_too_few_healthy);
+    CU_add_test(s, "draining node skipped", test_draining_node_skipped);
     CU_add_test(s, "random clusters: invariants", test_random_invariants);
 }

@@ -9,10 +9,12 @@
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
-#   make chaos      10 random kill -9 rounds on a replicated cluster (tests/chaos) + the long
-#                   variants of tests/integration/test_repl_*.py
+#   make chaos      10 random kill -9 rounds on a replicated cluster (tests/chaos), 4
+#                   rebalance rounds (kill -9 during moves) + the long variants of
+#                   tests/integration/test_repl_*.py and test_rebalance_*.py
 #   make bench-repl replication: write throughput R = 2 vs R = 1, ack latency, failover
 #                   time, transfer rate and time to restore R
+#   make bench-rebalance  1M x 128 from 2 to 4 nodes: move time, MB/s, search p99 during
 #   make clients-python  the Python client's tests against a real cluster
 #   make clients-node the Node.js client's type check and tests (clients/node)
 #   make bench      engine benchmark on MNIST and a synthetic set
@@ -250,23 +252,33 @@ clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 
 # tests/chaos/chaos.py: random kill -9 of a node, router or etcd under mixed
 # load, R = 2 on 4 nodes; each round checks 0 acknowledged writes lost and equal
-# digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds
-# and the long variants of the replication scenarios (VS_REPL_LONG=1);
-# `make chaos-short` (part of `make test`) runs 2 rounds.
+# digests, and a table is printed. `make chaos` runs CHAOS_ROUNDS (10) rounds,
+# CHAOS_REBALANCE_ROUNDS (4) rebalance rounds (a join or a drain, kill -9 of a
+# running move's source, target or the controller) and the long variants of
+# the replication and rebalance scenarios (VS_REPL_LONG=1: test_repl_*.py,
+# test_rebalance_*.py); `make chaos-short` (part of `make test`) runs 2 rounds
+# and 1 rebalance round.
 CHAOS_ROUNDS ?= 10
+CHAOS_REBALANCE_ROUNDS ?= 4
 REPL_DEPS := $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
-.PHONY: chaos chaos-short bench-repl
+.PHONY: chaos chaos-short bench-repl bench-rebalance
 chaos: $(REPL_DEPS)
-	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) \
+	  --rebalance-rounds $(CHAOS_REBALANCE_ROUNDS)
 	VS_BUILD=$(abspath $(BUILD)) VS_REPL_LONG=1 $(PYTHON) -m unittest discover \
-	  -s tests/integration -p 'test_repl_*.py' -v
+	  -s tests/integration -p 'test_re[pb]*_*.py' -v
 chaos-short: $(REPL_DEPS)
-	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2 --rebalance-rounds 1
 
 # scripts/bench_repl.py: R = 2 vs R = 1 write throughput and ack latency,
 # failover time over 10 kills, transfer rate and time to restore R.
 bench-repl: $(REPL_DEPS)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) scripts/bench_repl.py $(BENCH_REPL_ARGS)
+
+# scripts/bench_rebalance.py: 1M x 128 from 2 to 4 nodes: time and MB/s of the
+# moves, search p50/p99 before and during them (BENCH_REBALANCE_ARGS=--quick).
+bench-rebalance: $(REPL_DEPS)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) scripts/bench_rebalance.py $(BENCH_REBALANCE_ARGS)
 
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)

@@ -429,11 +429,13 @@ class Writer(LoadThreads):
     hold back the others' calls; fewer threads take turns over
     shards[t::threads]. Ids of a call whose retries gave up are uncertain and left
     out of the checks. n_shards is the collection's shard count (default: read
-    from etcd, which must then be up)."""
+    from etcd, which must then be up). `offset` is added to every component of
+    the threads' vectors (not load()'s), so a test can keep them away from the
+    queries it measures recall with."""
 
     def __init__(self, cluster, collection=None, threads=None, batch=5, dim=None, shards=None,
                  delete_every=0, timeout=5.0, give_up_s=60.0, retry=True, pause_s=0.0,
-                 record=True, seed=1, n_shards=None):
+                 record=True, seed=1, n_shards=None, offset=0.0):
         self.cluster = cluster
         self.collection = collection or cluster.collection
         self.batch = batch
@@ -448,6 +450,7 @@ class Writer(LoadThreads):
         self.pause_s = pause_s
         self.record = record
         self.seed = seed
+        self.offset = offset  # added to every component (keeps the writer's points apart)
         self.acked = {}      # id -> (vector bytes, payload)
         self.deleted = set()
         self.uncertain = set()
@@ -477,14 +480,23 @@ class Writer(LoadThreads):
 
     def load(self, n, batch=1000):
         """Upserts n new points synchronously (before start(); recorded as
-        acknowledged), spread over every shard."""
+        acknowledged), spread over every shard; a batch refused with a retry
+        code is sent again (the router: retrying the whole call is safe)."""
         base = (self.seed << 48) + (LOAD_THREAD << 40) + len(self.acked)
         for lo in range(0, n, batch):
             ids = list(range(base + lo, base + min(n, lo + batch)))
             vecs = [vector_of(i, self.dim) for i in ids]
             pays = [payload_of(i) for i in ids]
-            random.choice(self._routers()).stub().Upsert(
-                rh.upsert_request(self.collection, ids, vecs, pays), timeout=120)
+            req = rh.upsert_request(self.collection, ids, vecs, pays)
+            deadline = time.monotonic() + 60
+            while True:  # right after a create the entries' epochs may still move
+                try:
+                    random.choice(self._routers()).stub().Upsert(req, timeout=120)
+                    break
+                except grpc.RpcError as e:
+                    if e.code() not in RETRY_CODES or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             with self.lock:
                 self.acked_points += len(ids)
                 for i, v, p in zip(ids, vecs, pays):
@@ -536,7 +548,7 @@ class Writer(LoadThreads):
                     next_id += 1
                     if rh.shard_of(next_id, self.n_shards) == shard:
                         ids.append(next_id)
-                vecs = [vector_of(i, self.dim) for i in ids]
+                vecs = [vector_of(i, self.dim) + np.float32(self.offset) for i in ids]
                 pays = [payload_of(i) for i in ids]
                 req = rh.upsert_request(self.collection, ids, vecs, pays)
                 ok = self._call(shard, "upsert", "Upsert", req)
@@ -569,14 +581,17 @@ class Writer(LoadThreads):
 class Searcher(LoadThreads):
     """Threads alternating a full-coverage Search and a Get of acknowledged
     ids through random live routers. A Get that misses an id still
-    acknowledged after it returned, or returns other bytes, goes to `wrong`."""
+    acknowledged after it returned, or returns other bytes, goes to `wrong`,
+    and so does a search answer with an id twice or with partial coverage."""
 
     def __init__(self, cluster, writer, threads=1, k=10, get_ids=10, timeout=5.0, pause_s=0.02,
-                 seed=3):
+                 seed=3, min_coverage=0.0, ef=0):
         self.cluster = cluster
         self.writer = writer
         self._init_threads(threads)
         self.k = k
+        self.min_coverage = min_coverage
+        self.ef = ef
         self.get_ids = get_ids
         self.timeout = timeout
         self.pause_s = pause_s
@@ -597,9 +612,19 @@ class Searcher(LoadThreads):
                 q = np.array([rng.random() for _ in range(w.dim)], dtype=np.float32)
                 kind = "search"
                 try:
-                    router.stub().Search(rh.search_request(w.collection, [q], k=self.k),
-                                         timeout=self.timeout)
+                    r = router.stub().Search(rh.search_request(
+                        w.collection, [q], k=self.k, ef=self.ef, min_coverage=self.min_coverage),
+                        timeout=self.timeout)
                     code = "OK"
+                    ids = [h.id for h in r.results[0].hits]
+                    problem = None
+                    if len(set(ids)) != len(ids):
+                        problem = "duplicate ids in a search: %r" % ids
+                    elif r.coverage.partial or r.coverage.shards_ok != r.coverage.shards_total:
+                        problem = "partial coverage: %s" % str(r.coverage).replace("\n", " ")
+                    if problem:
+                        with self.lock:
+                            self.wrong.append((time.monotonic(), router.name, None, problem))
                 except grpc.RpcError as e:
                     code = e.code().name
                 except ValueError:

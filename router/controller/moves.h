@@ -43,7 +43,8 @@ enum moves_scope {
  * shards are planned (counts still per collection). Each out move is
  * QUEUED with id "", origin "", bytes_total = the shard's bytes.
  * Returns 0 with *out (n entries, caller frees with moves_free) and note
- * (why balance cannot be reached, or ""), or -1 (ENOMEM).
+ * (why balance cannot be reached, or ""; with MOVES_DRAIN_ONLY only the
+ * parts about draining or eligible nodes), or -1 (ENOMEM).
  */
 int moves_plan(struct router *r, const struct rt_view *v, const char *collection,
                enum moves_scope scope, struct cluster_move **out, size_t *n, char *note,

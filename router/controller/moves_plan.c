@@ -50,6 +50,31 @@ static bool shard_movable(const struct rt_view *v, const struct rt_collection *c
     return !shard_has_active_move(v, c->name, s);
 }
 
+/* Drain-only plans mark every other shard unmovable, so the planner's
+ * "stay uneven" parts of the note say nothing about the drain: keeps only
+ * the "; "-separated parts about draining or eligible nodes. */
+static void note_keep_drain(char *note)
+{
+    char *src = note, *dst = note;
+    while (*src != '\0') {
+        size_t len = strcspn(src, ";");
+        bool keep =
+            memmem(src, len, "draining", 8) != NULL || memmem(src, len, "eligible", 8) != NULL;
+        if (keep) {
+            if (dst != note) {
+                memcpy(dst, "; ", 2);
+                dst += 2;
+            }
+            memmove(dst, src, len);
+            dst += len;
+        }
+        src += len;
+        while (*src == ';' || *src == ' ')
+            src++;
+    }
+    *dst = '\0';
+}
+
 int moves_plan(struct router *r, const struct rt_view *v, const char *collection,
                enum moves_scope scope, struct cluster_move **out, size_t *n, char *note,
                size_t notelen)
@@ -103,6 +128,7 @@ int moves_plan(struct router *r, const struct rt_view *v, const char *collection
     mv = calloc(cnt + 1, sizeof *mv);
     if (mv == NULL) goto out;
     cnt = rebalance_plan(nodes, v->n_nodes, shards, ns, mv, cnt, note, notelen);
+    if (scope == MOVES_DRAIN_ONLY && note != NULL) note_keep_drain(note);
     struct cluster_move *res = calloc(cnt + 1, sizeof *res);
     if (res == NULL) goto out;
     size_t m = 0;

@@ -290,7 +290,8 @@ def planner_ready():
 class Automatic(MoveCase):
     def test_join_gets_replicas(self):
         c = self.start_cluster(nodes=2, routers=1, replicas=2, shards=4,
-                               router_args=["--rebalance-settle-ms", "500"])
+                               router_args=["--auto-rebalance", "on",
+                                            "--rebalance-settle-ms", "500"])
         rp.Writer(c).load(2000)
         w, s = self.start_load()
         c.add_node("node-2")

@@ -215,8 +215,14 @@ class Replace(GraceCase):
             # The replace wrote the newcomer outside in_sync (its decision line); the entry read
             # here may already show it back in: the primary re-adds a caught-up copy at once, and
             # this empty shard catches up in milliseconds.
-            line = [x for x in decisions(self.cluster.routers[0], "replace", "rp")
-                    if " shard=%d " % s in x]
+            # The controller logs the decision after its CAS returns: the entry
+            # can be seen before the line is written, so poll for it.
+            def line_of(s=s):
+                got = [x for x in decisions(self.cluster.routers[0], "replace", "rp")
+                       if " shard=%d " % s in x]
+                return got or None
+            line = rh.wait_until(line_of, 5, "the replace decision line of shard %d" % s,
+                                 interval=0.05)
             self.assertEqual(len(line), 1, line)
             self.assertIn(" to=%s " % newcomer, line[0])
         lines = decisions(self.cluster.routers[0], "replace", "rp")

@@ -565,6 +565,16 @@ bool rt_wait_shard_epoch(struct route_table *rt, const char *name, uint32_t shar
     return ok;
 }
 
+bool rt_view_named(const struct rt_view *v, const char *id)
+{
+    for (size_t k = 0; k < v->n_colls; k++)
+        for (uint32_t s = 0; s < v->colls[k].shards; s++)
+            if (cluster_ids_has(&v->colls[k].shard[s].replicas, id) ||
+                strcmp(v->colls[k].shard[s].primary, id) == 0)
+                return true;
+    return false;
+}
+
 bool rt_view_draining(const struct rt_view *v, const char *id)
 {
     for (size_t i = 0; i < v->n_drains; i++)

@@ -61,10 +61,10 @@ struct rt_view {
     struct rt_node *nodes;
     size_t n_nodes; /* sorted by id */
     struct rt_collection *colls;
-    size_t n_colls;   /* sorted by name */
-    char *controller; /* id of the router holding the controller election: the
-                       * oldest key under <prefix>/controller/ (value "<id> <addr>");
-                       * NULL when there is none */
+    size_t n_colls;               /* sorted by name */
+    char *controller;             /* id of the router holding the controller election: the
+                                   * oldest key under <prefix>/controller/ (value "<id> <addr>");
+                                   * NULL when there is none */
     struct cluster_drain *drains; /* <prefix>/drain/<id> (docs/rebalance.md §4) */
     size_t n_drains;              /* sorted by node id */
     struct cluster_move *moves;   /* <prefix>/moves/<id> (docs/rebalance.md §2) */
@@ -102,6 +102,10 @@ const struct rt_collection *rt_view_collection(const struct rt_view *v, const ch
 
 /* The registered node with this id in v, or NULL. */
 const struct rt_node *rt_view_node(const struct rt_view *v, const char *id);
+
+/* True when a shard entry of v names node id (as a replica or the primary),
+ * whether or not the node is registered. */
+bool rt_view_named(const struct rt_view *v, const char *id);
 
 /* True when v has a drain mark for node id. */
 bool rt_view_draining(const struct rt_view *v, const char *id);

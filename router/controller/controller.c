@@ -118,12 +118,7 @@ static void ctl_track_missing(struct controller *c, const struct rt_view *v, int
 {
     size_t keep = 0;
     for (size_t i = 0; i < c->n_missing; i++) {
-        bool named = false;
-        for (size_t k = 0; k < v->n_colls && !named; k++)
-            for (uint32_t s = 0; s < v->colls[k].shards && !named; s++)
-                named = cluster_ids_has(&v->colls[k].shard[s].replicas, c->missing[i].id) ||
-                        strcmp(v->colls[k].shard[s].primary, c->missing[i].id) == 0;
-        if (named && rt_view_node(v, c->missing[i].id) == NULL)
+        if (rt_view_named(v, c->missing[i].id) && rt_view_node(v, c->missing[i].id) == NULL)
             c->missing[keep++] = c->missing[i];
         else
             free(c->missing[i].id);

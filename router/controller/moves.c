@@ -151,17 +151,6 @@ static const struct cluster_shard *entry_of(const struct rt_view *v, const struc
     return &c->shard[m->shard];
 }
 
-/* True when any entry of v names id (a replica or the primary). */
-static bool named(const struct rt_view *v, const char *id)
-{
-    for (size_t k = 0; k < v->n_colls; k++)
-        for (uint32_t s = 0; s < v->colls[k].shards; s++)
-            if (cluster_ids_has(&v->colls[k].shard[s].replicas, id) ||
-                strcmp(v->colls[k].shard[s].primary, id) == 0)
-                return true;
-    return false;
-}
-
 /* The target's replica status in this tick's fan-out, or NULL. */
 static const Vecshard__V1__ShardReplicaStatus *target_status(struct mx *c,
                                                              const struct cluster_move *m)
@@ -692,7 +681,7 @@ static void automatic(struct mx *c)
     if (!x->started) x->started = x->trigger = true; /* one settle check per election */
     size_t keep = 0;
     for (size_t i = 0; i < x->n_missing; i++) {
-        bool back = rt_view_node(v, x->missing[i]) != NULL, still = named(v, x->missing[i]);
+        bool back = rt_view_node(v, x->missing[i]) != NULL, still = rt_view_named(v, x->missing[i]);
         if (!back && !still) {
             log_info("controller sees node no longer named", "node=%s", log_quote(x->missing[i]));
             x->trigger = true;

@@ -79,41 +79,20 @@ def run_round(c, rnd, rng, args, writers):
     else:
         victim.start(timeout=60)
     row = {"round": rnd, "victim": name, "down_s": down}
-    try:
-        w.stop()
-        s.stop()
-        c.wait_healthy(timeout=args.heal_timeout)
-        row["recovery_s"] = time.monotonic() - t_kill
-        lost = []
-        for x in writers:
-            lost += c.acked_lost(x)
-        row["lost"] = len(lost)
-        row["wrong_reads"] = len(s.wrong)
-        row["digests_equal"] = True
-        try:
-            c.assert_digests_equal()
-        except AssertionError as e:
-            row["digests_equal"] = False
-            row["detail"] = str(e)[:300]
-        if lost:
-            row["detail"] = "; ".join(lost[:5])
-    except Exception as e:  # a round that does not heal is a failed round, not a crash
-        w.stop()
-        s.stop()
-        row.update(recovery_s=float("nan"), lost=-1, wrong_reads=len(s.wrong),
-                   digests_equal=False, detail=str(e)[:300])
+    w.stop()
+    s.stop()
+    check_round(c, row, writers, s, t_kill, lambda: c.wait_healthy(timeout=args.heal_timeout))
     row["acked"] = w.acked_points
     row["failed_calls"] = len(w.calls.failures()) + len(s.calls.failures())
     return row
 
 
-def check_round(c, row, writers, s, t_kill, args, balanced=True):
-    """The end-of-round checks shared by both kinds of round; fills row."""
+def check_round(c, row, writers, s, t_kill, heal, placement=False):
+    """The end-of-round checks of every kind of round; fills row. heal()
+    waits until the cluster has recovered (raising if it does not);
+    placement also checks the rebalance placement rules."""
     try:
-        if balanced:
-            c.wait_balanced(timeout=args.heal_timeout)
-        else:
-            c.wait_settled(timeout=args.heal_timeout)
+        heal()
         row["recovery_s"] = time.monotonic() - t_kill
         lost = []
         for x in writers:
@@ -128,7 +107,7 @@ def check_round(c, row, writers, s, t_kill, args, balanced=True):
             row["detail"] = str(e)[:300]
         if lost:
             row["detail"] = "; ".join(lost[:5])
-        problems = c.placement_problems()
+        problems = c.placement_problems() if placement else []
         if problems:
             row["digests_equal"] = False
             row["detail"] = "; ".join(problems[:5])
@@ -176,7 +155,9 @@ def run_rebalance_round(c, rnd, rng, args, writers):
         return row
     w.stop()
     s.stop()
-    check_round(c, row, writers, s, t_kill, args, balanced=join)
+    heal = c.wait_balanced if join else c.wait_settled
+    check_round(c, row, writers, s, t_kill, lambda: heal(timeout=args.heal_timeout),
+                placement=True)
     if not join and row["lost"] >= 0:
         left = c.replica_counts().get(newest.node_id, 0)
         if left:

@@ -130,21 +130,6 @@ static size_t active_moves(const struct rt_view *v)
     return n;
 }
 
-/* Waits (best effort) until the router's view holds move `id`. */
-static void wait_move_visible(struct router *r, const char *id)
-{
-    int64_t until = rpc_now_ms() + VIEW_WAIT_MS;
-    while (rpc_now_ms() < until) {
-        struct rt_view *v = rt_acquire(r->rt);
-        bool seen = false;
-        for (size_t i = 0; i < v->n_moves && !seen; i++)
-            seen = strcmp(v->moves[i].id, id) == 0;
-        rt_release(v);
-        if (seen) return;
-        router_sleep_ms(20);
-    }
-}
-
 /* Replies with moves m[0..n): queued ones as they are, a dry plan's with
  * state UNSPECIFIED (planned, not queued) and id "". */
 static grpc_status_code reply_plan(struct rpc_call *c, const struct cluster_move *m, size_t n,
@@ -212,14 +197,15 @@ grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *ms
     }
     if (!req->dry_run && n > 0) {
         char err[512];
-        if (moves_queue(r, mv, n, "manual", err, sizeof err) != 0) {
+        int64_t rev = 0;
+        if (moves_queue(r, mv, n, "manual", &rev, err, sizeof err) != 0) {
             code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE,
                                   "etcd is needed to queue the moves and did not answer: %s", err);
             goto out;
         }
         log_info("rebalance queued", "moves=%zu collection=%s first=%s", n,
                  only[0] ? only : "(all)", mv[0].id);
-        wait_move_visible(r, mv[n - 1].id);
+        rt_wait_revision(r->rt, rev, VIEW_WAIT_MS); /* ClusterStatus right after sees them */
     }
     code = reply_plan(c, mv, n, req->dry_run, !req->dry_run && n > 0, note);
 out:

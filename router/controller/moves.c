@@ -621,7 +621,7 @@ static void plan_and_queue(struct mx *c, enum moves_scope scope, const char *ori
     char note[256] = "", err[256] = "";
     if (moves_plan(c->x->r, c->v, "", scope, &mv, &n, note, sizeof note) != 0) return;
     if (n > 0 && leading(c)) {
-        if (moves_queue(c->x->r, mv, n, origin, err, sizeof err) != 0)
+        if (moves_queue(c->x->r, mv, n, origin, NULL, err, sizeof err) != 0)
             log_warn("controller cannot queue moves", "origin=%s error=%s", origin, log_quote(err));
         else
             for (size_t i = 0; i < n; i++) {

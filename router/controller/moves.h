@@ -56,11 +56,12 @@ void moves_free(struct cluster_move *m, size_t n);
 /*
  * Writes each of m[0..n) as moves/<id> with a fresh id (cluster_move_id,
  * stored back into m[i].id), state QUEUED, origin, created_at now. One put
- * per move, in order. 0, or -1 with err (etcd unreachable: the moves
+ * per move, in order; *revision (optional) gets the etcd revision of the
+ * last put (for rt_wait_revision). 0, or -1 with err (etcd unreachable: the moves
  * written before the failure stay queued).
  */
-int moves_queue(struct router *r, struct cluster_move *m, size_t n, const char *origin, char *err,
-                size_t errlen);
+int moves_queue(struct router *r, struct cluster_move *m, size_t n, const char *origin,
+                int64_t *revision, char *err, size_t errlen);
 
 /* ------------------------------------------------------------ executor */
 

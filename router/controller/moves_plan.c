@@ -167,8 +167,8 @@ out:
     return rc;
 }
 
-int moves_queue(struct router *r, struct cluster_move *m, size_t n, const char *origin, char *err,
-                size_t errlen)
+int moves_queue(struct router *r, struct cluster_move *m, size_t n, const char *origin,
+                int64_t *revision, char *err, size_t errlen)
 {
     static _Atomic uint32_t seq;
     int64_t now = router_unix_ms();
@@ -184,7 +184,7 @@ int moves_queue(struct router *r, struct cluster_move *m, size_t n, const char *
         char *doc = cluster_move_format(&m[i]);
         etcd_err eerr;
         etcd_status es = key != NULL && doc != NULL
-                             ? etcd_put(r->etcd, key, doc, strlen(doc), 0, NULL, NULL, &eerr)
+                             ? etcd_put(r->etcd, key, doc, strlen(doc), 0, NULL, revision, &eerr)
                              : ETCD_ENOMEM;
         free(key);
         free(doc);

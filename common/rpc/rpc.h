@@ -60,6 +60,8 @@
 #define RPC_DETAILS_MAX     256         /* status message kept by struct rpc_status */
 #define RPC_TRAILERS_MAX    512         /* bytes of trailing metadata kept by rpc_status */
 #define RPC_HEALTH_CHECK    "/grpc.health.v1.Health/Check"
+#define RPC_HEALTH_WATCH    "/grpc.health.v1.Health/Watch"
+#define RPC_REQUEST_ID_MD   "x-request-id" /* metadata key that carries a request id */
 
 /* ===================================================================== common */
 
@@ -105,6 +107,7 @@ struct rpc_md {
 
 /* ===================================================================== server */
 
+struct metrics; /* common/metrics/metrics.h */
 struct rpc_server;
 struct rpc_call;   /* one incoming call, as seen by its handler */
 struct rpc_stream; /* the sending side of a server-streaming call */
@@ -115,6 +118,11 @@ struct rpc_server_config {
     int workers;           /* handler threads; 0 = 8 */
     size_t max_msg_bytes;  /* max request and response size; 0 = RPC_DEFAULT_MAX_MSG */
     int shutdown_grace_ms; /* wait for running calls before cancelling; 0 = 2000 */
+    /* Optional registry (common/metrics): every finished call counts in
+     * vecshard_grpc_server_handled_total{service,method,code} and its time
+     * from arrival to status in vecshard_grpc_server_handling_seconds{service,method}.
+     * Borrowed: must outlive rpc_server_shutdown. */
+    struct metrics *metrics;
 };
 
 /* Unary handler. `req` is the decoded request when the method was registered

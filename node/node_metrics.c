@@ -108,14 +108,14 @@ static void rows_free(struct replica_row *rows, size_t n)
     free(rows);
 }
 
-/* Writes one gauge family with a sample per open replica: the value `field` of its counters. */
-#define OPEN_GAUGE(w, rows, n, name, help, expr)                                                  \
+/* Writes one gauge family `fam` with a sample per open replica: expr of its row r. */
+#define OPEN_GAUGE(w, rows, n, fam, help, expr)                                                  \
     do {                                                                                          \
-        metrics_family(w, name, "gauge", help);                                                   \
+        metrics_family(w, fam, "gauge", help);                                                    \
         for (size_t i_ = 0; i_ < (n); i_++) {                                                     \
             const struct replica_row *r = &(rows)[i_];                                            \
             if (r->open)                                                                          \
-                metrics_sample(w, name, (double)(expr), "collection", r->v.coll.name, "shard",     \
+                metrics_sample(w, fam, (double)(expr), "collection", r->v.coll.name, "shard",      \
                                r->shard, NULL);                                                   \
         }                                                                                         \
     } while (0)

@@ -25,6 +25,7 @@
 #define NODE_EXIT_UNAPPLIED 3
 
 struct node_service;
+struct metrics;
 struct metrics_family;
 
 /* One registered ShardNode method, as the timing wrapper of node_service.c
@@ -48,6 +49,7 @@ struct node_service {
     struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
     struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
     _Atomic(struct repl *) repl;      /* primary-side replication (primary.h); NULL before etcd */
+    struct metrics *metrics;          /* the process's registry (common/metrics); set before serving */
     char self_addr[300];              /* the gRPC port on loopback, for /healthz (node_metrics.h) */
     /* Counters the handlers update (node_metrics_register creates them; NULL = no metrics). */
     struct metrics_family *points_upserted, *points_deleted, *search_queries;

@@ -11,6 +11,7 @@
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
  *      bound address is printed on stdout and logged like the node's);
+ *      then the --http endpoint (/metrics, /healthz, /readyz);
  *   5. with --controller on, the controller thread (campaigns as
  *      --router-id, default "<hostname>:<bound port>").
  * Shutdown on a signal: stop the controller (it resigns, so another router
@@ -26,6 +27,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/http/http.h"
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "common/util/proc.h"
 #include "router/router.h"
@@ -84,11 +87,17 @@ int main(int argc, char **argv)
     r.cfg = &cfg;
     pthread_mutex_init(&r.load.lock, NULL);
     struct rpc_server *srv = NULL;
+    struct http_server *http = NULL;
 
     log_info("starting vecshard-router",
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
              log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads, cfg.default_timeout_ms);
 
+    r.metrics = metrics_create();
+    if (r.metrics == NULL || metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0) {
+        log_error("cannot create the metrics registry", NULL);
+        goto fail;
+    }
     etcd_err eerr;
     if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {
         log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
@@ -110,6 +119,7 @@ int main(int argc, char **argv)
         .workers = cfg.threads,
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+        .metrics = r.metrics,
     };
     srv = rpc_server_create(&scfg, err, sizeof err);
     if (srv == NULL) {
@@ -129,6 +139,8 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s", log_quote(bound));
     proc_print_listening(bound);
+    struct http_config hcfg = {.addr = cfg.http, .metrics = r.metrics};
+    if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
     char id[300];
     if (cfg.router_id != NULL) {
@@ -152,12 +164,14 @@ int main(int argc, char **argv)
     status = 0;
 
 fail:
+    http_stop(http); /* first: collectors read the routing table and the controller */
     controller_stop(r.controller);
     rpc_server_shutdown(srv);
     rt_stop(r.rt);
     if (r.client != NULL) rpc_client_destroy(r.client);
     etcd_client_free(r.etcd);
     pthread_mutex_destroy(&r.load.lock);
+    metrics_destroy(r.metrics);
     if (status == 0) log_info("stopped", NULL);
     router_config_free(&cfg);
     return status;

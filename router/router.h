@@ -61,6 +61,7 @@ struct router {
     struct router_load load;
     const char *id;                /* --router-id or "<hostname>:<port>" (main's buffer) */
     struct controller *controller; /* NULL when --controller off */
+    struct metrics *metrics;       /* the process's registry (common/metrics) */
 };
 
 /* Registers every VecShard method on s. 0 or -1. */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/etcd/etcd.h"
+#include "common/http/http.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 
@@ -47,6 +48,10 @@ static int check_router_id(const char *id)
 static const struct flags_spec flags[] = {
     {"listen", FLAGS_STR, "0.0.0.0:7300", 0, 0, F(listen),
      "host:port the gRPC server binds; port 0 picks a free port (logged)"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint (/metrics, /healthz, /readyz; docs/operations.md); port 0 "
+     "picks a free port (logged); empty = off",
+     http_addr_check, "host:port (port 0..65535) or empty", .empty_ok = true},
     {"etcd", FLAGS_STR, "http://127.0.0.1:2379", 0, 0, F(etcd),
      "comma-separated etcd endpoints (http:// is added when missing)"},
     {"etcd-prefix", FLAGS_STR, "/vecshard", 0, 0, F(etcd_prefix), "prefix of every etcd key"},
@@ -139,6 +144,7 @@ enum router_config_result router_config_parse(int argc, char **argv, struct rout
 void router_config_free(struct router_config *cfg)
 {
     free(cfg->listen);
+    free(cfg->http);
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);

@@ -16,6 +16,7 @@
 /* Effective configuration; strings are owned by the struct (router_config_free). */
 struct router_config {
     char *listen;      /* host:port to bind; port 0 = ephemeral */
+    char *http;        /* --http host:port of /metrics, /healthz, /readyz; "" = off */
     char *etcd;        /* comma-separated endpoints, each with a scheme */
     char *etcd_prefix; /* no trailing '/' */
     int threads;       /* rpc worker threads */

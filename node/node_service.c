@@ -193,13 +193,14 @@ static void slow_u32(char *buf, size_t size, size_t *pos, const ProtobufCMessage
     if (n == 0 && *pos < size) *pos += (size_t)snprintf(buf + *pos, size - *pos, "all");
 }
 
-/* End of a call: the slow-request line when it took longer than --slow-query-ms. */
+/* End of a call: the slow-request line when a unary call took longer than --slow-query-ms
+ * (a TransferShard stream lasts as long as the copy; it logs its own "transfer sent" line). */
 static void call_end(const struct node_svc_method *m, const ProtobufCMessage *req, double t0,
                      grpc_status_code code)
 {
     double ms = (mono_s() - t0) * 1000.0;
     uint64_t limit = m->svc->cfg->slow_query_ms;
-    if (limit > 0 && ms >= (double)limit && log_enabled(LOG_WARN)) {
+    if (m->unary != NULL && limit > 0 && ms >= (double)limit && log_enabled(LOG_WARN)) {
         char extra[512] = "";
         size_t pos = 0;
         const char *coll = NULL;

@@ -39,16 +39,15 @@ bool router_healthz(void *user, char *why, size_t whylen)
     struct rpc_status st;
     ProtobufCMessage *m = NULL;
     grpc_status_code code =
-        rpc_unary(ch, RPC_HEALTH_CHECK, &req.base, &grpc__health__v1__health_check_response__descriptor,
-                  &m, &opts, &st);
+        rpc_unary(ch, RPC_HEALTH_CHECK, &req.base,
+                  &grpc__health__v1__health_check_response__descriptor, &m, &opts, &st);
     bool ok = false;
     if (code != GRPC_STATUS_OK) {
         snprintf(why, whylen, "gRPC Health/Check on %s: %s: %s", r->self_addr,
                  rpc_status_name(code), st.details);
     } else if (((Grpc__Health__V1__HealthCheckResponse *)m)->status !=
                GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING) {
-        snprintf(why, whylen, "gRPC Health/Check on %s: NOT_SERVING (shutting down)",
-                 r->self_addr);
+        snprintf(why, whylen, "gRPC Health/Check on %s: NOT_SERVING (shutting down)", r->self_addr);
     } else {
         ok = true;
     }
@@ -85,7 +84,8 @@ void router_self_addr(struct router *r, const char *listen, int port)
     const char *host;
     if (hl == 0 || (hl == 7 && strncmp(listen, "0.0.0.0", 7) == 0))
         host = "127.0.0.1";
-    else if ((hl == 4 && strncmp(listen, "[::]", 4) == 0) || (hl == 2 && strncmp(listen, "::", 2) == 0))
+    else if ((hl == 4 && strncmp(listen, "[::]", 4) == 0) ||
+             (hl == 2 && strncmp(listen, "::", 2) == 0))
         host = "[::1]";
     else
         host = NULL;

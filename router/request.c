@@ -111,8 +111,7 @@ static void id_take(struct rpc_call *c, char id[ROUTER_REQUEST_ID_MAX + 1])
         return;
     }
     id_generate(id);
-    if (n >= 0)
-        log_debug("ignoring an invalid x-request-id", "request_id=%s length=%ld", id, n);
+    if (n >= 0) log_debug("ignoring an invalid x-request-id", "request_id=%s length=%ld", id, n);
 }
 
 /* The string field `collection` or `name` of a request message, or NULL. */
@@ -120,7 +119,8 @@ static const ProtobufCFieldDescriptor *coll_field(const ProtobufCMessageDescript
 {
     static const char *const names[] = {"collection", "name"};
     for (size_t i = 0; i < 2; i++) {
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, names[i]);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(d, names[i]);
         if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED)
             return f;
     }
@@ -180,8 +180,7 @@ int router_register(struct rpc_server *s, struct router *r)
         {"Delete", &vecshard__v1__delete_request__descriptor, router_delete},
         {"Get", &vecshard__v1__get_request__descriptor, router_get},
         {"Search", &vecshard__v1__search_request__descriptor, router_search},
-        {"ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
-         router_cluster_status},
+        {"ClusterStatus", &vecshard__v1__cluster_status_request__descriptor, router_cluster_status},
         {"Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
         {"Drain", &vecshard__v1__drain_request__descriptor, router_drain},
     };

@@ -32,18 +32,18 @@
 #include "router/route_table.h"
 #include "router/router_config.h"
 
-#define NODE_SVC           "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS  100000u /* points / ids per call (docs/design.md §8) */
-#define ROUTER_MAX_QUERIES 10000u
-#define ROUTER_MAX_K       10000u
-#define ROUTER_MAX_EF      100000u
-#define ROUTER_MAX_PAYLOAD (64u << 10)
-#define ROUTER_MAX_SHARDS  127u /* collection + shard keys in one etcd txn (<= 128 ops) */
-#define ROUTER_MAX_RF      16u
-#define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
-#define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
-#define ROUTER_REQUEST_ID_MAX 64 /* bytes of an x-request-id the router accepts */
-#define ROUTER_METHODS     11 /* VecShard methods (request.c) */
+#define NODE_SVC              "/vecshard.v1.ShardNode/"
+#define ROUTER_MAX_POINTS     100000u /* points / ids per call (docs/design.md §8) */
+#define ROUTER_MAX_QUERIES    10000u
+#define ROUTER_MAX_K          10000u
+#define ROUTER_MAX_EF         100000u
+#define ROUTER_MAX_PAYLOAD    (64u << 10)
+#define ROUTER_MAX_SHARDS     127u /* collection + shard keys in one etcd txn (<= 128 ops) */
+#define ROUTER_MAX_RF         16u
+#define ROUTER_LOAD_SLOTS     256 /* nodes tracked for outstanding-call counts */
+#define ROUTER_HEALTH_MS      300 /* create-time health check of every node */
+#define ROUTER_REQUEST_ID_MAX 64  /* bytes of an x-request-id the router accepts */
+#define ROUTER_METHODS        11  /* VecShard methods (request.c) */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -91,6 +91,7 @@ struct router {
     struct router_load load;
     const char *id;                /* --router-id or "<hostname>:<port>" (main's buffer) */
     struct controller *controller; /* NULL when --controller off */
+    struct metrics *metrics;       /* the process's registry (common/metrics) */
     struct router_metrics m;
     struct router_method methods[ROUTER_METHODS]; /* request.c, filled by router_register */
     char self_addr[300]; /* loopback address of our own gRPC port (probes.c) */

@@ -58,6 +58,10 @@ static const struct flags_spec flags[] = {
      "bound of every etcd request"},
     {"log-level", FLAGS_ENUM, "info", 0, 0, F(log_level), "debug, info, warn or error",
      log_level_parse, "one of debug, info, warn, error"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint for /metrics, /healthz and /readyz; port 0 picks a free "
+     "port (logged); empty = off",
+     NULL, NULL, true},
     {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
      "log a warn line \"slow request\" for calls slower than this many ms; 0 = off"},
     {"view-max-age-ms", FLAGS_INT, "10000", 100, 3600000, F(view_max_age_ms),
@@ -147,5 +151,6 @@ void router_config_free(struct router_config *cfg)
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);
+    free(cfg->http);
     memset(cfg, 0, sizeof *cfg);
 }

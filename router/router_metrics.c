@@ -72,8 +72,7 @@ static void collect_view(struct metrics_writer *w, void *user)
     metrics_family(w, "vecshard_cluster_nodes", "gauge",
                    "Nodes registered in etcd (live leases), as the routing view holds them");
     metrics_sample(w, "vecshard_cluster_nodes", (double)v->n_nodes, NULL);
-    metrics_family(w, "vecshard_cluster_collections", "gauge",
-                   "Collections in the routing view");
+    metrics_family(w, "vecshard_cluster_collections", "gauge", "Collections in the routing view");
     metrics_sample(w, "vecshard_cluster_collections", (double)v->n_colls, NULL);
     metrics_family(w, "vecshard_cluster_shards", "gauge",
                    "Shard entries (placements) in the routing view, all collections together");
@@ -103,9 +102,9 @@ static void collect_view(struct metrics_writer *w, void *user)
                 if (!sh->present) continue;
                 double val = f == 0   ? sh->replicas.n
                              : f == 1 ? sh->in_sync.n
-                             : f == 2 ? c->replication_factor
-                                      : (sh->primary[0] != '\0' &&
-                                         rt_view_node(v, sh->primary) != NULL);
+                             : f == 2
+                                 ? c->replication_factor
+                                 : (sh->primary[0] != '\0' && rt_view_node(v, sh->primary) != NULL);
                 char shard[12];
                 snprintf(shard, sizeof shard, "%u", s);
                 metrics_sample(w, per_shard[f].name, val, "collection", c->name, "shard", shard,
@@ -149,8 +148,7 @@ int router_metrics_init(struct router *r, struct metrics *m)
         "Time to merge the shards' top-k lists and build a search reply", NULL, NULL, 0);
     x->partial = metrics_counter(
         m, "vecshard_router_search_partial_total",
-        "Searches answered with coverage < 1 (some shards missing, allowed by min_coverage)",
-        NULL);
+        "Searches answered with coverage < 1 (some shards missing, allowed by min_coverage)", NULL);
     x->shard_calls = metrics_counter(
         m, "vecshard_router_shard_calls_total",
         "Calls from this router to shard nodes for client requests, by node id, node method "
@@ -174,11 +172,11 @@ int router_metrics_init(struct router *r, struct metrics *m)
         "Shard-entry changes this router's controller applied: failover (a new primary), "
         "drop_in_sync, replace (re-replication)",
         "decision");
-    x->moved_bytes = metrics_counter(
-        m, "vecshard_rebalance_moved_bytes_total",
-        "Bytes copied by rebalance moves this router's controller finished (their "
-        "bytes_total)",
-        NULL);
+    x->moved_bytes =
+        metrics_counter(m, "vecshard_rebalance_moved_bytes_total",
+                        "Bytes copied by rebalance moves this router's controller finished (their "
+                        "bytes_total)",
+                        NULL);
     if (x->fanout_shards == NULL || x->merge_seconds == NULL || x->partial == NULL ||
         x->shard_calls == NULL || x->shard_retries == NULL || x->shard_failures == NULL ||
         x->slow_requests == NULL || x->decisions == NULL || x->moved_bytes == NULL)

@@ -375,7 +375,8 @@ static void account(struct shard_call *sc)
     size_t failed = 0;
     for (uint32_t s = 0; s < sc->coll->shards; s++)
         failed += sc->unit[s].state == SHARD_CALL_FAILED;
-    if (failed > 0) metrics_add(sc->r->m.shard_failures, (const char *const[]){method}, (double)failed);
+    if (failed > 0)
+        metrics_add(sc->r->m.shard_failures, (const char *const[]){method}, (double)failed);
 }
 
 /* The event loop of shard_call_run. */

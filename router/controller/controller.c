@@ -249,7 +249,8 @@ static void ctl_apply(struct controller *c, const struct failover_action *a, con
     enum cluster_status st =
         cluster_shard_update(c->r->etcd, c->r->cfg->etcd_prefix, a->coll->name, a->shard, 0,
                              ctl_change_fn, &ch, &out, err, sizeof err);
-    if (st == CLUSTER_OK) metrics_add(c->r->m.decisions, (const char *const[]){failover_kind_name(a->kind)}, 1);
+    if (st == CLUSTER_OK)
+        metrics_add(c->r->m.decisions, (const char *const[]){failover_kind_name(a->kind)}, 1);
     if (st == CLUSTER_OK)
         log_info("controller decision",
                  "decision=%s collection=%s shard=%u from=%s to=%s epoch_from=%llu "

@@ -17,6 +17,7 @@
 /* Effective configuration; strings are owned by the struct (node_config_free). */
 struct node_config {
     char *listen;    /* host:port to bind; port 0 = ephemeral */
+    char *http;      /* --http host:port of /metrics, /healthz, /readyz; "" = off */
     char *advertise; /* address registered in etcd; NULL = derived from the bound address */
     char *node_id;   /* key under <prefix>/nodes/; default the hostname */
     char *data_dir;  /* replicas live in <data_dir>/<collection>/<shard>/ */

@@ -34,6 +34,7 @@ struct node_service {
     struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
     struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
     _Atomic(struct repl *) repl;      /* primary-side replication (primary.h); NULL before etcd */
+    struct metrics *metrics;          /* the process's registry (common/metrics); set before serving */
 };
 
 /* Registers every ShardNode method on s (before rpc_server_start). 0 or -1. */

@@ -458,6 +458,7 @@ class Server:
         self.name = name
         self.proc = Proc(name, os.path.join(cluster.root, name + ".log"))
         self.port = None
+        self.http_port = None  # set by subclasses started with --http
         self._channel = None
 
     @property
@@ -518,12 +519,70 @@ class Server:
         self.close_channel()
         return self.proc.stop()
 
+    def http_get(self, path, timeout=5):
+        """GET path on the --http endpoint: (status, body text); status 0 if unreachable."""
+        url = "http://127.0.0.1:%d%s" % (self.http_port, path)
+        try:
+            with _NO_PROXY.open(url, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metrics(self):
+        """The /metrics samples as {(name, frozenset(labels.items())): value} (raises if the
+        endpoint does not answer 200)."""
+        code, text = self.http_get("/metrics")
+        if code != 200:
+            raise HarnessError("%s /metrics answered %s: %s" % (self.name, code, text[:200]))
+        return parse_metrics(text)
+
+    def metric(self, name, **labels):
+        """One sample of /metrics, or None when absent."""
+        return self.metrics().get((name, frozenset(labels.items())))
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def parse_metrics(text):
+    """Parses Prometheus text (the subset vecshard writes: no timestamps, escaped label values)
+    into {(name, frozenset(labels.items())): float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, labels = head, {}
+        if "{" in head:
+            name, rest = head.split("{", 1)
+            rest = rest[:-1]  # the closing brace
+            i = 0
+            while i < len(rest):
+                eq = rest.index("=", i)
+                key = rest[i:eq].lstrip(",")
+                j, val = eq + 2, []
+                while rest[j] != '"':
+                    if rest[j] == "\\":
+                        j += 1
+                        val.append({"n": "\n"}.get(rest[j], rest[j]))
+                    else:
+                        val.append(rest[j])
+                    j += 1
+                labels[key] = "".join(val)
+                i = j + 1
+        out[(name, frozenset(labels.items()))] = float(value)
+    return out
+
 
 class Node(Server):
     """One vecshard-node process: fixed id, data dir and (after first start) port."""
 
-    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=()):
+    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=(),
+                 http=False):
         super().__init__(cluster, node_id)
+        self.http = http  # serve --http on a loopback port (self.http_port)
         self.node_id = node_id
         self.data_dir = os.path.join(cluster.root, node_id)
         self.fsync = fsync
@@ -540,13 +599,17 @@ class Node(Server):
                 "--node-id", self.node_id, "--data-dir", self.data_dir,
                 "--etcd", self.cluster.etcd.url, "--etcd-prefix", self.cluster.prefix,
                 "--fsync", self.fsync, "--threads", str(self.threads),
-                "--lease-ttl", str(self.lease_ttl)] + self.extra_args
+                "--lease-ttl", str(self.lease_ttl)] + (
+                    ["--http", "127.0.0.1:%d" % self.http_port] if self.http else []
+                ) + self.extra_args
 
     def start(self, timeout=30, registered=True):
         """Starts (or restarts after kill9/stop, same dir and port) and waits
         until Health/Check says SERVING and (unless registered=False, e.g.
         while etcd is down) the node key was (re)written."""
         def spawn_and_wait():
+            if self.http and self.http_port is None:
+                self.http_port = free_ports(1)[0]
             os.makedirs(self.data_dir, exist_ok=True)
             before = self.cluster.etcd.revision() if registered else None
             self.proc.spawn(self.argv())

@@ -263,10 +263,8 @@ static void verdict_primary(struct shard_call *sc, uint32_t s, const struct rpc_
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call",
-              "request_id=%s method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
-              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->tries + 1,
-              u->node, log_quote(u->msg));
+    log_debug("retrying shard call", "method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
+              sc->pol.method, sc->coll->name, s, u->tries + 1, u->node, log_quote(u->msg));
     metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
                 1);
     if (pause == 0) {
@@ -286,10 +284,8 @@ static void verdict_in_sync(struct shard_call *sc, uint32_t s, bool retry)
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call",
-              "request_id=%s method=%s collection=%s shard=%u failed_on=%s error=%s",
-              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->node,
-              log_quote(u->msg));
+    log_debug("retrying shard call", "method=%s collection=%s shard=%u failed_on=%s error=%s",
+              sc->pol.method, sc->coll->name, s, u->node, log_quote(u->msg));
     metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
                 1);
     u->state = SHARD_CALL_PENDING;

@@ -139,16 +139,6 @@ void node_svc_placement_trailers(struct rpc_call *c, const struct node_shard_vie
 
 /* ------------------------------------------------------------ request id and timing */
 
-/* True when id is a request id worth carrying: 1..LOG_REQUEST_ID_MAX printable ASCII
- * characters without spaces (the router's rule, docs/operations.md "Logs"). */
-static bool request_id_ok(const char *id, long len)
-{
-    if (len < 1 || len > LOG_REQUEST_ID_MAX) return false;
-    for (long i = 0; i < len; i++)
-        if (id[i] <= ' ' || id[i] > '~') return false;
-    return true;
-}
-
 /* Monotonic seconds, sub-millisecond resolution. */
 static double mono_s(void)
 {
@@ -162,7 +152,7 @@ static double call_begin(struct rpc_call *c)
 {
     char id[LOG_REQUEST_ID_MAX + 2];
     long n = rpc_call_metadata(c, RPC_REQUEST_ID_MD, id, sizeof id);
-    log_set_request_id(request_id_ok(id, n) ? id : NULL);
+    log_set_request_id(n > 0 && log_request_id_valid(id, (size_t)n) ? id : NULL);
     return mono_s();
 }
 

@@ -160,13 +160,15 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path,
                           unsigned flags);
 
 /* Binds, starts the threads and starts serving. grpc.health.v1.Health/Check
- * is served automatically (Watch is not: UNIMPLEMENTED, like every unknown
- * method). SO_REUSEPORT is off, so a port in use fails here. Returns the
+ * and Health/Watch are served automatically (common/rpc/health.c; Watch
+ * streams run on the completion queue, not in the worker pool, and end with
+ * UNAVAILABLE when the server shuts down). SO_REUSEPORT is off, so a port in use fails here. Returns the
  * bound port (> 0), or -1 with a message in err. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 
-/* Sets what Health/Check reports: SERVING (true, the initial state) or
- * NOT_SERVING. Thread-safe; e.g. false while draining or loading. */
+/* Sets what Health/Check reports and Health/Watch streams send: SERVING
+ * (true, the initial state) or NOT_SERVING. Thread-safe; e.g. false while
+ * draining or loading. */
 void rpc_server_set_serving(struct rpc_server *s, bool serving);
 
 /* True once rpc_server_shutdown began; long handlers may poll it to stop. */

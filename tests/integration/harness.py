@@ -492,11 +492,29 @@ class Server:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+class MetricSamples(dict):
+    """parse_metrics' result: {(name, frozenset(labels.items())): float}, plus
+    `families` ({name: type} from the # TYPE lines, samples or not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.families = {}
+
+    def total(self, name, **labels):
+        """Sum of the samples of `name` whose labels include these (0 if none)."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.items() if n == name and want <= ls)
+
+
 def parse_metrics(text):
     """Parses Prometheus text (the subset vecshard writes: no timestamps, escaped label values)
-    into {(name, frozenset(labels.items())): float}."""
-    out = {}
+    into a MetricSamples."""
+    out = MetricSamples()
     for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, fam, typ = line.split(" ", 3)
+            out.families[fam] = typ
+            continue
         if not line or line.startswith("#"):
             continue
         head, _, value = line.rpartition(" ")

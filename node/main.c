@@ -52,6 +52,7 @@
 #include "node/node_claim.h"
 #include "node/node_config.h"
 #include "node/node_meta.h"
+#include "node/node_metrics.h"
 #include "node/node_service.h"
 #include "node/node_shards.h"
 #include "node/storage/wal.h"
@@ -80,6 +81,18 @@ static void advertised_addr(const struct node_config *cfg, int port, char *buf, 
     } else {
         snprintf(buf, size, "%.*s:%d", (int)hl, cfg->listen, port);
     }
+}
+
+/* The address /healthz checks the gRPC server on: loopback for a wildcard host, else the host
+ * the server bound. */
+static void self_check_addr(const struct node_config *cfg, int port, char *buf, size_t size)
+{
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hl = (size_t)(colon - cfg->listen);
+    if (wildcard_host(cfg->listen, hl))
+        snprintf(buf, size, "127.0.0.1:%d", port);
+    else
+        snprintf(buf, size, "%.*s:%d", (int)hl, cfg->listen, port);
 }
 
 /* Unix milliseconds now. */
@@ -167,7 +180,8 @@ int main(int argc, char **argv)
     svc.reg = reg;
     svc.metrics = metrics_create();
     if (svc.metrics == NULL ||
-        metrics_add_process(svc.metrics, "vecshard-node", NODE_VERSION) != 0) {
+        metrics_add_process(svc.metrics, "vecshard-node", NODE_VERSION) != 0 ||
+        node_metrics_register(svc.metrics, &svc) != 0) {
         log_error("cannot create the metrics registry", NULL);
         goto fail;
     }
@@ -215,7 +229,12 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
     proc_print_listening(bound);
-    struct http_config hcfg = {.addr = cfg.http, .metrics = svc.metrics};
+    self_check_addr(&cfg, port, svc.self_addr, sizeof svc.self_addr);
+    struct http_config hcfg = {.addr = cfg.http,
+                               .metrics = svc.metrics,
+                               .healthz = node_probe_healthz,
+                               .readyz = node_probe_readyz,
+                               .user = &svc};
     if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
     struct stop_waiter waiter = {.set = &set};

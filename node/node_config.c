@@ -110,6 +110,9 @@ static const struct flags_spec flags[] = {
      node_shards_reset_list_check, "a list coll/shard[,coll/shard...]", .empty_ok = true},
     {"transfer-max-mbps", FLAGS_INT, "0", 0, 100000, F(transfer_max_mbps),
      "limit of the TransferShard send rate of this node, MB/s (10^6 bytes; 0 = unlimited)"},
+    {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
+     "log a warn line msg=\"slow request\" (request_id, method, collection, shard, k, ef, "
+     "duration_ms) for every call slower than this many ms (0 = off)"},
 };
 
 static const struct flags_prog prog = {

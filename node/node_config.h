@@ -46,6 +46,7 @@ struct node_config {
     uint64_t trash_grace_ms;    /* trashed replica folders are purged no sooner */
     char *reset_replica;        /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
     uint64_t transfer_max_mbps; /* TransferShard send limit in MB/s (10^6 bytes); 0 = unlimited */
+    uint64_t slow_query_ms;     /* calls slower than this log "slow request"; 0 = off */
 };
 
 /* What node_config_parse decided. */

@@ -11,7 +11,6 @@
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
  *      bound address is printed on stdout and logged like the node's);
- *      then the --http endpoint (/metrics, /healthz, /readyz);
  *   5. with --controller on, the controller thread (campaigns as
  *      --router-id, default "<hostname>:<bound port>").
  * Shutdown on a signal: stop the controller (it resigns, so another router
@@ -32,39 +31,6 @@
 #include "common/util/log.h"
 #include "common/util/proc.h"
 #include "router/router.h"
-
-#define SVC "/vecshard.v1.VecShard/"
-
-int router_register(struct rpc_server *s, struct router *r)
-{
-    static const struct {
-        const char *method;
-        const ProtobufCMessageDescriptor *desc;
-        rpc_unary_fn fn;
-    } methods[] = {
-        {SVC "CreateCollection", &vecshard__v1__create_collection_request__descriptor,
-         router_create_collection},
-        {SVC "DropCollection", &vecshard__v1__drop_collection_request__descriptor,
-         router_drop_collection},
-        {SVC "ListCollections", &vecshard__v1__list_collections_request__descriptor,
-         router_list_collections},
-        {SVC "DescribeCollection", &vecshard__v1__describe_collection_request__descriptor,
-         router_describe_collection},
-        {SVC "Upsert", &vecshard__v1__upsert_request__descriptor, router_upsert},
-        {SVC "Delete", &vecshard__v1__delete_request__descriptor, router_delete},
-        {SVC "Get", &vecshard__v1__get_request__descriptor, router_get},
-        {SVC "Search", &vecshard__v1__search_request__descriptor, router_search},
-        {SVC "ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
-         router_cluster_status},
-        {SVC "Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
-        {SVC "Drain", &vecshard__v1__drain_request__descriptor, router_drain},
-    };
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, 0) != 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* Runs the router until a stop signal; returns the exit status. */
 int main(int argc, char **argv)
@@ -93,11 +59,6 @@ int main(int argc, char **argv)
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
              log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads, cfg.default_timeout_ms);
 
-    r.metrics = metrics_create();
-    if (r.metrics == NULL || metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0) {
-        log_error("cannot create the metrics registry", NULL);
-        goto fail;
-    }
     etcd_err eerr;
     if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {
         log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
@@ -106,6 +67,13 @@ int main(int argc, char **argv)
     }
     if (rt_start(r.etcd, cfg.etcd_prefix, &r.rt, err, sizeof err) != 0) {
         log_error("cannot start the routing table", "error=%s", log_quote(err));
+        goto fail;
+    }
+    r.metrics = metrics_create();
+    if (r.metrics == NULL ||
+        metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0 ||
+        router_metrics_init(&r, r.metrics) != 0) {
+        log_error("cannot create the metrics registry", NULL);
         goto fail;
     }
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes};
@@ -139,8 +107,7 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s", log_quote(bound));
     proc_print_listening(bound);
-    struct http_config hcfg = {.addr = cfg.http, .metrics = r.metrics};
-    if (http_start_logged(&hcfg, &http) != 0) goto fail;
+    router_self_addr(&r, cfg.listen, port);
 
     char id[300];
     if (cfg.router_id != NULL) {
@@ -159,6 +126,14 @@ int main(int argc, char **argv)
     log_info("router identity", "router_id=%s controller=%s controller_ttl=%d replace_after_ms=%d",
              log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
              cfg.replace_after_ms);
+
+    /* Last: the probes and collectors read r.controller and r.client. */
+    struct http_config hcfg = {.addr = cfg.http,
+                               .metrics = r.metrics,
+                               .healthz = router_healthz,
+                               .readyz = router_readyz,
+                               .user = &r};
+    if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
     proc_wait_stop(&set);
     status = 0;

@@ -279,6 +279,13 @@ grpc_status_code rpc_unary(struct rpc_channel *ch, const char *method, const Pro
                            const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                            const struct rpc_opts *opts, struct rpc_status *st);
 
+/* Liveness self-check (health_probe.c): grpc.health.v1.Health/Check of the
+ * server at addr (e.g. the process's own port on loopback) within timeout_ms.
+ * True when it answered at all (SERVING or NOT_SERVING); otherwise false with
+ * the status in why (one line). */
+bool rpc_health_probe(struct rpc_client *cl, const char *addr, int64_t timeout_ms, char *why,
+                      size_t whylen);
+
 /* --- server-streaming client: an iterator over the replies --- */
 
 struct rpc_client_stream;

@@ -71,6 +71,18 @@ struct transfer_progress {
 void transfers_progress(struct transfers *t, const char *collection, uint32_t shard,
                         struct transfer_progress *p);
 
+/* Counters of this node's transfers since start-up (metrics). */
+struct transfer_stats {
+    uint32_t receiving;                     /* receiver jobs running */
+    uint32_t sending;                       /* TransferShard streams being served */
+    uint64_t received_bytes, sent_bytes;    /* snapshot + WAL record bytes */
+    uint64_t received_ok, received_failed;  /* receiver jobs installed / failed */
+    uint64_t sent_ok, sent_failed;          /* streams sent in full / stopped */
+};
+
+/* Fills *st (atomics and one short lock section; no I/O). */
+void transfers_stats(struct transfers *t, struct transfer_stats *st);
+
 /* Sender: streams the replica for the TransferShard handler; returns the call's status. */
 grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,
                                 const Vecshard__V1__TransferShardRequest *req,

@@ -518,6 +518,28 @@ class Server:
         self.close_channel()
         return self.proc.stop()
 
+    # --- the --http endpoint (given in extra_args, e.g. ["--http", "127.0.0.1:<free port>"])
+    @property
+    def http_addr(self):
+        """The --http address in extra_args (None when the server has none)."""
+        a = self.extra_args
+        return a[a.index("--http") + 1] if "--http" in a else None
+
+    def http_get(self, path, timeout=5):
+        """(status, body, content type) of GET path on this server's --http endpoint."""
+        return http_get(self.http_addr, path, timeout)
+
+    def metrics_text(self):
+        """This server's /metrics text (HarnessError unless 200)."""
+        status, body, _ = self.http_get("/metrics")
+        if status != 200:
+            raise HarnessError("%s /metrics answered %d: %s" % (self.name, status, body))
+        return body
+
+    def metrics(self):
+        """This server's /metrics, parsed (parse_metrics)."""
+        return parse_metrics(self.metrics_text())
+
 
 class Node(Server):
     """One vecshard-node process: fixed id, data dir and (after first start) port."""

@@ -111,7 +111,7 @@ class Observability(harness.ClusterTestCase):
     def test_promtool_accepts_every_endpoint(self):
         self.search(3)
         for s in self.servers():
-            status, body, ctype = s.http_get("/metrics")
+            status, body, ctype = harness.http_get(s.http_addr, "/metrics")
             self.assertEqual(status, 200, s.name)
             self.assertEqual(ctype, TEXT_FORMAT, s.name)
             self.assertIn('vecshard_build_info{program="vecshard-%s"' %
@@ -141,7 +141,7 @@ class Observability(harness.ClusterTestCase):
             for s in (n, r):
                 rh.wait_until(lambda: s.http_get("/healthz")[0] == 200, 10,
                               "%s /healthz 200" % s.name)
-                status, body, _ = s.http_get("/readyz")
+                status, body = s.http_get("/readyz")
                 self.assertEqual(status, 503, "%s: %s" % (s.name, body))
                 self.assertTrue(body.endswith("\n") and body.count("\n") == 1, body)
             self.assertIn("not registered in etcd", n.http_get("/readyz")[1])

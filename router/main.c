@@ -11,6 +11,7 @@
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
  *      bound address is printed on stdout and logged like the node's);
+ *      then the --http endpoint (/metrics, /healthz, /readyz);
  *   5. with --controller on, the controller thread (campaigns as
  *      --router-id, default "<hostname>:<bound port>").
  * Shutdown on a signal: stop the controller (it resigns, so another router
@@ -127,7 +128,7 @@ int main(int argc, char **argv)
              log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
              cfg.replace_after_ms);
 
-    /* Last: the probes and collectors read r.controller and r.client. */
+    /* Last: the probes and collectors read r.controller, r.client and r.self_addr. */
     struct http_config hcfg = {.addr = cfg.http,
                                .metrics = r.metrics,
                                .healthz = router_healthz,

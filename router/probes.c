@@ -3,11 +3,11 @@
  * docs/operations.md, "Probes", is the contract).
  *
  *   /healthz  the process's own gRPC server answers grpc.health.v1 Check
- *             with SERVING, asked over loopback with a 1 s deadline. That
- *             goes through the same listener, pollers and completion queue
- *             as client calls, so a router whose gRPC side is wedged fails
- *             liveness while its HTTP thread still runs. NOT_SERVING (the
- *             router is shutting down) fails it too.
+ *             (rpc_health_probe: SERVING or NOT_SERVING), asked over
+ *             loopback with a 1 s deadline. That goes through the same
+ *             listener, pollers and completion queue as client calls, so a
+ *             router whose gRPC side is wedged fails liveness while its HTTP
+ *             thread still runs.
  *   /readyz   the routing table has read a full listing of the cluster map
  *             and the view is not stale: the etcd watch is up, or went down
  *             less than --view-max-age-ms ago (rt_health). Until then the
@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "proto/grpc_health/v1/health.pb-c.h"
 #include "router/router.h"
 
 #define PROBE_DEADLINE_MS 1000
@@ -29,30 +28,7 @@
 bool router_healthz(void *user, char *why, size_t whylen)
 {
     struct router *r = user;
-    struct rpc_channel *ch = rpc_client_channel(r->client, r->self_addr);
-    if (ch == NULL) {
-        snprintf(why, whylen, "out of memory");
-        return false;
-    }
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    struct rpc_opts opts = {.deadline_ms = rpc_deadline_in(PROBE_DEADLINE_MS)};
-    struct rpc_status st;
-    ProtobufCMessage *m = NULL;
-    grpc_status_code code =
-        rpc_unary(ch, RPC_HEALTH_CHECK, &req.base,
-                  &grpc__health__v1__health_check_response__descriptor, &m, &opts, &st);
-    bool ok = false;
-    if (code != GRPC_STATUS_OK) {
-        snprintf(why, whylen, "gRPC Health/Check on %s: %s: %s", r->self_addr,
-                 rpc_status_name(code), st.details);
-    } else if (((Grpc__Health__V1__HealthCheckResponse *)m)->status !=
-               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING) {
-        snprintf(why, whylen, "gRPC Health/Check on %s: NOT_SERVING (shutting down)", r->self_addr);
-    } else {
-        ok = true;
-    }
-    if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
-    return ok;
+    return rpc_health_probe(r->client, r->self_addr, PROBE_DEADLINE_MS, why, whylen);
 }
 
 bool router_readyz(void *user, char *why, size_t whylen)

@@ -6,8 +6,9 @@
  *     `x-request-id` when it is 1..64 printable ASCII characters without
  *     spaces, else 16 lower-case hex characters from getrandom(2); returned
  *     to the client as trailing metadata `x-request-id`, sent on every call
- *     to a node made for the request (router_node_opts), and logged as
- *     request_id= on the router's lines about it (router_request_id);
+ *     to a node made for the request (router_node_opts), and made the
+ *     thread's log context (log_set_request_id), so every line the router
+ *     writes about the call ends with request_id=<id>;
  *   - timing: a debug line `msg="request"` for every call, and with
  *     --slow-query-ms N a warn line `msg="slow request"` for calls that took
  *     longer than N ms (method, collection, code, duration_ms; for Search
@@ -18,7 +19,7 @@
  * everything it calls (shard_call's fan-out included) run on the worker
  * thread that took the call, so no signature had to grow a context
  * argument. Outside a handler (the controller thread) there is none: node
- * calls then carry no id and router_request_id() is "".
+ * calls then carry no id and log lines none.
  *
  * The collection a call is about is read generically from its request
  * message: the string field `collection`, or `name` (CreateCollection,
@@ -26,7 +27,6 @@
  * registration from the protobuf-c descriptor.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +41,7 @@
 
 /* One call in progress on this thread. */
 struct router_request {
-    char id[ROUTER_REQUEST_ID_MAX + 1];
+    char id[LOG_REQUEST_ID_MAX + 1];
     struct rpc_md md; /* {RPC_REQUEST_ID_MD, id}: what node calls carry */
     const struct router_method *method;
     const char *collection; /* "" when the method names none */
@@ -51,11 +51,6 @@ struct router_request {
 };
 
 static _Thread_local struct router_request *current;
-
-const char *router_request_id(void)
-{
-    return current != NULL ? current->id : "";
-}
 
 struct rpc_opts router_node_opts(int64_t deadline_ms)
 {
@@ -77,16 +72,8 @@ void router_request_search(uint32_t k, uint32_t ef, uint32_t shards, uint32_t sh
     current->shards_ok = shards_ok;
 }
 
-bool router_request_id_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > ROUTER_REQUEST_ID_MAX) return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isgraph((unsigned char)s[i])) return false;
-    return true;
-}
-
 /* Fills id with 16 lower-case hex characters. */
-static void id_generate(char id[ROUTER_REQUEST_ID_MAX + 1])
+static void id_generate(char id[LOG_REQUEST_ID_MAX + 1])
 {
     uint64_t x;
     if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
@@ -98,20 +85,19 @@ static void id_generate(char id[ROUTER_REQUEST_ID_MAX + 1])
         x *= 0xff51afd7ed558ccdULL;
         x ^= x >> 33;
     }
-    snprintf(id, ROUTER_REQUEST_ID_MAX + 1, "%016" PRIx64, x);
+    snprintf(id, LOG_REQUEST_ID_MAX + 1, "%016" PRIx64, x);
 }
 
-/* The call's id: the client's when valid, else a new one. */
-static void id_take(struct rpc_call *c, char id[ROUTER_REQUEST_ID_MAX + 1])
+/* The call's id: the client's when valid (log_request_id_valid), else a new one. */
+static void id_take(struct rpc_call *c, char id[LOG_REQUEST_ID_MAX + 1])
 {
-    char buf[ROUTER_REQUEST_ID_MAX + 2];
+    char buf[LOG_REQUEST_ID_MAX + 2];
     long n = rpc_call_metadata(c, RPC_REQUEST_ID_MD, buf, sizeof buf);
-    if (n > 0 && router_request_id_valid(buf, (size_t)n)) {
+    if (n > 0 && log_request_id_valid(buf, (size_t)n)) {
         memcpy(id, buf, (size_t)n + 1);
         return;
     }
     id_generate(id);
-    if (n >= 0) log_debug("ignoring an invalid x-request-id", "request_id=%s length=%ld", id, n);
 }
 
 /* The string field `collection` or `name` of a request message, or NULL. */
@@ -141,23 +127,23 @@ static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *
     }
     rpc_call_add_trailer(c, RPC_REQUEST_ID_MD, req.id);
     current = &req;
+    log_set_request_id(req.id);
     grpc_status_code code = rm->fn(c, m, r);
-    current = NULL;
     int64_t ms = rpc_now_ms() - req.start_ms;
     char search[128] = "";
     if (req.search)
         snprintf(search, sizeof search, " k=%u ef=%u shards=%u coverage=%.3f", req.k, req.ef,
                  req.shards, req.shards > 0 ? (double)req.shards_ok / req.shards : 0.0);
-    log_debug("request", "request_id=%s method=%s collection=%s code=%s duration_ms=%lld%s",
-              log_quote(req.id), rm->name, log_quote(req.collection), rpc_status_name(code),
-              (long long)ms, search);
+    log_debug("request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
+              log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
     int slow = r->cfg->slow_query_ms;
     if (slow > 0 && ms > slow) {
-        log_warn("slow request", "request_id=%s method=%s collection=%s code=%s duration_ms=%lld%s",
-                 log_quote(req.id), rm->name, log_quote(req.collection), rpc_status_name(code),
-                 (long long)ms, search);
+        log_warn("slow request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
+                 log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
         metrics_add(r->m.slow_requests, (const char *const[]){rm->name}, 1);
     }
+    log_set_request_id(NULL);
+    current = NULL;
     return code;
 }
 

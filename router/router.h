@@ -32,18 +32,17 @@
 #include "router/route_table.h"
 #include "router/router_config.h"
 
-#define NODE_SVC              "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS     100000u /* points / ids per call (docs/design.md §8) */
-#define ROUTER_MAX_QUERIES    10000u
-#define ROUTER_MAX_K          10000u
-#define ROUTER_MAX_EF         100000u
-#define ROUTER_MAX_PAYLOAD    (64u << 10)
-#define ROUTER_MAX_SHARDS     127u /* collection + shard keys in one etcd txn (<= 128 ops) */
-#define ROUTER_MAX_RF         16u
-#define ROUTER_LOAD_SLOTS     256 /* nodes tracked for outstanding-call counts */
-#define ROUTER_HEALTH_MS      300 /* create-time health check of every node */
-#define ROUTER_REQUEST_ID_MAX 64  /* bytes of an x-request-id the router accepts */
-#define ROUTER_METHODS        11  /* VecShard methods (request.c) */
+#define NODE_SVC           "/vecshard.v1.ShardNode/"
+#define ROUTER_MAX_POINTS  100000u /* points / ids per call (docs/design.md §8) */
+#define ROUTER_MAX_QUERIES 10000u
+#define ROUTER_MAX_K       10000u
+#define ROUTER_MAX_EF      100000u
+#define ROUTER_MAX_PAYLOAD (64u << 10)
+#define ROUTER_MAX_SHARDS  127u /* collection + shard keys in one etcd txn (<= 128 ops) */
+#define ROUTER_MAX_RF      16u
+#define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
+#define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
+#define ROUTER_METHODS     11  /* VecShard methods (request.c) */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -100,11 +99,8 @@ struct router {
 /* Registers every VecShard method on s, each inside request.c's wrapper. 0 or -1. */
 int router_register(struct rpc_server *s, struct router *r);
 
-/* --- request.c: the call in progress on this thread (none outside a handler) --- */
-
-/* Its request id (for request_id= in log lines), or "" outside a call.
- * Valid until the handler returns. */
-const char *router_request_id(void);
+/* --- request.c: the call in progress on this thread (none outside a handler);
+ * its request id is the thread's log context (log_set_request_id) --- */
 
 /* Options for a call to a node on behalf of the current call: the deadline
  * and the x-request-id metadata (none outside a call). The metadata lives
@@ -114,10 +110,6 @@ struct rpc_opts router_node_opts(int64_t deadline_ms);
 /* Notes a search's shape for the request's log lines: k, ef as requested,
  * shards of the collection and how many answered. */
 void router_request_search(uint32_t k, uint32_t ef, uint32_t shards, uint32_t shards_ok);
-
-/* True when s (len bytes) is an acceptable client request id: 1..64
- * printable ASCII characters, no spaces. */
-bool router_request_id_valid(const char *s, size_t len);
 
 /* --- router_metrics.c --- */
 
@@ -130,8 +122,8 @@ const char *router_method_name(const char *path);
 
 /* --- probes.c: the http_probe_fn of /healthz and /readyz (user: the router) --- */
 
-/* Liveness: our own gRPC server answers Health/Check SERVING on loopback
- * within 1 s (r->self_addr). */
+/* Liveness: our own gRPC server answers Health/Check on loopback within 1 s
+ * (r->self_addr; rpc_health_probe). */
 bool router_healthz(void *user, char *why, size_t whylen);
 
 /* Sets r->self_addr from --listen and the bound port. */

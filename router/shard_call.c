@@ -263,10 +263,8 @@ static void verdict_primary(struct shard_call *sc, uint32_t s, const struct rpc_
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call",
-              "request_id=%s method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
-              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->tries + 1,
-              u->node, log_quote(u->msg));
+    log_debug("retrying shard call", "method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
+              sc->pol.method, sc->coll->name, s, u->tries + 1, u->node, log_quote(u->msg));
     metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
                 1);
     if (pause == 0) {
@@ -286,10 +284,8 @@ static void verdict_in_sync(struct shard_call *sc, uint32_t s, bool retry)
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call",
-              "request_id=%s method=%s collection=%s shard=%u failed_on=%s error=%s",
-              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->node,
-              log_quote(u->msg));
+    log_debug("retrying shard call", "method=%s collection=%s shard=%u failed_on=%s error=%s",
+              sc->pol.method, sc->coll->name, s, u->node, log_quote(u->msg));
     metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
                 1);
     u->state = SHARD_CALL_PENDING;
@@ -342,8 +338,10 @@ static grpc_status_code on_reply(struct shard_call *sc, int idx)
     return GRPC_STATUS_OK;
 }
 
-/* Fails every shard still running or waiting: the deadline passed. */
-static void expire(struct shard_call *sc)
+/* Fails every shard still running or waiting: the deadline passed, or the
+ * request was aborted. Calls still running end as `code` (DEADLINE_EXCEEDED
+ * or CANCELLED) in the metrics. */
+static void expire(struct shard_call *sc, grpc_status_code code)
 {
     for (uint32_t s = 0; s < sc->coll->shards; s++) {
         struct shard_call_unit *u = &sc->unit[s];
@@ -358,24 +356,25 @@ static void expire(struct shard_call *sc)
     for (int i = 0; i < sc->n_calls; i++)
         if (!sc->calls[i].finished) {
             sc->calls[i].finished = true;
-            sc->calls[i].code = GRPC_STATUS_DEADLINE_EXCEEDED;
+            sc->calls[i].code = code;
             router_load_add(sc->r, sc->calls[i].node, -1);
         }
 }
 
-/* Counts the request's node calls and failed shards (all calls are finished). */
+/* Counts the request's node calls and, unless it was aborted, its failed
+ * shards. Every call has finished (answered or expired) by now. */
 static void account(struct shard_call *sc)
 {
     const char *method = router_method_name(sc->pol.method);
     for (int i = 0; i < sc->n_calls; i++) {
-        grpc_status_code code = sc->calls[i].finished ? sc->calls[i].code : GRPC_STATUS_CANCELLED;
+        grpc_status_code code = sc->calls[i].code;
         metrics_add(sc->r->m.shard_calls,
                     (const char *const[]){sc->calls[i].node, method, rpc_status_name(code)}, 1);
     }
     size_t failed = 0;
     for (uint32_t s = 0; s < sc->coll->shards; s++)
         failed += sc->unit[s].state == SHARD_CALL_FAILED;
-    if (failed > 0)
+    if (failed > 0 && sc->abort_code == GRPC_STATUS_OK)
         metrics_add(sc->r->m.shard_failures, (const char *const[]){method}, (double)failed);
 }
 
@@ -404,7 +403,7 @@ static grpc_status_code run(struct shard_call *sc)
             sc->n_retry = 0;
             grpc_status_code code = on_reply(sc, idx);
             if (code != GRPC_STATUS_OK) {
-                expire(sc);
+                expire(sc, GRPC_STATUS_CANCELLED);
                 return code;
             }
             n = sc->n_retry;
@@ -415,7 +414,7 @@ static grpc_status_code run(struct shard_call *sc)
         if (idx == -1) router_sleep_ms(until - rpc_now_ms());
         int64_t now = rpc_now_ms();
         if (now >= sc->deadline) {
-            expire(sc);
+            expire(sc, GRPC_STATUS_DEADLINE_EXCEEDED);
             return GRPC_STATUS_OK;
         }
         for (uint32_t s = 0; s < sc->coll->shards; s++)

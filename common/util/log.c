@@ -121,6 +121,15 @@ const char *log_request_id(void)
     return t_request_id;
 }
 
+/* 1..LOG_REQUEST_ID_MAX characters in '!'..'~'. */
+bool log_request_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > LOG_REQUEST_ID_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] > '~') return false;
+    return true;
+}
+
 /* Writes all of buf to fd 2, retrying EINTR and short writes. */
 static void write_all(const char *buf, size_t len)
 {

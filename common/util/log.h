@@ -74,6 +74,10 @@ void log_set_request_id(const char *id);
 /* This thread's request id ("" when none); thread-local storage. */
 const char *log_request_id(void);
 
+/* True when s (len bytes) is an acceptable request id from a client: 1 to
+ * LOG_REQUEST_ID_MAX printable ASCII characters, no spaces. */
+bool log_request_id_valid(const char *s, size_t len);
+
 #define log_debug(msg, ...) log_write(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...)  log_write(LOG_INFO, msg, __VA_ARGS__)
 #define log_warn(msg, ...)  log_write(LOG_WARN, msg, __VA_ARGS__)

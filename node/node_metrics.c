@@ -31,9 +31,9 @@
 struct replica_row {
     struct node_shard_view v; /* rep is not borrowed */
     char shard[16];
-    bool open;               /* st is filled (the replica was READY) */
+    bool open; /* st is filled (the replica was READY) */
     struct replica_stat st;
-    bool member;             /* this node is in the entry's in_sync */
+    bool member;                    /* this node is in the entry's in_sync */
     struct repl_peer_status *peers; /* on a primary: malloc'ed, npeers of them */
     size_t npeers;
 };
@@ -91,8 +91,8 @@ static size_t rows_take(struct node_service *svc, struct replica_row **out)
         if (repl != NULL && r->v.role == NODE_ROLE_PRIMARY) {
             r->peers = calloc(NODE_REPLICAS_MAX, sizeof *r->peers);
             if (r->peers != NULL)
-                r->npeers = repl_peers(repl, r->v.coll.name, r->v.shard, r->peers,
-                                       NODE_REPLICAS_MAX);
+                r->npeers =
+                    repl_peers(repl, r->v.coll.name, r->v.shard, r->peers, NODE_REPLICAS_MAX);
         }
     }
     free(views);
@@ -109,15 +109,15 @@ static void rows_free(struct replica_row *rows, size_t n)
 }
 
 /* Writes one gauge family `fam` with a sample per open replica: expr of its row r. */
-#define OPEN_GAUGE(w, rows, n, fam, help, expr)                                                  \
-    do {                                                                                          \
-        metrics_family(w, fam, "gauge", help);                                                    \
-        for (size_t i_ = 0; i_ < (n); i_++) {                                                     \
-            const struct replica_row *r = &(rows)[i_];                                            \
-            if (r->open)                                                                          \
+#define OPEN_GAUGE(w, rows, n, fam, help, expr)                                                    \
+    do {                                                                                           \
+        metrics_family(w, fam, "gauge", help);                                                     \
+        for (size_t i_ = 0; i_ < (n); i_++) {                                                      \
+            const struct replica_row *r = &(rows)[i_];                                             \
+            if (r->open)                                                                           \
                 metrics_sample(w, fam, (double)(expr), "collection", r->v.coll.name, "shard",      \
-                               r->shard, NULL);                                                   \
-        }                                                                                         \
+                               r->shard, NULL);                                                    \
+        }                                                                                          \
     } while (0)
 
 /* The per-replica families. */
@@ -178,11 +178,10 @@ static void write_replicas(struct metrics_writer *w, const struct replica_row *r
                    "other; both 0 before the node has read etcd.");
     for (size_t i = 0; i < n; i++) {
         metrics_sample(w, "vecshard_replica_role", rows[i].v.role == NODE_ROLE_PRIMARY,
-                       "collection", rows[i].v.coll.name, "shard", rows[i].shard, "role",
-                       "primary", NULL);
-        metrics_sample(w, "vecshard_replica_role", rows[i].v.role == NODE_ROLE_BACKUP,
-                       "collection", rows[i].v.coll.name, "shard", rows[i].shard, "role",
-                       "backup", NULL);
+                       "collection", rows[i].v.coll.name, "shard", rows[i].shard, "role", "primary",
+                       NULL);
+        metrics_sample(w, "vecshard_replica_role", rows[i].v.role == NODE_ROLE_BACKUP, "collection",
+                       rows[i].v.coll.name, "shard", rows[i].shard, "role", "backup", NULL);
     }
     metrics_family(w, "vecshard_replica_in_sync", "gauge",
                    "1 when this node is in the shard entry's in_sync list for the replica.");
@@ -220,9 +219,9 @@ static void write_shards(struct metrics_writer *w, struct node_service *svc,
                    "On the primary, per other replica (node): the highest LSN it acknowledged.");
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < rows[i].npeers; k++)
-            metrics_sample(w, "vecshard_replication_acked_lsn",
-                           (double)rows[i].peers[k].acked_lsn, "collection", rows[i].v.coll.name,
-                           "shard", rows[i].shard, "node", rows[i].peers[k].node_id, NULL);
+            metrics_sample(w, "vecshard_replication_acked_lsn", (double)rows[i].peers[k].acked_lsn,
+                           "collection", rows[i].v.coll.name, "shard", rows[i].shard, "node",
+                           rows[i].peers[k].node_id, NULL);
 
     struct repl *repl = atomic_load(&svc->repl);
     struct repl_stats rs = {0};
@@ -254,8 +253,8 @@ static void write_transfers(struct metrics_writer *w, struct node_service *svc)
                    "receive", NULL);
     metrics_family(w, "vecshard_transfers_total", "counter",
                    "Full transfers finished since start-up, by direction and result (ok, failed).");
-    metrics_sample(w, "vecshard_transfers_total", (double)ts.sent_ok, "direction", "send",
-                   "result", "ok", NULL);
+    metrics_sample(w, "vecshard_transfers_total", (double)ts.sent_ok, "direction", "send", "result",
+                   "ok", NULL);
     metrics_sample(w, "vecshard_transfers_total", (double)ts.sent_failed, "direction", "send",
                    "result", "failed", NULL);
     metrics_sample(w, "vecshard_transfers_total", (double)ts.received_ok, "direction", "receive",
@@ -315,10 +314,9 @@ int node_metrics_register(struct metrics *m, struct node_service *svc)
     svc->points_deleted =
         metrics_counter(m, "vecshard_points_deleted_total",
                         "Point deletes in writes this node accepted as primary.", "collection");
-    svc->search_queries =
-        metrics_counter(m, "vecshard_search_queries_total",
-                        "Query vectors searched by this node, once per query and shard.",
-                        "collection");
+    svc->search_queries = metrics_counter(
+        m, "vecshard_search_queries_total",
+        "Query vectors searched by this node, once per query and shard.", "collection");
     if (svc->points_upserted == NULL || svc->points_deleted == NULL || svc->search_queries == NULL)
         return -1;
     return metrics_add_collector(m, collect, svc);

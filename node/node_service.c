@@ -139,16 +139,6 @@ void node_svc_placement_trailers(struct rpc_call *c, const struct node_shard_vie
 
 /* ------------------------------------------------------------ request id and timing */
 
-/* True when id is a request id worth carrying: 1..LOG_REQUEST_ID_MAX printable ASCII
- * characters without spaces (the router's rule, docs/operations.md "Logs"). */
-static bool request_id_ok(const char *id, long len)
-{
-    if (len < 1 || len > LOG_REQUEST_ID_MAX) return false;
-    for (long i = 0; i < len; i++)
-        if (id[i] <= ' ' || id[i] > '~') return false;
-    return true;
-}
-
 /* Monotonic seconds, sub-millisecond resolution. */
 static double mono_s(void)
 {
@@ -162,7 +152,7 @@ static double call_begin(struct rpc_call *c)
 {
     char id[LOG_REQUEST_ID_MAX + 2];
     long n = rpc_call_metadata(c, RPC_REQUEST_ID_MD, id, sizeof id);
-    log_set_request_id(request_id_ok(id, n) ? id : NULL);
+    log_set_request_id(n > 0 && log_request_id_valid(id, (size_t)n) ? id : NULL);
     return mono_s();
 }
 
@@ -193,13 +183,14 @@ static void slow_u32(char *buf, size_t size, size_t *pos, const ProtobufCMessage
     if (n == 0 && *pos < size) *pos += (size_t)snprintf(buf + *pos, size - *pos, "all");
 }
 
-/* End of a call: the slow-request line when it took longer than --slow-query-ms. */
+/* End of a call: the slow-request line when a unary call took longer than --slow-query-ms
+ * (a TransferShard stream lasts as long as the copy; it logs its own "transfer sent" line). */
 static void call_end(const struct node_svc_method *m, const ProtobufCMessage *req, double t0,
                      grpc_status_code code)
 {
     double ms = (mono_s() - t0) * 1000.0;
     uint64_t limit = m->svc->cfg->slow_query_ms;
-    if (limit > 0 && ms >= (double)limit && log_enabled(LOG_WARN)) {
+    if (m->unary != NULL && limit > 0 && ms >= (double)limit && log_enabled(LOG_WARN)) {
         char extra[512] = "";
         size_t pos = 0;
         const char *coll = NULL;
@@ -265,9 +256,8 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
         *m = (struct node_svc_method){methods[i].name, methods[i].unary, methods[i].stream, svc};
         char path[64];
         snprintf(path, sizeof path, SVC "%s", m->name);
-        rc |= m->unary != NULL
-                  ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, 0)
-                  : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, 0);
+        rc |= m->unary != NULL ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, 0)
+                               : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, 0);
     }
     return rc != 0 ? -1 : 0;
 }

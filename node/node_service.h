@@ -49,8 +49,8 @@ struct node_service {
     struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
     struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
     _Atomic(struct repl *) repl;      /* primary-side replication (primary.h); NULL before etcd */
-    struct metrics *metrics;          /* the process's registry (common/metrics); set before serving */
-    char self_addr[300];              /* the gRPC port on loopback, for /healthz (node_metrics.h) */
+    struct metrics *metrics; /* the process's registry (common/metrics); set before serving */
+    char self_addr[300];     /* the gRPC port on loopback, for /healthz (node_metrics.h) */
     /* Counters the handlers update (node_metrics_register creates them; NULL = no metrics). */
     struct metrics_family *points_upserted, *points_deleted, *search_queries;
     struct node_svc_method methods[NODE_SVC_METHODS]; /* node_service_register fills them */

@@ -91,8 +91,10 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
         goto out;
     }
     const char *labels[] = {req->collection};
-    if (req->batch->n_upserts) metrics_add(svc->points_upserted, labels, (double)req->batch->n_upserts);
-    if (req->batch->n_deletes) metrics_add(svc->points_deleted, labels, (double)req->batch->n_deletes);
+    if (req->batch->n_upserts)
+        metrics_add(svc->points_upserted, labels, (double)req->batch->n_upserts);
+    if (req->batch->n_deletes)
+        metrics_add(svc->points_deleted, labels, (double)req->batch->n_deletes);
     /* Acknowledge only once every in-sync backup has the record (docs/replication.md §3). */
     uint64_t epoch = v.epoch;
     struct repl *repl = atomic_load(&svc->repl);

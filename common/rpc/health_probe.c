@@ -26,8 +26,8 @@ bool rpc_health_probe(struct rpc_client *cl, const char *addr, int64_t timeout_m
     struct rpc_status st;
     ProtobufCMessage *resp = NULL;
     grpc_status_code code =
-        rpc_unary(ch, RPC_HEALTH_CHECK, &req.base, &grpc__health__v1__health_check_response__descriptor,
-                  &resp, &opts, &st);
+        rpc_unary(ch, RPC_HEALTH_CHECK, &req.base,
+                  &grpc__health__v1__health_check_response__descriptor, &resp, &opts, &st);
     if (resp != NULL) protobuf_c_message_free_unpacked(resp, NULL);
     if (code == GRPC_STATUS_OK) return true;
     snprintf(why, whylen, "gRPC Health/Check of %s: %s %s", addr, rpc_status_name(code),

@@ -104,7 +104,7 @@ struct repl {
     bool stop;
     pthread_t manager;
     bool manager_running;
-    int64_t last_step_down_ms; /* manager only */
+    int64_t last_step_down_ms;       /* manager only */
     _Atomic uint64_t removals, adds; /* repl_stats */
 };
 

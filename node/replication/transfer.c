@@ -84,8 +84,7 @@ struct transfers {
     bool stopping; /* transfers_destroy began: no new job, running ones stop */
     /* transfers_stats (atomics, no lock) */
     _Atomic uint32_t sending;
-    _Atomic uint64_t received_bytes, sent_bytes, received_ok, received_failed, sent_ok,
-        sent_failed;
+    _Atomic uint64_t received_bytes, sent_bytes, received_ok, received_failed, sent_ok, sent_failed;
 };
 
 /* ------------------------------------------------------------ staging folders */
@@ -690,8 +689,8 @@ grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,
     if (code != GRPC_STATUS_OK) return code;
 
     struct rpc_server *srv = rpc_call_server(c);
-    struct pacer pc = {.sent = &t->sent_bytes, .rate = t->max_bytes_per_sec,
-                       .tokens = TRANSFER_CHUNK};
+    struct pacer pc = {
+        .sent = &t->sent_bytes, .rate = t->max_bytes_per_sec, .tokens = TRANSFER_CHUNK};
     clock_gettime(CLOCK_MONOTONIC, &pc.last);
     struct timespec t0 = pc.last;
     uint8_t *buf = malloc(TRANSFER_CHUNK);

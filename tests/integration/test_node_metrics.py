@@ -3,6 +3,7 @@ shows the replicas' exact counts and states (docs/operations.md, "Metrics"),
 /readyz follows registration and replica states, /healthz the gRPC server,
 and the --slow-query-ms line carries the caller's x-request-id. With R = 2
 the primary reports both copies in sync and the backup's lag reaching 0."""
+import os
 import shutil
 import subprocess
 import time
@@ -29,6 +30,27 @@ def poll(fn, timeout=20, what="condition"):
             return last
         time.sleep(0.05)
     raise AssertionError("%s not reached within %.0f s; last: %r" % (what, timeout, last))
+
+
+# Families another module owns (common/rpc, common/metrics): documented with them.
+SHARED_FAMILIES = ("vecshard_grpc_", "vecshard_process_", "vecshard_build_info",
+                   "vecshard_metrics_")
+
+
+def documented_node_families():
+    """{name: type} of the tables under "### vecshard-node" in docs/operations.md "Metrics"."""
+    with open(os.path.join(harness.REPO, "docs", "operations.md")) as f:
+        text = f.read()
+    metrics = text[text.index("\n## Metrics\n"):]
+    section = metrics[metrics.index("\n### vecshard-node\n") + 1:]
+    ends = [i for i in (section.find("\n## ", 1), section.find("\n### ", 1)) if i > 0]
+    section = section[:min(ends)] if ends else section
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[1].startswith("`vecshard_"):
+            out[cells[1].strip("`")] = cells[2]
+    return out
 
 
 def vectors(n, seed=1):
@@ -125,6 +147,14 @@ class NodeMetrics(harness.ClusterTestCase):
                     "vecshard_replica_snapshot_age_seconds", "vecshard_transfers_in_flight"):
             self.assertIn("# TYPE %s gauge\n" % fam, text)
         self.assertNotIn("vecshard_replica_points{", text)
+        # The docs' table lists exactly the node's own families, with their types.
+        exported = {}
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split(" ")
+                if not name.startswith(SHARED_FAMILIES):
+                    exported[name] = kind
+        self.assertEqual(documented_node_families(), exported)
         # Ready once the shard map read after the registration is applied.
         poll(lambda: node.http_get("/readyz") == (200, "ok\n"), what="readyz 200")
         self.assertEqual(node.http_get("/healthz"), (200, "ok\n"))

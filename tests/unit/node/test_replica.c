@@ -232,6 +232,15 @@ static void test_reopen_snapshot(void)
     /* Two snapshots kept; the WAL still reaches back to the older one. */
     CU_ASSERT_EQUAL(tn_count_files(dir, "snapshot-", ".vsx"), 2);
     char path[512];
+    /* The status's snapshot bytes (kept in memory, no disk access) are the two kept files. */
+    long kept = 0;
+    snapshot_path(dir, snap2, path, sizeof path);
+    kept += tn_file_size(path);
+    snapshot_path(dir, snap3, path, sizeof path);
+    kept += tn_file_size(path);
+    CU_ASSERT_EQUAL(st.disk_bytes - st.wal_bytes, (uint64_t)kept);
+    CU_ASSERT(st.snapshot_unix_ms > ((int64_t)time(NULL) - 60) * 1000);
+    CU_ASSERT(st.snapshot_unix_ms <= ((int64_t)time(NULL) + 1) * 1000);
     snapshot_path(dir, snap1, path, sizeof path);
     CU_ASSERT_EQUAL(access(path, F_OK), -1);
     replica_close(r, NULL);
@@ -241,6 +250,10 @@ static void test_reopen_snapshot(void)
     CU_ASSERT_EQUAL(rec.replayed, 2);
     CU_ASSERT_EQUAL(rec.lsn, m.lsn);
     check_model(r, &m);
+    struct replica_stat again;
+    replica_status(r, &again); /* the same figures after a reopen */
+    CU_ASSERT_EQUAL(again.disk_bytes, st.disk_bytes);
+    CU_ASSERT_EQUAL(again.snapshot_unix_ms, st.snapshot_unix_ms);
     replica_close(r, NULL);
 
     /* Damage the newest snapshot: the replica falls back to the older one and replays more. */

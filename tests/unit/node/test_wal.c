@@ -7,10 +7,12 @@
  */
 #include "tests/unit/node/node_test.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Payload of record lsn: 10..209 bytes derived from lsn. */
@@ -101,6 +103,27 @@ static uint64_t segment_of(const char *dir, uint64_t lsn, char *path, size_t siz
     return best;
 }
 
+/* wal_bytes (lock-free) equals wal_stats' sum and the segment files' sizes on disk. */
+static void check_bytes(const char *dir, struct wal *w)
+{
+    struct wal_stats st;
+    wal_stats(w, &st);
+    CU_ASSERT_EQUAL(wal_bytes(w), st.bytes);
+    uint64_t on_disk = 0;
+    DIR *d = opendir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        char p[1024];
+        struct stat sb;
+        if (n > 8 && strncmp(e->d_name, "wal-", 4) == 0 && strcmp(e->d_name + n - 4, ".log") == 0 &&
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) > 0 && stat(p, &sb) == 0)
+            on_disk += (uint64_t)sb.st_size;
+    }
+    closedir(d);
+    CU_ASSERT_EQUAL(wal_bytes(w), on_disk);
+}
+
 static void test_round_trip(void)
 {
     char *dir = tn_tmpdir();
@@ -114,6 +137,7 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(st.last_lsn, 500);
     CU_ASSERT(st.segments >= 10);
     CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), (int)st.segments);
+    check_bytes(dir, w);
     CU_ASSERT_EQUAL(wal_close(w, NULL), WAL_OK);
 
     w = open_wal(dir, WAL_FSYNC_ALWAYS, 4096, &rec);
@@ -124,6 +148,7 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(rec.records, 500);
     CU_ASSERT_EQUAL(rec.segments, st.segments);
     CU_ASSERT_STRING_EQUAL(rec.reason, "");
+    check_bytes(dir, w); /* after a reopen too */
     check_records(w, 1, 500);
     /* The log continues where it ended, and refuses an LSN that does not follow. */
     char err[WAL_ERR_MAX];
@@ -541,6 +566,7 @@ static void test_iterate_and_delete(void)
     struct wal_stats st;
     wal_stats(w, &st);
     CU_ASSERT_EQUAL(st.first_lsn, seg250);
+    check_bytes(dir, w);
     CU_ASSERT_EQUAL(tn_count_files(dir, "wal-", ".log"), before - (int)deleted);
     CU_ASSERT_EQUAL(access(path, F_OK), 0);
     CU_ASSERT(deleted >= 5);
@@ -652,6 +678,7 @@ static void truncate_case(uint64_t after, uint64_t want_cut, uint64_t want_last)
     struct wal_stats st;
     wal_stats(w, &st);
     CU_ASSERT_EQUAL(st.last_lsn, want_last);
+    check_bytes(dir, w);
     if (want_last > 0) check_records(w, 1, want_last);
     /* The next append follows the cut, in the open log and after a reopen. */
     fill(w, want_last + 1, want_last + 5);

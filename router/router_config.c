@@ -152,6 +152,5 @@ void router_config_free(struct router_config *cfg)
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);
-    free(cfg->http);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -11,6 +11,7 @@
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
  *      bound address is printed on stdout and logged like the node's);
+ *      then the --http endpoint (/metrics, /healthz, /readyz);
  *   5. with --controller on, the controller thread (campaigns as
  *      --router-id, default "<hostname>:<bound port>").
  * Shutdown on a signal: stop the controller (it resigns, so another router

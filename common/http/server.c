@@ -51,7 +51,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -69,14 +70,14 @@ static enum MHD_Result probe(struct MHD_Connection *conn, http_probe_fn fn, void
     char *body = NULL;
     int n = asprintf(&body, "%s\n", why[0] != '\0' ? why : "not ok");
     if (n < 0) return MHD_NO;
-    return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body,
-                   (size_t)n, true);
+    return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body, (size_t)n,
+                   true);
 }
 
 /* MHD's access handler: one call per request (the body, if any, is ignored). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **state)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **state)
 {
     (void)version;
     (void)upload_data;
@@ -125,7 +126,7 @@ int http_addr_check(const char *addr)
     char host[256];
     long port;
     return addr == NULL || addr[0] == '\0' || split_addr(addr, host, sizeof host, &port) == 0 ? 0
-                                                                                             : -1;
+                                                                                              : -1;
 }
 
 /* Resolves "host:port" into *res (freeaddrinfo). 0, or -1 with a message. */
@@ -140,7 +141,8 @@ static int resolve(const char *addr, struct addrinfo **res, char *err, size_t er
     }
     char serv[8];
     snprintf(serv, sizeof serv, "%ld", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     int rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, res);
     if (rc != 0) {
@@ -176,8 +178,7 @@ struct http_server *http_start(const struct http_config *cfg, int *port, char *e
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->d == NULL) {
-        snprintf(err, errlen, "--http: cannot listen on %s (address in use or invalid)",
-                 cfg->addr);
+        snprintf(err, errlen, "--http: cannot listen on %s (address in use or invalid)", cfg->addr);
         free(h);
         return NULL;
     }

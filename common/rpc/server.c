@@ -421,8 +421,8 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
          add_method(s, RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
                     health_check, NULL, s, RPC_INLINE) != 0) ||
         (!has_watch &&
-         add_method(s, RPC_HEALTH_WATCH, &grpc__health__v1__health_check_request__descriptor,
-                    NULL, NULL, s, RPC_WATCH) != 0)) {
+         add_method(s, RPC_HEALTH_WATCH, &grpc__health__v1__health_check_request__descriptor, NULL,
+                    NULL, s, RPC_WATCH) != 0)) {
         set_err(err, errlen, "%s", "out of memory");
         return -1;
     }

@@ -39,10 +39,6 @@ SVC = "vecshard.v1.VecShard"
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def http_arg():
-    return ["--http", "127.0.0.1:%d" % harness.free_ports(1)[0]]
-
-
 def promtool_check(text):
     """(exit status, output) of `promtool check metrics` over text."""
     p = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
@@ -72,8 +68,8 @@ class Observability(harness.ClusterTestCase):
         c.start()
         try:
             for _ in range(2):
-                c.add_node(extra_args=c.node_args + http_arg())
-            r = rh.Router(c, "router-0", extra_args=http_arg())
+                c.add_node(http=True)
+            r = rh.Router(c, "router-0", http=True)
             c.routers.append(r)
             r.start()
             cls.router = r
@@ -131,9 +127,8 @@ class Observability(harness.ClusterTestCase):
         """A node and a router pointed at a dead etcd: alive, not ready."""
         c = self.cluster
         dead = "http://127.0.0.1:%d" % harness.free_ports(1)[0]
-        n = c.add_node("node-noetcd", start=False,
-                       extra_args=http_arg() + ["--etcd", dead])
-        r = rh.Router(c, "router-noetcd", extra_args=http_arg() + ["--etcd", dead])
+        n = c.add_node("node-noetcd", start=False, http=True, extra_args=["--etcd", dead])
+        r = rh.Router(c, "router-noetcd", http=True, extra_args=["--etcd", dead])
         c.routers.append(r)
         try:
             n.start(registered=False)

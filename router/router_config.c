@@ -149,6 +149,7 @@ enum router_config_result router_config_parse(int argc, char **argv, struct rout
 void router_config_free(struct router_config *cfg)
 {
     free(cfg->listen);
+    free(cfg->http);
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);

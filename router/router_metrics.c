@@ -59,10 +59,16 @@ static void collect_view(struct metrics_writer *w, void *user)
                    "Views of the cluster map the routing table has published (one per watch "
                    "message or listing)");
     metrics_sample(w, "vecshard_router_view_updates_total", (double)h.updates, NULL);
+    /* The watch stream is a request that never completes while it is up, so
+     * the client's last-outcome record alone would lag behind a router that
+     * only watches (--controller off): either proves etcd reachable. */
+    struct etcd_client_health eh;
+    etcd_client_health(r->etcd, &eh);
+    bool answered = eh.ok_age_ms >= 0 && (eh.fail_age_ms < 0 || eh.fail_age_ms > eh.ok_age_ms);
     metrics_family(w, "vecshard_etcd_reachable", "gauge",
-                   "1 when etcd answered the last time this process asked it (router: the "
-                   "routing table's watch stream is up)");
-    metrics_sample(w, "vecshard_etcd_reachable", h.watch_live ? 1 : 0, NULL);
+                   "1 when the process's last etcd request got an answer (router: or its routing "
+                   "table's watch stream is up), else 0");
+    metrics_sample(w, "vecshard_etcd_reachable", h.watch_live || answered ? 1 : 0, NULL);
 
     struct rt_view *v = rt_acquire(r->rt);
     size_t shards = 0;

@@ -9,6 +9,10 @@ any number of vecshard-router processes against the same etcd:
         stub.CreateCollection(create_request("docs", dim=64, shards=3))
         c.nodes[1].kill9()
 
+With http=True (RouterCluster(router_http=True)) a router serves --http on a
+free loopback port (router.http_port): router.http_get(path), .metrics() and
+.metric(name, **labels) come from harness.Server, as for nodes.
+
 Routers are started after the nodes and are up once Health/Check answers
 SERVING and their ClusterStatus lists every running node as alive (so a
 CreateCollection right after start sees all of them). Like nodes, a router

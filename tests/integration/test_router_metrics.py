@@ -17,6 +17,8 @@
   view once etcd has been down longer than --view-max-age-ms (healthz stays
   200), 200 again once etcd is back; 503 "no routing table yet" for a
   router that never reached etcd.
+- The controller's failover of a killed primary counts once in
+  vecshard_controller_decisions_total{decision="failover"}.
 """
 import re
 import time
@@ -259,6 +261,29 @@ class RouterMetrics(harness.ClusterTestCase):
             self.assertIn(fam, m.families)
         lone.stop()
         self.cluster.routers.remove(lone)
+
+    def test_7_failover_is_counted(self):
+        # Last: it kills a node. R=2 on both nodes; the primary's death is a
+        # failover the controller (router-0) applies and counts.
+        self.stub.CreateCollection(rh.create_request("f", DIM, shards=1, replication_factor=2),
+                                   timeout=30)
+        self.stub.Upsert(rh.upsert_request("f", [1], self.base[:1]), timeout=30)
+        lab = {"collection": "f", "shard": "0"}
+        rh.wait_until(lambda: one(self.router.metrics(), "vecshard_cluster_shard_in_sync_replicas",
+                                  **lab) == 2, 20, "2 replicas in sync")
+        before = self.router.metrics().total("vecshard_controller_decisions_total")
+        c = self.cluster
+        primary = c.etcd.get_json("%s/shards/f/0" % c.prefix)["primary"]
+        next(n for n in c.nodes if n.node_id == primary).kill9()
+        m = rh.wait_until(
+            lambda: (lambda m: m if one(m, "vecshard_controller_decisions_total",
+                                        decision="failover") == 1 else None)(
+                self.router.metrics()), 30, "one failover counted")
+        self.assertEqual(m.total("vecshard_controller_decisions_total") - before, 1)
+        self.assertEqual(one(m, "vecshard_cluster_nodes"), 1)
+        self.assertEqual(one(m, "vecshard_cluster_shard_in_sync_replicas", **lab), 1)
+        self.assertEqual(one(m, "vecshard_cluster_shard_primary_up", **lab), 1)
+        self.assertEqual(one(m, "vecshard_cluster_shard_replicas_wanted", **lab), 2)
 
 
 if __name__ == "__main__":

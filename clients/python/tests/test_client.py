@@ -4,7 +4,8 @@ The whole blocking API with exact results and exceptions (class, code and
 the router's message), rebalance and drain with the per-node figures, a 20k-point recall floor against numpy brute force,
 batching under a router's message limit (router-small runs with
 --max-message-bytes 1 MiB), retries across a router restart, the progress
-bar, and `pip install --target` of the package from the source tree.
+bar, `pip install --target` of the package from the source tree, and a
+search's request_id in the router's log.
 """
 import io
 import os
@@ -226,6 +227,26 @@ class ClientTest(unittest.TestCase):
         nan[0, 3] = np.nan
         self.assertRaises(vecshard.InvalidArgument, c.upsert, "errs", [1], nan)
         c.drop_collection("errs")
+
+    def test_request_id(self):
+        # A router logging at debug level writes one "request" line per call,
+        # ending with its request_id.
+        r = rh.Router(self.cluster, "router-debug", extra_args=["--log-level", "debug"])
+        self.cluster.routers.append(r)
+        r.start()
+        with vecshard.Client(r.addr, timeout=30) as c:
+            c.create_collection("rid", 4)
+            c.upsert("rid", [1, 2], np.eye(2, 4))
+            rid = "py-%d" % time.monotonic_ns()
+            res = c.search("rid", np.eye(1, 4), k=1, request_id=rid)
+            self.assertEqual(res.ids[0, 0], 1)
+            c.drop_collection("rid")
+        with open(r.proc.log_path) as f:
+            lines = [ln for ln in f if ln.endswith("request_id=%s\n" % rid)]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn('msg="request" method=Search collection=rid code=OK', lines[0])
+        r.stop()
+        self.cluster.routers.remove(r)
 
     def test_recall_20k(self):
         c = self.client

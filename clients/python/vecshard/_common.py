@@ -48,6 +48,15 @@ def metadata(api_key):
     return (("authorization", "Bearer " + api_key),) if api_key else None
 
 
+def call_metadata(base, request_id):
+    """The client's metadata plus x-request-id when request_id is given (the
+    router uses it when it is 1..64 printable ASCII characters without spaces,
+    else makes its own; docs/router.md, "Request ids")."""
+    if not request_id:
+        return base
+    return tuple(base or ()) + (("x-request-id", str(request_id)),)
+
+
 def connect(client, channels, address, timeout, api_key, tls, retries, backoff, max_message):
     """Sets up the connection fields of a Client or aio.Client; `channels` is
     the grpc module whose channel constructors to use (grpc or grpc.aio)."""

@@ -32,13 +32,14 @@ class Client:
     async def __aexit__(self, *exc):
         await self.close()
 
-    async def _call(self, method, request, retry=True):
+    async def _call(self, method, request, retry=True, request_id=None):
         """One RPC; transient errors retried when retry; errors as VecshardError."""
         pause = self.backoff
+        md = c.call_metadata(self._metadata, request_id)
         for attempt in range(self.retries + 1):
             try:
                 return await getattr(self._stub, method)(request, timeout=self.timeout,
-                                                         metadata=self._metadata)
+                                                         metadata=md)
             except grpc.aio.AioRpcError as e:
                 if not retry or e.code() not in TRANSIENT or attempt == self.retries:
                     raise from_rpc_error(e) from None
@@ -140,12 +141,14 @@ class Client:
                 t.cancel()
 
     async def search(self, name, queries, k=10, ef=None, *, with_payload=False,
-                     with_vector=False, min_coverage=1.0):
-        """k nearest neighbours of each query row: a SearchResult."""
+                     with_vector=False, min_coverage=1.0, request_id=None):
+        """k nearest neighbours of each query row: a SearchResult (request_id as
+        in Client.search)."""
         queries = c.as_matrix(queries, "queries")
         if k < 1:
             raise InvalidArgument("k: must be at least 1, got %d" % k)
-        replies = [(lo, await self._call("Search", req)) for lo, req in c.search_batches(
+        replies = [(lo, await self._call("Search", req, request_id=request_id))
+                   for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
             self.max_message)]
         return c.search_result(replies, len(queries), k, with_payload, with_vector)

@@ -43,13 +43,13 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def _call(self, method, request, retry=True):
+    def _call(self, method, request, retry=True, request_id=None):
         """One RPC; transient errors retried when retry; errors as VecshardError."""
         pause = self.backoff
+        md = c.call_metadata(self._metadata, request_id)
         for attempt in range(self.retries + 1):
             try:
-                return getattr(self._stub, method)(request, timeout=self.timeout,
-                                                   metadata=self._metadata)
+                return getattr(self._stub, method)(request, timeout=self.timeout, metadata=md)
             except grpc.RpcError as e:
                 if not retry or e.code() not in TRANSIENT or attempt == self.retries:
                     raise from_rpc_error(e) from None
@@ -162,14 +162,16 @@ class Client:
         return total
 
     def search(self, name, queries, k=10, ef=None, *, with_payload=False, with_vector=False,
-               min_coverage=1.0):
+               min_coverage=1.0, request_id=None):
         """k nearest neighbours of each query row: a SearchResult (ids uint64
         (N,k), distances float32 (N,k), counts, coverage, payloads, vectors).
-        min_coverage 0 accepts any coverage."""
+        min_coverage 0 accepts any coverage. request_id: sent as x-request-id
+        on every batch, to find the search in the router's and nodes' logs."""
         queries = c.as_matrix(queries, "queries")
         if k < 1:
             raise InvalidArgument("k: must be at least 1, got %d" % k)
-        replies = [(lo, self._call("Search", req)) for lo, req in c.search_batches(
+        replies = [(lo, self._call("Search", req, request_id=request_id))
+                   for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
             self.max_message)]
         return c.search_result(replies, len(queries), k, with_payload, with_vector)

@@ -480,6 +480,8 @@ class Server:
         for attempt in range(4 if first else 1):
             if first:
                 self.port = free_ports(1)[0]
+                if getattr(self, "http", False):
+                    self.http_port = None  # the --http port may be the one that lost the race
             self.close_channel()
             try:
                 spawn_and_wait()

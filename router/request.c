@@ -22,9 +22,9 @@
  * calls then carry no id and log lines none.
  *
  * The collection a call is about is read generically from its request
- * message: the string field `collection`, or `name` (CreateCollection,
- * DropCollection, DescribeCollection), found once per method at
- * registration from the protobuf-c descriptor.
+ * message: the string field `collection`, or `name` (DropCollection,
+ * DescribeCollection), or `config.name` (CreateCollection), found once per
+ * method at registration from the protobuf-c descriptors.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -100,7 +100,7 @@ static void id_take(struct rpc_call *c, char id[LOG_REQUEST_ID_MAX + 1])
     id_generate(id);
 }
 
-/* The string field `collection` or `name` of a request message, or NULL. */
+/* The string field `collection` or `name` of messages of d, or NULL. */
 static const ProtobufCFieldDescriptor *coll_field(const ProtobufCMessageDescriptor *d)
 {
     static const char *const names[] = {"collection", "name"};
@@ -113,6 +113,33 @@ static const ProtobufCFieldDescriptor *coll_field(const ProtobufCMessageDescript
     return NULL;
 }
 
+/* Finds where a request names its collection: a field of its own, or the
+ * `name` of its `config` message (CreateCollection). */
+static void coll_find(struct router_method *rm, const ProtobufCMessageDescriptor *d)
+{
+    rm->coll = coll_field(d);
+    if (rm->coll != NULL) return;
+    const ProtobufCFieldDescriptor *cfg =
+        protobuf_c_message_descriptor_get_field_by_name(d, "config");
+    if (cfg == NULL || cfg->type != PROTOBUF_C_TYPE_MESSAGE ||
+        cfg->label == PROTOBUF_C_LABEL_REPEATED)
+        return;
+    rm->coll = coll_field(cfg->descriptor);
+    if (rm->coll != NULL) rm->parent = cfg;
+}
+
+/* The collection m names, or "". */
+static const char *coll_of(const struct router_method *rm, const ProtobufCMessage *m)
+{
+    if (rm->coll == NULL || m == NULL) return "";
+    if (rm->parent != NULL) {
+        m = *(const ProtobufCMessage *const *)((const char *)m + rm->parent->offset);
+        if (m == NULL) return "";
+    }
+    const char *s = *(char *const *)((const char *)m + rm->coll->offset);
+    return s != NULL ? s : "";
+}
+
 /* The wrapper every VecShard method is registered with. */
 static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
@@ -121,10 +148,7 @@ static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *
     struct router_request req = {.method = rm, .collection = "", .start_ms = rpc_now_ms()};
     id_take(c, req.id);
     req.md = (struct rpc_md){RPC_REQUEST_ID_MD, req.id};
-    if (rm->coll != NULL && m != NULL) {
-        const char *s = *(char *const *)((const char *)m + rm->coll->offset);
-        if (s != NULL) req.collection = s;
-    }
+    req.collection = coll_of(rm, m);
     rpc_call_add_trailer(c, RPC_REQUEST_ID_MD, req.id);
     current = &req;
     log_set_request_id(req.id);
@@ -172,10 +196,8 @@ int router_register(struct rpc_server *s, struct router *r)
     };
     for (size_t i = 0; i < ROUTER_METHODS; i++) {
         struct router_method *rm = &r->methods[i];
-        *rm = (struct router_method){.name = methods[i].method,
-                                     .fn = methods[i].fn,
-                                     .r = r,
-                                     .coll = coll_field(methods[i].desc)};
+        *rm = (struct router_method){.name = methods[i].method, .fn = methods[i].fn, .r = r};
+        coll_find(rm, methods[i].desc);
         char path[96];
         snprintf(path, sizeof path, SVC "%s", methods[i].method);
         if (rpc_server_add_unary(s, path, methods[i].desc, request_run, rm, 0) != 0) return -1;

@@ -64,7 +64,8 @@ struct router_method {
     const char *name; /* "Search" */
     rpc_unary_fn fn;
     struct router *r;
-    const ProtobufCFieldDescriptor *coll; /* the request's `collection`/`name`, or NULL */
+    const ProtobufCFieldDescriptor *coll;   /* the request's `collection`/`name`, or NULL */
+    const ProtobufCFieldDescriptor *parent; /* non-NULL: coll is inside this message field */
 };
 
 /* The router's own metric families (router_metrics.c; docs/operations.md,

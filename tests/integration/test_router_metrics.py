@@ -166,6 +166,9 @@ class RouterMetrics(harness.ClusterTestCase):
             if node.node_id in self.primaries():
                 rh.wait_until(lambda n=node: log_lines(n, "request_id=%s\n" % rid), 5,
                               "%s log line with request_id=%s" % (node.node_id, rid))
+        # CreateCollection names its collection inside config.
+        self.assertEqual(len(log_lines(
+            self.router, 'msg="request" method=CreateCollection collection=m code=OK')), 1)
         # Invalid ids (a space, 65 characters) and no id: a generated one, new each time.
         seen = set()
         for md in ([("x-request-id", "has space")], [("x-request-id", "x" * 65)], []):

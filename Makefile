@@ -24,6 +24,8 @@
 #   make bench-restart  a node's restart time after a clean stop and after kill -9
 #   make demo       3-node local cluster on MNIST: load, search, recall/QPS/latency
 #   make demo-engine  the engine alone on MNIST
+#   make image-check  the container image's runtime stage in a debootstrapped Debian 12
+#                   root: ldd, --version, etcd + node + router + CLI smoke (needs root)
 
 BUILD    ?= build
 CC       ?= cc
@@ -282,6 +284,17 @@ bench-rebalance: $(REPL_DEPS)
 
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
+
+# ---------------------------------------------------------------- image-check
+# scripts/image_check.sh: deploy/docker/Dockerfile's runtime stage without a
+# Docker daemon: debootstrap a minimal Debian 12 root, run the Dockerfile's
+# runtime-setup.sh on runtime-packages.txt in it, copy the binaries in, run
+# ldd, --version and an etcd + node + router + CLI smoke inside it as the
+# image's user. Needs root and Debian's archive; the root is cached under
+# $(BUILD)/image-check/ (IMAGE_CHECK_FRESH=1 rebuilds it). deploy/docker/README.md.
+.PHONY: image-check
+image-check: $(BIN_NODE) $(BIN_ROUTER) $(BIN_CLI)
+	VS_BUILD=$(abspath $(BUILD)) scripts/image_check.sh
 
 # ---------------------------------------------------------------- clients/node
 # The Node.js client (clients/node, docs/clients.md ("Node.js")): its TypeScript

@@ -298,12 +298,14 @@ bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
 
 # ---------------------------------------------------------------- image-check
-# scripts/image_check.sh: deploy/docker/Dockerfile's runtime stage without a
-# Docker daemon: debootstrap a minimal Debian 12 root, run the Dockerfile's
-# runtime-setup.sh on runtime-packages.txt in it, copy the binaries in, run
+# scripts/image_check.sh: deploy/docker/Dockerfile without a Docker daemon:
+# debootstrap a minimal Debian 12 root, run the Dockerfile's `setup.sh
+# runtime` (runtime-packages.txt, the user) in it, copy the binaries in, run
 # ldd, --version and an etcd + node + router + CLI smoke inside it as the
-# image's user. Needs root and Debian's archive; the root is cached under
-# $(BUILD)/image-check/ (IMAGE_CHECK_FRESH=1 rebuilds it). deploy/docker/README.md.
+# image's user; IMAGE_CHECK_BUILD=1 also runs the build stage in a second
+# root and uses its binaries. Needs root and Debian's archive; the roots are
+# cached under $(BUILD)/image-check/ (IMAGE_CHECK_FRESH=1 rebuilds them).
+# deploy/docker/README.md.
 .PHONY: image-check
 image-check: $(BIN_NODE) $(BIN_ROUTER) $(BIN_CLI)
 	VS_BUILD=$(abspath $(BUILD)) scripts/image_check.sh

@@ -1,40 +1,44 @@
 #!/usr/bin/env bash
-# image_check.sh — proves deploy/docker/Dockerfile's runtime stage without a
-# Docker daemon (`make image-check`; deploy/docker/README.md, "The check").
+# image_check.sh — proves deploy/docker/Dockerfile without a Docker daemon
+# (`make image-check`; deploy/docker/README.md, "The check").
 #
-#   1. root: debootstrap a minimal Debian 12 (`--variant=minbase bookworm`)
-#      with the apt sources of the debian:bookworm-slim image, then run
-#      deploy/docker/runtime-setup.sh on deploy/docker/runtime-packages.txt
-#      inside it with chroot: the very step and list the Dockerfile runs
-#      (exactly those packages, no recommends; the user vecshard 10001:10001
-#      and /data). The result is cached as a tarball under
-#      $BUILD/image-check/, keyed by the sha256 of the list, the setup
-#      script and the mirrors; a warm run unpacks it instead
-#      (IMAGE_CHECK_FRESH=1 ignores and replaces the cache).
+#   1. runtime root: debootstrap a minimal Debian 12 (`--variant=minbase
+#      bookworm`) with the apt sources of the debian:bookworm-slim image,
+#      then run deploy/docker/setup.sh runtime (which installs exactly
+#      runtime-packages.txt, no recommends, and creates the user vecshard
+#      10001:10001 and /data) inside it with chroot: the very step and list
+#      of the Dockerfile's runtime stage. The debootstrapped base and each
+#      stage's root are cached as tarballs under $BUILD/image-check/, keyed
+#      by the sha256 of setup.sh, the list and the mirrors; a warm run
+#      unpacks them (IMAGE_CHECK_FRESH=1 ignores and replaces the cache).
+#      With IMAGE_CHECK_BUILD=1 the build stage runs too: a root with
+#      `setup.sh build` (build-packages.txt), the sources git knows copied to
+#      /src and the Dockerfile's make (-j2) inside it.
 #   2. binaries: copies the files the Dockerfile's `COPY --from=build` line
-#      names from $BUILD into /usr/local/bin, as that line does.
-#   3. inside the root: `ldd` of each binary shows no "not found"; as the
-#      user 10001:10001 each binary's --version exits 0 and prints its
-#      version, and /data is writable.
+#      names (from the build stage's root, or else from $BUILD) into
+#      /usr/local/bin, as that line does.
+#   3. inside the runtime root: `ldd` of each binary shows no "not found";
+#      as the user 10001:10001 each binary's --version exits 0 and prints
+#      its version, and /data is writable.
 #   4. smoke: deploy/local/cluster.sh starts etcd (the host's /usr/bin/etcd:
 #      loopback is shared with the chroot) and one vecshard-node and one
 #      vecshard-router, both run inside the root as 10001:10001 (through
-#      wrappers that exec chroot, so the recorded pid is the program's);
-#      then the CLI from the root creates a 2-shard collection, loads 300
-#      points and searches 10 of them with k = 1: each query's hit must be
-#      the point itself at distance 0.
+#      wrappers that exec chroot, so the recorded pid is the program's;
+#      /proc/PID/root and the uid are checked); then the CLI from the root
+#      creates a 2-shard collection, loads 300 points and searches 10 of
+#      them with k = 1: each query's hit must be the point itself.
 #
 # The cluster's directory is bind-mounted at the same path inside the root,
 # so the paths cluster.sh passes mean the same thing on both sides. Every
 # exit path stops the cluster (cluster.sh stop: only the pids it recorded),
-# unmounts what was mounted and, once nothing under the root is mounted,
-# removes the work directory. Needs root (debootstrap, chroot, mount).
+# unmounts what was mounted and, once nothing under the work directory is
+# mounted, removes it. Needs root (debootstrap, chroot, mount).
 #
-# Environment: VS_BUILD (default ./build), IMAGE_CHECK_MIRROR
-# (http://deb.debian.org/debian), IMAGE_CHECK_SECURITY_MIRROR
-# (http://deb.debian.org/debian-security), IMAGE_CHECK_FRESH=1,
-# IMAGE_CHECK_KEEP=1 (keep the work dir for inspection), ETCD_BIN.
-# Exit status: 0 the image's runtime works; 1 a check failed; 2 bad setup.
+# Environment: VS_BUILD (default ./build), IMAGE_CHECK_BUILD=1,
+# IMAGE_CHECK_FRESH=1, IMAGE_CHECK_KEEP=1 (keep the work dir for
+# inspection), IMAGE_CHECK_MIRROR (http://deb.debian.org/debian),
+# IMAGE_CHECK_SECURITY_MIRROR (http://deb.debian.org/debian-security),
+# ETCD_BIN. Exit status: 0 the image works; 1 a check failed; 2 bad setup.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,14 +70,17 @@ done
 # The binaries the Dockerfile copies: the sources of its `COPY --from=build` line.
 read -r -a COPY_LINE <<<"$(grep -m1 '^COPY --from=build ' "$DOCKER_DIR/Dockerfile")" ||
     setup_error "no 'COPY --from=build' line in deploy/docker/Dockerfile"
-BINS=()
+BINS=() BIN_SRCS=()
 for word in "${COPY_LINE[@]:2:${#COPY_LINE[@]}-3}"; do
+    BIN_SRCS+=("$word")
     BINS+=("$(basename "$word")")
 done
 [ ${#BINS[@]} -gt 0 ] || setup_error "the Dockerfile's COPY --from=build line names no binary"
-for b in "${BINS[@]}"; do
-    [ -x "$BUILD/$b" ] || setup_error "$BUILD/$b is missing (make ${BUILD#"$REPO"/}/$b)"
-done
+if [ "${IMAGE_CHECK_BUILD:-0}" != 1 ]; then
+    for b in "${BINS[@]}"; do
+        [ -x "$BUILD/$b" ] || setup_error "$BUILD/$b is missing (make ${BUILD#"$REPO"/}/$b)"
+    done
+fi
 
 WORK=$(mktemp -d /tmp/vecshard-image-check.XXXXXX)
 ROOT=$WORK/root
@@ -95,7 +102,7 @@ cleanup() {
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
         umount "${MOUNTS[i]}" || umount -l "${MOUNTS[i]}" || rc=1
     done
-    left=$(mounted_under "$ROOT")
+    left=$(mounted_under "$WORK")
     if [ -n "$left" ]; then
         echo "image-check: still mounted, $WORK left in place: $left" >&2
         rc=1
@@ -114,9 +121,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
+# mount_proc DIR: /proc inside the root DIR (umount_last or cleanup undoes it).
 mount_proc() {
-    mount -t proc proc "$ROOT/proc"
-    MOUNTS+=("$ROOT/proc")
+    mount -t proc proc "$1/proc"
+    MOUNTS+=("$1/proc")
 }
 
 umount_last() {
@@ -129,11 +137,11 @@ in_root() {
     chroot --userspec="$USERSPEC" "$ROOT" "$@"
 }
 
-# ------------------------------------------------------------------ 1. root
+# ------------------------------------------------------------------ 1. roots
 # The apt sources of the debian:bookworm-slim image (/etc/apt/sources.list.d/debian.sources).
 write_sources() {
-    rm -f "$ROOT/etc/apt/sources.list"
-    cat >"$ROOT/etc/apt/sources.list.d/debian.sources" <<EOF
+    rm -f "$1/etc/apt/sources.list"
+    cat >"$1/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: $MIRROR
 Suites: $SUITE $SUITE-updates
@@ -148,42 +156,94 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 }
 
-key=$(cat "$DOCKER_DIR/runtime-packages.txt" "$DOCKER_DIR/runtime-setup.sh" <(echo "$SUITE $MIRROR $SECURITY_MIRROR") |
-    sha256sum | cut -c1-16)
-TARBALL=$CACHE_DIR/rootfs-$key.tar
-mkdir -p "$ROOT"
-if [ -f "$TARBALL" ] && [ "${IMAGE_CHECK_FRESH:-0}" != 1 ]; then
-    say "root: unpacking the cached $TARBALL"
-    tar -C "$ROOT" --numeric-owner -xpf "$TARBALL"
-else
-    say "root: debootstrap --variant=minbase $SUITE from $MIRROR"
-    debootstrap --variant=minbase "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
-        { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed (log above)"; }
-    write_sources
-    say "root: runtime-setup.sh on runtime-packages.txt: $(sed -e 's/#.*//' "$DOCKER_DIR/runtime-packages.txt" | xargs)"
-    install -d "$ROOT/tmp/vecshard-setup"
-    cp "$DOCKER_DIR/runtime-packages.txt" "$DOCKER_DIR/runtime-setup.sh" "$ROOT/tmp/vecshard-setup/"
-    mount_proc
-    chroot "$ROOT" sh /tmp/vecshard-setup/runtime-setup.sh /tmp/vecshard-setup/runtime-packages.txt \
-        >"$WORK/setup.log" 2>&1 || { tail -n 30 "$WORK/setup.log" >&2; fail "runtime-setup.sh failed in the root (log above)"; }
-    umount_last
-    rm -rf "$ROOT/tmp/vecshard-setup"
-    # shellcheck disable=SC2016  # ${Package} is dpkg-query's, not the shell's
-    say "root: installed $(chroot "$ROOT" dpkg-query -W -f='${Package}\n' | wc -l) packages in all; caching it"
+# cached NAME KEY DIR: unpacks $CACHE_DIR/NAME-KEY.tar into DIR (status 0),
+# or status 1 when there is none or IMAGE_CHECK_FRESH=1.
+cached() {
+    local tarball=$CACHE_DIR/$1-$2.tar
+    [ -f "$tarball" ] && [ "${IMAGE_CHECK_FRESH:-0}" != 1 ] || return 1
+    say "$1 root: unpacking the cached ${tarball#"$REPO"/}"
+    tar -C "$3" --numeric-owner -xpf "$tarball"
+}
+
+# cache NAME KEY DIR: DIR becomes the cached NAME root (older keys removed).
+cache() {
     mkdir -p "$CACHE_DIR"
-    rm -f "$CACHE_DIR"/rootfs-*.tar
-    tar -C "$ROOT" --numeric-owner -cf "$TARBALL.tmp" . && mv "$TARBALL.tmp" "$TARBALL"
+    rm -f "$CACHE_DIR/$1"-*.tar
+    tar -C "$3" --numeric-owner -cf "$CACHE_DIR/$1-$2.tar.tmp" . &&
+        mv "$CACHE_DIR/$1-$2.tar.tmp" "$CACHE_DIR/$1-$2.tar"
+}
+
+# make_root STAGE DIR: the Dockerfile's `FROM debian:bookworm-slim` +
+# `RUN setup.sh STAGE` in DIR: a minbase bookworm (debootstrap, cached as
+# "base") with the image's apt sources, then setup.sh STAGE inside it with
+# chroot (the result cached as "STAGE", keyed by setup.sh, the list and the
+# base's key).
+make_root() {
+    local stage=$1 dir=$2 base_key key
+    base_key=$(echo "$SUITE $MIRROR $SECURITY_MIRROR" | sha256sum | cut -c1-16)
+    key=$(cat "$DOCKER_DIR/setup.sh" "$DOCKER_DIR/$stage-packages.txt" <(echo "$base_key") |
+        sha256sum | cut -c1-16)
+    mkdir -p "$dir"
+    cached "$stage" "$key" "$dir" && return 0
+    if ! cached base "$base_key" "$dir"; then
+        say "base root: debootstrap --variant=minbase $SUITE from $MIRROR"
+        debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+            { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap failed (log above)"; }
+        write_sources "$dir"
+        cache base "$base_key" "$dir"
+    fi
+    say "$stage root: setup.sh $stage: $(sed -e 's/#.*//' "$DOCKER_DIR/$stage-packages.txt" | xargs)"
+    install -d "$dir/tmp/vecshard-setup"
+    cp "$DOCKER_DIR/setup.sh" "$DOCKER_DIR/$stage-packages.txt" "$dir/tmp/vecshard-setup/"
+    mount_proc "$dir"
+    chroot "$dir" sh /tmp/vecshard-setup/setup.sh "$stage" >"$WORK/setup-$stage.log" 2>&1 ||
+        { tail -n 30 "$WORK/setup-$stage.log" >&2; fail "setup.sh $stage failed in the root (log above)"; }
+    umount_last
+    rm -rf "$dir/tmp/vecshard-setup"
+    # shellcheck disable=SC2016  # ${Package} is dpkg-query's, not the shell's
+    say "$stage root: $(chroot "$dir" dpkg-query -W -f='${Package}\n' | wc -l) packages in all; caching it"
+    cache "$stage" "$key" "$dir"
+}
+
+# The build stage (IMAGE_CHECK_BUILD=1): `COPY . .` (the files git tracks or
+# does not ignore; what .dockerignore leaves out, git ignores too) and the
+# Dockerfile's make, at -j2.
+BIN_ROOT= # the root holding the COPY --from=build sources; "" = $BUILD's binaries
+if [ "${IMAGE_CHECK_BUILD:-0}" = 1 ]; then
+    BROOT=$WORK/build-root
+    make_root build "$BROOT"
+    install -d "$BROOT/src"
+    git -C "$REPO" ls-files -z --cached --others --exclude-standard |
+        tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$BROOT/src" -xf -
+    say "build stage: make ${BINS[*]} from the sources"
+    mount_proc "$BROOT"
+    chroot "$BROOT" sh -c 'cd /src && make -j2 build/vecshard-node build/vecshard-router build/vecshard' \
+        >"$WORK/build-stage.log" 2>&1 ||
+        { tail -n 30 "$WORK/build-stage.log" >&2; fail "the build stage's make failed (log above)"; }
+    umount_last
+    BIN_ROOT=$BROOT
+    say "build stage: built"
 fi
+make_root runtime "$ROOT"
 
 # ------------------------------------------------------------------ 2. binaries
 # As the Dockerfile's COPY: root-owned, mode kept (0755 from the linker).
-for b in "${BINS[@]}"; do
-    install -m 0755 "$BUILD/$b" "$ROOT/usr/local/bin/$b"
+for i in "${!BINS[@]}"; do
+    if [ -n "$BIN_ROOT" ]; then
+        src=$BIN_ROOT${BIN_SRCS[i]}
+    else
+        src=$BUILD/${BINS[i]}
+    fi
+    install -m 0755 "$src" "$ROOT/usr/local/bin/${BINS[i]}"
 done
-say "binaries: ${BINS[*]} in /usr/local/bin"
+if [ -n "$BIN_ROOT" ]; then
+    say "binaries: ${BINS[*]} in /usr/local/bin (from the build stage)"
+else
+    say "binaries: ${BINS[*]} in /usr/local/bin (from $BUILD)"
+fi
 
 # ------------------------------------------------------------------ 3. libraries, --version, user
-mount_proc
+mount_proc "$ROOT"
 for b in "${BINS[@]}"; do
     if ! out=$(chroot "$ROOT" ldd "/usr/local/bin/$b" 2>&1); then
         fail "ldd /usr/local/bin/$b failed in the root: $out"

@@ -11,11 +11,13 @@
 #      stage's root are cached as tarballs under $BUILD/image-check/, keyed
 #      by the sha256 of setup.sh, the list and the mirrors; a warm run
 #      unpacks them (IMAGE_CHECK_FRESH=1 ignores and replaces the cache).
-#      With IMAGE_CHECK_BUILD=1 the build stage runs too: a root with
-#      `setup.sh build` (build-packages.txt), the sources git knows copied to
-#      /src and the Dockerfile's make (-j2) inside it.
+#      First the build stage: a root with `setup.sh build`
+#      (build-packages.txt), the sources git knows copied to /src and the
+#      Dockerfile's make (-j2) inside it. IMAGE_CHECK_BUILD=0 skips it and
+#      uses $BUILD's binaries (quicker, same Debian 12 libraries on a
+#      Debian 12 host).
 #   2. binaries: copies the files the Dockerfile's `COPY --from=build` line
-#      names (from the build stage's root, or else from $BUILD) into
+#      names (from the build stage's root, or $BUILD) into
 #      /usr/local/bin, as that line does.
 #   3. inside the runtime root: `ldd` of each binary shows no "not found";
 #      as the user 10001:10001 each binary's --version exits 0 and prints
@@ -34,7 +36,7 @@
 # unmounts what was mounted and, once nothing under the work directory is
 # mounted, removes it. Needs root (debootstrap, chroot, mount).
 #
-# Environment: VS_BUILD (default ./build), IMAGE_CHECK_BUILD=1,
+# Environment: VS_BUILD (default ./build), IMAGE_CHECK_BUILD=0,
 # IMAGE_CHECK_FRESH=1, IMAGE_CHECK_KEEP=1 (keep the work dir for
 # inspection), IMAGE_CHECK_MIRROR (http://deb.debian.org/debian),
 # IMAGE_CHECK_SECURITY_MIRROR (http://deb.debian.org/debian-security),
@@ -76,7 +78,7 @@ for word in "${COPY_LINE[@]:2:${#COPY_LINE[@]}-3}"; do
     BINS+=("$(basename "$word")")
 done
 [ ${#BINS[@]} -gt 0 ] || setup_error "the Dockerfile's COPY --from=build line names no binary"
-if [ "${IMAGE_CHECK_BUILD:-0}" != 1 ]; then
+if [ "${IMAGE_CHECK_BUILD:-1}" != 1 ]; then
     for b in "${BINS[@]}"; do
         [ -x "$BUILD/$b" ] || setup_error "$BUILD/$b is missing (make ${BUILD#"$REPO"/}/$b)"
     done
@@ -205,11 +207,11 @@ make_root() {
     cache "$stage" "$key" "$dir"
 }
 
-# The build stage (IMAGE_CHECK_BUILD=1): `COPY . .` (the files git tracks or
+# The build stage (unless IMAGE_CHECK_BUILD=0): `COPY . .` (the files git tracks or
 # does not ignore; what .dockerignore leaves out, git ignores too) and the
 # Dockerfile's make, at -j2.
 BIN_ROOT= # the root holding the COPY --from=build sources; "" = $BUILD's binaries
-if [ "${IMAGE_CHECK_BUILD:-0}" = 1 ]; then
+if [ "${IMAGE_CHECK_BUILD:-1}" = 1 ]; then
     BROOT=$WORK/build-root
     make_root build "$BROOT"
     install -d "$BROOT/src"
@@ -244,6 +246,7 @@ fi
 
 # ------------------------------------------------------------------ 3. libraries, --version, user
 mount_proc "$ROOT"
+SONAMES= # every library a binary loads, one soname per line
 for b in "${BINS[@]}"; do
     if ! out=$(chroot "$ROOT" ldd "/usr/local/bin/$b" 2>&1); then
         fail "ldd /usr/local/bin/$b failed in the root: $out"
@@ -254,7 +257,20 @@ for b in "${BINS[@]}"; do
     ver=$(in_root "/usr/local/bin/$b" --version) || fail "$b --version exited $? as $USERSPEC in the root"
     [[ $ver =~ ^$b\ [0-9]+\.[0-9]+\.[0-9]+ ]] || fail "$b --version printed '$ver', not '$b X.Y.Z'"
     say "ldd: $b: $(wc -l <<<"$out") libraries, none missing; --version as $USERSPEC: $ver"
+    SONAMES+=$(awk '$2 == "=>" { print $1 }' <<<"$out")$'\n'
 done
+# A listed package that no binary loads a library of is reported (not a
+# failure: ca-certificates holds no library, and a library may be listed
+# before the code that links it lands).
+unused=
+# shellcheck disable=SC2013  # words: a line may hold a package and a comment
+for p in $(sed -e 's/#.*//' "$DOCKER_DIR/runtime-packages.txt"); do
+    chroot "$ROOT" dpkg -L "$p" | awk -F/ '/\.so/ { print $NF }' | grep -qxF -f - <(echo "$SONAMES") ||
+        unused+=" $p"
+done
+if [ -n "$unused" ]; then
+    say "note: no binary loads a library of these listed packages:$unused"
+fi
 [ "$(chroot "$ROOT" id -u vecshard):$(chroot "$ROOT" id -g vecshard)" = "$USERSPEC" ] ||
     fail "the root has no user vecshard with uid:gid $USERSPEC"
 in_root sh -c 'touch /data/.w && rm /data/.w' || fail "/data is not writable by $USERSPEC"

@@ -44,6 +44,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mkdir -p "${VS_BUILD:-$REPO/build}"
 BUILD=$(cd "${VS_BUILD:-$REPO/build}" && pwd)
 DOCKER_DIR=$REPO/deploy/docker
 MIRROR=${IMAGE_CHECK_MIRROR:-http://deb.debian.org/debian}
@@ -159,10 +160,13 @@ EOF
 }
 
 # cached NAME KEY DIR: unpacks $CACHE_DIR/NAME-KEY.tar into DIR (status 0),
-# or status 1 when there is none or IMAGE_CHECK_FRESH=1.
+# or status 1 when there is none or IMAGE_CHECK_FRESH=1 (and this run has
+# not written it: both stages start from one fresh base).
+CACHED_NOW=" "
 cached() {
     local tarball=$CACHE_DIR/$1-$2.tar
-    [ -f "$tarball" ] && [ "${IMAGE_CHECK_FRESH:-0}" != 1 ] || return 1
+    [ -f "$tarball" ] || return 1
+    [ "${IMAGE_CHECK_FRESH:-0}" != 1 ] || [[ $CACHED_NOW == *" $1 "* ]] || return 1
     say "$1 root: unpacking the cached ${tarball#"$REPO"/}"
     tar -C "$3" --numeric-owner -xpf "$tarball"
 }
@@ -173,6 +177,7 @@ cache() {
     rm -f "$CACHE_DIR/$1"-*.tar
     tar -C "$3" --numeric-owner -cf "$CACHE_DIR/$1-$2.tar.tmp" . &&
         mv "$CACHE_DIR/$1-$2.tar.tmp" "$CACHE_DIR/$1-$2.tar"
+    CACHED_NOW+="$1 "
 }
 
 # make_root STAGE DIR: the Dockerfile's `FROM debian:bookworm-slim` +

@@ -97,13 +97,17 @@ mounted_under() {
 }
 
 cleanup() {
-    local rc=$? i left
+    local rc=$? i m left
     set +e
     if [ "$CLUSTER_STARTED" = 1 ]; then
         "$REPO/deploy/local/cluster.sh" stop --dir "$SMOKE" --grace 30 || rc=1
     fi
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
         umount "${MOUNTS[i]}" || umount -l "${MOUNTS[i]}" || rc=1
+    done
+    # Mounts this script did not record (debootstrap's, if it was interrupted), deepest first.
+    for m in $(mounted_under "$WORK" | sort -r); do
+        umount "$m" || umount -l "$m"
     done
     left=$(mounted_under "$WORK")
     if [ -n "$left" ]; then

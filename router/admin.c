@@ -342,7 +342,8 @@ static void health_check(struct router *r, const struct rt_view *v, struct place
     req.service = "";
     /* wait_for_ready: a channel still backing off from an earlier failure
      * gets the whole budget to reconnect instead of failing at once. */
-    struct rpc_opts opts = {.deadline_ms = until, .wait_for_ready = true};
+    struct rpc_opts opts = router_node_opts(until);
+    opts.wait_for_ready = true;
     for (size_t i = 0; i < v->n_nodes; i++) {
         struct rpc_channel *ch = rpc_client_channel(r->client, v->nodes[i].addr);
         if (ch == NULL) continue;

@@ -11,6 +11,7 @@
  *      background; the router serves even while etcd is unreachable);
  *   4. the node channel pool and the gRPC server (port 0 = ephemeral; the
  *      bound address is printed on stdout and logged like the node's);
+ *      then the --http endpoint (/metrics, /healthz, /readyz);
  *   5. with --controller on, the controller thread (campaigns as
  *      --router-id, default "<hostname>:<bound port>").
  * Shutdown on a signal: stop the controller (it resigns, so another router
@@ -26,42 +27,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/http/http.h"
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "common/util/proc.h"
 #include "router/router.h"
-
-#define SVC "/vecshard.v1.VecShard/"
-
-int router_register(struct rpc_server *s, struct router *r)
-{
-    static const struct {
-        const char *method;
-        const ProtobufCMessageDescriptor *desc;
-        rpc_unary_fn fn;
-    } methods[] = {
-        {SVC "CreateCollection", &vecshard__v1__create_collection_request__descriptor,
-         router_create_collection},
-        {SVC "DropCollection", &vecshard__v1__drop_collection_request__descriptor,
-         router_drop_collection},
-        {SVC "ListCollections", &vecshard__v1__list_collections_request__descriptor,
-         router_list_collections},
-        {SVC "DescribeCollection", &vecshard__v1__describe_collection_request__descriptor,
-         router_describe_collection},
-        {SVC "Upsert", &vecshard__v1__upsert_request__descriptor, router_upsert},
-        {SVC "Delete", &vecshard__v1__delete_request__descriptor, router_delete},
-        {SVC "Get", &vecshard__v1__get_request__descriptor, router_get},
-        {SVC "Search", &vecshard__v1__search_request__descriptor, router_search},
-        {SVC "ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
-         router_cluster_status},
-        {SVC "Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
-        {SVC "Drain", &vecshard__v1__drain_request__descriptor, router_drain},
-    };
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, 0) != 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* Runs the router until a stop signal; returns the exit status. */
 int main(int argc, char **argv)
@@ -84,6 +54,7 @@ int main(int argc, char **argv)
     r.cfg = &cfg;
     pthread_mutex_init(&r.load.lock, NULL);
     struct rpc_server *srv = NULL;
+    struct http_server *http = NULL;
 
     log_info("starting vecshard-router",
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
@@ -99,6 +70,13 @@ int main(int argc, char **argv)
         log_error("cannot start the routing table", "error=%s", log_quote(err));
         goto fail;
     }
+    r.metrics = metrics_create();
+    if (r.metrics == NULL ||
+        metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0 ||
+        router_metrics_init(&r, r.metrics) != 0) {
+        log_error("cannot create the metrics registry", NULL);
+        goto fail;
+    }
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes};
     r.client = rpc_client_create(&ccfg);
     if (r.client == NULL) {
@@ -110,6 +88,7 @@ int main(int argc, char **argv)
         .workers = cfg.threads,
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+        .metrics = r.metrics,
     };
     srv = rpc_server_create(&scfg, err, sizeof err);
     if (srv == NULL) {
@@ -129,6 +108,7 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s", log_quote(bound));
     proc_print_listening(bound);
+    router_self_addr(&r, cfg.listen, port);
 
     char id[300];
     if (cfg.router_id != NULL) {
@@ -148,16 +128,26 @@ int main(int argc, char **argv)
              log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
              cfg.replace_after_ms);
 
+    /* Last: the probes and collectors read r.controller, r.client and r.self_addr. */
+    struct http_config hcfg = {.addr = cfg.http,
+                               .metrics = r.metrics,
+                               .healthz = router_healthz,
+                               .readyz = router_readyz,
+                               .user = &r};
+    if (http_start_logged(&hcfg, &http) != 0) goto fail;
+
     proc_wait_stop(&set);
     status = 0;
 
 fail:
+    http_stop(http); /* first: collectors read the routing table and the controller */
     controller_stop(r.controller);
     rpc_server_shutdown(srv);
     rt_stop(r.rt);
     if (r.client != NULL) rpc_client_destroy(r.client);
     etcd_client_free(r.etcd);
     pthread_mutex_destroy(&r.load.lock);
+    metrics_destroy(r.metrics);
     if (status == 0) log_info("stopped", NULL);
     router_config_free(&cfg);
     return status;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/etcd/etcd.h"
+#include "common/http/http.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 
@@ -47,6 +48,10 @@ static int check_router_id(const char *id)
 static const struct flags_spec flags[] = {
     {"listen", FLAGS_STR, "0.0.0.0:7300", 0, 0, F(listen),
      "host:port the gRPC server binds; port 0 picks a free port (logged)"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint (/metrics, /healthz, /readyz; docs/operations.md); port 0 "
+     "picks a free port (logged); empty = off",
+     http_addr_check, "host:port (port 0..65535) or empty", .empty_ok = true},
     {"etcd", FLAGS_STR, "http://127.0.0.1:2379", 0, 0, F(etcd),
      "comma-separated etcd endpoints (http:// is added when missing)"},
     {"etcd-prefix", FLAGS_STR, "/vecshard", 0, 0, F(etcd_prefix), "prefix of every etcd key"},
@@ -58,6 +63,11 @@ static const struct flags_spec flags[] = {
      "bound of every etcd request"},
     {"log-level", FLAGS_ENUM, "info", 0, 0, F(log_level), "debug, info, warn or error",
      log_level_parse, "one of debug, info, warn, error"},
+    {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
+     "log a warn line \"slow request\" for calls slower than this many ms; 0 = off"},
+    {"view-max-age-ms", FLAGS_INT, "10000", 100, 3600000, F(view_max_age_ms),
+     "/readyz fails once the routing table has not been known current (etcd watch down) for "
+     "this many ms"},
     {"max-message-bytes", FLAGS_SIZE, "64MiB", 1u << 16, (uint64_t)INT_MAX, F(max_message_bytes),
      "largest gRPC request or reply, to clients and from nodes"},
     {"shutdown-grace-ms", FLAGS_INT, "5000", 0, 600000, F(shutdown_grace_ms),

@@ -115,7 +115,10 @@ void shard_call_want(struct shard_call *sc, uint32_t shard);
 /*
  * Runs every wanted shard to DONE or FAILED (unit[s].code / msg say why).
  * Returns GRPC_STATUS_OK, or the code of a node's answer that aborts the
- * request (abort_* set; shards still running are abandoned).
+ * request (abort_* set; shards still running are abandoned). Once per
+ * request: at the end its node calls, retries and failed shards are counted
+ * in the router's metrics (vecshard_router_shard_*_total). Every node call
+ * carries the request's x-request-id (router_node_opts).
  */
 grpc_status_code shard_call_run(struct shard_call *sc);
 

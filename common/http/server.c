@@ -51,7 +51,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     enum MHD_Result rc = MHD_queue_response(conn, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -69,14 +70,14 @@ static enum MHD_Result probe(struct MHD_Connection *conn, http_probe_fn fn, void
     char *body = NULL;
     int n = asprintf(&body, "%s\n", why[0] != '\0' ? why : "not ok");
     if (n < 0) return MHD_NO;
-    return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body,
-                   (size_t)n, true);
+    return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", body, (size_t)n,
+                   true);
 }
 
 /* MHD's access handler: one call per request (the body, if any, is ignored). */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **state)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **state)
 {
     (void)version;
     (void)upload_data;
@@ -100,36 +101,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return respond(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", 10, false);
 }
 
-/* Resolves "host:port" into *res (freeaddrinfo). 0, or -1 with a message. */
-static int resolve(const char *addr, struct addrinfo **res, char *err, size_t errlen)
+/* Splits "host:port" ("[v6]:port" too) into host (brackets removed) and port.
+ * 0, or -1 when it is not that shape or the port is outside 0..65535. */
+static int split_addr(const char *addr, char *host, size_t hostlen, long *port)
 {
     const char *colon = addr != NULL ? strrchr(addr, ':') : NULL;
-    if (colon == NULL || colon[1] == '\0') {
-        snprintf(err, errlen, "--http: \"%s\" is not host:port", addr != NULL ? addr : "");
-        return -1;
-    }
-    char host[256];
+    if (colon == NULL || colon[1] == '\0') return -1;
     size_t hl = (size_t)(colon - addr);
     const char *h = addr;
     if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
         h++;
         hl -= 2;
     }
-    if (hl >= sizeof host) {
-        snprintf(err, errlen, "--http: host of \"%s\" is too long", addr);
-        return -1;
-    }
+    if (hl >= hostlen) return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
     char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, errlen, "--http: \"%s\" is not host:port (port 0..65535)", addr);
+    *port = strtol(colon + 1, &end, 10);
+    return *end != '\0' || *port < 0 || *port > 65535 ? -1 : 0;
+}
+
+int http_addr_check(const char *addr)
+{
+    char host[256];
+    long port;
+    return addr == NULL || addr[0] == '\0' || split_addr(addr, host, sizeof host, &port) == 0 ? 0
+                                                                                              : -1;
+}
+
+/* Resolves "host:port" into *res (freeaddrinfo). 0, or -1 with a message. */
+static int resolve(const char *addr, struct addrinfo **res, char *err, size_t errlen)
+{
+    char host[256];
+    long port;
+    if (split_addr(addr, host, sizeof host, &port) != 0) {
+        snprintf(err, errlen, "--http: \"%s\" is not host:port (port 0..65535)",
+                 addr != NULL ? addr : "");
         return -1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    char serv[8];
+    snprintf(serv, sizeof serv, "%ld", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    int rc = getaddrinfo(hl > 0 ? host : NULL, colon + 1, &hints, res);
+    int rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, res);
     if (rc != 0) {
         snprintf(err, errlen, "--http: cannot resolve \"%s\": %s", addr, gai_strerror(rc));
         return -1;
@@ -163,8 +178,7 @@ struct http_server *http_start(const struct http_config *cfg, int *port, char *e
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (h->d == NULL) {
-        snprintf(err, errlen, "--http: cannot listen on %s (address in use or invalid)",
-                 cfg->addr);
+        snprintf(err, errlen, "--http: cannot listen on %s (address in use or invalid)", cfg->addr);
         free(h);
         return NULL;
     }

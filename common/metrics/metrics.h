@@ -73,10 +73,11 @@ struct metrics_family *metrics_histogram(struct metrics *m, const char *name, co
 
 /*
  * Updates. `values` holds one string per label name of the family, in its
- * order (NULL when it has none). Thread-safe.
+ * order (NULL when it has none; NULL for a family with labels, or an update
+ * of the wrong kind, is ignored). Counters ignore v <= 0. Thread-safe.
  */
-void metrics_add(struct metrics_family *f, const char *const *values, double v); /* counter */
-void metrics_set(struct metrics_family *f, const char *const *values, double v); /* gauge */
+void metrics_add(struct metrics_family *f, const char *const *values, double v);     /* counter */
+void metrics_set(struct metrics_family *f, const char *const *values, double v);     /* gauge */
 void metrics_observe(struct metrics_family *f, const char *const *values, double v); /* histogram */
 
 /* Collector: called at every scrape, after the registry's own families. */
@@ -93,8 +94,7 @@ int metrics_add_collector(struct metrics *m, metrics_collect_fn fn, void *user);
  * NULL: metrics_sample(w, "vecshard_replica_points", n, "collection", c,
  * "shard", s, NULL). The name of a sample must be the family's.
  */
-void metrics_family(struct metrics_writer *w, const char *name, const char *type,
-                    const char *help);
+void metrics_family(struct metrics_writer *w, const char *name, const char *type, const char *help);
 void metrics_sample(struct metrics_writer *w, const char *name, double v, ...)
     __attribute__((sentinel));
 

@@ -40,7 +40,7 @@ struct metrics_family {
     double *buckets; /* histogram upper bounds, increasing */
     size_t n_buckets;
 
-    pthread_mutex_t mu;             /* protects everything below */
+    pthread_mutex_t mu;              /* protects everything below */
     struct metrics_child **children; /* in creation order (the rendering order) */
     size_t n_children, cap_children;
     int32_t *index; /* open addressing over children, -1 = empty; size index_size */
@@ -71,7 +71,8 @@ struct metrics_writer {
 };
 
 /* Appends formatted text. */
-void mw_printf(struct metrics_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mw_printf(struct metrics_writer *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Appends a sample value or bucket bound as the text format wants it
  * (shortest round-trip decimal, NaN, +Inf, -Inf). */
@@ -83,8 +84,8 @@ void mw_header(struct metrics_writer *w, const char *name, const char *type, con
 /* Appends `name{k="v",...} value\n`; names and values in parallel arrays of
  * n labels, plus an optional extra label (le) when extra_name is not NULL. */
 void mw_sample(struct metrics_writer *w, const char *name, const char *suffix,
-               const char *const *names, const char *const *values, int n,
-               const char *extra_name, const char *extra_value, double v);
+               const char *const *names, const char *const *values, int n, const char *extra_name,
+               const char *extra_value, double v);
 
 /* Renders one registry family (takes its lock). */
 void mw_family(struct metrics_writer *w, struct metrics_family *f);

@@ -59,8 +59,9 @@ static int cpu_and_start(double *cpu, double *start)
     unsigned long long starttime;
     /* fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
      * utime stime cutime cstime priority nice threads itrealvalue starttime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
-                      "%*d %llu",
+    if (sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
+               "%*d %llu",
                &utime, &stime, &starttime) != 3)
         return -1;
     double hz = (double)sysconf(_SC_CLK_TCK);

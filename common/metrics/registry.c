@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double metrics_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                          5,      10};
+const double metrics_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                          0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                          1,      2.5,     5,      10};
 const size_t metrics_latency_buckets_n = sizeof metrics_latency_buckets / sizeof(double);
 
 bool metrics_name_ok(const char *s)
@@ -117,8 +117,7 @@ static struct metrics_family *family_new(struct metrics *m, enum metrics_kind ki
             buckets = metrics_latency_buckets;
             n_buckets = metrics_latency_buckets_n;
         }
-        if (n_buckets == 0 || (f->buckets = malloc(n_buckets * sizeof(double))) == NULL)
-            goto fail;
+        if (n_buckets == 0 || (f->buckets = malloc(n_buckets * sizeof(double))) == NULL) goto fail;
         for (size_t i = 0; i < n_buckets; i++) {
             if (buckets[i] != buckets[i] || (i > 0 && buckets[i] <= buckets[i - 1])) goto fail;
             f->buckets[i] = buckets[i];
@@ -240,7 +239,8 @@ static struct metrics_child *child_get(struct metrics_family *f, const char *con
 {
     uint32_t h = values_hash(values, f->n_labels);
     if (f->index_size > 0) {
-        for (size_t j = h & (f->index_size - 1); f->index[j] >= 0; j = (j + 1) & (f->index_size - 1)) {
+        for (size_t j = h & (f->index_size - 1); f->index[j] >= 0;
+             j = (j + 1) & (f->index_size - 1)) {
             struct metrics_child *c = f->children[f->index[j]];
             if (c->hash == h && values_equal(c, values, f->n_labels)) return c;
         }
@@ -292,7 +292,7 @@ static void count_dropped(struct metrics_family *f)
 static void update(struct metrics_family *f, enum metrics_kind kind, const char *const *values,
                    double v)
 {
-    if (f == NULL || f->kind != kind) return;
+    if (f == NULL || f->kind != kind || (values == NULL && f->n_labels > 0)) return;
     static const char *const none[1] = {""};
     if (values == NULL) values = none;
     pthread_mutex_lock(&f->mu);

@@ -103,8 +103,8 @@ void mw_header(struct metrics_writer *w, const char *name, const char *type, con
 }
 
 void mw_sample(struct metrics_writer *w, const char *name, const char *suffix,
-               const char *const *names, const char *const *values, int n,
-               const char *extra_name, const char *extra_value, double v)
+               const char *const *names, const char *const *values, int n, const char *extra_name,
+               const char *extra_value, double v)
 {
     mw_printf(w, "%s%s", name, suffix != NULL ? suffix : "");
     if (n > 0 || extra_name != NULL) {
@@ -114,7 +114,8 @@ void mw_sample(struct metrics_writer *w, const char *name, const char *suffix,
             put_escaped(w, values[k] != NULL ? values[k] : "", true);
             mw_printf(w, "\"");
         }
-        if (extra_name != NULL) mw_printf(w, "%s%s=\"%s\"", n > 0 ? "," : "", extra_name, extra_value);
+        if (extra_name != NULL)
+            mw_printf(w, "%s%s=\"%s\"", n > 0 ? "," : "", extra_name, extra_value);
         mw_printf(w, "}");
     }
     mw_printf(w, " ");
@@ -162,8 +163,8 @@ void mw_family(struct metrics_writer *w, struct metrics_family *f)
 void metrics_family(struct metrics_writer *w, const char *name, const char *type, const char *help)
 {
     if (w == NULL || !metrics_name_ok(name)) return;
-    if (type == NULL ||
-        (strcmp(type, "gauge") != 0 && strcmp(type, "counter") != 0 && strcmp(type, "untyped") != 0))
+    if (type == NULL || (strcmp(type, "gauge") != 0 && strcmp(type, "counter") != 0 &&
+                         strcmp(type, "untyped") != 0))
         type = "untyped";
     w->family = name;
     mw_header(w, name, type, help);

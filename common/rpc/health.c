@@ -110,8 +110,12 @@ static void watch_finish(struct rpc_call *c, grpc_status_code code, const char *
         ops[n].data.send_status_from_server.status_details = &c->msg_slice;
     }
     n++;
-    if (grpc_call_start_batch(c->call, ops, n, &c->t_final, NULL) == GRPC_CALL_OK)
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_final, NULL) == GRPC_CALL_OK) {
         c->w_pending++;
+    } else if (c->w_bb != NULL) {
+        grpc_byte_buffer_destroy(c->w_bb);
+        c->w_bb = NULL;
+    }
 }
 
 /* Sends the current status when the client has not seen it. watch_mu held, no send in flight. */

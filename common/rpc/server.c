@@ -1,7 +1,15 @@
 /*
  * server.c — the gRPC server loop: method table, poller threads, the handler
- * worker pool, per-call state, server streaming with flow control, the
- * built-in health check, and graceful shutdown.
+ * worker pool, per-call state, server streaming with flow control, per-call
+ * metrics, and graceful shutdown. The built-in health service is health.c;
+ * the types both share are in server_internal.h.
+ *
+ * Metrics (rpc_server_config.metrics): every call is counted once, when its
+ * status is decided (call_finish; health.c for Watch), with the labels
+ * service and method split from the path at registration (no per-call
+ * parsing) and the canonical code name; calls to unregistered methods share
+ * method="unknown" (and service="unknown" unless it is one of ours), so a
+ * client cannot grow the series without bound.
  *
  * Life of a call. rpc_server_start pre-posts PREPOST request contexts per
  * method (grpc_server_request_registered_call) plus some for unregistered
@@ -413,8 +421,8 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
          add_method(s, RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
                     health_check, NULL, s, RPC_INLINE) != 0) ||
         (!has_watch &&
-         add_method(s, RPC_HEALTH_WATCH, &grpc__health__v1__health_check_request__descriptor,
-                    NULL, NULL, s, RPC_WATCH) != 0)) {
+         add_method(s, RPC_HEALTH_WATCH, &grpc__health__v1__health_check_request__descriptor, NULL,
+                    NULL, s, RPC_WATCH) != 0)) {
         set_err(err, errlen, "%s", "out of memory");
         return -1;
     }

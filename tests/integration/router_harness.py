@@ -43,10 +43,11 @@ METRICS = {"l2": common_pb2.METRIC_L2, "ip": common_pb2.METRIC_IP,
 class Router(harness.Server):
     """One vecshard-router process: fixed name and (after first start) port."""
 
-    def __init__(self, cluster, name, threads=8, extra_args=()):
+    def __init__(self, cluster, name, threads=8, extra_args=(), http=False):
         super().__init__(cluster, name)
         self.threads = threads
         self.extra_args = list(extra_args)
+        self.http = http  # serve --http on a loopback port (self.http_port)
 
     def argv(self):
         # Automatic rebalance is off unless a test asks for it: the tests
@@ -56,6 +57,7 @@ class Router(harness.Server):
         auto = [] if "--auto-rebalance" in self.extra_args else ["--auto-rebalance", "off"]
         return [ROUTER_BIN, "--listen", self.addr, "--etcd", self.cluster.etcd.url,
                 "--etcd-prefix", self.cluster.prefix, "--threads", str(self.threads)] + \
+            (["--http", "127.0.0.1:%d" % self.http_port] if self.http else []) + \
             auto + self.extra_args
 
     def start(self, timeout=30, want_nodes=None):
@@ -65,6 +67,8 @@ class Router(harness.Server):
             want_nodes = sum(1 for n in self.cluster.nodes if n.proc.alive())
 
         def spawn_and_wait():
+            if self.http and self.http_port is None:
+                self.http_port = harness.free_ports(1)[0]
             self.proc.spawn(self.argv())
             self._wait_up(want_nodes, timeout)
         return self._start(ROUTER_BIN, spawn_and_wait)
@@ -101,11 +105,13 @@ class Router(harness.Server):
 class RouterCluster(harness.Cluster):
     """harness.Cluster + `routers` vecshard-router processes (router-0, ...)."""
 
-    def __init__(self, nodes=3, routers=1, router_threads=8, router_args=(), **kw):
+    def __init__(self, nodes=3, routers=1, router_threads=8, router_args=(), router_http=False,
+                 **kw):
         super().__init__(nodes=nodes, **kw)
         self.n_routers = routers
         self.router_threads = router_threads
         self.router_args = list(router_args)
+        self.router_http = router_http
         self.routers = []
 
     def start(self):
@@ -121,7 +127,7 @@ class RouterCluster(harness.Cluster):
 
     def add_router(self, start=True):
         r = Router(self, "router-%d" % len(self.routers), threads=self.router_threads,
-                   extra_args=self.router_args)
+                   extra_args=self.router_args, http=self.router_http)
         self.routers.append(r)
         if start:
             r.start()

@@ -96,8 +96,11 @@ static void test_endpoints(void)
     metrics_set(g, NULL, 7);
     int user = 42, port = 0;
     char err[256];
-    struct http_config cfg = {.addr = "127.0.0.1:0", .metrics = m, .healthz = probe_live,
-                              .readyz = probe_ready, .user = &user};
+    struct http_config cfg = {.addr = "127.0.0.1:0",
+                              .metrics = m,
+                              .healthz = probe_live,
+                              .readyz = probe_ready,
+                              .user = &user};
     struct http_server *h = http_start(&cfg, &port, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     CU_ASSERT(port > 0);

@@ -37,10 +37,12 @@ static void test_exact_text(void)
 {
     struct metrics *m = metrics_create();
     CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-    struct metrics_family *c = metrics_counter(m, "vecshard_test_calls_total", "Calls", "method,code");
+    struct metrics_family *c =
+        metrics_counter(m, "vecshard_test_calls_total", "Calls", "method,code");
     struct metrics_family *g = metrics_gauge(m, "vecshard_test_up", "Up or not", NULL);
     static const double b[] = {0.1, 1};
-    struct metrics_family *h = metrics_histogram(m, "vecshard_test_seconds", "Time", "method", b, 2);
+    struct metrics_family *h =
+        metrics_histogram(m, "vecshard_test_seconds", "Time", "method", b, 2);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     CU_ASSERT_PTR_NOT_NULL_FATAL(g);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -114,6 +116,7 @@ static void test_same_name_twice(void)
     /* an update of the wrong kind is ignored */
     const char *v[] = {"1", "2"};
     metrics_set(a, v, 5);
+    metrics_add(a, NULL, 1); /* labelled family without values: ignored, no crash */
     char *text = metrics_render(m, NULL);
     CU_ASSERT_PTR_NULL(strstr(text, "vecshard_x_total{"));
     free(text);
@@ -142,8 +145,8 @@ static void test_escaping_and_numbers(void)
     char *text = metrics_render(m, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(text);
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "vecshard_test_label{collection=\"x\\ny\"} 2\n"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(
-        text, "# HELP vecshard_test_special Line one\\nback\\\\slash \"quoted\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(text, "# HELP vecshard_test_special Line one\\nback\\\\slash \"quoted\"\n"));
     CU_ASSERT_PTR_NOT_NULL(
         strstr(text, "vecshard_test_special{collection=\"a\\\"b\\\\c\\nd\"} NaN\n"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "vecshard_test_special{collection=\"inf\"} +Inf\n"));
@@ -210,8 +213,8 @@ static void test_concurrent_updates(void)
     struct hammer hm[THREADS];
     pthread_t t[THREADS];
     struct metrics_family *c = metrics_counter(m, "vecshard_test_hits_total", "Hits", "method");
-    struct metrics_family *h = metrics_histogram(m, "vecshard_test_lat_seconds", "Lat", "method",
-                                                 NULL, 0);
+    struct metrics_family *h =
+        metrics_histogram(m, "vecshard_test_lat_seconds", "Lat", "method", NULL, 0);
     for (int i = 0; i < THREADS; i++) {
         hm[i] = (struct hammer){c, h, i};
         pthread_create(&t[i], NULL, hammer_main, &hm[i]);
@@ -229,8 +232,9 @@ static void test_concurrent_updates(void)
         snprintf(want, sizeof want, "vecshard_test_lat_seconds_count{method=\"m%d\"} %d\n", k,
                  THREADS * ROUNDS / 8);
         CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
-        snprintf(want, sizeof want, "vecshard_test_lat_seconds_bucket{method=\"m%d\",le=\"+Inf\"} %d\n",
-                 k, THREADS * ROUNDS / 8);
+        snprintf(want, sizeof want,
+                 "vecshard_test_lat_seconds_bucket{method=\"m%d\",le=\"+Inf\"} %d\n", k,
+                 THREADS * ROUNDS / 8);
         CU_ASSERT_PTR_NOT_NULL(strstr(text, want));
     }
     free(text);
@@ -256,8 +260,8 @@ static void test_process_collector(void)
         CU_ASSERT_PTR_NOT_NULL(p);
         if (p == NULL) continue;
         double v = strtod(p + strlen(want), NULL);
-        CU_ASSERT(v > 0);
-        if (i == 0) CU_ASSERT(v > 1e5 && v < 1e10);                /* bytes, not pages */
+        CU_ASSERT(i == 2 ? v >= 0 : v > 0);         /* a short test may have used < 1 clock tick */
+        if (i == 0) CU_ASSERT(v > 1e5 && v < 1e10); /* bytes, not pages */
         if (i == 3) CU_ASSERT(v > 1.6e9 && v < (double)time(NULL) + 1); /* Unix seconds */
     }
     free(text);
@@ -270,8 +274,8 @@ static void collect_for_lint(struct metrics_writer *w, void *user)
 {
     (void)user;
     metrics_family(w, "vecshard_test_replica_points", "gauge", "Points of a replica");
-    metrics_sample(w, "vecshard_test_replica_points", 3, "collection", "we\"ird\\name\n",
-                   "shard", "0", NULL);
+    metrics_sample(w, "vecshard_test_replica_points", 3, "collection", "we\"ird\\name\n", "shard",
+                   "0", NULL);
     metrics_family(w, "vecshard_test_moves_total", "counter", "Moves finished");
     metrics_sample(w, "vecshard_test_moves_total", 0, NULL);
 }
@@ -285,8 +289,8 @@ static void test_promtool(void)
     struct metrics *m = metrics_create();
     metrics_add_process(m, "vecshard-test", "0.1.0");
     metrics_add_collector(m, collect_for_lint, NULL);
-    struct metrics_family *c =
-        metrics_counter(m, "vecshard_test_requests_total", "Requests by method and code", "method,code");
+    struct metrics_family *c = metrics_counter(m, "vecshard_test_requests_total",
+                                               "Requests by method and code", "method,code");
     struct metrics_family *h = metrics_histogram(m, "vecshard_test_request_duration_seconds",
                                                  "Request latency", "method", NULL, 0);
     struct metrics_family *g = metrics_gauge(m, "vecshard_test_lag", "Lag", "shard");

@@ -152,8 +152,7 @@ static grpc_status_code h_str(struct rpc_call *c, const ProtobufCMessage *req, v
     return GRPC_STATUS_OK;
 }
 
-static grpc_status_code h_set_serving(struct rpc_call *c, const ProtobufCMessage *req,
-                                      void *user)
+static grpc_status_code h_set_serving(struct rpc_call *c, const ProtobufCMessage *req, void *user)
 {
     (void)req;
     (void)user;

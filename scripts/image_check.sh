@@ -19,16 +19,20 @@
 #   2. binaries: copies the files the Dockerfile's `COPY --from=build` line
 #      names (from the build stage's root, or $BUILD) into
 #      /usr/local/bin, as that line does.
-#   3. inside the runtime root: `ldd` of each binary shows no "not found";
-#      as the user 10001:10001 each binary's --version exits 0 and prints
-#      its version, and /data is writable.
+#   3. inside the runtime root: `ldd` of each binary shows no "not found",
+#      and every listed package that ships libraries ships one a binary
+#      loads (the list is complete and holds nothing unused); as the user
+#      10001:10001 each binary's --version exits 0 and prints its version,
+#      and /data is writable.
 #   4. smoke: deploy/local/cluster.sh starts etcd (the host's /usr/bin/etcd:
 #      loopback is shared with the chroot) and one vecshard-node and one
 #      vecshard-router, both run inside the root as 10001:10001 (through
 #      wrappers that exec chroot, so the recorded pid is the program's;
 #      /proc/PID/root and the uid are checked); then the CLI from the root
 #      creates a 2-shard collection, loads 300 points and searches 10 of
-#      them with k = 1: each query's hit must be the point itself.
+#      them with k = 1: each query's hit must be the point itself. The
+#      node's and the router's --http endpoints (127.0.0.1:0, libmicrohttpd)
+#      answer /healthz and /readyz 200 and /metrics with vecshard_build_info.
 #
 # The cluster's directory is bind-mounted at the same path inside the root,
 # so the paths cluster.sh passes mean the same thing on both sides. Every
@@ -268,18 +272,22 @@ for b in "${BINS[@]}"; do
     say "ldd: $b: $(wc -l <<<"$out") libraries, none missing; --version as $USERSPEC: $ver"
     SONAMES+=$(awk '$2 == "=>" { print $1 }' <<<"$out")$'\n'
 done
-# A listed package that no binary loads a library of is reported (not a
-# failure: ca-certificates holds no library, and a library may be listed
-# before the code that links it lands).
-unused=
+# The list holds only what the binaries need: a listed package that ships
+# shared libraries must ship one a binary loads (packages without a library,
+# such as ca-certificates, are data and exempt; -dev packages never belong).
+unused='' data=''
 # shellcheck disable=SC2013  # words: a line may hold a package and a comment
 for p in $(sed -e 's/#.*//' "$DOCKER_DIR/runtime-packages.txt"); do
-    chroot "$ROOT" dpkg -L "$p" | awk -F/ '/\.so/ { print $NF }' | grep -qxF -f - <(echo "$SONAMES") ||
+    [[ $p != *-dev ]] || fail "runtime-packages.txt lists a -dev package: $p"
+    libs=$(chroot "$ROOT" dpkg -L "$p" | awk -F/ '/\.so(\.|$)/ { print $NF }')
+    if [ -z "$libs" ]; then
+        data+=" $p"
+    elif ! grep -qxF -f <(echo "$libs") <<<"$SONAMES"; then
         unused+=" $p"
+    fi
 done
-if [ -n "$unused" ]; then
-    say "note: no binary loads a library of these listed packages:$unused"
-fi
+[ -z "$unused" ] || fail "runtime-packages.txt lists library packages no binary loads:$unused"
+say "runtime-packages.txt: every library package is loaded by a binary (no library:${data:- none})"
 [ "$(chroot "$ROOT" id -u vecshard):$(chroot "$ROOT" id -g vecshard)" = "$USERSPEC" ] ||
     fail "the root has no user vecshard with uid:gid $USERSPEC"
 in_root sh -c 'touch /data/.w && rm /data/.w' || fail "/data is not writable by $USERSPEC"
@@ -290,10 +298,12 @@ install -d -o 10001 -g 10001 "$SMOKE" "$SMOKE/node-0" "$ROOT$SMOKE"
 mount --bind "$SMOKE" "$ROOT$SMOKE"
 MOUNTS+=("$ROOT$SMOKE")
 # cluster.sh runs $BUILD/vecshard-node and $BUILD/vecshard-router: wrappers
-# that exec them inside the root as the image's user (same pid throughout).
+# that exec them inside the root as the image's user (same pid throughout),
+# with the observability endpoint on a free loopback port.
 install -d "$WORK/bin"
 for b in vecshard-node vecshard-router; do
-    printf '#!/bin/sh\nexec chroot --userspec=%s %s /usr/local/bin/%s "$@"\n' "$USERSPEC" "$ROOT" "$b" >"$WORK/bin/$b"
+    printf '#!/bin/sh\nexec chroot --userspec=%s %s /usr/local/bin/%s --http 127.0.0.1:0 "$@"\n' \
+        "$USERSPEC" "$ROOT" "$b" >"$WORK/bin/$b"
     chmod 0755 "$WORK/bin/$b"
 done
 /usr/bin/python3 - "$SMOKE" <<'PY'
@@ -339,3 +349,20 @@ for q in queries:
 print("  10/10 queries: top hit is the point itself (distance 0)")
 PY
 say "smoke: create, load (300 points), search (10 queries, k = 1) through the router: ok"
+# The --http endpoint (libmicrohttpd) of both: /healthz and /readyz 200, /metrics with build info.
+for name in node-0 router; do
+    addr=$(sed -n 's/.*msg="http listening" addr=\([^ ]*\).*/\1/p' "$SMOKE/$name.log" | tail -n 1 | tr -d '"')
+    [ -n "$addr" ] || fail "$name logged no 'http listening' line ($SMOKE/$name.log)"
+    /usr/bin/python3 - "$name" "$addr" <<'PY' || fail "$name's --http endpoint at $addr does not answer as documented"
+import sys, urllib.request
+name, addr = sys.argv[1:]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for path in ("/healthz", "/readyz"):
+    with opener.open("http://%s%s" % (addr, path), timeout=5) as r:
+        assert r.status == 200, "%s %s: %d" % (name, path, r.status)
+with opener.open("http://%s/metrics" % addr, timeout=5) as r:
+    text = r.read().decode()
+assert 'vecshard_build_info{' in text and 'version="' in text, "%s /metrics has no vecshard_build_info" % name
+print("  %s http %s: /healthz 200, /readyz 200, /metrics %d lines with vecshard_build_info" % (name, addr, text.count("\n")))
+PY
+done

@@ -24,6 +24,8 @@
 #   make bench-restart  a node's restart time after a clean stop and after kill -9
 #   make demo       3-node local cluster on MNIST: load, search, recall/QPS/latency
 #   make demo-engine  the engine alone on MNIST
+#   make image-check  the container image's runtime stage in a debootstrapped Debian 12
+#                   root: ldd, --version, etcd + node + router + CLI smoke (needs root)
 
 BUILD    ?= build
 CC       ?= cc
@@ -294,6 +296,21 @@ bench-rebalance: $(REPL_DEPS)
 
 bench-node: $(BUILD)/vecshard-node $(BIN_BENCH_NODE)
 	PYTHON=$(PYTHON) scripts/bench_node.sh $(BUILD)
+
+# ---------------------------------------------------------------- image-check
+# scripts/image_check.sh: deploy/docker/Dockerfile without a Docker daemon:
+# debootstrap a minimal Debian 12 root, run the Dockerfile's `setup.sh
+# runtime` (runtime-packages.txt, the user) in it, copy the binaries in, run
+# ldd, --version and an etcd + node + router + CLI smoke inside it as the
+# image's user. The binaries come from the build stage, run first in a
+# second root (build-packages.txt, make); IMAGE_CHECK_BUILD=0 uses this
+# build's instead. Needs root and Debian's archive; the roots are cached under
+# $(BUILD)/image-check/ (IMAGE_CHECK_FRESH=1 rebuilds them).
+# deploy/docker/README.md.
+IMAGE_CHECK_BUILD ?= 1
+.PHONY: image-check
+image-check: $(if $(filter 0,$(IMAGE_CHECK_BUILD)),$(BIN_NODE) $(BIN_ROUTER) $(BIN_CLI))
+	VS_BUILD=$(abspath $(BUILD)) IMAGE_CHECK_BUILD=$(IMAGE_CHECK_BUILD) scripts/image_check.sh
 
 # ---------------------------------------------------------------- clients/node
 # The Node.js client (clients/node, docs/clients.md ("Node.js")): its TypeScript

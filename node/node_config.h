@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NODE_VERSION "0.1.0"
+#include "common/util/version.h"
+
+#define NODE_VERSION VECSHARD_VERSION
 
 /* Effective configuration; strings are owned by the struct (node_config_free). */
 struct node_config {

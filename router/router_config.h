@@ -11,7 +11,9 @@
 
 #include <stdint.h>
 
-#define ROUTER_VERSION "0.1.0"
+#include "common/util/version.h"
+
+#define ROUTER_VERSION VECSHARD_VERSION
 
 /* Effective configuration; strings are owned by the struct (router_config_free). */
 struct router_config {

@@ -98,6 +98,17 @@ class ClusterScriptAndCli(unittest.TestCase):
         self.assertTrue(lines, "no stdout")
         return json.loads(lines[-1])
 
+    def test_0_versions(self):
+        """vecshard, vecshard-node and vecshard-router --version print the one
+        version of common/util/version.h and exit 0 (the image check runs them)."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "..", "..", "common", "util", "version.h")) as f:
+            version = re.search(r'#define VECSHARD_VERSION "([^"]+)"', f.read()).group(1)
+        for name in ("vecshard", "vecshard-node", "vecshard-router"):
+            p = rh.run([os.path.join(harness.BUILD, name), "--version"], timeout=30)
+            self.assertEqual((p.returncode, p.stdout), (0, "%s %s\n" % (name, version)),
+                             "%s --version: %s" % (name, p.stderr))
+
     def test_1_cluster_script(self):
         self.assertRegex(self.addr, r"^127\.0\.0\.1:\d+$")
         with open(os.path.join(self.cdir, "router.addr")) as f:

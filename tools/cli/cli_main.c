@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util/version.h"
 #include "tools/cli/cli.h"
 
 /* clang-format off */
@@ -82,6 +83,7 @@ const char *const cli_usage_search =
 
 static const char usage_global[] =
     "usage: vecshard [--router ADDR] [--timeout MS] COMMAND [ARGS]\n"
+    "       vecshard --version\n"
     "\n"
     "Global flags (anywhere on the line):\n"
     "  --router ADDR   router address host:port (env VECSHARD_ROUTER; default " CLI_DEFAULT_ROUTER
@@ -218,6 +220,10 @@ int main(int argc, char **argv)
         return CLI_USAGE;
     }
     const char *name = argv[1];
+    if (!strcmp(name, "--version")) {
+        printf("vecshard %s\n", VECSHARD_VERSION);
+        return CLI_OK;
+    }
     if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h"))
         return help(argc - 1, argv + 1);
     const struct command *cmd = find_command(name);

@@ -36,6 +36,10 @@ PYTHON   ?= /usr/bin/python3
 PKGS     := grpc libprotobuf-c libcurl libcjson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# libmicrohttpd only for common/http and the processes that serve --http
+# (not the client libraries).
+MHD_CFLAGS = $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
+MHD_LIBS   = $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 
 CFLAGS   := -std=gnu11 -g $(OPT) -fno-strict-aliasing -pthread \
             -Wall -Wextra $(WERROR) -Werror=implicit-function-declaration \
@@ -49,6 +53,8 @@ HNSW_SRC := $(wildcard common/hnsw/*.c)
 RPC_SRC  := $(wildcard common/rpc/*.c)
 ETCD_SRC := $(wildcard common/etcd/*.c)
 CLUSTER_SRC := $(wildcard common/cluster/*.c)
+METRICS_SRC := $(wildcard common/metrics/*.c)
+HTTP_SRC := $(wildcard common/http/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -57,15 +63,20 @@ LIB_HNSW := $(BUILD)/libvs_hnsw.a
 LIB_RPC  := $(BUILD)/libvs_rpc.a
 LIB_ETCD := $(BUILD)/libvs_etcd.a
 LIB_CLUSTER := $(BUILD)/libvs_cluster.a
+LIB_METRICS := $(BUILD)/libvs_metrics.a
+LIB_HTTP := $(BUILD)/libvs_http.a
 
 $(LIB_UTIL): $(call obj,$(UTIL_SRC))
 $(LIB_HNSW): $(call obj,$(HNSW_SRC))
 $(LIB_RPC):  $(call obj,$(RPC_SRC))
 $(LIB_ETCD): $(call obj,$(ETCD_SRC))
 $(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
+$(LIB_METRICS): $(call obj,$(METRICS_SRC))
+$(LIB_HTTP): $(call obj,$(HTTP_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
 $(call obj,$(RPC_SRC) $(ETCD_SRC) $(CLUSTER_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(call obj,$(HTTP_SRC)): CFLAGS += $(MHD_CFLAGS)
 
 $(BUILD)/%.a:
 	@mkdir -p $(@D)
@@ -113,7 +124,7 @@ $(call obj,$(PROTO_USERS)): | $(PROTO_H)
 # test_rpc runs a Python grpcio client against a C server.
 $(BUILD)/test_rpc: | $(PROTO_PY)
 
-all: $(LIB_PROTO) $(LIB_RPC) $(PROTO_PY)
+all: $(LIB_PROTO) $(LIB_RPC) $(LIB_METRICS) $(LIB_HTTP) $(PROTO_PY)
 
 # ---------------------------------------------------------------- node storage
 # The shard replica's storage layer (WAL, snapshots, payload store, replica)
@@ -148,9 +159,9 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
 NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c) $(wildcard node/replication/*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) \
-             $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) \
+             $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
 
@@ -211,9 +222,9 @@ BIN_ROUTER := $(BUILD)/vecshard-router
 $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
 # vectors as the nodes, with the same messages.
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_RPC) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_PROTO) \
-               $(LIB_HNSW) $(LIB_UTIL)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_CLUSTER) \
+               $(LIB_ETCD) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router
 
@@ -308,12 +319,13 @@ UNIT_OBJS_cluster := $(call obj,tests/unit/etcd/etcd_server.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_RPC) $(LIB_PROTO) $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
+UNIT_LIBS    := $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) $(LIB_CLUSTER) \
+                $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
 $(call obj,$(wildcard tests/unit/$(1)/*.c)): CFLAGS += $$(PKG_CFLAGS)
 $(BUILD)/test_$(1): $(call obj,$(wildcard tests/unit/$(1)/*.c)) $$(UNIT_OBJS_$(1)) $(UNIT_LIBS)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcunit $$(PKG_LIBS) $$(LDLIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ -lcunit $$(PKG_LIBS) $$(MHD_LIBS) $$(LDLIBS)
 endef
 $(foreach m,$(UNIT_MODULES),$(eval $(call unit_rule,$(m))))
 

@@ -319,7 +319,7 @@ static void wait_ready(struct router *r, const char *name, int64_t until)
         router_sleep_ms(50);
     }
     log_warn("collection created, but not every primary reported its replica ready in time",
-             "collection=%s", name);
+             "request_id=%s collection=%s", log_quote(router_request_id()), name);
 }
 
 /*
@@ -342,7 +342,8 @@ static void health_check(struct router *r, const struct rt_view *v, struct place
     req.service = "";
     /* wait_for_ready: a channel still backing off from an earlier failure
      * gets the whole budget to reconnect instead of failing at once. */
-    struct rpc_opts opts = {.deadline_ms = until, .wait_for_ready = true};
+    struct rpc_opts opts = router_node_opts(until);
+    opts.wait_for_ready = true;
     for (size_t i = 0; i < v->n_nodes; i++) {
         struct rpc_channel *ch = rpc_client_channel(r->client, v->nodes[i].addr);
         if (ch == NULL) continue;
@@ -360,7 +361,8 @@ static void health_check(struct router *r, const struct rt_view *v, struct place
             resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
         if (!pn[i].healthy)
             log_warn("node failed the health check; no replica of the new collection goes there",
-                     "node=%s addr=%s status=%s", v->nodes[i].id, v->nodes[i].addr,
+                     "request_id=%s node=%s addr=%s status=%s", log_quote(router_request_id()),
+                     v->nodes[i].id, v->nodes[i].addr,
                      resp != NULL ? "NOT_SERVING"
                                   : rpc_status_name(rpc_fanout_status(fo, k)->code));
     }
@@ -445,9 +447,10 @@ grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMes
                               cfg.name);
         goto out;
     }
-    log_info("created collection", "collection=%s dim=%u metric=%s shards=%u rf=%u revision=%lld",
-             cfg.name, cfg.dim, cluster_metric_name((enum cluster_metric)cfg.metric), S, R,
-             (long long)tr.revision);
+    log_info("created collection",
+             "request_id=%s collection=%s dim=%u metric=%s shards=%u rf=%u revision=%lld",
+             log_quote(router_request_id()), cfg.name, cfg.dim,
+             cluster_metric_name((enum cluster_metric)cfg.metric), S, R, (long long)tr.revision);
     rt_wait_revision(r->rt, tr.revision, 2000);
     int64_t until = router_node_deadline(deadline), cap = rpc_now_ms() + 5000;
     wait_ready(r, cfg.name, until < cap ? until : cap);
@@ -501,8 +504,8 @@ grpc_status_code router_drop_collection(struct rpc_call *c, const ProtobufCMessa
     else if (!tr.succeeded)
         code = rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found", req->name);
     else {
-        log_info("dropped collection", "collection=%s revision=%lld", req->name,
-                 (long long)tr.revision);
+        log_info("dropped collection", "request_id=%s collection=%s revision=%lld",
+                 log_quote(router_request_id()), req->name, (long long)tr.revision);
         rt_wait_revision(r->rt, tr.revision, 2000);
         Vecshard__V1__DropCollectionResponse resp = VECSHARD__V1__DROP_COLLECTION_RESPONSE__INIT;
         rpc_call_reply(c, &resp.base);

@@ -26,42 +26,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/http/http.h"
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "common/util/proc.h"
 #include "router/router.h"
-
-#define SVC "/vecshard.v1.VecShard/"
-
-int router_register(struct rpc_server *s, struct router *r)
-{
-    static const struct {
-        const char *method;
-        const ProtobufCMessageDescriptor *desc;
-        rpc_unary_fn fn;
-    } methods[] = {
-        {SVC "CreateCollection", &vecshard__v1__create_collection_request__descriptor,
-         router_create_collection},
-        {SVC "DropCollection", &vecshard__v1__drop_collection_request__descriptor,
-         router_drop_collection},
-        {SVC "ListCollections", &vecshard__v1__list_collections_request__descriptor,
-         router_list_collections},
-        {SVC "DescribeCollection", &vecshard__v1__describe_collection_request__descriptor,
-         router_describe_collection},
-        {SVC "Upsert", &vecshard__v1__upsert_request__descriptor, router_upsert},
-        {SVC "Delete", &vecshard__v1__delete_request__descriptor, router_delete},
-        {SVC "Get", &vecshard__v1__get_request__descriptor, router_get},
-        {SVC "Search", &vecshard__v1__search_request__descriptor, router_search},
-        {SVC "ClusterStatus", &vecshard__v1__cluster_status_request__descriptor,
-         router_cluster_status},
-        {SVC "Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
-        {SVC "Drain", &vecshard__v1__drain_request__descriptor, router_drain},
-    };
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        if (rpc_server_add_unary(s, methods[i].method, methods[i].desc, methods[i].fn, r, 0) != 0)
-            return -1;
-    }
-    return 0;
-}
 
 /* Runs the router until a stop signal; returns the exit status. */
 int main(int argc, char **argv)
@@ -84,6 +53,7 @@ int main(int argc, char **argv)
     r.cfg = &cfg;
     pthread_mutex_init(&r.load.lock, NULL);
     struct rpc_server *srv = NULL;
+    struct http_server *http = NULL;
 
     log_info("starting vecshard-router",
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
@@ -99,6 +69,13 @@ int main(int argc, char **argv)
         log_error("cannot start the routing table", "error=%s", log_quote(err));
         goto fail;
     }
+    r.metrics = metrics_create();
+    if (r.metrics == NULL ||
+        metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0 ||
+        router_metrics_init(&r, r.metrics) != 0) {
+        log_error("cannot create the metrics registry", NULL);
+        goto fail;
+    }
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes};
     r.client = rpc_client_create(&ccfg);
     if (r.client == NULL) {
@@ -110,6 +87,7 @@ int main(int argc, char **argv)
         .workers = cfg.threads,
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+        .metrics = r.metrics,
     };
     srv = rpc_server_create(&scfg, err, sizeof err);
     if (srv == NULL) {
@@ -129,6 +107,7 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s", log_quote(bound));
     proc_print_listening(bound);
+    router_self_addr(&r, cfg.listen, port);
 
     char id[300];
     if (cfg.router_id != NULL) {
@@ -148,16 +127,37 @@ int main(int argc, char **argv)
              log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
              cfg.replace_after_ms);
 
+    if (cfg.http[0] != '\0') {
+        /* Last: the probes and collectors read r.controller and r.client. */
+        struct http_config hcfg = {.addr = cfg.http,
+                                   .metrics = r.metrics,
+                                   .healthz = router_healthz,
+                                   .readyz = router_readyz,
+                                   .user = &r};
+        int hport = 0;
+        http = http_start(&hcfg, &hport, err, sizeof err);
+        if (http == NULL) {
+            log_error("cannot start the http endpoint", "http=%s error=%s", log_quote(cfg.http),
+                      log_quote(err));
+            goto fail;
+        }
+        char haddr[300];
+        proc_bound_addr(cfg.http, hport, haddr, sizeof haddr);
+        log_info("http listening", "addr=%s", log_quote(haddr));
+    }
+
     proc_wait_stop(&set);
     status = 0;
 
 fail:
+    http_stop(http);
     controller_stop(r.controller);
     rpc_server_shutdown(srv);
     rt_stop(r.rt);
     if (r.client != NULL) rpc_client_destroy(r.client);
     etcd_client_free(r.etcd);
     pthread_mutex_destroy(&r.load.lock);
+    metrics_destroy(r.metrics);
     if (status == 0) log_info("stopped", NULL);
     router_config_free(&cfg);
     return status;

@@ -203,8 +203,8 @@ grpc_status_code router_rebalance(struct rpc_call *c, const ProtobufCMessage *ms
                                   "etcd is needed to queue the moves and did not answer: %s", err);
             goto out;
         }
-        log_info("rebalance queued", "moves=%zu collection=%s first=%s", n,
-                 only[0] ? only : "(all)", mv[0].id);
+        log_info("rebalance queued", "request_id=%s moves=%zu collection=%s first=%s",
+                 log_quote(router_request_id()), n, only[0] ? only : "(all)", mv[0].id);
         rt_wait_revision(r->rt, rev, VIEW_WAIT_MS); /* ClusterStatus right after sees them */
     }
     code = reply_plan(c, mv, n, req->dry_run, !req->dry_run && n > 0, note);
@@ -285,7 +285,8 @@ grpc_status_code router_drain(struct rpc_call *c, const ProtobufCMessage *msg, v
         int64_t rev = 0;
         grpc_status_code code = write_mark(r, c, id, req->undrain, &rev);
         if (code != GRPC_STATUS_OK) return code;
-        log_info(req->undrain ? "node undrained" : "node draining", "node=%s revision=%lld", id,
+        log_info(req->undrain ? "node undrained" : "node draining",
+                 "request_id=%s node=%s revision=%lld", log_quote(router_request_id()), id,
                  (long long)rev);
         rt_wait_revision(r->rt, rev, VIEW_WAIT_MS);
     }

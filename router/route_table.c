@@ -35,11 +35,14 @@ struct route_table {
     char *prefix; /* "<etcd-prefix>/" */
     size_t prefix_len;
 
-    /* lock protects `cur` and `stopping`; cv signals a new view or a stop. */
+    /* lock protects `cur`, `stopping`, `watch`, `loaded_ms` and `updates`;
+     * cv signals a new view or a stop. */
     pthread_mutex_t lock;
     pthread_cond_t cv;
     struct rt_view *cur;
     bool stopping;
+    int64_t started_ms, loaded_ms; /* CLOCK_MONOTONIC ms; loaded_ms 0 until the first listing */
+    uint64_t updates;
 
     /* Owned by the loader / watch thread (one at a time). */
     struct raw_kv *raw;
@@ -287,6 +290,7 @@ static void publish(struct route_table *rt, int64_t revision)
     pthread_mutex_lock(&rt->lock);
     struct rt_view *old = rt->cur;
     rt->cur = v;
+    rt->updates++;
     pthread_cond_broadcast(&rt->cv);
     pthread_mutex_unlock(&rt->lock);
     rt_release(old);
@@ -450,6 +454,9 @@ static void *loader_main(void *arg)
             int64_t rev = kvs.revision;
             etcd_kvs_free(&kvs);
             publish(rt, rev);
+            pthread_mutex_lock(&rt->lock);
+            rt->loaded_ms = clock_mono_ms();
+            pthread_mutex_unlock(&rt->lock);
             log_loaded(rt);
             etcd_watch_opts wo = {
                 .prefix = rt->prefix,
@@ -494,6 +501,7 @@ int rt_start(etcd_client *etcd, const char *prefix, struct route_table **out, ch
     }
     rt->etcd = etcd;
     rt->prefix_len = strlen(rt->prefix);
+    rt->started_ms = clock_mono_ms();
     pthread_mutex_init(&rt->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -526,7 +534,11 @@ void rt_stop(struct route_table *rt)
     pthread_cond_broadcast(&rt->cv);
     pthread_mutex_unlock(&rt->lock);
     if (rt->loader_started) pthread_join(rt->loader, NULL);
-    etcd_watch_stop(rt->watch);
+    pthread_mutex_lock(&rt->lock);
+    etcd_watch *w = rt->watch;
+    rt->watch = NULL;
+    pthread_mutex_unlock(&rt->lock);
+    etcd_watch_stop(w);
     raw_clear(rt);
     free(rt->raw);
     rt_release(rt->cur);
@@ -534,6 +546,22 @@ void rt_stop(struct route_table *rt)
     pthread_mutex_destroy(&rt->lock);
     free(rt->prefix);
     free(rt);
+}
+
+void rt_health(struct route_table *rt, struct rt_health *out)
+{
+    int64_t now = clock_mono_ms(), since;
+    pthread_mutex_lock(&rt->lock);
+    out->loaded = rt->loaded_ms != 0;
+    out->revision = rt->cur->revision;
+    out->updates = rt->updates;
+    since = out->loaded ? rt->loaded_ms : rt->started_ms;
+    int64_t down_since = 0;
+    out->watch_live = rt->watch != NULL && etcd_watch_live(rt->watch, &down_since);
+    pthread_mutex_unlock(&rt->lock);
+    /* The watch starts right after the listing: its own "since" is no earlier. */
+    if (down_since > since) since = down_since;
+    out->stale_ms = out->watch_live ? 0 : now - since;
 }
 
 bool rt_wait_revision(struct route_table *rt, int64_t rev, int64_t timeout_ms)

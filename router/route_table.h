@@ -19,7 +19,9 @@
  * thread alone.
  *
  * When etcd is unreachable the last view stays current: data keeps flowing
- * from the cache.
+ * from the cache. rt_health tells how fresh it is (the router's /readyz and
+ * metrics): a view is known current while the watch stream is up, and
+ * grows stale from the moment it went down.
  */
 #ifndef VS_ROUTER_ROUTE_TABLE_H
 #define VS_ROUTER_ROUTE_TABLE_H
@@ -87,6 +89,19 @@ struct rt_view *rt_acquire(struct route_table *rt);
 
 /* Drops a reference; frees the view with the last one. NULL is a no-op. */
 void rt_release(struct rt_view *v);
+
+/* How current the table is (rt_health). */
+struct rt_health {
+    bool loaded;      /* a full listing of `<prefix>/` has been read */
+    bool watch_live;  /* the watch stream is up (etcd_watch_live) */
+    int64_t stale_ms; /* 0 while watch_live; else since when the view has not been known current:
+                       * the stream going down, the listing, or rt_start when never loaded */
+    int64_t revision; /* of the current view (0 = etcd never read) */
+    uint64_t updates; /* views published since rt_start */
+};
+
+/* Fills *out. Cheap (one lock, atomics); never waits for etcd. Any thread. */
+void rt_health(struct route_table *rt, struct rt_health *out);
 
 /* Waits (up to timeout_ms) until the current view's revision is >= rev.
  * Returns true if it is. */

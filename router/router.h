@@ -11,7 +11,10 @@
  * controller/failover.c + controller.c (the elected controller),
  * controller/rebalance.c + moves_plan.c + moves.c (the rebalance planner,
  * the move documents and their executor),
- * router_util.c (the helpers below). docs/router.md is the contract.
+ * router_util.c (the helpers below), request.c (the wrapper every method
+ * runs in: request ids, timing, the slow-request log), router_metrics.c
+ * (the router's Prometheus families and collectors) and probes.c
+ * (/healthz, /readyz). docs/router.md is the contract.
  */
 #ifndef VS_ROUTER_H
 #define VS_ROUTER_H
@@ -29,16 +32,18 @@
 #include "router/route_table.h"
 #include "router/router_config.h"
 
-#define NODE_SVC           "/vecshard.v1.ShardNode/"
-#define ROUTER_MAX_POINTS  100000u /* points / ids per call (docs/design.md §8) */
-#define ROUTER_MAX_QUERIES 10000u
-#define ROUTER_MAX_K       10000u
-#define ROUTER_MAX_EF      100000u
-#define ROUTER_MAX_PAYLOAD (64u << 10)
-#define ROUTER_MAX_SHARDS  127u /* collection + shard keys in one etcd txn (<= 128 ops) */
-#define ROUTER_MAX_RF      16u
-#define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
-#define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
+#define NODE_SVC              "/vecshard.v1.ShardNode/"
+#define ROUTER_MAX_POINTS     100000u /* points / ids per call (docs/design.md §8) */
+#define ROUTER_MAX_QUERIES    10000u
+#define ROUTER_MAX_K          10000u
+#define ROUTER_MAX_EF         100000u
+#define ROUTER_MAX_PAYLOAD    (64u << 10)
+#define ROUTER_MAX_SHARDS     127u /* collection + shard keys in one etcd txn (<= 128 ops) */
+#define ROUTER_MAX_RF         16u
+#define ROUTER_LOAD_SLOTS     256 /* nodes tracked for outstanding-call counts */
+#define ROUTER_HEALTH_MS      300 /* create-time health check of every node */
+#define ROUTER_REQUEST_ID_MAX 64  /* bytes of an x-request-id the router accepts */
+#define ROUTER_METHODS        11  /* VecShard methods (request.c) */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -52,6 +57,31 @@ struct router_load {
     atomic_uint rr; /* round-robin start for ties */
 };
 
+struct router;
+struct metrics_family;
+
+/* One registered VecShard method (request.c): the handler the wrapper runs. */
+struct router_method {
+    const char *name; /* "Search" */
+    rpc_unary_fn fn;
+    struct router *r;
+    const ProtobufCFieldDescriptor *coll; /* the request's `collection`/`name`, or NULL */
+};
+
+/* The router's own metric families (router_metrics.c; docs/operations.md,
+ * "Metrics"). All NULL without a registry: updates are then no-ops. */
+struct router_metrics {
+    struct metrics_family *fanout_shards;  /* histogram: shards per search */
+    struct metrics_family *merge_seconds;  /* histogram: merge + reply build */
+    struct metrics_family *partial;        /* counter: searches with coverage < 1 */
+    struct metrics_family *shard_calls;    /* counter {node,method,code} */
+    struct metrics_family *shard_retries;  /* counter {method} */
+    struct metrics_family *shard_failures; /* counter {method} */
+    struct metrics_family *slow_requests;  /* counter {method} */
+    struct metrics_family *decisions;      /* counter {decision}: controller changes applied */
+    struct metrics_family *moved_bytes;    /* counter: bytes of moves finished DONE */
+};
+
 /* The process context; handlers get it as their `user` pointer. */
 struct router {
     const struct router_config *cfg;
@@ -61,10 +91,55 @@ struct router {
     struct router_load load;
     const char *id;                /* --router-id or "<hostname>:<port>" (main's buffer) */
     struct controller *controller; /* NULL when --controller off */
+    struct metrics *metrics;       /* the process's registry (common/metrics) */
+    struct router_metrics m;
+    struct router_method methods[ROUTER_METHODS]; /* request.c, filled by router_register */
+    char self_addr[300]; /* loopback address of our own gRPC port (probes.c) */
 };
 
-/* Registers every VecShard method on s. 0 or -1. */
+/* Registers every VecShard method on s, each inside request.c's wrapper. 0 or -1. */
 int router_register(struct rpc_server *s, struct router *r);
+
+/* --- request.c: the call in progress on this thread (none outside a handler) --- */
+
+/* Its request id (for request_id= in log lines), or "" outside a call.
+ * Valid until the handler returns. */
+const char *router_request_id(void);
+
+/* Options for a call to a node on behalf of the current call: the deadline
+ * and the x-request-id metadata (none outside a call). The metadata lives
+ * until the handler returns. */
+struct rpc_opts router_node_opts(int64_t deadline_ms);
+
+/* Notes a search's shape for the request's log lines: k, ef as requested,
+ * shards of the collection and how many answered. */
+void router_request_search(uint32_t k, uint32_t ef, uint32_t shards, uint32_t shards_ok);
+
+/* True when s (len bytes) is an acceptable client request id: 1..64
+ * printable ASCII characters, no spaces. */
+bool router_request_id_valid(const char *s, size_t len);
+
+/* --- router_metrics.c --- */
+
+/* Creates the router's families and collectors in m (NULL: none, every
+ * update a no-op). Before the HTTP server starts. 0 or -1. */
+int router_metrics_init(struct router *r, struct metrics *m);
+
+/* The last path part of a method ("/vecshard.v1.ShardNode/Search" -> "Search"). */
+const char *router_method_name(const char *path);
+
+/* --- probes.c: the http_probe_fn of /healthz and /readyz (user: the router) --- */
+
+/* Liveness: our own gRPC server answers Health/Check SERVING on loopback
+ * within 1 s (r->self_addr). */
+bool router_healthz(void *user, char *why, size_t whylen);
+
+/* Sets r->self_addr from --listen and the bound port. */
+void router_self_addr(struct router *r, const char *listen, int port);
+
+/* Readiness: the routing table has loaded a full view and the view is not
+ * stale longer than --view-max-age-ms (docs/operations.md, "Probes"). */
+bool router_readyz(void *user, char *why, size_t whylen);
 
 /* --- handlers (one per method), in admin.c, write.c, search.c, get.c --- */
 grpc_status_code router_create_collection(struct rpc_call *c, const ProtobufCMessage *m, void *u);

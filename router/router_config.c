@@ -58,6 +58,15 @@ static const struct flags_spec flags[] = {
      "bound of every etcd request"},
     {"log-level", FLAGS_ENUM, "info", 0, 0, F(log_level), "debug, info, warn or error",
      log_level_parse, "one of debug, info, warn, error"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint for /metrics, /healthz and /readyz; port 0 picks a free "
+     "port (logged); empty = off",
+     NULL, NULL, true},
+    {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
+     "log a warn line \"slow request\" for calls slower than this many ms; 0 = off"},
+    {"view-max-age-ms", FLAGS_INT, "10000", 100, 3600000, F(view_max_age_ms),
+     "/readyz fails once the routing table has not been known current (etcd watch down) for "
+     "this many ms"},
     {"max-message-bytes", FLAGS_SIZE, "64MiB", 1u << 16, (uint64_t)INT_MAX, F(max_message_bytes),
      "largest gRPC request or reply, to clients and from nodes"},
     {"shutdown-grace-ms", FLAGS_INT, "5000", 0, 600000, F(shutdown_grace_ms),
@@ -142,5 +151,6 @@ void router_config_free(struct router_config *cfg)
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);
+    free(cfg->http);
     memset(cfg, 0, sizeof *cfg);
 }

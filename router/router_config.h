@@ -21,7 +21,10 @@ struct router_config {
     int threads;       /* rpc worker threads */
     int default_timeout_ms;
     int etcd_timeout_ms;
-    int log_level; /* enum log_level */
+    int log_level;       /* enum log_level */
+    char *http;          /* host:port of the observability endpoint; "" = off */
+    int slow_query_ms;   /* warn about calls slower than this; 0 = off */
+    int view_max_age_ms; /* /readyz fails once the routing view is stale this long */
     uint64_t max_message_bytes;
     int shutdown_grace_ms;
     char *router_id;         /* NULL: "<hostname>:<bound port>", set by main once bound */

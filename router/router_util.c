@@ -200,7 +200,7 @@ void router_shard_status(struct router *r, const struct rt_view *v, const bool *
     if (fo == NULL || node_of == NULL) goto out;
     Vecshard__V1__ShardStatusRequest req = VECSHARD__V1__SHARD_STATUS_REQUEST__INIT;
     req.collection = (char *)collection;
-    struct rpc_opts opts = {.deadline_ms = deadline};
+    struct rpc_opts opts = router_node_opts(deadline);
     for (size_t i = 0; i < v->n_nodes; i++) {
         if (!want[i]) continue;
         struct rpc_channel *ch = rpc_client_channel(r->client, v->nodes[i].addr);

@@ -13,7 +13,8 @@
  *    the fan-out's reply until the end, so nothing is copied); a failed call
  *    or a shard entry with an error code is re-sent at once to another
  *    in-sync replica not tried yet, while the deadline allows.
- * 4. Coverage against min_coverage, then per query a k-way merge of the
+ * 4. Coverage against min_coverage (the fan-out width, the merge time and
+ *    a partial answer are counted in the router's metrics), then per query a k-way merge of the
  *    answering shards' sorted top-k lists with a heap of one cursor per
  *    shard (ascending distance, ties by ascending id). The reply borrows the
  *    nodes' ScoredPoints, so payloads and vectors are not copied either.
@@ -24,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/metrics/metrics.h"
+#include "common/util/clock.h"
 #include "router/router.h"
 #include "router/shard_call.h"
 
@@ -241,6 +244,7 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
     for (uint32_t s = 0; s < S; s++)
         shard_call_want(&x.sc, s);
     code = shard_call_run(&x.sc);
+    metrics_observe(r->m.fanout_shards, NULL, S);
     if (code != GRPC_STATUS_OK) {
         code = rpc_call_error(c, code, "node %s (%s): %s", x.sc.abort_node, x.sc.abort_addr,
                               x.sc.abort_details);
@@ -253,6 +257,7 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
         else
             missing[n_missing++] = s;
     }
+    router_request_search(req->k, req->ef, S, ok);
     double mc = req->min_coverage == 0 ? 1.0 : (double)req->min_coverage;
     uint32_t need = (uint32_t)ceil(mc * S - 1e-9);
     if (ok < need) {
@@ -265,7 +270,10 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "%s", msg.buf);
         goto out;
     }
+    int64_t t0 = clock_mono_us();
     code = reply(&x, c, ok, missing, n_missing);
+    metrics_observe(r->m.merge_seconds, NULL, (double)(clock_mono_us() - t0) / 1e6);
+    if (code == GRPC_STATUS_OK && ok < S) metrics_add(r->m.partial, NULL, 1);
 out:
     shard_call_free(&x.sc);
     free(x.res);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 
 /* One started call: the node and the shards it carries. */
@@ -26,7 +27,8 @@ struct sc_call {
     char node[129];
     uint32_t *shards;
     size_t n;
-    bool finished; /* its reply was handled (and its load released) */
+    bool finished;         /* its reply was handled (and its load released) */
+    grpc_status_code code; /* once finished: the answer's, or DEADLINE_EXCEEDED / CANCELLED */
 };
 
 int shard_call_init(struct shard_call *sc, struct router *r, const struct rt_view *v,
@@ -91,7 +93,7 @@ static bool start_call(struct shard_call *sc, const struct rt_node *node, const 
     call->n = n;
     snprintf(call->node, sizeof call->node, "%s", node->id);
     struct rpc_channel *ch = rpc_client_channel(sc->r->client, node->addr);
-    struct rpc_opts opts = {.deadline_ms = sc->deadline};
+    struct rpc_opts opts = router_node_opts(sc->deadline);
     int idx = ch != NULL ? sc->ops.send(sc->arg, sc->fo, ch, list, n, epoch, &opts) : -1;
     if (idx < 0 || idx != sc->n_calls) {
         free(call->shards);
@@ -261,8 +263,12 @@ static void verdict_primary(struct shard_call *sc, uint32_t s, const struct rpc_
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call", "method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
-              sc->pol.method, sc->coll->name, s, u->tries + 1, u->node, log_quote(u->msg));
+    log_debug("retrying shard call",
+              "request_id=%s method=%s collection=%s shard=%u attempt=%d node=%s error=%s",
+              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->tries + 1,
+              u->node, log_quote(u->msg));
+    metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
+                1);
     if (pause == 0) {
         u->state = SHARD_CALL_PENDING;
         sc->retry[sc->n_retry++] = s;
@@ -280,8 +286,12 @@ static void verdict_in_sync(struct shard_call *sc, uint32_t s, bool retry)
         u->state = SHARD_CALL_FAILED;
         return;
     }
-    log_debug("retrying shard call", "method=%s collection=%s shard=%u failed_on=%s error=%s",
-              sc->pol.method, sc->coll->name, s, u->node, log_quote(u->msg));
+    log_debug("retrying shard call",
+              "request_id=%s method=%s collection=%s shard=%u failed_on=%s error=%s",
+              log_quote(router_request_id()), sc->pol.method, sc->coll->name, s, u->node,
+              log_quote(u->msg));
+    metrics_add(sc->r->m.shard_retries, (const char *const[]){router_method_name(sc->pol.method)},
+                1);
     u->state = SHARD_CALL_PENDING;
     sc->retry[sc->n_retry++] = s;
 }
@@ -294,6 +304,7 @@ static grpc_status_code on_reply(struct shard_call *sc, int idx)
     const struct rpc_status *st = rpc_fanout_status(sc->fo, idx);
     const ProtobufCMessage *resp = rpc_fanout_response(sc->fo, idx);
     call->finished = true;
+    call->code = st->code;
     router_load_add(sc->r, call->node, -1);
     if (sc->pol.abort_on_bad_request &&
         (st->code == GRPC_STATUS_INVALID_ARGUMENT || st->code == GRPC_STATUS_RESOURCE_EXHAUSTED)) {
@@ -347,11 +358,29 @@ static void expire(struct shard_call *sc)
     for (int i = 0; i < sc->n_calls; i++)
         if (!sc->calls[i].finished) {
             sc->calls[i].finished = true;
+            sc->calls[i].code = GRPC_STATUS_DEADLINE_EXCEEDED;
             router_load_add(sc->r, sc->calls[i].node, -1);
         }
 }
 
-grpc_status_code shard_call_run(struct shard_call *sc)
+/* Counts the request's node calls and failed shards (all calls are finished). */
+static void account(struct shard_call *sc)
+{
+    const char *method = router_method_name(sc->pol.method);
+    for (int i = 0; i < sc->n_calls; i++) {
+        grpc_status_code code = sc->calls[i].finished ? sc->calls[i].code : GRPC_STATUS_CANCELLED;
+        metrics_add(sc->r->m.shard_calls,
+                    (const char *const[]){sc->calls[i].node, method, rpc_status_name(code)}, 1);
+    }
+    size_t failed = 0;
+    for (uint32_t s = 0; s < sc->coll->shards; s++)
+        failed += sc->unit[s].state == SHARD_CALL_FAILED;
+    if (failed > 0)
+        metrics_add(sc->r->m.shard_failures, (const char *const[]){method}, (double)failed);
+}
+
+/* The event loop of shard_call_run. */
+static grpc_status_code run(struct shard_call *sc)
 {
     sc->n_retry = 0;
     for (uint32_t s = 0; s < sc->coll->shards; s++)
@@ -393,6 +422,13 @@ grpc_status_code shard_call_run(struct shard_call *sc)
             if (sc->unit[s].state == SHARD_CALL_WAITING && sc->unit[s].retry_at <= now)
                 start_primary(sc, s);
     }
+}
+
+grpc_status_code shard_call_run(struct shard_call *sc)
+{
+    grpc_status_code code = run(sc);
+    account(sc);
+    return code;
 }
 
 void shard_call_free(struct shard_call *sc)

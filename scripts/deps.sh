@@ -10,7 +10,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
       libcurl4-openssl-dev libcjson-dev libcunit1-dev etcd-server etcd-client
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
-      python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip)
+      python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip
+      libmicrohttpd-dev prometheus)
 # Node.js for clients/node: Debian's nodejs and npm, unless a node is already
 # installed (e.g. NodeSource's nodejs, which carries its own npm).
 if ! command -v node >/dev/null; then

@@ -339,6 +339,14 @@ void etcd_watch_reconnect(etcd_watch *w);
 int64_t etcd_watch_next_revision(etcd_watch *w);
 
 /*
+ * True while a stream is established: etcd answered "created" and the
+ * stream has not ended, failed or been idle longer than idle_timeout_ms
+ * since. *since_ms (optional) is when that last changed (CLOCK_MONOTONIC
+ * milliseconds; the watch's start if it never changed). Any thread.
+ */
+bool etcd_watch_live(etcd_watch *w, int64_t *since_ms);
+
+/*
  * Stops the thread (returns within ~100 ms, even mid-stream), joins, frees.
  * Must not be called from a callback of the same watch. NULL is a no-op.
  */

@@ -24,10 +24,16 @@
  * snapshot.revision + 1. Callers thus get one code path for "start from
  * scratch", and the range/watch hand-off has no gap.
  *
+ * Liveness (etcd_watch_live): a stream is "up" from its "created" line
+ * until it ends, errors or goes idle; up_changed_ms is when that last
+ * flipped. A watch that is up has heard from etcd within idle_timeout_ms,
+ * so a reader (the router's /readyz) can tell a current cache from one
+ * frozen by an outage without asking etcd itself.
+ *
  * Concurrency: callbacks run on the watch thread only. stop and reconnect
- * are atomics written by other threads; next_rev is atomic so that
- * etcd_watch_next_revision can read it; everything else belongs to the
- * thread.
+ * are atomics written by other threads; next_rev, up and up_changed_ms are
+ * atomics so that etcd_watch_next_revision and etcd_watch_live can read
+ * them; everything else belongs to the thread.
  */
 #include "common/etcd/etcd_internal.h"
 
@@ -46,6 +52,8 @@ struct etcd_watch {
     atomic_bool stop;
     atomic_bool reconnect;
     _Atomic int64_t next_rev;
+    atomic_bool up;                /* a stream is established (see the top) */
+    _Atomic int64_t up_changed_ms; /* etcd_now_ms() when `up` last flipped */
     /* per-stream state, watch thread only */
     bool need_relist;
     bool created;
@@ -126,6 +134,12 @@ fail:
     return st;
 }
 
+/* Sets the stream's liveness, stamping the time of a change. */
+static void set_up(struct etcd_watch *w, bool up)
+{
+    if (atomic_exchange(&w->up, up) != up) atomic_store(&w->up_changed_ms, etcd_now_ms());
+}
+
 /* Handles one line of the watch stream; nonzero ends the stream. */
 static int watch_line(void *arg, const char *line, size_t len)
 {
@@ -149,6 +163,7 @@ static int watch_line(void *arg, const char *line, size_t len)
     hrev = etcd_json_header_rev(res);
     if (etcd_json_bool(res, "created")) {
         w->created = true;
+        set_up(w, true);
         if (atomic_load(&w->next_rev) == 0) atomic_store(&w->next_rev, hrev + 1);
         stop = 0;
         goto done;
@@ -261,6 +276,7 @@ static void *watch_main(void *arg)
         w->stream_st = ETCD_OK;
         w->stream_err.msg[0] = '\0';
         st = etcd_xfer_run(w->c, &x, &http, &buf, &err);
+        set_up(w, false);
         free(body);
         if (w->created) backoff = BACKOFF_MIN_MS;
         if (st == ETCD_ECANCELED) {
@@ -318,6 +334,8 @@ etcd_status etcd_watch_start(etcd_client *c, const etcd_watch_opts *opts, etcd_w
     atomic_init(&w->stop, false);
     atomic_init(&w->reconnect, false);
     atomic_init(&w->next_rev, opts->start_revision);
+    atomic_init(&w->up, false);
+    atomic_init(&w->up_changed_ms, etcd_now_ms());
     rc = pthread_create(&w->thread, NULL, watch_main, w);
     if (rc) {
         free(w->prefix);
@@ -338,6 +356,14 @@ void etcd_watch_reconnect(etcd_watch *w)
 int64_t etcd_watch_next_revision(etcd_watch *w)
 {
     return atomic_load(&w->next_rev);
+}
+
+/* Whether a stream is up, and since when. */
+bool etcd_watch_live(etcd_watch *w, int64_t *since_ms)
+{
+    bool up = atomic_load(&w->up);
+    if (since_ms != NULL) *since_ms = atomic_load(&w->up_changed_ms);
+    return up;
 }
 
 /* Stops, joins, frees. */

@@ -10,6 +10,22 @@
 #include <stdint.h>
 #include <time.h>
 
+/* CLOCK_MONOTONIC now, in milliseconds. */
+static inline int64_t clock_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CLOCK_MONOTONIC now, in microseconds (for timing short steps). */
+static inline int64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* The CLOCK_MONOTONIC time `ms` milliseconds from now. */
 static inline struct timespec clock_mono_after_ms(int64_t ms)
 {

@@ -38,6 +38,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "router/controller/failover.h"
 #include "router/controller/moves.h"
@@ -248,6 +249,8 @@ static void ctl_apply(struct controller *c, const struct failover_action *a, con
     enum cluster_status st =
         cluster_shard_update(c->r->etcd, c->r->cfg->etcd_prefix, a->coll->name, a->shard, 0,
                              ctl_change_fn, &ch, &out, err, sizeof err);
+    if (st == CLUSTER_OK)
+        metrics_add(c->r->m.decisions, (const char *const[]){failover_kind_name(a->kind)}, 1);
     if (st == CLUSTER_OK)
         log_info("controller decision",
                  "decision=%s collection=%s shard=%u from=%s to=%s epoch_from=%llu "
@@ -542,6 +545,11 @@ void controller_stop(struct controller *c)
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->thread, NULL);
     ctl_free(c);
+}
+
+bool controller_leading(struct controller *c)
+{
+    return c != NULL && atomic_load(&c->leading);
 }
 
 void controller_leader(struct router *r, struct controller *c, char *out, size_t len)

@@ -11,6 +11,7 @@
 #ifndef VS_ROUTER_CONTROLLER_CONTROLLER_H
 #define VS_ROUTER_CONTROLLER_CONTROLLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct router;
@@ -35,5 +36,8 @@ void controller_stop(struct controller *c);
  * when --controller is off.
  */
 void controller_leader(struct router *r, struct controller *c, char *out, size_t len);
+
+/* True while c holds the election and acts on it (false for NULL). Any thread. */
+bool controller_leading(struct controller *c);
 
 #endif

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "router/router.h"
 
@@ -229,6 +230,8 @@ static int put_state(struct mx *c, const struct cluster_move *m, enum cluster_mo
     struct cluster_move e;
     if (edit(&e, m, state, step, reason) != 0) return -1;
     int rc = put_move(c, &e);
+    if (rc == 0 && state == CLUSTER_MOVE_DONE)
+        metrics_add(c->x->r->m.moved_bytes, NULL, (double)e.bytes_total);
     cluster_move_clear(&e);
     return rc;
 }

@@ -48,6 +48,7 @@ import base64
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,6 +175,59 @@ def tail(path, n=TAIL_LINES):
     except OSError:
         return ""
     return "\n".join(data.splitlines()[-n:])
+
+
+# ------------------------------------------------------------------ --http endpoints
+def http_get(addr, path, timeout=5):
+    """GET http://<addr><path> of a --http endpoint: (status, body text, Content-Type).
+    No proxy; a refused connection raises OSError."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open("http://%s%s" % (addr, path), timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8"), r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace"), e.headers.get("Content-Type")
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(sample name, frozenset of (label, value))): float}
+    plus the declared families as text.families {name: type}. Enough for
+    vecshard's output: one sample a line, label values without '}' or ','."""
+    out = MetricSamples()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, typ = line.split(" ", 3)
+            out.families[name] = typ
+            continue
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = frozenset()
+        if "{" in head:
+            name, rest = head.split("{", 1)
+            pairs = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', rest[:-1])
+            labels = frozenset(pairs)
+        else:
+            name = head
+        out[(name, labels)] = float(value)
+    return out
+
+
+class MetricSamples(dict):
+    """parse_metrics' result: samples by (name, labels), and `families`."""
+
+    def __init__(self):
+        super().__init__()
+        self.families = {}
+
+    def get1(self, name, **labels):
+        """The value of the one sample of `name` with exactly these labels (KeyError if none)."""
+        return self[(name, frozenset(labels.items()))]
+
+    def total(self, name, **labels):
+        """Sum of the samples of `name` whose labels include these (0 if none)."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.items() if n == name and want <= ls)
 
 
 # ------------------------------------------------------------------ processes

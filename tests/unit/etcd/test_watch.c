@@ -2,7 +2,8 @@
  * test_watch.c — the watch thread: PUT/DELETE with prev_kv, prompt stop,
  * resume after a forced reconnect and after an etcd restart (every event
  * exactly once, in order), the compaction -> re-list path, and dead-stream
- * detection against a server that never answers.
+ * detection against a server that never answers, and etcd_watch_live
+ * across an etcd stop and restart.
  */
 #include "etcd_tests.h"
 
@@ -247,6 +248,38 @@ static void test_restart_resume(void)
     etcd_watch_stop(w);
 }
 
+/* Polls etcd_watch_live until it equals want (up to ms); returns the last answer. */
+static bool wait_live(etcd_watch *w, bool want, long ms, int64_t *since)
+{
+    bool live = etcd_watch_live(w, since);
+    for (long t = 0; live != want && t < ms; t += 20) {
+        test_sleep_ms(20);
+        live = etcd_watch_live(w, since);
+    }
+    return live;
+}
+
+/* etcd_watch_live: up once etcd answers "created", down (with a new since)
+ * while etcd is stopped, up again after it restarts, without any event. */
+static void test_liveness(void)
+{
+    struct rec r = {0};
+    int64_t since0 = 0, since1 = 0, since2 = 0;
+    char msg[256];
+    etcd_watch *w = start(&r, "/t/live/", 0, 3000);
+
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_TRUE(wait_live(w, true, 3000, &since0));
+    etcd_server_stop(&g_etcd);
+    CU_ASSERT_FALSE(wait_live(w, false, 3000, &since1));
+    CU_ASSERT(since1 >= since0);
+    CU_ASSERT_EQUAL_FATAL(etcd_server_restart(&g_etcd, msg, sizeof msg), 0);
+    CU_ASSERT_TRUE(wait_live(w, true, 5000, &since2));
+    CU_ASSERT(since2 >= since1);
+    CU_ASSERT_EQUAL(rec_get(&r, &r.n), 0);
+    etcd_watch_stop(w);
+}
+
 /* Watching from a compacted revision re-lists, then streams new events. */
 static void test_compaction_relist(void)
 {
@@ -329,4 +362,5 @@ void etcd_tests_watch(void)
     CU_add_test(s, "compaction -> relist -> resume", test_compaction_relist);
     CU_add_test(s, "dead stream detected", test_dead_stream);
     CU_add_test(s, "resume across etcd restart", test_restart_resume);
+    CU_add_test(s, "liveness follows the stream across an etcd restart", test_liveness);
 }

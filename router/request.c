@@ -1,0 +1,198 @@
+/*
+ * request.c — what every VecShard call goes through, in one wrapper set at
+ * registration (router_register) instead of a copy in each handler:
+ *
+ *   - the request id (docs/router.md, "Request ids"): the client's
+ *     `x-request-id` when it is 1..64 printable ASCII characters without
+ *     spaces, else 16 lower-case hex characters from getrandom(2); returned
+ *     to the client as trailing metadata `x-request-id`, sent on every call
+ *     to a node made for the request (router_node_opts), and logged as
+ *     request_id= on the router's lines about it (router_request_id);
+ *   - timing: a debug line `msg="request"` for every call, and with
+ *     --slow-query-ms N a warn line `msg="slow request"` for calls that took
+ *     longer than N ms (method, collection, code, duration_ms; for Search
+ *     also k, ef, shards, coverage, noted by the handler with
+ *     router_request_search).
+ *
+ * The current request lives in a thread-local pointer: a handler and
+ * everything it calls (shard_call's fan-out included) run on the worker
+ * thread that took the call, so no signature had to grow a context
+ * argument. Outside a handler (the controller thread) there is none: node
+ * calls then carry no id and router_request_id() is "".
+ *
+ * The collection a call is about is read generically from its request
+ * message: the string field `collection`, or `name` (CreateCollection,
+ * DropCollection, DescribeCollection), found once per method at
+ * registration from the protobuf-c descriptor.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "common/metrics/metrics.h"
+#include "common/util/log.h"
+#include "router/router.h"
+
+#define SVC "/vecshard.v1.VecShard/"
+
+/* One call in progress on this thread. */
+struct router_request {
+    char id[ROUTER_REQUEST_ID_MAX + 1];
+    struct rpc_md md; /* {RPC_REQUEST_ID_MD, id}: what node calls carry */
+    const struct router_method *method;
+    const char *collection; /* "" when the method names none */
+    int64_t start_ms;
+    bool search; /* router_request_search was called */
+    uint32_t k, ef, shards, shards_ok;
+};
+
+static _Thread_local struct router_request *current;
+
+const char *router_request_id(void)
+{
+    return current != NULL ? current->id : "";
+}
+
+struct rpc_opts router_node_opts(int64_t deadline_ms)
+{
+    struct rpc_opts o = {.deadline_ms = deadline_ms};
+    if (current != NULL) {
+        o.md = &current->md;
+        o.n_md = 1;
+    }
+    return o;
+}
+
+void router_request_search(uint32_t k, uint32_t ef, uint32_t shards, uint32_t shards_ok)
+{
+    if (current == NULL) return;
+    current->search = true;
+    current->k = k;
+    current->ef = ef;
+    current->shards = shards;
+    current->shards_ok = shards_ok;
+}
+
+bool router_request_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > ROUTER_REQUEST_ID_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isgraph((unsigned char)s[i])) return false;
+    return true;
+}
+
+/* Fills id with 16 lower-case hex characters. */
+static void id_generate(char id[ROUTER_REQUEST_ID_MAX + 1])
+{
+    uint64_t x;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        /* No entropy yet (early boot): time and address still tell calls apart. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ (uint64_t)(uintptr_t)id;
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+    }
+    snprintf(id, ROUTER_REQUEST_ID_MAX + 1, "%016" PRIx64, x);
+}
+
+/* The call's id: the client's when valid, else a new one. */
+static void id_take(struct rpc_call *c, char id[ROUTER_REQUEST_ID_MAX + 1])
+{
+    char buf[ROUTER_REQUEST_ID_MAX + 2];
+    long n = rpc_call_metadata(c, RPC_REQUEST_ID_MD, buf, sizeof buf);
+    if (n > 0 && router_request_id_valid(buf, (size_t)n)) {
+        memcpy(id, buf, (size_t)n + 1);
+        return;
+    }
+    id_generate(id);
+    if (n >= 0) log_debug("ignoring an invalid x-request-id", "request_id=%s length=%ld", id, n);
+}
+
+/* The string field `collection` or `name` of a request message, or NULL. */
+static const ProtobufCFieldDescriptor *coll_field(const ProtobufCMessageDescriptor *d)
+{
+    static const char *const names[] = {"collection", "name"};
+    for (size_t i = 0; i < 2; i++) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(d, names[i]);
+        if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED)
+            return f;
+    }
+    return NULL;
+}
+
+/* The wrapper every VecShard method is registered with. */
+static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *m, void *u)
+{
+    const struct router_method *rm = u;
+    struct router *r = rm->r;
+    struct router_request req = {.method = rm, .collection = "", .start_ms = rpc_now_ms()};
+    id_take(c, req.id);
+    req.md = (struct rpc_md){RPC_REQUEST_ID_MD, req.id};
+    if (rm->coll != NULL && m != NULL) {
+        const char *s = *(char *const *)((const char *)m + rm->coll->offset);
+        if (s != NULL) req.collection = s;
+    }
+    rpc_call_add_trailer(c, RPC_REQUEST_ID_MD, req.id);
+    current = &req;
+    grpc_status_code code = rm->fn(c, m, r);
+    current = NULL;
+    int64_t ms = rpc_now_ms() - req.start_ms;
+    char search[128] = "";
+    if (req.search)
+        snprintf(search, sizeof search, " k=%u ef=%u shards=%u coverage=%.3f", req.k, req.ef,
+                 req.shards, req.shards > 0 ? (double)req.shards_ok / req.shards : 0.0);
+    log_debug("request", "request_id=%s method=%s collection=%s code=%s duration_ms=%lld%s",
+              log_quote(req.id), rm->name, log_quote(req.collection), rpc_status_name(code),
+              (long long)ms, search);
+    int slow = r->cfg->slow_query_ms;
+    if (slow > 0 && ms > slow) {
+        log_warn("slow request", "request_id=%s method=%s collection=%s code=%s duration_ms=%lld%s",
+                 log_quote(req.id), rm->name, log_quote(req.collection), rpc_status_name(code),
+                 (long long)ms, search);
+        metrics_add(r->m.slow_requests, (const char *const[]){rm->name}, 1);
+    }
+    return code;
+}
+
+int router_register(struct rpc_server *s, struct router *r)
+{
+    static const struct {
+        const char *method;
+        const ProtobufCMessageDescriptor *desc;
+        rpc_unary_fn fn;
+    } methods[ROUTER_METHODS] = {
+        {"CreateCollection", &vecshard__v1__create_collection_request__descriptor,
+         router_create_collection},
+        {"DropCollection", &vecshard__v1__drop_collection_request__descriptor,
+         router_drop_collection},
+        {"ListCollections", &vecshard__v1__list_collections_request__descriptor,
+         router_list_collections},
+        {"DescribeCollection", &vecshard__v1__describe_collection_request__descriptor,
+         router_describe_collection},
+        {"Upsert", &vecshard__v1__upsert_request__descriptor, router_upsert},
+        {"Delete", &vecshard__v1__delete_request__descriptor, router_delete},
+        {"Get", &vecshard__v1__get_request__descriptor, router_get},
+        {"Search", &vecshard__v1__search_request__descriptor, router_search},
+        {"ClusterStatus", &vecshard__v1__cluster_status_request__descriptor, router_cluster_status},
+        {"Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
+        {"Drain", &vecshard__v1__drain_request__descriptor, router_drain},
+    };
+    for (size_t i = 0; i < ROUTER_METHODS; i++) {
+        struct router_method *rm = &r->methods[i];
+        *rm = (struct router_method){.name = methods[i].method,
+                                     .fn = methods[i].fn,
+                                     .r = r,
+                                     .coll = coll_field(methods[i].desc)};
+        char path[96];
+        snprintf(path, sizeof path, SVC "%s", methods[i].method);
+        if (rpc_server_add_unary(s, path, methods[i].desc, request_run, rm, 0) != 0) return -1;
+    }
+    return 0;
+}

@@ -510,9 +510,11 @@ class LocalCluster:
         self.saved_tails = ""
 
     # --- lifecycle
-    def start(self, timeout=60):
+    def start(self, timeout=60, print_tails=True):
         """Starts every container of every pod at once (as a cluster does),
-        then waits until each readiness probe passes."""
+        then waits until each readiness probe passes. On failure everything
+        is stopped (log tails printed unless print_tails=False) and
+        HarnessError raised."""
         harness._install_handlers()
         self.root = tempfile.mkdtemp(prefix="vs-k8s-")
         with harness._lock:
@@ -529,7 +531,8 @@ class LocalCluster:
                     self._spawn(pod, c)
             self.wait_ready(timeout)
         except BaseException:
-            self.print_tails()
+            if print_tails:
+                self.print_tails()
             self.close(check=False)
             raise
         return self

@@ -256,9 +256,13 @@ class Launch(harness.ClusterTestCase):
             ch = harness.channel(lc.service_addr("vecshard-router", "grpc"))
             stub = rh.vecshard_pb2_grpc.VecShardStub(ch)
 
-            # Nodes registered under their pod names, at their pod DNS names.
-            st = stub.ClusterStatus(vecshard_pb2.ClusterStatusRequest(), timeout=10)
-            nodes = {n.id: n for n in st.nodes}
+            # Nodes registered under their pod names, at their pod DNS names
+            # (ready nodes are registered; the router's view follows its watch).
+            def live_nodes():
+                st = stub.ClusterStatus(vecshard_pb2.ClusterStatusRequest(), timeout=10)
+                return {n.id: n for n in st.nodes if n.alive}
+            nodes = rh.wait_until(lambda: len(live_nodes()) >= 2 and live_nodes(), 20,
+                                  "2 live nodes in ClusterStatus")
             self.assertEqual(sorted(nodes), ["vecshard-node-0", "vecshard-node-1"])
             for name, n in nodes.items():
                 self.assertTrue(n.alive, name)
@@ -295,7 +299,7 @@ class Launch(harness.ClusterTestCase):
     def _start_fails(self, objs, want):
         lc = mh.LocalCluster(mh.Manifests(objs))
         with self.assertRaises(harness.HarnessError) as ctx:
-            lc.start(timeout=20)
+            lc.start(timeout=10, print_tails=False)
         self.assertRegex(str(ctx.exception), want)
         self.assertIsNone(lc.root)  # stopped and cleaned up
         for pod in lc.pods:

@@ -76,7 +76,8 @@ IMAGE_BINS = {
     "/usr/local/bin/vecshard-node": harness.NODE_BIN,
     "/usr/local/bin/vecshard-router": os.environ.get(
         "VS_ROUTER_BIN", os.path.join(harness.BUILD, "vecshard-router")),
-    "/usr/local/bin/vecshard": os.environ.get("VS_CLI_BIN", os.path.join(harness.BUILD, "vecshard")),
+    "/usr/local/bin/vecshard": os.environ.get("VS_CLI_BIN",
+                                              os.path.join(harness.BUILD, "vecshard")),
     "/usr/local/bin/etcd": harness.ETCD_BIN,
 }
 # The image's PATH (Debian's default); a container sees nothing else of ours.
@@ -225,14 +226,6 @@ class Manifests:
             elif o["kind"] == "Deployment":
                 self._deployment_pods(o)
 
-    def get(self, kind, name):
-        """The object of kind named name (a generated ConfigMap by its base name
-        too); HarnessError if missing."""
-        for o in self.objects:
-            if o["kind"] == kind and o["metadata"]["name"] == name:
-                return o
-        raise HarnessError("no %s %s in the rendered manifests" % (kind, name))
-
     def all(self, kind):
         return [o for o in self.objects if o["kind"] == kind]
 
@@ -270,10 +263,7 @@ class Manifests:
         return [p for p in self.pods if p.workload["metadata"]["name"] == workload_name]
 
     def service(self, name, namespace):
-        for s in self.all("Service"):
-            if s["metadata"]["name"] == name and s["metadata"].get("namespace", "default") == namespace:
-                return s
-        return None
+        return self._source("Service", name, namespace)
 
     def selected(self, svc):
         """The pods a Service selects (same namespace), in order."""
@@ -282,8 +272,10 @@ class Manifests:
                 _labels_match(svc["spec"].get("selector"), p.labels)]
 
     def _source(self, kind, name, namespace):
+        """The object kind/name of namespace, or None."""
         for o in self.all(kind):
-            if o["metadata"]["name"] == name and o["metadata"].get("namespace", "default") == namespace:
+            md = o["metadata"]
+            if md["name"] == name and md.get("namespace", "default") == namespace:
                 return o
         return None
 
@@ -343,8 +335,8 @@ class Manifests:
         return float(q)
 
     def _resource(self, pod, container, ref):
-        c = next(x for x in pod.spec["containers"] if x["name"] == (ref.get("containerName") or
-                                                                       container["name"]))
+        want = ref.get("containerName") or container["name"]
+        c = next(x for x in pod.spec["containers"] if x["name"] == want)
         kind, _, res = ref["resource"].partition(".")
         val = (c.get("resources") or {}).get(kind, {}).get(res)
         if val is None:
@@ -418,11 +410,13 @@ class Manifests:
         if not container.get("command"):
             raise HarnessError("container %s has no command (the image has no entrypoint)" %
                                container["name"])
-        return [expand(a, env.get) for a in list(container["command"]) + list(container.get("args")
-                                                                              or [])]
+        words = list(container["command"]) + list(container.get("args") or [])
+        return [expand(a, env.get) for a in words]
 
     # --- addresses and paths
-    _HOSTPORT = re.compile(r"(?<![\w.\-\[])(\[[0-9a-fA-F:]*\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)"
+    # host:port, host a DNS name, IPv4 or [IPv6], not inside a longer word.
+    _HOSTPORT = re.compile(r"(?<![\w.\-\[])"
+                           r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)"
                            r":(\d{1,5})(?!\d)")
 
     def _dns_suffix_ok(self, rest, namespace):
@@ -474,7 +468,8 @@ class Manifests:
 
     def map_value(self, pod, container, s):
         """s with every host:port and every volume mountPath mapped to this machine."""
-        s = self._HOSTPORT.sub(lambda m: "127.0.0.1:%d" % self.resolve(pod, m.group(1), m.group(2)), s)
+        s = self._HOSTPORT.sub(
+            lambda m: "127.0.0.1:%d" % self.resolve(pod, m.group(1), m.group(2)), s)
         mounts = sorted(container.get("volumeMounts") or [], key=lambda v: -len(v["mountPath"]))
         for vm in mounts:
             local = pod.volume_dir(vm["name"])
@@ -503,9 +498,9 @@ def _http_get(port, path, timeout=2.0):
 class LocalCluster:
     """Every pod of a Manifests started as local processes in one temp dir."""
 
-    def __init__(self, manifests, pods=None):
+    def __init__(self, manifests):
         self.m = manifests
-        self.pods = pods if pods is not None else list(manifests.pods)
+        self.pods = list(manifests.pods)
         self.root = None
         self.saved_tails = ""
 

@@ -19,8 +19,6 @@
    undeclared port fails to start.
 """
 import copy
-import os
-import re
 import unittest
 
 import grpc
@@ -115,8 +113,10 @@ class Contents(unittest.TestCase):
                 self.assertEqual(ports, {"grpc": grpc_port, "http": 9400}, (o, w))
                 self.assertIn("--http=0.0.0.0:9400", c["args"])
                 self.assertIn("--listen=0.0.0.0:%d" % grpc_port, c["args"])
-                self.assertEqual(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "http"})
-                self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "http"})
+                self.assertEqual(c["readinessProbe"]["httpGet"],
+                                 {"path": "/readyz", "port": "http"})
+                self.assertEqual(c["livenessProbe"]["httpGet"],
+                                 {"path": "/healthz", "port": "http"})
 
     def test_node_identity_and_service(self):
         for o in OVERLAYS:

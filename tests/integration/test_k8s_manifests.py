@@ -10,12 +10,13 @@
    member list matching the etcd pods, the grace period covering the shutdown
    snapshots, every VECSHARD_* / ETCD_* variable a real flag of its binary,
    production's anti-affinity, HPA and ServiceMonitor.
-4. The launch-from-manifest test: the dev overlay's etcd, node and router
+4. The launch-from-manifest test: each overlay's etcd, node and router
    containers run as local processes with the command, args and env the
    manifests give them (manifest_harness.py), pass their readiness probes,
    and a create / upsert / search through the router Service works with
-   R = 2 over both nodes; the nodes registered under their pod names at their
-   pod DNS names. A manifest with a flag typo, an unknown host or an
+   R = 2 (dev: 1 etcd, 2 nodes; production: a 3-member etcd cluster, 3
+   nodes); the nodes registered under their pod names at their pod DNS
+   names. A manifest with a flag typo, an unknown host or an
    undeclared port fails to start.
 """
 import copy
@@ -242,12 +243,21 @@ class Expansion(unittest.TestCase):
 
 
 class Launch(harness.ClusterTestCase):
-    """The dev overlay's containers as local processes; a search through them."""
+    """An overlay's containers as local processes; a search through them."""
 
     def test_dev_overlay_serves(self):
-        m = mh.Manifests(mh.render("dev"))
+        self.check_serves("dev", ["etcd-0", "vecshard-node-0", "vecshard-node-1"])
+
+    def test_production_overlay_serves(self):
+        """3 etcd members forming a cluster from ETCD_INITIAL_CLUSTER, 3 nodes."""
+        self.check_serves("production", ["etcd-0", "etcd-1", "etcd-2", "vecshard-node-0",
+                                         "vecshard-node-1", "vecshard-node-2"])
+
+    def check_serves(self, overlay, stateful_pods):
+        m = mh.Manifests(mh.render(overlay))
         self.assertEqual(sorted(p.name for p in m.pods if p.workload["kind"] == "StatefulSet"),
-                         ["etcd-0", "vecshard-node-0", "vecshard-node-1"])
+                         stateful_pods)
+        node_ids = [p for p in stateful_pods if p.startswith("vecshard-node-")]
         self.cluster = mh.LocalCluster(m)
         with self.cluster as lc:
             for pod in lc.pods:  # liveness too, once ready
@@ -261,16 +271,15 @@ class Launch(harness.ClusterTestCase):
             def live_nodes():
                 st = stub.ClusterStatus(vecshard_pb2.ClusterStatusRequest(), timeout=10)
                 return {n.id: n for n in st.nodes if n.alive}
-            nodes = rh.wait_until(lambda: len(live_nodes()) >= 2 and live_nodes(), 20,
-                                  "2 live nodes in ClusterStatus")
-            self.assertEqual(sorted(nodes), ["vecshard-node-0", "vecshard-node-1"])
+            nodes = rh.wait_until(lambda: len(live_nodes()) >= len(node_ids) and live_nodes(),
+                                  20, "%d live nodes in ClusterStatus" % len(node_ids))
+            self.assertEqual(sorted(nodes), node_ids)
             for name, n in nodes.items():
-                self.assertTrue(n.alive, name)
-                pod = m.pod(name)
-                self.assertEqual(n.addr, "127.0.0.1:%d" % pod.ports[7400])
+                self.assertEqual(n.addr, "127.0.0.1:%d" % m.pod(name).ports[7400])
 
             # R = 2: every write goes node to node over the advertised addresses.
-            stub.CreateCollection(rh.create_request("k8s", dim=16, shards=2,
+            shards = len(node_ids)
+            stub.CreateCollection(rh.create_request("k8s", dim=16, shards=shards,
                                                     replication_factor=2), timeout=30)
             rng = np.random.default_rng(10)
             vecs = rng.standard_normal((400, 16)).astype(np.float32)
@@ -287,8 +296,10 @@ class Launch(harness.ClusterTestCase):
                 self.assertAlmostEqual(res.hits[0].distance, 0.0, places=4)
             desc = stub.DescribeCollection(vecshard_pb2.DescribeCollectionRequest(name="k8s"),
                                            timeout=10)
+            self.assertEqual(len(desc.shards), shards)
             for sh in desc.shards:
-                self.assertEqual(sorted(sh.in_sync), ["vecshard-node-0", "vecshard-node-1"])
+                self.assertEqual(len(sh.in_sync), 2)
+                self.assertLessEqual(set(sh.in_sync), set(node_ids))
 
             # What the ServiceMonitor scrapes answers on every vecshard pod.
             for pod in lc.pods:

@@ -1,6 +1,6 @@
 """test_k8s_manifests.py — deploy/k8s renders, validates, and runs.
 
-1. `kubectl kustomize` renders the dev and production overlays.
+1. `kubectl kustomize` renders the dev and production overlays (and the base).
 2. Every rendered object passes the Kubernetes API schemas
    (deploy/k8s/test/validate.js, kubernetes-models; ServiceMonitor with
    @kubernetes-models/prometheus-operator), and broken objects fail them.
@@ -64,7 +64,8 @@ class Render(unittest.TestCase):
         self.assertIn("HorizontalPodAutoscaler", {x["kind"] for x in self.objs["production"]})
 
     def test_schemas(self):
-        for o in OVERLAYS:
+        self.objs["base"] = mh.render("base")  # renders on its own too
+        for o in OVERLAYS + ("base",):
             rc, out = mh.validate(self.objs[o])
             self.assertEqual(rc, 0, "%s:\n%s" % (o, out))
             n = len(self.objs[o])

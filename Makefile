@@ -243,10 +243,11 @@ BIN_BENCH_NODE := $(BUILD)/vecshard-bench-node
 BENCH_NODE_SRC := $(wildcard tools/node_bench/*.c)
 $(call obj,tests/integration/c_client.c $(BENCH_NODE_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_C_CLIENT): $(call obj,tests/integration/c_client.c) $(BUILD)/obj/tools/bench/dataset.o \
-                 $(BUILD)/obj/tools/node_bench/shard_calls.o $(LIB_RPC) $(LIB_PROTO) $(LIB_UTIL)
+                 $(BUILD)/obj/tools/node_bench/shard_calls.o $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) \
+                 $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 $(BIN_BENCH_NODE): $(call obj,$(BENCH_NODE_SRC)) $(BUILD)/obj/tools/bench/dataset.o \
-                   $(LIB_RPC) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+                   $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 all: $(BIN_C_CLIENT) $(BIN_BENCH_NODE)
 

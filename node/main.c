@@ -17,6 +17,8 @@
  *      if etcd is down (docs/design.md §3). Meanwhile ShardStatus lists them as
  *      LOADING and calls on them answer UNAVAILABLE (retryable); once all
  *      are open Health/Check answers SERVING;
+ *      The --http endpoint (/metrics, /healthz, /readyz) starts right after
+ *      the gRPC server, so probes answer during the load;
  *   5. register in etcd and follow the shard map (node_meta, background).
  *      Registration waits for step 4: routers find the node only once its
  *      replicas are open, and the reconciler (which may open, close and
@@ -42,12 +44,15 @@
 #include <unistd.h>
 
 #include "common/etcd/etcd.h"
+#include "common/http/http.h"
+#include "common/metrics/metrics.h"
 #include "common/rpc/rpc.h"
 #include "common/util/log.h"
 #include "common/util/proc.h"
 #include "node/node_claim.h"
 #include "node/node_config.h"
 #include "node/node_meta.h"
+#include "node/node_metrics.h"
 #include "node/node_service.h"
 #include "node/node_shards.h"
 #include "node/storage/wal.h"
@@ -76,6 +81,18 @@ static void advertised_addr(const struct node_config *cfg, int port, char *buf, 
     } else {
         snprintf(buf, size, "%.*s:%d", (int)hl, cfg->listen, port);
     }
+}
+
+/* The address /healthz checks the gRPC server on: loopback for a wildcard host, else the host
+ * the server bound. */
+static void self_check_addr(const struct node_config *cfg, int port, char *buf, size_t size)
+{
+    const char *colon = strrchr(cfg->listen, ':');
+    size_t hl = (size_t)(colon - cfg->listen);
+    if (wildcard_host(cfg->listen, hl))
+        snprintf(buf, size, "127.0.0.1:%d", port);
+    else
+        snprintf(buf, size, "%.*s:%d", (int)hl, cfg->listen, port);
 }
 
 /* Unix milliseconds now. */
@@ -121,6 +138,7 @@ int main(int argc, char **argv)
     struct rpc_server *srv = NULL;
     etcd_client *etcd = NULL;
     struct node_meta *meta = NULL;
+    struct http_server *http = NULL;
     struct node_service svc;
     memset(&svc, 0, sizeof svc);
     svc.cfg = &cfg;
@@ -160,6 +178,13 @@ int main(int argc, char **argv)
         goto fail;
     }
     svc.reg = reg;
+    svc.metrics = metrics_create();
+    if (svc.metrics == NULL ||
+        metrics_add_process(svc.metrics, "vecshard-node", NODE_VERSION) != 0 ||
+        node_metrics_register(svc.metrics, &svc) != 0) {
+        log_error("cannot create the metrics registry", NULL);
+        goto fail;
+    }
     svc.rpc = rpc_client_create(NULL);
     if (svc.rpc == NULL) {
         log_error("cannot create the gRPC client", NULL);
@@ -182,6 +207,7 @@ int main(int argc, char **argv)
         .workers = cfg.threads,
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
+        .metrics = svc.metrics,
     };
     srv = rpc_server_create(&rcfg, err, sizeof err);
     if (srv == NULL) {
@@ -203,6 +229,13 @@ int main(int argc, char **argv)
     proc_bound_addr(cfg.listen, port, bound, sizeof bound);
     log_info("listening", "addr=%s advertise=%s", log_quote(bound), log_quote(svc.addr));
     proc_print_listening(bound);
+    self_check_addr(&cfg, port, svc.self_addr, sizeof svc.self_addr);
+    struct http_config hcfg = {.addr = cfg.http,
+                               .metrics = svc.metrics,
+                               .healthz = node_probe_healthz,
+                               .readyz = node_probe_readyz,
+                               .user = &svc};
+    if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
     struct stop_waiter waiter = {.set = &set};
     pthread_t waiter_thread;
@@ -270,7 +303,8 @@ stop:
     status = 0;
 
 fail:
-    /* Stop serving first, so no handler borrows a replica while it closes. */
+    /* Stop serving first, so no handler or collector borrows a replica while it closes. */
+    http_stop(http);
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
     repl_destroy(atomic_exchange(&svc.repl, NULL));
@@ -281,6 +315,7 @@ fail:
     node_meta_stop(meta);
     etcd_client_free(etcd);
     if (svc.rpc != NULL) rpc_client_destroy(svc.rpc);
+    metrics_destroy(svc.metrics);
     if (status == 0) log_info("stopped", "node_id=%s", cfg.node_id);
     node_config_free(&cfg);
     return status;

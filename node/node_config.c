@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/etcd/etcd.h"
+#include "common/http/http.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 #include "node/node_claim.h"
@@ -41,6 +42,10 @@ static int check_id(const char *id)
 static const struct flags_spec flags[] = {
     {"listen", FLAGS_STR, "0.0.0.0:7400", 0, 0, F(listen),
      "host:port the gRPC server binds; port 0 picks a free port (logged)"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint (/metrics, /healthz, /readyz; docs/operations.md); port 0 "
+     "picks a free port (logged); empty = off",
+     http_addr_check, "host:port (port 0..65535) or empty", .empty_ok = true},
     {"advertise", FLAGS_STR, NULL, 0, 0, F(advertise),
      "address registered in etcd for routers and peers (default: the bound address, with "
      "the hostname for a wildcard host)",
@@ -105,6 +110,9 @@ static const struct flags_spec flags[] = {
      node_shards_reset_list_check, "a list coll/shard[,coll/shard...]", .empty_ok = true},
     {"transfer-max-mbps", FLAGS_INT, "0", 0, 100000, F(transfer_max_mbps),
      "limit of the TransferShard send rate of this node, MB/s (10^6 bytes; 0 = unlimited)"},
+    {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
+     "log a warn line msg=\"slow request\" (request_id, method, collection, shard, k, ef, "
+     "duration_ms) for every call slower than this many ms (0 = off)"},
 };
 
 static const struct flags_prog prog = {
@@ -166,6 +174,7 @@ enum node_config_result node_config_parse(int argc, char **argv, struct node_con
 void node_config_free(struct node_config *cfg)
 {
     free(cfg->listen);
+    free(cfg->http);
     free(cfg->advertise);
     free(cfg->node_id);
     free(cfg->data_dir);

@@ -17,6 +17,7 @@
 /* Effective configuration; strings are owned by the struct (node_config_free). */
 struct node_config {
     char *listen;    /* host:port to bind; port 0 = ephemeral */
+    char *http;      /* --http host:port of /metrics, /healthz, /readyz; "" = off */
     char *advertise; /* address registered in etcd; NULL = derived from the bound address */
     char *node_id;   /* key under <prefix>/nodes/; default the hostname */
     char *data_dir;  /* replicas live in <data_dir>/<collection>/<shard>/ */
@@ -45,6 +46,7 @@ struct node_config {
     uint64_t trash_grace_ms;    /* trashed replica folders are purged no sooner */
     char *reset_replica;        /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
     uint64_t transfer_max_mbps; /* TransferShard send limit in MB/s (10^6 bytes); 0 = unlimited */
+    uint64_t slow_query_ms;     /* calls slower than this log "slow request"; 0 = off */
 };
 
 /* What node_config_parse decided. */

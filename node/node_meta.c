@@ -882,6 +882,23 @@ bool node_meta_registered(struct node_meta *m)
     return r;
 }
 
+/* The etcd side for metrics and /readyz (node_meta.h). */
+void node_meta_status(struct node_meta *m, struct node_meta_status *st)
+{
+    pthread_mutex_lock(&m->lock);
+    st->registered = m->registered && !m->lost;
+    st->lease_live = m->keeper != NULL && !m->lost;
+    /* The keeper is stopped only after drop_lease took it out under this lock. */
+    st->keepalive_age_ms = m->keeper != NULL ? etcd_lease_keeper_ok_age_ms(m->keeper) : -1;
+    st->watches_ok = true;
+    for (int p = 0; p < NPREFIX; p++)
+        st->watches_ok &= m->watch_ok[p];
+    pthread_mutex_unlock(&m->lock);
+    struct etcd_client_health h;
+    etcd_client_health(m->etcd, &h);
+    st->etcd_reachable = h.ok_age_ms >= 0 && (h.fail_age_ms < 0 || h.fail_age_ms > h.ok_age_ms);
+}
+
 /* Stops the watches and the sync thread. */
 void node_meta_stop_sync(struct node_meta *m)
 {

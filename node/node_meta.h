@@ -50,6 +50,18 @@ int node_meta_start(const struct node_meta_config *cfg, struct node_shards *reg,
 /* True while the node holds a live, registered lease. */
 bool node_meta_registered(struct node_meta *m);
 
+/* The etcd side as metrics and /readyz see it (node_meta_status). */
+struct node_meta_status {
+    bool registered;          /* node key on a live lease, shard map reconciled since */
+    bool lease_live;          /* a lease is held and the keeper has not reported it lost */
+    int64_t keepalive_age_ms; /* since the last successful keep-alive; -1 without a lease */
+    bool watches_ok;          /* every watch stream (collections, shards, nodes) is connected */
+    bool etcd_reachable;      /* the client's last request got an answer (etcd_client_health) */
+};
+
+/* Fills *st under the meta's lock (never held across etcd calls). Thread-safe. */
+void node_meta_status(struct node_meta *m, struct node_meta_status *st);
+
 /* Stops the watches and the reconciler (the registry is left as it is). */
 void node_meta_stop_sync(struct node_meta *m);
 

@@ -15,6 +15,14 @@
  * validation of the payload (dim, NaN/Inf, payload and batch size) → the operation. A bad request
  * never changes state and never stops the server.
  *
+ * Every handler runs inside one wrapper (call_begin / call_end, set up by
+ * node_service_register): it takes the caller's request id from the
+ * x-request-id metadata into the thread's log context, so every line logged
+ * while the call runs carries request_id=, and times the call for the
+ * --slow-query-ms line. The fields of that line (collection, shard, shards,
+ * k, ef) are read from the request by name through the protobuf-c
+ * descriptor, so no handler repeats it.
+ *
  * Replies point into the replica's result buffers (vectors, payloads)
  * instead of copying them; the reply is packed by rpc_call_reply before the
  * handler frees those buffers. Small per-reply structs come from a `scratch`
@@ -26,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "common/util/log.h"
 #include "node/node_service_internal.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
@@ -127,25 +137,136 @@ void node_svc_placement_trailers(struct rpc_call *c, const struct node_shard_vie
     if (v->primary[0] != '\0') rpc_call_add_trailer(c, "vs-primary", v->primary);
 }
 
-/* Registers every ShardNode method. */
+/* ------------------------------------------------------------ request id and timing */
+
+/* True when id is a request id worth carrying: 1..LOG_REQUEST_ID_MAX printable ASCII
+ * characters without spaces (the router's rule, docs/operations.md "Logs"). */
+static bool request_id_ok(const char *id, long len)
+{
+    if (len < 1 || len > LOG_REQUEST_ID_MAX) return false;
+    for (long i = 0; i < len; i++)
+        if (id[i] <= ' ' || id[i] > '~') return false;
+    return true;
+}
+
+/* Monotonic seconds, sub-millisecond resolution. */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Start of a call: the caller's request id becomes this thread's log context. */
+static double call_begin(struct rpc_call *c)
+{
+    char id[LOG_REQUEST_ID_MAX + 2];
+    long n = rpc_call_metadata(c, RPC_REQUEST_ID_MD, id, sizeof id);
+    log_set_request_id(request_id_ok(id, n) ? id : NULL);
+    return mono_s();
+}
+
+/* The field `name` of msg (NULL when the message has none), with its descriptor. */
+static const void *field_of(const ProtobufCMessage *msg, const char *name,
+                            const ProtobufCFieldDescriptor **fd)
+{
+    *fd = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+    return *fd != NULL ? (const char *)msg + (*fd)->offset : NULL;
+}
+
+/* Appends " key=value" for the uint32 field `name` of msg, if it has one. */
+static void slow_u32(char *buf, size_t size, size_t *pos, const ProtobufCMessage *msg,
+                     const char *name)
+{
+    const ProtobufCFieldDescriptor *fd;
+    const void *p = field_of(msg, name, &fd);
+    if (p == NULL || fd->type != PROTOBUF_C_TYPE_UINT32 || *pos >= size) return;
+    if (fd->label != PROTOBUF_C_LABEL_REPEATED) {
+        *pos += (size_t)snprintf(buf + *pos, size - *pos, " %s=%u", name, *(const uint32_t *)p);
+        return;
+    }
+    size_t n = *(const size_t *)((const char *)msg + fd->quantifier_offset);
+    const uint32_t *v = *(uint32_t *const *)p;
+    *pos += (size_t)snprintf(buf + *pos, size - *pos, " %s=", name);
+    for (size_t i = 0; i < n && *pos < size; i++)
+        *pos += (size_t)snprintf(buf + *pos, size - *pos, i ? ",%u" : "%u", v[i]);
+    if (n == 0 && *pos < size) *pos += (size_t)snprintf(buf + *pos, size - *pos, "all");
+}
+
+/* End of a call: the slow-request line when it took longer than --slow-query-ms. */
+static void call_end(const struct node_svc_method *m, const ProtobufCMessage *req, double t0,
+                     grpc_status_code code)
+{
+    double ms = (mono_s() - t0) * 1000.0;
+    uint64_t limit = m->svc->cfg->slow_query_ms;
+    if (limit > 0 && ms >= (double)limit && log_enabled(LOG_WARN)) {
+        char extra[512] = "";
+        size_t pos = 0;
+        const char *coll = NULL;
+        if (req != NULL) {
+            const ProtobufCFieldDescriptor *fd;
+            const void *p = field_of(req, "collection", &fd);
+            if (p != NULL && fd->type == PROTOBUF_C_TYPE_STRING) coll = *(char *const *)p;
+            slow_u32(extra, sizeof extra, &pos, req, "shard");
+            slow_u32(extra, sizeof extra, &pos, req, "shards");
+            slow_u32(extra, sizeof extra, &pos, req, "k");
+            slow_u32(extra, sizeof extra, &pos, req, "ef");
+        }
+        log_warn("slow request", "method=%s collection=%s%s duration_ms=%.1f code=%s", m->name,
+                 log_quote(coll != NULL ? coll : ""), extra, ms, rpc_status_name(code));
+    }
+    log_set_request_id(NULL);
+}
+
+/* The unary handler every unary method is registered with: the method's handler, wrapped. */
+static grpc_status_code wrap_unary(struct rpc_call *c, const ProtobufCMessage *req, void *user)
+{
+    const struct node_svc_method *m = user;
+    double t0 = call_begin(c);
+    grpc_status_code code = m->unary(c, req, m->svc);
+    call_end(m, req, t0, code);
+    return code;
+}
+
+/* The same for server-streaming methods. */
+static grpc_status_code wrap_stream(struct rpc_call *c, const ProtobufCMessage *req,
+                                    struct rpc_stream *st, void *user)
+{
+    const struct node_svc_method *m = user;
+    double t0 = call_begin(c);
+    grpc_status_code code = m->stream(c, req, st, m->svc);
+    call_end(m, req, t0, code);
+    return code;
+}
+
+/* The ShardNode methods: name, request type, handler. */
+static const struct {
+    const char *name;
+    const ProtobufCMessageDescriptor *desc;
+    rpc_unary_fn unary;
+    rpc_stream_fn stream;
+} methods[NODE_SVC_METHODS] = {
+    {"Write", &vecshard__v1__write_request__descriptor, node_svc_write, NULL},
+    {"Replicate", &vecshard__v1__replicate_request__descriptor, node_svc_replicate, NULL},
+    {"Search", &vecshard__v1__node_search_request__descriptor, node_svc_search, NULL},
+    {"Get", &vecshard__v1__node_get_request__descriptor, node_svc_get, NULL},
+    {"ShardStatus", &vecshard__v1__shard_status_request__descriptor, node_svc_shard_status, NULL},
+    {"TransferShard", &vecshard__v1__transfer_shard_request__descriptor, NULL,
+     node_svc_transfer_shard},
+    {"NodeStatus", &vecshard__v1__node_status_request__descriptor, node_svc_node_status, NULL},
+};
+
+/* Registers every ShardNode method, each inside the request-id and timing wrapper. */
 int node_service_register(struct rpc_server *s, struct node_service *svc)
 {
     int rc = 0;
-    rc |= rpc_server_add_unary(s, SVC "Write", &vecshard__v1__write_request__descriptor,
-                               node_svc_write, svc, 0);
-    rc |= rpc_server_add_unary(s, SVC "Replicate", &vecshard__v1__replicate_request__descriptor,
-                               node_svc_replicate, svc, 0);
-    rc |= rpc_server_add_unary(s, SVC "Search", &vecshard__v1__node_search_request__descriptor,
-                               node_svc_search, svc, 0);
-    rc |= rpc_server_add_unary(s, SVC "Get", &vecshard__v1__node_get_request__descriptor,
-                               node_svc_get, svc, 0);
-    rc |=
-        rpc_server_add_unary(s, SVC "ShardStatus", &vecshard__v1__shard_status_request__descriptor,
-                             node_svc_shard_status, svc, 0);
-    rc |= rpc_server_add_stream(s, SVC "TransferShard",
-                                &vecshard__v1__transfer_shard_request__descriptor,
-                                node_svc_transfer_shard, svc, 0);
-    rc |= rpc_server_add_unary(s, SVC "NodeStatus", &vecshard__v1__node_status_request__descriptor,
-                               node_svc_node_status, svc, 0);
+    for (int i = 0; i < NODE_SVC_METHODS; i++) {
+        struct node_svc_method *m = &svc->methods[i];
+        *m = (struct node_svc_method){methods[i].name, methods[i].unary, methods[i].stream, svc};
+        char path[64];
+        snprintf(path, sizeof path, SVC "%s", m->name);
+        rc |= m->unary != NULL ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, 0)
+                               : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, 0);
+    }
     return rc != 0 ? -1 : 0;
 }

@@ -24,6 +24,21 @@
  */
 #define NODE_EXIT_UNAPPLIED 3
 
+struct node_service;
+struct metrics;
+struct metrics_family;
+
+/* One registered ShardNode method, as the timing wrapper of node_service.c
+ * sees it: the handler it calls (unary or stream) and the service. */
+struct node_svc_method {
+    const char *name; /* "Search" */
+    rpc_unary_fn unary;
+    rpc_stream_fn stream;
+    struct node_service *svc;
+};
+
+#define NODE_SVC_METHODS 7
+
 /* What the handlers share. Owned by main; outlives the server. */
 struct node_service {
     const struct node_config *cfg;
@@ -34,6 +49,11 @@ struct node_service {
     struct rpc_client *rpc;           /* outgoing calls to other nodes (replication, transfer) */
     struct transfers *xfer;           /* TransferShard sender and receiver jobs (transfer.h) */
     _Atomic(struct repl *) repl;      /* primary-side replication (primary.h); NULL before etcd */
+    struct metrics *metrics; /* the process's registry (common/metrics); set before serving */
+    char self_addr[300];     /* the gRPC port on loopback, for /healthz (node_metrics.h) */
+    /* Counters the handlers update (node_metrics_register creates them; NULL = no metrics). */
+    struct metrics_family *points_upserted, *points_deleted, *search_queries;
+    struct node_svc_method methods[NODE_SVC_METHODS]; /* node_service_register fills them */
 };
 
 /* Registers every ShardNode method on s (before rpc_server_start). 0 or -1. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "node/node_service_internal.h"
 #include "node/storage/replica.h"
@@ -195,6 +196,8 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                               "reply is larger than the max message size (%llu bytes)",
                               (unsigned long long)cfg->max_message_bytes);
+    metrics_add(svc->search_queries, (const char *[]){req->collection},
+                (double)(req->n_queries * req->n_shards));
     log_debug("search", "collection=%s shards=%zu queries=%zu k=%u", log_quote(req->collection),
               req->n_shards, req->n_queries, req->k);
 out:

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "node/node_service_internal.h"
 #include "node/storage/replica.h"
@@ -89,6 +90,11 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
                       req->shard, replica_code_str(rc), log_quote(err));
         goto out;
     }
+    const char *labels[] = {req->collection};
+    if (req->batch->n_upserts)
+        metrics_add(svc->points_upserted, labels, (double)req->batch->n_upserts);
+    if (req->batch->n_deletes)
+        metrics_add(svc->points_deleted, labels, (double)req->batch->n_deletes);
     /* Acknowledge only once every in-sync backup has the record (docs/replication.md §3). */
     uint64_t epoch = v.epoch;
     struct repl *repl = atomic_load(&svc->repl);

@@ -127,30 +127,19 @@ int main(int argc, char **argv)
              log_quote(id), cfg.controller ? "on" : "off", cfg.controller_ttl,
              cfg.replace_after_ms);
 
-    if (cfg.http[0] != '\0') {
-        /* Last: the probes and collectors read r.controller and r.client. */
-        struct http_config hcfg = {.addr = cfg.http,
-                                   .metrics = r.metrics,
-                                   .healthz = router_healthz,
-                                   .readyz = router_readyz,
-                                   .user = &r};
-        int hport = 0;
-        http = http_start(&hcfg, &hport, err, sizeof err);
-        if (http == NULL) {
-            log_error("cannot start the http endpoint", "http=%s error=%s", log_quote(cfg.http),
-                      log_quote(err));
-            goto fail;
-        }
-        char haddr[300];
-        proc_bound_addr(cfg.http, hport, haddr, sizeof haddr);
-        log_info("http listening", "addr=%s", log_quote(haddr));
-    }
+    /* Last: the probes and collectors read r.controller and r.client. */
+    struct http_config hcfg = {.addr = cfg.http,
+                               .metrics = r.metrics,
+                               .healthz = router_healthz,
+                               .readyz = router_readyz,
+                               .user = &r};
+    if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
     proc_wait_stop(&set);
     status = 0;
 
 fail:
-    http_stop(http);
+    http_stop(http); /* first: collectors read the routing table and the controller */
     controller_stop(r.controller);
     rpc_server_shutdown(srv);
     rt_stop(r.rt);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/etcd/etcd.h"
+#include "common/http/http.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
 
@@ -47,6 +48,10 @@ static int check_router_id(const char *id)
 static const struct flags_spec flags[] = {
     {"listen", FLAGS_STR, "0.0.0.0:7300", 0, 0, F(listen),
      "host:port the gRPC server binds; port 0 picks a free port (logged)"},
+    {"http", FLAGS_STR, "", 0, 0, F(http),
+     "host:port of the HTTP endpoint (/metrics, /healthz, /readyz; docs/operations.md); port 0 "
+     "picks a free port (logged); empty = off",
+     http_addr_check, "host:port (port 0..65535) or empty", .empty_ok = true},
     {"etcd", FLAGS_STR, "http://127.0.0.1:2379", 0, 0, F(etcd),
      "comma-separated etcd endpoints (http:// is added when missing)"},
     {"etcd-prefix", FLAGS_STR, "/vecshard", 0, 0, F(etcd_prefix), "prefix of every etcd key"},
@@ -58,10 +63,6 @@ static const struct flags_spec flags[] = {
      "bound of every etcd request"},
     {"log-level", FLAGS_ENUM, "info", 0, 0, F(log_level), "debug, info, warn or error",
      log_level_parse, "one of debug, info, warn, error"},
-    {"http", FLAGS_STR, "", 0, 0, F(http),
-     "host:port of the HTTP endpoint for /metrics, /healthz and /readyz; port 0 picks a free "
-     "port (logged); empty = off",
-     NULL, NULL, true},
     {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
      "log a warn line \"slow request\" for calls slower than this many ms; 0 = off"},
     {"view-max-age-ms", FLAGS_INT, "10000", 100, 3600000, F(view_max_age_ms),
@@ -148,9 +149,9 @@ enum router_config_result router_config_parse(int argc, char **argv, struct rout
 void router_config_free(struct router_config *cfg)
 {
     free(cfg->listen);
+    free(cfg->http);
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);
-    free(cfg->http);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -16,13 +16,13 @@
 /* Effective configuration; strings are owned by the struct (router_config_free). */
 struct router_config {
     char *listen;      /* host:port to bind; port 0 = ephemeral */
+    char *http;        /* --http host:port of /metrics, /healthz, /readyz; "" = off */
     char *etcd;        /* comma-separated endpoints, each with a scheme */
     char *etcd_prefix; /* no trailing '/' */
     int threads;       /* rpc worker threads */
     int default_timeout_ms;
     int etcd_timeout_ms;
     int log_level;       /* enum log_level */
-    char *http;          /* host:port of the observability endpoint; "" = off */
     int slow_query_ms;   /* warn about calls slower than this; 0 = off */
     int view_max_age_ms; /* /readyz fails once the routing view is stale this long */
     uint64_t max_message_bytes;

@@ -80,6 +80,18 @@ etcd_status etcd_client_new(const char *endpoints, long timeout_ms, etcd_client 
 /* Frees the client and its pooled connections; NULL is a no-op. */
 void etcd_client_free(etcd_client *c);
 
+/* What the client's own requests saw of etcd, as ages in milliseconds
+ * (-1 = never). For metrics and probes: reading it takes no lock and makes
+ * no request. */
+struct etcd_client_health {
+    int64_t ok_age_ms;   /* since the last request an endpoint answered (any HTTP status) */
+    int64_t fail_age_ms; /* since the last one that reached no endpoint or timed out */
+};
+
+/* Fills *h. Thread-safe. etcd counts as reachable when the last outcome was an answer
+ * (ok_age_ms >= 0 and fail_age_ms < 0 or > ok_age_ms). */
+void etcd_client_health(etcd_client *c, struct etcd_client_health *h);
+
 /*
  * Normalises a user-given endpoint list for etcd_client_new: entries are
  * trimmed of white space, empty ones dropped, and http:// is added to those
@@ -253,6 +265,10 @@ etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
 
 /* Stops the keeper (does not revoke the lease), joins and frees it. */
 void etcd_lease_keeper_stop(etcd_lease_keeper *k);
+
+/* Milliseconds since the keeper's last successful keep-alive (since its
+ * start before the first one). Thread-safe while the keeper is not stopped. */
+int64_t etcd_lease_keeper_ok_age_ms(etcd_lease_keeper *k);
 
 /* ------------------------------------------------------------ cancel */
 

@@ -473,9 +473,22 @@ etcd_status etcd_xfer_run(etcd_client *c, const struct etcd_xfer *x, long *http,
     st = etcd_fail(err, ETCD_EUNAVAILABLE, "%s: no etcd endpoint reachable (last: %s)", x->path,
                    last);
 done:
+    if (st == ETCD_OK)
+        atomic_store(&c->last_ok_ms, etcd_now_ms());
+    else if (st == ETCD_EUNAVAILABLE)
+        atomic_store(&c->last_fail_ms, etcd_now_ms());
     etcd_buf_free(&ctx.line);
     conn_put(c, k);
     return st;
+}
+
+/* Reachability as the client's requests saw it (etcd.h). */
+void etcd_client_health(etcd_client *c, struct etcd_client_health *h)
+{
+    int64_t now = etcd_now_ms(), ok = atomic_load(&c->last_ok_ms),
+            fail = atomic_load(&c->last_fail_ms);
+    h->ok_age_ms = ok != 0 ? now - ok : -1;
+    h->fail_age_ms = fail != 0 ? now - fail : -1;
 }
 
 /* Maps an etcd error reply to a status. */

@@ -34,6 +34,7 @@ struct etcd_client {
     pthread_mutex_t pool_mu; /* protects pool[] and n_pool */
     struct etcd_conn *pool[ETCD_POOL_MAX];
     size_t n_pool;
+    _Atomic int64_t last_ok_ms, last_fail_ms; /* etcd_client_health */
 };
 
 struct etcd_cancel {

@@ -148,6 +148,7 @@ struct etcd_lease_keeper {
     pthread_mutex_t mu; /* protects stop; pairs with cv */
     pthread_cond_t cv;  /* signalled by etcd_lease_keeper_stop */
     bool stop;
+    _Atomic int64_t last_ok_ms; /* last successful keep-alive (etcd_now_ms) */
 };
 
 /* Sleeps up to ms on the keeper's cv; true when asked to stop. */
@@ -182,6 +183,7 @@ static void *keeper_main(void *arg)
         etcd_status st = etcd_lease_keepalive(k->c, k->lease, &ttl, NULL);
         if (st == ETCD_OK) {
             last_ok = etcd_now_ms();
+            atomic_store(&k->last_ok_ms, last_ok);
             k->ttl_ms = ttl * 1000;
             wait_ms = k->ttl_ms / 3;
             continue;
@@ -212,6 +214,7 @@ etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
     k->c = c;
     k->lease = lease;
     k->ttl_ms = ttl * 1000;
+    k->last_ok_ms = etcd_now_ms();
     k->on_lost = on_lost;
     k->arg = arg;
     pthread_mutex_init(&k->mu, NULL);
@@ -228,6 +231,12 @@ etcd_status etcd_lease_keeper_start(etcd_client *c, int64_t lease, int64_t ttl,
     }
     *out = k;
     return ETCD_OK;
+}
+
+/* The last successful keep-alive (etcd.h). */
+int64_t etcd_lease_keeper_ok_age_ms(etcd_lease_keeper *k)
+{
+    return etcd_now_ms() - atomic_load(&k->last_ok_ms);
 }
 
 /* Stops, joins and frees a keeper. */

@@ -12,10 +12,11 @@
  * What each probe checks belongs to the process (docs/operations.md,
  * "Probes"); a NULL probe always answers ok.
  *
- * Threading and ownership. libmicrohttpd runs its own thread(s) (internal
- * polling thread, a small thread pool); probes and metric collectors run on
- * them and must return within a second or so (no network calls without a
- * short deadline). The server borrows the registry and the probes' user
+ * Threading and ownership. libmicrohttpd runs its own threads: an internal
+ * polling thread pool of 2 (epoll), not a thread per connection, so a burst
+ * of connections cannot create threads without bound (server.c); probes
+ * and metric collectors run on them and must return within a second or so
+ * (no network calls without a short deadline). The server borrows the registry and the probes' user
  * pointer: both must outlive http_stop. Never aborts; errors are returned.
  */
 #ifndef VS_HTTP_H
@@ -41,6 +42,15 @@ struct http_config {
 /* Binds and starts serving. Returns the server and sets *port to the bound
  * port, or returns NULL with a message in err. */
 struct http_server *http_start(const struct http_config *cfg, int *port, char *err, size_t errlen);
+
+/* The processes' --http start-up: does nothing when cfg->addr is "" (off),
+ * else http_start and logs `msg="http listening" addr=<host:bound port>`
+ * (or the error). Returns 0 with *out set (NULL when off), or -1. */
+int http_start_logged(const struct http_config *cfg, struct http_server **out);
+
+/* 0 when addr is "" (off) or "host:port" with a port in 0..65535 (the
+ * --http flag's check; the host is resolved only by http_start), else -1. */
+int http_addr_check(const char *addr);
 
 /* Stops serving (waits for running requests) and frees the server. NULL is a no-op. */
 void http_stop(struct http_server *h);

@@ -100,36 +100,49 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return respond(conn, MHD_HTTP_NOT_FOUND, text, "not found\n", 10, false);
 }
 
-/* Resolves "host:port" into *res (freeaddrinfo). 0, or -1 with a message. */
-static int resolve(const char *addr, struct addrinfo **res, char *err, size_t errlen)
+/* Splits "host:port" ("[v6]:port" too) into host (brackets removed) and port.
+ * 0, or -1 when it is not that shape or the port is outside 0..65535. */
+static int split_addr(const char *addr, char *host, size_t hostlen, long *port)
 {
     const char *colon = addr != NULL ? strrchr(addr, ':') : NULL;
-    if (colon == NULL || colon[1] == '\0') {
-        snprintf(err, errlen, "--http: \"%s\" is not host:port", addr != NULL ? addr : "");
-        return -1;
-    }
-    char host[256];
+    if (colon == NULL || colon[1] == '\0') return -1;
     size_t hl = (size_t)(colon - addr);
     const char *h = addr;
     if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
         h++;
         hl -= 2;
     }
-    if (hl >= sizeof host) {
-        snprintf(err, errlen, "--http: host of \"%s\" is too long", addr);
-        return -1;
-    }
+    if (hl >= hostlen) return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
     char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || port < 0 || port > 65535) {
-        snprintf(err, errlen, "--http: \"%s\" is not host:port (port 0..65535)", addr);
+    *port = strtol(colon + 1, &end, 10);
+    return *end != '\0' || *port < 0 || *port > 65535 ? -1 : 0;
+}
+
+int http_addr_check(const char *addr)
+{
+    char host[256];
+    long port;
+    return addr == NULL || addr[0] == '\0' || split_addr(addr, host, sizeof host, &port) == 0 ? 0
+                                                                                             : -1;
+}
+
+/* Resolves "host:port" into *res (freeaddrinfo). 0, or -1 with a message. */
+static int resolve(const char *addr, struct addrinfo **res, char *err, size_t errlen)
+{
+    char host[256];
+    long port;
+    if (split_addr(addr, host, sizeof host, &port) != 0) {
+        snprintf(err, errlen, "--http: \"%s\" is not host:port (port 0..65535)",
+                 addr != NULL ? addr : "");
         return -1;
     }
+    char serv[8];
+    snprintf(serv, sizeof serv, "%ld", port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    int rc = getaddrinfo(hl > 0 ? host : NULL, colon + 1, &hints, res);
+    int rc = getaddrinfo(host[0] != '\0' ? host : NULL, serv, &hints, res);
     if (rc != 0) {
         snprintf(err, errlen, "--http: cannot resolve \"%s\": %s", addr, gai_strerror(rc));
         return -1;

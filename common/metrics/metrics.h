@@ -73,7 +73,8 @@ struct metrics_family *metrics_histogram(struct metrics *m, const char *name, co
 
 /*
  * Updates. `values` holds one string per label name of the family, in its
- * order (NULL when it has none). Thread-safe.
+ * order (NULL when it has none; NULL for a family with labels, or an update
+ * of the wrong kind, is ignored). Counters ignore v <= 0. Thread-safe.
  */
 void metrics_add(struct metrics_family *f, const char *const *values, double v); /* counter */
 void metrics_set(struct metrics_family *f, const char *const *values, double v); /* gauge */

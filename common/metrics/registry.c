@@ -292,7 +292,7 @@ static void count_dropped(struct metrics_family *f)
 static void update(struct metrics_family *f, enum metrics_kind kind, const char *const *values,
                    double v)
 {
-    if (f == NULL || f->kind != kind) return;
+    if (f == NULL || f->kind != kind || (values == NULL && f->n_labels > 0)) return;
     static const char *const none[1] = {""};
     if (values == NULL) values = none;
     pthread_mutex_lock(&f->mu);

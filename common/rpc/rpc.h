@@ -160,13 +160,15 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path,
                           unsigned flags);
 
 /* Binds, starts the threads and starts serving. grpc.health.v1.Health/Check
- * is served automatically (Watch is not: UNIMPLEMENTED, like every unknown
- * method). SO_REUSEPORT is off, so a port in use fails here. Returns the
+ * and Health/Watch are served automatically (common/rpc/health.c; Watch
+ * streams run on the completion queue, not in the worker pool, and end with
+ * UNAVAILABLE when the server shuts down). SO_REUSEPORT is off, so a port in use fails here. Returns the
  * bound port (> 0), or -1 with a message in err. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
 
-/* Sets what Health/Check reports: SERVING (true, the initial state) or
- * NOT_SERVING. Thread-safe; e.g. false while draining or loading. */
+/* Sets what Health/Check reports and Health/Watch streams send: SERVING
+ * (true, the initial state) or NOT_SERVING. Thread-safe; e.g. false while
+ * draining or loading. */
 void rpc_server_set_serving(struct rpc_server *s, bool serving);
 
 /* True once rpc_server_shutdown began; long handlers may poll it to stop. */
@@ -276,6 +278,13 @@ const char *rpc_channel_addr(const struct rpc_channel *ch);
 grpc_status_code rpc_unary(struct rpc_channel *ch, const char *method, const ProtobufCMessage *req,
                            const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                            const struct rpc_opts *opts, struct rpc_status *st);
+
+/* Liveness self-check (health_probe.c): grpc.health.v1.Health/Check of the
+ * server at addr (e.g. the process's own port on loopback) within timeout_ms.
+ * True when it answered at all (SERVING or NOT_SERVING); otherwise false with
+ * the status in why (one line). */
+bool rpc_health_probe(struct rpc_client *cl, const char *addr, int64_t timeout_ms, char *why,
+                      size_t whylen);
 
 /* --- server-streaming client: an iterator over the replies --- */
 

@@ -1,7 +1,15 @@
 /*
  * server.c — the gRPC server loop: method table, poller threads, the handler
- * worker pool, per-call state, server streaming with flow control, the
- * built-in health check, and graceful shutdown.
+ * worker pool, per-call state, server streaming with flow control, per-call
+ * metrics, and graceful shutdown. The built-in health service is health.c;
+ * the types both share are in server_internal.h.
+ *
+ * Metrics (rpc_server_config.metrics): every call is counted once, when its
+ * status is decided (call_finish; health.c for Watch), with the labels
+ * service and method split from the path at registration (no per-call
+ * parsing) and the canonical code name; calls to unregistered methods share
+ * method="unknown" (and service="unknown" unless it is one of ours), so a
+ * client cannot grow the series without bound.
  *
  * Life of a call. rpc_server_start pre-posts PREPOST request contexts per
  * method (grpc_server_request_registered_call) plus some for unregistered
@@ -23,7 +31,7 @@
  * makes the core abort, hence the counter.
  */
 #define _GNU_SOURCE /* vasprintf */
-#include "common/rpc/rpc_internal.h"
+#include "common/rpc/server_internal.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -37,95 +45,10 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <time.h>
 
+#include "common/metrics/metrics.h"
 #include "proto/grpc_health/v1/health.pb-c.h"
-
-#define PREPOST      8 /* requests kept posted per method */
-#define MAX_TRAILERS 8
-
-struct method {
-    char *path;
-    size_t service_len; /* "/svc/Method": length of "svc" */
-    const ProtobufCMessageDescriptor *desc;
-    rpc_unary_fn unary;
-    rpc_stream_fn stream;
-    void *user;
-    unsigned flags;
-    void *handle; /* from grpc_server_register_method */
-};
-
-enum tag_kind { TAG_NEW, TAG_SEND, TAG_FINAL };
-
-/* Completion-queue tag: which step of which call completed. */
-struct tag {
-    enum tag_kind kind;
-    struct rpc_call *call;
-};
-
-struct rpc_stream {
-    struct rpc_call *call;
-};
-
-struct rpc_call {
-    struct rpc_server *srv;
-    struct method *m; /* NULL: a call to an unregistered method */
-    grpc_call *call;
-    gpr_timespec deadline;
-    grpc_metadata_array md;
-    grpc_byte_buffer *payload;
-    grpc_call_details details; /* unregistered calls only */
-    struct tag t_new, t_send, t_final;
-    struct rpc_stream stream;
-
-    grpc_slice req_flat; /* rpc_call_request_bytes, lazily */
-    bool have_flat;
-    char *peer;              /* gpr_malloc'd, lazily */
-    grpc_byte_buffer *reply; /* unary reply */
-    grpc_status_code forced; /* non-OK overrides the handler's code */
-    char *msg;               /* status message */
-    grpc_slice msg_slice;
-    bool have_msg_slice;
-    grpc_metadata trailers[MAX_TRAILERS];
-    int n_trailers;
-    bool sent_initial;
-    bool broken; /* a stream send failed: the call is dead */
-    int cancelled;
-
-    /* send hand-off: mu protects send_done and send_ok */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool send_done, send_ok;
-
-    struct rpc_call *next; /* worker queue link */
-};
-
-struct rpc_server {
-    char *addr;
-    int n_pollers, n_workers;
-    size_t max_msg;
-    int grace_ms;
-
-    struct method *methods;
-    int n_methods, cap_methods;
-
-    grpc_server *srv;
-    grpc_completion_queue *cq;          /* new calls and batch completions */
-    grpc_completion_queue *shutdown_cq; /* only the shutdown notification */
-    pthread_t *threads;                 /* pollers, then workers */
-    int pollers_started, workers_started;
-    bool started;
-
-    atomic_bool serving;
-    atomic_bool stopping;      /* shutdown began: do not re-arm */
-    atomic_bool cancelled_all; /* grace period over: do not run queued handlers */
-
-    pthread_mutex_t mu;     /* protects live, queue and quit */
-    pthread_cond_t work_cv; /* queue non-empty or quit */
-    pthread_cond_t idle_cv; /* live reached 0 */
-    long live;
-    struct rpc_call *qhead, *qtail;
-    bool quit;
-};
 
 /* ------------------------------------------------------------ call contexts */
 
@@ -141,6 +64,9 @@ static struct rpc_call *call_new(struct rpc_server *s, struct method *m)
     c->t_new = (struct tag){TAG_NEW, c};
     c->t_send = (struct tag){TAG_SEND, c};
     c->t_final = (struct tag){TAG_FINAL, c};
+    c->t_wsend = (struct tag){TAG_WATCH_SEND, c};
+    c->t_wclose = (struct tag){TAG_WATCH_CLOSE, c};
+    c->w_fixed = c->w_sent = -1;
     c->stream.call = c;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
@@ -150,8 +76,7 @@ static struct rpc_call *call_new(struct rpc_server *s, struct method *m)
     return c;
 }
 
-/* Releases everything a context holds and uncounts it. */
-static void call_free(struct rpc_call *c)
+void server_call_free(struct rpc_call *c)
 {
     struct rpc_server *s = c->srv;
     if (c->call != NULL) grpc_call_unref(c->call);
@@ -189,10 +114,45 @@ static int post_request(struct rpc_server *s, struct method *m)
         e = grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, s->cq, s->cq,
                                      &c->t_new);
     if (e != GRPC_CALL_OK) {
-        call_free(c);
+        server_call_free(c);
         return -1;
     }
     return 0;
+}
+
+/* Monotonic nanoseconds. */
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void server_count_call(struct rpc_call *c, grpc_status_code code)
+{
+    struct rpc_server *s = c->srv;
+    if (s->handled == NULL) return;
+    const char *service = "unknown", *method = "unknown";
+    char svc[128];
+    if (c->m != NULL) {
+        service = c->m->service;
+        method = c->m->name;
+    } else {
+        /* unknown methods share one label value (bounded cardinality); the
+         * service keeps its name only when it is one of ours */
+        const char *p = (const char *)GRPC_SLICE_START_PTR(c->details.method);
+        size_t len = GRPC_SLICE_LENGTH(c->details.method);
+        const char *slash = len > 1 && p[0] == '/' ? memchr(p + 1, '/', len - 1) : NULL;
+        size_t sl = slash != NULL ? (size_t)(slash - p - 1) : 0;
+        if (sl > 0 && sl < sizeof svc && server_known_service(s, p + 1, sl)) {
+            memcpy(svc, p + 1, sl);
+            svc[sl] = '\0';
+            service = svc;
+        }
+    }
+    const char *v[3] = {service, method, rpc_status_name(code)};
+    metrics_add(s->handled, v, 1);
+    metrics_observe(s->handling, v, (double)(now_ns() - c->arrived_ns) * 1e-9);
 }
 
 /* Sends the handler's outcome in one batch; its completion frees c. */
@@ -203,6 +163,7 @@ static void call_finish(struct rpc_call *c, grpc_status_code code)
     memset(ops, 0, sizeof ops);
 
     if (c->forced != GRPC_STATUS_OK) code = c->forced;
+    server_count_call(c, code);
     if (!c->sent_initial) {
         ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
         ops[n++].data.send_initial_metadata.count = 0;
@@ -227,7 +188,7 @@ static void call_finish(struct rpc_call *c, grpc_status_code code)
     ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
 
     if (grpc_call_start_batch(c->call, ops, n, &c->t_final, NULL) != GRPC_CALL_OK)
-        call_free(c); /* no completion will come */
+        server_call_free(c); /* no completion will come */
 }
 
 /* Decodes the request, runs the handler and finishes the call. */
@@ -310,11 +271,14 @@ static void *poller_main(void *arg)
         switch (t->kind) {
         case TAG_NEW:
             if (!ev.success) { /* the server is shutting down */
-                call_free(c);
+                server_call_free(c);
                 break;
             }
+            c->arrived_ns = now_ns();
             if (!atomic_load(&s->stopping)) post_request(s, c->m); /* re-arm first */
-            if (c->m == NULL || (c->m->flags & RPC_INLINE))
+            if (c->m != NULL && (c->m->flags & RPC_WATCH))
+                health_watch_start(c);
+            else if (c->m == NULL || (c->m->flags & RPC_INLINE))
                 call_run(c);
             else
                 queue_push(s, c);
@@ -327,38 +291,28 @@ static void *poller_main(void *arg)
             pthread_mutex_unlock(&c->mu);
             break;
         case TAG_FINAL:
-            call_free(c);
+            if (c->watch)
+                health_watch_event(c, t->kind, ev.success != 0);
+            else
+                server_call_free(c);
+            break;
+        case TAG_WATCH_SEND:
+        case TAG_WATCH_CLOSE:
+            health_watch_event(c, t->kind, ev.success != 0);
             break;
         }
     }
 }
 
-/* ------------------------------------------------------------ health */
+/* ------------------------------------------------------------ method table */
 
-/* True if `name` is a service with a registered method. */
-static bool known_service(const struct rpc_server *s, const char *name)
+bool server_known_service(const struct rpc_server *s, const char *name, size_t len)
 {
-    size_t len = strlen(name);
     for (int i = 0; i < s->n_methods; i++) {
         const struct method *m = &s->methods[i];
         if (m->service_len == len && memcmp(m->path + 1, name, len) == 0) return true;
     }
     return false;
-}
-
-/* grpc.health.v1.Health/Check (runs inline on a poller). */
-static grpc_status_code health_check(struct rpc_call *c, const ProtobufCMessage *req, void *user)
-{
-    struct rpc_server *s = user;
-    const Grpc__Health__V1__HealthCheckRequest *r = (const void *)req;
-    if (r->service != NULL && r->service[0] != '\0' && !known_service(s, r->service))
-        return rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "service: unknown service %s", r->service);
-    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    resp.status = atomic_load(&s->serving)
-                      ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                      : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-    rpc_call_reply(c, &resp.base);
-    return GRPC_STATUS_OK;
 }
 
 /* ------------------------------------------------------------ public: server */
@@ -391,6 +345,16 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
+    if (cfg->metrics != NULL) {
+        s->handled = metrics_counter(cfg->metrics, "vecshard_grpc_server_handled_total",
+                                     "gRPC calls finished by the server, by service, method and "
+                                     "status code",
+                                     "service,method,code");
+        s->handling = metrics_histogram(cfg->metrics, "vecshard_grpc_server_handling_seconds",
+                                        "Time from a call's arrival to its status, seconds",
+                                        "service,method", NULL, 0);
+    }
     grpc_init();
     return s;
 }
@@ -414,6 +378,11 @@ static int add_method(struct rpc_server *s, const char *path, const ProtobufCMes
     memset(m, 0, sizeof *m);
     if ((m->path = strdup(path)) == NULL) return -1;
     m->service_len = (size_t)(slash - path - 1);
+    if ((m->service = strndup(path + 1, m->service_len)) == NULL) {
+        free(m->path);
+        return -1;
+    }
+    m->name = m->path + m->service_len + 2;
     m->desc = d;
     m->unary = unary;
     m->stream = stream;
@@ -443,12 +412,17 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
         set_err(err, errlen, "%s", "server already started");
         return -1;
     }
-    bool has_health = false;
-    for (int i = 0; i < s->n_methods; i++)
-        has_health |= strcmp(s->methods[i].path, RPC_HEALTH_CHECK) == 0;
-    if (!has_health &&
-        add_method(s, RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
-                   health_check, NULL, s, RPC_INLINE) != 0) {
+    bool has_check = false, has_watch = false;
+    for (int i = 0; i < s->n_methods; i++) {
+        has_check |= strcmp(s->methods[i].path, RPC_HEALTH_CHECK) == 0;
+        has_watch |= strcmp(s->methods[i].path, RPC_HEALTH_WATCH) == 0;
+    }
+    if ((!has_check &&
+         add_method(s, RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
+                    health_check, NULL, s, RPC_INLINE) != 0) ||
+        (!has_watch &&
+         add_method(s, RPC_HEALTH_WATCH, &grpc__health__v1__health_check_request__descriptor,
+                    NULL, NULL, s, RPC_WATCH) != 0)) {
         set_err(err, errlen, "%s", "out of memory");
         return -1;
     }
@@ -523,7 +497,7 @@ fail:
 
 void rpc_server_set_serving(struct rpc_server *s, bool serving)
 {
-    atomic_store(&s->serving, serving);
+    if (atomic_exchange(&s->serving, serving) != serving) health_watch_notify(s);
 }
 
 bool rpc_server_stopping(const struct rpc_server *s)
@@ -540,7 +514,7 @@ static void drain_cq(grpc_completion_queue *cq)
         if (ev.type == GRPC_QUEUE_SHUTDOWN) return;
         struct tag *t = ev.tag;
         if (ev.type == GRPC_OP_COMPLETE && t != NULL && t->kind == TAG_NEW && t->call != NULL)
-            call_free(t->call);
+            server_call_free(t->call);
     }
 }
 
@@ -551,6 +525,7 @@ void rpc_server_shutdown(struct rpc_server *s)
         /* grpc-core-notes §2, steps 1-3 */
         atomic_store(&s->stopping, true);
         atomic_store(&s->serving, false);
+        health_watch_shutdown(s); /* watch streams never end by themselves */
         static struct tag shutdown_tag = {TAG_FINAL, NULL};
         grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, &shutdown_tag);
         gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -586,14 +561,17 @@ void rpc_server_shutdown(struct rpc_server *s)
         grpc_completion_queue_destroy(s->cq);
         grpc_completion_queue_destroy(s->shutdown_cq);
     }
-    for (int i = 0; i < s->n_methods; i++)
+    for (int i = 0; i < s->n_methods; i++) {
         free(s->methods[i].path);
+        free(s->methods[i].service);
+    }
     free(s->methods);
     free(s->threads);
     free(s->addr);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->idle_cv);
+    pthread_mutex_destroy(&s->watch_mu);
     free(s);
     grpc_shutdown(); /* step 7 */
 }

@@ -26,6 +26,7 @@
 #define QUOTE_MAX  1024
 
 static atomic_int g_level = LOG_INFO;
+static __thread char t_request_id[LOG_REQUEST_ID_MAX + 1];
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -108,6 +109,18 @@ const char *log_quote(const char *s)
     return b;
 }
 
+/* Sets (or with NULL / "" clears) this thread's request id. */
+void log_set_request_id(const char *id)
+{
+    snprintf(t_request_id, sizeof t_request_id, "%s", id != NULL ? id : "");
+}
+
+/* This thread's request id, "" when none. */
+const char *log_request_id(void)
+{
+    return t_request_id;
+}
+
 /* Writes all of buf to fd 2, retrying EINTR and short writes. */
 static void write_all(const char *buf, size_t len)
 {
@@ -147,6 +160,10 @@ void log_write(enum log_level level, const char *msg, const char *fields, ...)
         va_start(ap, fields);
         n = vsnprintf(line + pos, sizeof line - 1 - pos, fields, ap);
         va_end(ap);
+        if (n > 0) pos += (size_t)n < sizeof line - 1 - pos ? (size_t)n : sizeof line - 2 - pos;
+    }
+    if (t_request_id[0] != '\0' && pos + 2 < sizeof line - 1) {
+        n = snprintf(line + pos, sizeof line - 1 - pos, " request_id=%s", log_quote(t_request_id));
         if (n > 0) pos += (size_t)n < sizeof line - 1 - pos ? (size_t)n : sizeof line - 2 - pos;
     }
     line[pos++] = '\n';

@@ -12,7 +12,8 @@
  *
  * Thread safety: each line is formatted into a stack buffer and written with
  * one write(2), so lines from different threads never interleave (lines are
- * cut at LOG_LINE_MAX bytes). The level is a process-wide atomic.
+ * cut at LOG_LINE_MAX bytes). The level is a process-wide atomic; the
+ * request id (log_set_request_id) is per thread.
  *
  * libc only: common/util is linked into every binary, the engine included.
  */
@@ -59,6 +60,19 @@ void log_write(enum log_level level, const char *msg, const char *fields, ...)
  * 8 quoted values may appear in one log_write call. NULL gives "".
  */
 const char *log_quote(const char *s);
+
+/*
+ * Sets this thread's request id (NULL or "" clears it): while set, every
+ * line the thread writes ends with `request_id=<id>`, so the lines about one
+ * call (in its handler and everything it calls on that thread) can be
+ * followed across processes. The id is copied (cut at LOG_REQUEST_ID_MAX
+ * bytes) and written through log_quote.
+ */
+#define LOG_REQUEST_ID_MAX 64
+void log_set_request_id(const char *id);
+
+/* This thread's request id ("" when none); thread-local storage. */
+const char *log_request_id(void);
 
 #define log_debug(msg, ...) log_write(LOG_DEBUG, msg, __VA_ARGS__)
 #define log_info(msg, ...)  log_write(LOG_INFO, msg, __VA_ARGS__)

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,8 @@ struct repl {
     bool stop;
     pthread_t manager;
     bool manager_running;
-    int64_t last_step_down_ms; /* manager only */
+    int64_t last_step_down_ms;       /* manager only */
+    _Atomic uint64_t removals, adds; /* repl_stats */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -290,6 +292,7 @@ static int group_cas(struct group *g, const char *peer, bool add, const char *wh
         g->in_sync = in_sync;
     }
     pthread_cond_broadcast(&g->cv);
+    atomic_fetch_add(add ? &r->adds : &r->removals, 1);
     log_warn(add ? "backup added to in_sync" : "backup removed from in_sync",
              "collection=%s shard=%u backup=%s epoch_from=%llu epoch_to=%llu reason=%s", g->coll,
              g->shard, peer, (unsigned long long)from, (unsigned long long)out.epoch,
@@ -993,6 +996,13 @@ grpc_status_code repl_wait(struct repl *r, const struct node_shard_view *v, uint
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->lock);
     return code;
+}
+
+/* Counters since start-up (primary.h). */
+void repl_stats(struct repl *r, struct repl_stats *st)
+{
+    st->in_sync_removals = atomic_load(&r->removals);
+    st->in_sync_adds = atomic_load(&r->adds);
 }
 
 size_t repl_peers(struct repl *r, const char *collection, uint32_t shard,

@@ -79,4 +79,13 @@ struct repl_peer_status {
 size_t repl_peers(struct repl *r, const char *collection, uint32_t shard,
                   struct repl_peer_status *out, size_t max);
 
+/* Counters since start-up (metrics). */
+struct repl_stats {
+    uint64_t in_sync_removals; /* backups this node removed from in_sync (successful CAS) */
+    uint64_t in_sync_adds;     /* caught-up backups it added back */
+};
+
+/* Fills *st (atomics; no lock). */
+void repl_stats(struct repl *r, struct repl_stats *st);
+
 #endif

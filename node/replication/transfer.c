@@ -35,6 +35,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,9 @@ struct transfers {
     size_t njobs, cap;
     int active;    /* jobs running */
     bool stopping; /* transfers_destroy began: no new job, running ones stop */
+    /* transfers_stats (atomics, no lock) */
+    _Atomic uint32_t sending;
+    _Atomic uint64_t received_bytes, sent_bytes, received_ok, received_failed, sent_ok, sent_failed;
 };
 
 /* ------------------------------------------------------------ staging folders */
@@ -213,6 +217,7 @@ static int pull_fail(char *err, const char *fmt, ...)
 /* Adds n bytes to the job's progress (total grows with the records, unknown in advance). */
 static void job_progress(struct transfer_job *j, uint64_t n, uint64_t total)
 {
+    atomic_fetch_add(&j->t->received_bytes, n);
     pthread_mutex_lock(&j->t->lock);
     j->bytes_done += n;
     if (total > j->bytes_total) j->bytes_total = total;
@@ -455,6 +460,7 @@ done:
     pthread_mutex_lock(&t->lock);
     j->running = false;
     if (installed) j->completed++;
+    atomic_fetch_add(installed ? &t->received_ok : &t->received_failed, 1);
     snprintf(j->last_error, sizeof j->last_error, "%s", installed ? "" : err);
     t->active--;
     pthread_cond_broadcast(&t->cv);
@@ -538,11 +544,28 @@ void transfers_progress(struct transfers *t, const char *collection, uint32_t sh
     pthread_mutex_unlock(&t->lock);
 }
 
+/* Counters since start-up (transfer.h). */
+void transfers_stats(struct transfers *t, struct transfer_stats *st)
+{
+    pthread_mutex_lock(&t->lock);
+    st->receiving = (uint32_t)t->active;
+    pthread_mutex_unlock(&t->lock);
+    st->sending = atomic_load(&t->sending);
+    st->received_bytes = atomic_load(&t->received_bytes);
+    st->sent_bytes = atomic_load(&t->sent_bytes);
+    st->received_ok = atomic_load(&t->received_ok);
+    st->received_failed = atomic_load(&t->received_failed);
+    st->sent_ok = atomic_load(&t->sent_ok);
+    st->sent_failed = atomic_load(&t->sent_failed);
+}
+
 /* ------------------------------------------------------------ sender */
 
-/* The pacing of one stream: a token bucket of one chunk refilled at `rate` bytes/s. */
+/* The pacing of one stream: a token bucket of one chunk refilled at `rate` bytes/s; it also
+ * counts what passed into the sent_bytes total. */
 struct pacer {
-    uint64_t rate; /* 0 = unlimited */
+    _Atomic uint64_t *sent; /* the transfers' sent_bytes */
+    uint64_t rate;          /* 0 = unlimited */
     double tokens;
     struct timespec last;
 };
@@ -593,6 +616,7 @@ static int send_snapshot(struct rpc_stream *st, const struct replica_pin *pin, s
         c.snapshot = &sc;
         if (!pace(pc, (size_t)got, srv) || rpc_stream_send(st, &c.base) != 0)
             return pull_fail(err, "the receiver went away or the server is stopping");
+        atomic_fetch_add(pc->sent, (uint64_t)got);
         off += (uint64_t)got;
     }
     return 0;
@@ -620,6 +644,7 @@ static int send_records(struct rpc_stream *st, struct replica_pin *pin, struct p
         c.record = &rec;
         if (!pace(pc, wr.len, srv) || rpc_stream_send(st, &c.base) != 0)
             return pull_fail(err, "the receiver went away or the server is stopping");
+        atomic_fetch_add(pc->sent, (uint64_t)wr.len);
         (*n)++;
         *last_epoch = wr.epoch;
         if (wr.lsn == pin->last_lsn) return 0;
@@ -664,7 +689,8 @@ grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,
     if (code != GRPC_STATUS_OK) return code;
 
     struct rpc_server *srv = rpc_call_server(c);
-    struct pacer pc = {.rate = t->max_bytes_per_sec, .tokens = TRANSFER_CHUNK};
+    struct pacer pc = {
+        .sent = &t->sent_bytes, .rate = t->max_bytes_per_sec, .tokens = TRANSFER_CHUNK};
     clock_gettime(CLOCK_MONOTONIC, &pc.last);
     struct timespec t0 = pc.last;
     uint8_t *buf = malloc(TRANSFER_CHUNK);
@@ -676,6 +702,7 @@ grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,
              req->collection, req->shard, log_quote(req->node_id), pin.snap_lsn, pin.snap_bytes,
              pin.last_lsn);
     int rc = buf == NULL ? pull_fail(why, "out of memory") : 0;
+    atomic_fetch_add(&t->sending, 1);
     if (rc == 0) rc = send_snapshot(st, &pin, &pc, srv, buf, why);
     if (rc == 0) rc = send_records(st, &pin, &pc, srv, &records, &last_epoch, why);
     if (rc == 0) {
@@ -692,6 +719,8 @@ grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,
     }
     free(buf);
     replica_pin_release(&pin);
+    atomic_fetch_sub(&t->sending, 1);
+    atomic_fetch_add(rc != 0 ? &t->sent_failed : &t->sent_ok, 1);
     double secs = seconds_since(&t0);
     if (rc != 0) {
         log_warn("transfer sending stopped", "collection=%s shard=%u to=%s error=%s seconds=%.3f",

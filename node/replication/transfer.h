@@ -63,13 +63,25 @@ int transfers_start(struct transfers *t, const char *collection, uint32_t shard,
 struct transfer_progress {
     bool running;
     uint64_t bytes_done, bytes_total;
-    uint64_t completed;      /* transfers installed since start-up */
-    char last_error[256];    /* why the last job failed; "" if none */
+    uint64_t completed;   /* transfers installed since start-up */
+    char last_error[256]; /* why the last job failed; "" if none */
 };
 
 /* Fills *p (all zero when no job ever ran for it). */
 void transfers_progress(struct transfers *t, const char *collection, uint32_t shard,
                         struct transfer_progress *p);
+
+/* Counters of this node's transfers since start-up (metrics). */
+struct transfer_stats {
+    uint32_t receiving;                    /* receiver jobs running */
+    uint32_t sending;                      /* TransferShard streams being served */
+    uint64_t received_bytes, sent_bytes;   /* snapshot + WAL record bytes */
+    uint64_t received_ok, received_failed; /* receiver jobs installed / failed */
+    uint64_t sent_ok, sent_failed;         /* streams sent in full / stopped */
+};
+
+/* Fills *st (atomics and one short lock section; no I/O). */
+void transfers_stats(struct transfers *t, struct transfer_stats *st);
 
 /* Sender: streams the replica for the TransferShard handler; returns the call's status. */
 grpc_status_code transfer_serve(struct transfers *t, struct rpc_call *c,

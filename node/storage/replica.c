@@ -490,6 +490,33 @@ int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
 
 /* ---------------------------------------------------------------- snapshots */
 
+/*
+ * Records the total size of the snapshot files in the folder and the
+ * modification time of the newest, for replica_status (which must not touch
+ * the disk). At open and after every snapshot; snap_lock held or no other
+ * user yet.
+ */
+static void note_snapshot_files(struct replica *r)
+{
+    uint64_t *lsns = NULL, bytes = 0;
+    uint32_t n = 0;
+    int64_t newest_ms = 0;
+    char path[4096];
+    struct stat sb;
+    if (snapshot_list(r->dir, &lsns, &n, NULL) == SNAPSHOT_OK) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (!snapshot_path(r->dir, lsns[i], path, sizeof path) || stat(path, &sb) != 0)
+                continue;
+            bytes += (uint64_t)sb.st_size;
+            if (i == 0)
+                newest_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+        }
+        free(lsns);
+    }
+    atomic_store(&r->snapshot_bytes, bytes);
+    atomic_store(&r->snapshot_unix_ms, newest_ms);
+}
+
 int replica_snapshot(struct replica *r, bool *taken, char *err)
 {
     char msg[SNAPSHOT_ERR_MAX];
@@ -553,6 +580,7 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
                           msg);
         goto out;
     }
+    note_snapshot_files(r);
     /* Keep the WAL after the older kept snapshot, so falling back to it loses nothing. */
     if (n >= SNAPSHOT_KEEP && wal_delete_before(r->wal, lsns[SNAPSHOT_KEEP - 1] + 1, NULL, wmsg))
         rc = replica_fail(err, REPLICA_EIO, "snapshot at lsn %" PRIu64 " taken, but: %s", info.lsn,
@@ -829,6 +857,7 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
     if ((rc = recover(r, rec, err)))
         goto fail;
     rec->lsn = atomic_load(&r->lsn);
+    note_snapshot_files(r);
     if (r->cfg.snapshot_wal_bytes || r->cfg.snapshot_wal_records || r->cfg.snapshot_age_ms) {
         if (pthread_create(&r->bg, NULL, snapshot_main, r) != 0) {
             rc = replica_fail(err, REPLICA_ENOMEM, "cannot start the snapshot thread");
@@ -917,20 +946,9 @@ void replica_status(struct replica *r, struct replica_stat *st)
     st->wal_bytes_since_snapshot = atomic_load(&r->wal_since_snapshot);
     st->wal_records_since_snapshot = atomic_load(&r->records_since_snapshot);
     st->failed = atomic_load(&r->failed);
-    struct wal_stats ws;
-    wal_stats(r->wal, &ws);
-    st->wal_bytes = ws.bytes;
-    st->disk_bytes = ws.bytes;
-    uint64_t *lsns;
-    uint32_t n;
-    char path[4096];
-    struct stat sb;
-    if (snapshot_list(r->dir, &lsns, &n, NULL) == SNAPSHOT_OK) {
-        for (uint32_t i = 0; i < n; i++)
-            if (snapshot_path(r->dir, lsns[i], path, sizeof path) && stat(path, &sb) == 0)
-                st->disk_bytes += (uint64_t)sb.st_size;
-        free(lsns);
-    }
+    st->snapshot_unix_ms = atomic_load(&r->snapshot_unix_ms);
+    st->wal_bytes = wal_bytes(r->wal);
+    st->disk_bytes = st->wal_bytes + atomic_load(&r->snapshot_bytes);
     pthread_mutex_lock(&r->err_lock);
     snprintf(st->last_error, sizeof st->last_error, "%s", r->last_error);
     pthread_mutex_unlock(&r->err_lock);

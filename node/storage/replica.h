@@ -109,6 +109,7 @@ struct replica_stat {
     uint64_t wal_records_since_snapshot;
     uint64_t memory_bytes;            /* index + payload store */
     uint64_t snapshots_taken;         /* since open */
+    int64_t snapshot_unix_ms;         /* when the newest snapshot was written (Unix ms); 0 none */
     bool failed;                      /* writes refused until reopened (see last_error) */
     char last_error[REPLICA_ERR_MAX]; /* last write-path or background-snapshot failure */
 };
@@ -227,7 +228,8 @@ void replica_results_init(struct replica_results *res);
 /* Frees what res holds (res itself is the caller's). */
 void replica_results_free(struct replica_results *res);
 
-/* Fills *st. */
+/* Fills *st from counters kept in memory: no disk access and no lock that
+ * a write or an fsync holds, so metrics and status calls never wait on I/O. */
 void replica_status(struct replica *r, struct replica_stat *st);
 
 /*

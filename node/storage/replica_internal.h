@@ -48,10 +48,13 @@ struct replica {
     uint8_t *pack;
     size_t cap_pack;
 
-    /* snap_lock: one snapshot at a time. snapshot_lsn is written under it. */
+    /* snap_lock: one snapshot at a time. snapshot_lsn, snapshot_bytes and
+     * snapshot_unix_ms are written under it (and at open), read anywhere. */
     pthread_mutex_t snap_lock;
     _Atomic uint64_t snapshot_lsn;
     _Atomic uint64_t snapshots_taken;
+    _Atomic uint64_t snapshot_bytes;  /* size of the snapshot files kept on disk */
+    _Atomic int64_t snapshot_unix_ms; /* mtime of the newest one, Unix ms; 0: none */
 
     /* err_lock protects last_error. */
     pthread_mutex_t err_lock;

@@ -65,6 +65,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,9 @@ struct wal {
     bool failed;
     char fail_msg[WAL_ERR_MAX];
     uint64_t fsyncs;
+    /* The sum of segs[].bytes, republished under lock after every change so
+     * wal_bytes can read it without the lock (which an fsync may hold). */
+    _Atomic uint64_t bytes_pub;
 };
 
 struct wal_iter {
@@ -257,6 +261,15 @@ static bool reserve(uint8_t **buf, size_t *cap, size_t n)
     return true;
 }
 
+/* Republishes the sum of the segment sizes for wal_bytes. lock held (or no other user yet). */
+static void publish_bytes(struct wal *w)
+{
+    uint64_t b = 0;
+    for (uint32_t i = 0; i < w->nsegs; i++)
+        b += w->segs[i].bytes;
+    atomic_store(&w->bytes_pub, b);
+}
+
 /* Appends a segment to the table; false on allocation failure. */
 static bool segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
 {
@@ -268,6 +281,7 @@ static bool segs_push(struct wal *w, uint64_t first_lsn, uint64_t bytes)
         w->cap = c;
     }
     w->segs[w->nsegs++] = (struct segment){first_lsn, bytes};
+    publish_bytes(w);
     return true;
 }
 
@@ -790,6 +804,7 @@ static int write_record(struct wal *w, uint64_t lsn, uint64_t epoch, const void 
         goto out;
     }
     s->bytes += sizeof h + len;
+    publish_bytes(w);
     if (w->first_lsn == 0) w->first_lsn = lsn;
     w->last_lsn = lsn;
     if (sync && w->opt.fsync == WAL_FSYNC_ALWAYS) {
@@ -910,6 +925,7 @@ int wal_delete_before(struct wal *w, uint64_t lsn, uint32_t *deleted, char *err)
     if (k) {
         memmove(w->segs, w->segs + k, (w->nsegs - k) * sizeof *w->segs);
         w->nsegs -= k;
+        publish_bytes(w);
         w->first_lsn = w->segs[0].first_lsn;
         int r = fsync_dir(w->dir, rc ? NULL : err);
         if (!rc) rc = r;
@@ -933,11 +949,17 @@ int wal_reset(struct wal *w, char *err)
             rc = fail(err, WAL_EIO, "unlink %s: %s", path, strerror(errno));
     }
     w->nsegs = 0;
+    publish_bytes(w);
     w->first_lsn = w->last_lsn = w->durable_lsn = 0;
     int r = fsync_dir(w->dir, rc ? NULL : err);
     if (!rc) rc = r;
     pthread_mutex_unlock(&w->lock);
     return rc;
+}
+
+uint64_t wal_bytes(const struct wal *w)
+{
+    return atomic_load(&w->bytes_pub);
 }
 
 void wal_stats(struct wal *w, struct wal_stats *st)
@@ -1001,6 +1023,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *cut, char *err)
                 goto out;
             }
             w->nsegs = i;
+            publish_bytes(w);
             continue;
         }
         int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -1015,6 +1038,7 @@ int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *cut, char *err)
         close(fd);
         if (rc) goto out;
         s->bytes = off;
+        publish_bytes(w);
     }
     if (w->nsegs == 0) {
         w->first_lsn = w->last_lsn = w->durable_lsn = 0;

@@ -199,6 +199,9 @@ int wal_reset(struct wal *w, char *err);
 int wal_truncate_after(struct wal *w, uint64_t lsn, uint64_t *cut, char *err);
 /* Fills *st. */
 void wal_stats(struct wal *w, struct wal_stats *st);
+/* The sum of the segment sizes (wal_stats.bytes) without taking the log's lock,
+ * so it never waits for an fsync (metrics, status). Any thread. */
+uint64_t wal_bytes(const struct wal *w);
 
 /*
  * Opens an iterator over the records with LSN >= from_lsn that exist now, in

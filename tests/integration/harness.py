@@ -189,10 +189,15 @@ def http_get(addr, path, timeout=5):
         return e.code, e.read().decode("utf-8", "replace"), e.headers.get("Content-Type")
 
 
+def _unescape(v):
+    """A label value of the text format with its escapes (backslash, quote, newline) undone."""
+    return re.sub(r'\\(.)', lambda m: "\n" if m.group(1) == "n" else m.group(1), v)
+
+
 def parse_metrics(text):
     """Prometheus text format -> {(sample name, frozenset of (label, value))): float}
-    plus the declared families as text.families {name: type}. Enough for
-    vecshard's output: one sample a line, label values without '}' or ','."""
+    plus the declared families as .families {name: type}. Enough for vecshard's
+    output: one sample a line, no timestamps."""
     out = MetricSamples()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -206,7 +211,7 @@ def parse_metrics(text):
         if "{" in head:
             name, rest = head.split("{", 1)
             pairs = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', rest[:-1])
-            labels = frozenset(pairs)
+            labels = frozenset((k, _unescape(v)) for k, v in pairs)
         else:
             name = head
         out[(name, labels)] = float(value)
@@ -461,6 +466,7 @@ class Server:
         self.name = name
         self.proc = Proc(name, os.path.join(cluster.root, name + ".log"))
         self.port = None
+        self.http_port = None  # set by subclasses started with --http
         self._channel = None
 
     @property
@@ -521,12 +527,47 @@ class Server:
         self.close_channel()
         return self.proc.stop()
 
+    # --- the --http endpoint: http_port (Node(http=True) picks one) or
+    # "--http host:port" in extra_args (routers, nodes given one explicitly)
+    @property
+    def http_addr(self):
+        """The --http address (None when the server has none)."""
+        if self.http_port is not None:
+            return "127.0.0.1:%d" % self.http_port
+        a = getattr(self, "extra_args", [])
+        return a[a.index("--http") + 1] if "--http" in a else None
+
+    def http_get(self, path, timeout=5):
+        """GET path on the --http endpoint: (status, body text); status 0 if unreachable."""
+        try:
+            return http_get(self.http_addr, path, timeout)[:2]
+        except OSError:
+            return 0, ""
+
+    def metrics_text(self):
+        """This server's /metrics text (HarnessError unless 200)."""
+        status, body = self.http_get("/metrics")
+        if status != 200:
+            raise HarnessError("%s /metrics answered %s: %s" % (self.name, status, body[:200]))
+        return body
+
+    def metrics(self):
+        """This server's /metrics, parsed (parse_metrics: samples by (name, labels),
+        .families, .get1, .total)."""
+        return parse_metrics(self.metrics_text())
+
+    def metric(self, name, **labels):
+        """One sample of /metrics with exactly these labels, or None when absent."""
+        return self.metrics().get((name, frozenset(labels.items())))
+
 
 class Node(Server):
     """One vecshard-node process: fixed id, data dir and (after first start) port."""
 
-    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=()):
+    def __init__(self, cluster, node_id, fsync="always", lease_ttl=3, threads=4, extra_args=(),
+                 http=False):
         super().__init__(cluster, node_id)
+        self.http = http  # serve --http on a loopback port (self.http_port)
         self.node_id = node_id
         self.data_dir = os.path.join(cluster.root, node_id)
         self.fsync = fsync
@@ -543,13 +584,17 @@ class Node(Server):
                 "--node-id", self.node_id, "--data-dir", self.data_dir,
                 "--etcd", self.cluster.etcd.url, "--etcd-prefix", self.cluster.prefix,
                 "--fsync", self.fsync, "--threads", str(self.threads),
-                "--lease-ttl", str(self.lease_ttl)] + self.extra_args
+                "--lease-ttl", str(self.lease_ttl)] + (
+                    ["--http", "127.0.0.1:%d" % self.http_port] if self.http else []
+                ) + self.extra_args
 
     def start(self, timeout=30, registered=True):
         """Starts (or restarts after kill9/stop, same dir and port) and waits
         until Health/Check says SERVING and (unless registered=False, e.g.
         while etcd is down) the node key was (re)written."""
         def spawn_and_wait():
+            if self.http and self.http_port is None:
+                self.http_port = free_ports(1)[0]
             os.makedirs(self.data_dir, exist_ok=True)
             before = self.cluster.etcd.revision() if registered else None
             self.proc.spawn(self.argv())

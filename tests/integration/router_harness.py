@@ -97,23 +97,6 @@ class Router(harness.Server):
     def stub(self):
         return vecshard_pb2_grpc.VecShardStub(self.channel())
 
-    @property
-    def http_addr(self):
-        """The --http address in extra_args (None when the router has none)."""
-        a = self.extra_args
-        return a[a.index("--http") + 1] if "--http" in a else None
-
-    def http_get(self, path, timeout=5):
-        """(status, body, content type) of GET path on this router's --http endpoint."""
-        return harness.http_get(self.http_addr, path, timeout)
-
-    def metrics(self):
-        """This router's /metrics, parsed (harness.parse_metrics)."""
-        status, body, _ = self.http_get("/metrics")
-        if status != 200:
-            raise HarnessError("%s /metrics answered %d: %s" % (self.name, status, body))
-        return harness.parse_metrics(body)
-
 
 class RouterCluster(harness.Cluster):
     """harness.Cluster + `routers` vecshard-router processes (router-0, ...)."""

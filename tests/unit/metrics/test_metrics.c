@@ -114,6 +114,7 @@ static void test_same_name_twice(void)
     /* an update of the wrong kind is ignored */
     const char *v[] = {"1", "2"};
     metrics_set(a, v, 5);
+    metrics_add(a, NULL, 1); /* labelled family without values: ignored, no crash */
     char *text = metrics_render(m, NULL);
     CU_ASSERT_PTR_NULL(strstr(text, "vecshard_x_total{"));
     free(text);
@@ -256,7 +257,7 @@ static void test_process_collector(void)
         CU_ASSERT_PTR_NOT_NULL(p);
         if (p == NULL) continue;
         double v = strtod(p + strlen(want), NULL);
-        CU_ASSERT(v > 0);
+        CU_ASSERT(i == 2 ? v >= 0 : v > 0); /* a short test may have used < 1 clock tick */
         if (i == 0) CU_ASSERT(v > 1e5 && v < 1e10);                /* bytes, not pages */
         if (i == 3) CU_ASSERT(v > 1.6e9 && v < (double)time(NULL) + 1); /* Unix seconds */
     }

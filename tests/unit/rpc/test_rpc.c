@@ -10,7 +10,9 @@
  * Python interoperability check. Server A has a 1 MiB message limit.
  * Str decodes its request as vecshard.v1.ShardSearchResult, whose field 3 is
  * a string where Point's is bytes, so a Point with a NUL in its payload is a
- * request with a NUL inside a string (rpc_pb_find_nul).
+ * request with a NUL inside a string (rpc_pb_find_nul). SetServing (raw
+ * bytes: non-empty = serving) lets the Python Health/Watch client drive the
+ * status. Server A counts its calls in a metrics registry.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +24,7 @@
 
 #include <CUnit/Basic.h>
 
+#include "common/metrics/metrics.h"
 #include "common/rpc/rpc.h"
 #include "proto/grpc_health/v1/health.pb-c.h"
 #include "proto/vecshard/v1/common.pb-c.h"
@@ -30,6 +33,7 @@
 #define SMALL_MAX (1u << 20)
 
 static struct rpc_server *srv_a, *srv_b;
+static struct metrics *metrics_a;
 static int port_a, port_b;
 static struct rpc_client *client;
 static char addr_a[64], addr_b[64];
@@ -148,15 +152,27 @@ static grpc_status_code h_str(struct rpc_call *c, const ProtobufCMessage *req, v
     return GRPC_STATUS_OK;
 }
 
+static grpc_status_code h_set_serving(struct rpc_call *c, const ProtobufCMessage *req,
+                                      void *user)
+{
+    (void)req;
+    (void)user;
+    size_t len;
+    rpc_call_request_bytes(c, &len);
+    rpc_server_set_serving(rpc_call_server(c), len > 0);
+    return GRPC_STATUS_OK;
+}
+
 /* Starts a server with every test handler; returns it and its port. */
-static struct rpc_server *start_test_server(size_t max_msg, int *port)
+static struct rpc_server *start_test_server(size_t max_msg, int *port, struct metrics *m)
 {
     char err[256];
     struct rpc_server_config cfg = {.addr = "127.0.0.1:0",
                                     .pollers = 2,
                                     .workers = 6,
                                     .max_msg_bytes = max_msg,
-                                    .shutdown_grace_ms = 500};
+                                    .shutdown_grace_ms = 500,
+                                    .metrics = m};
     struct rpc_server *s = rpc_server_create(&cfg, err, sizeof err);
     if (s == NULL) return NULL;
     rpc_server_add_unary(s, "/test.Echo/Echo", point_desc, h_echo, NULL, 0);
@@ -165,6 +181,7 @@ static struct rpc_server *start_test_server(size_t max_msg, int *port)
     rpc_server_add_unary(s, "/test.Echo/Deadline", NULL, h_deadline, NULL, 0);
     rpc_server_add_unary(s, "/test.Echo/Fail", NULL, h_fail, NULL, RPC_INLINE);
     rpc_server_add_stream(s, "/test.Echo/Stream", point_desc, h_stream, NULL, 0);
+    rpc_server_add_unary(s, "/test.Echo/SetServing", NULL, h_set_serving, NULL, RPC_INLINE);
     rpc_server_add_unary(s, "/test.Echo/Str", &vecshard__v1__shard_search_result__descriptor, h_str,
                          NULL, 0);
     rpc_server_add_unary(s, "/vecshard.v1.ShardNode/NodeStatus",
@@ -180,8 +197,9 @@ static struct rpc_server *start_test_server(size_t max_msg, int *port)
 
 static int suite_init(void)
 {
-    srv_a = start_test_server(SMALL_MAX, &port_a);
-    srv_b = start_test_server(0, &port_b);
+    metrics_a = metrics_create();
+    srv_a = start_test_server(SMALL_MAX, &port_a, metrics_a);
+    srv_b = start_test_server(0, &port_b, NULL);
     client = rpc_client_create(NULL);
     snprintf(addr_a, sizeof addr_a, "127.0.0.1:%d", port_a);
     snprintf(addr_b, sizeof addr_b, "127.0.0.1:%d", port_b);
@@ -193,6 +211,7 @@ static int suite_clean(void)
     rpc_client_destroy(client);
     rpc_server_shutdown(srv_a);
     rpc_server_shutdown(srv_b);
+    metrics_destroy(metrics_a);
     return 0;
 }
 
@@ -474,6 +493,144 @@ static void test_port_in_use(void)
     rpc_server_shutdown(s);
 }
 
+/* Runs tests/unit/rpc/<script> PORT with the generated stubs; its exit status. */
+static int run_python(const char *script, int port)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    char path[256];
+    snprintf(path, sizeof path, "tests/unit/rpc/%s", script);
+    if (access(path, R_OK) != 0) return -1; /* run from the repository root */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "PYTHONPATH='%s/gen/python' /usr/bin/python3 %s %d", exe, path, port);
+    return system(cmd);
+}
+
+/* Health/Watch from grpcio: SERVING, NOT_SERVING, SERVING, cancel, SERVICE_UNKNOWN. */
+static void test_python_watch(void)
+{
+    CU_ASSERT_EQUAL(run_python("health_watch.py", port_a), 0);
+    rpc_server_set_serving(srv_a, true);
+}
+
+/* A watch with the C stream client: the server's shutdown ends it at once
+ * (NOT_SERVING, then UNAVAILABLE), well within its grace period. */
+struct shut {
+    struct rpc_server *s;
+    int64_t took_ms;
+};
+
+static void *shutdown_main(void *arg)
+{
+    struct shut *sh = arg;
+    int64_t t0 = rpc_now_ms();
+    rpc_server_shutdown(sh->s);
+    sh->took_ms = rpc_now_ms() - t0;
+    return NULL;
+}
+
+static void test_watch_ends_on_shutdown(void)
+{
+    char err[256];
+    struct rpc_server_config cfg = {.addr = "127.0.0.1:0", .shutdown_grace_ms = 10000};
+    struct rpc_server *s = rpc_server_create(&cfg, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    int port = rpc_server_start(s, err, sizeof err);
+    CU_ASSERT_FATAL(port > 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(8000)};
+    struct rpc_client_stream *st =
+        rpc_client_stream_open(rpc_client_channel(client, addr), RPC_HEALTH_WATCH, &rq.base,
+                               &grpc__health__v1__health_check_response__descriptor, &o);
+    ProtobufCMessage *msg = NULL;
+    CU_ASSERT_EQUAL_FATAL(rpc_client_stream_next(st, &msg), 1);
+    CU_ASSERT_EQUAL(((Grpc__Health__V1__HealthCheckResponse *)msg)->status,
+                    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    rpc_server_set_serving(s, false);
+    CU_ASSERT_EQUAL_FATAL(rpc_client_stream_next(st, &msg), 1);
+    CU_ASSERT_EQUAL(((Grpc__Health__V1__HealthCheckResponse *)msg)->status,
+                    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    rpc_server_set_serving(s, true);
+    CU_ASSERT_EQUAL_FATAL(rpc_client_stream_next(st, &msg), 1);
+    CU_ASSERT_EQUAL(((Grpc__Health__V1__HealthCheckResponse *)msg)->status,
+                    GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    protobuf_c_message_free_unpacked(msg, NULL);
+
+    struct shut sh = {s, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, shutdown_main, &sh);
+    CU_ASSERT_EQUAL(rpc_client_stream_next(st, &msg), 1);
+    if (msg != NULL) {
+        CU_ASSERT_EQUAL(((Grpc__Health__V1__HealthCheckResponse *)msg)->status,
+                        GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+        protobuf_c_message_free_unpacked(msg, NULL);
+    }
+    CU_ASSERT_EQUAL(rpc_client_stream_next(st, &msg), 0);
+    struct rpc_status rs;
+    CU_ASSERT_EQUAL(rpc_client_stream_close(st, &rs), GRPC_STATUS_UNAVAILABLE);
+    pthread_join(t, NULL);
+    CU_ASSERT(sh.took_ms < 5000); /* not the 10 s grace period */
+}
+
+/* The value of series `series` ("name{labels}") in server A's metrics, 0 if absent. */
+static double series_value(const char *series)
+{
+    char *text = metrics_render(metrics_a, NULL);
+    char key[512];
+    snprintf(key, sizeof key, "\n%s ", series);
+    char *p = strstr(text, key);
+    double v = p != NULL ? strtod(p + strlen(key), NULL) : 0;
+    free(text);
+    return v;
+}
+
+/* The metrics of server A: exact counts for calls made here. */
+static void test_server_metrics(void)
+{
+    static const char fail_calls[] = "vecshard_grpc_server_handled_total{service=\"test.Echo\","
+                                     "method=\"Fail\",code=\"FAILED_PRECONDITION\"}";
+    static const char fail_count[] = "vecshard_grpc_server_handling_seconds_count{service="
+                                     "\"test.Echo\",method=\"Fail\"}";
+    static const char fail_inf[] = "vecshard_grpc_server_handling_seconds_bucket{service="
+                                   "\"test.Echo\",method=\"Fail\",le=\"+Inf\"}";
+    double calls0 = series_value(fail_calls), count0 = series_value(fail_count),
+           inf0 = series_value(fail_inf);
+    struct rpc_channel *ch = rpc_client_channel(client, addr_a);
+    Vecshard__V1__Point p = VECSHARD__V1__POINT__INIT;
+    struct rpc_opts o = {.deadline_ms = rpc_deadline_in(5000)};
+    char *before = metrics_render(metrics_a, NULL);
+    CU_ASSERT_PTR_NULL(strstr(before, "method=\"Nope2\""));
+    free(before);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Fail", &p.base, NULL, NULL, &o, NULL),
+                        GRPC_STATUS_FAILED_PRECONDITION);
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/test.Echo/Nope2", &p.base, NULL, NULL, &o, NULL),
+                    GRPC_STATUS_UNIMPLEMENTED);
+    CU_ASSERT_EQUAL(rpc_unary(ch, "/other.Svc/X", &p.base, NULL, NULL, &o, NULL),
+                    GRPC_STATUS_UNIMPLEMENTED);
+    char *text = metrics_render(metrics_a, NULL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "vecshard_grpc_server_handled_total{service=\"unknown\","
+                                        "method=\"unknown\",code=\"UNIMPLEMENTED\"} 1\n"));
+    /* test_unknown_method called /test.Echo/Nope once before */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "vecshard_grpc_server_handled_total{service=\"test.Echo\","
+                                        "method=\"unknown\",code=\"UNIMPLEMENTED\"} 2\n"));
+    CU_ASSERT_EQUAL(series_value(fail_calls) - calls0, 3);
+    CU_ASSERT_EQUAL(series_value(fail_count) - count0, 3);
+    CU_ASSERT_EQUAL(series_value(fail_inf) - inf0, 3);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "service=\"grpc.health.v1.Health\",method=\"Check\","
+                                        "code=\"OK\"}"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "service=\"grpc.health.v1.Health\",method=\"Watch\","
+                                        "code=\"CANCELLED\"}"));
+    free(text);
+}
+
 /* Python grpcio client with the generated stubs (build/gen/python). */
 static void test_python_client(void)
 {
@@ -533,7 +690,7 @@ static void test_shutdown_under_load(void)
 {
     for (int round = 0; round < 3; round++) {
         int port;
-        struct rpc_server *s = start_test_server(0, &port);
+        struct rpc_server *s = start_test_server(0, &port, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(s);
         char addr[64];
         snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -587,7 +744,7 @@ static void test_shutdown_under_load(void)
 static void test_reconnect_after_restart(void)
 {
     int port;
-    struct rpc_server *s = start_test_server(0, &port);
+    struct rpc_server *s = start_test_server(0, &port, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
@@ -720,6 +877,9 @@ int main(void)
     CU_add_test(s, "health check", test_health);
     CU_add_test(s, "port in use fails", test_port_in_use);
     CU_add_test(s, "python grpcio client", test_python_client);
+    CU_add_test(s, "python grpcio Health/Watch", test_python_watch);
+    CU_add_test(s, "Health/Watch ends on shutdown", test_watch_ends_on_shutdown);
+    CU_add_test(s, "server metrics per method and code", test_server_metrics);
     CU_add_test(s, "shutdown under load", test_shutdown_under_load);
     CU_add_test(s, "reconnect after peer restart", test_reconnect_after_restart);
     CU_add_test(s, "NUL inside a string -> INVALID_ARGUMENT", test_nul_in_string_refused);

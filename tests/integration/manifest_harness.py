@@ -505,32 +505,44 @@ class LocalCluster:
         self.saved_tails = ""
 
     # --- lifecycle
-    def start(self, timeout=60, print_tails=True):
+    def start(self, timeout=60, print_tails=True, attempts=3):
         """Starts every container of every pod at once (as a cluster does),
-        then waits until each readiness probe passes. On failure everything
-        is stopped (log tails printed unless print_tails=False) and
-        HarnessError raised."""
+        then waits until each readiness probe passes. A start in which a
+        process lost the race for its free port is tried again on fresh
+        ports (up to attempts). On failure everything is stopped (log tails
+        printed unless print_tails=False) and HarnessError raised."""
         harness._install_handlers()
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+                return self
+            except BaseException as e:
+                lost_race = isinstance(e, HarnessError) and any(
+                    "address already in use" in p.tail(20).lower()
+                    for pod in self.pods for p in pod.procs.values())
+                if print_tails and not (lost_race and attempt + 1 < attempts):
+                    self.print_tails()
+                self.close(check=False)
+                if not (lost_race and attempt + 1 < attempts):
+                    raise
+        raise HarnessError("unreachable")
+
+    def _start_once(self, timeout):
+        """One start on fresh ports in a fresh temp dir."""
         self.root = tempfile.mkdtemp(prefix="vs-k8s-")
         with harness._lock:
             harness._dirs.add(self.root)
-        try:
-            ports = harness.free_ports(sum(len(p.ports) for p in self.pods))
-            for pod in self.pods:
-                pod.root = os.path.join(self.root, pod.name)
-                os.makedirs(os.path.join(pod.root, "workdir"), exist_ok=True)
-                for cport in sorted(pod.ports):
-                    pod.ports[cport] = ports.pop()
-            for pod in self.pods:
-                for c in pod.spec["containers"]:
-                    self._spawn(pod, c)
-            self.wait_ready(timeout)
-        except BaseException:
-            if print_tails:
-                self.print_tails()
-            self.close(check=False)
-            raise
-        return self
+        ports = harness.free_ports(sum(len(p.ports) for p in self.pods))
+        for pod in self.pods:
+            pod.procs = {}
+            pod.root = os.path.join(self.root, pod.name)
+            os.makedirs(os.path.join(pod.root, "workdir"), exist_ok=True)
+            for cport in sorted(pod.ports):
+                pod.ports[cport] = ports.pop()
+        for pod in self.pods:
+            for c in pod.spec["containers"]:
+                self._spawn(pod, c)
+        self.wait_ready(timeout)
 
     def __enter__(self):
         return self.start()

@@ -96,6 +96,20 @@ def render(overlay):
     return [o for o in yaml.safe_load_all(render_text(path)) if o is not None]
 
 
+def render_kustomization(text):
+    """The objects of a kustomization.yaml given as text, rendered from a temp
+    dir (it names deploy/k8s as "{k8s}", e.g. "resources: [{k8s}/base]"):
+    what an operator's own overlay over this repo's base renders to."""
+    tmp = tempfile.mkdtemp(prefix="vs-kustomize-")
+    try:
+        rel = os.path.relpath(K8S_DIR, tmp)
+        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+            f.write(text.replace("{k8s}", rel))
+        return [o for o in yaml.safe_load_all(render_text(tmp)) if o is not None]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def render_text(path):
     """kubectl kustomize PATH's output; HarnessError with its stderr if it fails."""
     if shutil.which(KUBECTL) is None:
@@ -217,8 +231,11 @@ class Pod:
 class Manifests:
     """The rendered objects, indexed, and the pods their workloads make."""
 
-    def __init__(self, objects):
+    def __init__(self, objects, external=None):
+        """external: {"host:port": local port} for addresses outside the
+        manifests (an etcd the cluster already runs)."""
         self.objects = [copy.deepcopy(o) for o in objects]
+        self.external = dict(external or {})
         self.pods = []
         for o in self.objects:
             if o["kind"] == "StatefulSet":
@@ -441,6 +458,8 @@ class Manifests:
 
     def resolve(self, pod, host, port):
         """The local port that host:port, seen from pod, reaches."""
+        if "%s:%s" % (host, port) in self.external:
+            return self.external["%s:%s" % (host, port)]
         port = int(port)
         labels = host.split(".")
         if host in WILDCARD_HOSTS:

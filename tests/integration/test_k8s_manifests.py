@@ -20,6 +20,8 @@
    undeclared port fails to start.
 """
 import copy
+import shutil
+import tempfile
 import unittest
 
 import grpc
@@ -94,6 +96,46 @@ class Render(unittest.TestCase):
             self.assertEqual(rc, 1, out)
             self.assertIn(want, out)
             self.assertIn("0 valid, 1 invalid", out)
+
+
+EXTERNAL_ETCD = """
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{k8s}/overlays/dev]
+components: [{k8s}/components/external-etcd]
+configMapGenerator:
+  - name: vecshard-common
+    behavior: merge
+    literals: [VECSHARD_ETCD=http://etcd-a.example:2379]
+"""
+
+
+class ExternalEtcd(harness.ClusterTestCase):
+    """components/external-etcd: no etcd objects left, nodes and routers on the
+    etcd the overlay names (here a harness etcd on loopback)."""
+
+    def test_external_etcd(self):
+        objs = mh.render_kustomization(EXTERNAL_ETCD)
+        self.assertFalse([o for o in objs if o["metadata"]["name"].startswith("etcd")])
+        rc, out = mh.validate(objs)
+        self.assertEqual(rc, 0, out)
+        root = tempfile.mkdtemp(prefix="vs-it-")
+        with harness._lock:
+            harness._dirs.add(root)  # removed at exit even if this test is killed
+        etcd = harness.Etcd(root)
+        try:
+            etcd.start()
+            m = mh.Manifests(objs, external={"etcd-a.example:2379": etcd.client_port})
+            self.assertEqual(env_of(m, "vecshard-router", "VECSHARD_ETCD"),
+                             "http://etcd-a.example:2379")
+            self.cluster = mh.LocalCluster(m)
+            with self.cluster:
+                keys = [kv["key"] for kv in etcd.range_prefix("/vecshard/nodes/")]
+                self.assertEqual(sorted(keys), ["/vecshard/nodes/vecshard-node-0",
+                                                "/vecshard/nodes/vecshard-node-1"])
+        finally:
+            etcd.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class Contents(unittest.TestCase):

@@ -9,6 +9,7 @@
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
 #   make integration  real etcd + vecshard-node processes (tests/integration)
+#   make k8s-check  deploy/k8s: render, schema validation, the overlays run locally
 #   make chaos      10 random kill -9 rounds on a replicated cluster (tests/chaos), 4
 #                   rebalance rounds (kill -9 during moves) + the long variants of
 #                   tests/integration/test_repl_*.py and test_rebalance_*.py
@@ -256,6 +257,14 @@ all: $(BIN_C_CLIENT) $(BIN_BENCH_NODE)
 integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $(BIN_BENCH) \
              $(BIN_C_CLIENT) $(PROTO_PY)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s tests/integration -v
+
+# deploy/k8s: both overlays render (kubectl kustomize), pass the Kubernetes API
+# schemas (deploy/k8s/test, npm ci by `make deps`), and each overlay's
+# containers run as local processes through a create / upsert / search
+# (tests/integration/test_k8s_manifests.py, also part of `make integration`).
+.PHONY: k8s-check
+k8s-check: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $(PROTO_PY)
+	cd tests/integration && VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest -v test_k8s_manifests
 
 # clients/python: the vecshard Python package, run from the source tree with
 # the stubs of $(BUILD)/gen/python (the PYTHONPATH way of docs/clients.md),

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Installs what vecshard needs that is missing: the Debian packages
-# (docs/design.md §10) and the Node.js client's npm packages.
-# Idempotent: does nothing when all are present. Apart from the Debian
-# packages it downloads only the npm packages pinned by
-# clients/node/package-lock.json (`npm ci`, when clients/node/node_modules
-# is missing or older than the lock file).
+# (docs/design.md §10) and the npm packages of the Node.js client and of the
+# Kubernetes manifest checks. Idempotent: does nothing when all are present.
+# Apart from the Debian packages it downloads only the npm packages pinned by
+# clients/node/package-lock.json and deploy/k8s/test/package-lock.json (`npm
+# ci`, when a node_modules is missing or older than its lock file).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
       libcurl4-openssl-dev libcjson-dev libcunit1-dev etcd-server etcd-client
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip
-      libmicrohttpd-dev prometheus debootstrap)
+      libmicrohttpd-dev prometheus debootstrap python3-yaml)
 # Node.js for clients/node: Debian's nodejs and npm, unless a node is already
 # installed (e.g. NodeSource's nodejs, which carries its own npm).
 if ! command -v node >/dev/null; then
@@ -35,12 +35,22 @@ else
 fi
 
 # npm writes node_modules/.package-lock.json on every install: older than
-# package-lock.json means the lock file changed since.
-node_dir="$REPO/clients/node"
-stamp="$node_dir/node_modules/.package-lock.json"
-if [ ! -f "$stamp" ] || [ "$node_dir/package-lock.json" -nt "$stamp" ]; then
-  echo "deps: npm ci in clients/node"
-  (cd "$node_dir" && npm ci --no-audit --no-fund)
-else
-  echo "deps: clients/node/node_modules up to date"
-fi
+# package-lock.json means the lock file changed since. clients/node: the
+# Node.js client; deploy/k8s/test: the Kubernetes schema validators
+# (kubernetes-models) that tests/integration/test_k8s_manifests.py runs.
+for rel in clients/node deploy/k8s/test; do
+  node_dir="$REPO/$rel"
+  stamp="$node_dir/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$node_dir/package-lock.json" -nt "$stamp" ]; then
+    echo "deps: npm ci in $rel"
+    (cd "$node_dir" && npm ci --no-audit --no-fund)
+  else
+    echo "deps: $rel/node_modules up to date"
+  fi
+done
+
+# kubectl renders deploy/k8s (`kubectl kustomize`, offline). It is no Debian
+# package (Debian 12's kubernetes-client is 1.20, whose kustomize cannot read
+# these overlays); the machine image carries it.
+command -v kubectl >/dev/null ||
+  echo "deps: warning: kubectl not found: test_k8s_manifests.py will fail (it renders deploy/k8s)" >&2

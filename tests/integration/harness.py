@@ -252,8 +252,10 @@ class Proc:
     def alive(self):
         return self.popen is not None and self.popen.poll() is None
 
-    def spawn(self, argv, env=None):
-        """Starts argv with stdout+stderr appended to the log."""
+    def spawn(self, argv, env=None, inherit_env=True, cwd=None):
+        """Starts argv with stdout+stderr appended to the log. env is added to
+        this process's environment, or (inherit_env=False) is the whole
+        environment, as a container's is. cwd: the working directory."""
         if self.alive():
             raise HarnessError("%s is already running (pid %d)" % (self.name, self.pid))
         _install_handlers()
@@ -261,16 +263,17 @@ class Proc:
         with open(self.log_path, "ab") as log:
             log.write(("==== harness: start #%d: %s\n" % (self.starts, " ".join(argv))).encode())
             log.flush()
-            full_env = dict(os.environ)
+            full_env = dict(os.environ) if inherit_env else {}
             full_env.update(env or {})
             if _SETPRIV:
                 self.popen = subprocess.Popen(
                     [_SETPRIV, "--pdeathsig", "KILL", "--"] + argv, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, env=full_env)
+                    stdout=log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
             else:
                 self.popen = subprocess.Popen(
                     argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=full_env, preexec_fn=lambda parent=os.getpid(): _child_setup(parent))
+                    env=full_env, cwd=cwd,
+                    preexec_fn=lambda parent=os.getpid(): _child_setup(parent))
         with _lock:
             _live[self.popen.pid] = self.popen
 

@@ -917,8 +917,8 @@ void node_meta_stop_sync(struct node_meta *m)
     }
 }
 
-/* Stops everything, revokes the lease and frees m. */
-void node_meta_stop(struct node_meta *m)
+/* Stops the watches, the reconciler and the lease thread, and revokes the lease. */
+void node_meta_leave(struct node_meta *m)
 {
     if (m == NULL) return;
     node_meta_stop_sync(m);
@@ -927,7 +927,15 @@ void node_meta_stop(struct node_meta *m)
     pthread_cond_broadcast(&m->cv);
     pthread_mutex_unlock(&m->lock);
     if (m->lease_running) pthread_join(m->lease_thread, NULL);
-    drop_lease(m, true);
+    m->lease_running = false;
+    drop_lease(m, true); /* a no-op the second time: the lease is 0 */
+}
+
+/* Stops everything, revokes the lease and frees m. */
+void node_meta_stop(struct node_meta *m)
+{
+    if (m == NULL) return;
+    node_meta_leave(m);
     for (int p = 0; p < NPREFIX; p++) {
         cache_clear(&m->cache[p]);
         free(m->prefixes[p]);

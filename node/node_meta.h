@@ -65,6 +65,13 @@ void node_meta_status(struct node_meta *m, struct node_meta_status *st);
 /* Stops the watches and the reconciler (the registry is left as it is). */
 void node_meta_stop_sync(struct node_meta *m);
 
+/* Leaves the cluster: node_meta_stop_sync, then stops keeping the lease
+ * alive and revokes it, so the node key disappears and the controller
+ * promotes a backup of every shard this node leads at once. The node calls
+ * it at shutdown once it serves no more calls, before the shutdown
+ * snapshots. m stays valid for node_meta_stop. NULL is a no-op. */
+void node_meta_leave(struct node_meta *m);
+
 /* Stops everything, revokes the lease (the node key disappears), frees m. */
 void node_meta_stop(struct node_meta *m);
 

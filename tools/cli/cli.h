@@ -164,6 +164,7 @@ int cli_cmd_delete(struct cli *c, int argc, char **argv);
 int cli_cmd_rebalance(struct cli *c, int argc, char **argv);
 int cli_cmd_drain(struct cli *c, int argc, char **argv);
 int cli_cmd_undrain(struct cli *c, int argc, char **argv);
+int cli_cmd_stop_check(struct cli *c, int argc, char **argv);
 
 /* cli_rebalance.c: prints moves as the MOVES section of status (a bar per
  * running move when tty), and writes them as a JSON array. */
@@ -182,7 +183,8 @@ extern const char *const cli_usage_create,
                                                *const cli_usage_rebalance,
                                                    *const cli_usage_drain,
                                                        *const cli_usage_undrain,
-                                                           *const cli_usage_load,
-                                                               *const cli_usage_search;
+                                                           *const cli_usage_stop_check,
+                                                               *const cli_usage_load,
+                                                                   *const cli_usage_search;
 
 #endif

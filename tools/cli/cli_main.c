@@ -60,6 +60,12 @@ const char *const cli_usage_drain =
 const char *const cli_usage_undrain =
     "usage: vecshard undrain NODE [--json]\n"
     "  Removes NODE's drain mark; queued drain moves are cancelled, running ones finish.\n";
+const char *const cli_usage_stop_check =
+    "usage: vecshard stop-check NODE [--wait] [--timeout-s 600]\n"
+    "  Exits 0 when stopping NODE now leaves every shard with an in-sync copy on\n"
+    "  another live node, else lists the shards that would have none and exits 1.\n"
+    "  --wait polls until it is safe (e.g. a restarted peer caught up) or the\n"
+    "  timeout passes. The node pods' preStop hook (deploy/k8s) runs it.\n";
 const char *const cli_usage_load =
     "usage: vecshard load NAME FILE [--start-id 0] [--batch 1000] [--concurrency 4]\n"
     "                     [--retries 5] [--json]\n"
@@ -97,6 +103,7 @@ static const char usage_global[] =
     "  delete     delete points by id            rebalance  even out replicas per node\n"
     "  load       bulk-load a vector file        search     search, recall, QPS, latency\n"
     "  drain      move every replica off a node  undrain    cancel a drain\n"
+    "  stop-check is a node safe to stop\n"
     "  help [COMMAND]\n"
     "\n"
     "Exit status: 0 ok, 1 a call failed (\"error: CODE: message\" on stderr) or a\n"
@@ -119,6 +126,7 @@ static const struct command commands[] = {
     {"rebalance", cli_cmd_rebalance, &cli_usage_rebalance},
     {"drain", cli_cmd_drain, &cli_usage_drain},
     {"undrain", cli_cmd_undrain, &cli_usage_undrain},
+    {"stop-check", cli_cmd_stop_check, &cli_usage_stop_check},
     {"load", cli_cmd_load, &cli_usage_load},
     {"search", cli_cmd_search, &cli_usage_search},
 };

@@ -1,8 +1,8 @@
 /*
  * cli_rebalance.c — the vecshard commands that move replicas
  * (docs/rebalance.md, docs/cli.md): `rebalance [--dry-run] [--watch]`,
- * `drain NODE [--wait]`, `undrain NODE`, and the MOVES section that
- * `status` prints.
+ * `drain NODE [--wait]`, `undrain NODE`, `stop-check NODE [--wait]` (is a node
+ * safe to stop) and the MOVES section that `status` prints.
  *
  * Following (--watch, --wait) is polling: one ClusterStatus every 500 ms
  * until the moves being followed are no longer active (or the node is
@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -464,4 +465,94 @@ int cli_cmd_drain(struct cli *c, int argc, char **argv)
 int cli_cmd_undrain(struct cli *c, int argc, char **argv)
 {
     return drain_cmd(c, argc, argv, true);
+}
+
+/* ================================================================ stop-check */
+
+/*
+ * Whether stopping node `id` now would leave a shard without an in-sync copy:
+ * prints one line per such shard (at most 8, then a count) and returns how
+ * many there are. A shard is blocking when `id` holds one of its replicas,
+ * it has other replicas, and none of those is in sync on a live node; a
+ * shard whose only replica is on `id` cannot be made safe by waiting (only
+ * a drain can) and is counted in *single instead.
+ */
+static size_t stop_blockers(const struct vecshard_cluster_status *st, const char *id,
+                            size_t *single, bool print)
+{
+    size_t blocking = 0;
+    *single = 0;
+    for (size_t i = 0; i < st->n_shards; i++) {
+        const struct vecshard_shard_info *s = &st->shards[i];
+        bool here = false;
+        for (size_t r = 0; r < s->n_replicas; r++)
+            if (!strcmp(s->replicas[r], id)) here = true;
+        if (!here) continue;
+        if (s->n_replicas == 1) {
+            (*single)++;
+            continue;
+        }
+        bool other = false;
+        for (size_t r = 0; r < s->n_replica_status; r++) {
+            const struct vecshard_replica_info *ri = &s->replica_status[r];
+            if (strcmp(ri->node_id, id) && ri->in_sync && ri->alive) other = true;
+        }
+        if (other) continue;
+        if (print && blocking < 8)
+            printf("  %s/%u: no other in-sync copy on a live node\n", s->collection, s->shard);
+        blocking++;
+    }
+    if (print && blocking > 8) printf("  ... and %zu more shards\n", blocking - 8);
+    return blocking;
+}
+
+/* `stop-check NODE [--wait] [--timeout-s S]`: exit 0 when stopping NODE leaves every
+ * shard with an in-sync copy (docs/operations.md, "Stopping a node"). */
+int cli_cmd_stop_check(struct cli *c, int argc, char **argv)
+{
+    bool wait = false;
+    uint64_t timeout_s = 600;
+    const struct cli_flag flags[] = {
+        {"--wait", CLI_FLAG_BOOL, &wait, 0, 0, NULL},
+        {"--timeout-s", CLI_FLAG_U64, &timeout_s, 1, 86400, NULL},
+    };
+    const char *pos[2];
+    int n_pos;
+    int rc = cli_parse(argc, argv, flags, 2, pos, 2, &n_pos, cli_usage_stop_check);
+    if (rc) return rc;
+    if (n_pos != 1)
+        return cli_usage_error(argv[0], cli_usage_stop_check, "needs exactly one NODE id");
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (bool first = true;; first = false) {
+        struct vecshard_cluster_status *st;
+        struct vecshard_error err;
+        if (cli_check(c, vecshard_cluster_status(cli_client(c), NULL, &st, &err), &err))
+            return CLI_FAIL;
+        size_t single;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        bool last = !wait || now.tv_sec - t0.tv_sec >= (time_t)timeout_s;
+        size_t blocking = stop_blockers(st, pos[0], &single, false);
+        if (blocking == 0 || last || first) {
+            if (blocking) printf("node %s cannot be stopped safely yet:\n", pos[0]);
+            stop_blockers(st, pos[0], &single, blocking != 0);
+        }
+        vecshard_cluster_status_free(st);
+        if (blocking == 0) {
+            printf("node %s can be stopped: every shard keeps an in-sync copy\n", pos[0]);
+            if (single)
+                printf("note: %zu shard%s %s only replica on %s (replication factor 1): "
+                       "unavailable while it is down\n",
+                       single, single == 1 ? "" : "s", single == 1 ? "has its" : "have their",
+                       pos[0]);
+            return CLI_OK;
+        }
+        if (last) {
+            if (wait) printf("gave up after %" PRIu64 " s\n", timeout_s);
+            return CLI_FAIL;
+        }
+        if (first) printf("waiting (up to %" PRIu64 " s) ...\n", timeout_s);
+        fflush(stdout);
+        cli_sleep_ms(POLL_MS);
+    }
 }

@@ -27,10 +27,11 @@
  * arriving during step 4 lets the load finish (a replica open cannot be
  * interrupted), skips step 5 and shuts down; a second one exits at once.
  * Shutdown on SIGTERM or SIGINT: stop accepting calls and let running ones
- * finish (grace period), stop following etcd, snapshot every replica with
- * writes no snapshot holds (--shutdown-snapshot-timeout-ms bounds it), so the
- * next start replays almost nothing, close every replica (the WAL is
- * fsynced), revoke the lease so the node key disappears at once, exit 0.
+ * finish (grace period), stop following etcd, revoke the lease so the node
+ * key disappears at once (the controller promotes the backups of the shards
+ * it led while it snapshots), snapshot every replica with writes no snapshot
+ * holds (--shutdown-snapshot-timeout-ms bounds it), so the next start
+ * replays almost nothing, close every replica (the WAL is fsynced), exit 0.
  * A second signal during shutdown exits at once with status 1.
  */
 #define _GNU_SOURCE
@@ -309,6 +310,9 @@ fail:
     if (meta != NULL) node_meta_stop_sync(meta);
     repl_destroy(atomic_exchange(&svc.repl, NULL));
     transfers_destroy(svc.xfer); /* jobs end (failed or installed) before the snapshots */
+    /* Leave before the snapshots: the controller promotes the backups of the
+     * shards this node led now, not after up to --shutdown-snapshot-timeout-ms. */
+    node_meta_leave(meta);
     if (status == 0 && cfg.shutdown_snapshot_timeout_ms > 0)
         node_shards_snapshot_all(reg, cfg.shutdown_snapshot_timeout_ms);
     node_shards_destroy(reg);

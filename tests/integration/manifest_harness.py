@@ -38,8 +38,10 @@ What is mapped, because every pod runs on one machine:
     the pod under the temp dir (a PersistentVolumeClaim's data survives a
     container restart, as it does);
   - the working directory to the pod's own directory.
-Not modelled: the image's own environment beyond PATH and HOSTNAME, preStop
-hooks, resource limits, security contexts, scheduling.
+Exec lifecycle hooks run on request (LocalCluster.run_hook: a test runs a
+node's preStop, mapped like its container). Not modelled: the image's own
+environment beyond PATH and HOSTNAME, resource limits, security contexts,
+scheduling.
 
 Processes are harness.Proc children: logs under the temp dir, stopped by pid
 on success and failure (LocalCluster is a context manager; the harness's
@@ -587,6 +589,24 @@ class LocalCluster:
         full = {"PATH": IMAGE_PATH, "HOSTNAME": pod.hostname or pod.name}
         full.update(env)
         return argv, full
+
+    def run_hook(self, pod, container, which="preStop", timeout=300):
+        """Runs the container's lifecycle exec hook (preStop, postStart) to
+        completion as a kubelet would, in the container's environment, with
+        the image's binaries and every host:port mapped as for the container
+        itself; returns the CompletedProcess (text output)."""
+        hook = ((container.get("lifecycle") or {}).get(which) or {}).get("exec")
+        if not hook:
+            raise HarnessError("container %s has no %s exec hook" % (container["name"], which))
+        _argv, env = self.process(pod, container)
+        argv = []
+        for a in hook["command"]:  # no $(VAR) expansion in hooks: a shell does it
+            a = self.m.map_value(pod, container, a)
+            for image_path, local in IMAGE_BINS.items():
+                a = re.sub(r"(?<![\w/])" + re.escape(image_path) + r"(?![\w/-])", local, a)
+            argv.append(a)
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env=env, timeout=timeout, cwd=os.path.join(pod.root, "workdir"))
 
     def _spawn(self, pod, c):
         argv, env = self.process(pod, c)

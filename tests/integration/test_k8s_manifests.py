@@ -20,6 +20,7 @@
    undeclared port fails to start.
 """
 import copy
+import re
 import shutil
 import tempfile
 import unittest
@@ -196,8 +197,11 @@ class Contents(unittest.TestCase):
             need_ms = int(env["VECSHARD_SHUTDOWN_GRACE_MS"]) + \
                 int(env["VECSHARD_SHUTDOWN_SNAPSHOT_TIMEOUT_MS"])
             grace_s = pod.spec["terminationGracePeriodSeconds"]
+            # The preStop's wait counts against the grace period too.
+            hook = pod.spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+            wait_s = int(re.search(r"--timeout-s (\d+)", " ".join(hook)).group(1))
             # The last snapshot started before the timeout must still finish.
-            self.assertGreaterEqual(grace_s * 1000, need_ms + 30000, o)
+            self.assertGreaterEqual(grace_s * 1000, wait_s * 1000 + need_ms + 30000, o)
 
     def test_every_variable_is_a_flag(self):
         """A misspelt VECSHARD_FSINC would be ignored by the binary: refuse it here."""
@@ -343,6 +347,14 @@ class Launch(harness.ClusterTestCase):
             for sh in desc.shards:
                 self.assertEqual(len(sh.in_sync), 2)
                 self.assertLessEqual(set(sh.in_sync), set(node_ids))
+
+            # The nodes' preStop: every shard has another in-sync copy, so it
+            # returns at once with 0 (the command works as the manifest says).
+            for name in node_ids:
+                pod = m.pod(name)
+                r = lc.run_hook(pod, pod.spec["containers"][0], "preStop", timeout=60)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("node %s can be stopped" % name, r.stdout)
 
             # What the ServiceMonitor scrapes answers on every vecshard pod.
             for pod in lc.pods:

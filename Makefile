@@ -371,6 +371,7 @@ test: deps
 	$(MAKE) chaos-short
 	$(MAKE) clients-python
 	$(MAKE) clients-node
+	$(MAKE) image-check
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

@@ -128,21 +128,11 @@ static void watch_send(struct rpc_call *c)
         watch_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    grpc_op ops[2];
-    size_t n = 0;
-    memset(ops, 0, sizeof ops);
-    if (!c->sent_initial) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n++].data.send_initial_metadata.count = 0;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = bb;
-    if (grpc_call_start_batch(c->call, ops, n, &c->t_wsend, NULL) != GRPC_CALL_OK) {
+    if (server_call_start_send(c, bb, &c->t_wsend) != GRPC_CALL_OK) {
         grpc_byte_buffer_destroy(bb);
         watch_finish(c, GRPC_STATUS_CANCELLED, NULL);
         return;
     }
-    c->sent_initial = true;
     c->w_sending = true;
     c->w_pending++;
     c->w_bb = bb;

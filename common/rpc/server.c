@@ -155,6 +155,25 @@ void server_count_call(struct rpc_call *c, grpc_status_code code)
     metrics_observe(s->handling, v, (double)(now_ns() - c->arrived_ns) * 1e-9);
 }
 
+/* Starts one batch sending bb (with the initial metadata first if not yet
+ * sent); on success the call has sent its initial metadata. bb stays the
+ * caller's until the batch completes on tag. */
+grpc_call_error server_call_start_send(struct rpc_call *c, grpc_byte_buffer *bb, void *tag)
+{
+    grpc_op ops[2];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->sent_initial) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].data.send_initial_metadata.count = 0;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = bb;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    if (e == GRPC_CALL_OK) c->sent_initial = true;
+    return e;
+}
+
 /* Sends the handler's outcome in one batch; its completion frees c. */
 static void call_finish(struct rpc_call *c, grpc_status_code code)
 {
@@ -711,22 +730,12 @@ int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
         return -1;
     }
     grpc_byte_buffer *bb = rpc_pb_to_bb(msg);
-    grpc_op ops[2];
-    size_t n = 0;
-    memset(ops, 0, sizeof ops);
-    if (!c->sent_initial) {
-        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
-        ops[n++].data.send_initial_metadata.count = 0;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = bb;
     c->send_done = false;
-    if (grpc_call_start_batch(c->call, ops, n, &c->t_send, NULL) != GRPC_CALL_OK) {
+    if (server_call_start_send(c, bb, &c->t_send) != GRPC_CALL_OK) {
         grpc_byte_buffer_destroy(bb);
         c->broken = true;
         return -1;
     }
-    c->sent_initial = true;
     pthread_mutex_lock(&c->mu);
     while (!c->send_done)
         pthread_cond_wait(&c->cv, &c->mu);

@@ -132,6 +132,11 @@ struct rpc_server {
 /* Releases everything a context holds and uncounts it. */
 void server_call_free(struct rpc_call *c);
 
+/* Starts one batch sending bb, the initial metadata first if not yet sent
+ * (then marks it sent). bb stays the caller's until the batch completes on
+ * tag. Used by stream sends and Health/Watch. */
+grpc_call_error server_call_start_send(struct rpc_call *c, grpc_byte_buffer *bb, void *tag);
+
 /* Counts a finished call in the server's metrics (no-op without a registry). */
 void server_count_call(struct rpc_call *c, grpc_status_code code);
 

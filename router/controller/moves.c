@@ -668,7 +668,21 @@ static bool any_active(struct mx *c)
     return any_queued_unseen(c);
 }
 
-/* Join / unnamed-node triggers, the settle check and the drain plans. */
+/* Some draining node still holds a replica: its drain is not done. */
+static bool drain_pending(const struct rt_view *v)
+{
+    for (size_t d = 0; d < v->n_drains; d++)
+        for (size_t k = 0; k < v->n_colls; k++)
+            for (uint32_t s = 0; s < v->colls[k].shards; s++)
+                if (cluster_ids_has(&v->colls[k].shard[s].replicas, v->drains[d].node_id))
+                    return true;
+    return false;
+}
+
+/* Join / unnamed-node triggers, the settle check and the drain plans. An
+ * automatic plan waits while a drain is not done: between two batches of
+ * drain moves the cluster looks settled, and an "auto" plan would take the
+ * draining node's remaining replicas as its own moves. */
 static void automatic(struct mx *c)
 {
     struct moves_exec *x = c->x;
@@ -712,7 +726,7 @@ static void automatic(struct mx *c)
         x->settled_since = 0;
     else if (x->settled_since == 0)
         x->settled_since = c->now;
-    if (x->r->cfg->auto_rebalance && x->trigger && settled &&
+    if (x->r->cfg->auto_rebalance && x->trigger && settled && !drain_pending(v) &&
         c->now - x->settled_since >= x->r->cfg->rebalance_settle_ms) {
         x->trigger = false;
         plan_and_queue(c, MOVES_ALL, "auto");

@@ -44,8 +44,17 @@ class Drain(rb.RebalanceTestCase):
         rp.wait_for(lambda: w.acked_points >= 100, 60, "100 acked writes")
         # The joins at start-up may have queued automatic moves (primaries):
         # let them finish; they are not the drain's.
-        rp.wait_for(lambda: not c.settle_problems(), 120, "settled before the drain",
-                    interval=0.2)
+        # Settled for 3 × --rebalance-settle-ms: the controller's start-up
+        # settle check has run (its plan, if any, would be active by then).
+        stable = {"since": None}
+
+        def settled_long():
+            if c.settle_problems():
+                stable["since"] = None
+            elif stable["since"] is None:
+                stable["since"] = time.monotonic()
+            return stable["since"] is not None and time.monotonic() - stable["since"] > 3.0
+        rp.wait_for(settled_long, 120, "settled 3 s before the drain", interval=0.2)
 
         t0 = time.monotonic()
         t_drain_ms = int(time.time() * 1000)

@@ -154,17 +154,21 @@ static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *
     log_set_request_id(req.id);
     grpc_status_code code = rm->fn(c, m, r);
     int64_t ms = rpc_now_ms() - req.start_ms;
-    char search[128] = "";
-    if (req.search)
-        snprintf(search, sizeof search, " k=%u ef=%u shards=%u coverage=%.3f", req.k, req.ef,
-                 req.shards, req.shards > 0 ? (double)req.shards_ok / req.shards : 0.0);
-    log_debug("request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
-              log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
     int slow = r->cfg->slow_query_ms;
-    if (slow > 0 && ms > slow) {
-        log_warn("slow request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
-                 log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
-        metrics_add(r->m.slow_requests, (const char *const[]){rm->name}, 1);
+    bool is_slow = slow > 0 && ms > slow, debug = log_enabled(LOG_DEBUG);
+    if (is_slow || debug) { /* the lines' fields are built only when a line is written */
+        char search[128] = "";
+        if (req.search)
+            snprintf(search, sizeof search, " k=%u ef=%u shards=%u coverage=%.3f", req.k, req.ef,
+                     req.shards, req.shards > 0 ? (double)req.shards_ok / req.shards : 0.0);
+        if (debug)
+            log_debug("request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
+                      log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
+        if (is_slow) {
+            log_warn("slow request", "method=%s collection=%s code=%s duration_ms=%lld%s", rm->name,
+                     log_quote(req.collection), rpc_status_name(code), (long long)ms, search);
+            metrics_add(r->m.slow_requests, (const char *const[]){rm->name}, 1);
+        }
     }
     log_set_request_id(NULL);
     current = NULL;

@@ -6,7 +6,9 @@ node. R = 2 on 3 nodes: it passes on a healthy cluster, fails (exit 1,
 naming the shard) while the other copy of a shard is down, and with --wait
 returns 0 once that copy is back and caught up. Then a SIGTERM'd node
 revokes its lease before its shutdown snapshots, so the controller promotes
-the backups of the shards it led without waiting for the snapshots."""
+the backups of the shards it led without waiting for the snapshots; it
+comes back as a backup and every acknowledged write is on every in-sync
+copy (exact vectors and payloads, equal digests)."""
 import unittest
 
 import repl_harness as rp
@@ -55,6 +57,13 @@ class StopCheck(rp.ReplTestCase):
         for s in led:
             rp.wait_for(lambda s=s: c.entry(s)["primary"] not in ("", a_id), 30,
                         "a new primary of shard %d" % s)
+        # Writes go on while it is down; it comes back as a backup and catches
+        # up: every acknowledged write is on every in-sync copy, digests equal.
+        w.load(100, batch=50)
+        a.start()
+        c.wait_healthy(replicas=2, timeout=90)
+        self.assertEqual(c.acked_lost(w), [])
+        c.assert_digests_equal()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,10 @@ class Writer(threading.Thread):
 
     def __init__(self, node, first_id, seed):
         super().__init__(daemon=True)
-        self.stub = node.stub()
+        # A channel of its own: node.kill9() closes the node's shared one, and
+        # a call started on a closed channel raises ValueError, not RpcError.
+        self.channel = harness.channel(node.addr)
+        self.stub = harness.shard_node_pb2_grpc.ShardNodeStub(self.channel)
         self.next_id = first_id
         self.rng = np.random.default_rng(seed)
         self.acked = {}  # id -> vector
@@ -34,6 +37,12 @@ class Writer(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self):
+        try:
+            self._run()
+        finally:
+            self.channel.close()
+
+    def _run(self):
         while not self.stop_event.is_set():
             ids = list(range(self.next_id, self.next_id + BATCH))
             self.next_id += BATCH

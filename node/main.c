@@ -104,17 +104,35 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The stop-signal waiter: the set to wait on, and whether a signal came. */
+/* The stop-signal waiter: the set to wait on, whether a signal came, and
+ * what SIGHUP reloads. */
 struct stop_waiter {
     sigset_t *set;
     atomic_bool stopped;
+    struct rpc_server *srv;
+    struct rpc_client *cl;
 };
+
+/* SIGHUP (docs/security.md, "Rotating certificates"): the TLS files of the
+ * gRPC port and of the calls to peers are read again; on an error the old
+ * ones stay in use. */
+static void reload(void *arg)
+{
+    struct stop_waiter *w = arg;
+    char err[256];
+    if (rpc_server_reload_tls(w->srv, err, sizeof err) != 0)
+        log_error("TLS reload of the gRPC port failed; the old certificate stays", "error=%s",
+                  log_quote(err));
+    if (rpc_client_reload_tls(w->cl, err, sizeof err) != 0)
+        log_error("TLS reload of the peer client failed; the old certificate stays", "error=%s",
+                  log_quote(err));
+}
 
 /* Thread body: waits for the first stop signal (which arms the second-signal watchdog). */
 static void *wait_stop(void *arg)
 {
     struct stop_waiter *w = arg;
-    proc_wait_stop(w->set);
+    proc_wait_stop(w->set, reload, w);
     atomic_store(&w->stopped, true);
     return NULL;
 }
@@ -186,7 +204,22 @@ int main(int argc, char **argv)
         log_error("cannot create the metrics registry", NULL);
         goto fail;
     }
-    svc.rpc = rpc_client_create(NULL);
+    struct rpc_tls tls = {
+        .cert = cfg.tls_cert,
+        .key = cfg.tls_key,
+        .ca = cfg.tls_ca,
+        .client_auth = RPC_TLS_CLIENT_REQUIRE,
+        .server_name = cfg.tls_server_name,
+    };
+    if (rpc_tls_on(&tls))
+        log_info("TLS on: the gRPC port requires client certificates of the cluster CA (mTLS)",
+                 "tls_cert=%s tls_ca=%s", log_quote(cfg.tls_cert), log_quote(cfg.tls_ca));
+    else
+        log_warn("TLS off: the gRPC port and the calls to peers are plaintext, and anyone who "
+                 "can reach the port can call it (docs/security.md)",
+                 NULL);
+    struct rpc_client_config ccfg = {.tls = &tls};
+    svc.rpc = rpc_client_create(&ccfg);
     if (svc.rpc == NULL) {
         log_error("cannot create the gRPC client", NULL);
         goto fail;
@@ -209,6 +242,8 @@ int main(int argc, char **argv)
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
         .metrics = svc.metrics,
+        .tls = &tls,
+        .max_concurrent = (int)cfg.max_concurrent,
     };
     srv = rpc_server_create(&rcfg, err, sizeof err);
     if (srv == NULL) {
@@ -238,7 +273,7 @@ int main(int argc, char **argv)
                                .user = &svc};
     if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
-    struct stop_waiter waiter = {.set = &set};
+    struct stop_waiter waiter = {.set = &set, .srv = srv, .cl = svc.rpc};
     pthread_t waiter_thread;
     if (pthread_create(&waiter_thread, NULL, wait_stop, &waiter) != 0) {
         log_error("cannot start the stop-signal thread", NULL);
@@ -264,6 +299,11 @@ int main(int argc, char **argv)
     if (etcd_client_new(cfg.etcd, etcd_timeout, &etcd, &eerr) != ETCD_OK) {
         log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
                   log_quote(eerr.msg));
+        goto fail;
+    }
+    etcd_tls etls = {.ca = cfg.etcd_cacert, .cert = cfg.etcd_cert, .key = cfg.etcd_key};
+    if (etcd_client_set_tls(etcd, &etls, &eerr) != ETCD_OK) {
+        log_error("cannot set up TLS to etcd", "error=%s", log_quote(eerr.msg));
         goto fail;
     }
     struct repl_config pcfg = {

@@ -113,6 +113,26 @@ static const struct flags_spec flags[] = {
     {"slow-query-ms", FLAGS_INT, "1000", 0, 3600000, F(slow_query_ms),
      "log a warn line msg=\"slow request\" (request_id, method, collection, shard, k, ef, "
      "duration_ms) for every call slower than this many ms (0 = off)"},
+    {"tls-cert", FLAGS_STR, NULL, 0, 0, F(tls_cert),
+     "PEM certificate chain of this node: its gRPC port then speaks TLS and requires every "
+     "peer (router, other nodes) to present a certificate chaining to --tls-ca (mTLS); the "
+     "same certificate is presented on calls to peers (docs/security.md)"},
+    {"tls-key", FLAGS_STR, NULL, 0, 0, F(tls_key), "PEM private key of --tls-cert"},
+    {"tls-ca", FLAGS_STR, NULL, 0, 0, F(tls_ca),
+     "PEM CA bundle of the cluster: peers' certificates must chain to it"},
+    {"tls-server-name", FLAGS_STR, NULL, 0, 0, F(tls_server_name),
+     "name peers' certificates must carry, instead of the host of their address"},
+    {"etcd-cacert", FLAGS_STR, NULL, 0, 0, F(etcd_cacert),
+     "PEM CA bundle that verifies etcd's certificate (https:// endpoints)"},
+    {"etcd-cert", FLAGS_STR, NULL, 0, 0, F(etcd_cert),
+     "PEM client certificate for etcd (etcd --client-cert-auth)"},
+    {"etcd-key", FLAGS_STR, NULL, 0, 0, F(etcd_key), "PEM private key of --etcd-cert"},
+    {"max-concurrent-requests", FLAGS_INT, "1024", 0, 1000000, F(max_concurrent),
+     "most gRPC calls queued or running at once; one more is refused with RESOURCE_EXHAUSTED "
+     "(0 = no limit)"},
+    {"max-memory", FLAGS_SIZE, "0", 0, UINT64_MAX, F(max_memory),
+     "memory budget of the replicas: a write that would take them past it is refused with "
+     "RESOURCE_EXHAUSTED (docs/security.md; 0 = off)"},
 };
 
 static const struct flags_prog prog = {
@@ -167,6 +187,16 @@ enum node_config_result node_config_parse(int argc, char **argv, struct node_con
                 cfg->etcd_prefix);
         return NODE_CONFIG_EXIT_BAD;
     }
+    if (!flags_check_pair(&prog, "tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key) ||
+        !flags_check_pair(&prog, "etcd-cert", cfg->etcd_cert, "etcd-key", cfg->etcd_key))
+        return NODE_CONFIG_EXIT_BAD;
+    if ((cfg->tls_cert != NULL) != (cfg->tls_ca != NULL)) {
+        fprintf(stderr, "vecshard-node: --%s is set but --%s is not: a node's TLS is always "
+                        "mutual (set --tls-cert, --tls-key and --tls-ca, or none)\n",
+                cfg->tls_cert != NULL ? "tls-cert" : "tls-ca",
+                cfg->tls_cert != NULL ? "tls-ca" : "tls-cert");
+        return NODE_CONFIG_EXIT_BAD;
+    }
     return NODE_CONFIG_OK;
 }
 
@@ -181,5 +211,12 @@ void node_config_free(struct node_config *cfg)
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->reset_replica);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_ca);
+    free(cfg->tls_server_name);
+    free(cfg->etcd_cacert);
+    free(cfg->etcd_cert);
+    free(cfg->etcd_key);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -49,6 +49,13 @@ struct node_config {
     char *reset_replica;        /* "coll/shard,..." accepted as empty when DAMAGED; NULL = none */
     uint64_t transfer_max_mbps; /* TransferShard send limit in MB/s (10^6 bytes); 0 = unlimited */
     uint64_t slow_query_ms;     /* calls slower than this log "slow request"; 0 = off */
+    /* docs/security.md: TLS of the gRPC port (always mTLS: peers must
+     * present a certificate chaining to tls_ca) and of calls to peers. */
+    char *tls_cert, *tls_key, *tls_ca; /* NULL = plaintext */
+    char *tls_server_name;             /* expected name in peers' certificates; NULL = host */
+    char *etcd_cacert, *etcd_cert, *etcd_key; /* TLS to etcd; NULL = unset */
+    uint32_t max_concurrent; /* --max-concurrent-requests; 0 = no limit */
+    uint64_t max_memory;     /* --max-memory bytes; writes beyond are refused; 0 = off */
 };
 
 /* What node_config_parse decided. */

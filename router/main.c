@@ -33,6 +33,26 @@
 #include "common/util/proc.h"
 #include "router/router.h"
 
+/* What SIGHUP reloads (docs/security.md): the TLS files of the public port
+ * and of the calls to nodes, and the API key file. On an error the old ones
+ * stay in use. */
+struct reload_ctx {
+    struct router *r;
+    struct rpc_server *srv;
+};
+
+static void reload(void *arg)
+{
+    struct reload_ctx *x = arg;
+    char err[256];
+    if (rpc_server_reload_tls(x->srv, err, sizeof err) != 0)
+        log_error("TLS reload of the public port failed; the old certificate stays", "error=%s",
+                  log_quote(err));
+    if (rpc_client_reload_tls(x->r->client, err, sizeof err) != 0)
+        log_error("TLS reload of the node client failed; the old certificate stays", "error=%s",
+                  log_quote(err));
+}
+
 /* Runs the router until a stop signal; returns the exit status. */
 int main(int argc, char **argv)
 {
@@ -66,6 +86,11 @@ int main(int argc, char **argv)
                   log_quote(eerr.msg));
         goto fail;
     }
+    etcd_tls etls = {.ca = cfg.etcd_cacert, .cert = cfg.etcd_cert, .key = cfg.etcd_key};
+    if (etcd_client_set_tls(r.etcd, &etls, &eerr) != ETCD_OK) {
+        log_error("cannot set up TLS to etcd", "error=%s", log_quote(eerr.msg));
+        goto fail;
+    }
     if (rt_start(r.etcd, cfg.etcd_prefix, &r.rt, err, sizeof err) != 0) {
         log_error("cannot start the routing table", "error=%s", log_quote(err));
         goto fail;
@@ -77,7 +102,25 @@ int main(int argc, char **argv)
         log_error("cannot create the metrics registry", NULL);
         goto fail;
     }
-    struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes};
+    /* One certificate: the public port's server certificate and the client
+     * certificate of the calls to nodes (docs/security.md). */
+    struct rpc_tls ctls = {.cert = cfg.tls_cert,
+                           .key = cfg.tls_key,
+                           .ca = cfg.tls_ca,
+                           .server_name = cfg.tls_server_name};
+    struct rpc_tls stls = {.cert = cfg.tls_cert,
+                           .key = cfg.tls_key,
+                           .ca = cfg.tls_ca,
+                           .client_auth = (enum rpc_tls_client_auth)cfg.tls_client_auth};
+    if (rpc_tls_on(&stls))
+        log_info("TLS on", "tls_cert=%s tls_ca=%s tls_client_auth=%d", log_quote(cfg.tls_cert),
+                 log_quote(cfg.tls_ca), cfg.tls_client_auth);
+    else
+        log_warn("TLS off: the public port and the calls to nodes are plaintext "
+                 "(docs/security.md)",
+                 NULL);
+    struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes,
+                                     .tls = &ctls};
     r.client = rpc_client_create(&ccfg);
     if (r.client == NULL) {
         log_error("cannot create the gRPC client", NULL);
@@ -89,6 +132,8 @@ int main(int argc, char **argv)
         .max_msg_bytes = (size_t)cfg.max_message_bytes,
         .shutdown_grace_ms = cfg.shutdown_grace_ms > 0 ? cfg.shutdown_grace_ms : 1,
         .metrics = r.metrics,
+        .tls = &stls,
+        .max_concurrent = cfg.max_concurrent,
     };
     srv = rpc_server_create(&scfg, err, sizeof err);
     if (srv == NULL) {
@@ -136,7 +181,8 @@ int main(int argc, char **argv)
                                .user = &r};
     if (http_start_logged(&hcfg, &http) != 0) goto fail;
 
-    proc_wait_stop(&set);
+    struct reload_ctx rx = {.r = &r, .srv = srv};
+    proc_wait_stop(&set, reload, &rx);
     status = 0;
 
 fail:

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/etcd/etcd.h"
+#include "common/rpc/rpc.h"
 #include "common/http/http.h"
 #include "common/util/flags.h"
 #include "common/util/log.h"
@@ -29,6 +30,15 @@
 #define F(field) FLAGS_FIELD(struct router_config, field)
 
 /* "on" -> 1, "off" -> 0, else -1. */
+/* --tls-client-auth: enum rpc_tls_client_auth of a word. */
+static int client_auth_parse(const char *s)
+{
+    if (strcmp(s, "none") == 0) return RPC_TLS_CLIENT_NONE;
+    if (strcmp(s, "optional") == 0) return RPC_TLS_CLIENT_OPTIONAL;
+    if (strcmp(s, "require") == 0) return RPC_TLS_CLIENT_REQUIRE;
+    return -1;
+}
+
 static int on_off_parse(const char *s)
 {
     return strcmp(s, "on") == 0 ? 1 : strcmp(s, "off") == 0 ? 0 : -1;
@@ -94,6 +104,30 @@ static const struct flags_spec flags[] = {
     {"rebalance-settle-ms", FLAGS_INT, "5000", 0, 3600000, F(rebalance_settle_ms),
      "how long the cluster must be settled (no node missing, every shard in sync, no move) "
      "before an automatic rebalance is planned"},
+    {"tls-cert", FLAGS_STR, NULL, 0, 0, F(tls_cert),
+     "PEM certificate chain: the public port speaks TLS, and the same certificate is the "
+     "client certificate of the calls to nodes (mTLS; docs/security.md)"},
+    {"tls-key", FLAGS_STR, NULL, 0, 0, F(tls_key), "PEM private key of --tls-cert"},
+    {"tls-ca", FLAGS_STR, NULL, 0, 0, F(tls_ca),
+     "PEM CA bundle of the cluster: verifies the nodes' certificates and, with "
+     "--tls-client-auth, the clients'"},
+    {"tls-client-auth", FLAGS_ENUM, "none", 0, 0, F(tls_client_auth),
+     "client certificates on the public port: none, optional (verified against --tls-ca when "
+     "sent) or require",
+     client_auth_parse, "one of none, optional, require"},
+    {"tls-server-name", FLAGS_STR, NULL, 0, 0, F(tls_server_name),
+     "name the nodes' certificates must carry, instead of the host of their address"},
+    {"etcd-cacert", FLAGS_STR, NULL, 0, 0, F(etcd_cacert),
+     "PEM CA bundle that verifies etcd's certificate (https:// endpoints)"},
+    {"etcd-cert", FLAGS_STR, NULL, 0, 0, F(etcd_cert),
+     "PEM client certificate for etcd (etcd --client-cert-auth)"},
+    {"etcd-key", FLAGS_STR, NULL, 0, 0, F(etcd_key), "PEM private key of --etcd-cert"},
+    {"api-keys", FLAGS_STR, NULL, 0, 0, F(api_keys),
+     "file of API keys with roles (docs/security.md); every call then needs "
+     "\"authorization: Bearer <key>\"; re-read on SIGHUP. Unset: no authentication"},
+    {"max-concurrent-requests", FLAGS_INT, "1024", 0, 1000000, F(max_concurrent),
+     "most gRPC calls queued or running at once; one more is refused with RESOURCE_EXHAUSTED "
+     "(0 = no limit)"},
 };
 
 static const struct flags_prog prog = {
@@ -133,6 +167,13 @@ static enum router_config_result finish(struct router_config *cfg)
                 cfg->etcd_prefix);
         return ROUTER_CONFIG_EXIT_BAD;
     }
+    if (!flags_check_pair(&prog, "tls-cert", cfg->tls_cert, "tls-key", cfg->tls_key) ||
+        !flags_check_pair(&prog, "etcd-cert", cfg->etcd_cert, "etcd-key", cfg->etcd_key))
+        return ROUTER_CONFIG_EXIT_BAD;
+    if (cfg->tls_client_auth != RPC_TLS_CLIENT_NONE && (cfg->tls_cert == NULL || cfg->tls_ca == NULL)) {
+        fprintf(stderr, PROG ": --tls-client-auth needs --tls-cert, --tls-key and --tls-ca\n");
+        return ROUTER_CONFIG_EXIT_BAD;
+    }
     return ROUTER_CONFIG_OK;
 }
 
@@ -153,5 +194,13 @@ void router_config_free(struct router_config *cfg)
     free(cfg->etcd);
     free(cfg->etcd_prefix);
     free(cfg->router_id);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    free(cfg->tls_ca);
+    free(cfg->tls_server_name);
+    free(cfg->etcd_cacert);
+    free(cfg->etcd_cert);
+    free(cfg->etcd_key);
+    free(cfg->api_keys);
     memset(cfg, 0, sizeof *cfg);
 }

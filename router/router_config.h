@@ -37,6 +37,14 @@ struct router_config {
     int max_moves;           /* rebalance moves running at once */
     int move_timeout_ms;     /* a move attempt without progress for this long is undone */
     int rebalance_settle_ms; /* how long the cluster must be settled before an automatic plan */
+    /* docs/security.md: TLS of the public port and client certificate of
+     * the calls to nodes (mTLS). */
+    char *tls_cert, *tls_key, *tls_ca; /* NULL = plaintext */
+    int tls_client_auth;               /* enum rpc_tls_client_auth of the public port */
+    char *tls_server_name;             /* expected name in nodes' certificates; NULL = host */
+    char *etcd_cacert, *etcd_cert, *etcd_key; /* TLS to etcd; NULL = unset */
+    char *api_keys;      /* --api-keys file (router/auth.h); NULL = no authentication */
+    int max_concurrent;  /* --max-concurrent-requests; 0 = no limit */
 };
 
 /* What router_config_parse decided. */

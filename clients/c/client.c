@@ -62,7 +62,29 @@ enum vecshard_code vecshard_connect(const char *address, const struct vecshard_o
     c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : VECSHARD_DEFAULT_TIMEOUT_MS;
     c->wait_for_ready = opts && opts->wait_for_ready;
     c->address = strdup(address);
-    struct rpc_client_config cfg = {.max_msg_bytes = opts ? opts->max_msg_bytes : 0};
+    const char *key = opts && opts->api_key && *opts->api_key ? opts->api_key : getenv("VECSHARD_API_KEY");
+    if (key && *key) {
+        if (asprintf(&c->auth, "Bearer %s", key) < 0) {
+            c->auth = NULL;
+            goto fail;
+        }
+        c->md = (struct rpc_md){"authorization", c->auth};
+    }
+    if (opts && (opts->tls_cert != NULL) != (opts->tls_key != NULL)) {
+        vecshard_close(c);
+        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT,
+                        "options.tls_cert and options.tls_key go together (both or neither)");
+    }
+    struct rpc_tls tls = {0};
+    if (opts) {
+        tls = (struct rpc_tls){.cert = opts->tls_cert,
+                               .key = opts->tls_key,
+                               .ca = opts->tls_ca,
+                               .server_name = opts->tls_server_name};
+    }
+    bool tls_on = opts && (opts->tls || rpc_tls_on(&tls));
+    struct rpc_client_config cfg = {.max_msg_bytes = opts ? opts->max_msg_bytes : 0,
+                                    .tls = tls_on ? &tls : NULL};
     if (c->address) c->rpc = rpc_client_create(&cfg);
     if (c->rpc) c->ch = rpc_client_channel(c->rpc, c->address);
     if (!c->ch) goto fail;
@@ -85,6 +107,7 @@ void vecshard_close(struct vecshard_client *c)
     if (!c) return;
     if (c->rpc) rpc_client_destroy(c->rpc);
     free(c->address);
+    free(c->auth);
     free(c);
 }
 
@@ -97,6 +120,8 @@ enum vecshard_code vsc_call(struct vecshard_client *c, const char *method,
     *resp = NULL;
     if (!c) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "client is NULL");
     struct rpc_opts o = {.deadline_ms = rpc_deadline_in(c->timeout_ms),
+                         .md = c->auth ? &c->md : NULL,
+                         .n_md = c->auth ? 1 : 0,
                          .wait_for_ready = c->wait_for_ready};
     grpc_status_code code = rpc_unary(c->ch, method, req, desc, resp, &o, &st);
     return vsc_fail(err, (enum vecshard_code)code, "%s", code == GRPC_STATUS_OK ? "" : st.details);

@@ -24,6 +24,8 @@ struct vecshard_client {
     int64_t timeout_ms;     /* per-call deadline */
     bool wait_for_ready;    /* rpc_opts.wait_for_ready of every call */
     char *address;          /* "host:port" (owned) */
+    char *auth;             /* "Bearer <key>" (owned), NULL = no key */
+    struct rpc_md md;       /* {"authorization", auth} when auth is set */
 };
 
 /* Sets err to code and a printf message; returns code. err may be NULL. */

@@ -93,6 +93,16 @@ struct vecshard_options {
     int64_t timeout_ms;   /* deadline of every call from its start; 0 = 30000 */
     size_t max_msg_bytes; /* max request and reply size; 0 = 64 MiB (the router's) */
     bool wait_for_ready;  /* wait (up to the deadline) for an unreachable router */
+    /* API key sent as "authorization: Bearer <key>" on every call; NULL or
+     * "": $VECSHARD_API_KEY, else none (docs/security.md). */
+    const char *api_key;
+    /* TLS to the router: on when `tls` is true or any file is set. tls_ca
+     * verifies the router (NULL: the system roots); tls_cert + tls_key
+     * (PEM paths, both or neither) are a client certificate for a router
+     * run with --tls-client-auth; tls_server_name overrides the name the
+     * router's certificate must carry (default: the address's host). */
+    bool tls;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 };
 
 /*

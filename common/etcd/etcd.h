@@ -80,6 +80,21 @@ etcd_status etcd_client_new(const char *endpoints, long timeout_ms, etcd_client 
 /* Frees the client and its pooled connections; NULL is a no-op. */
 void etcd_client_free(etcd_client *c);
 
+/* TLS to etcd (https:// endpoints): PEM file paths; NULL fields are unset. */
+typedef struct etcd_tls {
+    const char *ca;   /* CA bundle that verifies etcd's certificate (NULL: system roots) */
+    const char *cert; /* client certificate (etcd --client-cert-auth); with key */
+    const char *key;  /* its private key */
+} etcd_tls;
+
+/*
+ * Sets the TLS files every request of c uses (libcurl CURLOPT_CAINFO,
+ * CURLOPT_SSLCERT, CURLOPT_SSLKEY); copied. Call once, right after
+ * etcd_client_new and before any other use of c. Fails with ETCD_EINVAL when
+ * a file cannot be read or cert and key are not both set or both unset.
+ */
+etcd_status etcd_client_set_tls(etcd_client *c, const etcd_tls *tls, etcd_err *err);
+
 /* What the client's own requests saw of etcd, as ages in milliseconds
  * (-1 = never). For metrics and probes: reading it takes no lock and makes
  * no request. */

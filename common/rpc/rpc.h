@@ -105,6 +105,39 @@ struct rpc_md {
     const char *value;
 };
 
+/* ===================================================================== TLS */
+
+/* Whether a TLS server asks its clients for a certificate. */
+enum rpc_tls_client_auth {
+    RPC_TLS_CLIENT_NONE = 0, /* no client certificate asked */
+    RPC_TLS_CLIENT_OPTIONAL, /* asked; verified against `ca` when sent */
+    RPC_TLS_CLIENT_REQUIRE,  /* required and verified against `ca` (mTLS) */
+};
+
+/*
+ * TLS of a server or a client: PEM file paths, copied at create and re-read
+ * by rpc_server_reload_tls / rpc_client_reload_tls. A NULL struct (or one
+ * whose cert, key and ca are all NULL) means plaintext.
+ *   server: cert + key required; ca verifies client certificates
+ *           (client_auth OPTIONAL or REQUIRE need it).
+ *   client: ca verifies the server (NULL: the system roots); cert + key
+ *           (both or neither) are presented when the server asks (mTLS).
+ */
+struct rpc_tls {
+    const char *cert;        /* certificate chain presented to peers */
+    const char *key;         /* its private key */
+    const char *ca;          /* CA bundle peers' certificates must chain to */
+    enum rpc_tls_client_auth client_auth; /* server only */
+    const char *server_name; /* client only: name the server's certificate must
+                              * carry instead of the address's host; NULL = the host */
+};
+
+/* True when t asks for TLS (not NULL and some file is set). */
+static inline bool rpc_tls_on(const struct rpc_tls *t)
+{
+    return t != NULL && (t->cert != NULL || t->key != NULL || t->ca != NULL);
+}
+
 /* ===================================================================== server */
 
 struct metrics; /* common/metrics/metrics.h */
@@ -123,6 +156,12 @@ struct rpc_server_config {
      * from arrival to status in vecshard_grpc_server_handling_seconds{service,method}.
      * Borrowed: must outlive rpc_server_shutdown. */
     struct metrics *metrics;
+    /* TLS of the listening port (copied); NULL = plaintext. */
+    const struct rpc_tls *tls;
+    /* Most calls accepted and not finished (queued for or running in the
+     * worker pool); one more is answered RESOURCE_EXHAUSTED at once, on the
+     * poller. RPC_INLINE methods (health) are not counted. 0 = no limit. */
+    int max_concurrent;
 };
 
 /* Unary handler. `req` is the decoded request when the method was registered
@@ -165,6 +204,13 @@ int rpc_server_add_stream(struct rpc_server *s, const char *path,
  * UNAVAILABLE when the server shuts down). SO_REUSEPORT is off, so a port in use fails here. Returns the
  * bound port (> 0), or -1 with a message in err. */
 int rpc_server_start(struct rpc_server *s, char *err, size_t errlen);
+
+/* Re-reads the certificate, key and CA files of the server's TLS: new
+ * handshakes use them, established connections and in-flight calls are not
+ * touched. On failure (missing or bad file, key not matching) the server
+ * keeps serving with the old ones and -1 is returned with a message in err.
+ * 0 also when the server is plaintext (nothing to do). Thread-safe. */
+int rpc_server_reload_tls(struct rpc_server *s, char *err, size_t errlen);
 
 /* Sets what Health/Check reports and Health/Watch streams send: SERVING
  * (true, the initial state) or NOT_SERVING. Thread-safe; e.g. false while
@@ -236,6 +282,11 @@ struct rpc_channel;
 struct rpc_client_config {
     size_t max_msg_bytes; /* max request and response size; 0 = RPC_DEFAULT_MAX_MSG */
     int keepalive_ms;     /* HTTP/2 keepalive ping period; 0 = 10000, < 0 = off */
+    /* TLS of every channel (copied); NULL = plaintext. */
+    const struct rpc_tls *tls;
+    /* Deadline given to a call whose rpc_opts set none (0): now + this many
+     * ms, so no internal call waits forever. 0 = calls may go without one. */
+    int64_t default_deadline_ms;
 };
 
 /* Per-call options; a NULL pointer means all defaults. */
@@ -259,6 +310,12 @@ const char *rpc_status_trailer(const struct rpc_status *st, const char *key);
 /* Creates a client (channel pool + background poller). cfg may be NULL.
  * Calls grpc_init(). NULL on failure. */
 struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg);
+
+/* Re-reads the client's TLS files; channels created from now on (and, as
+ * the core allows, reconnects) present the new certificate. On failure the
+ * old ones stay and -1 is returned with a message in err. 0 when plaintext.
+ * Thread-safe. */
+int rpc_client_reload_tls(struct rpc_client *cl, char *err, size_t errlen);
 
 /* Closes every channel and frees the client. All calls, streams and fan-outs
  * made through it must have finished. */

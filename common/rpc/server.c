@@ -347,6 +347,10 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
         set_err(err, errlen, "%s", "listen address: empty");
         return NULL;
     }
+    if (rpc_tls_on(cfg->tls)) { /* common/rpc/tls.c */
+        set_err(err, errlen, "%s", "TLS: not built yet");
+        return NULL;
+    }
     struct rpc_server *s = calloc(1, sizeof *s);
     if (s == NULL || (s->addr = strdup(cfg->addr)) == NULL) {
         free(s);

@@ -25,6 +25,20 @@ static void env_name(const struct flags_spec *f, char *buf, size_t size)
     buf[p] = '\0';
 }
 
+/* Both or neither of two flags; see flags.h. */
+bool flags_check_pair(const struct flags_prog *prog, const char *a, const char *va, const char *b,
+                      const char *vb)
+{
+    if ((va != NULL) == (vb != NULL)) return true;
+    if (va == NULL) {
+        const char *t = a;
+        a = b;
+        b = t;
+    }
+    fprintf(stderr, "%s: --%s is set but --%s is not (set both or neither)\n", prog->name, a, b);
+    return false;
+}
+
 /* Parses an unsigned integer with an optional binary size suffix. */
 bool flags_parse_u64(const char *s, bool size_suffix, uint64_t *out)
 {

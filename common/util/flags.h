@@ -84,6 +84,12 @@ enum flags_result flags_parse(const struct flags_prog *prog, int argc, char **ar
 bool flags_apply(const struct flags_prog *prog, const char *name, void *cfg, const char *val,
                  const char *source);
 
+/* For flags that go together (--tls-cert and --tls-key): true when both
+ * values are set or neither is; otherwise prints "<prog>: --a is set but
+ * --b is not (set both or neither)" and returns false. */
+bool flags_check_pair(const struct flags_prog *prog, const char *a, const char *va, const char *b,
+                      const char *vb);
+
 /* Parses an unsigned decimal integer, with an optional binary size suffix. */
 bool flags_parse_u64(const char *s, bool size_suffix, uint64_t *out);
 

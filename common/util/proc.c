@@ -18,7 +18,6 @@ static void stop_signals(sigset_t *set)
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
-    sigaddset(set, SIGHUP);
 }
 
 /* Second-signal watchdog: exits at once if shutdown is interrupted. */
@@ -39,16 +38,25 @@ static void *second_signal(void *arg)
 void proc_block_stop_signals(sigset_t *set)
 {
     stop_signals(set);
+    sigaddset(set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, set, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
 
 /* Waits for the first stop signal; arms the second-signal watchdog. */
-int proc_wait_stop(const sigset_t *set)
+int proc_wait_stop(const sigset_t *set, void (*reload)(void *user), void *user)
 {
     int sig = 0;
-    while (sigwait(set, &sig) != 0)
-        continue;
+    for (;;) {
+        if (sigwait(set, &sig) != 0) continue;
+        if (sig != SIGHUP) break;
+        if (reload == NULL) {
+            log_info("SIGHUP: nothing to reload", NULL);
+            continue;
+        }
+        log_info("reloading", "signal=SIGHUP");
+        reload(user);
+    }
     log_info("shutting down", "signal=%s", strsignal(sig));
     pthread_t watchdog;
     if (pthread_create(&watchdog, NULL, second_signal, NULL) == 0) pthread_detach(watchdog);

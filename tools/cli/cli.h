@@ -47,6 +47,12 @@ struct cli {
     const char *router;             /* "host:port" of a vecshard-router */
     int64_t timeout_ms;             /* deadline of each call, from its start */
     struct vecshard_client *client; /* opened lazily by cli_client() */
+    /* --api-key ($VECSHARD_API_KEY, read by the C client when NULL) and TLS
+     * to the router: --tls, --tls-ca, --tls-cert, --tls-key,
+     * --tls-server-name (env VECSHARD_TLS_CA, ...; docs/security.md). */
+    const char *api_key;
+    bool tls;
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 };
 
 /* ------------------------------------------------------------------ flags */

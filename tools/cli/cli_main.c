@@ -88,13 +88,21 @@ const char *const cli_usage_search =
 /* clang-format on */
 
 static const char usage_global[] =
-    "usage: vecshard [--router ADDR] [--timeout MS] COMMAND [ARGS]\n"
+    "usage: vecshard [--router ADDR] [--timeout MS] [--api-key KEY] [--tls ...] COMMAND [ARGS]\n"
     "       vecshard --version\n"
     "\n"
     "Global flags (anywhere on the line):\n"
     "  --router ADDR   router address host:port (env VECSHARD_ROUTER; default " CLI_DEFAULT_ROUTER
     ")\n"
     "  --timeout MS    deadline of each call in milliseconds (default 30000)\n"
+    "  --api-key KEY   sent as \"authorization: Bearer KEY\" (env VECSHARD_API_KEY)\n"
+    "  --tls           TLS to the router, verified with the system roots (env VECSHARD_TLS=1)\n"
+    "  --tls-ca FILE   TLS, verified with this PEM CA bundle (env VECSHARD_TLS_CA)\n"
+    "  --tls-cert FILE, --tls-key FILE\n"
+    "                  client certificate for a router run with --tls-client-auth\n"
+    "                  (env VECSHARD_TLS_CERT, VECSHARD_TLS_KEY)\n"
+    "  --tls-server-name NAME\n"
+    "                  name the router's certificate must carry (default: the host)\n"
     "\n"
     "Commands:\n"
     "  create     create a collection            drop       delete a collection\n"
@@ -160,6 +168,59 @@ static int help(int argc, char **argv)
     return CLI_OK;
 }
 
+/* The global flags: each sets one string of struct cli, or the two special
+ * ones (--timeout, a number; --tls, no value). Each has an environment twin. */
+static const struct global_flag {
+    const char *name; /* without "--" */
+    const char *env;
+    size_t offset; /* of the const char * field; SIZE_MAX for timeout / tls */
+} global_flags[] = {
+    {"router", "VECSHARD_ROUTER", offsetof(struct cli, router)},
+    {"timeout", NULL, SIZE_MAX},
+    {"api-key", "VECSHARD_API_KEY", offsetof(struct cli, api_key)},
+    {"tls", "VECSHARD_TLS", SIZE_MAX},
+    {"tls-ca", "VECSHARD_TLS_CA", offsetof(struct cli, tls_ca)},
+    {"tls-cert", "VECSHARD_TLS_CERT", offsetof(struct cli, tls_cert)},
+    {"tls-key", "VECSHARD_TLS_KEY", offsetof(struct cli, tls_key)},
+    {"tls-server-name", "VECSHARD_TLS_SERVER_NAME", offsetof(struct cli, tls_server_name)},
+};
+#define N_GLOBAL (sizeof global_flags / sizeof global_flags[0])
+
+/* Sets global flag f to v; 0, or -1 after printing why v is bad. */
+static int set_global(struct cli *c, const struct global_flag *f, const char *v)
+{
+    if (!strcmp(f->name, "tls")) {
+        c->tls = !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on");
+        return 0;
+    }
+    if (!strcmp(f->name, "timeout")) {
+        uint64_t ms;
+        if (cli_parse_u64(v, &ms) || ms == 0 || ms > 86400000u) {
+            fprintf(stderr, "vecshard: --timeout wants milliseconds in 1..86400000, not \"%s\"\n",
+                    v);
+            return -1;
+        }
+        c->timeout_ms = (int64_t)ms;
+        return 0;
+    }
+    if (!*v) {
+        fprintf(stderr, "vecshard: --%s needs a value\n", f->name);
+        return -1;
+    }
+    *(const char **)((char *)c + f->offset) = v;
+    return 0;
+}
+
+/* The environment twins, before the command line overrides them. */
+static int take_global_env(struct cli *c)
+{
+    for (size_t i = 0; i < N_GLOBAL; i++) {
+        const char *v = global_flags[i].env ? getenv(global_flags[i].env) : NULL;
+        if (v && *v && set_global(c, &global_flags[i], v) != 0) return -1;
+    }
+    return 0;
+}
+
 /*
  * Takes the global flags out of argv (up to a "--"), compacting it in place;
  * returns the new argc, or -1 after printing a usage error.
@@ -169,58 +230,54 @@ static int take_global_flags(struct cli *c, int argc, char **argv)
     int out = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = NULL;
-        int which = 0; /* 1 router, 2 timeout */
         if (!strcmp(a, "--")) {
             while (i < argc)
                 argv[out++] = argv[i++];
             break;
         }
-        if (!strcmp(a, "--router") || !strcmp(a, "--timeout")) {
-            which = a[2] == 'r' ? 1 : 2;
-            if (i + 1 >= argc) {
-                fprintf(stderr, "vecshard: %s needs a value\n%s", a, usage_global);
-                return -1;
+        const struct global_flag *f = NULL;
+        const char *v = NULL;
+        for (size_t j = 0; j < N_GLOBAL && f == NULL && !strncmp(a, "--", 2); j++) {
+            size_t n = strlen(global_flags[j].name);
+            if (strncmp(a + 2, global_flags[j].name, n) != 0) continue;
+            if (a[2 + n] == '\0') {
+                f = &global_flags[j];
+            } else if (a[2 + n] == '=') {
+                f = &global_flags[j];
+                v = a + 3 + n;
             }
-            v = argv[++i];
-        } else if (!strncmp(a, "--router=", 9)) {
-            which = 1;
-            v = a + 9;
-        } else if (!strncmp(a, "--timeout=", 10)) {
-            which = 2;
-            v = a + 10;
         }
-        if (which == 0) {
+        if (f == NULL) {
             argv[out++] = argv[i];
             continue;
         }
-        uint64_t ms;
-        if (which == 1 && !*v) {
-            fprintf(stderr, "vecshard: --router needs a host:port\n");
-            return -1;
+        if (v == NULL && !strcmp(f->name, "tls")) {
+            v = "1";
+        } else if (v == NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "vecshard: --%s needs a value\n%s", f->name, usage_global);
+                return -1;
+            }
+            v = argv[++i];
         }
-        if (which == 2 && (cli_parse_u64(v, &ms) || ms == 0 || ms > 86400000u)) {
-            fprintf(stderr, "vecshard: --timeout wants milliseconds in 1..86400000, not \"%s\"\n",
-                    v);
-            return -1;
-        }
-        if (which == 1)
-            c->router = v;
-        else
-            c->timeout_ms = (int64_t)ms;
+        if (set_global(c, f, v) != 0) return -1;
     }
     argv[out] = NULL;
+    if ((c->tls_cert != NULL) != (c->tls_key != NULL)) {
+        fprintf(stderr, "vecshard: --tls-cert and --tls-key go together (both or neither)\n");
+        return -1;
+    }
     return out;
 }
 
 int main(int argc, char **argv)
 {
-    const char *env = getenv("VECSHARD_ROUTER");
     struct cli c = {
-        .router = env && *env ? env : CLI_DEFAULT_ROUTER,
+        .router = CLI_DEFAULT_ROUTER,
         .timeout_ms = CLI_DEFAULT_TIMEOUT_MS,
     };
 
+    if (take_global_env(&c) != 0) return CLI_USAGE;
     argc = take_global_flags(&c, argc, argv);
     if (argc < 0) return CLI_USAGE;
     if (argc < 2) {

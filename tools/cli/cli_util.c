@@ -133,7 +133,13 @@ int cli_parse(int argc, char **argv, const struct cli_flag *flags, int n, const 
 struct vecshard_client *cli_client(struct cli *c)
 {
     if (!c->client) {
-        struct vecshard_options o = {.timeout_ms = c->timeout_ms};
+        struct vecshard_options o = {.timeout_ms = c->timeout_ms,
+                                     .api_key = c->api_key,
+                                     .tls = c->tls,
+                                     .tls_ca = c->tls_ca,
+                                     .tls_cert = c->tls_cert,
+                                     .tls_key = c->tls_key,
+                                     .tls_server_name = c->tls_server_name};
         struct vecshard_error err;
         if (vecshard_connect(c->router, &o, &c->client, &err) != VECSHARD_OK)
             fprintf(stderr, "error: cannot create a gRPC client (%s)\n", err.message);

@@ -218,6 +218,11 @@ int main(int argc, char **argv)
         log_warn("TLS off: the gRPC port and the calls to peers are plaintext, and anyone who "
                  "can reach the port can call it (docs/security.md)",
                  NULL);
+    if (rpc_tls_check(&tls, true, err, sizeof err) != 0) {
+        log_error("cannot use the TLS files (--tls-cert, --tls-key, --tls-ca)", "error=%s",
+                  log_quote(err));
+        goto fail;
+    }
     struct rpc_client_config ccfg = {.tls = &tls};
     svc.rpc = rpc_client_create(&ccfg);
     if (svc.rpc == NULL) {

@@ -119,6 +119,11 @@ int main(int argc, char **argv)
         log_warn("TLS off: the public port and the calls to nodes are plaintext "
                  "(docs/security.md)",
                  NULL);
+    if (rpc_tls_check(&stls, true, err, sizeof err) != 0) {
+        log_error("cannot use the TLS files (--tls-cert, --tls-key, --tls-ca)", "error=%s",
+                  log_quote(err));
+        goto fail;
+    }
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes,
                                      .tls = &ctls};
     r.client = rpc_client_create(&ccfg);

@@ -25,19 +25,35 @@
 
 struct rpc_channel {
     char *addr;
-    grpc_channel *ch;
+    grpc_channel *ch; /* atomic: rpc_client_reload_tls swaps it (chan_core) */
     struct rpc_channel *next;
 };
 
+/* A channel replaced by a TLS reload: calls that started on it finish there,
+ * so it is destroyed with the client, not at once. */
+struct old_channel {
+    grpc_channel *ch;
+    struct old_channel *next;
+};
+
 struct rpc_client {
-    pthread_mutex_t mu; /* protects the channel list */
+    pthread_mutex_t mu; /* protects the channel list, creds and old */
     struct rpc_channel *channels;
+    struct tls_state *tls;          /* NULL: plaintext (tls.c) */
+    grpc_channel_credentials *creds; /* TLS: what new channels use */
+    struct old_channel *old;
     size_t max_msg;
     int keepalive_ms;
     grpc_completion_queue *spare_cq; /* polled by `poller` so idle channels progress */
     pthread_t poller;
     bool poller_started;
 };
+
+/* The core channel calls start on now. */
+static grpc_channel *chan_core(struct rpc_channel *ch)
+{
+    return __atomic_load_n(&ch->ch, __ATOMIC_ACQUIRE);
+}
 
 /* ------------------------------------------------------------ one unary batch */
 
@@ -50,7 +66,7 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     grpc_metadata_array_init(&c->trail_md);
     c->send = rpc_pb_to_bb(req);
     grpc_slice m = grpc_slice_from_copied_string(method);
-    c->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
+    c->call = grpc_channel_create_call(chan_core(ch), NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
                                        rpc_deadline_ts(o != NULL ? o->deadline_ms : 0), NULL);
     grpc_slice_unref(m);
     if (c->call == NULL) return GRPC_CALL_ERROR;
@@ -132,9 +148,19 @@ static void *spare_poller(void *arg)
 
 struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg)
 {
-    if (cfg != NULL && rpc_tls_on(cfg->tls)) return NULL; /* TLS: not built yet (tls.c) */
-    struct rpc_client *cl = calloc(1, sizeof *cl);
-    if (cl == NULL) return NULL;
+    struct tls_state *tls = NULL;
+    if (cfg != NULL && rpc_tls_on(cfg->tls) &&
+        (tls = tls_state_new(cfg->tls, false, NULL, 0)) == NULL)
+        return NULL; /* rpc_tls_check tells why */
+    grpc_channel_credentials *creds = tls != NULL ? tls_channel_credentials(tls) : NULL;
+    struct rpc_client *cl = tls == NULL || creds != NULL ? calloc(1, sizeof *cl) : NULL;
+    if (cl == NULL) {
+        if (creds != NULL) grpc_channel_credentials_release(creds);
+        tls_state_free(tls);
+        return NULL;
+    }
+    cl->tls = tls;
+    cl->creds = creds;
     cl->max_msg = cfg != NULL && cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
     if (cl->max_msg > INT32_MAX) cl->max_msg = INT32_MAX;
     cl->keepalive_ms = cfg != NULL && cfg->keepalive_ms != 0 ? cfg->keepalive_ms : 10000;
@@ -154,6 +180,13 @@ void rpc_client_destroy(struct rpc_client *cl)
         free(ch->addr);
         free(ch);
     }
+    for (struct old_channel *o = cl->old, *next; o != NULL; o = next) {
+        next = o->next;
+        grpc_channel_destroy(o->ch);
+        free(o);
+    }
+    if (cl->creds != NULL) grpc_channel_credentials_release(cl->creds);
+    tls_state_free(cl->tls);
     grpc_completion_queue_shutdown(cl->spare_cq);
     if (cl->poller_started)
         pthread_join(cl->poller, NULL);
@@ -165,10 +198,11 @@ void rpc_client_destroy(struct rpc_client *cl)
     grpc_shutdown();
 }
 
-/* Creates the grpc_channel for addr with the client's limits. */
+/* Creates the grpc_channel for addr with the client's limits and TLS
+ * (called with cl->mu held). */
 static grpc_channel *channel_open(const struct rpc_client *cl, const char *addr)
 {
-    grpc_arg args[6] = {
+    grpc_arg args[7] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)cl->max_msg}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)cl->max_msg}},
     };
@@ -187,11 +221,46 @@ static grpc_channel *channel_open(const struct rpc_client *cl, const char *addr)
      * and measured ~10-15 us per call on loopback.
      */
     args[n++] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_ENABLE_RETRIES, {.integer = 0}};
+    const char *name = cl->tls != NULL ? tls_state_server_name(cl->tls) : NULL;
+    if (name != NULL)
+        args[n++] = (grpc_arg){
+            GRPC_ARG_STRING, GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, {.string = (char *)name}};
     grpc_channel_args ca = {n, args};
+    if (cl->creds != NULL) return grpc_channel_create(addr, cl->creds, &ca);
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     grpc_channel *ch = grpc_channel_create(addr, cr, &ca);
     grpc_channel_credentials_release(cr);
     return ch;
+}
+
+int rpc_client_reload_tls(struct rpc_client *cl, char *err, size_t errlen)
+{
+    if (err != NULL && errlen > 0) err[0] = '\0';
+    if (cl->tls == NULL) return 0;
+    if (tls_state_reload(cl->tls, err, errlen) != 0) return -1;
+    grpc_channel_credentials *creds = tls_channel_credentials(cl->tls);
+    if (creds == NULL) {
+        if (err != NULL && errlen > 0) snprintf(err, errlen, "cannot create TLS credentials");
+        return -1;
+    }
+    pthread_mutex_lock(&cl->mu);
+    grpc_channel_credentials_release(cl->creds);
+    cl->creds = creds;
+    int rc = 0;
+    for (struct rpc_channel *ch = cl->channels; ch != NULL; ch = ch->next) {
+        struct old_channel *o = malloc(sizeof *o);
+        if (o == NULL) { /* keep this one: it still works with the old files */
+            rc = -1;
+            if (err != NULL && errlen > 0) snprintf(err, errlen, "out of memory");
+            continue;
+        }
+        o->ch = ch->ch;
+        o->next = cl->old;
+        cl->old = o;
+        __atomic_store_n(&ch->ch, channel_open(cl, ch->addr), __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return rc;
 }
 
 struct rpc_channel *rpc_client_channel(struct rpc_client *cl, const char *addr)
@@ -270,7 +339,7 @@ struct rpc_client_stream *rpc_client_stream_open(struct rpc_channel *ch, const c
     grpc_metadata_array_init(&s->init_md);
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice m = grpc_slice_from_copied_string(method);
-    s->call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
+    s->call = grpc_channel_create_call(chan_core(ch), NULL, GRPC_PROPAGATE_DEFAULTS, s->cq, m, NULL,
                                        rpc_deadline_ts(o != NULL ? o->deadline_ms : 0), NULL);
     grpc_slice_unref(m);
     s->send = rpc_pb_to_bb(req);

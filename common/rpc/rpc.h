@@ -138,6 +138,13 @@ static inline bool rpc_tls_on(const struct rpc_tls *t)
     return t != NULL && (t->cert != NULL || t->key != NULL || t->ca != NULL);
 }
 
+/* Reads and checks the files of a server's (server = true) or a client's TLS
+ * as create would: 0 when fine or plaintext, else -1 with a message naming
+ * the file (missing, not PEM, key not matching its certificate, a server
+ * without certificate, client verification without a CA). Lets a process
+ * refuse to start with a clear error before it creates anything. */
+int rpc_tls_check(const struct rpc_tls *t, bool server, char *err, size_t errlen);
+
 /* ===================================================================== server */
 
 struct metrics; /* common/metrics/metrics.h */

@@ -7,6 +7,7 @@
 
 #include "common/rpc/rpc.h"
 
+#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 /* gpr deadline for an rpc deadline in ms (0 = infinite future). */
@@ -59,5 +60,33 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
  * releases everything c holds. */
 void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
                      ProtobufCMessage **resp, struct rpc_status *st);
+
+/* --- tls.c: TLS files of one server or client (rpc.h "TLS") --- */
+
+struct tls_state;
+
+/* Copies the paths of c, reads and checks the files. NULL with err when the
+ * combination is wrong (rpc.h), a file is missing or not PEM, or the key
+ * does not match the certificate. */
+struct tls_state *tls_state_new(const struct rpc_tls *c, bool server, char *err, size_t errlen);
+
+/* Re-reads the files; on failure the old contents stay (-1, err). 0 when t
+ * is NULL (plaintext). */
+int tls_state_reload(struct tls_state *t, char *err, size_t errlen);
+
+/* Bumped by every successful load (first one: 1). */
+unsigned long tls_state_generation(struct tls_state *t);
+
+/* Client: the name to check instead of the address's host, or NULL. */
+const char *tls_state_server_name(const struct tls_state *t);
+
+/* Server credentials that fetch t's current contents before each handshake
+ * (t must outlive the server). NULL on failure. */
+grpc_server_credentials *tls_server_credentials(struct tls_state *t);
+
+/* Channel credentials from t's current contents. NULL on failure. */
+grpc_channel_credentials *tls_channel_credentials(struct tls_state *t);
+
+void tls_state_free(struct tls_state *t);
 
 #endif

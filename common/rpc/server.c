@@ -347,16 +347,17 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
         set_err(err, errlen, "%s", "listen address: empty");
         return NULL;
     }
-    if (rpc_tls_on(cfg->tls)) { /* common/rpc/tls.c */
-        set_err(err, errlen, "%s", "TLS: not built yet");
+    struct tls_state *tls = NULL;
+    if (rpc_tls_on(cfg->tls) && (tls = tls_state_new(cfg->tls, true, err, errlen)) == NULL)
         return NULL;
-    }
     struct rpc_server *s = calloc(1, sizeof *s);
     if (s == NULL || (s->addr = strdup(cfg->addr)) == NULL) {
         free(s);
+        tls_state_free(tls);
         set_err(err, errlen, "%s", "out of memory");
         return NULL;
     }
+    s->tls = tls;
     s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 2;
     s->n_workers = cfg->workers > 0 ? cfg->workers : 8;
     s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
@@ -476,9 +477,10 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
     grpc_server_register_completion_queue(s->srv, s->cq, NULL);
     grpc_server_register_completion_queue(s->srv, s->shutdown_cq, NULL);
 
-    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(s->srv, s->addr, cr);
-    grpc_server_credentials_release(cr);
+    grpc_server_credentials *cr = s->tls != NULL ? tls_server_credentials(s->tls)
+                                                 : grpc_insecure_server_credentials_create();
+    int port = cr != NULL ? grpc_server_add_http2_port(s->srv, s->addr, cr) : 0;
+    if (cr != NULL) grpc_server_credentials_release(cr);
     if (port <= 0) {
         set_err(err, errlen, "cannot listen on %s (address in use or invalid)", s->addr);
         goto fail;
@@ -595,6 +597,7 @@ void rpc_server_shutdown(struct rpc_server *s)
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->watch_mu);
+    tls_state_free(s->tls); /* after grpc_server_destroy: no handshake can fetch it */
     free(s);
     grpc_shutdown(); /* step 7 */
 }

@@ -102,6 +102,7 @@ struct rpc_server {
     struct method *methods;
     int n_methods, cap_methods;
 
+    struct tls_state *tls; /* NULL: plaintext (tls.c) */
     grpc_server *srv;
     grpc_completion_queue *cq;          /* new calls and batch completions */
     grpc_completion_queue *shutdown_cq; /* only the shutdown notification */

@@ -443,9 +443,38 @@ class Etcd:
 
 
 # ------------------------------------------------------------------ nodes
-def channel(addr):
-    """A channel with large messages, no retries and fast reconnects."""
-    return grpc.insecure_channel(addr, options=[
+def tls_credentials(tls):
+    """grpc channel credentials from tls: a dict of PEM file paths "ca"
+    (verifies the server; None: the system roots) and "cert" + "key" (the
+    client certificate; optional)."""
+    def read(k):
+        if not tls.get(k):
+            return None
+        with open(tls[k], "rb") as f:
+            return f.read()
+    return grpc.ssl_channel_credentials(root_certificates=read("ca"), private_key=read("key"),
+                                        certificate_chain=read("cert"))
+
+
+def dev_certs(directory, *names):
+    """scripts/dev_certs.sh into directory: {name: {"ca", "cert", "key"}}
+    for every name (one CA per directory; an existing name is renewed)."""
+    subprocess.run([os.path.join(REPO, "scripts", "dev_certs.sh"), directory] + list(names),
+                   check=True, stdout=subprocess.DEVNULL)
+    return {n: {"ca": os.path.join(directory, "ca.pem"),
+                "cert": os.path.join(directory, n + ".pem"),
+                "key": os.path.join(directory, n + ".key")} for n in names}
+
+
+def tls_args(files):
+    """--tls-cert/--tls-key/--tls-ca of a node or router from dev_certs' dict."""
+    return ["--tls-cert", files["cert"], "--tls-key", files["key"], "--tls-ca", files["ca"]]
+
+
+def channel(addr, tls=None):
+    """A channel with large messages, no retries and fast reconnects;
+    TLS with tls (tls_credentials) when given."""
+    opts = [
         ("grpc.max_receive_message_length", MAX_MSG),
         ("grpc.max_send_message_length", -1),
         ("grpc.enable_retries", 0),
@@ -453,7 +482,10 @@ def channel(addr):
         # and grows to minutes).
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000)])
+        ("grpc.max_reconnect_backoff_ms", 1000)]
+    if tls is None:
+        return grpc.insecure_channel(addr, options=opts)
+    return grpc.secure_channel(addr, tls_credentials(tls), options=opts)
 
 
 class Server:
@@ -505,7 +537,7 @@ class Server:
 
     def channel(self):
         if self._channel is None:
-            self._channel = channel(self.addr)
+            self._channel = channel(self.addr, self.cluster.client_tls)
         return self._channel
 
     def close_channel(self):
@@ -645,8 +677,11 @@ class Cluster:
     """etcd + nodes + the temp dir holding all their state and logs."""
 
     def __init__(self, nodes=1, lease_ttl=3, fsync="always", threads=4,
-                 prefix=DEFAULT_PREFIX, node_args=()):
+                 prefix=DEFAULT_PREFIX, node_args=(), client_tls=None):
         self.n_initial = nodes
+        # TLS of the harness's own channels to nodes and routers (see
+        # tls_credentials); None: plaintext.
+        self.client_tls = client_tls
         self.lease_ttl = lease_ttl
         self.fsync = fsync
         self.threads = threads

@@ -80,9 +80,15 @@ enum vecshard_code vecshard_connect(const char *address, const struct vecshard_o
         tls = (struct rpc_tls){.cert = opts->tls_cert,
                                .key = opts->tls_key,
                                .ca = opts->tls_ca,
-                               .server_name = opts->tls_server_name};
+                               .server_name = opts->tls_server_name,
+                               .enabled = opts->tls};
     }
-    bool tls_on = opts && (opts->tls || rpc_tls_on(&tls));
+    bool tls_on = rpc_tls_on(&tls);
+    char terr[256];
+    if (tls_on && rpc_tls_check(&tls, false, terr, sizeof terr) != 0) {
+        vecshard_close(c);
+        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "options.tls: %s", terr);
+    }
     struct rpc_client_config cfg = {.max_msg_bytes = opts ? opts->max_msg_bytes : 0,
                                     .tls = tls_on ? &tls : NULL};
     if (c->address) c->rpc = rpc_client_create(&cfg);

@@ -130,12 +130,14 @@ struct rpc_tls {
     enum rpc_tls_client_auth client_auth; /* server only */
     const char *server_name; /* client only: name the server's certificate must
                               * carry instead of the address's host; NULL = the host */
+    bool enabled;            /* client only: TLS even when no file is set (the
+                              * server is then verified with the system roots) */
 };
 
 /* True when t asks for TLS (not NULL and some file is set). */
 static inline bool rpc_tls_on(const struct rpc_tls *t)
 {
-    return t != NULL && (t->cert != NULL || t->key != NULL || t->ca != NULL);
+    return t != NULL && (t->enabled || t->cert != NULL || t->key != NULL || t->ca != NULL);
 }
 
 /* Reads and checks the files of a server's (server = true) or a client's TLS

@@ -107,6 +107,22 @@ class TlsRouterNode(TlsCase):
         self.assertEqual(der_of(self.certs["router"]["cert"]),
                          served_cert(router.port, ca=self.certs["router"]["ca"]))
 
+    def test_cli_over_tls(self):
+        router = self.cluster.routers[0]
+        ca = self.certs["router"]["ca"]
+        r = rh.run([rh.CLI_BIN, "--router", router.addr, "--tls-ca", ca, "list"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("t", r.stdout.split())
+        env = dict(os.environ, VECSHARD_TLS_CA=ca)
+        r = rh.run([rh.CLI_BIN, "--router", router.addr, "describe", "t"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = rh.run([rh.CLI_BIN, "--router", router.addr, "list"])  # plaintext
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+        r = rh.run([rh.CLI_BIN, "--router", router.addr, "--tls-ca", "/nonexistent.pem", "list"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("/nonexistent.pem", r.stderr)
+
     def test_router_client_auth_require(self):
         r = self.cluster.add_router(start=False)
         r.extra_args = r.extra_args + ["--tls-client-auth", "require"]

@@ -15,6 +15,7 @@
 #                   tests/integration/test_repl_*.py and test_rebalance_*.py
 #   make bench-repl replication: write throughput R = 2 vs R = 1, ack latency, failover
 #                   time, transfer rate and time to restore R
+#   make bench-security  search QPS and p50 through the router, TLS + API keys vs plaintext
 #   make bench-rebalance  1M x 128 from 2 to 4 nodes: move time, MB/s, search p99 during
 #   make clients-python  the Python client's tests against a real cluster
 #   make clients-node the Node.js client's type check and tests (clients/node)
@@ -284,7 +285,7 @@ clients-python: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
 CHAOS_ROUNDS ?= 10
 CHAOS_REBALANCE_ROUNDS ?= 4
 REPL_DEPS := $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
-.PHONY: chaos chaos-short bench-repl bench-rebalance
+.PHONY: chaos chaos-short bench-repl bench-rebalance bench-security
 chaos: $(REPL_DEPS)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds $(CHAOS_ROUNDS) \
 	  --rebalance-rounds $(CHAOS_REBALANCE_ROUNDS)
@@ -292,6 +293,11 @@ chaos: $(REPL_DEPS)
 	  -s tests/integration -p 'test_re[pb]*_*.py' -v
 chaos-short: $(REPL_DEPS)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/chaos/chaos.py --rounds 2 --rebalance-rounds 1
+
+# scripts/bench_security.py: search QPS and p50 through the router with TLS on
+# every hop + API keys against plaintext, two clusters side by side.
+bench-security: $(REPL_DEPS) $(BUILD)/vecshard
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) scripts/bench_security.py $(BENCH_SECURITY_ARGS)
 
 # scripts/bench_repl.py: R = 2 vs R = 1 write throughput and ack latency,
 # failover time over 10 kills, transfer rate and time to restore R.

@@ -8,6 +8,8 @@
 #   make deps       install the missing Debian packages (scripts/deps.sh)
 #   make test       deps + build + every test
 #   make asan       the unit tests under AddressSanitizer + UBSan
+#   make fuzz       every libFuzzer target (tests/fuzz) for FUZZ_TIME s (ASan + UBSan)
+#   make fuzz-smoke the committed fuzz corpus + a few thousand runs per target (in make test)
 #   make integration  real etcd + vecshard-node processes (tests/integration)
 #   make k8s-check  deploy/k8s: render, schema validation, the overlays run locally
 #   make chaos      10 random kill -9 rounds on a replicated cluster (tests/chaos), 4
@@ -373,6 +375,7 @@ unit: $(UNIT_BINS)
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) chaos-short
 	$(MAKE) clients-python
@@ -382,6 +385,71 @@ test: deps
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit
+
+# ---------------------------------------------------------------- fuzzing
+# tests/fuzz/fuzz_<target>.c: libFuzzer targets (docs/security.md §5), built
+# with clang-14 under ASan + UBSan into $(FUZZ_BUILD); the code they reach
+# is compiled again there with the same sanitizers (fuzzer-no-link).
+#   make fuzz        every target for FUZZ_TIME seconds (default 60), seeded
+#                    by tests/fuzz/corpus/<target>/; new inputs go to
+#                    $(FUZZ_BUILD)/corpus/<target>/, crashes to $(FUZZ_BUILD)/crash-*
+#   make fuzz-smoke  every committed corpus input once, then FUZZ_SMOKE_RUNS
+#                    random inputs per target (part of make test)
+FUZZ_CC        ?= clang-14
+FUZZ_BUILD     := $(BUILD)/fuzz
+FUZZ_TIME      ?= 60
+FUZZ_SMOKE_RUNS ?= 2000
+FUZZ_SAN       := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS     = -std=gnu11 -g -O1 -fno-strict-aliasing -pthread -Wall -Wextra $(WERROR) \
+                  -Wno-missing-field-initializers -I. -I$(BUILD)/gen -I$(BUILD)/gen/proto \
+                  $(PKG_CFLAGS) $(FUZZ_SAN)
+FUZZ_TARGETS   := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_LIB_SRC   := $(UTIL_SRC) $(HNSW_SRC) $(NODE_LIB_SRC) common/rpc/pb.c $(CLUSTER_SRC) \
+                  $(ETCD_SRC) tools/bench/dataset.c tests/fuzz/fuzz_common.c $(PROTO_C)
+FUZZ_LIB       := $(FUZZ_BUILD)/libvs_fuzz.a
+FUZZ_BINS      := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+
+$(FUZZ_BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) | $(PROTO_H)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm
+
+# The seed of fuzz_hnsw_load's corpus (scripts/fuzz_corpus.py), an ordinary binary.
+$(BUILD)/hnsw_seed: $(call obj,tests/fuzz/hnsw_seed.c) $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: fuzz fuzz-build fuzz-smoke fuzz-corpus
+fuzz-corpus: $(BUILD)/hnsw_seed $(BUILD)/vecshard-node $(PROTO_PY)
+	$(PYTHON) scripts/fuzz_corpus.py $(BUILD)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "== fuzz_$$t for $(FUZZ_TIME) s"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- \
+	    $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t; \
+	done
+
+fuzz-smoke: $(FUZZ_BINS)
+	@set -e; mkdir -p $(FUZZ_BUILD)/smoke; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz_$$t: committed corpus, then $(FUZZ_SMOKE_RUNS) runs"; \
+	  log=$(FUZZ_BUILD)/smoke/$$t.log; mkdir -p $(FUZZ_BUILD)/smoke/$$t; \
+	  $(FUZZ_BUILD)/fuzz_$$t -runs=0 tests/fuzz/corpus/$$t > $$log 2>&1 && \
+	  $(FUZZ_BUILD)/fuzz_$$t -runs=$(FUZZ_SMOKE_RUNS) -timeout=10 -rss_limit_mb=2048 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crash-$$t- $(FUZZ_BUILD)/smoke/$$t tests/fuzz/corpus/$$t \
+	    >> $$log 2>&1 || { tail -40 $$log; echo "fuzz_$$t failed (log: $$log)"; exit 1; }; \
+	  tail -1 $$log; \
+	done
+
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------- benchmarks
 DATA := $(BUILD)/data

@@ -1,0 +1,32 @@
+/*
+ * fuzz_hnsw_load — the engine's file loader (common/hnsw/hnsw_io.c,
+ * hnsw_read: what hnsw_load runs on an index file). An index that loads
+ * must pass hnsw_check and answer a search.
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/hnsw/hnsw.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0) return 0;
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (f == NULL) return 0;
+    struct hnsw_index *idx = NULL;
+    char err[HNSW_ERR_MAX];
+    if (hnsw_read(f, &idx, err) == HNSW_OK) {
+        if (hnsw_check(idx, err) != HNSW_OK) abort(); /* loaded but broken */
+        uint32_t dim = hnsw_dim(idx);
+        float *q = calloc(dim ? dim : 1, sizeof *q);
+        struct hnsw_result res[4];
+        uint32_t n = 0;
+        if (q != NULL) hnsw_search(idx, q, 4, 16, NULL, NULL, res, &n, err);
+        free(q);
+        hnsw_free(idx);
+    }
+    fclose(f);
+    return 0;
+}

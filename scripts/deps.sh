@@ -11,7 +11,7 @@ pkgs=(build-essential pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-d
       libcurl4-openssl-dev libcjson-dev libcunit1-dev etcd-server etcd-client
       python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
       python3-numpy libhnswlib-dev python3-hnswlib python3-setuptools python3-pip
-      libmicrohttpd-dev prometheus debootstrap python3-yaml)
+      libmicrohttpd-dev prometheus debootstrap python3-yaml clang-14 libclang-rt-14-dev)
 # Node.js for clients/node: Debian's nodejs and npm, unless a node is already
 # installed (e.g. NodeSource's nodejs, which carries its own npm).
 if ! command -v node >/dev/null; then

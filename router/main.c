@@ -48,6 +48,10 @@ static void reload(void *arg)
     if (rpc_server_reload_tls(x->srv, err, sizeof err) != 0)
         log_error("TLS reload of the public port failed; the old certificate stays", "error=%s",
                   log_quote(err));
+    if (auth_reload(&x->r->auth, err, sizeof err) != 0)
+        log_error("API key reload failed; the old keys stay", "error=%s", log_quote(err));
+    else if (x->r->auth.path != NULL)
+        log_info("API keys reloaded", "keys=%zu", auth_keys_count(x->r->auth.keys));
     if (rpc_client_reload_tls(x->r->client, err, sizeof err) != 0)
         log_error("TLS reload of the node client failed; the old certificate stays", "error=%s",
                   log_quote(err));
@@ -80,6 +84,17 @@ int main(int argc, char **argv)
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
              log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads, cfg.default_timeout_ms);
 
+    if (auth_init(&r.auth, cfg.api_keys, err, sizeof err) != 0) {
+        log_error("cannot load the API keys (--api-keys)", "error=%s", log_quote(err));
+        goto fail;
+    }
+    if (cfg.api_keys != NULL)
+        log_info("authentication on: every VecShard call needs an API key", "api_keys=%s keys=%zu",
+                 log_quote(cfg.api_keys), auth_keys_count(r.auth.keys));
+    else
+        log_warn("authentication off: anyone who can reach the port may call every method, "
+                 "DropCollection included (--api-keys; docs/security.md)",
+                 NULL);
     etcd_err eerr;
     if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {
         log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
@@ -198,6 +213,7 @@ fail:
     if (r.client != NULL) rpc_client_destroy(r.client);
     etcd_client_free(r.etcd);
     pthread_mutex_destroy(&r.load.lock);
+    auth_destroy(&r.auth);
     metrics_destroy(r.metrics);
     if (status == 0) log_info("stopped", NULL);
     router_config_free(&cfg);

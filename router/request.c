@@ -9,6 +9,10 @@
  *     to a node made for the request (router_node_opts), and made the
  *     thread's log context (log_set_request_id), so every line the router
  *     writes about the call ends with request_id=<id>;
+ *   - API keys (auth.h, docs/security.md §3): with --api-keys, the call's
+ *     `authorization: Bearer <key>` is checked against the method's role and
+ *     the collection it names before the handler runs (UNAUTHENTICATED or
+ *     PERMISSION_DENIED; counted in vecshard_router_auth_failures_total);
  *   - timing: a debug line `msg="request"` for every call, and with
  *     --slow-query-ms N a warn line `msg="slow request"` for calls that took
  *     longer than N ms (method, collection, code, duration_ms; for Search
@@ -152,7 +156,20 @@ static grpc_status_code request_run(struct rpc_call *c, const ProtobufCMessage *
     rpc_call_add_trailer(c, RPC_REQUEST_ID_MD, req.id);
     current = &req;
     log_set_request_id(req.id);
-    grpc_status_code code = rm->fn(c, m, r);
+    char authz[512], why[AUTH_ERR_MAX];
+    long alen = rpc_call_metadata(c, "authorization", authz, sizeof authz);
+    grpc_status_code code =
+        auth_check(&r->auth, alen >= 0 ? authz : NULL, rm->name, req.collection, why, sizeof why);
+    if (code != GRPC_STATUS_OK) {
+        const char *reason =
+            code == GRPC_STATUS_UNAUTHENTICATED ? "unauthenticated" : "permission_denied";
+        metrics_add(r->m.auth_failures, (const char *const[]){reason}, 1);
+        log_info("request refused", "method=%s collection=%s code=%s reason=%s", rm->name,
+                 log_quote(req.collection), rpc_status_name(code), log_quote(why));
+        code = rpc_call_error(c, code, "%s", why);
+    } else {
+        code = rm->fn(c, m, r);
+    }
     int64_t ms = rpc_now_ms() - req.start_ms;
     int slow = r->cfg->slow_query_ms;
     bool is_slow = slow > 0 && ms > slow, debug = log_enabled(LOG_DEBUG);

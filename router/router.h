@@ -26,6 +26,7 @@
 
 #include "common/etcd/etcd.h"
 #include "common/rpc/rpc.h"
+#include "router/auth.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 #include "proto/vecshard/v1/vecshard.pb-c.h"
 #include "router/controller/controller.h"
@@ -78,6 +79,7 @@ struct router_metrics {
     struct metrics_family *shard_retries;  /* counter {method} */
     struct metrics_family *shard_failures; /* counter {method} */
     struct metrics_family *slow_requests;  /* counter {method} */
+    struct metrics_family *auth_failures;  /* counter {reason} (auth.h) */
     struct metrics_family *decisions;      /* counter {decision}: controller changes applied */
     struct metrics_family *moved_bytes;    /* counter: bytes of moves finished DONE */
 };
@@ -85,6 +87,7 @@ struct router_metrics {
 /* The process context; handlers get it as their `user` pointer. */
 struct router {
     const struct router_config *cfg;
+    struct auth auth; /* --api-keys (auth.h); checked in request.c's wrapper */
     etcd_client *etcd;
     struct route_table *rt;
     struct rpc_client *client;

@@ -171,6 +171,8 @@ int cli_cmd_rebalance(struct cli *c, int argc, char **argv);
 int cli_cmd_drain(struct cli *c, int argc, char **argv);
 int cli_cmd_undrain(struct cli *c, int argc, char **argv);
 int cli_cmd_stop_check(struct cli *c, int argc, char **argv);
+/* cli_key.c: `key new`, `key hash` (no router call). */
+int cli_cmd_key(struct cli *c, int argc, char **argv);
 
 /* cli_rebalance.c: prints moves as the MOVES section of status (a bar per
  * running move when tty), and writes them as a JSON array. */
@@ -191,6 +193,7 @@ extern const char *const cli_usage_create,
                                                        *const cli_usage_undrain,
                                                            *const cli_usage_stop_check,
                                                                *const cli_usage_load,
-                                                                   *const cli_usage_search;
+                                                                   *const cli_usage_search,
+    *const cli_usage_key;
 
 #endif

@@ -111,7 +111,7 @@ static const char usage_global[] =
     "  delete     delete points by id            rebalance  even out replicas per node\n"
     "  load       bulk-load a vector file        search     search, recall, QPS, latency\n"
     "  drain      move every replica off a node  undrain    cancel a drain\n"
-    "  stop-check is a node safe to stop\n"
+    "  stop-check is a node safe to stop            key        new API key, or a key's hash\n"
     "  help [COMMAND]\n"
     "\n"
     "Exit status: 0 ok, 1 a call failed (\"error: CODE: message\" on stderr) or a\n"
@@ -137,6 +137,7 @@ static const struct command commands[] = {
     {"stop-check", cli_cmd_stop_check, &cli_usage_stop_check},
     {"load", cli_cmd_load, &cli_usage_load},
     {"search", cli_cmd_search, &cli_usage_search},
+    {"key", cli_cmd_key, &cli_usage_key},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

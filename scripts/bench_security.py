@@ -80,7 +80,7 @@ def main():
         secure = rh.RouterCluster(
             nodes=2, routers=1, node_args=harness.tls_args(certs["node"]),
             router_args=harness.tls_args(certs["router"]) + ["--api-keys", keys],
-            client_tls=certs["client"]).start()
+            client_tls=certs["client"], client_md=[("authorization", "Bearer " + KEY)]).start()
         clusters.append(secure)
         admin_md = [("authorization", "Bearer loader-" + KEY)]
         for c, md in ((plain, None), (secure, admin_md)):

@@ -91,7 +91,9 @@ class Router(harness.Server):
             if healthy:
                 try:
                     st = self.stub().ClusterStatus(vecshard_pb2.ClusterStatusRequest(),
-                                                   timeout=2)
+                                                   timeout=2,
+                                                   metadata=getattr(self.cluster, "client_md",
+                                                                    None))
                     seen = sum(1 for n in st.nodes if n.alive)
                     if st.revision > 0 and seen >= want_nodes:
                         return
@@ -110,8 +112,11 @@ class RouterCluster(harness.Cluster):
     """harness.Cluster + `routers` vecshard-router processes (router-0, ...)."""
 
     def __init__(self, nodes=3, routers=1, router_threads=8, router_args=(), router_http=False,
-                 **kw):
+                 client_md=None, **kw):
         super().__init__(nodes=nodes, **kw)
+        # metadata of the harness's own router calls (e.g. an API key for
+        # routers run with --api-keys); None: none
+        self.client_md = client_md
         self.n_routers = routers
         self.router_threads = router_threads
         self.router_args = list(router_args)

@@ -149,7 +149,11 @@ bool etcd_json_i64(const cJSON *obj, const char *name, int64_t *out)
     if (!f) return true;
     if (cJSON_IsString(f)) return etcd_parse_int64(f->valuestring, out);
     if (cJSON_IsNumber(f)) {
-        *out = (int64_t)f->valuedouble;
+        /* A number outside int64's range (or NaN) is refused: converting it
+         * is undefined behaviour (found by tests/fuzz/fuzz_docs). */
+        double d = f->valuedouble;
+        if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return false;
+        *out = (int64_t)d;
         return true;
     }
     return false;

@@ -256,8 +256,10 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
         *m = (struct node_svc_method){methods[i].name, methods[i].unary, methods[i].stream, svc};
         char path[64];
         snprintf(path, sizeof path, SVC "%s", m->name);
-        rc |= m->unary != NULL ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, 0)
-                               : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, 0);
+        /* peers' replication and transfer are never refused by --max-concurrent-requests */
+        unsigned fl = m->stream != NULL || strcmp(m->name, "Replicate") == 0 ? RPC_NO_LIMIT : 0;
+        rc |= m->unary != NULL ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, fl)
+                               : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, fl);
     }
     return rc != 0 ? -1 : 0;
 }

@@ -169,7 +169,8 @@ struct rpc_server_config {
     const struct rpc_tls *tls;
     /* Most calls accepted and not finished (queued for or running in the
      * worker pool); one more is answered RESOURCE_EXHAUSTED at once, on the
-     * poller. RPC_INLINE methods (health) are not counted. 0 = no limit. */
+     * poller, instead of growing the queue. RPC_INLINE methods (health) and
+     * RPC_NO_LIMIT ones are neither counted nor refused. 0 = no limit. */
     int max_concurrent;
 };
 
@@ -190,6 +191,11 @@ typedef grpc_status_code (*rpc_stream_fn)(struct rpc_call *call, const ProtobufC
 /* Handler flag: run on a poller thread, not in the worker pool. Only for
  * handlers that never block and finish in microseconds. */
 #define RPC_INLINE 1u
+
+/* Handler flag: never refused by max_concurrent (node-to-node replication
+ * and transfer, so a flood of client calls cannot cut a replica off). Such
+ * calls still wait in the same worker queue. */
+#define RPC_NO_LIMIT 2u
 
 /* Creates a server (not yet listening). Returns NULL and writes a message to
  * err (errlen bytes) on failure. Calls grpc_init(). */

@@ -257,6 +257,19 @@ static void queue_push(struct rpc_server *s, struct rpc_call *c)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* Counts c against max_concurrent (c->limited); true when the limit is
+ * reached, and c is then not counted. */
+static bool over_limit(struct rpc_server *s, struct rpc_call *c)
+{
+    if (s->max_concurrent <= 0 || (c->m->flags & RPC_NO_LIMIT)) return false;
+    if (atomic_fetch_add(&s->busy, 1) >= s->max_concurrent) {
+        atomic_fetch_sub(&s->busy, 1);
+        return true;
+    }
+    c->limited = true;
+    return false;
+}
+
 /* Worker: runs queued handlers until rpc_server_shutdown says quit. */
 static void *worker_main(void *arg)
 {
@@ -273,7 +286,9 @@ static void *worker_main(void *arg)
         s->qhead = c->next;
         if (s->qhead == NULL) s->qtail = NULL;
         pthread_mutex_unlock(&s->mu);
+        bool limited = c->limited; /* call_run may free c */
         call_run(c);
+        if (limited) atomic_fetch_sub(&s->busy, 1);
     }
 }
 
@@ -299,6 +314,11 @@ static void *poller_main(void *arg)
                 health_watch_start(c);
             else if (c->m == NULL || (c->m->flags & RPC_INLINE))
                 call_run(c);
+            else if (over_limit(s, c))
+                call_finish(c, rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                              "too many concurrent requests (limit %d): retry "
+                                              "later",
+                                              s->max_concurrent));
             else
                 queue_push(s, c);
             break;
@@ -363,6 +383,8 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
     s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
     if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
     s->grace_ms = cfg->shutdown_grace_ms > 0 ? cfg->shutdown_grace_ms : 2000;
+    s->max_concurrent = cfg->max_concurrent > 0 ? cfg->max_concurrent : 0;
+    atomic_init(&s->busy, 0);
     atomic_init(&s->serving, true);
     atomic_init(&s->stopping, false);
     atomic_init(&s->cancelled_all, false);

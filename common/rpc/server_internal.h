@@ -71,6 +71,7 @@ struct rpc_call {
     grpc_metadata trailers[MAX_TRAILERS];
     int n_trailers;
     bool sent_initial;
+    bool limited; /* counted in srv->busy until its handler returns */
     bool broken; /* a stream send failed: the call is dead */
     int cancelled;
 
@@ -119,6 +120,8 @@ struct rpc_server {
     pthread_cond_t idle_cv; /* live reached 0 */
     long live;
     struct rpc_call *qhead, *qtail;
+    int max_concurrent;  /* rpc_server_config.max_concurrent; 0 = no limit */
+    atomic_long busy;    /* limited calls queued for or running in the pool */
     bool quit;
 
     pthread_mutex_t watch_mu;  /* protects watchers and the w_* fields of their calls */

@@ -223,7 +223,8 @@ int main(int argc, char **argv)
                   log_quote(err));
         goto fail;
     }
-    struct rpc_client_config ccfg = {.tls = &tls};
+    /* every internal unary call has a deadline (docs/security.md §4) */
+    struct rpc_client_config ccfg = {.tls = &tls, .default_deadline_ms = 30000};
     svc.rpc = rpc_client_create(&ccfg);
     if (svc.rpc == NULL) {
         log_error("cannot create the gRPC client", NULL);

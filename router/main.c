@@ -139,8 +139,10 @@ int main(int argc, char **argv)
                   log_quote(err));
         goto fail;
     }
+    /* every call to a node has a deadline (docs/security.md §4) */
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes,
-                                     .tls = &ctls};
+                                     .tls = &ctls,
+                                     .default_deadline_ms = 30000};
     r.client = rpc_client_create(&ccfg);
     if (r.client == NULL) {
         log_error("cannot create the gRPC client", NULL);

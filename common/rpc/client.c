@@ -26,6 +26,7 @@
 struct rpc_channel {
     char *addr;
     grpc_channel *ch; /* atomic: rpc_client_reload_tls swaps it (chan_core) */
+    int64_t default_deadline_ms; /* the client's rpc_client_config.default_deadline_ms */
     struct rpc_channel *next;
 };
 
@@ -44,6 +45,7 @@ struct rpc_client {
     struct old_channel *old;
     size_t max_msg;
     int keepalive_ms;
+    int64_t default_deadline_ms;
     grpc_completion_queue *spare_cq; /* polled by `poller` so idle channels progress */
     pthread_t poller;
     bool poller_started;
@@ -57,6 +59,15 @@ static grpc_channel *chan_core(struct rpc_channel *ch)
 
 /* ------------------------------------------------------------ one unary batch */
 
+/* A unary call's deadline: the caller's, else now + the client's default
+ * (streams keep "none": a transfer may run for hours). */
+static gpr_timespec unary_deadline(const struct rpc_channel *ch, const struct rpc_opts *o)
+{
+    int64_t d = o != NULL ? o->deadline_ms : 0;
+    if (d == 0 && ch->default_deadline_ms > 0) d = rpc_now_ms() + ch->default_deadline_ms;
+    return rpc_deadline_ts(d);
+}
+
 grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
                                   grpc_completion_queue *cq, const char *method,
                                   const ProtobufCMessage *req, const struct rpc_opts *o, void *tag)
@@ -67,7 +78,7 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     c->send = rpc_pb_to_bb(req);
     grpc_slice m = grpc_slice_from_copied_string(method);
     c->call = grpc_channel_create_call(chan_core(ch), NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
-                                       rpc_deadline_ts(o != NULL ? o->deadline_ms : 0), NULL);
+                                       unary_deadline(ch, o), NULL);
     grpc_slice_unref(m);
     if (c->call == NULL) return GRPC_CALL_ERROR;
 
@@ -164,6 +175,8 @@ struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg)
     cl->max_msg = cfg != NULL && cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
     if (cl->max_msg > INT32_MAX) cl->max_msg = INT32_MAX;
     cl->keepalive_ms = cfg != NULL && cfg->keepalive_ms != 0 ? cfg->keepalive_ms : 10000;
+    cl->default_deadline_ms =
+        cfg != NULL && cfg->default_deadline_ms > 0 ? cfg->default_deadline_ms : 0;
     pthread_mutex_init(&cl->mu, NULL);
     grpc_init();
     cl->spare_cq = grpc_completion_queue_create_for_next(NULL);
@@ -276,6 +289,7 @@ struct rpc_channel *rpc_client_channel(struct rpc_client *cl, const char *addr)
         goto out;
     }
     ch->ch = channel_open(cl, addr); /* never NULL: a bad target fails its calls */
+    ch->default_deadline_ms = cl->default_deadline_ms;
     ch->next = cl->channels;
     cl->channels = ch;
 out:

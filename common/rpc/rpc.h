@@ -299,8 +299,10 @@ struct rpc_client_config {
     int keepalive_ms;     /* HTTP/2 keepalive ping period; 0 = 10000, < 0 = off */
     /* TLS of every channel (copied); NULL = plaintext. */
     const struct rpc_tls *tls;
-    /* Deadline given to a call whose rpc_opts set none (0): now + this many
-     * ms, so no internal call waits forever. 0 = calls may go without one. */
+    /* Deadline given to a unary call (rpc_unary, fan-outs) whose rpc_opts set
+     * none (0): now + this many ms, so no internal unary call waits forever.
+     * Streams keep no deadline unless given one (a transfer may run for
+     * hours). 0 = calls may go without one. */
     int64_t default_deadline_ms;
 };
 

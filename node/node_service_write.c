@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "node/node_service.h"
 
+#include <stdio.h>
 #include <unistd.h>
 
 #include "common/metrics/metrics.h"
@@ -17,6 +18,39 @@
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
 /* ------------------------------------------------------------ Write */
+
+/* Resident memory of the process (/proc/self/statm), bytes; 0 if unknown. */
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+    int n = f != NULL ? fscanf(f, "%llu %llu", &size, &resident) : 0;
+    if (f != NULL) fclose(f);
+    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/*
+ * --max-memory (docs/security.md §4): refuses a primary's write when the
+ * process's resident memory plus an estimate of what the batch adds (twice
+ * its encoded size: the vectors and payloads it carries, plus as much again
+ * for graph links, id maps and the WAL buffer) would pass the budget.
+ * Checked before anything is written, so a refused write leaves no trace.
+ * Backups (Replicate) are not checked: refusing there would drop a copy
+ * from in_sync; the primary's check bounds what reaches them.
+ */
+static grpc_status_code check_memory(struct rpc_call *c, const struct node_service *svc,
+                                     const Vecshard__V1__WriteBatch *b)
+{
+    uint64_t budget = svc->cfg->max_memory;
+    if (budget == 0 || b->n_upserts == 0) return GRPC_STATUS_OK;
+    uint64_t add = 2 * (uint64_t)vecshard__v1__write_batch__get_packed_size(b), rss = rss_bytes();
+    if (rss + add <= budget) return GRPC_STATUS_OK;
+    return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                          "memory budget: %llu bytes in use + about %llu for this batch > "
+                          "--max-memory %llu; delete points, add nodes or raise the budget",
+                          (unsigned long long)rss, (unsigned long long)add,
+                          (unsigned long long)budget);
+}
 
 /* Write: a batch for one shard, accepted only by its primary. */
 grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
@@ -66,6 +100,8 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
         goto out;
     }
     code = node_svc_check_deadline(c, "before the write");
+    if (code != GRPC_STATUS_OK) goto out;
+    code = check_memory(c, svc, req->batch);
     if (code != GRPC_STATUS_OK) goto out;
 
     char err[REPLICA_ERR_MAX];

@@ -104,5 +104,69 @@ class NodeLimit(harness.ClusterTestCase):
         self.assertEqual(len(a.shard_status("l")), 1)
 
 
+def rss_of(pid):
+    with open("/proc/%d/statm" % pid) as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class MemoryBudget(harness.ClusterTestCase):
+    """--max-memory: writes through the router until the node refuses one;
+    every acknowledged point is then there (exact vectors), after a restart
+    too; refused batches wrote nothing; searches and deletes still work."""
+
+    def test_writes_beyond_budget_refused_nothing_lost(self):
+        self.cluster = rh.RouterCluster(nodes=1, routers=1).start()
+        self.addCleanup(self.cluster.close)
+        node = self.cluster.nodes[0]
+        budget = rss_of(node.proc.pid) + (48 << 20)  # 48 MiB above its size at start
+        node.stop()
+        node.extra_args += ["--max-memory", str(budget)]
+        node.start()
+        stub = self.cluster.stub()
+        dim, batch = 128, 500
+        stub.CreateCollection(rh.create_request("m", dim), timeout=30)
+        rng = np.random.default_rng(5)
+        acked, refused, refused_ids = {}, None, []
+        for b in range(400):  # at most 200k points x 128 dims: ~100 MB of vectors
+            ids = list(range(b * batch + 1, (b + 1) * batch + 1))
+            vecs = rng.random((batch, dim), dtype=np.float32)
+            try:
+                stub.Upsert(rh.upsert_request("m", ids, vecs), timeout=60)
+                acked.update(zip(ids, vecs))
+            except grpc.RpcError as e:
+                refused = e
+                refused_ids = ids
+                break
+        self.assertIsNotNone(refused, "no write was refused under --max-memory")
+        self.assertEqual(refused.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details())
+        self.assertIn("--max-memory", refused.details())
+        self.assertGreater(len(acked), 0)
+
+        def check():
+            ids = sorted(acked)
+            for lo in range(0, len(ids), 5000):
+                r = stub.Get(rh.vecshard_pb2.GetRequest(collection="m", ids=ids[lo:lo + 5000],
+                                                        with_vector=True), timeout=60)
+                got = {p.id: p.vector for p in r.points}
+                self.assertEqual(len(got), len(ids[lo:lo + 5000]))
+                for i in ids[lo:lo + 5000]:
+                    np.testing.assert_array_equal(np.array(got[i], dtype=np.float32), acked[i])
+            r = stub.Get(rh.vecshard_pb2.GetRequest(collection="m", ids=refused_ids[:50]),
+                         timeout=30)
+            self.assertEqual(len(r.points), 0, "a refused batch left points behind")
+        check()
+        some = sorted(acked)[:10]
+        r = stub.Search(rh.search_request("m", [acked[some[0]]], k=1), timeout=30)
+        self.assertEqual(r.results[0].hits[0].id, some[0])
+        stub.Delete(rh.vecshard_pb2.DeleteRequest(collection="m", ids=some[5:]), timeout=30)
+        for i in some[5:]:
+            del acked[i]
+        node.restart()
+        rh.wait_until(lambda: rh.code_of(stub.Get, rh.vecshard_pb2.GetRequest(
+            collection="m", ids=[some[0]]), timeout=5)[0] == grpc.StatusCode.OK, 60,
+            "the node back after a restart")
+        check()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -24,6 +24,8 @@
 #include "common/etcd/etcd_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,12 +232,27 @@ char *etcd_endpoints_normalise(const char *in)
     return out;
 }
 
-/* TLS of every request; see etcd.h. Not built yet: only "no TLS" is accepted. */
+/* TLS of every request; see etcd.h. Every endpoint must then be https://. */
 etcd_status etcd_client_set_tls(etcd_client *c, const etcd_tls *tls, etcd_err *err)
 {
-    (void)c;
     if (tls == NULL || (tls->ca == NULL && tls->cert == NULL && tls->key == NULL)) return ETCD_OK;
-    return etcd_fail(err, ETCD_EINVAL, "TLS to etcd: not built yet");
+    if ((tls->cert == NULL) != (tls->key == NULL))
+        return etcd_fail(err, ETCD_EINVAL, "TLS to etcd: a client certificate needs its key "
+                                           "(--etcd-cert and --etcd-key go together)");
+    const char *files[3] = {tls->ca, tls->cert, tls->key};
+    for (int i = 0; i < 3; i++)
+        if (files[i] != NULL && access(files[i], R_OK) != 0)
+            return etcd_fail(err, ETCD_EINVAL, "TLS to etcd: cannot read %s: %s", files[i],
+                             strerror(errno));
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        if (strncmp(c->endpoints[i], "https://", 8) != 0)
+            return etcd_fail(err, ETCD_EINVAL,
+                             "TLS to etcd is set but endpoint %s is not https://", c->endpoints[i]);
+    if ((tls->ca && !(c->tls_ca = strdup(tls->ca))) ||
+        (tls->cert && !(c->tls_cert = strdup(tls->cert))) ||
+        (tls->key && !(c->tls_key = strdup(tls->key))))
+        return etcd_fail(err, ETCD_ENOMEM, "out of memory");
+    return ETCD_OK;
 }
 
 /* Creates a client; see etcd.h. */
@@ -275,6 +292,9 @@ void etcd_client_free(etcd_client *c)
     for (size_t i = 0; i < c->n_endpoints; i++)
         free(c->endpoints[i]);
     free(c->endpoints);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
     pthread_mutex_destroy(&c->pool_mu);
     free(c);
 }
@@ -360,8 +380,9 @@ static bool never_connected(CURLcode rc, CURL *easy)
 }
 
 /* Sets the options of one attempt on k->easy. */
-static void setup_easy(struct etcd_conn *k, const char *url, const struct etcd_xfer *x,
-                       long timeout_ms, long connect_ms, struct xfer_ctx *ctx)
+static void setup_easy(const etcd_client *c, struct etcd_conn *k, const char *url,
+                       const struct etcd_xfer *x, long timeout_ms, long connect_ms,
+                       struct xfer_ctx *ctx)
 {
     CURL *e = k->easy;
 
@@ -378,6 +399,11 @@ static void setup_easy(struct etcd_conn *k, const char *url, const struct etcd_x
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (c->tls_ca != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
+    if (c->tls_cert != NULL) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
+    }
 }
 
 /* Drives k until the transfer ends; returns curl's result for it. */
@@ -444,7 +470,7 @@ etcd_status etcd_xfer_run(etcd_client *c, const struct etcd_xfer *x, long *http,
         ctx.http_checked = ctx.stream = ctx.line_stop = ctx.stopped = ctx.oom = false;
         ctx.line.len = 0;
         out->len = 0;
-        setup_easy(k, url, x, remain, connect_ms, &ctx);
+        setup_easy(c, k, url, x, remain, connect_ms, &ctx);
         rc = drive(k, &ctx, &idle);
         if (ctx.stopped) {
             st = etcd_fail(err, ETCD_ECANCELED, "%s: cancelled", x->path);

@@ -35,6 +35,7 @@ struct etcd_client {
     struct etcd_conn *pool[ETCD_POOL_MAX];
     size_t n_pool;
     _Atomic int64_t last_ok_ms, last_fail_ms; /* etcd_client_health */
+    char *tls_ca, *tls_cert, *tls_key; /* etcd_client_set_tls; NULL: unset */
 };
 
 struct etcd_cancel {

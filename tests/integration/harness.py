@@ -334,16 +334,33 @@ def _prefix_end(prefix):
 class Etcd:
     """A throw-away single-member etcd on loopback, with a small v3 JSON client."""
 
-    def __init__(self, root):
+    def __init__(self, root, tls=None):
         self.root = root
         self.data_dir = os.path.join(root, "etcd-data")
         self.proc = Proc("etcd", os.path.join(root, "etcd.log"))
         self.client_port = self.peer_port = None
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # tls: dev_certs' {"ca", "cert", "key"}: etcd serves https with it and
+        # requires client certificates of the CA (--client-cert-auth); the
+        # harness's own requests present the same certificate.
+        self.tls = tls
+        handlers = [urllib.request.ProxyHandler({})]
+        if tls is not None:
+            import ssl
+            ctx = ssl.create_default_context(cafile=tls["ca"])
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+            handlers.append(urllib.request.HTTPSHandler(context=ctx))
+        self._opener = urllib.request.build_opener(*handlers)
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.client_port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.client_port)
+
+    def client_args(self):
+        """--etcd-cacert/--etcd-cert/--etcd-key of a node or router ([] without TLS)."""
+        if self.tls is None:
+            return []
+        return ["--etcd-cacert", self.tls["ca"], "--etcd-cert", self.tls["cert"],
+                "--etcd-key", self.tls["key"]]
 
     def start(self, attempts=4):
         """Starts on fresh ports (retrying on a lost port race); waits for /health."""
@@ -372,7 +389,10 @@ class Etcd:
             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "n1=" + peer,
-            "--experimental-watch-progress-notify-interval", "1s"])
+            "--experimental-watch-progress-notify-interval", "1s"] + (
+                [] if self.tls is None else
+                ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"],
+                 "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"]))
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self.proc.alive():
             if self.healthy():
@@ -618,7 +638,7 @@ class Node(Server):
                 "--node-id", self.node_id, "--data-dir", self.data_dir,
                 "--etcd", self.cluster.etcd.url, "--etcd-prefix", self.cluster.prefix,
                 "--fsync", self.fsync, "--threads", str(self.threads),
-                "--lease-ttl", str(self.lease_ttl)] + (
+                "--lease-ttl", str(self.lease_ttl)] + self.cluster.etcd.client_args() + (
                     ["--http", "127.0.0.1:%d" % self.http_port] if self.http else []
                 ) + self.extra_args
 
@@ -677,11 +697,12 @@ class Cluster:
     """etcd + nodes + the temp dir holding all their state and logs."""
 
     def __init__(self, nodes=1, lease_ttl=3, fsync="always", threads=4,
-                 prefix=DEFAULT_PREFIX, node_args=(), client_tls=None):
+                 prefix=DEFAULT_PREFIX, node_args=(), client_tls=None, etcd_tls=None):
         self.n_initial = nodes
         # TLS of the harness's own channels to nodes and routers (see
         # tls_credentials); None: plaintext.
         self.client_tls = client_tls
+        self.etcd_tls = etcd_tls  # Etcd(tls=...): etcd over https with client certificates
         self.lease_ttl = lease_ttl
         self.fsync = fsync
         self.threads = threads
@@ -699,7 +720,7 @@ class Cluster:
         with _lock:
             _dirs.add(self.root)
         try:
-            self.etcd = Etcd(self.root)
+            self.etcd = Etcd(self.root, tls=self.etcd_tls)
             self.etcd.start()
             for _ in range(self.n_initial):
                 self.add_node()

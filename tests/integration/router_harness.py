@@ -61,6 +61,7 @@ class Router(harness.Server):
         auto = [] if "--auto-rebalance" in self.extra_args else ["--auto-rebalance", "off"]
         return [ROUTER_BIN, "--listen", self.addr, "--etcd", self.cluster.etcd.url,
                 "--etcd-prefix", self.cluster.prefix, "--threads", str(self.threads)] + \
+            self.cluster.etcd.client_args() + \
             (["--http", "127.0.0.1:%d" % self.http_port] if self.http else []) + \
             auto + self.extra_args
 

@@ -58,7 +58,7 @@ function delay(ms) {
 
 class Client {
   // address "host:port" (default $VECSHARD_ROUTER); options: timeoutMs
-  // (per call, default 30000), apiKey (sent as "authorization: Bearer"),
+  // (per call, default 30000), apiKey (sent as "authorization: Bearer"; default $VECSHARD_API_KEY),
   // tls (true, or {rootCerts, privateKey, certChain} Buffers), credentials
   // (a grpc.ChannelCredentials, overrides tls), maxMessageBytes (default
   // 64 MiB, the router's default), channelOptions (passed to grpc-js).
@@ -74,7 +74,8 @@ class Client {
     this.timeoutMs = options.timeoutMs ?? 30000;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MESSAGE_BYTES;
     this.metadata = new grpc.Metadata();
-    if (options.apiKey) this.metadata.set('authorization', `Bearer ${options.apiKey}`);
+    const apiKey = options.apiKey || process.env.VECSHARD_API_KEY;
+    if (apiKey) this.metadata.set('authorization', `Bearer ${apiKey}`);
     let creds = options.credentials;
     if (!creds) {
       const tls = options.tls;

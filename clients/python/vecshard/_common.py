@@ -63,7 +63,7 @@ def connect(client, channels, address, timeout, api_key, tls, retries, backoff, 
     client.address = router_address(address)
     client.timeout, client.retries, client.backoff = timeout, retries, backoff
     client.max_message = max_message
-    client._metadata = metadata(api_key)
+    client._metadata = metadata(api_key or os.environ.get("VECSHARD_API_KEY") or None)
     opts = channel_options(max_message)
     if tls:
         creds = tls if isinstance(tls, grpc.ChannelCredentials) else \

@@ -344,7 +344,7 @@ clients-node: $(BUILD)/vecshard-node $(BUILD)/vecshard-router
 # UNIT_OBJS_<module> adds objects of a process that are not in a library.
 UNIT_OBJS_router := $(call obj,router/controller/placement.c router/controller/failover.c \
                       router/controller/moves_view.c router/controller/rebalance.c \
-                      router/route_table.c)
+                      router/route_table.c router/auth.c)
 # tests/unit/clients_c runs libvecshard against real etcd, vecshard-node and
 # vecshard-router processes of the same build (etcd via tests/unit/etcd's helper).
 UNIT_OBJS_clients_c := $(LIB_VECSHARD) $(call obj,tests/unit/etcd/etcd_server.c)

@@ -11,6 +11,7 @@ int main(void)
     register_placement_tests();
     register_failover_tests();
     register_rebalance_tests();
+    register_auth_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();

@@ -12,4 +12,7 @@ void register_failover_tests(void);
 /* Adds the rebalance planner suite (test_rebalance.c). */
 void register_rebalance_tests(void);
 
+/* Adds the API key suite (test_auth.c). */
+void register_auth_tests(void);
+
 #endif

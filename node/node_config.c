@@ -131,8 +131,9 @@ static const struct flags_spec flags[] = {
      "most gRPC calls queued or running at once; one more is refused with RESOURCE_EXHAUSTED "
      "(0 = no limit)"},
     {"max-memory", FLAGS_SIZE, "0", 0, UINT64_MAX, F(max_memory),
-     "memory budget of the replicas: a write that would take them past it is refused with "
-     "RESOURCE_EXHAUSTED (docs/security.md; 0 = off)"},
+     "memory budget: a primary refuses a write with RESOURCE_EXHAUSTED when the process's "
+     "resident memory + the batch would pass it, before writing anything (docs/security.md; "
+     "0 = off)"},
 };
 
 static const struct flags_prog prog = {

@@ -5,11 +5,13 @@ real etcd, 2 vecshard-node and 1 vecshard-router processes each, stopped by
 pid however the run ends):
 
   plain    no TLS, no keys (the default)
+  keys     no TLS, --api-keys with a read key sent by the client (what the
+           key check alone costs)
   secure   TLS on every hop (the router's public port, mTLS router -> node,
            certificates from scripts/dev_certs.sh) and --api-keys with a
            read key sent by the client
 
-Both hold the same --n x --dim synthetic points in a 2-shard collection.
+All three hold the same --n x --dim synthetic points in a 2-shard collection.
 `vecshard search --json` (the CLI, --concurrency clients, one query per
 call) runs against each in turn, --rounds times, alternating; the median
 QPS and p50/p99 of each and the ratios secure/plain are printed, then one
@@ -77,13 +79,16 @@ def main():
 
         plain = rh.RouterCluster(nodes=2, routers=1).start()
         clusters.append(plain)
+        keyed = rh.RouterCluster(nodes=2, routers=1, router_args=["--api-keys", keys],
+                                 client_md=[("authorization", "Bearer " + KEY)]).start()
+        clusters.append(keyed)
         secure = rh.RouterCluster(
             nodes=2, routers=1, node_args=harness.tls_args(certs["node"]),
             router_args=harness.tls_args(certs["router"]) + ["--api-keys", keys],
             client_tls=certs["client"], client_md=[("authorization", "Bearer " + KEY)]).start()
         clusters.append(secure)
         admin_md = [("authorization", "Bearer loader-" + KEY)]
-        for c, md in ((plain, None), (secure, admin_md)):
+        for c, md in ((plain, None), (keyed, admin_md), (secure, admin_md)):
             stub = c.stub()
             stub.CreateCollection(rh.create_request("b", args.dim, shards=2), timeout=30,
                                   metadata=md)
@@ -91,12 +96,14 @@ def main():
                 stub.Upsert(rh.upsert_request("b", list(range(lo + 1, min(lo + 1000, args.n) + 1)),
                                               base[lo:lo + 1000]), timeout=120, metadata=md)
 
-        runs = {"plain": [], "secure": []}
+        runs = {"plain": [], "keys": [], "secure": []}
         sec_flags = ["--tls-ca", certs["router"]["ca"], "--api-key", KEY]
         search(plain, queries, args, [])  # warm-up: both caches and connections
+        search(keyed, queries, args, ["--api-key", KEY])
         search(secure, queries, args, sec_flags)
         for i in range(args.rounds):
-            for name, c, extra in (("plain", plain, []), ("secure", secure, sec_flags)):
+            for name, c, extra in (("plain", plain, []), ("keys", keyed, ["--api-key", KEY]),
+                                   ("secure", secure, sec_flags)):
                 j = search(c, queries, args, extra)
                 runs[name].append(j)
                 print("round %d %-6s qps %8.0f  p50 %6.3f ms  p99 %6.3f ms" %
@@ -107,13 +114,15 @@ def main():
         ratio_qps = med["secure"]["qps"] / med["plain"]["qps"]
         ratio_p50 = med["secure"]["p50_ms"] / med["plain"]["p50_ms"]
         print("\n%-8s %10s %10s %10s" % ("", "QPS", "p50 ms", "p99 ms"))
-        for n in ("plain", "secure"):
+        for n in ("plain", "keys", "secure"):
             print("%-8s %10.0f %10.3f %10.3f" % (n, med[n]["qps"], med[n]["p50_ms"],
                                                  med[n]["p99_ms"]))
+        print("keys/plain: QPS %.3f x, p50 %.3f x" % (med["keys"]["qps"] / med["plain"]["qps"],
+                                                      med["keys"]["p50_ms"] / med["plain"]["p50_ms"]))
         print("secure/plain: QPS %.3f x, p50 %.3f x  (target QPS >= 0.9 x: %s)" %
               (ratio_qps, ratio_p50, "PASS" if ratio_qps >= 0.9 else "FAIL"))
         print(json.dumps({"n": args.n, "dim": args.dim, "concurrency": args.concurrency,
-                          "plain": med["plain"], "secure": med["secure"],
+                          "plain": med["plain"], "keys": med["keys"], "secure": med["secure"],
                           "ratio_qps": ratio_qps, "ratio_p50": ratio_p50}))
     finally:
         for c in clusters:

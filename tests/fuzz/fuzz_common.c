@@ -1,6 +1,7 @@
 /* fuzz_common.c — see fuzz_common.h. */
 #define _GNU_SOURCE
 #include "tests/fuzz/fuzz_common.h"
+#include "common/hnsw/hnsw.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -63,4 +64,15 @@ void fuzz_clear(const char *sub)
     char p[512];
     snprintf(p, sizeof p, "%s/%s", fuzz_dir(), sub);
     rm_tree(p);
+}
+
+void fuzz_search_once(struct hnsw_index *idx)
+{
+    uint32_t dim = hnsw_dim(idx);
+    float *q = calloc(dim ? dim : 1, sizeof *q);
+    struct hnsw_result res[4];
+    uint32_t n = 0;
+    char err[HNSW_ERR_MAX];
+    if (q != NULL) hnsw_search(idx, q, 4, 16, NULL, NULL, res, &n, err);
+    free(q);
 }

@@ -17,6 +17,11 @@ const char *fuzz_dir(void);
  * (static buffer, valid until the next call). Aborts on I/O errors. */
 const char *fuzz_file(const char *name, const uint8_t *data, size_t size);
 
+struct hnsw_index;
+
+/* One k = 4 search of a zero query on idx (what loaded must answer). */
+void fuzz_search_once(struct hnsw_index *idx);
+
 /* Removes every file in <fuzz_dir>/<sub> (and the folder itself). */
 void fuzz_clear(const char *sub);
 

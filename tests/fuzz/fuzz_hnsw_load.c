@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "common/hnsw/hnsw.h"
+#include "tests/fuzz/fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -19,12 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[HNSW_ERR_MAX];
     if (hnsw_read(f, &idx, err) == HNSW_OK) {
         if (hnsw_check(idx, err) != HNSW_OK) abort(); /* loaded but broken */
-        uint32_t dim = hnsw_dim(idx);
-        float *q = calloc(dim ? dim : 1, sizeof *q);
-        struct hnsw_result res[4];
-        uint32_t n = 0;
-        if (q != NULL) hnsw_search(idx, q, 4, 16, NULL, NULL, res, &n, err);
-        free(q);
+        fuzz_search_once(idx);
         hnsw_free(idx);
     }
     fclose(f);

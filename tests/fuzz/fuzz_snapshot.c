@@ -4,7 +4,6 @@
  * index, payload store); what loads is searched once and freed.
  */
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "common/hnsw/hnsw.h"
 #include "node/storage/payload.h"
@@ -19,13 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct payload_store *ps = NULL;
     char err[512];
     if (snapshot_load(path, NULL, &info, &idx, &ps, err) == 0) {
-        if (info.dim > 0 && info.dim <= 4096) {
-            float *q = calloc(info.dim, sizeof *q);
-            struct hnsw_result res[4];
-            uint32_t n = 0;
-            if (q != NULL) hnsw_search(idx, q, 4, 16, NULL, NULL, res, &n, err);
-            free(q);
-        }
+        fuzz_search_once(idx);
         hnsw_free(idx);
         payload_store_free(ps);
     }

@@ -153,6 +153,16 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
 int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hnsw_filter_fn filter,
                       void *filter_ctx, struct hnsw_result *out, uint32_t *nout, char *err);
 
+/*
+ * Exact search over a subset: the k nearest to query among the live points
+ * of ids[0..n) (absent or deleted ids are skipped; an id given twice counts
+ * once), closest first. The cost is n distances, whatever the index size:
+ * the plan of a selective filter (docs/filtering.md).
+ */
+int hnsw_search_subset(struct hnsw_index *idx, const float *query, uint32_t k,
+                       const uint64_t *ids, size_t n, struct hnsw_result *out, uint32_t *nout,
+                       char *err);
+
 /* Copies the stored vector of id into out (dim floats; normalised under cosine). */
 int hnsw_get(struct hnsw_index *idx, uint64_t id, float *out);
 /* True if id is live in the index. */

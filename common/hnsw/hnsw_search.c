@@ -214,3 +214,53 @@ int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hn
     hnsw_scratch_put(idx, sc);
     return HNSW_OK;
 }
+
+int hnsw_search_subset(struct hnsw_index *idx, const float *query, uint32_t k,
+                       const uint64_t *ids, size_t n, struct hnsw_result *out, uint32_t *nout,
+                       char *err)
+{
+    *nout = 0;
+    int rc = check_query(idx, query, k, err);
+    if (rc) return rc;
+    struct hnsw_scratch *sc = hnsw_scratch_get(idx, k);
+    if (!sc) return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
+    const float *q = query;
+    if (idx->metric == HNSW_METRIC_COSINE) {
+        hnsw_prepare_vector(idx, query, sc->query);
+        q = sc->query;
+    }
+    struct hnsw_heap *top = &sc->top;
+    top->n = 0;
+    hnsw_scratch_new_visit(sc);
+    uint16_t tag = sc->tag;
+    /* Resolve ids to slots in runs, so the map lock is not held over distances. */
+    enum { RUN = 256 };
+    uint32_t slots[RUN];
+    for (size_t base = 0; base < n; base += RUN) {
+        size_t m = n - base < RUN ? n - base : RUN;
+        pthread_mutex_lock(&idx->map_lock);
+        for (size_t i = 0; i < m; i++)
+            slots[i] = hnsw_map_find(&idx->map, ids[base + i]);
+        pthread_mutex_unlock(&idx->map_lock);
+        for (size_t i = 0; i < m; i++) {
+            uint32_t s = slots[i];
+            if (s == HNSW_NO_SLOT || s >= sc->vcap || sc->visited[s] == tag) continue;
+            sc->visited[s] = tag;
+            if (i + 2 < m && slots[i + 2] != HNSW_NO_SLOT && slots[i + 2] < sc->vcap)
+                prefetch_vec(idx, slots[i + 2]);
+            /* A slot recycled since the lookup holds another id: skip it. */
+            char *e = hnsw_elem(idx, s);
+            if (__atomic_load_n(&hnsw_hdrp(idx, e)->flags, __ATOMIC_ACQUIRE) ||
+                *hnsw_idp(idx, e) != ids[base + i])
+                continue;
+            float d = idx->dist(q, hnsw_vec(idx, s), idx->dim);
+            if (top->n < k || d < top->v[0].d) {
+                hnsw_maxheap_push(top, d, s);
+                if (top->n > k) hnsw_maxheap_pop(top);
+            }
+        }
+    }
+    *nout = emit_results(idx, top, k, out);
+    hnsw_scratch_put(idx, sc);
+    return HNSW_OK;
+}

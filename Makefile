@@ -61,6 +61,7 @@ ETCD_SRC := $(wildcard common/etcd/*.c)
 CLUSTER_SRC := $(wildcard common/cluster/*.c)
 METRICS_SRC := $(wildcard common/metrics/*.c)
 HTTP_SRC := $(wildcard common/http/*.c)
+FILTER_SRC := $(wildcard common/filter/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -71,6 +72,7 @@ LIB_ETCD := $(BUILD)/libvs_etcd.a
 LIB_CLUSTER := $(BUILD)/libvs_cluster.a
 LIB_METRICS := $(BUILD)/libvs_metrics.a
 LIB_HTTP := $(BUILD)/libvs_http.a
+LIB_FILTER := $(BUILD)/libvs_filter.a
 
 $(LIB_UTIL): $(call obj,$(UTIL_SRC))
 $(LIB_HNSW): $(call obj,$(HNSW_SRC))
@@ -79,9 +81,10 @@ $(LIB_ETCD): $(call obj,$(ETCD_SRC))
 $(LIB_CLUSTER): $(call obj,$(CLUSTER_SRC))
 $(LIB_METRICS): $(call obj,$(METRICS_SRC))
 $(LIB_HTTP): $(call obj,$(HTTP_SRC))
+$(LIB_FILTER): $(call obj,$(FILTER_SRC))
 
 # Objects that use gRPC, protobuf-c, libcurl or cJSON get their include flags.
-$(call obj,$(RPC_SRC) $(ETCD_SRC) $(CLUSTER_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(call obj,$(RPC_SRC) $(ETCD_SRC) $(CLUSTER_SRC) $(FILTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(call obj,$(HTTP_SRC)): CFLAGS += $(MHD_CFLAGS)
 
 $(BUILD)/%.a:
@@ -124,13 +127,13 @@ $(LIB_PROTO): $(call obj,$(PROTO_C))
 .SECONDARY: $(PROTO_C) $(PROTO_H) $(PROTO_PY)
 
 # Everything that may include a generated header waits for generation.
-PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(wildcard node/*.c node/*/*.c router/*.c router/*/*.c tools/*/*.c \
+PROTO_USERS := $(PROTO_C) $(RPC_SRC) $(FILTER_SRC) $(wildcard node/*.c node/*/*.c router/*.c router/*/*.c tools/*/*.c \
                tests/unit/*/*.c tests/integration/*.c tests/fuzz/*.c)
 $(call obj,$(PROTO_USERS)): | $(PROTO_H)
 # test_rpc runs a Python grpcio client against a C server.
 $(BUILD)/test_rpc: | $(PROTO_PY)
 
-all: $(LIB_PROTO) $(LIB_RPC) $(LIB_METRICS) $(LIB_HTTP) $(PROTO_PY)
+all: $(LIB_PROTO) $(LIB_RPC) $(LIB_METRICS) $(LIB_HTTP) $(LIB_FILTER) $(PROTO_PY)
 
 # ---------------------------------------------------------------- node storage
 # The shard replica's storage layer (WAL, snapshots, payload store, replica)
@@ -166,7 +169,7 @@ NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c) $(wildcard node/replicatio
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) \
-             $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+             $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)
 # ------------------------------------------------------------ end vecshard-node
@@ -229,7 +232,7 @@ $(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
 # vectors as the nodes, with the same messages.
 $(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_CLUSTER) \
-               $(LIB_ETCD) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+               $(LIB_ETCD) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router
@@ -248,11 +251,11 @@ BIN_BENCH_NODE := $(BUILD)/vecshard-bench-node
 BENCH_NODE_SRC := $(wildcard tools/node_bench/*.c)
 $(call obj,tests/integration/c_client.c $(BENCH_NODE_SRC)): CFLAGS += $(PKG_CFLAGS)
 $(BIN_C_CLIENT): $(call obj,tests/integration/c_client.c) $(BUILD)/obj/tools/bench/dataset.o \
-                 $(BUILD)/obj/tools/node_bench/shard_calls.o $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) \
+                 $(BUILD)/obj/tools/node_bench/shard_calls.o $(LIB_RPC) $(LIB_METRICS) $(LIB_FILTER) $(LIB_PROTO) \
                  $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 $(BIN_BENCH_NODE): $(call obj,$(BENCH_NODE_SRC)) $(BUILD)/obj/tools/bench/dataset.o \
-                   $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+                   $(LIB_RPC) $(LIB_METRICS) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
 all: $(BIN_C_CLIENT) $(BIN_BENCH_NODE)
 
@@ -354,7 +357,7 @@ UNIT_OBJS_cluster := $(call obj,tests/unit/etcd/etcd_server.c)
 UNIT_MODULES := $(patsubst tests/unit/%/,%,$(sort $(dir $(wildcard tests/unit/*/*.c))))
 UNIT_BINS    := $(addprefix $(BUILD)/test_,$(UNIT_MODULES))
 # Link order: dependents before what they use.
-UNIT_LIBS    := $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_PROTO) $(LIB_CLUSTER) \
+UNIT_LIBS    := $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_FILTER) $(LIB_PROTO) $(LIB_CLUSTER) \
                 $(LIB_ETCD) $(LIB_HNSW) $(LIB_UTIL)
 
 define unit_rule
@@ -404,7 +407,7 @@ FUZZ_CFLAGS     = -std=gnu11 -g -O1 -fno-strict-aliasing -pthread -Wall -Wextra 
                   -Wno-missing-field-initializers -I. -I$(BUILD)/gen -I$(BUILD)/gen/proto \
                   $(PKG_CFLAGS) $(FUZZ_SAN)
 FUZZ_TARGETS   := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
-FUZZ_LIB_SRC   := $(UTIL_SRC) $(HNSW_SRC) $(NODE_LIB_SRC) common/rpc/pb.c $(CLUSTER_SRC) \
+FUZZ_LIB_SRC   := $(UTIL_SRC) $(HNSW_SRC) $(NODE_LIB_SRC) $(FILTER_SRC) common/rpc/pb.c $(CLUSTER_SRC) \
                   $(ETCD_SRC) tools/bench/dataset.c tests/fuzz/fuzz_common.c $(PROTO_C)
 FUZZ_LIB       := $(FUZZ_BUILD)/libvs_fuzz.a
 FUZZ_BINS      := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))

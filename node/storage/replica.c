@@ -235,6 +235,12 @@ static int validate_batch(const struct replica *r, const Vecshard__V1__WriteBatc
                                 p->payload.len, maxp);
         if (p->payload.len && !p->payload.data)
             return replica_fail(err, REPLICA_EINVAL, "batch.upserts[%zu].payload is missing", i);
+        if (p->n_attributes) {
+            char where[48], aerr[REPLICA_ERR_MAX];
+            snprintf(where, sizeof where, "batch.upserts[%zu]", i);
+            if (!attrs_check(p->attributes, p->n_attributes, where, aerr, sizeof aerr))
+                return replica_fail(err, REPLICA_EINVAL, "%s", aerr);
+        }
     }
     size_t n = vecshard__v1__write_batch__get_packed_size(b);
     if (n > WAL_MAX_PAYLOAD)
@@ -312,10 +318,23 @@ static int apply_batch(struct replica *r, const Vecshard__V1__WriteBatch *b, cha
             if (payload_put(r->ps, p->id, p->payload.data, (uint32_t)p->payload.len) != 0)
                 return replica_fail(err, REPLICA_ENOMEM, "out of memory storing payloads");
         }
+        /* Attributes are replaced whole; none given removes the old ones. */
+        for (size_t i = 0; i < n; i++) {
+            const Vecshard__V1__Point *p = b->upserts[i];
+            size_t len = 0;
+            if (p->n_attributes) {
+                if (!r->ablob && !(r->ablob = malloc(ATTR_BLOB_MAX)))
+                    return replica_fail(err, REPLICA_ENOMEM, "out of memory storing attributes");
+                len = attrs_encode(p->attributes, p->n_attributes, r->ablob);
+            }
+            if (attr_put(r->as, p->id, r->ablob, (uint32_t)len) != 0)
+                return replica_fail(err, REPLICA_ENOMEM, "out of memory storing attributes");
+        }
     }
     for (size_t i = 0; i < b->n_deletes; i++) {
         hnsw_delete(r->idx, b->deletes[i]); /* absent ids are not an error */
         payload_remove(r->ps, b->deletes[i]);
+        attr_remove(r->as, b->deletes[i]);
     }
     return REPLICA_OK;
 }
@@ -444,6 +463,49 @@ int replica_write(struct replica *r, uint64_t epoch, const Vecshard__V1__WriteBa
     return rc;
 }
 
+int replica_delete_matching(struct replica *r, uint64_t epoch, const struct filter *filter,
+                            uint32_t limit, uint64_t *lsn, uint32_t *deleted, char *err)
+{
+    *deleted = 0;
+    if (limit == 0 || limit > r->cfg.max_batch) limit = r->cfg.max_batch;
+    pthread_mutex_lock(&r->write_lock);
+    uint64_t l = atomic_load(&r->lsn);
+    *lsn = l;
+    /* Listed under the write lock: no write lands between the choice and the delete. */
+    attr_read_lock(r->as);
+    struct attr_estimate e;
+    attr_estimate(r->as, filter, hnsw_count(r->idx), &e);
+    uint64_t *ids;
+    size_t n;
+    int mrc = replica_matching_locked(r, filter, e.listable, &ids, &n);
+    attr_read_unlock(r->as);
+    if (mrc) {
+        pthread_mutex_unlock(&r->write_lock);
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory listing matching points");
+    }
+    if (n == 0) {
+        pthread_mutex_unlock(&r->write_lock);
+        free(ids);
+        return REPLICA_OK;
+    }
+    if (n > limit) n = limit;
+    Vecshard__V1__WriteBatch b = VECSHARD__V1__WRITE_BATCH__INIT;
+    b.deletes = ids;
+    b.n_deletes = n;
+    size_t packed;
+    bool first = false;
+    int rc = validate_batch(r, &b, true, &packed, err);
+    if (rc == REPLICA_OK) rc = write_locked(r, ++l, epoch, &b, NULL, packed, &first, err);
+    pthread_mutex_unlock(&r->write_lock);
+    free(ids);
+    if (rc == REPLICA_OK) rc = finish_write(r, l, first, true, err);
+    if (rc == REPLICA_OK) {
+        *lsn = l;
+        *deleted = (uint32_t)n;
+    }
+    return rc;
+}
+
 int replica_apply(struct replica *r, uint64_t lsn, uint64_t epoch,
                   const Vecshard__V1__WriteBatch *batch, uint64_t *have, char *err)
 {
@@ -548,7 +610,7 @@ int replica_snapshot(struct replica *r, bool *taken, char *err)
     captured = atomic_exchange(&r->wal_since_snapshot, 0);
     captured_records = atomic_exchange(&r->records_since_snapshot, 0);
     captured_oldest = atomic_exchange(&r->oldest_unsnap_ms, 0);
-    int src = snapshot_write_state(sw, &info, r->idx, r->ps, msg);
+    int src = snapshot_write_state(sw, &info, r->idx, r->ps, r->as, msg);
     pthread_mutex_unlock(&r->write_lock);
     if (src) {
         rc = replica_fail(err, src == SNAPSHOT_ENOMEM ? REPLICA_ENOMEM : REPLICA_EIO,
@@ -725,6 +787,8 @@ static void destroy(struct replica *r)
 {
     hnsw_free(r->idx);
     payload_store_free(r->ps);
+    attr_store_free(r->as);
+    free(r->ablob);
     free(r->ids);
     free(r->vecs);
     free(r->pack);
@@ -753,7 +817,8 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
         .M = r->cfg.hnsw.M,
         .ef_construction = r->cfg.hnsw.ef_construction,
     };
-    int rc = snapshot_load_newest(r->dir, &ex, &info, &r->idx, &r->ps, &rec->snapshot, msg);
+    int rc = snapshot_load_newest(r->dir, &ex, &info, &r->idx, &r->ps, &r->as,
+                                  &rec->snapshot, msg);
     if (rc == SNAPSHOT_OK) {
         rec->snapshot_lsn = info.lsn;
         atomic_store(&r->snapshot_lsn, info.lsn);
@@ -765,7 +830,7 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
         if ((rc = hnsw_create(&r->cfg.hnsw, &r->idx, herr)))
             return replica_fail(err, rc == HNSW_ENOMEM ? REPLICA_ENOMEM : REPLICA_EINVAL,
                                 "hnsw parameters: %s", herr);
-        if (payload_store_create(&r->ps) != 0)
+        if (payload_store_create(&r->ps) != 0 || attr_store_create(&r->as) != 0)
             return replica_fail(err, REPLICA_ENOMEM, "out of memory");
     } else {
         return replica_fail(err,
@@ -941,7 +1006,8 @@ void replica_status(struct replica *r, struct replica_stat *st)
     st->deleted = hnsw_deleted_count(r->idx);
     st->payloads = payload_count(r->ps);
     st->snapshot_lsn = atomic_load(&r->snapshot_lsn);
-    st->memory_bytes = hnsw_memory_bytes(r->idx) + payload_memory(r->ps);
+    st->attributes = attr_count(r->as);
+    st->memory_bytes = hnsw_memory_bytes(r->idx) + payload_memory(r->ps) + attr_memory(r->as);
     st->snapshots_taken = atomic_load(&r->snapshots_taken);
     st->wal_bytes_since_snapshot = atomic_load(&r->wal_since_snapshot);
     st->wal_records_since_snapshot = atomic_load(&r->records_since_snapshot);

@@ -102,6 +102,7 @@ struct replica_stat {
     uint64_t count;        /* live points */
     uint64_t deleted;      /* deleted points still linked in the graph */
     uint64_t payloads;     /* points with a payload */
+    uint64_t attributes;   /* points with attributes */
     uint64_t snapshot_lsn; /* LSN of the newest snapshot on disk; 0 if none */
     uint64_t disk_bytes;   /* snapshots + WAL segments */
     uint64_t wal_bytes;    /* WAL segments alone */
@@ -121,6 +122,8 @@ struct replica_point {
     const float *vector;    /* dim floats when asked for, else NULL (normalised under cosine) */
     const uint8_t *payload; /* NULL when not asked for or the point has none */
     uint32_t payload_len;
+    const uint8_t *attrs; /* attribute blob (common/filter/attrs.h); NULL: not asked for or none */
+    uint32_t attrs_len;
 };
 
 /*
@@ -142,14 +145,26 @@ struct replica_results {
     struct hnsw_result *hits;
 };
 
+/* How a filtered search was answered (docs/filtering.md "Planning"). */
+struct replica_plan {
+    const char *plan;   /* "exact", "scan", "graph" or "none"; NULL: no filter */
+    uint64_t points;    /* live points of the replica */
+    uint64_t estimated; /* matches the indexes estimated */
+    uint64_t scanned;   /* exact / scan: points whose distance was computed */
+    uint32_t ef;        /* graph: the candidate-list size */
+};
+
 /* What a search asks for. */
 struct replica_query {
     const float *vector; /* query_len floats (must equal the dim) */
     uint32_t len;
     uint32_t k;  /* 1..10,000 */
     uint32_t ef; /* 0: the config's ef_search; at most 100,000; raised to k */
-    bool with_payload, with_vector;
+    bool with_payload, with_vector, with_attributes;
     const char *field; /* name of the query in messages, e.g. "queries[2].vector"; NULL: "query" */
+    const struct filter *filter; /* only matching points are hits; NULL: all */
+    const char *force_plan;      /* tests and benchmarks: "exact", "scan" or "graph"; NULL: plan */
+    struct replica_plan *plan;   /* filled when not NULL */
 };
 
 struct replica;
@@ -222,7 +237,18 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
  * into res->points, the others into res->missing.
  */
 int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_payload,
-                bool with_vector, struct replica_results *res, char *err);
+                bool with_vector, bool with_attributes, struct replica_results *res, char *err);
+/* Live points matching filter (NULL: every live point) into *count. */
+int replica_count(struct replica *r, const struct filter *filter, uint64_t *count, char *err);
+/*
+ * Primary delete by filter: under the write lock, lists up to limit (0:
+ * max_batch) live points matching filter and writes their deletion as one
+ * batch of ids, like replica_write (so backups replay the same ids).
+ * *deleted gets how many; none matching writes nothing (*lsn is then the
+ * current LSN).
+ */
+int replica_delete_matching(struct replica *r, uint64_t epoch, const struct filter *filter,
+                            uint32_t limit, uint64_t *lsn, uint32_t *deleted, char *err);
 /* Prepares an empty results object. */
 void replica_results_init(struct replica_results *res);
 /* Frees what res holds (res itself is the caller's). */

@@ -3,13 +3,16 @@
  * writes, snapshots, close) and replica_read.c (search, get).
  *
  * Lock order (outermost first): snap_lock, write_lock, then the engine's
- * own locks and the payload store's rwlock (never held together: an apply
- * finishes its index calls before touching payloads). err_lock, bg_lock and
- * hist_lock are leaves.
+ * own locks, the payload store's rwlock, the attribute store's rwlock (an
+ * apply finishes its index calls before touching payloads, and its
+ * payloads before attributes; a reader that needs both takes the payload
+ * lock first). The engine's locks may be taken under the attribute store's
+ * read lock (a filtered search). err_lock, bg_lock and hist_lock are leaves.
  */
 #ifndef VS_NODE_REPLICA_INTERNAL_H
 #define VS_NODE_REPLICA_INTERNAL_H
 
+#include "node/storage/attr_store.h"
 #include "node/storage/payload.h"
 #include "node/storage/replica.h"
 
@@ -28,6 +31,7 @@ struct replica {
     struct replica_config cfg; /* dir and collection point at the copies above */
     struct hnsw_index *idx;    /* safe for concurrent use by itself */
     struct payload_store *ps;  /* has its own rwlock */
+    struct attr_store *as;     /* has its own rwlock */
     struct wal *wal;           /* has its own mutex */
 
     /*
@@ -47,6 +51,7 @@ struct replica {
     size_t cap_rows;
     uint8_t *pack;
     size_t cap_pack;
+    uint8_t *ablob; /* one point's encoded attributes (ATTR_BLOB_MAX bytes) */
 
     /* snap_lock: one snapshot at a time. snapshot_lsn, snapshot_bytes and
      * snapshot_unix_ms are written under it (and at open), read anywhere. */
@@ -81,6 +86,14 @@ void replica_history_note(struct replica *r, uint64_t lsn, uint64_t epoch);
 int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
                       const Vecshard__V1__WriteBatch *batch, const uint8_t *raw, size_t len,
                       uint64_t *have, char *err);
+
+/*
+ * With the attribute store's read lock: the ids of the live points matching
+ * f (listable: from the indexes, attr_matching; otherwise every live point
+ * tested) into *ids (malloc'ed) and *n. -1 when out of memory.
+ */
+int replica_matching_locked(struct replica *r, const struct filter *f, bool listable,
+                            uint64_t **ids, size_t *n);
 
 /* The replica code for an engine status: only a failed allocation is REPLICA_ENOMEM. */
 int replica_engine_code(int hnsw_status);

@@ -15,6 +15,7 @@
 #include "node/storage/replica_internal.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,21 +50,24 @@ static int grow(void **p, size_t *cap, size_t n, size_t sz)
 }
 
 /*
- * Copies vectors and payloads of res->points[0..n) into res->bytes and
- * points at them; drops points whose vector vanished. With the payload
- * store's read lock held when payloads are wanted. Gets list dropped ids
- * as missing (their res->missing has room for every requested id).
+ * Copies vectors, payloads and attributes of res->points[0..n) into
+ * res->bytes and points at them; drops points whose vector vanished. With
+ * the payload store's read lock held when payloads are wanted, and the
+ * attribute store's when attributes are. Gets list dropped ids as missing
+ * (their res->missing has room for every requested id).
  */
 static int fill_points(struct replica *r, struct replica_results *res, bool with_payload,
-                       bool with_vector, bool is_get)
+                       bool with_vector, bool with_attrs, bool is_get)
 {
     size_t vbytes = with_vector ? (size_t)res->n * r->dim * sizeof(float) : 0, pbytes = 0;
-    if (with_payload)
-        for (uint32_t i = 0; i < res->n; i++) {
-            uint32_t len;
-            payload_peek(r->ps, res->points[i].id, &len);
-            pbytes += len;
-        }
+    for (uint32_t i = 0; (with_payload || with_attrs) && i < res->n; i++) {
+        uint32_t len = 0;
+        if (with_payload) payload_peek(r->ps, res->points[i].id, &len);
+        pbytes += len;
+        len = 0;
+        if (with_attrs) attr_peek(r->as, res->points[i].id, &len);
+        pbytes += len;
+    }
     if (grow((void **)&res->bytes, &res->cap_bytes, vbytes + pbytes + 1, 1) != 0)
         return -1;
     float *vec = (float *)res->bytes;
@@ -74,6 +78,8 @@ static int fill_points(struct replica *r, struct replica_results *res, bool with
         p.vector = NULL;
         p.payload = NULL;
         p.payload_len = 0;
+        p.attrs = NULL;
+        p.attrs_len = 0;
         if (with_vector) {
             float *v = vec + (size_t)kept * r->dim;
             if (hnsw_get(r->idx, p.id, v) != HNSW_OK) {
@@ -83,20 +89,119 @@ static int fill_points(struct replica *r, struct replica_results *res, bool with
             }
             p.vector = v;
         }
-        if (with_payload) {
-            uint32_t len;
-            const uint8_t *src = payload_peek(r->ps, p.id, &len);
-            if (len) {
-                memcpy(pay, src, len);
-                p.payload = pay;
-                p.payload_len = len;
-                pay += len;
-            }
+        uint32_t len;
+        const uint8_t *src;
+        if (with_payload && (src = payload_peek(r->ps, p.id, &len)) && len) {
+            memcpy(pay, src, len);
+            p.payload = pay;
+            p.payload_len = len;
+            pay += len;
+        }
+        if (with_attrs && (src = attr_peek(r->as, p.id, &len)) && len) {
+            memcpy(pay, src, len);
+            p.attrs = pay;
+            p.attrs_len = len;
+            pay += len;
         }
         res->points[kept++] = p;
     }
     res->n = kept;
     return 0;
+}
+
+/* Takes the read locks fill_points needs (payloads before attributes). */
+static void fill_lock(struct replica *r, bool with_payload, bool with_attrs, bool lock)
+{
+    if (lock) {
+        if (with_payload) payload_read_lock(r->ps);
+        if (with_attrs) attr_read_lock(r->as);
+    } else {
+        if (with_attrs) attr_read_unlock(r->as);
+        if (with_payload) payload_read_unlock(r->ps);
+    }
+}
+
+/* ---------------------------------------------------------------- filters */
+
+/*
+ * The plan's cost model, in units of one distance computation
+ * (docs/filtering.md "Planning"; constants measured by make bench-filter):
+ * a filtered graph search visits about PLAN_GRAPH_VISITS * ef / s points
+ * for a selectivity s, each costing a distance and, for those near enough
+ * to enter the results, a test of its attributes; listing candidates and
+ * testing them costs PLAN_TEST per candidate plus a distance per match.
+ */
+#define PLAN_GRAPH_VISITS 16.0
+#define PLAN_TEST         1.0
+
+static bool match_cb(uint64_t id, void *ctx)
+{
+    struct replica *r = ((void **)ctx)[0];
+    const struct filter *f = ((void **)ctx)[1];
+    uint32_t len;
+    const uint8_t *blob = attr_peek(r->as, id, &len);
+    return filter_match(f, blob, len);
+}
+
+int replica_matching_locked(struct replica *r, const struct filter *f, bool listable,
+                            uint64_t **ids, size_t *n)
+{
+    if (listable) return attr_matching(r->as, f, ids, n);
+    uint64_t *all, na;
+    *ids = NULL;
+    *n = 0;
+    if (hnsw_ids(r->idx, &all, &na) != HNSW_OK) return -1;
+    size_t w = 0;
+    for (uint64_t i = 0; i < na; i++) {
+        uint32_t len;
+        const uint8_t *blob = attr_peek(r->as, all[i], &len);
+        if (filter_match(f, blob, len)) all[w++] = all[i];
+    }
+    *ids = all;
+    *n = w;
+    return 0;
+}
+
+/*
+ * The filtered search of q into hits / *n, with the attribute store's read
+ * lock held: plans from the estimate, then searches.
+ */
+static int search_filtered(struct replica *r, const struct replica_query *q, uint32_t ef,
+                           struct hnsw_result *hits, uint32_t *n, struct replica_plan *plan,
+                           char *herr)
+{
+    const struct filter *f = q->filter;
+    uint64_t N = hnsw_count(r->idx);
+    struct attr_estimate e;
+    attr_estimate(r->as, f, N, &e);
+    *plan = (struct replica_plan){.points = N, .estimated = (uint64_t)(e.matches + 0.5)};
+    *n = 0;
+    double s = (e.matches < 1 ? 1 : e.matches) / (N ? (double)N : 1);
+    double graph = PLAN_GRAPH_VISITS * ef / s * (1 + PLAN_TEST);
+    if (graph > (double)N * (1 + PLAN_TEST)) graph = (double)N * (1 + PLAN_TEST);
+    double exact = e.listable ? (double)e.candidates * PLAN_TEST + e.matches
+                              : (double)N * PLAN_TEST + e.matches;
+    const char *choice = exact <= graph ? (e.listable ? "exact" : "scan") : "graph";
+    if (e.listable && e.candidates == 0) choice = "none";
+    if (q->force_plan) choice = q->force_plan;
+    plan->plan = choice;
+    if (strcmp(choice, "none") == 0) return HNSW_OK;
+    if (strcmp(choice, "graph") == 0) {
+        void *ctx[2] = {r, (void *)f};
+        plan->ef = ef;
+        return hnsw_search(r->idx, q->vector, q->k, ef, match_cb, ctx, hits, n, herr);
+    }
+    uint64_t *ids;
+    size_t nids;
+    if (replica_matching_locked(r, f, strcmp(choice, "exact") == 0 && e.listable, &ids, &nids))
+    {
+        snprintf(herr, HNSW_ERR_MAX, "out of memory listing matching points");
+        return HNSW_ENOMEM;
+    }
+    plan->scanned = nids;
+    int rc = hnsw_search_subset(r->idx, q->vector, q->k, ids, nids, hits, n, herr);
+    free(ids);
+    return rc;
 }
 
 int replica_search(struct replica *r, const struct replica_query *q, struct replica_results *res,
@@ -118,7 +223,16 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
         return replica_fail(err, REPLICA_ENOMEM, "out of memory for %u results", q->k);
     char herr[HNSW_ERR_MAX];
     uint32_t n = 0;
-    int rc = hnsw_search(r->idx, q->vector, q->k, ef, NULL, NULL, res->hits, &n, herr);
+    int rc;
+    if (q->filter) {
+        struct replica_plan local, *plan = q->plan ? q->plan : &local;
+        attr_read_lock(r->as);
+        rc = search_filtered(r, q, ef < q->k ? q->k : ef, res->hits, &n, plan, herr);
+        attr_read_unlock(r->as);
+    } else {
+        if (q->plan) *q->plan = (struct replica_plan){0};
+        rc = hnsw_search(r->idx, q->vector, q->k, ef, NULL, NULL, res->hits, &n, herr);
+    }
     if (rc == HNSW_EINVAL) {
         /* The engine's message names the component ("query[3] is NaN"); say which query. */
         const char *tail = strncmp(herr, "query", 5) == 0 ? herr + 5 : herr;
@@ -129,13 +243,11 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
     for (uint32_t i = 0; i < n; i++)
         res->points[i] = (struct replica_point){.id = res->hits[i].id, .dist = res->hits[i].dist};
     res->n = n;
-    if (!q->with_payload && !q->with_vector)
+    if (!q->with_payload && !q->with_vector && !q->with_attributes)
         return REPLICA_OK;
-    if (q->with_payload)
-        payload_read_lock(r->ps);
-    rc = fill_points(r, res, q->with_payload, q->with_vector, false);
-    if (q->with_payload)
-        payload_read_unlock(r->ps);
+    fill_lock(r, q->with_payload, q->with_attributes, true);
+    rc = fill_points(r, res, q->with_payload, q->with_vector, q->with_attributes, false);
+    fill_lock(r, q->with_payload, q->with_attributes, false);
     if (rc) {
         res->n = 0;
         return replica_fail(err, REPLICA_ENOMEM, "out of memory copying results");
@@ -159,7 +271,7 @@ static int cmp_pos_id(const void *a, const void *b)
 }
 
 int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_payload,
-                bool with_vector, struct replica_results *res, char *err)
+                bool with_vector, bool with_attrs, struct replica_results *res, char *err)
 {
     res->n = 0;
     res->nmissing = 0;
@@ -186,8 +298,7 @@ int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_pa
     for (uint32_t i = 1; i < n; i++)
         if (s[i].id == s[i - 1].id)
             dup[s[i].pos] = 1;
-    if (with_payload)
-        payload_read_lock(r->ps);
+    fill_lock(r, with_payload, with_attrs, true);
     for (uint32_t i = 0; i < n; i++) {
         if (dup[i])
             continue;
@@ -196,14 +307,33 @@ int replica_get(struct replica *r, const uint64_t *ids, uint32_t n, bool with_pa
         else
             res->missing[res->nmissing++] = ids[i];
     }
-    if ((with_payload || with_vector) && fill_points(r, res, with_payload, with_vector, true) != 0) {
+    if ((with_payload || with_vector || with_attrs) &&
+        fill_points(r, res, with_payload, with_vector, with_attrs, true) != 0) {
         res->n = 0;
         rc = replica_fail(err, REPLICA_ENOMEM, "out of memory copying points");
     }
-    if (with_payload)
-        payload_read_unlock(r->ps);
+    fill_lock(r, with_payload, with_attrs, false);
 out:
     free(s);
     free(dup);
     return rc;
+}
+
+int replica_count(struct replica *r, const struct filter *filter, uint64_t *count, char *err)
+{
+    if (!filter) {
+        *count = hnsw_count(r->idx);
+        return REPLICA_OK;
+    }
+    attr_read_lock(r->as);
+    struct attr_estimate e;
+    attr_estimate(r->as, filter, hnsw_count(r->idx), &e);
+    uint64_t *ids;
+    size_t n;
+    int rc = replica_matching_locked(r, filter, e.listable, &ids, &n);
+    attr_read_unlock(r->as);
+    if (rc) return replica_fail(err, REPLICA_ENOMEM, "out of memory counting matches");
+    free(ids);
+    *count = n;
+    return REPLICA_OK;
 }

@@ -143,9 +143,11 @@ int replica_digest(struct replica *r, uint8_t out[REPLICA_DIGEST_BYTES], uint64_
     }
     if (n > 1) qsort(ids, n, sizeof *ids, id_cmp);
     payload_read_lock(r->ps);
+    attr_read_lock(r->as);
     for (uint64_t i = 0; i < n; i++) {
-        uint32_t plen = 0;
+        uint32_t plen = 0, alen = 0;
         const uint8_t *pl = payload_peek(r->ps, ids[i], &plen);
+        const uint8_t *at = attr_peek(r->as, ids[i], &alen);
         if (hnsw_get(r->idx, ids[i], vec) != HNSW_OK) {
             rc = replica_fail(err, REPLICA_EINTERNAL, "id %" PRIu64 " vanished during the digest",
                               ids[i]);
@@ -155,7 +157,13 @@ int replica_digest(struct replica *r, uint8_t out[REPLICA_DIGEST_BYTES], uint64_
         digest_feed(&d, vec, (size_t)r->dim * sizeof *vec);
         digest_u64(&d, plen, 4);
         digest_feed(&d, pl, plen);
+        if (alen) { /* points without attributes hash as before attributes existed */
+            digest_u64(&d, 0x41545452u, 4); /* "ATTR" */
+            digest_u64(&d, alen, 4);
+            digest_feed(&d, at, alen);
+        }
     }
+    attr_read_unlock(r->as);
     payload_read_unlock(r->ps);
 out:
     pthread_mutex_unlock(&r->write_lock);

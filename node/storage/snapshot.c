@@ -15,7 +15,12 @@
  *     INDX  the HNSW index as hnsw_write streams it (vectors, ids, levels and
  *           flags — deleted-but-linked points included —, links)
  *     PAYL  u64 count, then count x (u64 id, u32 len, len bytes)
+ *     ATTR  (version 2) u64 count, then count x (u64 id, u32 len, len bytes
+ *           of an attribute blob, common/filter/attrs.h)
  *     END_  empty
+ *
+ * Version 1 files (no ATTR section) still load: their points have no
+ * attributes. Every new snapshot is version 2.
  *
  * The index stream has its own header and per-section CRCs; it is still
  * wrapped in an outer section with a length and a CRC so that every byte of
@@ -50,13 +55,15 @@
 #error "the snapshot format is little-endian; add byte swapping for this host"
 #endif
 
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2 /* written; 1 is still read */
+#define SNAP_VERSION_MIN 1
 #define TMP_NAME     "snapshot.tmp"
 static const char snap_magic[8] = {'V', 'S', 'S', 'N', 'A', 'P', '\r', '\n'};
 
 enum {
     SEC_INDX = 0x58444e49, /* "INDX" */
     SEC_PAYL = 0x4c594150, /* "PAYL" */
+    SEC_ATTR = 0x52545441, /* "ATTR" */
     SEC_END = 0x5f444e45,  /* "END_" */
 };
 
@@ -229,7 +236,8 @@ int snapshot_begin(const char *dir, struct snapshot_writer **out, char *err)
 }
 
 int snapshot_write_state(struct snapshot_writer *sw, struct snapshot_info *info,
-                         struct hnsw_index *idx, struct payload_store *ps, char *err)
+                         struct hnsw_index *idx, struct payload_store *ps, struct attr_store *as,
+                         char *err)
 {
     struct hnsw_stats hs;
     struct timespec ts;
@@ -245,6 +253,8 @@ int snapshot_write_state(struct snapshot_writer *sw, struct snapshot_info *info,
     info->created_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 
     payload_read_lock(ps);
+    attr_read_lock(as);
+    info->attributes = attr_count_locked(as);
     info->payloads = payload_count_locked(ps);
     info->payload_bytes = payload_bytes_locked(ps);
     struct disk_header h = {
@@ -283,12 +293,19 @@ int snapshot_write_state(struct snapshot_writer *sw, struct snapshot_info *info,
         fclose(s.cf);
         goto io;
     }
+    if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_ATTR) != 0) goto io;
+    if (fwrite(&info->attributes, 8, 1, s.cf) != 1 ||
+        attr_foreach_locked(as, write_payload, s.cf) != 0) {
+        fclose(s.cf);
+        goto io;
+    }
     if (wsec_close(&s) != 0 || wsec_open(&s, f, SEC_END) != 0 || wsec_close(&s) != 0) goto io;
     sw->info = *info;
     goto out;
 io:
     rc = fail(err, SNAPSHOT_EIO, "writing %s: %s", sw->tmp, strerror(errno ? errno : EIO));
 out:
+    attr_read_unlock(as);
     payload_read_unlock(ps);
     return rc;
 }
@@ -438,6 +455,49 @@ out:
     return rc;
 }
 
+/* Reads the ATTR body (format 2) into a new store; *count gets the entries. */
+static int read_attributes(struct rsec *s, struct attr_store *as, uint64_t *count, char *err)
+{
+    uint64_t n;
+    uint8_t *buf = malloc(ATTR_BLOB_MAX);
+    int rc = SNAPSHOT_OK;
+    if (!buf) return fail(err, SNAPSHOT_ENOMEM, "out of memory");
+    if (fread(&n, 8, 1, s->cf) != 1) {
+        rc = fail(err, SNAPSHOT_EFORMAT, "section ATTR is truncated");
+        goto out;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t id;
+        uint32_t len;
+        if (fread(&id, 8, 1, s->cf) != 1 || fread(&len, 4, 1, s->cf) != 1) {
+            rc = fail(err, SNAPSHOT_EFORMAT, "section ATTR is truncated at entry %" PRIu64, i);
+            goto out;
+        }
+        if (len < 2 || len > ATTR_BLOB_MAX) {
+            rc = fail(err, SNAPSHOT_EFORMAT,
+                      "attributes %" PRIu64 " (id %" PRIu64 ") have length %u", i, id, len);
+            goto out;
+        }
+        if (fread(buf, len, 1, s->cf) != 1) {
+            rc = fail(err, SNAPSHOT_EFORMAT, "section ATTR is truncated at entry %" PRIu64, i);
+            goto out;
+        }
+        if (!attrs_blob_check(buf, len) || buf[0] == 0) {
+            rc = fail(err, SNAPSHOT_EFORMAT, "attributes of id %" PRIu64 " are malformed", id);
+            goto out;
+        }
+        if (attr_put(as, id, buf, len) != 0) {
+            rc = fail(err, SNAPSHOT_ENOMEM, "out of memory loading attributes");
+            goto out;
+        }
+    }
+    if (attr_count(as) != n) rc = fail(err, SNAPSHOT_EFORMAT, "section ATTR repeats ids");
+    *count = n;
+out:
+    free(buf);
+    return rc;
+}
+
 /* Checks the header against the expectation. */
 static int check_expect(const struct disk_header *h, const struct snapshot_expect *e, char *err)
 {
@@ -460,10 +520,13 @@ static int check_expect(const struct disk_header *h, const struct snapshot_expec
 
 int snapshot_load(const char *path, const struct snapshot_expect *expect,
                   struct snapshot_info *info, struct hnsw_index **idx, struct payload_store **ps,
-                  char *err)
+                  struct attr_store **as, char *err)
 {
     *idx = NULL;
     *ps = NULL;
+    *as = NULL;
+    struct attr_store *at = NULL;
+    uint64_t nattrs = 0;
     char herr[HNSW_ERR_MAX], msg[SNAPSHOT_ERR_MAX];
     struct hnsw_index *ix = NULL;
     struct payload_store *pl = NULL;
@@ -489,10 +552,10 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
         rc = fail(msg, SNAPSHOT_EFORMAT, "file is truncated in the header");
         goto fail;
     }
-    if (version != SNAP_VERSION) {
+    if (version < SNAP_VERSION_MIN || version > SNAP_VERSION) {
         rc = fail(msg, SNAPSHOT_EFORMAT,
-                  "snapshot format version %u is not supported (this build reads %d)", version,
-                  SNAP_VERSION);
+                  "snapshot format version %u is not supported (this build reads %d..%d)",
+                  version, SNAP_VERSION_MIN, SNAP_VERSION);
         goto fail;
     }
     if (hlen != sizeof h) {
@@ -534,6 +597,14 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
     if ((rc = rsec_open(&s, f, size, SEC_PAYL, "PAYL", msg)) ||
         (rc = read_payloads(&s, &h, pl, msg)) || (rc = rsec_close(&s, msg)))
         goto fail;
+    if (attr_store_create(&at) != 0) {
+        rc = fail(msg, SNAPSHOT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (version >= 2 &&
+        ((rc = rsec_open(&s, f, size, SEC_ATTR, "ATTR", msg)) ||
+         (rc = read_attributes(&s, at, &nattrs, msg)) || (rc = rsec_close(&s, msg))))
+        goto fail;
     if ((rc = rsec_open(&s, f, size, SEC_END, "END_", msg)) || (rc = rsec_close(&s, msg)))
         goto fail;
     if ((uint64_t)ftello(f) != size) {
@@ -552,18 +623,22 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
     info->deleted = h.deleted;
     info->payloads = h.payloads;
     info->payload_bytes = h.payload_bytes;
+    info->attributes = nattrs;
+    info->version = version;
     info->created_ms = h.created_ms;
     info->shard = h.shard;
     memcpy(info->collection, h.collection, sizeof info->collection);
     info->file_bytes = size;
     *idx = ix;
     *ps = pl;
+    *as = at;
     return SNAPSHOT_OK;
 fail:
     if (s.cf) fclose(s.cf);
     fclose(f);
     hnsw_free(ix);
     payload_store_free(pl);
+    attr_store_free(at);
     return fail(err, rc, "%s: %s", path, msg);
 }
 
@@ -578,10 +653,12 @@ int snapshot_list(const char *dir, uint64_t **lsns, uint32_t *n, char *err)
 
 int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,
                          struct snapshot_info *info, struct hnsw_index **idx,
-                         struct payload_store **ps, struct snapshot_recovery *rec, char *err)
+                         struct payload_store **ps, struct attr_store **as,
+                         struct snapshot_recovery *rec, char *err)
 {
     *idx = NULL;
     *ps = NULL;
+    *as = NULL;
     memset(rec, 0, sizeof *rec);
     char path[4096], aside[4200];
     if (snprintf(path, sizeof path, "%s/" TMP_NAME, dir) < (int)sizeof path && unlink(path) == 0)
@@ -594,7 +671,7 @@ int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,
     for (uint32_t i = 0; i < n; i++) {
         char msg[SNAPSHOT_ERR_MAX];
         snapshot_path(dir, lsns[i], path, sizeof path);
-        rc = snapshot_load(path, expect, info, idx, ps, msg);
+        rc = snapshot_load(path, expect, info, idx, ps, as, msg);
         if (rc == SNAPSHOT_OK) {
             rec->loaded = true;
             break;
@@ -624,8 +701,10 @@ int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,
         if (r && rc == SNAPSHOT_OK) {
             hnsw_free(*idx);
             payload_store_free(*ps);
+            attr_store_free(*as);
             *idx = NULL;
             *ps = NULL;
+            *as = NULL;
             rc = fail(err, r, "fsync %s failed", dir);
         }
     }

@@ -24,6 +24,7 @@
 #define VS_NODE_SNAPSHOT_H
 
 #include "common/hnsw/hnsw.h"
+#include "node/storage/attr_store.h"
 #include "node/storage/payload.h"
 
 #include <stdbool.h>
@@ -53,6 +54,8 @@ struct snapshot_info {
     uint64_t epoch; /* epoch of the last record in the image */
     uint64_t count, deleted;          /* live and deleted-but-linked points of the index */
     uint64_t payloads, payload_bytes; /* payloads stored and their total length */
+    uint64_t attributes;              /* points with attributes (format 2; 0 in format 1) */
+    uint32_t version;                 /* format version of the file (loads) */
     int64_t created_ms;               /* Unix milliseconds */
     uint32_t shard;
     char collection[SNAPSHOT_COLLECTION_MAX];
@@ -92,13 +95,14 @@ bool snapshot_path(const char *dir, uint64_t lsn, char *buf, size_t size);
 /* Creates `dir/snapshot.tmp`; *out belongs to the caller until commit or abort. */
 int snapshot_begin(const char *dir, struct snapshot_writer **out, char *err);
 /*
- * Serialises idx and ps with the header fields of *info into the temp file
- * (buffered, not yet durable). The caller must keep idx and ps free of
+ * Serialises idx, ps and as with the header fields of *info into the temp
+ * file (buffered, not yet durable). The caller must keep them free of
  * mutations until it returns; searches may run. Fills info->count,
- * deleted, payloads, payload_bytes and created_ms.
+ * deleted, payloads, payload_bytes, attributes and created_ms.
  */
 int snapshot_write_state(struct snapshot_writer *sw, struct snapshot_info *info,
-                         struct hnsw_index *idx, struct payload_store *ps, char *err);
+                         struct hnsw_index *idx, struct payload_store *ps, struct attr_store *as,
+                         char *err);
 /*
  * Flushes and fsyncs the temp file, renames it to snapshot-<info.lsn>.vsx,
  * fsyncs the folder and frees sw (also on failure, removing the temp file).
@@ -109,13 +113,13 @@ int snapshot_commit(struct snapshot_writer *sw, uint64_t *file_bytes, char *err)
 void snapshot_abort(struct snapshot_writer *sw);
 
 /*
- * Loads one snapshot file; validates everything. On success *idx and *ps
- * are new objects owned by the caller and *info is filled; on failure they
- * are NULL. expect may be NULL.
+ * Loads one snapshot file (format 1, without attributes, or 2); validates
+ * everything. On success *idx, *ps and *as are new objects owned by the
+ * caller and *info is filled; on failure they are NULL. expect may be NULL.
  */
 int snapshot_load(const char *path, const struct snapshot_expect *expect,
                   struct snapshot_info *info, struct hnsw_index **idx,
-                  struct payload_store **ps, char *err);
+                  struct payload_store **ps, struct attr_store **as, char *err);
 /*
  * Loads the newest snapshot in dir that is valid. A damaged one
  * (SNAPSHOT_EFORMAT) is renamed to <name>.corrupt, reported in *rec, and
@@ -126,7 +130,8 @@ int snapshot_load(const char *path, const struct snapshot_expect *expect,
  */
 int snapshot_load_newest(const char *dir, const struct snapshot_expect *expect,
                          struct snapshot_info *info, struct hnsw_index **idx,
-                         struct payload_store **ps, struct snapshot_recovery *rec, char *err);
+                         struct payload_store **ps, struct attr_store **as,
+                         struct snapshot_recovery *rec, char *err);
 /*
  * LSNs of the snapshot files in dir, newest first; *lsns belongs to the
  * caller (free). *n is 0 (and *lsns NULL) when there are none.

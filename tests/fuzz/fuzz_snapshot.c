@@ -16,11 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct snapshot_info info;
     struct hnsw_index *idx = NULL;
     struct payload_store *ps = NULL;
+    struct attr_store *as = NULL;
     char err[512];
-    if (snapshot_load(path, NULL, &info, &idx, &ps, err) == 0) {
+    if (snapshot_load(path, NULL, &info, &idx, &ps, &as, err) == 0) {
         fuzz_search_once(idx);
         hnsw_free(idx);
         payload_store_free(ps);
+        attr_store_free(as);
     }
     return 0;
 }

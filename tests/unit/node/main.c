@@ -161,6 +161,7 @@ int main(void)
     register_identity_tests();
     register_trash_tests();
     register_degenerate_tests();
+    register_filter_tests();
     register_replica_transfer_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();

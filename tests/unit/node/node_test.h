@@ -53,5 +53,6 @@ void register_identity_tests(void);
 void register_trash_tests(void);
 void register_degenerate_tests(void);
 void register_replica_transfer_tests(void);
+void register_filter_tests(void);
 
 #endif

@@ -48,7 +48,7 @@ static void check_points(struct replica *r, const float *stored)
     struct replica_results res;
     replica_results_init(&res);
     char err[REPLICA_ERR_MAX];
-    CU_ASSERT_EQUAL_FATAL(replica_get(r, ids, DN, true, true, &res, err), REPLICA_OK);
+    CU_ASSERT_EQUAL_FATAL(replica_get(r, ids, DN, true, true, false, &res, err), REPLICA_OK);
     CU_ASSERT_EQUAL(res.n, DN);
     CU_ASSERT_EQUAL(res.nmissing, 0);
     uint32_t bad_pay = 0, bad_vec = 0;
@@ -123,7 +123,7 @@ static void dup_case(enum hnsw_metric metric)
         all[i] = i;
     struct replica_results res;
     replica_results_init(&res);
-    CU_ASSERT_EQUAL_FATAL(replica_get(r, all, DN, false, true, &res, err), REPLICA_OK);
+    CU_ASSERT_EQUAL_FATAL(replica_get(r, all, DN, false, true, false, &res, err), REPLICA_OK);
     CU_ASSERT_EQUAL_FATAL(res.n, DN);
     for (uint32_t i = 0; i < res.n; i++)
         memcpy(stored + res.points[i].id * DDIM, res.points[i].vector, DDIM * sizeof(float));

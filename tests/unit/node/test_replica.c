@@ -112,7 +112,7 @@ static void check_model(struct replica *r, const struct model *m)
     for (uint64_t i = 0; i < NIDS; i++)
         ids[i] = i;
     char err[REPLICA_ERR_MAX];
-    CU_ASSERT_EQUAL_FATAL(replica_get(r, ids, NIDS, true, true, &res, err), REPLICA_OK);
+    CU_ASSERT_EQUAL_FATAL(replica_get(r, ids, NIDS, true, true, false, &res, err), REPLICA_OK);
     uint64_t live = 0;
     for (uint64_t i = 0; i < NIDS; i++)
         live += m->version[i] != 0;
@@ -693,9 +693,9 @@ static void test_validation(void)
     CU_ASSERT_EQUAL(replica_search(r, &rq, &res, err), REPLICA_OK);
     CU_ASSERT_EQUAL(res.n, 3);
     CU_ASSERT_PTR_NULL(res.points[0].payload);
-    CU_ASSERT_EQUAL(replica_get(r, ids, 11, true, false, &res, err), REPLICA_EBATCH_SIZE);
+    CU_ASSERT_EQUAL(replica_get(r, ids, 11, true, false, false, &res, err), REPLICA_EBATCH_SIZE);
     uint64_t dup[4] = {4, 77, 0, 4};
-    CU_ASSERT_EQUAL(replica_get(r, dup, 4, true, false, &res, err), REPLICA_OK);
+    CU_ASSERT_EQUAL(replica_get(r, dup, 4, true, false, false, &res, err), REPLICA_OK);
     CU_ASSERT_EQUAL(res.n, 2);
     CU_ASSERT_EQUAL(res.points[0].id, 4);
     CU_ASSERT_EQUAL(res.points[1].id, 0);

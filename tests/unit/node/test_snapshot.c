@@ -14,6 +14,9 @@
 #define DIM 16
 
 /* An index of n points (ids 0..n-1, version 1) with payloads, 10% deleted. */
+/* The attribute store of the last load (these tests write none). */
+static struct attr_store *tas;
+
 static void build(uint32_t n, struct hnsw_index **idx, struct payload_store **ps)
 {
     struct hnsw_params p;
@@ -48,7 +51,10 @@ static void save(const char *dir, uint64_t lsn, struct hnsw_index *idx, struct p
     struct snapshot_info info = {.lsn = lsn, .epoch = 7, .shard = 3};
     snprintf(info.collection, sizeof info.collection, "docs");
     CU_ASSERT_FATAL(snapshot_begin(dir, &sw, err) == SNAPSHOT_OK);
-    int rc = snapshot_write_state(sw, &info, idx, ps, err);
+    struct attr_store *as;
+    CU_ASSERT_FATAL(attr_store_create(&as) == 0);
+    int rc = snapshot_write_state(sw, &info, idx, ps, as, err);
+    attr_store_free(as);
     if (rc)
         fprintf(stderr, "snapshot_write_state: %s\n", err);
     CU_ASSERT_FATAL(rc == SNAPSHOT_OK);
@@ -73,7 +79,7 @@ static void test_round_trip(void)
     CU_ASSERT_STRING_EQUAL(strrchr(path, '/') + 1, "snapshot-00000000000000000042.vsx");
     CU_ASSERT_EQUAL(tn_count_files(dir, "snapshot", ".tmp"), 0);
     struct snapshot_info info;
-    int rc = snapshot_load(path, &expect, &info, &b, &pb, err);
+    int rc = snapshot_load(path, &expect, &info, &b, &pb, &tas, err);
     if (rc)
         fprintf(stderr, "snapshot_load: %s\n", err);
     CU_ASSERT_FATAL(rc == SNAPSHOT_OK);
@@ -116,14 +122,16 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(bad, 0);
     hnsw_free(b);
     payload_store_free(pb);
+    attr_store_free(tas);
+    tas = NULL;
     /* A snapshot of another collection or dim is refused as a mismatch, not as damage. */
     struct snapshot_expect other = expect;
     other.dim = 32;
-    CU_ASSERT_EQUAL(snapshot_load(path, &other, &info, &b, &pb, err), SNAPSHOT_EMISMATCH);
+    CU_ASSERT_EQUAL(snapshot_load(path, &other, &info, &b, &pb, &tas, err), SNAPSHOT_EMISMATCH);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "dim 16"));
     other = expect;
     other.collection = "images";
-    CU_ASSERT_EQUAL(snapshot_load(path, &other, &info, &b, &pb, err), SNAPSHOT_EMISMATCH);
+    CU_ASSERT_EQUAL(snapshot_load(path, &other, &info, &b, &pb, &tas, err), SNAPSHOT_EMISMATCH);
     CU_ASSERT_PTR_NULL(b);
     hnsw_free(a);
     payload_store_free(pa);
@@ -157,12 +165,14 @@ static void test_damage_refused(void)
         fclose(f);
         orig[off] ^= 0x10;
         err[0] = 0;
-        int rc = snapshot_load(copy, &expect, &info, &b, &pb, err);
+        int rc = snapshot_load(copy, &expect, &info, &b, &pb, &tas, err);
         if (rc == SNAPSHOT_OK) {
             accepted++;
             fprintf(stderr, "flip at %ld accepted\n", off);
             hnsw_free(b);
             payload_store_free(pb);
+            attr_store_free(tas);
+            tas = NULL;
         } else {
             CU_ASSERT(rc == SNAPSHOT_EFORMAT || rc == SNAPSHOT_EMISMATCH);
             CU_ASSERT(strlen(err) > 0);
@@ -175,21 +185,21 @@ static void test_damage_refused(void)
         f = fopen(copy, "wb");
         fwrite(orig, 1, size * k / 8, f);
         fclose(f);
-        CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, err), SNAPSHOT_EFORMAT);
+        CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, &tas, err), SNAPSHOT_EFORMAT);
     }
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "copy.vsx"));
-    /* A flip in the payload section names it. */
-    orig[size - 40] ^= 1;
+    /* A flip in the payload section names it (the last 48 bytes are ATTR and END_). */
+    orig[size - 60] ^= 1;
     f = fopen(copy, "wb");
     fwrite(orig, 1, size, f);
     fclose(f);
-    CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, err), SNAPSHOT_EFORMAT);
+    CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, &tas, err), SNAPSHOT_EFORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "PAYL"));
     /* Wrong magic. */
     f = fopen(copy, "wb");
     fputs("not a snapshot at all, just text", f);
     fclose(f);
-    CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, err), SNAPSHOT_EFORMAT);
+    CU_ASSERT_EQUAL(snapshot_load(copy, &expect, &info, &b, &pb, &tas, err), SNAPSHOT_EFORMAT);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad magic"));
     free(orig);
     hnsw_free(a);
@@ -224,7 +234,7 @@ static void test_fallback(void)
     struct snapshot_recovery rec;
     struct hnsw_index *x;
     struct payload_store *px;
-    int rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &rec, err);
+    int rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &tas, &rec, err);
     CU_ASSERT_EQUAL_FATAL(rc, SNAPSHOT_OK);
     CU_ASSERT_TRUE(rec.loaded);
     CU_ASSERT_EQUAL(info.lsn, 20);
@@ -237,11 +247,13 @@ static void test_fallback(void)
     CU_ASSERT_EQUAL(access(path, F_OK), -1);
     hnsw_free(x);
     payload_store_free(px);
+    attr_store_free(tas);
+    tas = NULL;
 
     /* Damage the remaining one too: nothing valid is left, said with a message. */
     snapshot_path(dir, 20, path, sizeof path);
     tn_flip(path, 100, 0x01);
-    rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &rec, err);
+    rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &tas, &rec, err);
     CU_ASSERT_EQUAL(rc, SNAPSHOT_ENOTFOUND);
     CU_ASSERT_FALSE(rec.loaded);
     CU_ASSERT_EQUAL(rec.nrejected, 1);
@@ -255,7 +267,7 @@ static void test_fallback(void)
     FILE *f = fopen(path, "wb");
     fputs("partial", f);
     fclose(f);
-    rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &rec, err);
+    rc = snapshot_load_newest(dir, &expect, &info, &x, &px, &tas, &rec, err);
     CU_ASSERT_EQUAL(rc, SNAPSHOT_ENOTFOUND);
     CU_ASSERT_EQUAL(rec.temps_removed, 1);
     CU_ASSERT_EQUAL(access(path, F_OK), -1);
@@ -264,6 +276,8 @@ static void test_fallback(void)
     hnsw_free(c);
     payload_store_free(pa);
     payload_store_free(pb);
+    attr_store_free(tas);
+    tas = NULL;
     payload_store_free(pc);
     tn_rmdir(dir);
     free(dir);

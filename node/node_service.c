@@ -241,6 +241,7 @@ static const struct {
     {"Replicate", &vecshard__v1__replicate_request__descriptor, node_svc_replicate, NULL},
     {"Search", &vecshard__v1__node_search_request__descriptor, node_svc_search, NULL},
     {"Get", &vecshard__v1__node_get_request__descriptor, node_svc_get, NULL},
+    {"Count", &vecshard__v1__node_count_request__descriptor, node_svc_count, NULL},
     {"ShardStatus", &vecshard__v1__shard_status_request__descriptor, node_svc_shard_status, NULL},
     {"TransferShard", &vecshard__v1__transfer_shard_request__descriptor, NULL,
      node_svc_transfer_shard},

@@ -37,7 +37,7 @@ struct node_svc_method {
     struct node_service *svc;
 };
 
-#define NODE_SVC_METHODS 7
+#define NODE_SVC_METHODS 8
 
 /* What the handlers share. Owned by main; outlives the server. */
 struct node_service {

@@ -64,6 +64,9 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
 /* Get: points of one shard by id. */
 grpc_status_code node_svc_get(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 
+/* Count: points matching a filter in several shards; per-shard failures stay per shard. */
+grpc_status_code node_svc_count(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
+
 /* node_service_status.c: */
 
 /* ShardStatus: LSN, epoch, counts, role and state of matching replicas. */

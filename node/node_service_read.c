@@ -13,6 +13,7 @@
 #include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "node/node_service_internal.h"
+#include "common/filter/filter.h"
 #include "node/storage/replica.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
@@ -41,6 +42,37 @@ static grpc_status_code check_queries(struct rpc_call *c,
     return GRPC_STATUS_OK;
 }
 
+static void *scratch_alloc(void *ctx, size_t count, size_t size)
+{
+    return node_svc_scratch_alloc(ctx, count, size);
+}
+
+/* A point's attribute map for a reply, from its blob (scratch memory). -1 on ENOMEM. */
+static int fill_attrs(struct node_svc_scratch *s, const struct replica_point *p,
+                      const ProtobufCMessageDescriptor *desc, void *out, size_t *n)
+{
+    if (p->attrs == NULL) return 0;
+    return attrs_to_pb(p->attrs, p->attrs_len, desc, scratch_alloc, s, (attrs_entry ***)out, n)
+               ? 0
+               : -1;
+}
+
+/*
+ * Compiles the request's filter into *out (NULL when there is none);
+ * INVALID_ARGUMENT naming the bad node.
+ */
+static grpc_status_code compile_filter(struct rpc_call *c, const Vecshard__V1__Filter *f,
+                                       struct filter **out)
+{
+    *out = NULL;
+    if (f == NULL) return GRPC_STATUS_OK;
+    char err[FILTER_ERR_MAX];
+    int rc = filter_compile(f, "filter", out, err, sizeof err);
+    if (rc == -2) return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+    if (rc) return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+    return GRPC_STATUS_OK;
+}
+
 /* Copies replica hits into a QueryResult (pointing into res). -1 on ENOMEM. */
 static int fill_hits(struct node_svc_scratch *s, const struct replica_results *res, uint32_t dim,
                      Vecshard__V1__QueryResult *qr)
@@ -63,10 +95,29 @@ static int fill_hits(struct node_svc_scratch *s, const struct replica_results *r
             sp[i].vector = (float *)p->vector;
             sp[i].n_vector = dim;
         }
+        if (fill_attrs(s, p, &vecshard__v1__scored_point__attributes_entry__descriptor,
+                       &sp[i].attributes, &sp[i].n_attributes) != 0) return -1;
         ptrs[i] = &sp[i];
     }
     qr->hits = ptrs;
     qr->n_hits = res->n;
+    return 0;
+}
+
+/* The debug plan of a shard's first query (scratch memory). -1 on ENOMEM. */
+static int fill_plan(struct node_svc_scratch *s, uint32_t shard, const struct replica_plan *p,
+                     Vecshard__V1__FilterPlan **out)
+{
+    Vecshard__V1__FilterPlan *fp = node_svc_scratch_alloc(s, 1, sizeof *fp);
+    if (fp == NULL) return -1;
+    vecshard__v1__filter_plan__init(fp);
+    fp->shard = shard;
+    fp->plan = (char *)(p->plan ? p->plan : "unfiltered");
+    fp->points = p->points;
+    fp->estimated_matches = p->estimated;
+    fp->scanned = p->scanned;
+    fp->ef = p->ef;
+    *out = fp;
     return 0;
 }
 
@@ -98,6 +149,10 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
         return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                               "queries (%zu) x shards (%zu) x k (%u) is over %u hits in one reply",
                               req->n_queries, req->n_shards, req->k, MAX_REPLY_HITS);
+
+    struct filter *filter;
+    code = compile_filter(c, req->filter, &filter);
+    if (code != GRPC_STATUS_OK) return code;
 
     size_t nres = req->n_shards * req->n_queries;
     struct node_svc_scratch s = {0};
@@ -166,8 +221,12 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
                 .ef = req->ef,
                 .with_payload = req->with_payload,
                 .with_vector = req->with_vector,
+                .with_attributes = req->with_attributes,
                 .field = field,
+                .filter = filter,
             };
+            struct replica_plan plan;
+            if (req->debug && q == 0) rq.plan = &plan;
             struct replica_results *res = &results[si * req->n_queries + q];
             int rc = replica_search(v.rep, &rq, res, emsg);
             if (rc != REPLICA_OK) {
@@ -175,7 +234,8 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
                 sr[si].error = emsg;
                 break;
             }
-            if (fill_hits(&s, res, v.coll.dim, &qr[q]) != 0) {
+            if (fill_hits(&s, res, v.coll.dim, &qr[q]) != 0 ||
+                (rq.plan && fill_plan(&s, shard, &plan, &sr[si].plan) != 0)) {
                 node_shards_release(svc->reg, e);
                 code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
                 goto out;
@@ -206,6 +266,7 @@ out:
             replica_results_free(&results[i]);
     free(results);
     node_svc_scratch_free(&s);
+    filter_free(filter);
     return code;
 }
 
@@ -230,7 +291,7 @@ grpc_status_code node_svc_get(struct rpc_call *c, const ProtobufCMessage *msg, v
     struct node_svc_scratch s = {0};
     char err[REPLICA_ERR_MAX];
     int rc = replica_get(v.rep, req->ids, (uint32_t)req->n_ids, req->with_payload, req->with_vector,
-                         &res, err);
+                         req->with_attributes, &res, err);
     if (rc != REPLICA_OK) {
         code = rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "%s", err);
         goto out;
@@ -254,6 +315,11 @@ grpc_status_code node_svc_get(struct rpc_call *c, const ProtobufCMessage *msg, v
             pts[i].payload.data = (uint8_t *)p->payload;
             pts[i].payload.len = p->payload_len;
         }
+        if (fill_attrs(&s, p, &vecshard__v1__point__attributes_entry__descriptor,
+                       &pts[i].attributes, &pts[i].n_attributes) != 0) {
+            code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
         ptrs[i] = &pts[i];
     }
     resp.points = ptrs;
@@ -268,5 +334,72 @@ out:
     replica_results_free(&res);
     node_svc_scratch_free(&s);
     node_shards_release(svc->reg, e);
+    return code;
+}
+
+/* ------------------------------------------------------------ Count */
+
+/* Count: points matching a filter in several shards; per-shard failures stay per shard. */
+grpc_status_code node_svc_count(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
+{
+    struct node_service *svc = user;
+    const Vecshard__V1__NodeCountRequest *req = (const Vecshard__V1__NodeCountRequest *)msg;
+    grpc_status_code code = node_svc_check_collection_name(c, req->collection);
+    if (code != GRPC_STATUS_OK) return code;
+    if (req->n_shards == 0)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "shards is empty");
+    struct filter *filter;
+    code = compile_filter(c, req->filter, &filter);
+    if (code != GRPC_STATUS_OK) return code;
+    struct node_svc_scratch s = {0};
+    Vecshard__V1__ShardCount *sc = node_svc_scratch_alloc(&s, req->n_shards, sizeof *sc);
+    Vecshard__V1__ShardCount **scp = node_svc_scratch_alloc(&s, req->n_shards, sizeof *scp);
+    if (sc == NULL || scp == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t si = 0; si < req->n_shards; si++) {
+        uint32_t shard = req->shards[si];
+        vecshard__v1__shard_count__init(&sc[si]);
+        scp[si] = &sc[si];
+        sc[si].shard = shard;
+        char *emsg = node_svc_scratch_alloc(&s, REPLICA_ERR_MAX, 1);
+        if (emsg == NULL) {
+            code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        struct node_shard_view v;
+        struct node_shard *e = node_shards_acquire(svc->reg, req->collection, shard, &v);
+        if (e == NULL || v.rep == NULL || v.state == NODE_STATE_DAMAGED) {
+            sc[si].code = e == NULL ? GRPC_STATUS_NOT_FOUND
+                          : v.state == NODE_STATE_DAMAGED ? GRPC_STATUS_DATA_LOSS
+                                                           : GRPC_STATUS_UNAVAILABLE;
+            snprintf(emsg, REPLICA_ERR_MAX, "shard %u of collection \"%s\" is %s on this node",
+                     shard, req->collection,
+                     e == NULL ? "not hosted"
+                     : v.state == NODE_STATE_DAMAGED ? "DAMAGED"
+                                                     : "loading or recovering");
+            sc[si].error = emsg;
+            node_shards_release(svc->reg, e);
+            continue;
+        }
+        uint64_t n = 0;
+        int rc = replica_count(v.rep, filter, &n, emsg);
+        node_shards_release(svc->reg, e);
+        if (rc != REPLICA_OK) {
+            sc[si].code = (uint32_t)replica_code_grpc(rc);
+            sc[si].error = emsg;
+            continue;
+        }
+        sc[si].count = n;
+    }
+    Vecshard__V1__NodeCountResponse resp = VECSHARD__V1__NODE_COUNT_RESPONSE__INIT;
+    resp.shards = scp;
+    resp.n_shards = req->n_shards;
+    if (rpc_call_reply(c, &resp.base) != 0)
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "reply too large");
+out:
+    node_svc_scratch_free(&s);
+    filter_free(filter);
     return code;
 }

@@ -14,6 +14,7 @@
 #include "common/metrics/metrics.h"
 #include "common/util/log.h"
 #include "node/node_service_internal.h"
+#include "common/filter/filter.h"
 #include "node/storage/replica.h"
 #include "proto/vecshard/v1/shard_node.pb-c.h"
 
@@ -59,12 +60,27 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
     const Vecshard__V1__WriteRequest *req = (const Vecshard__V1__WriteRequest *)msg;
     grpc_status_code code = node_svc_check_collection_name(c, req->collection);
     if (code != GRPC_STATUS_OK) return code;
-    if (req->batch == NULL)
+    if (req->batch == NULL && req->delete_filter == NULL)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "batch is missing");
+    if (req->batch != NULL && req->delete_filter != NULL)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "batch and delete_filter are exclusive: send one");
+    struct filter *filter = NULL;
+    if (req->delete_filter != NULL) {
+        char ferr[FILTER_ERR_MAX];
+        int frc = filter_compile(req->delete_filter, "delete_filter", &filter, ferr, sizeof ferr);
+        if (frc)
+            return rpc_call_error(c, frc == -2 ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                                               : GRPC_STATUS_INVALID_ARGUMENT,
+                                  "%s", ferr);
+    }
 
     struct node_shard_view v;
     struct node_shard *e = node_svc_borrow(svc, c, req->collection, req->shard, &v, &code);
-    if (e == NULL) return code;
+    if (e == NULL) {
+        filter_free(filter);
+        return code;
+    }
 
     if (req->epoch < v.epoch) {
         node_svc_placement_trailers(c, &v);
@@ -101,12 +117,17 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
     }
     code = node_svc_check_deadline(c, "before the write");
     if (code != GRPC_STATUS_OK) goto out;
-    code = check_memory(c, svc, req->batch);
-    if (code != GRPC_STATUS_OK) goto out;
+    if (req->batch != NULL) {
+        code = check_memory(c, svc, req->batch);
+        if (code != GRPC_STATUS_OK) goto out;
+    }
 
     char err[REPLICA_ERR_MAX];
     uint64_t lsn = 0;
-    int rc = replica_write(v.rep, v.epoch, req->batch, &lsn, err);
+    uint32_t deleted = 0;
+    int rc = filter != NULL ? replica_delete_matching(v.rep, v.epoch, filter, req->delete_limit,
+                                                      &lsn, &deleted, err)
+                            : replica_write(v.rep, v.epoch, req->batch, &lsn, err);
     if (rc != REPLICA_OK) {
         code = rpc_call_error(c, (grpc_status_code)replica_code_grpc(rc), "%s", err);
         if (rc == REPLICA_EUNAPPLIED) {
@@ -127,10 +148,10 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
         goto out;
     }
     const char *labels[] = {req->collection};
-    if (req->batch->n_upserts)
-        metrics_add(svc->points_upserted, labels, (double)req->batch->n_upserts);
-    if (req->batch->n_deletes)
-        metrics_add(svc->points_deleted, labels, (double)req->batch->n_deletes);
+    size_t nup = req->batch ? req->batch->n_upserts : 0;
+    size_t ndel = req->batch ? req->batch->n_deletes : deleted;
+    if (nup) metrics_add(svc->points_upserted, labels, (double)nup);
+    if (ndel) metrics_add(svc->points_deleted, labels, (double)ndel);
     /* Acknowledge only once every in-sync backup has the record (docs/replication.md §3). */
     uint64_t epoch = v.epoch;
     struct repl *repl = atomic_load(&svc->repl);
@@ -156,11 +177,13 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
     Vecshard__V1__WriteResponse resp = VECSHARD__V1__WRITE_RESPONSE__INIT;
     resp.lsn = lsn;
     resp.epoch = epoch;
+    resp.deleted = deleted;
     if (rpc_call_reply(c, &resp.base) != 0)
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot build the reply");
     log_debug("write", "collection=%s shard=%u lsn=%llu upserts=%zu deletes=%zu", req->collection,
-              req->shard, (unsigned long long)lsn, req->batch->n_upserts, req->batch->n_deletes);
+              req->shard, (unsigned long long)lsn, nup, ndel);
 out:
     node_shards_release(svc->reg, e);
+    filter_free(filter);
     return code;
 }

@@ -34,6 +34,7 @@ static const struct {
     enum auth_role role;
 } roles[] = {
     {"Search", AUTH_READ},           {"Get", AUTH_READ},
+    {"Count", AUTH_READ},
     {"DescribeCollection", AUTH_READ}, {"ListCollections", AUTH_READ},
     {"ClusterStatus", AUTH_READ},    {"Upsert", AUTH_WRITE},
     {"Delete", AUTH_WRITE},          {"CreateCollection", AUTH_ADMIN},

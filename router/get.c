@@ -67,6 +67,7 @@ static int gsend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
     nr.n_ids = x->g[shards[0]].n;
     nr.with_payload = x->req->with_payload;
     nr.with_vector = x->req->with_vector;
+    nr.with_attributes = x->req->with_attributes;
     return rpc_fanout_start(fo, ch, NODE_SVC "Get", &nr.base,
                             &vecshard__v1__node_get_response__descriptor, opts);
 }

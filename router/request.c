@@ -214,6 +214,7 @@ int router_register(struct rpc_server *s, struct router *r)
         {"Delete", &vecshard__v1__delete_request__descriptor, router_delete},
         {"Get", &vecshard__v1__get_request__descriptor, router_get},
         {"Search", &vecshard__v1__search_request__descriptor, router_search},
+        {"Count", &vecshard__v1__count_request__descriptor, router_count},
         {"ClusterStatus", &vecshard__v1__cluster_status_request__descriptor, router_cluster_status},
         {"Rebalance", &vecshard__v1__rebalance_request__descriptor, router_rebalance},
         {"Drain", &vecshard__v1__drain_request__descriptor, router_drain},

@@ -43,7 +43,7 @@
 #define ROUTER_MAX_RF      16u
 #define ROUTER_LOAD_SLOTS  256 /* nodes tracked for outstanding-call counts */
 #define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
-#define ROUTER_METHODS     11  /* VecShard methods (request.c) */
+#define ROUTER_METHODS     12  /* VecShard methods (request.c) */
 
 /* Outstanding calls per node id, for the replica choice of reads. `lock`
  * protects the table; ids are never removed (a slot per node ever seen). */
@@ -149,6 +149,7 @@ grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, vo
 grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 grpc_status_code router_get(struct rpc_call *c, const ProtobufCMessage *m, void *u);
+grpc_status_code router_count(struct rpc_call *c, const ProtobufCMessage *m, void *u);
 
 /* --- rebalance_rpc.c --- */
 
@@ -189,6 +190,10 @@ grpc_status_code router_collection(struct router *r, struct rpc_call *c, const c
  * nodes' rule); `what` names the field ("points[3].vector"). */
 grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const float *v, size_t n,
                                      const struct rt_collection *coll);
+
+/* INVALID_ARGUMENT naming the bad node unless f (may be NULL) is a valid
+ * filter (filter_compile, the nodes' rule). */
+grpc_status_code router_check_filter(struct rpc_call *c, const Vecshard__V1__Filter *f);
 
 /* Adds delta to the outstanding calls of node id. */
 void router_load_add(struct router *r, const char *id, int delta);

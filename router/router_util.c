@@ -5,6 +5,7 @@
  * (docs/design.md §5: in-sync only, round-robin weighted by outstanding calls).
  */
 #define _GNU_SOURCE
+#include "common/filter/filter.h"
 #include "router/router.h"
 
 #include <errno.h>
@@ -84,6 +85,18 @@ grpc_status_code router_check_vector(struct rpc_call *c, const char *what, const
     /* cluster_metric and hnsw_metric share their values (common/cluster/doc.c asserts it). */
     if (hnsw_vector_check((enum hnsw_metric)coll->metric, coll->dim, v, what, err) != HNSW_OK)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
+    return GRPC_STATUS_OK;
+}
+
+grpc_status_code router_check_filter(struct rpc_call *c, const Vecshard__V1__Filter *f)
+{
+    if (f == NULL) return GRPC_STATUS_OK;
+    struct filter *compiled;
+    char err[FILTER_ERR_MAX];
+    int rc = filter_compile(f, "filter", &compiled, err, sizeof err);
+    filter_free(compiled);
+    if (rc == -2) return rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "%s", err);
+    if (rc) return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", err);
     return GRPC_STATUS_OK;
 }
 

@@ -53,6 +53,9 @@ static int ssend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
     nr.ef = x->req->ef;
     nr.with_payload = x->req->with_payload;
     nr.with_vector = x->req->with_vector;
+    nr.filter = x->req->filter;
+    nr.with_attributes = x->req->with_attributes;
+    nr.debug = x->req->debug && x->req->filter != NULL;
     return rpc_fanout_start(fo, ch, NODE_SVC "Search", &nr.base,
                             &vecshard__v1__node_search_response__descriptor, opts);
 }
@@ -163,7 +166,7 @@ static grpc_status_code check_request(struct rpc_call *c, const Vecshard__V1__Se
             router_check_vector(c, what, req->queries[i]->vector, req->queries[i]->n_vector, coll);
         if (code != GRPC_STATUS_OK) return code;
     }
-    return GRPC_STATUS_OK;
+    return router_check_filter(c, req->filter);
 }
 
 /* Builds and sets the reply (coverage already checked). */
@@ -179,10 +182,12 @@ static grpc_status_code reply(struct sctx *x, struct rpc_call *c, uint32_t ok, u
     }
     Vecshard__V1__QueryResult *qr = calloc(nq, sizeof *qr);
     Vecshard__V1__QueryResult **qrp = calloc(nq, sizeof *qrp);
+    Vecshard__V1__FilterPlan **plans = calloc(x->coll->shards + 1, sizeof *plans);
+    size_t nplans = 0;
     Vecshard__V1__ScoredPoint **hits = calloc(total + 1, sizeof *hits);
     struct cursor *heap = calloc(x->coll->shards, sizeof *heap);
     grpc_status_code code = GRPC_STATUS_OK;
-    if (qr == NULL || qrp == NULL || hits == NULL || heap == NULL) {
+    if (qr == NULL || qrp == NULL || hits == NULL || heap == NULL || plans == NULL) {
         code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory merging results");
         goto out;
     }
@@ -204,8 +209,13 @@ static grpc_status_code reply(struct sctx *x, struct rpc_call *c, uint32_t ok, u
     resp.results = qrp;
     resp.n_results = nq;
     resp.coverage = &cov;
+    for (uint32_t s = 0; s < x->coll->shards; s++) /* borrowed from the nodes' replies */
+        if (shard_ok(x, s) && x->res[s]->plan != NULL) plans[nplans++] = x->res[s]->plan;
+    resp.plans = plans;
+    resp.n_plans = nplans;
     rpc_call_reply(c, &resp.base);
 out:
+    free(plans);
     free(qr);
     free(qrp);
     free(hits);

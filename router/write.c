@@ -17,11 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/filter/attrs.h"
 #include "common/util/hash.h"
 #include "router/router.h"
 #include "router/shard_call.h"
 
 #define WRITE_ATTEMPTS 4 /* first try + 3 retries per group */
+/* Points one ShardNode.Write of a delete by filter removes at most (one atomic batch). */
+#define DELETE_FILTER_BATCH 10000
 
 /* One shard's part of the request. */
 struct wgroup {
@@ -37,6 +40,8 @@ struct wctx {
     uint32_t shards;
     struct wgroup *groups; /* by shard */
     struct shard_call sc;
+    const Vecshard__V1__Filter *filter; /* delete by filter: sent to every shard wanted */
+    uint32_t *deleted;                  /* delete by filter: per shard, of the last round */
 };
 
 /* shard_call send: the Write of one group to its primary. */
@@ -55,9 +60,25 @@ static int wsend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
     req.collection = (char *)w->collection;
     req.shard = shards[0];
     req.epoch = epoch;
-    req.batch = &batch;
+    if (w->filter != NULL) {
+        req.delete_filter = (Vecshard__V1__Filter *)w->filter;
+        req.delete_limit = DELETE_FILTER_BATCH;
+    } else {
+        req.batch = &batch;
+    }
     return rpc_fanout_start(fo, ch, NODE_SVC "Write", &req.base,
                             &vecshard__v1__write_response__descriptor, opts);
+}
+
+/* shard_call answered (delete by filter): notes how many the shard deleted. */
+static bool wanswered(void *arg, const ProtobufCMessage *m, size_t i, uint32_t shard,
+                      const char *node, char *why, size_t whylen)
+{
+    struct wctx *w = arg;
+    (void)i, (void)node, (void)why, (void)whylen;
+    if (w->deleted != NULL)
+        w->deleted[shard] = ((const Vecshard__V1__WriteResponse *)m)->deleted;
+    return true;
 }
 
 /* Sends every group with something to write and waits for the outcome. */
@@ -120,7 +141,7 @@ static int winit(struct wctx *w, struct router *r, struct rpc_call *c, const str
         .primary = true,
         .max_tries = WRITE_ATTEMPTS,
     };
-    static const struct shard_call_ops ops = {.send = wsend};
+    static const struct shard_call_ops ops = {.send = wsend, .answered = wanswered};
     memset(w, 0, sizeof *w);
     w->collection = coll->name;
     w->shards = coll->shards;
@@ -163,6 +184,12 @@ grpc_status_code router_upsert(struct rpc_call *c, const ProtobufCMessage *m, vo
                                   p->payload.len, ROUTER_MAX_PAYLOAD);
             goto out;
         }
+        char where[32], aerr[ATTR_ERR_MAX + 64];
+        snprintf(where, sizeof where, "points[%zu]", i);
+        if (p->n_attributes && !attrs_check(p->attributes, p->n_attributes, where, aerr, sizeof aerr)) {
+            code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", aerr);
+            goto out;
+        }
     }
     count = calloc(coll->shards, sizeof *count);
     if (count == NULL || winit(&w, r, c, v, coll) != 0) {
@@ -195,6 +222,60 @@ out:
     return code;
 }
 
+/*
+ * Delete by filter: every shard's primary deletes up to DELETE_FILTER_BATCH
+ * matching points per Write, each an atomic batch of ids in its WAL; the
+ * shards that deleted a full batch are asked again until none is left
+ * (docs/filtering.md "Delete by filter").
+ */
+static grpc_status_code delete_by_filter(struct router *r, struct rpc_call *c,
+                                         const Vecshard__V1__Filter *f, const struct rt_view *v,
+                                         const struct rt_collection *coll)
+{
+    grpc_status_code code = router_check_filter(c, f);
+    if (code != GRPC_STATUS_OK) return code;
+    uint32_t S = coll->shards;
+    uint32_t *deleted = calloc(S, sizeof *deleted);
+    bool *more = calloc(S, sizeof *more);
+    uint64_t total = 0;
+    if (deleted == NULL || more == NULL) {
+        code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (uint32_t s = 0; s < S; s++)
+        more[s] = true;
+    for (bool any = true; any;) {
+        struct wctx w;
+        if (winit(&w, r, c, v, coll) != 0) {
+            wfree(&w);
+            code = rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+            goto out;
+        }
+        w.filter = f;
+        w.deleted = deleted;
+        for (uint32_t s = 0; s < S; s++)
+            if (more[s]) shard_call_want(&w.sc, s);
+        shard_call_run(&w.sc);
+        code = wfinish(&w, c);
+        wfree(&w);
+        if (code != GRPC_STATUS_OK) goto out;
+        any = false;
+        for (uint32_t s = 0; s < S; s++) {
+            if (!more[s]) continue;
+            total += deleted[s];
+            more[s] = deleted[s] >= DELETE_FILTER_BATCH;
+            any = any || more[s];
+        }
+    }
+    Vecshard__V1__DeleteResponse resp = VECSHARD__V1__DELETE_RESPONSE__INIT;
+    resp.deleted = total > UINT32_MAX ? UINT32_MAX : (uint32_t)total;
+    rpc_call_reply(c, &resp.base);
+out:
+    free(deleted);
+    free(more);
+    return code;
+}
+
 grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
     struct router *r = u;
@@ -206,8 +287,14 @@ grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, vo
     struct wctx w;
     uint32_t *count = NULL;
     memset(&w, 0, sizeof w);
+    if (req->filter != NULL) {
+        code = req->n_ids ? rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                                           "ids and filter are exclusive: send one")
+                          : delete_by_filter(r, c, req->filter, v, coll);
+        goto out;
+    }
     if (req->n_ids == 0) {
-        code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty");
+        code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty (or set filter)");
         goto out;
     }
     if (req->n_ids > ROUTER_MAX_POINTS) {

@@ -182,7 +182,7 @@ BINS += $(BIN_NODE)
 # builds of the same sources under $(BUILD)/pic/ and exports only vecshard_*
 # (clients/c/libvecshard.map).
 VSC_SRC      := $(wildcard clients/c/*.c)
-VSC_LIB_SRC  := $(VSC_SRC) common/rpc/client.c common/rpc/pb.c common/rpc/tls.c $(PROTO_C)
+VSC_LIB_SRC  := $(VSC_SRC) common/rpc/client.c common/rpc/pb.c common/rpc/tls.c $(FILTER_SRC) $(PROTO_C)
 LIB_VECSHARD := $(BUILD)/libvecshard.a
 SO_VECSHARD  := $(BUILD)/libvecshard.so
 pic = $(patsubst %.c,$(BUILD)/pic/%.o,$(1))

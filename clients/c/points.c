@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/filter/filter.h"
 #include "clients/c/client_internal.h"
 
 /* A get result and its reply. */
@@ -100,6 +101,52 @@ enum vecshard_code vecshard_delete(struct vecshard_client *c, const char *name, 
                                        &vecshard__v1__delete_response__descriptor, &resp, err);
     if (code == VECSHARD_OK && deleted) *deleted = ((Vecshard__V1__DeleteResponse *)resp)->deleted;
     if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    return code;
+}
+
+/* The message of a JSON filter; NULL with INVALID_ARGUMENT in err. */
+static Vecshard__V1__Filter *parse_filter(const char *json, struct vecshard_error *err)
+{
+    char msg[FILTER_ERR_MAX];
+    Vecshard__V1__Filter *f = filter_from_json(json, msg, sizeof msg);
+    if (!f) vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "%s", msg);
+    return f;
+}
+
+enum vecshard_code vecshard_count_matching(struct vecshard_client *c, const char *name,
+                                           const char *filter,
+                                  uint64_t *count, struct vecshard_error *err)
+{
+    if (count) *count = 0;
+    if (!name) return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "name is NULL");
+    Vecshard__V1__CountRequest req = VECSHARD__V1__COUNT_REQUEST__INIT;
+    req.collection = (char *)name;
+    if (filter && !(req.filter = parse_filter(filter, err))) return VECSHARD_INVALID_ARGUMENT;
+    ProtobufCMessage *resp;
+    enum vecshard_code code = vsc_call(c, VSC_METHOD("Count"), &req.base,
+                                       &vecshard__v1__count_response__descriptor, &resp, err);
+    if (code == VECSHARD_OK && count) *count = ((Vecshard__V1__CountResponse *)resp)->count;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    if (req.filter) vecshard__v1__filter__free_unpacked(req.filter, NULL);
+    return code;
+}
+
+enum vecshard_code vecshard_delete_matching(struct vecshard_client *c, const char *name,
+                                            const char *filter, uint32_t *deleted,
+                                            struct vecshard_error *err)
+{
+    if (deleted) *deleted = 0;
+    if (!name || !filter)
+        return vsc_fail(err, VECSHARD_INVALID_ARGUMENT, "%s is NULL", name ? "filter" : "name");
+    Vecshard__V1__DeleteRequest req = VECSHARD__V1__DELETE_REQUEST__INIT;
+    req.collection = (char *)name;
+    if (!(req.filter = parse_filter(filter, err))) return VECSHARD_INVALID_ARGUMENT;
+    ProtobufCMessage *resp;
+    enum vecshard_code code = vsc_call(c, VSC_METHOD("Delete"), &req.base,
+                                       &vecshard__v1__delete_response__descriptor, &resp, err);
+    if (code == VECSHARD_OK && deleted) *deleted = ((Vecshard__V1__DeleteResponse *)resp)->deleted;
+    if (resp) protobuf_c_message_free_unpacked(resp, NULL);
+    vecshard__v1__filter__free_unpacked(req.filter, NULL);
     return code;
 }
 
@@ -235,8 +282,13 @@ enum vecshard_code vecshard_search(struct vecshard_client *c, const char *name,
     req.min_coverage = params->min_coverage;
     req.with_payload = params->with_payload;
     req.with_vector = params->with_vector;
+    if (params->filter && !(req.filter = parse_filter(params->filter, err))) {
+        code = VECSHARD_INVALID_ARGUMENT;
+        goto done;
+    }
     code = vsc_call(c, VSC_METHOD("Search"), &req.base, &vecshard__v1__search_response__descriptor,
                     &s->reply, err);
+    if (req.filter) vecshard__v1__filter__free_unpacked(req.filter, NULL);
     if (code != VECSHARD_OK) goto done;
     const Vecshard__V1__SearchResponse *r = (Vecshard__V1__SearchResponse *)s->reply;
     if (r->n_results != nq) {

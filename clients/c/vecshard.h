@@ -305,6 +305,10 @@ struct vecshard_search_params {
     float min_coverage; /* fraction of shards that must answer; 0 = 1.0 */
     bool with_payload;  /* fill each hit's payload */
     bool with_vector;   /* fill each hit's vector */
+    /* Only points matching this filter, in the JSON form of docs/filtering.md
+     * (e.g. {"and":[{"eq":{"color":"red"}},{"range":{"price":{"lt":50}}}]});
+     * NULL: no filter. A bad one is VECSHARD_INVALID_ARGUMENT naming the part. */
+    const char *filter;
 };
 
 /* One hit; payload and vector are NULL unless asked for (and not empty). */
@@ -343,6 +347,15 @@ enum vecshard_code vecshard_search(struct vecshard_client *c, const char *name,
 
 /* Frees a search result (NULL is a no-op). */
 void vecshard_search_result_free(struct vecshard_search_result *r);
+
+/* Points of collection `name` matching filter (JSON form; NULL: all) into *count. */
+enum vecshard_code vecshard_count_matching(struct vecshard_client *c, const char *name,
+                                           const char *filter,
+                                  uint64_t *count, struct vecshard_error *err);
+/* Deletes every point matching filter (JSON form, required); *deleted (may be NULL) gets how many. */
+enum vecshard_code vecshard_delete_matching(struct vecshard_client *c, const char *name,
+                                            const char *filter, uint32_t *deleted,
+                                            struct vecshard_error *err);
 
 /* ===================================================================== cluster */
 

@@ -50,6 +50,7 @@ def write_keys(path, extra=""):
 METHODS = {
     "Search": ("read", lambda c: rh.search_request(c, [[0.0] * 4], k=1)),
     "Get": ("read", lambda c: pb.GetRequest(collection=c, ids=[1])),
+    "Count": ("read", lambda c: pb.CountRequest(collection=c)),
     "DescribeCollection": ("read", lambda c: pb.DescribeCollectionRequest(name=c)),
     "ListCollections": ("read", lambda c: pb.ListCollectionsRequest()),
     "ClusterStatus": ("read", lambda c: pb.ClusterStatusRequest()),

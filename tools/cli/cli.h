@@ -167,6 +167,7 @@ int cli_cmd_describe(struct cli *c, int argc, char **argv);
 int cli_cmd_status(struct cli *c, int argc, char **argv);
 int cli_cmd_get(struct cli *c, int argc, char **argv);
 int cli_cmd_delete(struct cli *c, int argc, char **argv);
+int cli_cmd_count(struct cli *c, int argc, char **argv);
 int cli_cmd_rebalance(struct cli *c, int argc, char **argv);
 int cli_cmd_drain(struct cli *c, int argc, char **argv);
 int cli_cmd_undrain(struct cli *c, int argc, char **argv);
@@ -187,7 +188,7 @@ extern const char *const cli_usage_create,
                                *const cli_usage_describe,
                                    *const cli_usage_status,
                                        *const cli_usage_get,
-                                           *const cli_usage_delete,
+                                           *const cli_usage_delete, *const cli_usage_count,
                                                *const cli_usage_rebalance,
                                                    *const cli_usage_drain,
                                                        *const cli_usage_undrain,

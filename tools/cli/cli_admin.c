@@ -554,9 +554,29 @@ int cli_cmd_get(struct cli *c, int argc, char **argv)
 /* vecshard delete NAME ID... */
 int cli_cmd_delete(struct cli *c, int argc, char **argv)
 {
-    const char *name = NULL;
+    const char *name = NULL, *filter = NULL;
     uint64_t *ids;
     size_t n_ids;
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--filter")) filter = argv[i + 1];
+    if (filter) {
+        /* delete NAME --filter JSON: every matching point, in atomic batches per shard */
+        const struct cli_flag flags[] = {{"--filter", CLI_FLAG_STR, &filter, 0, 0, NULL}};
+        const char *pos[1];
+        int n_pos;
+        int rc = cli_parse(argc, argv, flags, 1, pos, 1, &n_pos, cli_usage_delete);
+        if (rc) return rc;
+        if (n_pos != 1) return cli_usage_error(argv[0], cli_usage_delete, "missing collection NAME");
+        struct vecshard_client *vc = cli_client(c);
+        struct vecshard_error err;
+        uint32_t deleted = 0;
+        rc = !vc ? CLI_FAIL
+                 : cli_check(c, vecshard_delete_matching(vc, pos[0], filter, &deleted, &err), &err);
+        if (rc) return rc;
+        printf("deleted %u point%s matching the filter from %s\n", deleted, deleted == 1 ? "" : "s",
+               pos[0]);
+        return CLI_OK;
+    }
     int rc = parse_name_ids(argc, argv, NULL, 0, cli_usage_delete, &name, &ids, &n_ids);
     if (rc) return rc;
 
@@ -567,5 +587,30 @@ int cli_cmd_delete(struct cli *c, int argc, char **argv)
     free(ids);
     if (rc) return rc;
     printf("deleted %u id%s from %s\n", deleted, n_ids == 1 ? "" : "s", name);
+    return CLI_OK;
+}
+
+int cli_cmd_count(struct cli *c, int argc, char **argv)
+{
+    const char *filter = NULL;
+    bool json = false;
+    const struct cli_flag flags[] = {
+        {"--filter", CLI_FLAG_STR, &filter, 0, 0, NULL},
+        {"--json", CLI_FLAG_BOOL, &json, 0, 0, NULL},
+    };
+    const char *pos[1];
+    int n_pos;
+    int rc = cli_parse(argc, argv, flags, 2, pos, 1, &n_pos, cli_usage_count);
+    if (rc) return rc;
+    if (n_pos != 1) return cli_usage_error(argv[0], cli_usage_count, "missing collection NAME");
+    struct vecshard_client *vc = cli_client(c);
+    struct vecshard_error err;
+    uint64_t n = 0;
+    rc = !vc ? CLI_FAIL : cli_check(c, vecshard_count_matching(vc, pos[0], filter, &n, &err), &err);
+    if (rc) return rc;
+    if (json)
+        printf("{\"count\":%llu}\n", (unsigned long long)n);
+    else
+        printf("%llu\n", (unsigned long long)n);
     return CLI_OK;
 }

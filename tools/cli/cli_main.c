@@ -45,7 +45,15 @@ const char *const cli_usage_get =
     "  Ids that do not exist are listed as missing (not an error).\n";
 const char *const cli_usage_delete =
     "usage: vecshard delete NAME ID...\n"
-    "  Deletes points by id (absent ids are not an error).\n";
+    "       vecshard delete NAME --filter JSON\n"
+    "  Deletes points by id (absent ids are not an error), or every point\n"
+    "  matching a filter (docs/filtering.md), e.g.\n"
+    "  --filter '{\"range\":{\"price\":{\"lt\":1}}}'.\n";
+const char *const cli_usage_count =
+    "usage: vecshard count NAME [--filter JSON] [--json]\n"
+    "  Prints the number of points matching the filter (docs/filtering.md), e.g.\n"
+    "  --filter '{\"and\":[{\"eq\":{\"color\":\"red\"}},{\"range\":{\"price\":{\"lt\":50}}}]}';\n"
+    "  every point without one.\n";
 const char *const cli_usage_rebalance =
     "usage: vecshard rebalance [--dry-run] [--collection NAME] [--watch] [--json]\n"
     "  Plans replica moves that even out the nodes (docs/rebalance.md) and, unless\n"
@@ -78,12 +86,14 @@ const char *const cli_usage_load =
 const char *const cli_usage_search =
     "usage: vecshard search NAME --query FILE [--k 10] [--ef E] [--gt FILE.ivecs]\n"
     "                       [--queries N] [--batch 1] [--concurrency 4]\n"
-    "                       [--min-coverage F] [--print] [--payload] [--json]\n"
+    "                       [--min-coverage F] [--filter JSON] [--print] [--payload]\n"
+    "                       [--json]\n"
     "  Searches every row of FILE (.fvecs or .npy; the first N with --queries),\n"
     "  --batch queries per call, --concurrency calls in flight, and prints\n"
     "  recall@k (with --gt: exact neighbours as ids), QPS and p50/p99 call latency.\n"
     "  --ef defaults to the collection's ef_search. --print shows each query's hits\n"
-    "  (--payload adds payloads). With --json the last stdout line is one object:\n"
+    "  (--payload adds payloads). --filter: only points matching it are hits\n"
+    "  (docs/filtering.md). With --json the last stdout line is one object:\n"
     "  {\"n\",\"k\",\"ef\",\"batch\",\"concurrency\",\"recall\",\"qps\",\"p50_ms\",\"p99_ms\",...}.\n";
 /* clang-format on */
 
@@ -131,6 +141,7 @@ static const struct command commands[] = {
     {"status", cli_cmd_status, &cli_usage_status},
     {"get", cli_cmd_get, &cli_usage_get},
     {"delete", cli_cmd_delete, &cli_usage_delete},
+    {"count", cli_cmd_count, &cli_usage_count},
     {"rebalance", cli_cmd_rebalance, &cli_usage_rebalance},
     {"drain", cli_cmd_drain, &cli_usage_drain},
     {"undrain", cli_cmd_undrain, &cli_usage_undrain},

@@ -46,6 +46,7 @@ struct search_job {
     uint32_t k, ef, batch;
     float min_coverage;
     bool keep, with_payload;                 /* keep replies for --print */
+    const char *filter;                      /* --filter JSON or NULL */
     atomic_size_t next_call;                 /* next call number to take */
     atomic_size_t partial;                   /* replies with coverage.partial */
     atomic_bool failed;                      /* set once; workers stop */
@@ -77,6 +78,7 @@ static void *search_worker(void *arg)
         .ef = j->ef,
         .min_coverage = j->min_coverage,
         .with_payload = j->with_payload,
+        .filter = j->filter,
     };
     while (!atomic_load(&j->failed)) {
         size_t b = atomic_fetch_add(&j->next_call, 1);
@@ -160,7 +162,7 @@ static void print_hits(const struct search_job *j, bool json)
 /* vecshard search NAME --query FILE [...] */
 int cli_cmd_search(struct cli *c, int argc, char **argv)
 {
-    const char *qpath = NULL, *gtpath = NULL;
+    const char *qpath = NULL, *gtpath = NULL, *filter = NULL;
     uint32_t k = 10, ef = 0, conc = 4, batch = 1;
     uint64_t max_queries = 0;
     double min_cov = 0;
@@ -177,6 +179,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
         {"--json", CLI_FLAG_BOOL, &json, 0, 0, NULL},
         {"--print", CLI_FLAG_BOOL, &print, 0, 0, NULL},
         {"--payload", CLI_FLAG_BOOL, &payload, 0, 0, NULL},
+        {"--filter", CLI_FLAG_STR, &filter, 0, 0, NULL},
     };
     const char *pos[1];
     int n_pos;
@@ -238,6 +241,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
     j.min_coverage = (float)min_cov;
     j.keep = print;
     j.with_payload = payload && print;
+    j.filter = filter;
     j.n_calls = (j.nq + batch - 1) / batch;
     j.lat = calloc(j.n_calls, sizeof *j.lat);
     j.ids = calloc(j.nq * k, sizeof *j.ids);

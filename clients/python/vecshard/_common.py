@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 
 from vecshard.errors import InvalidArgument
+from vecshard import filters as flt
 from vecshard.v1 import common_pb2, vecshard_pb2, vecshard_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
@@ -119,13 +120,18 @@ def create_request(name, dim, metric, shards, replicas, M, ef_construction, ef_s
         ef_search=ef_search, shards=shards, replication_factor=replicas))
 
 
-def prepare_upsert(ids, vectors, payloads):
-    """Checked (ids, vectors, payloads); an id given twice keeps its last copy."""
+def prepare_upsert(ids, vectors, payloads, attributes=None):
+    """Checked (ids, vectors, payloads, attributes); an id given twice keeps
+    its last copy."""
     ids = as_ids(ids)
     vectors = as_matrix(vectors, "vectors")
     if len(vectors) != len(ids):
         raise InvalidArgument("vectors: %d rows for %d ids" % (len(vectors), len(ids)))
     payloads = as_payloads(payloads, len(ids))
+    if attributes is not None:
+        attributes = list(attributes)
+        if len(attributes) != len(ids):
+            raise InvalidArgument("attributes: %d given for %d ids" % (len(attributes), len(ids)))
     # Batches may be sent in parallel, so duplicates are resolved here, as the
     # server resolves them within one batch: the last copy wins.
     _, last = np.unique(ids[::-1], return_index=True)
@@ -133,10 +139,11 @@ def prepare_upsert(ids, vectors, payloads):
         keep = np.sort(len(ids) - 1 - last)
         ids, vectors = ids[keep], vectors[keep]
         payloads = None if payloads is None else [payloads[i] for i in keep]
-    return ids, vectors, payloads
+        attributes = None if attributes is None else [attributes[i] for i in keep]
+    return ids, vectors, payloads, attributes
 
 
-def upsert_batches(name, ids, vectors, payloads, batch_size, max_message):
+def upsert_batches(name, ids, vectors, payloads, batch_size, max_message, attributes=None):
     """UpsertRequests of at most batch_size points whose encoded size stays
     under max_message; yields (request, number of points)."""
     batch_size = max(1, min(int(batch_size), MAX_POINTS))
@@ -146,7 +153,8 @@ def upsert_batches(name, ids, vectors, payloads, batch_size, max_message):
     while lo < n:
         hi, size = lo, 0
         while hi < n and hi - lo < batch_size:
-            cost = row_bytes + (len(payloads[hi]) if payloads else 0)
+            cost = row_bytes + (len(payloads[hi]) if payloads else 0) + (
+                attr_bytes(attributes[hi]) if attributes else 0)
             if hi > lo and size + cost > budget:
                 break
             size += cost
@@ -155,8 +163,16 @@ def upsert_batches(name, ids, vectors, payloads, batch_size, max_message):
         points = [common_pb2.Point(id=keys[j], vector=rows[j],
                                    payload=payloads[lo + j] if payloads else b"")
                   for j in range(hi - lo)]
+        for j in range(hi - lo) if attributes else ():
+            flt.set_attributes(points[j].attributes, attributes[lo + j],
+                               "attributes[%d]" % (lo + j))
         yield vecshard_pb2.UpsertRequest(collection=name, points=points), hi - lo
         lo = hi
+
+
+def attr_bytes(attrs):
+    """An upper bound of a point's encoded attributes."""
+    return sum(16 + len(k) + len(str(v)) * 2 for k, v in (attrs or {}).items())
 
 
 def id_batches(ids, per_batch):
@@ -173,10 +189,12 @@ def get_batch_size(dim, with_vector, with_payload, max_message):
 
 
 def search_batches(name, queries, k, ef, min_coverage, with_payload, with_vector, dim_hint,
-                   max_message):
+                   max_message, filter=None, with_attributes=False):
     """SearchRequests of at most MAX_QUERIES queries whose replies (k hits each,
     with vectors/payloads if asked) stay under max_message; yields (lo, request)."""
-    hit = 24 + (4 * dim_hint if with_vector else 0) + (65536 if with_payload else 0)
+    hit = 24 + (4 * dim_hint if with_vector else 0) + (65536 if with_payload else 0) + (
+        65536 if with_attributes else 0)
+    filter = None if filter is None else flt.to_filter(filter)
     per_query = max(k * hit, 4 * queries.shape[1] + 16)
     step = max(1, min(MAX_QUERIES, (max_message - 1024) // per_query))
     # 0 means "unset = 1.0" on the wire; a caller's 0 means "any coverage".
@@ -184,7 +202,7 @@ def search_batches(name, queries, k, ef, min_coverage, with_payload, with_vector
     for lo in range(0, len(queries), step):
         yield lo, vecshard_pb2.SearchRequest(
             collection=name, k=k, ef=ef or 0, min_coverage=wire_cov, with_payload=with_payload,
-            with_vector=with_vector,
+            with_vector=with_vector, filter=filter, with_attributes=with_attributes,
             queries=[common_pb2.Query(vector=q) for q in queries[lo:lo + step].tolist()])
 
 
@@ -204,8 +222,8 @@ class SearchResult:
     ids (uint64, (N, k)) and distances (float32, (N, k)) are sorted by
     ascending distance; a query with fewer than k hits has its row padded
     with id 2**64-1 and distance inf, and counts[i] says how many are real.
-    payloads[i][j] (bytes) and vectors (float32, (N, k, dim), NaN padding)
-    are set when asked for, else None.
+    payloads[i][j] (bytes), vectors (float32, (N, k, dim), NaN padding) and
+    attributes[i][j] (dict) are set when asked for, else None.
     """
     ids: np.ndarray
     distances: np.ndarray
@@ -213,6 +231,7 @@ class SearchResult:
     coverage: Coverage
     payloads: list = None
     vectors: np.ndarray = None
+    attributes: list = None
 
     def __len__(self):
         return len(self.ids)
@@ -221,8 +240,9 @@ class SearchResult:
 PAD_ID = np.uint64(np.iinfo(np.uint64).max)
 
 
-def search_result(replies, n, k, with_payload, with_vector):
+def search_result(replies, n, k, with_payload, with_vector, with_attributes=False):
     """One SearchResult from the (lo, SearchResponse) replies of search_batches."""
+    attributes = [[] for _ in range(n)] if with_attributes else None
     ids = np.full((n, k), PAD_ID, dtype=np.uint64)
     dist = np.full((n, k), np.inf, dtype=np.float32)
     counts = np.zeros(n, dtype=np.int64)
@@ -240,30 +260,34 @@ def search_result(replies, n, k, with_payload, with_vector):
             dist[row, :len(hits)] = [h.distance for h in hits]
             if with_payload:
                 payloads[row] = [h.payload for h in hits]
+            if with_attributes:
+                attributes[row] = [flt.attributes_dict(h.attributes) for h in hits]
             if with_vector and hits:
                 if vectors is None:
                     vectors = np.full((n, k, len(hits[0].vector)), np.nan, dtype=np.float32)
                 vectors[row, :len(hits)] = [h.vector for h in hits]
     # Several batches: the coverage of the worst one, every missing shard.
     cov = Coverage(total, min(oks, default=0), sorted(missing), bool(missing))
-    return SearchResult(ids, dist, counts, cov, payloads, vectors)
+    return SearchResult(ids, dist, counts, cov, payloads, vectors, attributes)
 
 
 @dataclasses.dataclass
 class GetResult:
     """Points found by get, in the order of their first occurrence in the ids
     asked for: ids (uint64, (n,)), vectors (float32, (n, dim)) or None,
-    payloads (list of bytes) or None, and missing_ids (uint64) not found."""
+    payloads (list of bytes) or None, missing_ids (uint64) not found, and
+    attributes (list of dicts) or None."""
     ids: np.ndarray
     vectors: np.ndarray
     payloads: list
     missing_ids: np.ndarray
+    attributes: list = None
 
     def __len__(self):
         return len(self.ids)
 
 
-def get_result(replies, dim, with_payload, with_vector):
+def get_result(replies, dim, with_payload, with_vector, with_attributes=False):
     """One GetResult from GetResponses (in request order)."""
     points = [p for r in replies for p in r.points]
     missing = [i for r in replies for i in r.missing_ids]
@@ -272,7 +296,9 @@ def get_result(replies, dim, with_payload, with_vector):
         vectors = np.array([p.vector for p in points], dtype=np.float32).reshape(-1, dim)
     return GetResult(np.array([p.id for p in points], dtype=np.uint64), vectors,
                      [p.payload for p in points] if with_payload else None,
-                     np.array(missing, dtype=np.uint64))
+                     np.array(missing, dtype=np.uint64),
+                     [flt.attributes_dict(p.attributes) for p in points]
+                     if with_attributes else None)
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ import grpc
 import grpc.aio
 
 from vecshard import _common as c
+from vecshard import filters as flt
 from vecshard.errors import TRANSIENT, InvalidArgument, NotFound, from_rpc_error
 from vecshard.v1 import vecshard_pb2
 
@@ -87,9 +88,12 @@ class Client:
         except NotFound:
             return False
 
-    async def count(self, name):
-        """Live points (best effort, see describe)."""
-        return (await self.describe(name)).count
+    async def count(self, name, filter=None):
+        """Points matching filter (a dict in the JSON form of docs/filtering.md;
+        None: every point)."""
+        req = vecshard_pb2.CountRequest(
+            collection=name, filter=None if filter is None else flt.to_filter(filter))
+        return (await self._call("Count", req)).count
 
     async def status(self):
         """Nodes (with draining, bytes, points), collections, shards,
@@ -118,10 +122,11 @@ class Client:
         req = vecshard_pb2.DrainRequest(node_id=node_id, undrain=True)
         return c.drain_dict(await self._call("Drain", req))
 
-    async def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,
-                     progress=False):
-        """Inserts or replaces points; returns the number written."""
-        ids, vectors, payloads = c.prepare_upsert(ids, vectors, payloads)
+    async def upsert(self, name, ids, vectors, payloads=None, *, attributes=None,
+                     batch_size=1000, parallel=2, progress=False):
+        """Inserts or replaces points (attributes: a dict per point); returns
+        the number written."""
+        ids, vectors, payloads, attributes = c.prepare_upsert(ids, vectors, payloads, attributes)
         if len(ids) == 0:
             return 0
         bar = c.Progress(progress, len(ids), "upsert %s" % name)
@@ -133,7 +138,7 @@ class Client:
             bar.advance(n)
             return r.upserted
         tasks = [asyncio.ensure_future(send(req, n)) for req, n in c.upsert_batches(
-            name, ids, vectors, payloads, batch_size, self.max_message)]
+            name, ids, vectors, payloads, batch_size, self.max_message, attributes)]
         try:
             return sum(await asyncio.gather(*tasks))
         finally:
@@ -141,7 +146,8 @@ class Client:
                 t.cancel()
 
     async def search(self, name, queries, k=10, ef=None, *, with_payload=False,
-                     with_vector=False, min_coverage=1.0, request_id=None):
+                     with_vector=False, min_coverage=1.0, request_id=None, filter=None,
+                     with_attributes=False):
         """k nearest neighbours of each query row: a SearchResult (request_id as
         in Client.search)."""
         queries = c.as_matrix(queries, "queries")
@@ -150,21 +156,31 @@ class Client:
         replies = [(lo, await self._call("Search", req, request_id=request_id))
                    for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
-            self.max_message)]
-        return c.search_result(replies, len(queries), k, with_payload, with_vector)
+            self.max_message, filter, with_attributes)]
+        return c.search_result(replies, len(queries), k, with_payload, with_vector,
+                               with_attributes)
 
-    async def get(self, name, ids, *, with_vector=True, with_payload=True):
+    async def get(self, name, ids, *, with_vector=True, with_payload=True,
+                  with_attributes=False):
         """Points by id: a GetResult."""
         ids = c.as_ids(ids)
         dim = await self._dim(name)
-        per = c.get_batch_size(dim, with_vector, with_payload, self.max_message)
+        per = c.get_batch_size(dim, with_vector, with_payload or with_attributes,
+                               self.max_message)
         replies = [await self._call("Get", vecshard_pb2.GetRequest(
-            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector))
+            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector,
+            with_attributes=with_attributes))
             for b in c.id_batches(ids, per)]
-        return c.get_result(replies, dim, with_payload, with_vector)
+        return c.get_result(replies, dim, with_payload, with_vector, with_attributes)
 
-    async def delete(self, name, ids):
-        """Deletes ids; returns how many were processed."""
+    async def delete(self, name, ids=None, *, filter=None):
+        """Deletes ids, or every point matching filter; returns how many were
+        processed (ids) or deleted (filter)."""
+        if filter is not None:
+            if ids is not None:
+                raise InvalidArgument("delete: give ids or filter, not both")
+            return (await self._call("Delete", vecshard_pb2.DeleteRequest(
+                collection=name, filter=flt.to_filter(filter)), retry=False)).deleted
         ids = c.as_ids(ids)
         total = 0
         for b in c.id_batches(ids, c.MAX_POINTS):

@@ -14,6 +14,7 @@ import time
 import grpc
 
 from vecshard import _common as c
+from vecshard import filters as flt
 from vecshard.errors import TRANSIENT, InvalidArgument, NotFound, from_rpc_error
 from vecshard.v1 import vecshard_pb2
 
@@ -97,9 +98,12 @@ class Client:
         except NotFound:
             return False
 
-    def count(self, name):
-        """Live points (the primaries' counts; best effort, see describe)."""
-        return self.describe(name).count
+    def count(self, name, filter=None):
+        """Points matching filter (a dict in the JSON form of docs/filtering.md;
+        None: every point)."""
+        req = vecshard_pb2.CountRequest(
+            collection=name, filter=None if filter is None else flt.to_filter(filter))
+        return self._call("Count", req).count
 
     def status(self):
         """Nodes (with draining, bytes, points), collections, shards,
@@ -128,17 +132,18 @@ class Client:
         return c.drain_dict(self._call("Drain", req))
 
     # ---------------------------------------------------------------- points
-    def upsert(self, name, ids, vectors, payloads=None, *, batch_size=1000, parallel=2,
-               progress=False):
+    def upsert(self, name, ids, vectors, payloads=None, *, attributes=None, batch_size=1000,
+               parallel=2, progress=False):
         """Inserts or replaces points; returns the number written. Batches of
         batch_size points (fewer if the message limit needs it) go out
         parallel at a time; progress=True draws a bar on a terminal stderr
         (or pass a stream)."""
-        ids, vectors, payloads = c.prepare_upsert(ids, vectors, payloads)
+        ids, vectors, payloads, attributes = c.prepare_upsert(ids, vectors, payloads, attributes)
         if len(ids) == 0:
             return 0
         bar = c.Progress(progress, len(ids), "upsert %s" % name)
-        batches = c.upsert_batches(name, ids, vectors, payloads, batch_size, self.max_message)
+        batches = c.upsert_batches(name, ids, vectors, payloads, batch_size, self.max_message,
+                                   attributes)
         total = 0
         if parallel <= 1:
             for req, n in batches:
@@ -162,7 +167,7 @@ class Client:
         return total
 
     def search(self, name, queries, k=10, ef=None, *, with_payload=False, with_vector=False,
-               min_coverage=1.0, request_id=None):
+               min_coverage=1.0, request_id=None, filter=None, with_attributes=False):
         """k nearest neighbours of each query row: a SearchResult (ids uint64
         (N,k), distances float32 (N,k), counts, coverage, payloads, vectors).
         min_coverage 0 accepts any coverage. request_id: sent as x-request-id
@@ -173,21 +178,31 @@ class Client:
         replies = [(lo, self._call("Search", req, request_id=request_id))
                    for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
-            self.max_message)]
-        return c.search_result(replies, len(queries), k, with_payload, with_vector)
+            self.max_message, filter, with_attributes)]
+        return c.search_result(replies, len(queries), k, with_payload, with_vector,
+                               with_attributes)
 
-    def get(self, name, ids, *, with_vector=True, with_payload=True):
-        """Points by id: a GetResult (ids, vectors, payloads, missing_ids)."""
+    def get(self, name, ids, *, with_vector=True, with_payload=True, with_attributes=False):
+        """Points by id: a GetResult (ids, vectors, payloads, missing_ids,
+        attributes)."""
         ids = c.as_ids(ids)
         dim = self._dim(name)
-        per = c.get_batch_size(dim, with_vector, with_payload, self.max_message)
+        per = c.get_batch_size(dim, with_vector, with_payload or with_attributes,
+                               self.max_message)
         replies = [self._call("Get", vecshard_pb2.GetRequest(
-            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector))
+            collection=name, ids=b.tolist(), with_payload=with_payload, with_vector=with_vector,
+            with_attributes=with_attributes))
             for b in c.id_batches(ids, per)]
-        return c.get_result(replies, dim, with_payload, with_vector)
+        return c.get_result(replies, dim, with_payload, with_vector, with_attributes)
 
-    def delete(self, name, ids):
-        """Deletes ids (absent ones are not an error); returns how many were processed."""
+    def delete(self, name, ids=None, *, filter=None):
+        """Deletes ids (absent ones are not an error), or every point matching
+        filter; returns how many were processed (ids) or deleted (filter)."""
+        if filter is not None:
+            if ids is not None:
+                raise InvalidArgument("delete: give ids or filter, not both")
+            return self._call("Delete", vecshard_pb2.DeleteRequest(
+                collection=name, filter=flt.to_filter(filter)), retry=False).deleted
         ids = c.as_ids(ids)
         return sum(self._call("Delete", vecshard_pb2.DeleteRequest(
             collection=name, ids=b.tolist())).deleted for b in c.id_batches(ids, c.MAX_POINTS))

@@ -267,7 +267,7 @@ bool attrs_blob_check(const uint8_t *blob, size_t len)
     const uint8_t *p = blob + 1, *end = blob + len;
     uint32_t n = blob[0];
     if (n > ATTR_MAX_COUNT) return false;
-    struct attr_view prev = {0}, v;
+    struct attr_view prev = {0}, v = {0};
     for (uint32_t i = 0; i < n; i++) {
         if (!read_entry(&p, end, &v)) return false;
         if (!attrs_name_ok(v.name, v.name_len)) return false;
@@ -343,7 +343,7 @@ bool attrs_to_pb(const uint8_t *blob, size_t len, const ProtobufCMessageDescript
     Vecshard__V1__AttributeValue *vals = alloc(ctx, n, sizeof *vals);
     if (!ptrs || !ents || !vals) return false;
     struct attrs_iter it;
-    struct attr_view v;
+    struct attr_view v = {0};
     attrs_iter_init(&it, blob, len);
     uint32_t i = 0;
     while (i < n && attrs_iter_next(&it, &v)) {

@@ -498,7 +498,7 @@ static int index_blob(struct attr_store *as, uint64_t id, const uint8_t *blob, u
 {
     char key[ATTR_STRING_MAX + 1];
     struct attrs_iter it;
-    struct attr_view v;
+    struct attr_view v = {0};
     attrs_iter_init(&it, blob, len);
     while (attrs_iter_next(&it, &v)) {
         struct column *c = add ? col_get(as, v.name, v.name_len) : col_find(as, v.name, v.name_len);

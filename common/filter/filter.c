@@ -35,6 +35,16 @@ static int bad(struct compiler *c, const char *path, const char *fmt, ...)
     return -1;
 }
 
+/* The path of a sub-node into dst (cut at FILTER_ERR_MAX: the message stays readable). */
+static void subpath(char *dst, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void subpath(char *dst, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, FILTER_ERR_MAX, fmt, ap);
+    va_end(ap);
+}
+
 /* Grows an array of elements of `size` to hold `need`; false when out of memory. */
 static bool grow(void **arr, uint32_t *cap, uint32_t need, size_t size)
 {
@@ -137,7 +147,7 @@ static int compile_cond(struct compiler *c, const Vecshard__V1__Condition *cond,
     switch (cond->test_case) {
     case VECSHARD__V1__CONDITION__TEST_EQ:
         x->op = FILTER_EQ;
-        snprintf(sub, sizeof sub, "%s.eq", path);
+        subpath(sub, "%s.eq", path);
         if (add_value(c, sub, cond->eq)) return -1;
         break;
     case VECSHARD__V1__CONDITION__TEST_IN_VALUES: {
@@ -146,7 +156,7 @@ static int compile_cond(struct compiler *c, const Vecshard__V1__Condition *cond,
         if (nv < 1 || nv > FILTER_MAX_VALUES)
             return bad(c, path, "in_values has %zu values, it takes 1..%d", nv, FILTER_MAX_VALUES);
         for (size_t i = 0; i < nv; i++) {
-            snprintf(sub, sizeof sub, "%s.in_values[%zu]", path, i);
+            subpath(sub, "%s.in_values[%zu]", path, i);
             if (add_value(c, sub, cond->in_values->values[i])) return -1;
         }
         break;
@@ -180,7 +190,7 @@ static int compile_cond(struct compiler *c, const Vecshard__V1__Condition *cond,
             return bad(c, path, "%s has %zu values, it takes 1..%d", any ? "tags_any" : "tags_all",
                        nv, FILTER_MAX_VALUES);
         for (size_t i = 0; i < nv; i++) {
-            snprintf(sub, sizeof sub, "%s.%s[%zu]", path, any ? "tags_any" : "tags_all", i);
+            subpath(sub, "%s.%s[%zu]", path, any ? "tags_any" : "tags_all", i);
             if (add_string(c, sub, l->values[i])) return -1;
         }
         break;
@@ -213,7 +223,7 @@ static int compile_node(struct compiler *c, const Vecshard__V1__Filter *f, const
                        nk, FILTER_MAX_CHILDREN);
         uint32_t kids[FILTER_MAX_CHILDREN];
         for (size_t i = 0; i < nk; i++) {
-            snprintf(sub, sizeof sub, "%s.%s[%zu]", path, all ? "all_of" : "any_of", i);
+            subpath(sub, "%s.%s[%zu]", path, all ? "all_of" : "any_of", i);
             if (compile_node(c, l->filters[i], sub, depth + 1, &kids[i])) return -1;
         }
         struct filter *fl = c->f;
@@ -230,14 +240,14 @@ static int compile_node(struct compiler *c, const Vecshard__V1__Filter *f, const
     }
     case VECSHARD__V1__FILTER__EXPR_NOT_FILTER: {
         uint32_t k;
-        snprintf(sub, sizeof sub, "%s.not_filter", path);
+        subpath(sub, "%s.not_filter", path);
         if (compile_node(c, f->not_filter, sub, depth + 1, &k)) return -1;
         c->f->nodes[n].op = FILTER_NOT;
         c->f->nodes[n].first = k;
         return 0;
     }
     case VECSHARD__V1__FILTER__EXPR_CONDITION:
-        snprintf(sub, sizeof sub, "%s.condition", path);
+        subpath(sub, "%s.condition", path);
         if (!f->condition) return bad(c, sub, "is missing");
         return compile_cond(c, f->condition, sub, n);
     default:

@@ -294,7 +294,7 @@ grpc_status_code router_delete(struct rpc_call *c, const ProtobufCMessage *m, vo
         goto out;
     }
     if (req->n_ids == 0) {
-        code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty (or set filter)");
+        code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ids is empty");
         goto out;
     }
     if (req->n_ids > ROUTER_MAX_POINTS) {

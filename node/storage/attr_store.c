@@ -844,7 +844,7 @@ int attr_matching(struct attr_store *as, const struct filter *f, uint64_t **ids,
         free(v);
         return -1;
     }
-    qsort(v, nv, sizeof *v, cmp_u64);
+    if (nv > 1) qsort(v, nv, sizeof *v, cmp_u64);
     size_t w = 0;
     for (size_t i = 0; i < nv; i++) {
         if (i > 0 && v[i] == v[i - 1]) continue;

@@ -97,28 +97,12 @@ grpc_status_code router_count(struct rpc_call *c, const ProtobufCMessage *m, voi
                               x.sc.abort_details);
         goto out;
     }
-    uint32_t ok = 0, n_missing = 0;
+    uint32_t ok, n_missing;
+    code = shard_call_coverage(&x.sc, c, "count", req->min_coverage, missing, &n_missing, &ok);
+    if (code != GRPC_STATUS_OK) goto out;
     uint64_t total = 0;
-    for (uint32_t s = 0; s < S; s++) {
-        if (x.sc.unit[s].state == SHARD_CALL_DONE) {
-            ok++;
-            total += x.count[s];
-        } else {
-            missing[n_missing++] = s;
-        }
-    }
-    double mc = req->min_coverage == 0 ? 1.0 : (double)req->min_coverage;
-    uint32_t need = (uint32_t)ceil(mc * S - 1e-9);
-    if (ok < need) {
-        struct router_msg msg = {0};
-        router_msg_add(&msg, "count covered %u of %u shards, min_coverage %g needs %u: missing ",
-                       ok, S, mc, need);
-        for (uint32_t i = 0; i < n_missing; i++)
-            router_msg_add(&msg, "%sshard %u (%s)", i ? ", " : "", missing[i],
-                           x.sc.unit[missing[i]].msg[0] ? x.sc.unit[missing[i]].msg : "unknown");
-        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "%s", msg.buf);
-        goto out;
-    }
+    for (uint32_t s = 0; s < S; s++)
+        if (x.sc.unit[s].state == SHARD_CALL_DONE) total += x.count[s];
     Vecshard__V1__Coverage cov = VECSHARD__V1__COVERAGE__INIT;
     cov.shards_total = S;
     cov.shards_ok = ok;

@@ -260,26 +260,10 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
                               x.sc.abort_details);
         goto out;
     }
-    uint32_t ok = 0, n_missing = 0;
-    for (uint32_t s = 0; s < S; s++) {
-        if (shard_ok(&x, s))
-            ok++;
-        else
-            missing[n_missing++] = s;
-    }
+    uint32_t ok, n_missing;
+    code = shard_call_coverage(&x.sc, c, "search", req->min_coverage, missing, &n_missing, &ok);
     router_request_search(req->k, req->ef, S, ok);
-    double mc = req->min_coverage == 0 ? 1.0 : (double)req->min_coverage;
-    uint32_t need = (uint32_t)ceil(mc * S - 1e-9);
-    if (ok < need) {
-        struct router_msg msg = {0};
-        router_msg_add(&msg, "search covered %u of %u shards, min_coverage %g needs %u: missing ",
-                       ok, S, mc, need);
-        for (uint32_t i = 0; i < n_missing; i++)
-            router_msg_add(&msg, "%sshard %u (%s)", i ? ", " : "", missing[i],
-                           x.sc.unit[missing[i]].msg[0] ? x.sc.unit[missing[i]].msg : "unknown");
-        code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "%s", msg.buf);
-        goto out;
-    }
+    if (code != GRPC_STATUS_OK) goto out;
     int64_t t0 = clock_mono_us();
     code = reply(&x, c, ok, missing, n_missing);
     metrics_observe(r->m.merge_seconds, NULL, (double)(clock_mono_us() - t0) / 1e6);

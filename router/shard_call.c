@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include "router/shard_call.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,6 +429,30 @@ grpc_status_code shard_call_run(struct shard_call *sc)
     grpc_status_code code = run(sc);
     account(sc);
     return code;
+}
+
+grpc_status_code shard_call_coverage(struct shard_call *sc, struct rpc_call *c, const char *what,
+                                     float min_coverage, uint32_t *missing, uint32_t *n_missing,
+                                     uint32_t *ok)
+{
+    uint32_t S = sc->coll->shards;
+    *ok = *n_missing = 0;
+    for (uint32_t s = 0; s < S; s++) {
+        if (sc->unit[s].state == SHARD_CALL_DONE)
+            (*ok)++;
+        else
+            missing[(*n_missing)++] = s;
+    }
+    double mc = min_coverage == 0 ? 1.0 : (double)min_coverage;
+    uint32_t need = (uint32_t)ceil(mc * S - 1e-9);
+    if (*ok >= need) return GRPC_STATUS_OK;
+    struct router_msg msg = {0};
+    router_msg_add(&msg, "%s covered %u of %u shards, min_coverage %g needs %u: missing ", what,
+                   *ok, S, mc, need);
+    for (uint32_t i = 0; i < *n_missing; i++)
+        router_msg_add(&msg, "%sshard %u (%s)", i ? ", " : "", missing[i],
+                       sc->unit[missing[i]].msg[0] ? sc->unit[missing[i]].msg : "unknown");
+    return rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "%s", msg.buf);
 }
 
 void shard_call_free(struct shard_call *sc)

@@ -122,6 +122,16 @@ void shard_call_want(struct shard_call *sc, uint32_t shard);
  */
 grpc_status_code shard_call_run(struct shard_call *sc);
 
+/*
+ * After shard_call_run of a read over every shard: *ok gets the shards that
+ * answered and missing[0..*n_missing) the others (ascending). UNAVAILABLE
+ * ("<what> covered 2 of 3 shards, min_coverage 1 needs 3: missing shard 1
+ * (why)") when fewer than min_coverage (0 = 1.0) of them answered, else OK.
+ */
+grpc_status_code shard_call_coverage(struct shard_call *sc, struct rpc_call *c, const char *what,
+                                     float min_coverage, uint32_t *missing, uint32_t *n_missing,
+                                     uint32_t *ok);
+
 /* Cancels what still runs and frees everything, replies included. */
 void shard_call_free(struct shard_call *sc);
 

@@ -186,21 +186,36 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
     return HNSW_OK;
 }
 
-int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hnsw_filter_fn filter,
-                      void *filter_ctx, struct hnsw_result *out, uint32_t *nout, char *err)
+/*
+ * The start of the exact scans: the query checked, scratch for k results
+ * with an empty heap, and the query as compared (normalised under cosine).
+ */
+static int scan_begin(struct hnsw_index *idx, const float *query, uint32_t k, const float **q,
+                      struct hnsw_scratch **out, char *err)
 {
-    *nout = 0;
     int rc = check_query(idx, query, k, err);
     if (rc) return rc;
     struct hnsw_scratch *sc = hnsw_scratch_get(idx, k);
     if (!sc) return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
-    const float *q = query;
+    *q = query;
     if (idx->metric == HNSW_METRIC_COSINE) {
         hnsw_prepare_vector(idx, query, sc->query);
-        q = sc->query;
+        *q = sc->query;
     }
+    sc->top.n = 0;
+    *out = sc;
+    return HNSW_OK;
+}
+
+int hnsw_search_exact(struct hnsw_index *idx, const float *query, uint32_t k, hnsw_filter_fn filter,
+                      void *filter_ctx, struct hnsw_result *out, uint32_t *nout, char *err)
+{
+    *nout = 0;
+    const float *q;
+    struct hnsw_scratch *sc;
+    int rc = scan_begin(idx, query, k, &q, &sc, err);
+    if (rc) return rc;
     struct hnsw_heap *top = &sc->top;
-    top->n = 0;
     uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
     for (uint32_t s = 0; s < n; s++) {
         if (!accept(idx, s, filter, filter_ctx, HNSW_NO_SLOT)) continue;
@@ -220,17 +235,11 @@ int hnsw_search_subset(struct hnsw_index *idx, const float *query, uint32_t k,
                        char *err)
 {
     *nout = 0;
-    int rc = check_query(idx, query, k, err);
+    const float *q;
+    struct hnsw_scratch *sc;
+    int rc = scan_begin(idx, query, k, &q, &sc, err);
     if (rc) return rc;
-    struct hnsw_scratch *sc = hnsw_scratch_get(idx, k);
-    if (!sc) return hnsw_fail(err, HNSW_ENOMEM, "out of memory for search scratch");
-    const float *q = query;
-    if (idx->metric == HNSW_METRIC_COSINE) {
-        hnsw_prepare_vector(idx, query, sc->query);
-        q = sc->query;
-    }
     struct hnsw_heap *top = &sc->top;
-    top->n = 0;
     hnsw_scratch_new_visit(sc);
     uint16_t tag = sc->tag;
     /* Resolve ids to slots in runs, so the map lock is not held over distances. */

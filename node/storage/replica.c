@@ -472,14 +472,9 @@ int replica_delete_matching(struct replica *r, uint64_t epoch, const struct filt
     uint64_t l = atomic_load(&r->lsn);
     *lsn = l;
     /* Listed under the write lock: no write lands between the choice and the delete. */
-    attr_read_lock(r->as);
-    struct attr_estimate e;
-    attr_estimate(r->as, filter, hnsw_count(r->idx), &e);
     uint64_t *ids;
     size_t n;
-    int mrc = replica_matching_locked(r, filter, e.listable, &ids, &n);
-    attr_read_unlock(r->as);
-    if (mrc) {
+    if (replica_matching(r, filter, &ids, &n)) {
         pthread_mutex_unlock(&r->write_lock);
         return replica_fail(err, REPLICA_ENOMEM, "out of memory listing matching points");
     }

@@ -88,12 +88,11 @@ int replica_apply_raw(struct replica *r, uint64_t lsn, uint64_t epoch,
                       uint64_t *have, char *err);
 
 /*
- * With the attribute store's read lock: the ids of the live points matching
- * f (listable: from the indexes, attr_matching; otherwise every live point
- * tested) into *ids (malloc'ed) and *n. -1 when out of memory.
+ * The ids of the live points matching f, under the attribute store's read
+ * lock: from the indexes when they can list the filter (attr_matching),
+ * otherwise every live point tested. *ids is malloc'ed; -1 when out of memory.
  */
-int replica_matching_locked(struct replica *r, const struct filter *f, bool listable,
-                            uint64_t **ids, size_t *n);
+int replica_matching(struct replica *r, const struct filter *f, uint64_t **ids, size_t *n);
 
 /* The replica code for an engine status: only a failed allocation is REPLICA_ENOMEM. */
 int replica_engine_code(int hnsw_status);

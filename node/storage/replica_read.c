@@ -143,8 +143,9 @@ static bool match_cb(uint64_t id, void *ctx)
     return filter_match(f, blob, len);
 }
 
-int replica_matching_locked(struct replica *r, const struct filter *f, bool listable,
-                            uint64_t **ids, size_t *n)
+/* With the attribute store's read lock: the matching ids, from the indexes when listable. */
+static int matching_locked(struct replica *r, const struct filter *f, bool listable,
+                           uint64_t **ids, size_t *n)
 {
     if (listable) return attr_matching(r->as, f, ids, n);
     uint64_t *all, na;
@@ -193,7 +194,7 @@ static int search_filtered(struct replica *r, const struct replica_query *q, uin
     }
     uint64_t *ids;
     size_t nids;
-    if (replica_matching_locked(r, f, strcmp(choice, "exact") == 0 && e.listable, &ids, &nids))
+    if (matching_locked(r, f, strcmp(choice, "exact") == 0 && e.listable, &ids, &nids))
     {
         snprintf(herr, HNSW_ERR_MAX, "out of memory listing matching points");
         return HNSW_ENOMEM;
@@ -319,20 +320,26 @@ out:
     return rc;
 }
 
+int replica_matching(struct replica *r, const struct filter *f, uint64_t **ids, size_t *n)
+{
+    attr_read_lock(r->as);
+    struct attr_estimate e;
+    attr_estimate(r->as, f, hnsw_count(r->idx), &e);
+    int rc = matching_locked(r, f, e.listable, ids, n);
+    attr_read_unlock(r->as);
+    return rc;
+}
+
 int replica_count(struct replica *r, const struct filter *filter, uint64_t *count, char *err)
 {
     if (!filter) {
         *count = hnsw_count(r->idx);
         return REPLICA_OK;
     }
-    attr_read_lock(r->as);
-    struct attr_estimate e;
-    attr_estimate(r->as, filter, hnsw_count(r->idx), &e);
     uint64_t *ids;
     size_t n;
-    int rc = replica_matching_locked(r, filter, e.listable, &ids, &n);
-    attr_read_unlock(r->as);
-    if (rc) return replica_fail(err, REPLICA_ENOMEM, "out of memory counting matches");
+    if (replica_matching(r, filter, &ids, &n))
+        return replica_fail(err, REPLICA_ENOMEM, "out of memory counting matches");
     free(ids);
     *count = n;
     return REPLICA_OK;

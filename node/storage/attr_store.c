@@ -56,11 +56,12 @@ static uint64_t idset_size(const struct idset *s)
     return s->n + (s->zero ? 1 : 0);
 }
 
-static int idset_grow(struct idset *s)
+static int idset_grow(struct idset *s, uint64_t *mem)
 {
     uint64_t slots = s->slot ? (s->mask + 1) * 2 : 8;
     uint64_t *m = calloc(slots, sizeof *m);
     if (!m) return -1;
+    *mem += (slots - (s->slot ? s->mask + 1 : 0)) * sizeof *m;
     for (uint64_t i = 0; s->slot && i <= s->mask; i++) {
         uint64_t id = s->slot[i];
         if (!id) continue;
@@ -75,14 +76,14 @@ static int idset_grow(struct idset *s)
     return 0;
 }
 
-static int idset_add(struct idset *s, uint64_t id)
+static int idset_add(struct idset *s, uint64_t id, uint64_t *mem)
 {
     if (id == 0) {
         s->zero = true;
         return 0;
     }
     if (!s->slot || (s->n + 1) * 4 > (s->mask + 1) * 3)
-        if (idset_grow(s)) return -1;
+        if (idset_grow(s, mem)) return -1;
     uint64_t j = mix(id) & s->mask;
     while (s->slot[j]) {
         if (s->slot[j] == id) return 0;
@@ -120,8 +121,9 @@ static void idset_del(struct idset *s, uint64_t id)
     }
 }
 
-static void idset_free(struct idset *s)
+static void idset_free(struct idset *s, uint64_t *mem)
 {
+    *mem -= s->slot ? (s->mask + 1) * sizeof *s->slot : 0;
     free(s->slot);
     memset(s, 0, sizeof *s);
 }
@@ -148,11 +150,6 @@ static int idset_list(const struct idset *s, uint64_t **v, size_t *n, size_t *ca
     return 0;
 }
 
-static uint64_t idset_memory(const struct idset *s)
-{
-    return s->slot ? (s->mask + 1) * 8 : 0;
-}
-
 /* ---------------------------------------------------------------- keywords */
 
 struct kw {
@@ -176,11 +173,12 @@ static struct kw *kw_find(const struct kwmap *m, const char *key, uint32_t len, 
     return NULL;
 }
 
-static int kw_grow(struct kwmap *m)
+static int kw_grow(struct kwmap *m, uint64_t *mem)
 {
     uint64_t nb = m->nb ? m->nb * 2 : 16;
     struct kw **b = calloc(nb, sizeof *b);
     if (!b) return -1;
+    *mem += (nb - m->nb) * sizeof *b;
     for (uint64_t i = 0; i < m->nb; i++)
         for (struct kw *k = m->b[i], *nx; k; k = nx) {
             nx = k->next;
@@ -193,13 +191,14 @@ static int kw_grow(struct kwmap *m)
     return 0;
 }
 
-static int kw_add(struct kwmap *m, const char *key, uint32_t len, uint64_t id)
+static int kw_add(struct kwmap *m, const char *key, uint32_t len, uint64_t id, uint64_t *mem)
 {
     uint64_t h = hash_bytes(key, len);
     struct kw *k = kw_find(m, key, len, h);
     if (!k) {
-        if (m->n + 1 > m->nb && kw_grow(m)) return -1;
+        if (m->n + 1 > m->nb && kw_grow(m, mem)) return -1;
         if (!(k = calloc(1, sizeof *k + len))) return -1;
+        *mem += sizeof *k + len;
         k->h = h;
         k->len = len;
         memcpy(k->key, key, len);
@@ -207,10 +206,10 @@ static int kw_add(struct kwmap *m, const char *key, uint32_t len, uint64_t id)
         m->b[h & (m->nb - 1)] = k;
         m->n++;
     }
-    return idset_add(&k->ids, id);
+    return idset_add(&k->ids, id, mem);
 }
 
-static void kw_del(struct kwmap *m, const char *key, uint32_t len, uint64_t id)
+static void kw_del(struct kwmap *m, const char *key, uint32_t len, uint64_t id, uint64_t *mem)
 {
     uint64_t h = hash_bytes(key, len);
     struct kw *k = kw_find(m, key, len, h);
@@ -221,17 +220,19 @@ static void kw_del(struct kwmap *m, const char *key, uint32_t len, uint64_t id)
     while (*pp != k)
         pp = &(*pp)->next;
     *pp = k->next;
-    idset_free(&k->ids);
+    idset_free(&k->ids, mem);
+    *mem -= sizeof *k + k->len;
     free(k);
     m->n--;
 }
 
 static void kw_free(struct kwmap *m)
 {
+    uint64_t unused = 0;
     for (uint64_t i = 0; i < m->nb; i++)
         for (struct kw *k = m->b[i], *nx; k; k = nx) {
             nx = k->next;
-            idset_free(&k->ids);
+            idset_free(&k->ids, &unused);
             free(k);
         }
     free(m->b);
@@ -291,15 +292,17 @@ static uint32_t pos_in(const struct numblk *b, const struct num *x)
     return lo;
 }
 
-static int num_add(struct numtree *t, double k, uint64_t id)
+static int num_add(struct numtree *t, double k, uint64_t id, uint64_t *mem)
 {
     struct num x = {k, id};
     if (t->nb == 0) {
         if (t->cap == 0) {
             if (!(t->b = malloc(8 * sizeof *t->b))) return -1;
             t->cap = 8;
+            *mem += 8 * sizeof *t->b;
         }
         if (!(t->b[0] = malloc(sizeof *t->b[0]))) return -1;
+        *mem += sizeof *t->b[0];
         t->b[0]->n = 1; /* blocks are never empty */
         t->b[0]->e[0] = x;
         t->nb = 1;
@@ -317,10 +320,12 @@ static int num_add(struct numtree *t, double k, uint64_t id)
             struct numblk **nbp = realloc(t->b, (size_t)t->cap * 2 * sizeof *nbp);
             if (!nbp) return -1;
             t->b = nbp;
+            *mem += (uint64_t)t->cap * sizeof *nbp;
             t->cap *= 2;
         }
         struct numblk *r = malloc(sizeof *r);
         if (!r) return -1;
+        *mem += sizeof *r;
         r->n = NUM_BLOCK / 2;
         memcpy(r->e, b->e + NUM_BLOCK / 2, (NUM_BLOCK / 2) * sizeof *r->e);
         b->n = NUM_BLOCK / 2;
@@ -339,7 +344,7 @@ static int num_add(struct numtree *t, double k, uint64_t id)
     return 0;
 }
 
-static void num_del(struct numtree *t, double k, uint64_t id)
+static void num_del(struct numtree *t, double k, uint64_t id, uint64_t *mem)
 {
     struct num x = {k, id};
     uint32_t bi = blk_for(t, &x);
@@ -351,6 +356,7 @@ static void num_del(struct numtree *t, double k, uint64_t id)
     b->n--;
     t->n--;
     if (b->n == 0) {
+        *mem -= sizeof *b;
         free(b);
         memmove(t->b + bi, t->b + bi + 1, (t->nb - bi - 1) * sizeof *t->b);
         t->nb--;
@@ -410,6 +416,7 @@ struct attr_store {
     struct payload_store *blobs;
     struct column **cb;
     uint64_t ncb, ncols;
+    uint64_t mem; /* bytes of the columns and indexes, kept as they grow and shrink */
 };
 
 int attr_store_create(struct attr_store **out)
@@ -436,7 +443,7 @@ void attr_store_free(struct attr_store *as)
     for (uint64_t i = 0; i < as->ncb; i++)
         for (struct column *c = as->cb[i], *nx; c; c = nx) {
             nx = c->next;
-            idset_free(&c->present);
+            idset_free(&c->present, &as->mem);
             kw_free(&c->kw);
             num_free(&c->num);
             free(c);
@@ -471,10 +478,12 @@ static struct column *col_get(struct attr_store *as, const char *name, uint32_t 
                 b[x->h & (nb - 1)] = x;
             }
         free(as->cb);
+        as->mem += (nb - as->ncb) * sizeof *b;
         as->cb = b;
         as->ncb = nb;
     }
     if (!(c = calloc(1, sizeof *c + len))) return NULL;
+    as->mem += sizeof *c + len;
     c->h = hash_bytes(name, len);
     c->name_len = len;
     memcpy(c->name, name, len);
@@ -508,7 +517,7 @@ static int index_blob(struct attr_store *as, uint64_t id, const uint8_t *blob, u
         }
         int rc = 0;
         if (add)
-            rc |= idset_add(&c->present, id);
+            rc |= idset_add(&c->present, id, &as->mem);
         else
             idset_del(&c->present, id);
         switch (v.type) {
@@ -516,25 +525,25 @@ static int index_blob(struct attr_store *as, uint64_t id, const uint8_t *blob, u
         case ATTR_DOUBLE: {
             double k = v.type == ATTR_INT ? (double)v.i : v.d;
             if (add)
-                rc |= num_add(&c->num, k, id);
+                rc |= num_add(&c->num, k, id, &as->mem);
             else
-                num_del(&c->num, k, id);
+                num_del(&c->num, k, id, &as->mem);
             break;
         }
         case ATTR_BOOL: {
             char b[2] = {'b', v.b ? 1 : 0};
             if (add)
-                rc |= kw_add(&c->kw, b, 2, id);
+                rc |= kw_add(&c->kw, b, 2, id, &as->mem);
             else
-                kw_del(&c->kw, b, 2, id);
+                kw_del(&c->kw, b, 2, id, &as->mem);
             break;
         }
         case ATTR_STRING: {
             uint32_t kl = str_key(key, v.s, v.len);
             if (add)
-                rc |= kw_add(&c->kw, key, kl, id);
+                rc |= kw_add(&c->kw, key, kl, id, &as->mem);
             else
-                kw_del(&c->kw, key, kl, id);
+                kw_del(&c->kw, key, kl, id, &as->mem);
             break;
         }
         case ATTR_TAGS: {
@@ -544,9 +553,9 @@ static int index_blob(struct attr_store *as, uint64_t id, const uint8_t *blob, u
                 attr_tag_next(&tit, &s, &l);
                 uint32_t kl = str_key(key, s, l);
                 if (add)
-                    rc |= kw_add(&c->kw, key, kl, id);
+                    rc |= kw_add(&c->kw, key, kl, id, &as->mem);
                 else
-                    kw_del(&c->kw, key, kl, id);
+                    kw_del(&c->kw, key, kl, id, &as->mem);
             }
             break;
         }
@@ -632,18 +641,9 @@ uint64_t attr_count(struct attr_store *as)
 uint64_t attr_memory(struct attr_store *as)
 {
     pthread_rwlock_rdlock(&as->lock);
-    uint64_t m = payload_memory(as->blobs) + as->ncb * sizeof *as->cb;
-    for (uint64_t i = 0; i < as->ncb; i++)
-        for (const struct column *c = as->cb[i]; c; c = c->next) {
-            m += sizeof *c + c->name_len + idset_memory(&c->present);
-            m += c->kw.nb * sizeof *c->kw.b + (uint64_t)c->num.cap * sizeof *c->num.b +
-                 (uint64_t)c->num.nb * sizeof(struct numblk);
-            for (uint64_t j = 0; j < c->kw.nb; j++)
-                for (const struct kw *k = c->kw.b[j]; k; k = k->next)
-                    m += sizeof *k + k->len + idset_memory(&k->ids);
-        }
+    uint64_t m = as->mem;
     pthread_rwlock_unlock(&as->lock);
-    return m;
+    return payload_memory(as->blobs) + m;
 }
 
 /* ---------------------------------------------------------------- planning */

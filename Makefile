@@ -26,6 +26,7 @@
 #   make bench-peer the same measurement against hnswlib, side by side
 #   make bench-cluster  3-node cluster vs 1 node vs the engine on MNIST (also in bench)
 #   make bench-restart  a node's restart time after a clean stop and after kill -9
+#   make bench-filter filtered search per selectivity vs post-filtering and brute force
 #   make demo       3-node local cluster on MNIST: load, search, recall/QPS/latency
 #   make demo-engine  the engine alone on MNIST
 #   make image-check  the container image's runtime stage in a debootstrapped Debian 12
@@ -260,6 +261,21 @@ $(BIN_BENCH_NODE): $(call obj,$(BENCH_NODE_SRC)) $(BUILD)/obj/tools/bench/datase
 all: $(BIN_C_CLIENT) $(BIN_BENCH_NODE)
 
 .PHONY: integration bench-node
+
+# vecshard-bench-filter (tools/filter_bench): filtered search in one replica,
+# in-process, per selectivity against the naive alternatives (docs/filtering.md).
+BIN_BENCH_FILTER := $(BUILD)/vecshard-bench-filter
+$(call obj,tools/filter_bench/filter_bench.c): CFLAGS += $(PKG_CFLAGS)
+$(BIN_BENCH_FILTER): $(call obj,tools/filter_bench/filter_bench.c) $(BUILD)/obj/tools/bench/dataset.o \
+                     $(LIB_NODE) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+all: $(BIN_BENCH_FILTER)
+
+# make bench-filter: 200k x 128 synthetic (BENCH_FILTER_ARGS to change it).
+BENCH_FILTER_ARGS ?= --n 200000 --queries 1000 --dim 128
+.PHONY: bench-filter
+bench-filter: $(BIN_BENCH_FILTER)
+	$(BIN_BENCH_FILTER) $(BENCH_FILTER_ARGS)
 integration: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(BUILD)/vecshard $(BIN_BENCH) \
              $(BIN_C_CLIENT) $(PROTO_PY)
 	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) -m unittest discover -s tests/integration -v

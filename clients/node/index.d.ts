@@ -18,6 +18,24 @@ export type Payload = Buffer | Uint8Array | string | null | undefined;
 /** Distance function of a collection. */
 export type Metric = 'l2' | 'ip' | 'cosine';
 
+/** A typed attribute value (docs/filtering.md): an integral number within
+ * Number.MAX_SAFE_INTEGER or a bigint is an int, other numbers doubles, an
+ * array of strings is a tags list. */
+export type AttributeValue = number | bigint | string | boolean | string[];
+export type Attributes = Record<string, AttributeValue>;
+
+/** A filter in the JSON form of docs/filtering.md. */
+export type Filter =
+  | { and: Filter[] }
+  | { or: Filter[] }
+  | { not: Filter }
+  | { eq: Record<string, number | bigint | string | boolean> }
+  | { in: Record<string, (number | bigint | string | boolean)[]> }
+  | { range: Record<string, { gt?: number; gte?: number; lt?: number; lte?: number }> }
+  | { exists: string | Record<string, boolean> }
+  | { any: Record<string, string[]> }
+  | { all: Record<string, string[]> };
+
 /** Per-call options every method takes. */
 export interface CallOptions {
   /** Deadline of the call in milliseconds (default: the client's timeoutMs). */
@@ -120,6 +138,8 @@ export interface RetryOptions extends CallOptions {
 export interface UpsertOptions extends RetryOptions {
   /** One payload per id. */
   payloads?: ArrayLike<Payload> | null;
+  /** One attributes object per id (replacing the point's attributes). */
+  attributes?: ArrayLike<Attributes | null | undefined> | null;
   /** Points per call; default 1000 (also cut to a quarter of maxMessageBytes). */
   batchSize?: number;
   /** Calls in flight at once; default 2. */
@@ -135,8 +155,22 @@ export interface SearchOptions extends CallOptions {
   withPayload?: boolean;
   /** Default false. */
   withVector?: boolean;
+  /** Default false. */
+  withAttributes?: boolean;
+  /** Only points matching it are hits. */
+  filter?: Filter | null;
   /** Fraction of shards that must answer; default 1.0. */
   minCoverage?: number;
+}
+
+export interface CountOptions extends CallOptions {
+  /** Count only matching points; default every point. */
+  filter?: Filter | null;
+}
+
+export interface DeleteOptions extends RetryOptions {
+  /** With ids null: delete every matching point (not retried). */
+  filter?: Filter | null;
 }
 
 export interface Coverage {
@@ -151,6 +185,7 @@ export interface Hit {
   distance: number;
   payload?: Buffer;
   vector?: Float32Array;
+  attributes?: Attributes;
 }
 
 /** The hits of a search batch, row-major (nq, k). */
@@ -167,6 +202,8 @@ export class SearchResult {
   readonly payloads: (Buffer | null)[] | null;
   /** nq*k vectors when withVector (null at padding), else null. */
   readonly vectors: (Float32Array | null)[] | null;
+  /** nq*k attribute objects when withAttributes (null at padding), else null. */
+  readonly attributes: (Attributes | null)[] | null;
   readonly coverage: Coverage;
   /** Query i's hits, best first. */
   hits(i: number): Hit[];
@@ -177,6 +214,8 @@ export interface GetOptions extends CallOptions {
   withVector?: boolean;
   /** Default true. */
   withPayload?: boolean;
+  /** Default false. */
+  withAttributes?: boolean;
 }
 
 export interface Point {
@@ -185,6 +224,8 @@ export interface Point {
   vector: Float32Array | null;
   /** null when withPayload is false; empty when the point has none. */
   payload: Buffer | null;
+  /** Set only when withAttributes. */
+  attributes?: Attributes;
 }
 
 export interface GetResult {
@@ -206,13 +247,13 @@ export class Client {
   listCollections(options?: CallOptions): Promise<CollectionConfig[]>;
   describe(name: string, options?: CallOptions): Promise<CollectionDescription>;
   collectionExists(name: string, options?: CallOptions): Promise<boolean>;
-  count(name: string, options?: CallOptions): Promise<number>;
+  count(name: string, options?: CountOptions): Promise<number>;
   /** Resolves to the number of points written. */
   upsert(name: string, ids: Ids, vectors: Vectors, options?: UpsertOptions): Promise<number>;
   search(name: string, queries: Vectors, k?: number, options?: SearchOptions): Promise<SearchResult>;
   get(name: string, ids: Ids, options?: GetOptions): Promise<GetResult>;
   /** Resolves to the number of ids processed (absent ones included). */
-  delete(name: string, ids: Ids, options?: RetryOptions): Promise<number>;
+  delete(name: string, ids: Ids | null, options?: DeleteOptions): Promise<number>;
   status(collection?: string, options?: CallOptions): Promise<ClusterStatus>;
 }
 

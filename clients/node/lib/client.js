@@ -16,6 +16,7 @@ const grpc = require('@grpc/grpc-js');
 const { vecshardService } = require('./proto');
 const { fromGrpcError, InvalidArgument, NotFound, VecshardError } = require('./errors');
 const cv = require('./convert');
+const flt = require('./filters');
 
 const DEFAULT_MESSAGE_BYTES = 64 * 1024 * 1024;
 // Transient codes upsert retries: UNAVAILABLE (router or node not reachable,
@@ -35,16 +36,18 @@ class SearchResult {
     this.counts = new Uint32Array(nq);
     this.payloads = null;
     this.vectors = null;
+    this.attributes = null;
     this.coverage = null;
   }
 
-  // Query i's hits as objects {id, distance, payload?, vector?}, best first.
+  // Query i's hits as objects {id, distance, payload?, vector?, attributes?}, best first.
   hits(i) {
     const out = [];
     for (let j = 0; j < this.counts[i]; j++) {
       const h = { id: this.ids[i * this.k + j], distance: this.distances[i * this.k + j] };
       if (this.payloads) h.payload = this.payloads[i * this.k + j];
       if (this.vectors) h.vector = this.vectors[i * this.k + j];
+      if (this.attributes) h.attributes = this.attributes[i * this.k + j];
       out.push(h);
     }
     return out;
@@ -165,9 +168,13 @@ class Client {
     return all.some((c) => c.name === name);
   }
 
-  // Live points of a collection (the primaries' counts, best effort).
+  // Points of a collection matching options.filter (a filter object,
+  // docs/filtering.md; every point without one): the Count call, exact over
+  // one in-sync replica per shard.
   async count(name, options = {}) {
-    return (await this.describe(name, options)).count;
+    const request = { collection: name };
+    if (options.filter !== undefined && options.filter !== null) request.filter = flt.toFilter(options.filter);
+    return Number((await this.call('Count', request, options.timeoutMs)).count);
   }
 
   // The collection's dimension: from this client's cache or the router.
@@ -181,7 +188,8 @@ class Client {
 
   // Inserts or replaces points; resolves to the number written. ids: any
   // id array; vectors: flat Float32Array (ids.length rows) or an array of
-  // rows; options: payloads, batchSize (1000), parallel (2), retries (3),
+  // rows; options: payloads, attributes (an object per point,
+  // docs/filtering.md), batchSize (1000), parallel (2), retries (3),
   // retryBackoffMs (100), progress (true: a bar on a terminal's stderr, or
   // a function (done, total)), onRetry (err, attempt), timeoutMs per batch.
   // A batch failing for good rejects the call with the index of its first
@@ -199,10 +207,15 @@ class Client {
     if (payloads !== null && payloads.length !== idList.length) {
       throw new InvalidArgument(`payloads has ${payloads.length} entries, ids has ${idList.length}`);
     }
+    const attrs = o.attributes ?? null;
+    if (attrs !== null && attrs.length !== idList.length) {
+      throw new InvalidArgument(`attributes has ${attrs.length} entries, ids has ${idList.length}`);
+    }
     const points = idList.map((id, i) => ({
       id,
       vector: rows[i],
       payload: payloads ? cv.payloadBuffer(payloads[i], `payloads[${i}]`) : Buffer.alloc(0),
+      attributes: attrs ? flt.attributesIn(attrs[i], `attributes[${i}]`) : {},
     }));
     const batches = this.cutBatches(points, o.batchSize);
     const offsets = [];
@@ -243,7 +256,7 @@ class Client {
     let cur = [];
     let bytes = 0;
     for (const p of points) {
-      const b = 16 + 5 * p.vector.length + p.payload.length;
+      const b = 16 + 5 * p.vector.length + p.payload.length + JSON.stringify(p.attributes).length;
       if (cur.length > 0 && (cur.length >= size || bytes + b > budget)) {
         out.push(cur);
         cur = [];
@@ -271,9 +284,10 @@ class Client {
 
   // k-nearest-neighbour search of a batch of queries (flat Float32Array of
   // n*dim, or an array of vectors); resolves to a SearchResult. options:
-  // ef, withPayload, withVector, minCoverage (1.0), timeoutMs.
+  // ef, withPayload, withVector, withAttributes, filter (a filter object,
+  // docs/filtering.md), minCoverage (1.0), timeoutMs.
   async search(name, queries, k = 10, options = {}) {
-    const o = { ef: 0, withPayload: false, withVector: false, minCoverage: 1.0, ...options };
+    const o = { ef: 0, withPayload: false, withVector: false, withAttributes: false, minCoverage: 1.0, ...options };
     let fromCache = false;
     let rows;
     if (cv.isFlat(queries)) {
@@ -291,7 +305,9 @@ class Client {
       minCoverage: o.minCoverage,
       withPayload: o.withPayload,
       withVector: o.withVector,
+      withAttributes: o.withAttributes,
     };
+    if (o.filter !== undefined && o.filter !== null) request.filter = flt.toFilter(o.filter);
     let reply;
     try {
       reply = await this.call('Search', request, o.timeoutMs);
@@ -303,6 +319,7 @@ class Client {
     const res = new SearchResult(rows.length, k);
     if (o.withPayload) res.payloads = new Array(rows.length * k).fill(null);
     if (o.withVector) res.vectors = new Array(rows.length * k).fill(null);
+    if (o.withAttributes) res.attributes = new Array(rows.length * k).fill(null);
     reply.results.forEach((r, i) => {
       res.counts[i] = r.hits.length;
       r.hits.forEach((h, j) => {
@@ -311,6 +328,7 @@ class Client {
         res.distances[at] = h.distance;
         if (res.payloads) res.payloads[at] = h.payload;
         if (res.vectors) res.vectors[at] = Float32Array.from(h.vector);
+        if (res.attributes) res.attributes[at] = flt.attributesOut(h.attributes);
       });
     });
     const c = reply.coverage || { shardsTotal: 0, shardsOk: 0, missingShards: [], partial: false };
@@ -323,15 +341,17 @@ class Client {
     return res;
   }
 
-  // Fetches points by id; resolves to {points: [{id, vector, payload}],
-  // missingIds}. options: withVector (true), withPayload (true), timeoutMs.
+  // Fetches points by id; resolves to {points: [{id, vector, payload,
+  // attributes (only withAttributes)}], missingIds}. options: withVector (true), withPayload
+  // (true), withAttributes (false), timeoutMs.
   async get(name, ids, options = {}) {
-    const o = { withVector: true, withPayload: true, ...options };
+    const o = { withVector: true, withPayload: true, withAttributes: false, ...options };
     const request = {
       collection: name,
       ids: cv.idStrings(ids, 'ids'),
       withPayload: o.withPayload,
       withVector: o.withVector,
+      withAttributes: o.withAttributes,
     };
     const reply = await this.call('Get', request, o.timeoutMs);
     return {
@@ -339,15 +359,23 @@ class Client {
         id: cv.idBig(p.id),
         vector: o.withVector ? Float32Array.from(p.vector) : null,
         payload: o.withPayload ? p.payload : null,
+        ...(o.withAttributes ? { attributes: flt.attributesOut(p.attributes) } : {}),
       })),
       missingIds: BigUint64Array.from(reply.missingIds.map(cv.idBig)),
     };
   }
 
   // Deletes points by id (absent ids are not an error); resolves to the
-  // number of ids processed. Retried like an upsert batch.
+  // number of ids processed. Retried like an upsert batch. With ids null and
+  // options.filter (a filter object), deletes every matching point and
+  // resolves to how many (not retried).
   async delete(name, ids, options = {}) {
     const o = { retries: 3, retryBackoffMs: 100, ...options };
+    if (o.filter !== undefined && o.filter !== null) {
+      if (ids !== null && ids !== undefined) throw new InvalidArgument('delete: give ids or options.filter, not both');
+      const reply = await this.call('Delete', { collection: name, filter: flt.toFilter(o.filter) }, o.timeoutMs);
+      return reply.deleted;
+    }
     const reply = await this.writeWithRetry('Delete', { collection: name, ids: cv.idStrings(ids, 'ids') }, o);
     return reply.deleted;
   }

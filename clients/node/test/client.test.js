@@ -447,6 +447,44 @@ describe('recall and concurrency', () => {
 });
 
 // Last: stops a node, so the cluster has one node left afterwards.
+describe('attributes and filters', () => {
+  it('attributes round-trip; every operator filters search and count; delete by filter', async () => {
+    await client.createCollection('attrs', 4, { shards: 2 });
+    const n = 400;
+    const ids = Array.from({ length: n }, (_, i) => i);
+    const vecs = randomVectors(n, 4, 11);
+    const attrs = ids.map((i) => ({ n: i % 50, price: (i % 100) + 0.5, cat: `c${i % 4}`, ok: i % 2 === 0, tags: [`t${i % 8}`] }));
+    assert.equal(await client.upsert('attrs', ids, vecs, { attributes: attrs }), n);
+    const cases = [
+      [{ eq: { cat: 'c1' } }, (a) => a.cat === 'c1'],
+      [{ and: [{ eq: { ok: true } }, { range: { price: { lt: 10 } } }] }, (a) => a.ok && a.price < 10],
+      [{ or: [{ eq: { n: 3 } }, { in: { n: [4, 5] } }] }, (a) => [3, 4, 5].includes(a.n)],
+      [{ not: { any: { tags: ['t1', 't2'] } } }, (a) => !['t1', 't2'].includes(a.tags[0])],
+      [{ all: { tags: ['t3'] } }, (a) => a.tags[0] === 't3'],
+      [{ exists: 'cat' }, () => true],
+      [{ exists: { cat: false } }, () => false],
+    ];
+    for (const [f, pred] of cases) {
+      const match = new Set(ids.filter((i) => pred(attrs[i])));
+      assert.equal(await client.count('attrs', { filter: f }), match.size, JSON.stringify(f));
+      const r = await client.search('attrs', [vecs.subarray(0, 4)], 10, { filter: f, withAttributes: true });
+      assert.equal(r.counts[0], Math.min(10, match.size), JSON.stringify(f));
+      for (const h of r.hits(0)) {
+        assert.ok(match.has(Number(h.id)), `${JSON.stringify(f)}: hit ${h.id} does not match`);
+        assert.deepEqual(h.attributes, attrs[Number(h.id)]);
+      }
+    }
+    const g = await client.get('attrs', [7], { withAttributes: true });
+    assert.deepEqual(g.points[0].attributes, attrs[7]);
+    await rejectsWith(client.search('attrs', [[0, 0, 0, 0]], 5, { filter: { range: { price: {} } } }),
+      vs.InvalidArgument, /filter.condition range has no bound/);
+    await rejectsWith(client.count('attrs', { filter: { near: { x: 1 } } }), vs.InvalidArgument, /unknown operator/);
+    assert.equal(await client.delete('attrs', null, { filter: { eq: { cat: 'c2' } } }), n / 4);
+    assert.equal(await client.count('attrs'), n - n / 4);
+    assert.equal(await client.count('attrs', { filter: { eq: { cat: 'c2' } } }), 0);
+  });
+});
+
 describe('a node down', () => {
   it('search fails Unavailable at minCoverage 1, is partial below; upsert gives up after its retries', async () => {
     await client.createCollection('half', 2, { shards: 2 });

@@ -147,11 +147,12 @@ struct replica_results {
 
 /* How a filtered search was answered (docs/filtering.md "Planning"). */
 struct replica_plan {
-    const char *plan;   /* "exact", "scan", "graph" or "none"; NULL: no filter */
+    const char *plan;   /* "exact", "scan", "graph", "post", "none", or "post+<plan>" when
+                           post found fewer than k and <plan> answered; NULL: no filter */
     uint64_t points;    /* live points of the replica */
     uint64_t estimated; /* matches the indexes estimated */
     uint64_t scanned;   /* exact / scan: points whose distance was computed */
-    uint32_t ef;        /* graph: the candidate-list size */
+    uint32_t ef;        /* graph: the candidate-list size; post: the unfiltered search's */
 };
 
 /* What a search asks for. */
@@ -163,7 +164,7 @@ struct replica_query {
     bool with_payload, with_vector, with_attributes;
     const char *field; /* name of the query in messages, e.g. "queries[2].vector"; NULL: "query" */
     const struct filter *filter; /* only matching points are hits; NULL: all */
-    const char *force_plan;      /* tests and benchmarks: "exact", "scan" or "graph"; NULL: plan */
+    const char *force_plan;      /* tests, benchmarks: "exact", "scan", "graph", "post"; NULL: plan */
     struct replica_plan *plan;   /* filled when not NULL */
 };
 

@@ -15,6 +15,7 @@
 #include "node/storage/replica_internal.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,13 +127,18 @@ static void fill_lock(struct replica *r, bool with_payload, bool with_attrs, boo
 /*
  * The plan's cost model, in units of one distance computation
  * (docs/filtering.md "Planning"; constants measured by make bench-filter):
- * a filtered graph search visits about PLAN_GRAPH_VISITS * ef / s points
- * for a selectivity s, each costing a distance and, for those near enough
- * to enter the results, a test of its attributes; listing candidates and
- * testing them costs PLAN_TEST per candidate plus a distance per match.
+ * an HNSW search of width w visits about PLAN_GRAPH_VISITS * w points; a
+ * filtered one needs w matches, so about PLAN_GRAPH_VISITS * ef / s visits
+ * for a selectivity s, each costing a distance and a test of its
+ * attributes (PLAN_TEST); listing candidates and testing them costs
+ * PLAN_TEST per candidate plus a distance per match; the post plan searches
+ * unfiltered with max(ef, PLAN_POST_OVERSAMPLE * k) / s candidates, so that
+ * about ef of them match (the recall of a filtered search of width ef), and
+ * tests them.
  */
-#define PLAN_GRAPH_VISITS 16.0
-#define PLAN_TEST         1.0
+#define PLAN_GRAPH_VISITS    16.0
+#define PLAN_TEST            1.0
+#define PLAN_POST_OVERSAMPLE 3.0
 
 static bool match_cb(uint64_t id, void *ctx)
 {
@@ -163,12 +169,55 @@ static int matching_locked(struct replica *r, const struct filter *f, bool lista
     return 0;
 }
 
+/* The exact (or scan) plan: distances to every listed match. */
+static int run_exact(struct replica *r, const struct replica_query *q, bool listable,
+                     struct hnsw_result *hits, uint32_t *n, struct replica_plan *plan, char *herr)
+{
+    uint64_t *ids;
+    size_t nids;
+    if (matching_locked(r, q->filter, listable, &ids, &nids)) {
+        snprintf(herr, HNSW_ERR_MAX, "out of memory listing matching points");
+        return HNSW_ENOMEM;
+    }
+    plan->scanned = nids;
+    int rc = hnsw_search_subset(r->idx, q->vector, q->k, ids, nids, hits, n, herr);
+    free(ids);
+    return rc;
+}
+
 /*
- * The filtered search of q into hits / *n, with the attribute store's read
- * lock held: plans from the estimate, then searches.
+ * The post plan: an unfiltered search of width efp, then its first k
+ * matching hits. Fewer than k is not an answer (more may match): *n = 0
+ * and *short_ set, so the caller falls back to a plan that finds k.
+ */
+static int run_post(struct replica *r, const struct replica_query *q, uint32_t efp,
+                    struct replica_results *res, uint32_t *n, bool *short_, char *herr)
+{
+    *short_ = false;
+    if (grow((void **)&res->hits, &res->cap_hits, efp, sizeof *res->hits) != 0) {
+        snprintf(herr, HNSW_ERR_MAX, "out of memory for %u candidates", efp);
+        return HNSW_ENOMEM;
+    }
+    uint32_t m = 0;
+    int rc = hnsw_search(r->idx, q->vector, efp, efp, NULL, NULL, res->hits, &m, herr);
+    if (rc) return rc;
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < m && w < q->k; i++) {
+        uint32_t len;
+        const uint8_t *blob = attr_peek(r->as, res->hits[i].id, &len);
+        if (filter_match(q->filter, blob, len)) res->hits[w++] = res->hits[i];
+    }
+    *short_ = w < q->k;
+    *n = *short_ ? 0 : w;
+    return HNSW_OK;
+}
+
+/*
+ * The filtered search of q into res->hits / *n, with the attribute store's
+ * read lock held: plans from the estimate, then searches.
  */
 static int search_filtered(struct replica *r, const struct replica_query *q, uint32_t ef,
-                           struct hnsw_result *hits, uint32_t *n, struct replica_plan *plan,
+                           struct replica_results *res, uint32_t *n, struct replica_plan *plan,
                            char *herr)
 {
     const struct filter *f = q->filter;
@@ -182,27 +231,34 @@ static int search_filtered(struct replica *r, const struct replica_query *q, uin
     if (graph > (double)N * (1 + PLAN_TEST)) graph = (double)N * (1 + PLAN_TEST);
     double exact = e.listable ? (double)e.candidates * PLAN_TEST + e.matches
                               : (double)N * PLAN_TEST + e.matches;
-    const char *choice = exact <= graph ? (e.listable ? "exact" : "scan") : "graph";
+    double efp = ceil(fmax(ef, PLAN_POST_OVERSAMPLE * q->k) / s);
+    double post = efp <= HNSW_MAX_K && efp <= (double)N
+                      ? PLAN_GRAPH_VISITS * efp + efp * PLAN_TEST
+                      : INFINITY;
+    const char *fallback = exact <= graph ? (e.listable ? "exact" : "scan") : "graph";
+    const char *choice = post < (exact <= graph ? exact : graph) ? "post" : fallback;
     if (e.listable && e.candidates == 0) choice = "none";
     if (q->force_plan) choice = q->force_plan;
     plan->plan = choice;
     if (strcmp(choice, "none") == 0) return HNSW_OK;
+    if (strcmp(choice, "post") == 0) {
+        if (efp > HNSW_MAX_K) efp = HNSW_MAX_K;
+        bool short_;
+        plan->ef = (uint32_t)efp;
+        int rc = run_post(r, q, (uint32_t)efp, res, n, &short_, herr);
+        if (rc || !short_) return rc;
+        /* Too few matches among the candidates: the plan that finds k. */
+        plan->plan = strcmp(fallback, "graph") == 0   ? "post+graph"
+                     : strcmp(fallback, "exact") == 0 ? "post+exact"
+                                                      : "post+scan";
+        choice = fallback;
+    }
     if (strcmp(choice, "graph") == 0) {
         void *ctx[2] = {r, (void *)f};
         plan->ef = ef;
-        return hnsw_search(r->idx, q->vector, q->k, ef, match_cb, ctx, hits, n, herr);
+        return hnsw_search(r->idx, q->vector, q->k, ef, match_cb, ctx, res->hits, n, herr);
     }
-    uint64_t *ids;
-    size_t nids;
-    if (matching_locked(r, f, strcmp(choice, "exact") == 0 && e.listable, &ids, &nids))
-    {
-        snprintf(herr, HNSW_ERR_MAX, "out of memory listing matching points");
-        return HNSW_ENOMEM;
-    }
-    plan->scanned = nids;
-    int rc = hnsw_search_subset(r->idx, q->vector, q->k, ids, nids, hits, n, herr);
-    free(ids);
-    return rc;
+    return run_exact(r, q, strcmp(choice, "exact") == 0 && e.listable, res->hits, n, plan, herr);
 }
 
 int replica_search(struct replica *r, const struct replica_query *q, struct replica_results *res,
@@ -228,7 +284,7 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
     if (q->filter) {
         struct replica_plan local, *plan = q->plan ? q->plan : &local;
         attr_read_lock(r->as);
-        rc = search_filtered(r, q, ef < q->k ? q->k : ef, res->hits, &n, plan, herr);
+        rc = search_filtered(r, q, ef < q->k ? q->k : ef, res, &n, plan, herr);
         attr_read_unlock(r->as);
     } else {
         if (q->plan) *q->plan = (struct replica_plan){0};

@@ -185,7 +185,7 @@ class Filter(harness.ClusterTestCase):
         self.assertEqual({p.plan for p in resp.plans}, {"exact"})
         self.assertEqual(sum(p.estimated_matches for p in resp.plans), 12)
         resp = self.search(not_(eq("cat", "c0")), debug=True)
-        self.assertEqual({p.plan for p in resp.plans}, {"graph"})
+        self.assertEqual({p.plan for p in resp.plans}, {"post"})
         self.assertTrue(all(p.ef >= K for p in resp.plans))
         resp = self.search(eq("cat", "nope"), debug=True)
         self.assertEqual({p.plan for p in resp.plans}, {"none"})

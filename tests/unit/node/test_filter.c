@@ -1,9 +1,10 @@
 /*
  * test_filter.c — attributes and filtered search in one replica: 4,000
  * points with an int, a string and a tags attribute (some without any);
- * for each filter and each plan (exact, scan, graph, and the planner's
- * choice) the hits equal the brute-force top-k over the matching subset
- * (graph: recall@10 >= 0.95); upserts that change a value and deletes keep
+ * for each filter and each plan (exact, scan, graph, post, and the
+ * planner's choice) the hits equal the brute-force top-k over the matching
+ * subset (graph, post: recall@10 >= 0.95, and k hits whenever k match: post
+ * falls back when its candidates hold fewer); upserts that change a value and deletes keep
  * the indexes exact (counts); delete by filter; reopening from the WAL and
  * from a snapshot keeps everything.
  */
@@ -238,8 +239,8 @@ static void check_all(struct replica *r, uint64_t ver)
         struct ffilter x;
         struct filter *f = make_filter(&x, cases[c].lt, cases[c].cat);
         CU_ASSERT_EQUAL(count(r, f), expect_count(ver, cases[c].lt, cases[c].cat));
-        static const char *plans[] = {"exact", "scan", "graph", NULL};
-        for (int p = 0; p < 4; p++) {
+        static const char *plans[] = {"exact", "scan", "graph", "post", NULL};
+        for (int p = 0; p < 5; p++) {
             double sum = 0;
             for (uint64_t q = 0; q < 10; q++)
                 sum += recall(r, f, plans[p], cases[c].lt, cases[c].cat, ver, q, NULL);

@@ -1,7 +1,7 @@
 /*
  * distance.h — distance kernels of the HNSW engine, chosen at run time.
  *
- * Every kernel family (avx512, avx2 = AVX2+FMA, sse2 and scalar on x86-64;
+ * Every kernel family (avx512vnni, avx512, avx2 = AVX2+FMA, sse2 and scalar on x86-64;
  * neon and scalar on arm64) computes the same three functions; the best one
  * the CPU supports is picked once, with __builtin_cpu_supports, so the
  * default build needs no -march flag. VECSHARD_KERNEL=<name> in the
@@ -12,9 +12,12 @@
 #define VS_HNSW_DISTANCE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A distance between two n-float vectors. */
 typedef float (*hnsw_dist_fn)(const float *a, const float *b, size_t n);
+/* SQ8: sum of k[i] * c[i] over n dimensions, exact (signed weights, unsigned codes). */
+typedef int32_t (*hnsw_sq8_dot_fn)(const int8_t *k, const uint8_t *c, size_t n);
 
 /* One family of kernels. */
 struct hnsw_kernel {
@@ -22,6 +25,7 @@ struct hnsw_kernel {
     hnsw_dist_fn l2sq;   /* squared Euclidean distance */
     hnsw_dist_fn dot;    /* inner product */
     hnsw_dist_fn ipdist; /* 1 - inner product */
+    hnsw_sq8_dot_fn sq8_dot;
 };
 
 /*

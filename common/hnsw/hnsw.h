@@ -60,6 +60,17 @@ enum hnsw_metric {
     HNSW_METRIC_COSINE = 2,
 };
 
+/*
+ * Vector quantization. SQ8 stores one byte per dimension beside each float
+ * vector, trained per index on the per-dimension min/max; the graph is
+ * traversed on the codes and the candidates are re-ranked with the float
+ * vectors, so returned distances are exact (docs/engine.md).
+ */
+enum hnsw_quant {
+    HNSW_QUANT_NONE = 0,
+    HNSW_QUANT_SQ8 = 1,
+};
+
 /* Creation parameters. Fill with hnsw_params_init(), then override. */
 struct hnsw_params {
     uint32_t dim;            /* 1..HNSW_MAX_DIM */
@@ -68,6 +79,7 @@ struct hnsw_params {
     uint32_t ef_construction;  /* candidate list size while inserting; default 200 */
     uint32_t initial_capacity; /* slots allocated up front; grows without a rebuild; default 1024 */
     uint64_t seed;             /* seeds the level generator; default 100 */
+    enum hnsw_quant quant;     /* default none */
 };
 
 /* One search result. */
@@ -86,7 +98,10 @@ struct hnsw_stats {
     uint64_t free_slots; /* slots waiting to be reused by inserts */
     uint64_t capacity;   /* slots allocated */
     int max_level;       /* top layer of the graph; -1 when empty */
-    uint64_t memory_bytes;
+    uint64_t memory_bytes; /* heap and anonymous memory (not the vector file) */
+    enum hnsw_quant quant;
+    bool sq8_trained;    /* SQ8: parameters trained and used by searches */
+    uint64_t file_bytes; /* bytes of the vector file mapped (0 when vectors are in memory) */
 };
 
 /*
@@ -100,6 +115,21 @@ struct hnsw_index;
 
 /* Fills p with the defaults (dim 0: the caller must set it). */
 void hnsw_params_init(struct hnsw_params *p);
+
+/* Parses "none" or "sq8"; returns -1 if neither. */
+int hnsw_quant_parse(const char *s);
+/* "none" or "sq8". */
+const char *hnsw_quant_name(enum hnsw_quant q);
+
+/*
+ * Moves the float vectors into a memory-mapped file at path (created,
+ * truncated, and unlinked at once: it is scratch space, the index's
+ * durable form is hnsw_save's). The kernel may then page them out, so with
+ * SQ8 resident memory holds the codes and the graph, and a search reads the
+ * few vectors it re-ranks. Growth extends the file. The caller must be the
+ * index's only user (right after hnsw_create or hnsw_load).
+ */
+int hnsw_vectors_to_file(struct hnsw_index *idx, const char *path, char *err);
 
 /* Parses "l2", "ip" or "cosine"; returns -1 if none. */
 int hnsw_metric_parse(const char *s);

@@ -258,10 +258,10 @@ static void reconnect(struct hnsw_index *idx, uint32_t u, const uint8_t *reached
     uint32_t ep;
     int top;
     hnsw_entry_get(idx, &ep, &top);
-    const float *q = hnsw_vec(idx, u);
-    float d = idx->dist(q, hnsw_vec(idx, ep), idx->dim);
-    uint32_t cur = hnsw_greedy(idx, q, ep, top, 0, &d, sc->vcap);
-    hnsw_search_layer(idx, q, cur, d, 0, idx->efc, NULL, NULL, u, true, sc);
+    struct hnsw_query q = hnsw_query_float(hnsw_vec(idx, u));
+    float d = hnsw_qdist(idx, &q, ep);
+    uint32_t cur = hnsw_greedy(idx, &q, ep, top, 0, &d, sc->vcap);
+    hnsw_search_layer(idx, &q, cur, d, 0, idx->efc, NULL, NULL, u, true, sc);
     uint32_t n = sc->top.n, linked = 0, first = HNSW_NO_SLOT;
     struct hnsw_cand *c = sc->cand.v;
     memcpy(c, sc->top.v, n * sizeof *c);

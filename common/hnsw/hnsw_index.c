@@ -14,7 +14,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 int hnsw_fail(char *err, int status, const char *fmt, ...)
 {
@@ -35,6 +38,19 @@ void hnsw_params_init(struct hnsw_params *p)
     p->ef_construction = 200;
     p->initial_capacity = 1024;
     p->seed = 100;
+}
+
+int hnsw_quant_parse(const char *s)
+{
+    if (!s) return -1;
+    if (strcmp(s, "none") == 0) return HNSW_QUANT_NONE;
+    if (strcmp(s, "sq8") == 0) return HNSW_QUANT_SQ8;
+    return -1;
+}
+
+const char *hnsw_quant_name(enum hnsw_quant q)
+{
+    return q == HNSW_QUANT_SQ8 ? "sq8" : q == HNSW_QUANT_NONE ? "none" : "?";
 }
 
 int hnsw_metric_parse(const char *s)
@@ -214,6 +230,35 @@ static void block_free(void *p, size_t size)
         munmap(p, (size + 4095) & ~(size_t)4095);
 }
 
+/* Bytes of one chunk's vectors (a multiple of the page size: slots and stride are). */
+static size_t vec_block_size(const struct hnsw_index *idx)
+{
+    return ((size_t)idx->chunk_mask + 1) * idx->vec_stride;
+}
+
+/* The vectors of chunk c: from the vector file when there is one, else memory. */
+static void *vec_block_alloc(struct hnsw_index *idx, uint32_t c)
+{
+    size_t size = vec_block_size(idx);
+    if (idx->vec_fd < 0) return block_alloc(size, c > 0);
+    if (ftruncate(idx->vec_fd, (off_t)((uint64_t)(c + 1) * size)) != 0) return NULL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, idx->vec_fd,
+                   (off_t)((uint64_t)c * size));
+    if (p == MAP_FAILED) return NULL;
+    /* A search reads a few scattered vectors: no read-ahead around them. */
+    madvise(p, size, MADV_RANDOM);
+    return p;
+}
+
+static void vec_block_free(struct hnsw_index *idx, void *p)
+{
+    if (!p) return;
+    if (idx->vec_fd < 0)
+        block_free(p, vec_block_size(idx));
+    else
+        munmap(p, vec_block_size(idx));
+}
+
 /* Appends one chunk (and its segment if new). Caller holds map_lock. */
 static int grow_chunk(struct hnsw_index *idx)
 {
@@ -226,13 +271,15 @@ static int grow_chunk(struct hnsw_index *idx)
         if (!sp) return HNSW_ENOMEM;
         __atomic_store_n(&idx->segs[seg], sp, __ATOMIC_RELEASE);
     }
-    ch.vecs = block_alloc(chunk_slots * idx->vec_stride, c > 0);
+    ch.vecs = vec_block_alloc(idx, c);
     ch.elems = block_alloc(chunk_slots * idx->elem_size, c > 0);
+    if (idx->code_stride) ch.codes = block_alloc(chunk_slots * idx->code_stride, c > 0);
     ch.upper = calloc(chunk_slots, sizeof *ch.upper);
     ch.locks = calloc(chunk_slots, sizeof *ch.locks);
-    if (!ch.vecs || !ch.elems || !ch.upper || !ch.locks) {
-        block_free(ch.vecs, chunk_slots * idx->vec_stride);
+    if (!ch.vecs || !ch.elems || (idx->code_stride && !ch.codes) || !ch.upper || !ch.locks) {
+        vec_block_free(idx, ch.vecs);
         block_free(ch.elems, chunk_slots * idx->elem_size);
+        block_free(ch.codes, chunk_slots * idx->code_stride);
         free(ch.upper);
         free(ch.locks);
         return HNSW_ENOMEM;
@@ -311,6 +358,8 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
     if (p->ef_construction < 1 || p->ef_construction > HNSW_MAX_EF)
         return hnsw_fail(err, HNSW_EINVAL, "ef_construction must be in 1..%d, got %u", HNSW_MAX_EF,
                          p->ef_construction);
+    if (p->quant != HNSW_QUANT_NONE && p->quant != HNSW_QUANT_SQ8)
+        return hnsw_fail(err, HNSW_EINVAL, "quantization must be none or sq8, got %d", p->quant);
 
     struct hnsw_index *idx = calloc(1, sizeof *idx);
     if (!idx) return hnsw_fail(err, HNSW_ENOMEM, "out of memory creating the index");
@@ -325,6 +374,15 @@ int hnsw_create(const struct hnsw_params *p, struct hnsw_index **out, char *err)
         p->metric == HNSW_METRIC_L2 ? hnsw_kernel_active()->l2sq : hnsw_kernel_active()->ipdist;
     size_t raw = (size_t)p->dim * sizeof(float), line = (raw + 63) & ~(size_t)63;
     idx->vec_stride = (line - raw) * 8 <= raw ? line : (raw + 15) & ~(size_t)15;
+    idx->quant = p->quant;
+    idx->vec_fd = -1;
+    idx->sq8_dot = hnsw_kernel_active()->sq8_dot;
+    if (p->quant == HNSW_QUANT_SQ8) {
+        /* Same rule as vectors: a whole number of cache lines unless that wastes > 1/8. */
+        idx->norm_off = ((size_t)p->dim + 3) & ~(size_t)3;
+        size_t craw = idx->norm_off + sizeof(float), cline = (craw + 63) & ~(size_t)63;
+        idx->code_stride = (cline - craw) * 8 <= craw ? cline : (craw + 15) & ~(size_t)15;
+    }
     idx->id_off = 0;
     idx->hdr_off = sizeof(uint64_t);
     idx->links_off = idx->hdr_off + sizeof(struct hnsw_hdr);
@@ -365,6 +423,7 @@ static void scratch_free(struct hnsw_scratch *sc)
     free(sc->buf);
     free(sc->ids);
     free(sc->query);
+    free(sc->qsq);
     free(sc);
 }
 
@@ -376,8 +435,9 @@ void hnsw_free(struct hnsw_index *idx)
         size_t chunk_slots = (size_t)idx->chunk_mask + 1;
         for (size_t i = 0; i < chunk_slots; i++)
             free(ch->upper[i]);
-        block_free(ch->vecs, chunk_slots * idx->vec_stride);
+        vec_block_free(idx, ch->vecs);
         block_free(ch->elems, chunk_slots * idx->elem_size);
+        block_free(ch->codes, chunk_slots * idx->code_stride);
         free(ch->upper);
         free(ch->locks);
     }
@@ -400,6 +460,8 @@ void hnsw_free(struct hnsw_index *idx)
     pthread_mutex_destroy(&idx->pool_lock);
     pthread_mutex_destroy(&idx->copy_lock);
     free(idx->copies);
+    hnsw_sq8_free(idx);
+    if (idx->vec_fd >= 0) close(idx->vec_fd);
     pthread_rwlock_destroy(&idx->mutation_lock);
     free(idx);
 }
@@ -418,10 +480,12 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
         sc->buf = malloc((idx->Mmax0 + 1) * sizeof *sc->buf);
         sc->ids = malloc((idx->Mmax0 + 1) * sizeof *sc->ids);
         sc->query = malloc(idx->dim * sizeof(float));
-        if (!sc->buf || !sc->ids || !sc->query) goto fail;
+        if (idx->quant != HNSW_QUANT_NONE) sc->qsq = malloc(idx->dim);
+        if (!sc->buf || !sc->ids || !sc->query || (idx->quant != HNSW_QUANT_NONE && !sc->qsq))
+            goto fail;
         __atomic_fetch_add(&idx->scratch_bytes,
                            sizeof *sc + (idx->Mmax0 + 1) * (sizeof *sc->buf + sizeof *sc->ids) +
-                               idx->dim * sizeof(float),
+                               idx->dim * sizeof(float) + (sc->qsq ? idx->dim : 0),
                            __ATOMIC_RELAXED);
     }
     uint32_t n = atomic_load_explicit(&idx->nslots, memory_order_acquire);
@@ -653,23 +717,33 @@ uint64_t hnsw_memory_bytes(struct hnsw_index *idx)
 
 void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
 {
+    uint64_t bytes_sq = 0;
     memset(st, 0, sizeof *st);
     st->dim = idx->dim;
     st->metric = idx->metric;
     st->M = idx->M;
     st->ef_construction = idx->efc;
+    st->quant = idx->quant;
+    struct hnsw_sq8 *sq = atomic_load(&idx->sq);
+    st->sq8_trained = sq != NULL;
+    if (sq) bytes_sq = 2ull * idx->dim * sizeof(float);
     uint32_t ep;
     hnsw_entry_get(idx, &ep, &st->max_level);
     pthread_mutex_lock(&idx->map_lock);
     st->count = idx->map.n;
     st->free_slots = idx->nfree;
     st->capacity = (uint64_t)idx->nchunks << idx->chunk_shift;
-    uint64_t bytes = sizeof *idx;
+    uint64_t bytes = sizeof *idx + bytes_sq;
     bytes += idx->ndir * sizeof *idx->segs;
     bytes += (uint64_t)((idx->nchunks + HNSW_SEG - 1) >> HNSW_SEG_SHIFT) * HNSW_SEG *
              sizeof(struct hnsw_chunk);
+    uint64_t vec_bytes = st->capacity * idx->vec_stride;
+    if (idx->vec_fd >= 0)
+        st->file_bytes = vec_bytes;
+    else
+        bytes += vec_bytes;
     bytes += st->capacity *
-             (idx->vec_stride + idx->elem_size + sizeof(uint32_t *) + sizeof(atomic_uchar));
+             (idx->code_stride + idx->elem_size + sizeof(uint32_t *) + sizeof(atomic_uchar));
     bytes += idx->map.cap * (sizeof(uint64_t) + sizeof(uint32_t));
     bytes += idx->free_cap * sizeof(uint32_t);
     bytes += idx->retired_upper_cap * sizeof(uint32_t *);
@@ -681,4 +755,43 @@ void hnsw_info(struct hnsw_index *idx, struct hnsw_stats *st)
     bytes += idx->copies_cap * sizeof(uint64_t);
     pthread_mutex_unlock(&idx->copy_lock);
     st->memory_bytes = bytes;
+}
+
+int hnsw_vectors_to_file(struct hnsw_index *idx, const char *path, char *err)
+{
+    if (idx->vec_fd >= 0) return hnsw_fail(err, HNSW_EINVAL, "the vectors are already in a file");
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return hnsw_fail(err, HNSW_EIO, "cannot create %s: %s", path, strerror(errno));
+    unlink(path); /* scratch: gone when the process is, however it ends */
+    size_t size = vec_block_size(idx);
+    void **maps = calloc(idx->nchunks ? idx->nchunks : 1, sizeof *maps);
+    if (!maps) {
+        close(fd);
+        return hnsw_fail(err, HNSW_ENOMEM, "out of memory");
+    }
+    /* Map every chunk first, so a failure leaves the index as it was. */
+    uint32_t c = 0;
+    for (; c < idx->nchunks; c++) {
+        if (ftruncate(fd, (off_t)((uint64_t)(c + 1) * size)) != 0) break;
+        maps[c] = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)((uint64_t)c * size));
+        if (maps[c] == MAP_FAILED) break;
+    }
+    if (c < idx->nchunks) {
+        int e = errno;
+        for (uint32_t i = 0; i < c; i++)
+            munmap(maps[i], size);
+        free(maps);
+        close(fd);
+        return hnsw_fail(err, HNSW_EIO, "cannot map %s: %s", path, strerror(e));
+    }
+    for (c = 0; c < idx->nchunks; c++) {
+        struct hnsw_chunk *ch = &idx->segs[c >> HNSW_SEG_SHIFT][c & (HNSW_SEG - 1)];
+        memcpy(maps[c], ch->vecs, size);
+        madvise(maps[c], size, MADV_RANDOM);
+        block_free(ch->vecs, size);
+        ch->vecs = maps[c];
+    }
+    free(maps);
+    idx->vec_fd = fd;
+    return HNSW_OK;
 }

@@ -313,6 +313,7 @@ static int fill_slot(struct hnsw_index *idx, uint64_t id, const float *vec, int 
     rc = hnsw_upper_alloc(idx, s, level);
     if (rc == HNSW_OK) {
         hnsw_prepare_vector(idx, vec, hnsw_vec(idx, s));
+        hnsw_sq8_encode_slot(idx, s);
         __atomic_store_n(hnsw_idp(idx, e), id, __ATOMIC_RELAXED);
         struct hnsw_hdr *h = hnsw_hdrp(idx, e);
         __atomic_store_n(&h->count, 0, __ATOMIC_RELAXED);
@@ -445,11 +446,17 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
         if (hold) pthread_mutex_unlock(&idx->ep_lock);
         return hnsw_fail(err, HNSW_ENOMEM, "out of memory for insert scratch");
     }
-    float d = idx->dist(q, hnsw_vec(idx, ep), idx->dim);
+    /*
+     * Under SQ8 the layer searches run on codes; their candidates are then
+     * re-scored on floats, so neighbour selection sees exact distances.
+     */
+    struct hnsw_query pq;
+    hnsw_query_prepare(idx, q, sc->qsq, &pq);
+    float d = hnsw_qdist(idx, &pq, ep);
     uint32_t cur = ep;
-    if (level < top) cur = hnsw_greedy(idx, q, ep, top, level, &d, sc->vcap);
+    if (level < top) cur = hnsw_greedy(idx, &pq, ep, top, level, &d, sc->vcap);
     for (int l = level < top ? level : top; l >= 0; l--) {
-        hnsw_search_layer(idx, q, cur, d, l, idx->efc, NULL, NULL, s, true, sc);
+        hnsw_search_layer(idx, &pq, cur, d, l, idx->efc, NULL, NULL, s, true, sc);
         uint32_t n = sc->top.n;
         if (n == 0) continue;
         /*
@@ -462,8 +469,17 @@ static int link_slot(struct hnsw_index *idx, uint32_t s, const float *q, int lev
             c[i] = sc->top.v[0];
             hnsw_maxheap_pop(&sc->top);
         }
-        cur = c[0].slot;
-        d = c[0].d;
+        if (pq.sq) {
+            /* The entry of the next layer down keeps its code distance. */
+            cur = c[0].slot;
+            d = c[0].d;
+            for (uint32_t i = 0; i < n; i++)
+                c[i].d = idx->dist(q, hnsw_vec(idx, c[i].slot), idx->dim);
+            hnsw_cand_sort(c, n);
+        } else {
+            cur = c[0].slot;
+            d = c[0].d;
+        }
         uint32_t twin;
         uint32_t m = hnsw_select_heuristic(idx, q, c, n, idx->M, false, &twin);
         uint32_t first = 0, own = m;
@@ -522,6 +538,7 @@ int hnsw_insert(struct hnsw_index *idx, uint64_t id, const float *vec, char *err
     pthread_rwlock_rdlock(&idx->mutation_lock);
     rc = hnsw_insert_one(idx, id, vec, err);
     pthread_rwlock_unlock(&idx->mutation_lock);
+    if (rc == HNSW_OK) hnsw_sq8_train_if_due(idx, NULL, 0);
     return rc;
 }
 
@@ -602,6 +619,8 @@ int hnsw_insert_batch(struct hnsw_index *idx, const uint64_t *ids, const float *
     if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     if ((size_t)threads > n) threads = (int)n;
+    /* Train on the batch too, so a bulk load is coded and built on codes from its first row. */
+    hnsw_sq8_train_if_due(idx, vecs, n);
 
     pthread_rwlock_rdlock(&idx->mutation_lock);
     pthread_mutex_lock(&idx->map_lock);

@@ -80,7 +80,8 @@ struct hnsw_hdr {
 
 /* One chunk of 2^chunk_shift slots. */
 struct hnsw_chunk {
-    char *vecs;          /* chunk slots * vec_stride bytes, 64-aligned */
+    char *vecs;          /* chunk slots * vec_stride bytes, 64-aligned (or mapped from the vector file) */
+    uint8_t *codes;      /* SQ8: chunk slots * code_stride bytes; NULL without quantization */
     char *elems;         /* chunk slots * elem_size bytes (the node parts) */
     uint32_t **upper;    /* per slot: upper-layer link block or NULL */
     atomic_uchar *locks; /* per slot: spinlock byte */
@@ -107,6 +108,7 @@ struct hnsw_scratch {
     struct hnsw_cand *buf; /* neighbour batch, 2M + 1 entries */
     uint32_t *ids;         /* neighbour ids, 2M + 1 entries */
     float *query;          /* normalised query copy (cosine), dim floats */
+    int8_t *qsq;           /* the query's SQ8 weights, dim bytes (NULL without) */
     struct hnsw_scratch *next;
 };
 
@@ -117,6 +119,29 @@ struct hnsw_idmap {
     uint64_t cap, n; /* cap is a power of two */
 };
 
+/*
+ * SQ8 parameters: a stored component x[i] is coded as the byte nearest to
+ * (x[i] - min[i]) / scale[i], clamped to 0..255. Immutable once published;
+ * replaced ones are kept until hnsw_free (a search may still hold them).
+ */
+struct hnsw_sq8 {
+    float *min, *scale;    /* dim each */
+    uint64_t trained_on;   /* slots it was trained over */
+    struct hnsw_sq8 *prev; /* older parameters, retired */
+};
+
+/*
+ * A query as the distance functions see it (hnsw_query_prepare): the float
+ * query, and with SQ8 active its integer form for the codes (hnsw_sq8.c).
+ */
+struct hnsw_query {
+    const float *v;            /* the query in stored form (normalised under cosine) */
+    const struct hnsw_sq8 *sq; /* NULL: distances on float vectors */
+    const int8_t *k;           /* sq8: weights, sum w[i] c[i] ~ t * sum k[i] c[i] */
+    float t;                   /* sq8: the weights' step */
+    float c0;                  /* sq8: sum (q - min)^2 (l2) or 1 - sum q min (ip, cosine) */
+};
+
 struct hnsw_index {
     /* parameters, fixed at creation */
     uint32_t dim, M, Mmax0, efc;
@@ -125,6 +150,10 @@ struct hnsw_index {
     double mult; /* mL = 1 / ln(M) */
     hnsw_dist_fn dist;
     size_t vec_stride;                            /* bytes per vector */
+    enum hnsw_quant quant;
+    size_t code_stride; /* SQ8: bytes per code: dim bytes, then a float at norm_off */
+    size_t norm_off;    /* SQ8: sum (scale c)^2 of the code, for l2 */
+    hnsw_sq8_dot_fn sq8_dot;
     size_t elem_size, id_off, hdr_off, links_off; /* node part and its fields */
     size_t upper_stride;                          /* bytes per upper layer: (1 + M) u32 */
 
@@ -165,6 +194,15 @@ struct hnsw_index {
     pthread_mutex_t pool_lock;
     struct hnsw_scratch *pool;
     uint64_t scratch_bytes;
+
+    /*
+     * SQ8 (hnsw_sq8.c): the parameters in use, NULL until trained. Written
+     * with mutation_lock held exclusively; searches load the pointer once.
+     */
+    _Atomic(struct hnsw_sq8 *) sq;
+
+    /* The vector file (hnsw_vectors_to_file): -1 when vectors are in memory. */
+    int vec_fd;
 };
 
 /* ---------------------------------------------------------------- slot access */
@@ -186,6 +224,27 @@ static inline char *hnsw_elem(const struct hnsw_index *idx, uint32_t s)
 static inline float *hnsw_vec(const struct hnsw_index *idx, uint32_t s)
 {
     return (float *)(hnsw_chunk_of(idx, s)->vecs + (size_t)(s & idx->chunk_mask) * idx->vec_stride);
+}
+
+/* The SQ8 code of slot s (quantized indexes only). */
+static inline uint8_t *hnsw_code(const struct hnsw_index *idx, uint32_t s)
+{
+    return hnsw_chunk_of(idx, s)->codes + (size_t)(s & idx->chunk_mask) * idx->code_stride;
+}
+
+/* Distance from a prepared query to slot s: on its code when SQ8 is active. */
+static inline float hnsw_qdist(const struct hnsw_index *idx, const struct hnsw_query *q,
+                               uint32_t s)
+{
+    if (!q->sq) return idx->dist(q->v, hnsw_vec(idx, s), idx->dim);
+    const uint8_t *c = hnsw_code(idx, s);
+    float dot = q->t * (float)idx->sq8_dot(q->k, c, idx->dim);
+    if (idx->metric == HNSW_METRIC_L2) {
+        float norm;
+        memcpy(&norm, c + idx->norm_off, sizeof norm);
+        return q->c0 + norm - 2.0f * dot;
+    }
+    return q->c0 - dot;
 }
 
 static inline uint64_t *hnsw_idp(const struct hnsw_index *idx, char *e)
@@ -312,8 +371,8 @@ void hnsw_scratch_new_visit(struct hnsw_scratch *sc);
  * slot found and its distance in *ep_dist. Slots >= bound are ignored (the
  * caller's scratch covers only those below).
  */
-uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int top, int stop,
-                     float *ep_dist, uint32_t bound);
+uint32_t hnsw_greedy(struct hnsw_index *idx, const struct hnsw_query *q, uint32_t ep, int top,
+                     int stop, float *ep_dist, uint32_t bound);
 
 /*
  * Paper Algorithm 2 (SEARCH-LAYER) on layer l from ep: leaves the best
@@ -322,9 +381,9 @@ uint32_t hnsw_greedy(struct hnsw_index *idx, const float *q, uint32_t ep, int to
  * accepted. `locked` copies each link list under its node lock (used while
  * the graph is being modified by the caller's own insert).
  */
-void hnsw_search_layer(struct hnsw_index *idx, const float *q, uint32_t ep, float ep_dist, int l,
-                       uint32_t ef, hnsw_filter_fn filter, void *fctx, uint32_t skip, bool locked,
-                       struct hnsw_scratch *sc);
+void hnsw_search_layer(struct hnsw_index *idx, const struct hnsw_query *q, uint32_t ep,
+                       float ep_dist, int l, uint32_t ef, hnsw_filter_fn filter, void *fctx,
+                       uint32_t skip, bool locked, struct hnsw_scratch *sc);
 
 /*
  * Paper Algorithm 4 (SELECT-NEIGHBORS-HEURISTIC), as in hnswlib: keeps a
@@ -394,6 +453,46 @@ uint32_t hnsw_copy_find_or_add(struct hnsw_index *idx, uint32_t s);
  * Takes copy_lock, then node locks one at a time under it (no insert runs).
  */
 int hnsw_copy_rebuild(struct hnsw_index *idx, bool relink);
+
+/* ---------------------------------------------------------------- SQ8 (hnsw_sq8.c) */
+
+/* Points an index must hold before SQ8 is first trained (until then it searches floats). */
+#define HNSW_SQ8_TRAIN_MIN 1024
+
+/*
+ * Prepares q (stored form) for hnsw_qdist: with SQ8 active, its weights go
+ * into buf (dim bytes); otherwise (or buf NULL) distances stay on floats.
+ */
+void hnsw_query_prepare(const struct hnsw_index *idx, const float *q, int8_t *buf,
+                        struct hnsw_query *out);
+/* A float-only query (sq NULL), for code paths that must compare exact vectors. */
+static inline struct hnsw_query hnsw_query_float(const float *q)
+{
+    struct hnsw_query r = {.v = q};
+    return r;
+}
+/* Writes slot s's code from its stored vector under the parameters in use (none: no-op). */
+void hnsw_sq8_encode_slot(struct hnsw_index *idx, uint32_t s);
+/*
+ * Trains new parameters over every non-free slot and the `extra` rows
+ * (raw input, n of them; normalised here under cosine), re-encodes every
+ * slot and publishes them. Caller holds mutation_lock exclusively.
+ * HNSW_ENOMEM leaves the old parameters in use.
+ */
+int hnsw_sq8_train(struct hnsw_index *idx, const float *extra, size_t n);
+/*
+ * True when SQ8 should be (re)trained before `more` points are added: never
+ * trained and at least HNSW_SQ8_TRAIN_MIN slots would then be in use, or
+ * twice the slots it was last trained over.
+ */
+bool hnsw_sq8_due(struct hnsw_index *idx, size_t more);
+/*
+ * hnsw_sq8_train when hnsw_sq8_due(idx, n), taking the mutation lock
+ * exclusively (the caller holds no index lock); best effort.
+ */
+void hnsw_sq8_train_if_due(struct hnsw_index *idx, const float *extra, size_t n);
+/* Frees the parameters in use and every retired set. */
+void hnsw_sq8_free(struct hnsw_index *idx);
 
 /* hnsw_check without locks or the reachability sweep (for a private index being loaded). */
 int hnsw_check_structure(struct hnsw_index *idx, char *err);

@@ -6,7 +6,8 @@
  *   "VSHNSW\r\n"            8-byte magic (the CR LF catches text-mode mangling)
  *   u32 version             HNSW_FILE_VERSION; newer files are refused
  *   u32 header_len          sizeof(struct disk_header)
- *   struct disk_header      parameters, slot count, entry point, counters
+ *   struct disk_header      parameters (with the quantization), slot count, entry point,
+ *                           counters
  *   u32 crc32c(header)
  *   sections, in this order, each [u32 tag][u32 0][u64 len][payload][u32 crc32c(payload)]:
  *     VECT  nslots * dim floats            (stored form: normalised under cosine)
@@ -54,7 +55,7 @@ struct disk_header {
     uint64_t seed;
     uint32_t nslots, entry_slot;
     int32_t max_level;
-    uint32_t reserved;
+    uint32_t quant; /* enum hnsw_quant (0 in files older than quantization); codes are re-derived */
     uint64_t live, deleted, free_slots, level_counter;
 };
 
@@ -133,6 +134,8 @@ static void w_links(struct hnsw_index *idx, struct wsec *w, uint32_t nslots, boo
 int hnsw_write(struct hnsw_index *idx, FILE *f, char *err)
 {
     pthread_rwlock_wrlock(&idx->mutation_lock);
+    /* A snapshot re-trains SQ8 on the data as it is now (a no-op when the range is unchanged). */
+    if (atomic_load(&idx->sq) || hnsw_sq8_due(idx, 0)) hnsw_sq8_train(idx, NULL, 0);
     uint32_t nslots = atomic_load(&idx->nslots), ep;
     int top;
     hnsw_entry_get(idx, &ep, &top);
@@ -145,6 +148,7 @@ int hnsw_write(struct hnsw_index *idx, FILE *f, char *err)
         .nslots = nslots,
         .entry_slot = top < 0 ? 0 : ep,
         .max_level = top,
+        .quant = idx->quant,
         .live = idx->map.n,
         .deleted = atomic_load(&idx->ndeleted),
         .free_slots = idx->nfree,
@@ -319,8 +323,10 @@ static int check_header(const struct disk_header *h, struct hnsw_params *p, char
     p->ef_construction = h->ef_construction;
     p->seed = h->seed;
     p->initial_capacity = h->nslots ? h->nslots : 1;
+    p->quant = (enum hnsw_quant)h->quant;
     if (h->dim < 1 || h->dim > HNSW_MAX_DIM || h->metric > HNSW_METRIC_COSINE || h->M < 2 ||
-        h->M > HNSW_MAX_M || h->ef_construction < 1 || h->ef_construction > HNSW_MAX_EF)
+        h->M > HNSW_MAX_M || h->ef_construction < 1 || h->ef_construction > HNSW_MAX_EF ||
+        h->quant > HNSW_QUANT_SQ8)
         return hnsw_fail(err, HNSW_EFORMAT,
                          "header has invalid parameters (dim %u, metric %u, M %u)", h->dim,
                          h->metric, h->M);
@@ -454,6 +460,11 @@ int hnsw_read(FILE *f, struct hnsw_index **out, char *err)
     }
     if ((rc = hnsw_copy_rebuild(idx, false))) {
         hnsw_fail(err, rc, "out of memory building the copy table");
+        goto fail;
+    }
+    /* SQ8 codes are not stored: they are trained and coded again from the vectors. */
+    if (hnsw_sq8_due(idx, 0) && (rc = hnsw_sq8_train(idx, NULL, 0))) {
+        hnsw_fail(err, rc, "out of memory coding the vectors");
         goto fail;
     }
     *out = idx;

@@ -55,6 +55,8 @@ void bench_args_usage(FILE *f, const char *prog)
             "  --k N            neighbours per query, recall@k (default 10)\n"
             "  --threads N      build (and ground-truth) threads (default: online CPUs)\n"
             "output:\n"
+            "  --quant Q        none | sq8: vector quantization (vecshard only; default none)\n"
+            "  --vector-file F  keep the float vectors in a mapped scratch file F (vecshard only)\n"
             "  --json           one JSON object per line on stdout, nothing else\n"
             "  --help           this text\n",
             prog, BENCH_SYNTH_QUERIES, BENCH_WRITE_GT_K);
@@ -142,6 +144,7 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     a->threads = cpus > 0 ? (int)cpus : 1;
     a->queries = -1;
+    a->quant = "none";
 
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -152,7 +155,8 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
         }
         static const char *const with_value[] = {
             "--base", "--query",   "--gt",      "--metric",    "--M",     "--efc", "--ef",
-            "--k",    "--threads", "--queries", "--synthetic", "--write", NULL};
+            "--k",    "--threads", "--queries", "--synthetic", "--write", "--quant",
+            "--vector-file", NULL};
         bool known = false;
         for (int j = 0; with_value[j]; j++)
             known |= strcmp(f, with_value[j]) == 0;
@@ -169,6 +173,13 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
             a->gt_path = v;
         else if (strcmp(f, "--write") == 0)
             a->write_dir = v;
+        else if (strcmp(f, "--vector-file") == 0)
+            a->vector_file = v;
+        else if (strcmp(f, "--quant") == 0) {
+            if (strcmp(v, "none") != 0 && strcmp(v, "sq8") != 0)
+                return fail(err, BENCH_ARGS_USAGE, "--quant: '%s' is not none or sq8", v);
+            a->quant = v;
+        }
         else if (strcmp(f, "--metric") == 0) {
             int m = dataset_metric_parse(v);
             if (m < 0)

@@ -53,6 +53,8 @@ struct bench_args {
     uint32_t synth_dim, synth_clusters;
     uint64_t synth_seed;
     const char *write_dir; /* --write DIR: write the data set and exit */
+    const char *quant;       /* --quant none|sq8 (vecshard only), default "none" */
+    const char *vector_file; /* --vector-file PATH: float vectors in a mapped file (vecshard only) */
 };
 
 /* Base vectors, queries and ground truth (base row numbers, closest first). */

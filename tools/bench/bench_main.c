@@ -49,6 +49,7 @@ static int build_index(const struct bench_args *a, const struct bench_data *d,
     p.M = a->M;
     p.ef_construction = a->ef_construction;
     p.initial_capacity = d->base.n > UINT32_MAX ? UINT32_MAX : (uint32_t)d->base.n;
+    p.quant = (enum hnsw_quant)hnsw_quant_parse(a->quant);
 
     uint64_t *ids = malloc(d->base.n * sizeof(uint64_t));
     if (!ids) {
@@ -61,6 +62,13 @@ static int build_index(const struct bench_args *a, const struct bench_data *d,
     long long rss0 = bench_rss_bytes();
     double t0 = bench_now();
     int st = hnsw_create(&p, out, err);
+    if (st == HNSW_OK && a->vector_file) {
+        st = hnsw_vectors_to_file(*out, a->vector_file, err);
+        if (st != HNSW_OK) {
+            hnsw_free(*out);
+            *out = NULL;
+        }
+    }
     if (st == HNSW_OK) {
         st = hnsw_insert_batch(*out, ids, d->base.data, d->base.n, a->threads, err);
         if (st != HNSW_OK) {

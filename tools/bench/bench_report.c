@@ -32,8 +32,8 @@ long long bench_rss_bytes(void)
     char line[256];
     long long kb = -1;
     while (fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtoll(line + 6, NULL, 10);
+        if (strncmp(line, "RssAnon:", 8) == 0) {
+            kb = strtoll(line + 8, NULL, 10);
             break;
         }
     fclose(f);

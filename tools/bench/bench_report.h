@@ -33,7 +33,7 @@ struct bench_build {
     size_t n;
     uint32_t dim;
     uint64_t bytes;      /* the engine's own accounting of its memory */
-    long long rss_bytes; /* growth of VmRSS over the build */
+    long long rss_bytes; /* growth of RssAnon (anonymous resident memory) over the build */
     const char *engine;  /* "vecshard" or "hnswlib" */
     const char *kernel;  /* distance kernel in use */
 };

@@ -177,6 +177,11 @@ int main(int argc, char **argv)
     bench_data d;
     int rc = bench_prepare(argc, argv, &a, &d);
     if (rc >= 0) return rc;
+    if (strcmp(a.quant, "none") != 0 || a.vector_file) {
+        fprintf(stderr, "vecshard-bench-hnswlib: --quant and --vector-file are vecshard-only\n");
+        bench_data_free(&d);
+        return 2;
+    }
 
     rc = 1;
     {

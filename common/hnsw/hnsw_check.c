@@ -36,10 +36,28 @@ static int check_list(struct hnsw_index *idx, uint32_t s, int l, uint32_t nslots
     return HNSW_OK;
 }
 
+/* SQ8: every non-free slot's code is its vector's (caller holds the mutation lock). */
+static int check_codes(struct hnsw_index *idx, uint32_t nslots, char *err)
+{
+    if (!idx->code_stride) return HNSW_OK;
+    uint8_t *code = malloc(idx->code_stride);
+    if (!code) return hnsw_fail(err, HNSW_ENOMEM, "out of memory");
+    uint32_t bad = HNSW_NO_SLOT;
+    for (uint32_t s = 0; s < nslots && bad == HNSW_NO_SLOT; s++)
+        if (!(hnsw_flags(idx, s) & HNSW_FLAG_FREE) && !hnsw_sq8_code_ok(idx, s, code)) bad = s;
+    free(code);
+    if (bad != HNSW_NO_SLOT)
+        return hnsw_fail(err, HNSW_ECORRUPT, "slot %u: its SQ8 code does not match its vector",
+                         bad);
+    return HNSW_OK;
+}
+
 /* Checks slots, lists, counters and the id map; caller holds the mutation lock. */
 static int check_slots(struct hnsw_index *idx, uint32_t nslots, int top, char *err)
 {
     uint64_t live = 0, deleted = 0, freed = 0;
+    int crc = check_codes(idx, nslots, err);
+    if (crc) return crc;
     for (uint32_t s = 0; s < nslots; s++) {
         unsigned f = hnsw_flags(idx, s);
         int level = hnsw_level(idx, s);

@@ -471,6 +471,11 @@ static inline struct hnsw_query hnsw_query_float(const float *q)
     struct hnsw_query r = {.v = q};
     return r;
 }
+/*
+ * True if slot s's code is its stored vector's code under the parameters in
+ * use (always without them); buf is code_stride bytes of scratch.
+ */
+bool hnsw_sq8_code_ok(struct hnsw_index *idx, uint32_t s, uint8_t *buf);
 /* Writes slot s's code from its stored vector under the parameters in use (none: no-op). */
 void hnsw_sq8_encode_slot(struct hnsw_index *idx, uint32_t s);
 /*

@@ -55,6 +55,14 @@ void hnsw_sq8_encode_slot(struct hnsw_index *idx, uint32_t s)
     if (sq) encode(idx, sq, hnsw_vec(idx, s), hnsw_code(idx, s));
 }
 
+bool hnsw_sq8_code_ok(struct hnsw_index *idx, uint32_t s, uint8_t *buf)
+{
+    struct hnsw_sq8 *sq = atomic_load_explicit(&idx->sq, memory_order_acquire);
+    if (!sq) return true;
+    encode(idx, sq, hnsw_vec(idx, s), buf);
+    return memcmp(buf, hnsw_code(idx, s), idx->norm_off + sizeof(float)) == 0;
+}
+
 void hnsw_query_prepare(const struct hnsw_index *idx, const float *q, int8_t *buf,
                         struct hnsw_query *out)
 {

@@ -96,6 +96,7 @@ int main(void)
     register_delete_tests();
     register_io_tests();
     register_degenerate_tests();
+    register_sq8_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

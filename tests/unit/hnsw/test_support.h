@@ -27,5 +27,6 @@ void register_index_tests(void);
 void register_delete_tests(void);
 void register_io_tests(void);
 void register_degenerate_tests(void);
+void register_sq8_tests(void);
 
 #endif

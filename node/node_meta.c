@@ -142,6 +142,7 @@ int node_collection_parse(const char *json, size_t len, struct node_collection *
     out->shards = c.shards;
     out->replication_factor = c.replication_factor;
     out->created_at = c.created_at;
+    out->quant = (enum hnsw_quant)c.quant;
     return 0;
 }
 
@@ -157,6 +158,7 @@ char *node_collection_format(const struct node_collection *c)
         .shards = c->shards,
         .replication_factor = c->replication_factor,
         .created_at = c->created_at,
+        .quant = c->quant,
     };
     snprintf(cc.name, sizeof cc.name, "%s", c->name);
     return cluster_collection_format(&cc);

@@ -225,7 +225,7 @@ static enum node_role role_of(const struct node_shards *reg, const char *primary
 static bool config_changed(const struct node_collection *a, const struct node_collection *b)
 {
     if (a->dim != b->dim || a->metric != b->metric || a->m != b->m ||
-        a->ef_construction != b->ef_construction)
+        a->ef_construction != b->ef_construction || a->quant != b->quant)
         return true;
     return a->created_at != 0 && b->created_at != 0 && a->created_at != b->created_at;
 }
@@ -367,6 +367,7 @@ static int open_files(struct node_shards *reg, struct node_shard *e, bool reset)
     rc.hnsw.metric = e->coll.metric;
     rc.hnsw.M = e->coll.m;
     rc.hnsw.ef_construction = e->coll.ef_construction;
+    rc.hnsw.quant = e->coll.quant;
     rc.ef_search = e->coll.ef_search;
     rc.fsync = (enum wal_fsync)reg->fsync;
     rc.snapshot_wal_bytes = reg->snapshot_wal_bytes;

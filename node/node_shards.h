@@ -60,6 +60,7 @@ struct node_collection {
     uint32_t m, ef_construction, ef_search;
     uint32_t shards, replication_factor;
     int64_t created_at; /* Unix ms; 0 = unknown */
+    enum hnsw_quant quant;
 };
 
 /* Role of a replica (values of vecshard.v1.ShardRole). */

@@ -108,6 +108,7 @@ static void config_from(Vecshard__V1__CollectionConfig *out, const struct rt_col
     out->shards = c->shards;
     out->replication_factor = c->replication_factor;
     out->created_at = c->created_at;
+    out->quantization = (Vecshard__V1__Quantization)c->quant;
 }
 
 /* "READY", "DAMAGED", ... for a ReplicaState; "" when unknown (no answer). */
@@ -231,6 +232,10 @@ static grpc_status_code check_config(struct rpc_call *c, const Vecshard__V1__Col
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "config.metric %d is not METRIC_L2, METRIC_IP or METRIC_COSINE",
                               (int)in->metric);
+    if ((int)in->quantization < 0 || (int)in->quantization > 1)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "config.quantization %d is not QUANTIZATION_NONE or QUANTIZATION_SQ8",
+                              (int)in->quantization);
     if (out->m == 0) out->m = 16;
     if (out->m < 2 || out->m > 128)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "config.m is %u, must be 2..128",
@@ -271,6 +276,7 @@ static char *config_json(const Vecshard__V1__CollectionConfig *cfg)
         .shards = cfg->shards,
         .replication_factor = cfg->replication_factor,
         .created_at = cfg->created_at,
+        .quant = (uint32_t)cfg->quantization,
     };
     snprintf(doc.name, sizeof doc.name, "%s", cfg->name);
     return cluster_collection_format(&doc);

@@ -136,6 +136,7 @@ static int coll_parse(const char *name, const char *json, size_t len, struct rt_
     c->shards = doc.shards;
     c->replication_factor = doc.replication_factor;
     c->created_at = doc.created_at;
+    c->quant = doc.quant;
     c->name = strdup(name);
     c->shard = calloc(c->shards, sizeof *c->shard);
     if (c->name == NULL || c->shard == NULL) {

@@ -51,6 +51,7 @@ struct rt_collection {
     uint32_t dim;
     enum cluster_metric metric;
     uint32_t m, ef_construction, ef_search, shards, replication_factor;
+    uint32_t quant; /* enum hnsw_quant */
     int64_t created_at;
     int64_t mod_revision;
     struct cluster_shard *shard; /* [shards] */

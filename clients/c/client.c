@@ -147,6 +147,7 @@ void vsc_config(struct vecshard_collection_config *out, const Vecshard__V1__Coll
     out->shards = in->shards;
     out->replicas = in->replication_factor;
     out->created_at = in->created_at;
+    out->quantization = (enum vecshard_quant)in->quantization;
 }
 
 /* Protobuf shard entries -> public ones pointing into the reply; their

@@ -114,6 +114,7 @@ enum vecshard_code vecshard_create_collection(struct vecshard_client *c, const c
     cfg.ef_search = params->ef_search;
     cfg.shards = params->shards;
     cfg.replication_factor = params->replicas;
+    cfg.quantization = (Vecshard__V1__Quantization)params->quantization;
     Vecshard__V1__CreateCollectionRequest req = VECSHARD__V1__CREATE_COLLECTION_REQUEST__INIT;
     req.config = &cfg;
 

@@ -125,6 +125,12 @@ void vecshard_close(struct vecshard_client *c);
 
 /* ===================================================================== collections */
 
+/* How shards store vectors for the graph walk (docs/engine.md). */
+enum vecshard_quant {
+    VECSHARD_QUANT_NONE = 0, /* float vectors only */
+    VECSHARD_QUANT_SQ8 = 1,  /* 8-bit codes walk the graph, float vectors re-rank */
+};
+
 /* Parameters of a new collection; a zero field takes the router's default. */
 struct vecshard_collection_params {
     uint32_t dim;                /* required, 1..65536 */
@@ -134,6 +140,7 @@ struct vecshard_collection_params {
     uint32_t ef_search;          /* default search ef; default 64 */
     uint32_t shards;             /* default 1 */
     uint32_t replicas;           /* copies of each shard; default 1 */
+    enum vecshard_quant quantization; /* default none */
 };
 
 /* A collection's effective configuration. */
@@ -143,6 +150,7 @@ struct vecshard_collection_config {
     enum vecshard_metric metric;
     uint32_t m, ef_construction, ef_search, shards, replicas;
     int64_t created_at; /* Unix milliseconds */
+    enum vecshard_quant quantization;
 };
 
 /* Creates collection `name`. When out is not NULL it receives the stored

@@ -69,7 +69,11 @@ export interface CollectionConfig {
   replicas: number;
   /** Creation time, Unix milliseconds. */
   createdAt: number;
+  quantization: Quantization;
 }
+
+/** "sq8": 8-bit codes walk the graph and float vectors re-rank (docs/engine.md). */
+export type Quantization = 'none' | 'sq8';
 
 export interface CreateCollectionOptions extends CallOptions {
   /** Default "l2". */
@@ -84,6 +88,8 @@ export interface CreateCollectionOptions extends CallOptions {
   efConstruction?: number;
   /** Default 64. */
   efSearch?: number;
+  /** Default "none". */
+  quantization?: Quantization;
 }
 
 /** One shard's placement. */

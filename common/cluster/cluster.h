@@ -124,6 +124,7 @@ struct cluster_collection {
     uint32_t shards;                 /* 1..2^20, default 1 */
     uint32_t replication_factor;     /* 1..1024, default 1 */
     int64_t created_at;              /* Unix ms; 0 = unknown */
+    uint32_t quant;                  /* enum hnsw_quant; "quantization": "none" (default) | "sq8" */
 };
 
 /* A list of node ids (owned strings). */

@@ -256,6 +256,15 @@ int cluster_collection_parse(const char *json, size_t len, struct cluster_collec
         goto fail;
     }
     out->created_at = (int64_t)v;
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "quantization");
+    if (q != NULL && !cJSON_IsNull(q)) {
+        int qv = cJSON_IsString(q) ? hnsw_quant_parse(q->valuestring) : -1;
+        if (qv < 0) {
+            snprintf(err, errlen, "collection field \"quantization\" must be \"none\" or \"sq8\"");
+            goto fail;
+        }
+        out->quant = (uint32_t)qv;
+    }
     cJSON_Delete(o);
     return 0;
 fail:
@@ -277,6 +286,9 @@ char *cluster_collection_format(const struct cluster_collection *c)
     cJSON_AddNumberToObject(o, "shards", c->shards);
     cJSON_AddNumberToObject(o, "replication_factor", c->replication_factor);
     cJSON_AddNumberToObject(o, "created_at", (double)c->created_at);
+    /* Written only when set, so documents of unquantized collections are as before. */
+    if (c->quant != HNSW_QUANT_NONE)
+        cJSON_AddStringToObject(o, "quantization", hnsw_quant_name((enum hnsw_quant)c->quant));
     return print_and_free(o);
 }
 

@@ -799,6 +799,28 @@ static void destroy(struct replica *r)
     free(r);
 }
 
+/*
+ * SQ8 replicas keep their float vectors in a mapped scratch file in the
+ * replica's folder (re-created at every open; the snapshot and WAL are the
+ * durable copies), so resident memory holds the codes and the graph.
+ */
+static int place_vectors(struct replica *r, char *err)
+{
+    struct hnsw_stats st;
+    hnsw_info(r->idx, &st);
+    if (st.quant != r->cfg.hnsw.quant)
+        return replica_fail(err, REPLICA_EMISMATCH,
+                            "the snapshot's index has quantization %s; the collection has %s",
+                            hnsw_quant_name(st.quant), hnsw_quant_name(r->cfg.hnsw.quant));
+    if (st.quant == HNSW_QUANT_NONE) return REPLICA_OK;
+    char path[4096], herr[HNSW_ERR_MAX];
+    if (snprintf(path, sizeof path, "%s/vectors.scratch", r->dir) >= (int)sizeof path)
+        return replica_fail(err, REPLICA_EINVAL, "replica path too long");
+    if (hnsw_vectors_to_file(r->idx, path, herr))
+        return replica_fail(err, REPLICA_EIO, "vector file: %s", herr);
+    return REPLICA_OK;
+}
+
 /* Loads the snapshot (or starts empty), recovers the WAL and replays it. */
 static int recover(struct replica *r, struct replica_recovery *rec, char *err)
 {
@@ -834,6 +856,7 @@ static int recover(struct replica *r, struct replica_recovery *rec, char *err)
                                                      : REPLICA_EIO,
                             "loading a snapshot: %s", msg);
     }
+    if ((rc = place_vectors(r, err))) return rc;
 
     /* WAL damage followed only by records the snapshot holds loses nothing: cut it. */
     struct wal_options wo = {.fsync = r->cfg.fsync,

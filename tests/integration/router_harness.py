@@ -179,10 +179,11 @@ class RouterCluster(harness.Cluster):
 
 # ------------------------------------------------------------------ public API helpers
 def create_request(name, dim, metric="l2", m=16, ef_construction=200, ef_search=64, shards=1,
-                   replication_factor=1):
+                   replication_factor=1, quantization=0):
     return vecshard_pb2.CreateCollectionRequest(config=common_pb2.CollectionConfig(
         name=name, dim=dim, metric=METRICS[metric], m=m, ef_construction=ef_construction,
-        ef_search=ef_search, shards=shards, replication_factor=replication_factor))
+        ef_search=ef_search, shards=shards, replication_factor=replication_factor,
+        quantization=quantization))
 
 
 def upsert_request(collection, ids, vectors, payloads=None):

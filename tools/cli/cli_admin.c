@@ -104,7 +104,7 @@ static int parse_name(int argc, char **argv, const struct cli_flag *flags, int n
 /* vecshard create NAME --dim D [...] */
 int cli_cmd_create(struct cli *c, int argc, char **argv)
 {
-    const char *name = NULL, *metric = "l2";
+    const char *name = NULL, *metric = "l2", *quant = "none";
     uint32_t dim = 0, shards = 0, replicas = 0, m = 0, efc = 0, ef = 0;
     bool json = false, have_dim = false;
     const struct cli_flag flags[] = {
@@ -115,6 +115,7 @@ int cli_cmd_create(struct cli *c, int argc, char **argv)
         {"--M", CLI_FLAG_U32, &m, 2, 128, NULL},
         {"--ef-construction", CLI_FLAG_U32, &efc, 1, 100000, NULL},
         {"--ef", CLI_FLAG_U32, &ef, 1, 100000, NULL},
+        {"--quantization", CLI_FLAG_STR, &quant, 0, 0, NULL},
         {"--json", CLI_FLAG_BOOL, &json, 0, 0, NULL},
     };
     int rc = parse_name(argc, argv, flags, sizeof flags / sizeof flags[0], cli_usage_create, &name);
@@ -130,6 +131,10 @@ int cli_cmd_create(struct cli *c, int argc, char **argv)
         p.metric = VECSHARD_METRIC_COSINE;
     else
         return cli_usage_error(argv[0], cli_usage_create, "--metric must be l2, ip or cosine");
+    if (!strcmp(quant, "sq8"))
+        p.quantization = VECSHARD_QUANT_SQ8;
+    else if (strcmp(quant, "none") != 0)
+        return cli_usage_error(argv[0], cli_usage_create, "--quantization must be none or sq8");
     p.dim = dim;
     p.shards = shards;
     p.replicas = replicas;
@@ -147,10 +152,11 @@ int cli_cmd_create(struct cli *c, int argc, char **argv)
         fputc('\n', stdout);
     } else {
         printf("created collection %s: dim %u, metric %s, %u shard%s x %u replica%s, M %u, "
-               "ef_construction %u, ef_search %u\n",
+               "ef_construction %u, ef_search %u%s\n",
                got.name, got.dim, cli_metric_name(got.metric), got.shards,
                got.shards == 1 ? "" : "s", got.replicas, got.replicas == 1 ? "" : "s", got.m,
-               got.ef_construction, got.ef_search);
+               got.ef_construction, got.ef_search,
+               got.quantization == VECSHARD_QUANT_SQ8 ? ", quantization sq8" : "");
     }
     return CLI_OK;
 }
@@ -298,8 +304,9 @@ int cli_cmd_describe(struct cli *c, int argc, char **argv)
     } else {
         char when[32];
         printf("collection %s\n", cfg->name[0] ? cfg->name : name);
-        printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", cfg->dim,
-               cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search);
+        printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u, quantization %s\n",
+               cfg->dim, cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction,
+               cfg->ef_search, cfg->quantization == VECSHARD_QUANT_SQ8 ? "sq8" : "none");
         printf("  %u shard%s x %u replica%s, created %s\n", cfg->shards,
                cfg->shards == 1 ? "" : "s", cfg->replicas, cfg->replicas == 1 ? "" : "s",
                cli_time(cfg->created_at, when, sizeof when));

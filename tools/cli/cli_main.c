@@ -19,10 +19,12 @@
 /* clang-format off */
 const char *const cli_usage_create =
     "usage: vecshard create NAME --dim D [--metric l2|ip|cosine] [--shards S] [--replicas R]\n"
-    "                       [--M 16] [--ef-construction 200] [--ef 64]\n"
+    "                       [--M 16] [--ef-construction 200] [--ef 64] [--quantization none|sq8]\n"
     "  Creates a collection of D-dimensional vectors split into S shards (default 1),\n"
     "  each on R nodes (default 1). --M, --ef-construction: HNSW build parameters;\n"
-    "  --ef: the default search width of the collection. Metric default l2.\n";
+    "  --ef: the default search width of the collection. Metric default l2.\n"
+    "  --quantization sq8: 8-bit codes for the graph walk, float vectors re-rank\n"
+    "  (docs/engine.md); default none.\n";
 const char *const cli_usage_drop =
     "usage: vecshard drop NAME\n"
     "  Deletes a collection and its data.\n";

@@ -343,9 +343,11 @@ void cli_json_config(FILE *f, const struct vecshard_collection_config *cfg)
     json_cstr(f, cfg->name);
     fprintf(f,
             ",\"dim\":%u,\"metric\":\"%s\",\"m\":%u,\"ef_construction\":%u,\"ef_search\":%u,"
-            "\"shards\":%u,\"replication_factor\":%u,\"created_at\":%" PRId64 "}",
+            "\"shards\":%u,\"replication_factor\":%u,\"created_at\":%" PRId64
+            ",\"quantization\":\"%s\"}",
             cfg->dim, cli_metric_name(cfg->metric), cfg->m, cfg->ef_construction, cfg->ef_search,
-            cfg->shards, cfg->replicas, cfg->created_at);
+            cfg->shards, cfg->replicas, cfg->created_at,
+            cfg->quantization == VECSHARD_QUANT_SQ8 ? "sq8" : "none");
 }
 
 /* Shard entry as JSON. */

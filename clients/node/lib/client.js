@@ -124,6 +124,7 @@ class Client {
       M: 16,
       efConstruction: 200,
       efSearch: 64,
+      quantization: 'none',
       ...options,
     };
     const config = {
@@ -135,6 +136,7 @@ class Client {
       efSearch: o.efSearch,
       shards: o.shards,
       replicationFactor: o.replicas,
+      quantization: cv.quantizationEnum(o.quantization),
     };
     const reply = await this.call('CreateCollection', { config }, o.timeoutMs);
     const out = cv.configOut(reply.config);

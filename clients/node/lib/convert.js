@@ -108,6 +108,16 @@ function metricEnum(m) {
   return e;
 }
 
+const QUANTIZATIONS = { none: 'QUANTIZATION_NONE', sq8: 'QUANTIZATION_SQ8' };
+const QUANTIZATION_NAMES = { QUANTIZATION_NONE: 'none', QUANTIZATION_SQ8: 'sq8' };
+
+// "none" | "sq8" as the wire enum name.
+function quantizationEnum(q) {
+  const e = typeof q === 'string' ? QUANTIZATIONS[q.toLowerCase()] : undefined;
+  if (!e) throw new InvalidArgument(`quantization must be "none" or "sq8", got ${JSON.stringify(q)}`);
+  return e;
+}
+
 // A wire CollectionConfig as the client's CollectionConfig object.
 function configOut(c) {
   return {
@@ -120,6 +130,7 @@ function configOut(c) {
     shards: c.shards,
     replicas: c.replicationFactor,
     createdAt: Number(c.createdAt),
+    quantization: QUANTIZATION_NAMES[c.quantization] || 'none',
   };
 }
 
@@ -147,6 +158,7 @@ module.exports = {
   vectorRows,
   payloadBuffer,
   metricEnum,
+  quantizationEnum,
   configOut,
   shardOut,
 };

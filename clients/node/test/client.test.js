@@ -89,8 +89,14 @@ describe('collections', () => {
       shards: 2,
       replicas: 1,
       createdAt: 0,
+      quantization: 'none',
     });
     assert.ok(Math.abs(c.createdAt - Date.now()) < 60000, `createdAt ${c.createdAt}`);
+    const q = await client.createCollection('cfgq', 8, { quantization: 'sq8' });
+    assert.equal(q.quantization, 'sq8');
+    assert.equal((await client.describe('cfgq')).config.quantization, 'sq8');
+    await rejectsWith(client.createCollection('x', 8, { quantization: 'pq' }), vs.InvalidArgument, 'quantization must be "none" or "sq8", got "pq"');
+    await client.dropCollection('cfgq');
   });
 
   it('list is sorted by name, exists and describe agree, drop removes', async () => {

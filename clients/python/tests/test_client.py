@@ -91,6 +91,14 @@ class ClientTest(unittest.TestCase):
         self.assertRaisesCode(vecshard.InvalidArgument,
                               "metric: 'hamming' is not one of l2, ip, cosine",
                               c.create_collection, "coll-b", 8, metric="hamming")
+        self.assertEqual(info.quantization, "none")
+        q = c.create_collection("coll-q", 8, quantization="sq8")
+        self.assertEqual(q.quantization, "sq8")
+        self.assertEqual(c.describe("coll-q").quantization, "sq8")
+        self.assertRaisesCode(vecshard.InvalidArgument,
+                              "quantization: 'pq' is not one of none, sq8",
+                              c.create_collection, "coll-b", 8, quantization="pq")
+        c.drop_collection("coll-q")
         st = c.status()
         self.assertEqual(sorted(n["id"] for n in st["nodes"] if n["alive"]),
                          ["node-0", "node-1", "node-2"])

@@ -27,6 +27,8 @@ MAX_QUERIES = 10_000
 METRICS = {"l2": common_pb2.METRIC_L2, "ip": common_pb2.METRIC_IP,
            "cosine": common_pb2.METRIC_COSINE}
 METRIC_NAMES = {v: k for k, v in METRICS.items()}
+QUANTIZATIONS = {"none": common_pb2.QUANTIZATION_NONE, "sq8": common_pb2.QUANTIZATION_SQ8}
+QUANTIZATION_NAMES = {v: k for k, v in QUANTIZATIONS.items()}
 # Upper bound of the per-point framing: id, tags and length varints of the
 # point, its vector and payload, and the point's own tag and length.
 POINT_OVERHEAD = 32
@@ -112,12 +114,16 @@ def as_payloads(payloads, n):
     return out
 
 
-def create_request(name, dim, metric, shards, replicas, M, ef_construction, ef_search):
+def create_request(name, dim, metric, shards, replicas, M, ef_construction, ef_search,
+                   quantization="none"):
     if metric not in METRICS:
         raise InvalidArgument("metric: %r is not one of l2, ip, cosine" % (metric,))
+    if quantization not in QUANTIZATIONS:
+        raise InvalidArgument("quantization: %r is not one of none, sq8" % (quantization,))
     return vecshard_pb2.CreateCollectionRequest(config=common_pb2.CollectionConfig(
         name=name, dim=dim, metric=METRICS[metric], m=M, ef_construction=ef_construction,
-        ef_search=ef_search, shards=shards, replication_factor=replicas))
+        ef_search=ef_search, shards=shards, replication_factor=replicas,
+        quantization=QUANTIZATIONS[quantization]))
 
 
 def prepare_upsert(ids, vectors, payloads, attributes=None):
@@ -314,6 +320,7 @@ class CollectionInfo:
     ef_search: int
     created_at: int
     count: int = None
+    quantization: str = "none"
     shard_info: list = None
     nodes: list = None  # describe: per node, this collection's replicas, bytes, points
 
@@ -370,7 +377,8 @@ def drain_dict(r):
 def collection_info(cfg, count=None, shards=None, nodes=None):
     info = CollectionInfo(cfg.name, cfg.dim, METRIC_NAMES.get(cfg.metric, str(cfg.metric)),
                           cfg.shards, cfg.replication_factor, cfg.m, cfg.ef_construction,
-                          cfg.ef_search, cfg.created_at, count)
+                          cfg.ef_search, cfg.created_at, count,
+                          QUANTIZATION_NAMES.get(cfg.quantization, str(cfg.quantization)))
     if shards is not None:
         info.shard_info = [{"shard": s.shard, "epoch": s.epoch, "primary": s.primary,
                             "replicas": list(s.replicas), "in_sync": list(s.in_sync),

@@ -53,10 +53,10 @@ class Client:
         return self._dims[name]
 
     async def create_collection(self, name, dim, metric="l2", shards=1, replicas=1, M=16,
-                                ef_construction=200, ef_search=64):
+                                ef_construction=200, ef_search=64, quantization="none"):
         """Creates a collection; returns its CollectionInfo."""
         req = c.create_request(name, dim, metric, shards, replicas, M, ef_construction,
-                               ef_search)
+                               ef_search, quantization)
         r = await self._call("CreateCollection", req, retry=False)
         self._dims[name] = r.config.dim
         return c.collection_info(r.config)

@@ -65,10 +65,13 @@ class Client:
 
     # ---------------------------------------------------------------- collections
     def create_collection(self, name, dim, metric="l2", shards=1, replicas=1, M=16,
-                          ef_construction=200, ef_search=64):
-        """Creates a collection; returns its CollectionInfo (defaults filled)."""
+                          ef_construction=200, ef_search=64, quantization="none"):
+        """Creates a collection; returns its CollectionInfo (defaults filled).
+
+        quantization: "none" or "sq8" (8-bit codes walk the graph, floats re-rank).
+        """
         req = c.create_request(name, dim, metric, shards, replicas, M, ef_construction,
-                               ef_search)
+                               ef_search, quantization)
         info = c.collection_info(self._call("CreateCollection", req, retry=False).config)
         self._dims[name] = info.dim
         return info

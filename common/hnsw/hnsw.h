@@ -239,6 +239,43 @@ int hnsw_check(struct hnsw_index *idx, char *err);
 int hnsw_self_recall(struct hnsw_index *idx, uint32_t nsample, uint32_t k, uint32_t ef,
                      double *recall, char *err);
 
+/* ---------------------------------------------------------------- automatic ef */
+
+#define HNSW_CURVE_MAX 32
+
+/* A measured ef -> recall@k curve (hnsw_calibrate). */
+struct hnsw_recall_curve {
+    uint32_t k;                  /* recall@k */
+    uint32_t n;                  /* points on the curve */
+    uint32_t ef[HNSW_CURVE_MAX]; /* ascending: k, then steps of x1.2 */
+    double recall[HNSW_CURVE_MAX];
+    uint32_t queries;  /* sample queries measured */
+    bool past_queries; /* measured on given queries (else on the index's own points) */
+    uint64_t count;    /* live points when measured */
+};
+
+/*
+ * Measures recall@k of hnsw_search at a ladder of widths (k, then x1.2
+ * steps up to max_ef, stopping once the recall is 1) against exact search.
+ * The queries are `queries` (nqueries x dim floats, e.g. recent real
+ * queries) when given; otherwise nsample live points chosen with seed,
+ * each searched as if it were not in the graph and scored against the
+ * exact top k of the other points (leave-one-out), which errs low: a
+ * conservative estimate (docs/engine.md). Cost: one exact scan per query
+ * plus one search per query and ladder step; safe to run while the index
+ * is searched and written.
+ */
+int hnsw_calibrate(struct hnsw_index *idx, uint32_t k, const float *queries, uint32_t nqueries,
+                   uint32_t nsample, uint32_t max_ef, uint64_t seed,
+                   struct hnsw_recall_curve *out, char *err);
+
+/*
+ * The smallest ef at which curve c reaches target, interpolated linearly
+ * between the two ladder steps around it (*est: the curve's recall there);
+ * the largest ef of the curve when none reaches it.
+ */
+uint32_t hnsw_curve_pick(const struct hnsw_recall_curve *c, double target, double *est);
+
 /*
  * Writes the index to path: magic, format version, header and sections
  * each with a CRC32C, written to path.tmp, fsynced and renamed over path.

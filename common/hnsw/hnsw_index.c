@@ -480,6 +480,7 @@ struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef)
         sc->buf = malloc((idx->Mmax0 + 1) * sizeof *sc->buf);
         sc->ids = malloc((idx->Mmax0 + 1) * sizeof *sc->ids);
         sc->query = malloc(idx->dim * sizeof(float));
+        sc->hidden = HNSW_NO_SLOT;
         if (idx->quant != HNSW_QUANT_NONE) sc->qsq = malloc(idx->dim);
         if (!sc->buf || !sc->ids || !sc->query || (idx->quant != HNSW_QUANT_NONE && !sc->qsq))
             goto fail;

@@ -109,6 +109,7 @@ struct hnsw_scratch {
     uint32_t *ids;         /* neighbour ids, 2M + 1 entries */
     float *query;          /* normalised query copy (cosine), dim floats */
     int8_t *qsq;           /* the query's SQ8 weights, dim bytes (NULL without) */
+    uint32_t hidden;       /* a slot searches treat as absent (HNSW_NO_SLOT: none) */
     struct hnsw_scratch *next;
 };
 
@@ -361,6 +362,13 @@ void hnsw_minheap_pop(struct hnsw_heap *h);
 
 /* Scratch space for one search (from the pool, sized for the current slots). */
 struct hnsw_scratch *hnsw_scratch_get(struct hnsw_index *idx, uint32_t ef);
+/*
+ * hnsw_search as if slot `hidden` were not in the graph: never visited,
+ * expanded or returned (calibration's leave-one-out queries). HNSW_NO_SLOT
+ * hides nothing.
+ */
+int hnsw_search_hiding(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                       uint32_t hidden, struct hnsw_result *out, uint32_t *nout, char *err);
 /* Returns scratch space to the pool. */
 void hnsw_scratch_put(struct hnsw_index *idx, struct hnsw_scratch *sc);
 /* Starts a new visit generation in sc (clears the tags when they wrap). */

@@ -36,8 +36,9 @@ static inline void prefetch_point(const struct hnsw_index *idx, const struct hns
     __builtin_prefetch(c + 64, 0, 3);
 }
 
-uint32_t hnsw_greedy(struct hnsw_index *idx, const struct hnsw_query *q, uint32_t ep, int top,
-                     int stop, float *ep_dist, uint32_t bound)
+/* hnsw_greedy that never steps onto slot `hidden`. */
+static uint32_t greedy_hiding(struct hnsw_index *idx, const struct hnsw_query *q, uint32_t ep,
+                              int top, int stop, float *ep_dist, uint32_t bound, uint32_t hidden)
 {
     uint32_t cur = ep;
     float curd = *ep_dist;
@@ -51,7 +52,7 @@ uint32_t hnsw_greedy(struct hnsw_index *idx, const struct hnsw_query *q, uint32_
             if (cnt > idx->M) cnt = idx->M;
             for (uint32_t i = 0; i < cnt; i++) {
                 uint32_t s = __atomic_load_n(&links[i], __ATOMIC_RELAXED);
-                if (s >= bound) continue;
+                if (s >= bound || s == hidden) continue;
                 float d = hnsw_qdist(idx, q, s);
                 if (d < curd) {
                     curd = d;
@@ -63,6 +64,13 @@ uint32_t hnsw_greedy(struct hnsw_index *idx, const struct hnsw_query *q, uint32_
     }
     *ep_dist = curd;
     return cur;
+}
+
+
+uint32_t hnsw_greedy(struct hnsw_index *idx, const struct hnsw_query *q, uint32_t ep, int top,
+                     int stop, float *ep_dist, uint32_t bound)
+{
+    return greedy_hiding(idx, q, ep, top, stop, ep_dist, bound, HNSW_NO_SLOT);
 }
 
 /* True if slot s may be a result: not deleted or free, not skipped, and allowed by the filter. */
@@ -94,6 +102,7 @@ void hnsw_search_layer(struct hnsw_index *idx, const struct hnsw_query *q, uint3
     hnsw_scratch_new_visit(sc);
     uint16_t tag = sc->tag;
     top->n = cand->n = 0;
+    if (sc->hidden < vcap) vis[sc->hidden] = tag;
     vis[ep] = tag;
     hnsw_minheap_push(cand, ep_dist, ep);
     if (check ? accept(idx, ep, filter, fctx, skip) : ep != skip)
@@ -204,9 +213,10 @@ static void rerank(struct hnsw_index *idx, const float *q, struct hnsw_heap *top
     }
 }
 
-int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
-                hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,
-                char *err)
+/* hnsw_search's body; `hidden` as in hnsw_search_hiding. */
+static int search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                  hnsw_filter_fn filter, void *filter_ctx, uint32_t hidden,
+                  struct hnsw_result *out, uint32_t *nout, char *err)
 {
     *nout = 0;
     int rc = check_query(idx, query, k, err);
@@ -228,12 +238,27 @@ int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t
     struct hnsw_query q;
     hnsw_query_prepare(idx, qv, sc->qsq, &q);
     float d = hnsw_qdist(idx, &q, ep);
-    uint32_t cur = hnsw_greedy(idx, &q, ep, top, 0, &d, sc->vcap);
+    uint32_t cur = greedy_hiding(idx, &q, ep, top, 0, &d, sc->vcap, hidden);
+    sc->hidden = hidden;
     hnsw_search_layer(idx, &q, cur, d, 0, ef, filter, filter_ctx, HNSW_NO_SLOT, false, sc);
+    sc->hidden = HNSW_NO_SLOT;
     if (q.sq) rerank(idx, qv, &sc->top, k);
     *nout = emit_results(idx, &sc->top, k, out);
     hnsw_scratch_put(idx, sc);
     return HNSW_OK;
+}
+
+int hnsw_search(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                hnsw_filter_fn filter, void *filter_ctx, struct hnsw_result *out, uint32_t *nout,
+                char *err)
+{
+    return search(idx, query, k, ef, filter, filter_ctx, HNSW_NO_SLOT, out, nout, err);
+}
+
+int hnsw_search_hiding(struct hnsw_index *idx, const float *query, uint32_t k, uint32_t ef,
+                       uint32_t hidden, struct hnsw_result *out, uint32_t *nout, char *err)
+{
+    return search(idx, query, k, ef, NULL, NULL, hidden, out, nout, err);
 }
 
 /*

@@ -97,6 +97,7 @@ int main(void)
     register_io_tests();
     register_degenerate_tests();
     register_sq8_tests();
+    register_tune_tests();
     CU_basic_set_mode(CU_BRM_VERBOSE);
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

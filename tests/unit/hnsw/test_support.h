@@ -28,5 +28,6 @@ void register_delete_tests(void);
 void register_io_tests(void);
 void register_degenerate_tests(void);
 void register_sq8_tests(void);
+void register_tune_tests(void);
 
 #endif

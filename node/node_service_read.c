@@ -139,6 +139,13 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
     if (req->ef > cfg->max_ef)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ef is %u, must be at most %u",
                               req->ef, cfg->max_ef);
+    if (req->target_recall != 0 && !(req->target_recall > 0 && req->target_recall <= 1))
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "target_recall is %g, must be in (0, 1] (0 = unset)",
+                              (double)req->target_recall);
+    if (req->target_recall > 0 && req->ef != 0)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "set ef or target_recall, not both (ef is %u)", req->ef);
     struct node_collection coll;
     if (!node_shards_collection(svc->reg, req->collection, &coll))
         return rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found on this node",
@@ -224,6 +231,7 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
                 .with_attributes = req->with_attributes,
                 .field = field,
                 .filter = filter,
+                .target_recall = req->target_recall,
             };
             struct replica_plan plan;
             if (req->debug && q == 0) rq.plan = &plan;
@@ -241,6 +249,8 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
                 goto out;
             }
             qrp[q] = &qr[q];
+            sr[si].ef_used = res->ef_used;
+            sr[si].estimated_recall = res->est_recall;
         }
         if (sr[si].code == 0) {
             sr[si].results = qrp;

@@ -56,6 +56,7 @@ static int ssend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
     nr.filter = x->req->filter;
     nr.with_attributes = x->req->with_attributes;
     nr.debug = x->req->debug && x->req->filter != NULL;
+    nr.target_recall = x->req->target_recall;
     return rpc_fanout_start(fo, ch, NODE_SVC "Search", &nr.base,
                             &vecshard__v1__node_search_response__descriptor, opts);
 }
@@ -155,6 +156,13 @@ static grpc_status_code check_request(struct rpc_call *c, const Vecshard__V1__Se
     if (req->ef > ROUTER_MAX_EF)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ef is %u, must be 0..%u", req->ef,
                               ROUTER_MAX_EF);
+    if (req->target_recall != 0 && !(req->target_recall > 0 && req->target_recall <= 1))
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "target_recall is %g, must be in (0, 1] (0 = unset)",
+                              (double)req->target_recall);
+    if (req->target_recall > 0 && req->ef != 0)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
+                              "set ef or target_recall, not both (ef is %u)", req->ef);
     if (isnan(req->min_coverage) || req->min_coverage < 0 || req->min_coverage > 1)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "min_coverage is %g, must be 0..1 (0 = 1.0)",
@@ -213,6 +221,18 @@ static grpc_status_code reply(struct sctx *x, struct rpc_call *c, uint32_t ok, u
         if (shard_ok(x, s) && x->res[s]->plan != NULL) plans[nplans++] = x->res[s]->plan;
     resp.plans = plans;
     resp.n_plans = nplans;
+    Vecshard__V1__AutoEf ae = VECSHARD__V1__AUTO_EF__INIT;
+    if (x->req->target_recall > 0) {
+        /* The widest ef and the lowest estimate among the answering shards. */
+        ae.estimated_recall = 1;
+        for (uint32_t s = 0; s < x->coll->shards; s++) {
+            if (!shard_ok(x, s)) continue;
+            if (x->res[s]->ef_used > ae.ef) ae.ef = x->res[s]->ef_used;
+            if (x->res[s]->estimated_recall < ae.estimated_recall)
+                ae.estimated_recall = x->res[s]->estimated_recall;
+        }
+        resp.auto_ef = &ae;
+    }
     rpc_call_reply(c, &resp.base);
 out:
     free(plans);

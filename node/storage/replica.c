@@ -780,6 +780,7 @@ static int replay(struct replica *r, struct replica_recovery *rec, char *err)
 /* Frees a replica whose thread is not running. */
 static void destroy(struct replica *r)
 {
+    replica_tune_free(r);
     hnsw_free(r->idx);
     payload_store_free(r->ps);
     attr_store_free(r->as);
@@ -937,6 +938,10 @@ int replica_open(const struct replica_config *cfg, struct replica **out,
         r->cfg.max_batch = REPLICA_MAX_BATCH_DEFAULT;
     if (r->cfg.max_payload == 0 || r->cfg.max_payload > PAYLOAD_MAX_BYTES)
         r->cfg.max_payload = PAYLOAD_MAX_BYTES;
+    if (replica_tune_create(r) != 0) {
+        rc = replica_fail(err, REPLICA_ENOMEM, "out of memory");
+        goto fail;
+    }
     if ((rc = recover(r, rec, err)))
         goto fail;
     rec->lsn = atomic_load(&r->lsn);

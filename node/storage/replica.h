@@ -139,6 +139,9 @@ struct replica_results {
     uint32_t n;
     uint64_t *missing; /* replica_get: ids not found, request order; nmissing of them */
     uint32_t nmissing;
+    /* search with target_recall: the ef used and the calibration curve's recall estimate */
+    uint32_t ef_used;
+    float est_recall;
     /* internal: reusable memory */
     size_t cap_points, cap_missing, cap_bytes, cap_hits;
     uint8_t *bytes;
@@ -166,6 +169,7 @@ struct replica_query {
     const struct filter *filter; /* only matching points are hits; NULL: all */
     const char *force_plan;      /* tests, benchmarks: "exact", "scan", "graph", "post"; NULL: plan */
     struct replica_plan *plan;   /* filled when not NULL */
+    float target_recall;         /* (0, 1]: automatic ef instead of ef (docs/engine.md); 0: unset */
 };
 
 struct replica;

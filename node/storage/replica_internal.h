@@ -7,7 +7,8 @@
  * apply finishes its index calls before touching payloads, and its
  * payloads before attributes; a reader that needs both takes the payload
  * lock first). The engine's locks may be taken under the attribute store's
- * read lock (a filtered search). err_lock, bg_lock and hist_lock are leaves.
+ * read lock (a filtered search). err_lock, bg_lock, hist_lock and the
+ * automatic-ef lock are leaves.
  */
 #ifndef VS_NODE_REPLICA_INTERNAL_H
 #define VS_NODE_REPLICA_INTERNAL_H
@@ -76,7 +77,26 @@ struct replica {
     pthread_cond_t bg_cond;
     bool stop, bg_running;
     pthread_t bg;
+
+    /* Automatic ef (replica_tune.c): curves and past queries, under its own leaf lock. */
+    struct replica_tune *tune;
 };
+
+/* Creates the replica's automatic-ef state (r->dim set); -1 when out of memory. */
+int replica_tune_create(struct replica *r);
+/* Waits for a background calibration to finish (before the index goes away). */
+void replica_tune_stop(struct replica *r);
+/* replica_tune_stop, then frees the state. NULL state is a no-op. */
+void replica_tune_free(struct replica *r);
+/* Keeps v (dim floats) among the recent queries calibrations measure; never blocks. */
+void replica_tune_note_query(struct replica *r, const float *v);
+/*
+ * The ef for recall@k `target` from the curve for k (measured now when
+ * there is none yet; re-measured in the background when stale) and the
+ * curve's recall estimate there.
+ */
+int replica_auto_ef(struct replica *r, uint32_t k, float target, uint32_t *ef, float *est,
+                    char *err);
 
 /* Empties the epoch history and sets its base (the snapshot's LSN and epoch). */
 void replica_history_reset(struct replica *r, uint64_t base_lsn, uint64_t base_epoch);

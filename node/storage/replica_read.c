@@ -273,6 +273,17 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
     if (q->k == 0 || q->k > HNSW_MAX_K)
         return replica_fail(err, REPLICA_EINVAL, "k must be in 1..%d, got %u", HNSW_MAX_K, q->k);
     uint32_t ef = q->ef ? q->ef : r->cfg.ef_search;
+    res->ef_used = 0;
+    res->est_recall = 0;
+    if (q->target_recall > 0) {
+        if (!(q->target_recall <= 1.0f) || q->ef)
+            return replica_fail(err, REPLICA_EINVAL,
+                                "target_recall must be in (0, 1] and without ef, got %g",
+                                (double)q->target_recall);
+        int rc = replica_auto_ef(r, q->k, q->target_recall, &ef, &res->est_recall, err);
+        if (rc) return rc;
+        res->ef_used = ef;
+    }
     if (ef > HNSW_MAX_EF)
         return replica_fail(err, REPLICA_EINVAL, "ef must be at most %d, got %u", HNSW_MAX_EF, ef);
     if (grow((void **)&res->hits, &res->cap_hits, q->k, sizeof *res->hits) != 0 ||
@@ -289,6 +300,7 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
     } else {
         if (q->plan) *q->plan = (struct replica_plan){0};
         rc = hnsw_search(r->idx, q->vector, q->k, ef, NULL, NULL, res->hits, &n, herr);
+        if (rc == HNSW_OK) replica_tune_note_query(r, q->vector);
     }
     if (rc == HNSW_EINVAL) {
         /* The engine's message names the component ("query[3] is NaN"); say which query. */

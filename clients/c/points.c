@@ -245,6 +245,10 @@ static int search_table(struct search_impl *s, const Vecshard__V1__SearchRespons
             .missing_shards = cov->missing_shards,
             .partial = cov->partial,
         };
+    if (r->auto_ef) {
+        s->pub.ef_used = r->auto_ef->ef;
+        s->pub.estimated_recall = r->auto_ef->estimated_recall;
+    }
     return 0;
 }
 
@@ -280,6 +284,7 @@ enum vecshard_code vecshard_search(struct vecshard_client *c, const char *name,
     req.k = params->k ? params->k : 10;
     req.ef = params->ef;
     req.min_coverage = params->min_coverage;
+    req.target_recall = params->target_recall;
     req.with_payload = params->with_payload;
     req.with_vector = params->with_vector;
     if (params->filter && !(req.filter = parse_filter(params->filter, err))) {

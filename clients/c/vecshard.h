@@ -317,6 +317,9 @@ struct vecshard_search_params {
      * (e.g. {"and":[{"eq":{"color":"red"}},{"range":{"price":{"lt":50}}}]});
      * NULL: no filter. A bad one is VECSHARD_INVALID_ARGUMENT naming the part. */
     const char *filter;
+    /* Automatic ef: the recall@k wanted, in (0, 1], instead of ef (leave ef 0);
+     * 0 = unset. The result's ef_used and estimated_recall say what was used. */
+    float target_recall;
 };
 
 /* One hit; payload and vector are NULL unless asked for (and not empty). */
@@ -344,6 +347,10 @@ struct vecshard_search_result {
     const uint32_t *n_hits;          /* n_queries counts, each <= k */
     const struct vecshard_hit *hits; /* query i's hits at hits[i*k], ascending distance */
     struct vecshard_coverage coverage;
+    /* With target_recall: the widest ef a shard used and the lowest recall
+     * estimate among the shards; 0 otherwise. */
+    uint32_t ef_used;
+    float estimated_recall;
 };
 
 /* Searches nq queries (1..10,000; query i is queries[i*dim .. i*dim+dim))

@@ -167,6 +167,8 @@ export interface SearchOptions extends CallOptions {
   filter?: Filter | null;
   /** Fraction of shards that must answer; default 1.0. */
   minCoverage?: number;
+  /** Automatic ef: the recall@k wanted, in (0, 1]; not with ef. */
+  targetRecall?: number | null;
 }
 
 export interface CountOptions extends CallOptions {
@@ -211,6 +213,8 @@ export class SearchResult {
   /** nq*k attribute objects when withAttributes (null at padding), else null. */
   readonly attributes: (Attributes | null)[] | null;
   readonly coverage: Coverage;
+  /** With targetRecall: the widest ef a shard used and the lowest recall estimate. */
+  readonly autoEf: { ef: number; estimatedRecall: number } | null;
   /** Query i's hits, best first. */
   hits(i: number): Hit[];
 }

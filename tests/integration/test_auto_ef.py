@@ -11,6 +11,8 @@ target through the same router; the reply's estimate is within 0.02 of the
 target. Without past queries (a fresh collection) the shards calibrate on
 their own points and still reach the target. Bad values are
 INVALID_ARGUMENT naming target_recall."""
+import json
+import os
 import unittest
 
 import grpc
@@ -69,6 +71,21 @@ class AutoEf(harness.ClusterTestCase):
                 own, resp_b = recall("b", target_recall=target)
                 self.assertGreaterEqual(own, target - 0.01,
                                         "b: target %.2f ef %d" % (target, resp_b.auto_ef.ef))
+
+            # The CLI: --target-recall, reported in its JSON line.
+            qpath = os.path.join(c.root, "queries.fvecs")
+            vsdata.write_fvecs(qpath, queries)
+            p = rh.run([rh.CLI_BIN, "--router", c.routers[0].addr, "search", "a", "--query",
+                        qpath, "--target-recall", "0.95", "--json"], timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+            self.assertEqual(out["target_recall"], 0.95)
+            self.assertGreaterEqual(out["ef"], K)
+            self.assertGreater(out["estimated_recall"], 0.9)
+            p = rh.run([rh.CLI_BIN, "--router", c.routers[0].addr, "search", "a", "--query",
+                        qpath, "--target-recall", "0.95", "--ef", "20"], timeout=60)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--ef and --target-recall exclude each other", p.stderr)
 
             plain = r.Search(rh.search_request("a", queries[:1], k=K), timeout=30)
             self.assertFalse(plain.HasField("auto_ef"))

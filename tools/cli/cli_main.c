@@ -88,14 +88,16 @@ const char *const cli_usage_load =
 const char *const cli_usage_search =
     "usage: vecshard search NAME --query FILE [--k 10] [--ef E] [--gt FILE.ivecs]\n"
     "                       [--queries N] [--batch 1] [--concurrency 4]\n"
-    "                       [--min-coverage F] [--filter JSON] [--print] [--payload]\n"
-    "                       [--json]\n"
+    "                       [--min-coverage F] [--filter JSON] [--target-recall R]\n"
+    "                       [--print] [--payload] [--json]\n"
     "  Searches every row of FILE (.fvecs or .npy; the first N with --queries),\n"
     "  --batch queries per call, --concurrency calls in flight, and prints\n"
     "  recall@k (with --gt: exact neighbours as ids), QPS and p50/p99 call latency.\n"
     "  --ef defaults to the collection's ef_search. --print shows each query's hits\n"
     "  (--payload adds payloads). --filter: only points matching it are hits\n"
-    "  (docs/filtering.md). With --json the last stdout line is one object:\n"
+    "  (docs/filtering.md). --target-recall R (0..1] instead of --ef: each shard\n"
+    "  picks the smallest ef its calibration says reaches recall@k R (docs/engine.md).\n"
+    "  With --json the last stdout line is one object:\n"
     "  {\"n\",\"k\",\"ef\",\"batch\",\"concurrency\",\"recall\",\"qps\",\"p50_ms\",\"p99_ms\",...}.\n";
 /* clang-format on */
 

@@ -44,11 +44,13 @@ struct search_job {
     const struct dataset_matrix *q;
     size_t nq, n_calls;
     uint32_t k, ef, batch;
-    float min_coverage;
+    float min_coverage, target_recall;
     bool keep, with_payload;                 /* keep replies for --print */
     const char *filter;                      /* --filter JSON or NULL */
     atomic_size_t next_call;                 /* next call number to take */
     atomic_size_t partial;                   /* replies with coverage.partial */
+    atomic_uint ef_auto;                     /* --target-recall: widest ef the shards used */
+    _Atomic float est_recall;                /* --target-recall: lowest estimate seen */
     atomic_bool failed;                      /* set once; workers stop */
     pthread_mutex_t err_lock;                /* protects err */
     struct vecshard_error err;               /* first failure */
@@ -79,6 +81,7 @@ static void *search_worker(void *arg)
         .min_coverage = j->min_coverage,
         .with_payload = j->with_payload,
         .filter = j->filter,
+        .target_recall = j->target_recall,
     };
     while (!atomic_load(&j->failed)) {
         size_t b = atomic_fetch_add(&j->next_call, 1);
@@ -97,6 +100,15 @@ static void *search_worker(void *arg)
             break;
         }
         if (r->coverage.partial) atomic_fetch_add(&j->partial, 1);
+        if (r->ef_used) {
+            uint32_t seen = atomic_load(&j->ef_auto);
+            while (r->ef_used > seen && !atomic_compare_exchange_weak(&j->ef_auto, &seen, r->ef_used))
+                ;
+            float est = atomic_load(&j->est_recall);
+            while (r->estimated_recall < est &&
+                   !atomic_compare_exchange_weak(&j->est_recall, &est, r->estimated_recall))
+                ;
+        }
         for (size_t i = 0; i < cnt; i++) {
             const struct vecshard_hit *hits = r->hits + i * r->k;
             for (size_t h = 0; h < r->n_hits[i]; h++)
@@ -165,7 +177,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
     const char *qpath = NULL, *gtpath = NULL, *filter = NULL;
     uint32_t k = 10, ef = 0, conc = 4, batch = 1;
     uint64_t max_queries = 0;
-    double min_cov = 0;
+    double min_cov = 0, target = 0;
     bool json = false, print = false, payload = false, have_queries = false;
     const struct cli_flag flags[] = {
         {"--query", CLI_FLAG_STR, &qpath, 0, 0, NULL},
@@ -180,6 +192,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
         {"--print", CLI_FLAG_BOOL, &print, 0, 0, NULL},
         {"--payload", CLI_FLAG_BOOL, &payload, 0, 0, NULL},
         {"--filter", CLI_FLAG_STR, &filter, 0, 0, NULL},
+        {"--target-recall", CLI_FLAG_DOUBLE, &target, 1e-9, 1, NULL},
     };
     const char *pos[1];
     int n_pos;
@@ -188,6 +201,8 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
     if (rc) return rc;
     if (n_pos != 1) return cli_usage_error(argv[0], cli_usage_search, "missing collection NAME");
     if (!qpath) return cli_usage_error(argv[0], cli_usage_search, "--query FILE is required");
+    if (target > 0 && ef)
+        return cli_usage_error(argv[0], cli_usage_search, "--ef and --target-recall exclude each other");
     const char *name = pos[0];
 
     struct dataset_matrix q = {0};
@@ -239,6 +254,8 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
     j.ef = ef; /* 0: the collection's ef_search, applied by the router */
     j.batch = batch;
     j.min_coverage = (float)min_cov;
+    j.target_recall = (float)target;
+    atomic_store(&j.est_recall, 1.0f);
     j.keep = print;
     j.with_payload = payload && print;
     j.filter = filter;
@@ -280,7 +297,7 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
     double qps = secs > 0 ? (double)j.nq / secs : 0;
     double p50 = percentile(j.lat, j.n_calls, 50) * 1e3;
     double p99 = percentile(j.lat, j.n_calls, 99) * 1e3;
-    uint32_t ef_used = ef ? ef : ef_default;
+    uint32_t ef_used = ef ? ef : target > 0 ? atomic_load(&j.ef_auto) : ef_default;
     if (ef_used < k) ef_used = k; /* the router raises ef to k */
     size_t partial = atomic_load(&j.partial);
 
@@ -294,11 +311,18 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
             printf("%.6f", recall);
         else
             fputs("null", stdout);
-        printf(",\"qps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"seconds\":%.3f,\"partial\":%zu}\n",
+        printf(",\"qps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"seconds\":%.3f,\"partial\":%zu",
                qps, p50, p99, secs, partial);
+        if (target > 0)
+            printf(",\"target_recall\":%g,\"estimated_recall\":%.4f", target,
+                   (double)atomic_load(&j.est_recall));
+        fputs("}\n", stdout);
     } else {
         printf("search %s: %zu queries, k %u, ef %u, batch %u, concurrency %u\n", name, j.nq, k,
                ef_used, batch, conc);
+        if (target > 0)
+            printf("auto ef    target %.4f: ef up to %u, estimated recall %.4f\n", target,
+                   ef_used, (double)atomic_load(&j.est_recall));
         if (gtpath) printf("recall@%u  %.4f\n", k, recall);
         printf("QPS        %.1f (%.2f s)\n", qps, secs);
         printf("latency    p50 %.3f ms  p99 %.3f ms (per call of %u quer%s)\n", p50, p99, batch,

@@ -38,6 +38,7 @@ class SearchResult {
     this.vectors = null;
     this.attributes = null;
     this.coverage = null;
+    this.autoEf = null;
   }
 
   // Query i's hits as objects {id, distance, payload?, vector?, attributes?}, best first.
@@ -287,9 +288,16 @@ class Client {
   // k-nearest-neighbour search of a batch of queries (flat Float32Array of
   // n*dim, or an array of vectors); resolves to a SearchResult. options:
   // ef, withPayload, withVector, withAttributes, filter (a filter object,
-  // docs/filtering.md), minCoverage (1.0), timeoutMs.
+  // docs/filtering.md), minCoverage (1.0), targetRecall (automatic ef,
+  // docs/engine.md; not with ef), timeoutMs.
   async search(name, queries, k = 10, options = {}) {
     const o = { ef: 0, withPayload: false, withVector: false, withAttributes: false, minCoverage: 1.0, ...options };
+    if (o.targetRecall !== undefined && o.targetRecall !== null) {
+      if (!(typeof o.targetRecall === 'number' && o.targetRecall > 0 && o.targetRecall <= 1)) {
+        throw new InvalidArgument(`targetRecall must be in (0, 1], got ${JSON.stringify(o.targetRecall)}`);
+      }
+      if (o.ef) throw new InvalidArgument('set ef or targetRecall, not both');
+    }
     let fromCache = false;
     let rows;
     if (cv.isFlat(queries)) {
@@ -308,6 +316,7 @@ class Client {
       withPayload: o.withPayload,
       withVector: o.withVector,
       withAttributes: o.withAttributes,
+      targetRecall: o.targetRecall || 0,
     };
     if (o.filter !== undefined && o.filter !== null) request.filter = flt.toFilter(o.filter);
     let reply;
@@ -340,6 +349,7 @@ class Client {
       missingShards: c.missingShards,
       partial: c.partial,
     };
+    if (reply.autoEf) res.autoEf = { ef: reply.autoEf.ef, estimatedRecall: reply.autoEf.estimatedRecall };
     return res;
   }
 

@@ -236,6 +236,11 @@ describe('points', () => {
     assert.deepEqual(Array.from(r.hits(1)[0].vector), [0.25, 0.5, 0.75, 1]);
     assert.equal(r.payloads[3], null);
     assert.deepEqual(r.coverage, { shardsTotal: 3, shardsOk: 3, missingShards: [], partial: false });
+    assert.equal(r.autoEf, null);
+    const auto = await client.search('pts', [[1, 0, 0, 0]], 2, { targetRecall: 0.9 });
+    assert.deepEqual(Array.from(auto.ids), [1n, 2n]);
+    assert.ok(auto.autoEf.ef >= 2 && auto.autoEf.estimatedRecall > 0, JSON.stringify(auto.autoEf));
+    await rejectsWith(client.search('pts', [[1, 0, 0, 0]], 2, { targetRecall: 2 }), vs.InvalidArgument, 'targetRecall must be in (0, 1], got 2');
     // A flat buffer is cut by the collection's dim (looked up by a new client).
     const fresh = new vs.Client(cluster.router);
     const flat = await fresh.search('pts', new Float32Array([1, 0, 0, 0, 0, 1, 0, 0]), 1);

@@ -278,6 +278,14 @@ class ClientTest(unittest.TestCase):
         # Distances are squared L2 (hnswlib's), exact for the hits returned.
         exact = ((base[r.ids[:, 0].astype(np.int64)] - queries) ** 2).sum(1)
         np.testing.assert_allclose(r.distances[:, 0], exact, rtol=1e-4, atol=1e-4)
+        # Automatic ef: the target is met (within 0.01) and the reply says what was used.
+        a = c.search("r20k", queries, k=10, target_recall=0.95)
+        self.assertIsNone(r.ef_used)
+        self.assertGreaterEqual(clientenv.recall(a.ids, truth), 0.94)
+        self.assertGreaterEqual(a.ef_used, 10)
+        self.assertGreater(a.estimated_recall, 0.9)
+        self.assertRaisesCode(vecshard.InvalidArgument, "target_recall: 1.5 is not in (0, 1]",
+                              c.search, "r20k", queries, target_recall=1.5)
         c.drop_collection("r20k")
 
     def test_batches_under_message_limit(self):

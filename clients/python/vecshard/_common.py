@@ -195,7 +195,7 @@ def get_batch_size(dim, with_vector, with_payload, max_message):
 
 
 def search_batches(name, queries, k, ef, min_coverage, with_payload, with_vector, dim_hint,
-                   max_message, filter=None, with_attributes=False):
+                   max_message, filter=None, with_attributes=False, target_recall=None):
     """SearchRequests of at most MAX_QUERIES queries whose replies (k hits each,
     with vectors/payloads if asked) stay under max_message; yields (lo, request)."""
     hit = 24 + (4 * dim_hint if with_vector else 0) + (65536 if with_payload else 0) + (
@@ -205,10 +205,15 @@ def search_batches(name, queries, k, ef, min_coverage, with_payload, with_vector
     step = max(1, min(MAX_QUERIES, (max_message - 1024) // per_query))
     # 0 means "unset = 1.0" on the wire; a caller's 0 means "any coverage".
     wire_cov = 1e-9 if min_coverage <= 0 else float(min_coverage)
+    if target_recall is not None and not 0 < target_recall <= 1:
+        raise InvalidArgument("target_recall: %r is not in (0, 1]" % (target_recall,))
+    if target_recall is not None and ef:
+        raise InvalidArgument("target_recall: set ef or target_recall, not both")
     for lo in range(0, len(queries), step):
         yield lo, vecshard_pb2.SearchRequest(
             collection=name, k=k, ef=ef or 0, min_coverage=wire_cov, with_payload=with_payload,
             with_vector=with_vector, filter=filter, with_attributes=with_attributes,
+            target_recall=target_recall or 0,
             queries=[common_pb2.Query(vector=q) for q in queries[lo:lo + step].tolist()])
 
 
@@ -238,6 +243,9 @@ class SearchResult:
     payloads: list = None
     vectors: np.ndarray = None
     attributes: list = None
+    # With target_recall: the widest ef a shard used and the lowest recall estimate.
+    ef_used: int = None
+    estimated_recall: float = None
 
     def __len__(self):
         return len(self.ids)
@@ -254,7 +262,11 @@ def search_result(replies, n, k, with_payload, with_vector, with_attributes=Fals
     counts = np.zeros(n, dtype=np.int64)
     payloads = [[] for _ in range(n)] if with_payload else None
     vectors, missing, total, oks = None, set(), 0, []
+    ef_used, est = None, None
     for lo, reply in replies:
+        if reply.HasField("auto_ef"):
+            ef_used = max(ef_used or 0, reply.auto_ef.ef)
+            est = min(est if est is not None else 1.0, reply.auto_ef.estimated_recall)
         cov = reply.coverage
         total = cov.shards_total
         oks.append(cov.shards_ok)
@@ -274,7 +286,7 @@ def search_result(replies, n, k, with_payload, with_vector, with_attributes=Fals
                 vectors[row, :len(hits)] = [h.vector for h in hits]
     # Several batches: the coverage of the worst one, every missing shard.
     cov = Coverage(total, min(oks, default=0), sorted(missing), bool(missing))
-    return SearchResult(ids, dist, counts, cov, payloads, vectors, attributes)
+    return SearchResult(ids, dist, counts, cov, payloads, vectors, attributes, ef_used, est)
 
 
 @dataclasses.dataclass

@@ -147,7 +147,7 @@ class Client:
 
     async def search(self, name, queries, k=10, ef=None, *, with_payload=False,
                      with_vector=False, min_coverage=1.0, request_id=None, filter=None,
-                     with_attributes=False):
+                     with_attributes=False, target_recall=None):
         """k nearest neighbours of each query row: a SearchResult (request_id as
         in Client.search)."""
         queries = c.as_matrix(queries, "queries")
@@ -156,7 +156,7 @@ class Client:
         replies = [(lo, await self._call("Search", req, request_id=request_id))
                    for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
-            self.max_message, filter, with_attributes)]
+            self.max_message, filter, with_attributes, target_recall)]
         return c.search_result(replies, len(queries), k, with_payload, with_vector,
                                with_attributes)
 

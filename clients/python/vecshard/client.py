@@ -170,18 +170,21 @@ class Client:
         return total
 
     def search(self, name, queries, k=10, ef=None, *, with_payload=False, with_vector=False,
-               min_coverage=1.0, request_id=None, filter=None, with_attributes=False):
+               min_coverage=1.0, request_id=None, filter=None, with_attributes=False,
+               target_recall=None):
         """k nearest neighbours of each query row: a SearchResult (ids uint64
         (N,k), distances float32 (N,k), counts, coverage, payloads, vectors).
         min_coverage 0 accepts any coverage. request_id: sent as x-request-id
-        on every batch, to find the search in the router's and nodes' logs."""
+        on every batch, to find the search in the router's and nodes' logs.
+        target_recall (0, 1] instead of ef: automatic ef (docs/engine.md); the
+        result's ef_used and estimated_recall say what the shards chose."""
         queries = c.as_matrix(queries, "queries")
         if k < 1:
             raise InvalidArgument("k: must be at least 1, got %d" % k)
         replies = [(lo, self._call("Search", req, request_id=request_id))
                    for lo, req in c.search_batches(
             name, queries, k, ef, min_coverage, with_payload, with_vector, queries.shape[1],
-            self.max_message, filter, with_attributes)]
+            self.max_message, filter, with_attributes, target_recall)]
         return c.search_result(replies, len(queries), k, with_payload, with_vector,
                                with_attributes)
 

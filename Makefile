@@ -501,6 +501,12 @@ bench-cluster: $(BIN_BENCH) $(DATA)/mnist/base.fvecs
 bench-restart: $(BUILD)/vecshard-node
 	VS_BUILD=$(BUILD) $(PYTHON) scripts/bench_restart.py $(BENCH_RESTART_ARGS)
 
+.PHONY: bench-hedge
+# scripts/bench_hedge.py: p50/p99 of searches with one replica of each shard
+# made slow by 100 ms SIGSTOP pulses, through a hedging and a plain router.
+bench-hedge: $(BUILD)/vecshard-node $(BUILD)/vecshard-router $(PROTO_PY)
+	VS_BUILD=$(abspath $(BUILD)) $(PYTHON) scripts/bench_hedge.py $(BENCH_HEDGE_ARGS)
+
 bench-peer: $(BIN_BENCH) $(BIN_PEER) $(DATA)/mnist/base.fvecs $(DATA)/synth200k/base.fvecs
 	$(PYTHON) scripts/bench_peer.py --bench $(BIN_BENCH) --peer $(BIN_PEER) \
 	  --data $(DATA)/mnist --data $(DATA)/synth200k

@@ -45,13 +45,19 @@
 #define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
 #define ROUTER_METHODS     12  /* VecShard methods (request.c) */
 
-/* Outstanding calls per node id, for the replica choice of reads. `lock`
- * protects the table; ids are never removed (a slot per node ever seen). */
+#define ROUTER_LATENCY_RING 64   /* answered calls per node kept for the hedging threshold */
+#define ROUTER_HEDGE_MIN_US 250  /* hedge no sooner than this after the first try */
+
+/* Outstanding calls and recent answer latencies per node id, for the
+ * replica choice and the hedging of reads. `lock` protects the table; ids
+ * are never removed (a slot per node ever seen). */
 struct router_load {
     pthread_mutex_t lock;
     struct {
         char id[129];
         int outstanding;
+        uint32_t lat_us[ROUTER_LATENCY_RING]; /* ring of the last answered calls' latencies */
+        int lat_n, lat_next;
     } slot[ROUTER_LOAD_SLOTS];
     int n;
     atomic_uint rr; /* round-robin start for ties */
@@ -78,6 +84,7 @@ struct router_metrics {
     struct metrics_family *shard_calls;    /* counter {node,method,code} */
     struct metrics_family *shard_retries;  /* counter {method} */
     struct metrics_family *shard_failures; /* counter {method} */
+    struct metrics_family *hedges;         /* counter {outcome}: hedged shard calls */
     struct metrics_family *slow_requests;  /* counter {method} */
     struct metrics_family *auth_failures;  /* counter {reason} (auth.h) */
     struct metrics_family *decisions;      /* counter {decision}: controller changes applied */
@@ -197,6 +204,19 @@ grpc_status_code router_check_filter(struct rpc_call *c, const Vecshard__V1__Fil
 
 /* Adds delta to the outstanding calls of node id. */
 void router_load_add(struct router *r, const char *id, int delta);
+
+/* Notes the latency of a call node id answered (the hedging threshold's input). */
+void router_latency_note(struct router *r, const char *id, uint32_t us);
+
+/*
+ * The hedging threshold of shard s in microseconds: the lowest recent p95
+ * latency among its in-sync replicas on registered nodes (a healthy copy's,
+ * not the slow one's), capped by --hedge-max-ms and at least
+ * ROUTER_HEDGE_MIN_US; 0 (no hedging) when hedging is off or fewer than two
+ * such replicas exist. A node with fewer than 8 answers counts as the cap.
+ */
+int64_t router_hedge_after_us(struct router *r, const struct rt_view *v,
+                              const struct rt_collection *coll, uint32_t s);
 
 /*
  * Picks an in-sync replica of shard s whose node is registered and not in

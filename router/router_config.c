@@ -128,6 +128,10 @@ static const struct flags_spec flags[] = {
     {"max-concurrent-requests", FLAGS_INT, "1024", 0, 1000000, F(max_concurrent),
      "most gRPC calls queued or running at once; one more is refused with RESOURCE_EXHAUSTED "
      "(0 = no limit)"},
+    {"hedge-max-ms", FLAGS_INT, "50", 0, 60000, F(hedge_max_ms),
+     "hedged searches: a shard that has not answered after the lowest recent p95 latency of "
+     "its in-sync replicas, at most this many ms, is asked again on another replica and the "
+     "first answer wins (0 = off)"},
 };
 
 static const struct flags_prog prog = {

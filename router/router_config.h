@@ -45,6 +45,7 @@ struct router_config {
     char *etcd_cacert, *etcd_cert, *etcd_key; /* TLS to etcd; NULL = unset */
     char *api_keys;      /* --api-keys file (router/auth.h); NULL = no authentication */
     int max_concurrent;  /* --max-concurrent-requests; 0 = no limit */
+    int hedge_max_ms;    /* --hedge-max-ms: cap of the hedging threshold of searches; 0 = off */
 };
 
 /* What router_config_parse decided. */

@@ -169,6 +169,11 @@ int router_metrics_init(struct router *r, struct metrics *m)
     x->shard_failures = metrics_counter(
         m, "vecshard_router_shard_failures_total",
         "Shards of a request that no replica answered, after every retry", "method");
+    x->hedges = metrics_counter(
+        m, "vecshard_router_search_hedges_total",
+        "Hedged shard searches: sent (a second replica asked after the hedging threshold), then "
+        "won (its answer came first), lost (the first try's did) or failed (neither answered)",
+        "outcome");
     x->auth_failures = metrics_counter(
         m, "vecshard_router_auth_failures_total",
         "Client calls refused by the API-key check, by reason (unauthenticated: missing or "
@@ -190,6 +195,7 @@ int router_metrics_init(struct router *r, struct metrics *m)
                         NULL);
     if (x->fanout_shards == NULL || x->merge_seconds == NULL || x->partial == NULL ||
         x->shard_calls == NULL || x->shard_retries == NULL || x->shard_failures == NULL ||
+        x->hedges == NULL ||
         x->slow_requests == NULL || x->auth_failures == NULL || x->decisions == NULL || x->moved_bytes == NULL)
         return -1;
     return metrics_add_collector(m, collect_view, r);

@@ -119,6 +119,59 @@ void router_load_add(struct router *r, const char *id, int delta)
     pthread_mutex_unlock(&r->load.lock);
 }
 
+void router_latency_note(struct router *r, const char *id, uint32_t us)
+{
+    pthread_mutex_lock(&r->load.lock);
+    int i = load_slot(&r->load, id);
+    if (i >= 0) {
+        r->load.slot[i].lat_us[r->load.slot[i].lat_next] = us;
+        r->load.slot[i].lat_next = (r->load.slot[i].lat_next + 1) % ROUTER_LATENCY_RING;
+        if (r->load.slot[i].lat_n < ROUTER_LATENCY_RING) r->load.slot[i].lat_n++;
+    }
+    pthread_mutex_unlock(&r->load.lock);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* p95 of node id's recent latencies in microseconds; -1 with fewer than 8. */
+static int64_t latency_p95(struct router *r, const char *id)
+{
+    uint32_t v[ROUTER_LATENCY_RING];
+    int n = 0;
+    pthread_mutex_lock(&r->load.lock);
+    int i = load_slot(&r->load, id);
+    if (i >= 0) {
+        n = r->load.slot[i].lat_n;
+        memcpy(v, r->load.slot[i].lat_us, (size_t)n * sizeof *v);
+    }
+    pthread_mutex_unlock(&r->load.lock);
+    if (n < 8) return -1;
+    qsort(v, (size_t)n, sizeof *v, cmp_u32);
+    return v[(n * 95 + 99) / 100 - 1];
+}
+
+int64_t router_hedge_after_us(struct router *r, const struct rt_view *v,
+                              const struct rt_collection *coll, uint32_t s)
+{
+    int64_t cap = (int64_t)r->cfg->hedge_max_ms * 1000;
+    const struct cluster_shard *sh = &coll->shard[s];
+    if (cap <= 0 || !sh->present) return 0;
+    int live = 0;
+    int64_t best = cap;
+    for (uint32_t k = 0; k < sh->in_sync.n; k++) {
+        if (rt_view_node(v, sh->in_sync.v[k]) == NULL) continue;
+        live++;
+        int64_t p = latency_p95(r, sh->in_sync.v[k]);
+        if (p >= 0 && p < best) best = p;
+    }
+    if (live < 2) return 0;
+    return best < ROUTER_HEDGE_MIN_US ? ROUTER_HEDGE_MIN_US : best;
+}
+
 /* Outstanding calls of id (0 if unknown). */
 static int load_get(struct router *r, const char *id)
 {

@@ -261,6 +261,7 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
         .batch = true,
         .abort_on_bad_request = true,
         .max_tries = SHARD_CALL_MAX_TRIES,
+        .hedge = true,
     };
     static const struct shard_call_ops ops = {.send = ssend, .answered = sanswered};
     int rc = shard_call_init(&x.sc, r, v, coll, &pol, &ops, &x,

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/metrics/metrics.h"
+#include "common/util/clock.h"
 #include "common/util/log.h"
 
 /* One started call: the node and the shards it carries. */
@@ -28,6 +29,7 @@ struct sc_call {
     char node[129];
     uint32_t *shards;
     size_t n;
+    int64_t start_us;      /* when it was started (its answer's latency is noted per node) */
     bool finished;         /* its reply was handled (and its load released) */
     grpc_status_code code; /* once finished: the answer's, or DEADLINE_EXCEEDED / CANCELLED */
 };
@@ -56,6 +58,7 @@ int shard_call_init(struct shard_call *sc, struct router *r, const struct rt_vie
 void shard_call_want(struct shard_call *sc, uint32_t shard)
 {
     sc->unit[shard].state = SHARD_CALL_PENDING;
+    sc->unit[shard].hedge_call = -1;
 }
 
 /* Marks shard s failed with a message. */
@@ -88,6 +91,7 @@ static bool start_call(struct shard_call *sc, const struct rt_node *node, const 
     }
     struct sc_call *call = &sc->calls[sc->n_calls];
     memset(call, 0, sizeof *call);
+    call->start_us = clock_mono_us();
     call->shards = malloc(n * sizeof *call->shards);
     if (call->shards == NULL) goto oom;
     memcpy(call->shards, list, n * sizeof *list);
@@ -105,6 +109,7 @@ static bool start_call(struct shard_call *sc, const struct rt_node *node, const 
         struct shard_call_unit *u = &sc->unit[list[i]];
         u->state = SHARD_CALL_RUNNING;
         u->retry_at = 0;
+        u->inflight++;
         snprintf(u->addr, sizeof u->addr, "%s", node->addr);
     }
     router_load_add(sc->r, node->id, 1);
@@ -113,6 +118,38 @@ oom:
     for (size_t i = 0; i < n; i++)
         unit_fail(sc, list[i], GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     return false;
+}
+
+/* Hedge policy: sends shard s, alone, to an in-sync replica it has not tried. */
+static void start_hedge(struct shard_call *sc, uint32_t s)
+{
+    struct shard_call_unit *u = &sc->unit[s];
+    u->hedge_at = 0;
+    char why[200];
+    const struct rt_node *node =
+        u->tries < sc->pol.max_tries
+            ? router_pick_replica(sc->r, sc->v, sc->coll, s, u->tried, u->tries, NULL, why,
+                                  sizeof why)
+            : NULL;
+    if (node == NULL) return; /* nowhere else to ask: wait for the first try */
+    u->tried[u->tries++] = node->id;
+    u->hedge_call = sc->n_calls;
+    log_debug("hedging shard call", "method=%s collection=%s shard=%u slow=%s hedge=%s",
+              sc->pol.method, sc->coll->name, s, u->node, node->id);
+    if (!start_call(sc, node, &s, 1, 0)) u->hedge_call = -1;
+}
+
+/* Cancels the calls still running whose every shard is answered. */
+static void cancel_answered(struct shard_call *sc)
+{
+    for (int i = 0; i < sc->n_calls; i++) {
+        struct sc_call *call = &sc->calls[i];
+        if (call->finished) continue;
+        bool all = true;
+        for (size_t j = 0; j < call->n && all; j++)
+            all = sc->unit[call->shards[j]].state == SHARD_CALL_DONE;
+        if (all) rpc_fanout_cancel(sc->fo, i);
+    }
 }
 
 /* Primary policy: the next try of shard s, to its primary in the current view. */
@@ -176,6 +213,10 @@ static void start_in_sync(struct shard_call *sc, const uint32_t *list, size_t n)
         }
         u->tried[u->tries++] = node->id;
         snprintf(u->node, sizeof u->node, "%s", node->id);
+        if (sc->pol.hedge && u->hedge_call < 0) {
+            int64_t after = router_hedge_after_us(sc->r, sc->v, sc->coll, s);
+            u->hedge_at = after > 0 ? clock_mono_us() + after : 0;
+        }
         size_t k = (size_t)(node - sc->v->nodes);
         if (!sc->pol.batch) {
             start_call(sc, node, &s, 1, 0);
@@ -312,18 +353,31 @@ static grpc_status_code on_reply(struct shard_call *sc, int idx)
         snprintf(sc->abort_details, sizeof sc->abort_details, "%s", st->details);
         return st->code;
     }
+    if (st->code == GRPC_STATUS_OK && !sc->pol.primary)
+        router_latency_note(sc->r, call->node, (uint32_t)(clock_mono_us() - call->start_us));
+    bool answered_one = false;
     for (size_t i = 0; i < call->n; i++) {
         uint32_t s = call->shards[i];
         struct shard_call_unit *u = &sc->unit[s];
+        u->inflight--;
+        if (u->state == SHARD_CALL_DONE) continue; /* the other call of a hedge answered first */
+        bool is_hedge = u->hedge_call == idx;
         if (st->code == GRPC_STATUS_OK) {
             char why[RPC_DETAILS_MAX + 64] = "";
             if (sc->ops.answered == NULL ||
                 sc->ops.answered(sc->arg, resp, i, s, call->node, why, sizeof why)) {
                 u->state = SHARD_CALL_DONE;
+                answered_one = true;
+                if (u->hedge_call >= 0)
+                    metrics_add(sc->r->m.hedges, (const char *const[]){is_hedge ? "won" : "lost"},
+                                1);
                 continue;
             }
             u->code = GRPC_STATUS_UNAVAILABLE;
             snprintf(u->msg, sizeof u->msg, "%s", why);
+            if (u->inflight > 0) continue; /* the other call may still answer */
+            if (u->hedge_call >= 0) metrics_add(sc->r->m.hedges, (const char *const[]){"failed"}, 1);
+            u->hedge_call = -1;
             verdict_in_sync(sc, s, true);
             continue;
         }
@@ -334,8 +388,12 @@ static grpc_status_code on_reply(struct shard_call *sc, int idx)
         u->code = st->code;
         snprintf(u->msg, sizeof u->msg, "node %s: %s: %s", call->node, rpc_status_name(st->code),
                  st->details);
+        if (u->inflight > 0) continue; /* a hedge: the other call may still answer */
+        if (u->hedge_call >= 0) metrics_add(sc->r->m.hedges, (const char *const[]){"failed"}, 1);
+        u->hedge_call = -1;
         verdict_in_sync(sc, s, sc->pol.retry_code == NULL || sc->pol.retry_code(st->code));
     }
+    if (answered_one) cancel_answered(sc);
     return GRPC_STATUS_OK;
 }
 
@@ -368,7 +426,8 @@ static void account(struct shard_call *sc)
 {
     const char *method = router_method_name(sc->pol.method);
     for (int i = 0; i < sc->n_calls; i++) {
-        grpc_status_code code = sc->calls[i].code;
+        /* Still running at the end: a hedge's slower call, cancelled (shard_call_free waits). */
+        grpc_status_code code = sc->calls[i].finished ? sc->calls[i].code : GRPC_STATUS_CANCELLED;
         metrics_add(sc->r->m.shard_calls,
                     (const char *const[]){sc->calls[i].node, method, rpc_status_name(code)}, 1);
     }
@@ -390,16 +449,23 @@ static grpc_status_code run(struct shard_call *sc)
     start_list(sc, sc->retry, n);
     for (;;) {
         bool running = false;
-        int64_t due = 0;
+        int64_t due = 0, hedge = 0;
         for (uint32_t s = 0; s < sc->coll->shards; s++) {
             const struct shard_call_unit *u = &sc->unit[s];
             running |= u->state == SHARD_CALL_RUNNING;
             if (u->state == SHARD_CALL_WAITING && (due == 0 || u->retry_at < due))
                 due = u->retry_at;
+            if (u->state == SHARD_CALL_RUNNING && u->hedge_at && (hedge == 0 || u->hedge_at < hedge))
+                hedge = u->hedge_at;
         }
         if (!running && due == 0) return GRPC_STATUS_OK;
         int64_t until = due != 0 && due < sc->deadline ? due : sc->deadline;
-        int idx = running ? rpc_fanout_next(sc->fo, until) : -1;
+        int64_t hedge_wait = hedge ? hedge - clock_mono_us() : 0;
+        int idx;
+        if (running && hedge && hedge_wait < (until - rpc_now_ms()) * 1000)
+            idx = rpc_fanout_next_us(sc->fo, hedge_wait);
+        else
+            idx = running ? rpc_fanout_next(sc->fo, until) : -1;
         if (idx >= 0) {
             sc->n_retry = 0;
             grpc_status_code code = on_reply(sc, idx);
@@ -413,14 +479,20 @@ static grpc_status_code run(struct shard_call *sc)
             continue;
         }
         if (idx == -1) router_sleep_ms(until - rpc_now_ms());
-        int64_t now = rpc_now_ms();
+        int64_t now = rpc_now_ms(), now_us = clock_mono_us();
         if (now >= sc->deadline) {
             expire(sc, GRPC_STATUS_DEADLINE_EXCEEDED);
             return GRPC_STATUS_OK;
         }
-        for (uint32_t s = 0; s < sc->coll->shards; s++)
-            if (sc->unit[s].state == SHARD_CALL_WAITING && sc->unit[s].retry_at <= now)
-                start_primary(sc, s);
+        for (uint32_t s = 0; s < sc->coll->shards; s++) {
+            struct shard_call_unit *u = &sc->unit[s];
+            if (u->state == SHARD_CALL_WAITING && u->retry_at <= now) start_primary(sc, s);
+            if (u->state == SHARD_CALL_RUNNING && u->hedge_at && u->hedge_at <= now_us &&
+                u->hedge_call < 0) {
+                metrics_add(sc->r->m.hedges, (const char *const[]){"sent"}, 1);
+                start_hedge(sc, s);
+            }
+        }
     }
 }
 

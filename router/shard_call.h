@@ -18,6 +18,11 @@
  *     once to the next one after a failure; with `batch`, the shards picked
  *     for one node travel in ONE call (Search).
  *
+ * With `hedge` (Search), a shard whose in-sync call has not answered after
+ * router_hedge_after_us is also sent, alone, to another in-sync replica;
+ * the first answer is kept, a call whose shards are all answered is
+ * cancelled, and a failure waits for the other call before counting.
+ *
  * Bounded by max_tries per shard and the node deadline. A node's answer of
  * INVALID_ARGUMENT or RESOURCE_EXHAUSTED can fail the whole request at once
  * (abort_on_bad_request): retrying a request the node refuses is pointless.
@@ -55,6 +60,9 @@ struct shard_call_unit {
     char addr[256];                          /* its address; "" when no call was made */
     grpc_status_code code;                   /* of the last failure */
     char msg[RPC_DETAILS_MAX + 160];         /* the last failure */
+    int inflight;                            /* calls carrying it that have not finished */
+    int64_t hedge_at;                        /* hedge policy: clock_mono_us to ask again; 0 none */
+    int hedge_call;                          /* index of its hedge call; -1 none */
 };
 
 /* How a request's calls are made. */
@@ -66,6 +74,7 @@ struct shard_call_policy {
     int max_tries;             /* per shard, first try included; 1..SHARD_CALL_MAX_TRIES */
     /* in-sync only: which failed call codes try another replica; NULL = all */
     bool (*retry_code)(grpc_status_code code);
+    bool hedge; /* in-sync only: hedged calls (see above; --hedge-max-ms) */
 };
 
 /* The caller's side of each call. */

@@ -71,7 +71,8 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
     return f->index;
 }
 
-int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
+/* rpc_fanout_next until the absolute time `until`. */
+static int next_until(struct rpc_fanout *fo, gpr_timespec until)
 {
     if (fo->n_ready > 0) {
         int i = fo->ready[0];
@@ -79,7 +80,7 @@ int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
         return i;
     }
     while (fo->running > 0) {
-        grpc_event ev = grpc_completion_queue_next(fo->cq, rpc_deadline_ts(wait_until_ms), NULL);
+        grpc_event ev = grpc_completion_queue_next(fo->cq, until, NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) return -2;
         if (ev.type != GRPC_OP_COMPLETE) continue;
         struct fo_call *f = ev.tag;
@@ -91,6 +92,18 @@ int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
         return f->index;
     }
     return -1;
+}
+
+int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms)
+{
+    return next_until(fo, rpc_deadline_ts(wait_until_ms));
+}
+
+int rpc_fanout_next_us(struct rpc_fanout *fo, int64_t timeout_us)
+{
+    if (timeout_us < 0) timeout_us = 0;
+    return next_until(fo, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                       gpr_time_from_micros(timeout_us, GPR_TIMESPAN)));
 }
 
 /* Cancels every running call; each then completes promptly. */
@@ -124,6 +137,13 @@ int rpc_fanout_wait(struct rpc_fanout *fo, int64_t deadline_ms)
 int rpc_fanout_count(const struct rpc_fanout *fo)
 {
     return fo->n;
+}
+
+void rpc_fanout_cancel(struct rpc_fanout *fo, int i)
+{
+    if (i < 0 || i >= fo->n) return;
+    struct fo_call *f = fo->calls[i];
+    if (f->running) grpc_call_cancel(f->c.call, NULL);
 }
 
 const struct rpc_status *rpc_fanout_status(const struct rpc_fanout *fo, int i)

@@ -406,6 +406,10 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
  * router react to each reply (e.g. retry a failed replica elsewhere). */
 int rpc_fanout_next(struct rpc_fanout *fo, int64_t wait_until_ms);
 
+/* rpc_fanout_next waiting at most timeout_us microseconds (finer than the
+ * millisecond deadlines: the router's hedging timer). */
+int rpc_fanout_next_us(struct rpc_fanout *fo, int64_t timeout_us);
+
 /* Waits until every call finished, or until deadline_ms (0 = forever), when
  * the calls still running are cancelled and finish as DEADLINE_EXCEEDED.
  * Returns how many finished with OK. */
@@ -413,6 +417,10 @@ int rpc_fanout_wait(struct rpc_fanout *fo, int64_t deadline_ms);
 
 /* Number of calls started so far. */
 int rpc_fanout_count(const struct rpc_fanout *fo);
+
+/* Cancels call i if it still runs: it then finishes promptly as CANCELLED
+ * (rpc_fanout_next returns it like any other). */
+void rpc_fanout_cancel(struct rpc_fanout *fo, int i);
 
 /* Status of call i; code is GRPC_STATUS__DO_NOT_USE while it runs. */
 const struct rpc_status *rpc_fanout_status(const struct rpc_fanout *fo, int i);

@@ -139,13 +139,9 @@ grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg
     if (req->ef > cfg->max_ef)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ef is %u, must be at most %u",
                               req->ef, cfg->max_ef);
-    if (req->target_recall != 0 && !(req->target_recall > 0 && req->target_recall <= 1))
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "target_recall is %g, must be in (0, 1] (0 = unset)",
-                              (double)req->target_recall);
-    if (req->target_recall > 0 && req->ef != 0)
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "set ef or target_recall, not both (ef is %u)", req->ef);
+    char terr[HNSW_ERR_MAX];
+    if (hnsw_target_recall_check(req->target_recall, req->ef, terr) != HNSW_OK)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", terr);
     struct node_collection coll;
     if (!node_shards_collection(svc->reg, req->collection, &coll))
         return rpc_call_error(c, GRPC_STATUS_NOT_FOUND, "collection \"%s\" not found on this node",

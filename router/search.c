@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hnsw/hnsw.h"
 #include "common/metrics/metrics.h"
 #include "common/util/clock.h"
 #include "router/router.h"
@@ -156,13 +157,9 @@ static grpc_status_code check_request(struct rpc_call *c, const Vecshard__V1__Se
     if (req->ef > ROUTER_MAX_EF)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "ef is %u, must be 0..%u", req->ef,
                               ROUTER_MAX_EF);
-    if (req->target_recall != 0 && !(req->target_recall > 0 && req->target_recall <= 1))
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "target_recall is %g, must be in (0, 1] (0 = unset)",
-                              (double)req->target_recall);
-    if (req->target_recall > 0 && req->ef != 0)
-        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                              "set ef or target_recall, not both (ef is %u)", req->ef);
+    char terr[HNSW_ERR_MAX];
+    if (hnsw_target_recall_check(req->target_recall, req->ef, terr) != HNSW_OK)
+        return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "%s", terr);
     if (isnan(req->min_coverage) || req->min_coverage < 0 || req->min_coverage > 1)
         return rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
                               "min_coverage is %g, must be 0..1 (0 = 1.0)",

@@ -270,6 +270,14 @@ int hnsw_calibrate(struct hnsw_index *idx, uint32_t k, const float *queries, uin
                    struct hnsw_recall_curve *out, char *err);
 
 /*
+ * Checks a search's automatic-ef request: target 0 (unset) or in (0, 1],
+ * and not together with an explicit ef. HNSW_EINVAL with the message the
+ * router and the node return, e.g. "target_recall is 1.5, must be in (0, 1]
+ * (0 = unset)".
+ */
+int hnsw_target_recall_check(float target, uint32_t ef, char *err);
+
+/*
  * The smallest ef at which curve c reaches target, interpolated linearly
  * between the two ladder steps around it (*est: the curve's recall there);
  * the largest ef of the curve when none reaches it.

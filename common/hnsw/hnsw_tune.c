@@ -16,17 +16,15 @@
  * interpolates between the two steps around the target.
  */
 #include "common/hnsw/hnsw_internal.h"
+#include "common/util/hash.h"
 
 #include <math.h>
 #include <stdlib.h>
 
-/* splitmix64: the sample's random stream. */
+/* The sample's random stream: splitmix64 outputs of a counter. */
 static uint64_t next_rand(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return hash_id64((*s)++);
 }
 
 /* Copies res[0..n) to out without `self`, keeping at most k; returns how many. */
@@ -139,6 +137,16 @@ done:
     free(slot);
     free(hits);
     return rc;
+}
+
+int hnsw_target_recall_check(float target, uint32_t ef, char *err)
+{
+    if (target != 0 && !(target > 0 && target <= 1))
+        return hnsw_fail(err, HNSW_EINVAL, "target_recall is %g, must be in (0, 1] (0 = unset)",
+                         (double)target);
+    if (target > 0 && ef != 0)
+        return hnsw_fail(err, HNSW_EINVAL, "set ef or target_recall, not both (ef is %u)", ef);
+    return HNSW_OK;
 }
 
 uint32_t hnsw_curve_pick(const struct hnsw_recall_curve *c, double target, double *est)

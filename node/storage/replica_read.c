@@ -275,11 +275,10 @@ int replica_search(struct replica *r, const struct replica_query *q, struct repl
     uint32_t ef = q->ef ? q->ef : r->cfg.ef_search;
     res->ef_used = 0;
     res->est_recall = 0;
+    char terr[HNSW_ERR_MAX];
+    if (hnsw_target_recall_check(q->target_recall, q->ef, terr) != HNSW_OK)
+        return replica_fail(err, REPLICA_EINVAL, "%s", terr);
     if (q->target_recall > 0) {
-        if (!(q->target_recall <= 1.0f) || q->ef)
-            return replica_fail(err, REPLICA_EINVAL,
-                                "target_recall must be in (0, 1] and without ef, got %g",
-                                (double)q->target_recall);
         int rc = replica_auto_ef(r, q->k, q->target_recall, &ef, &res->est_recall, err);
         if (rc) return rc;
         res->ef_used = ef;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 /* splitmix64: the tests' deterministic random source. */
-static uint64_t next_u64(uint64_t *s)
+uint64_t ts_rand(uint64_t *s)
 {
     uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -18,9 +18,9 @@ static uint64_t next_u64(uint64_t *s)
 }
 
 /* Standard normal by Box-Muller. */
-static double gauss(uint64_t *s)
+double ts_gauss(uint64_t *s)
 {
-    double u = ((next_u64(s) >> 11) + 1) * 0x1.0p-53, v = (next_u64(s) >> 11) * 0x1.0p-53;
+    double u = ((ts_rand(s) >> 11) + 1) * 0x1.0p-53, v = (ts_rand(s) >> 11) * 0x1.0p-53;
     return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
 }
 
@@ -30,17 +30,23 @@ float *ts_clustered(size_t n, uint32_t dim, uint32_t clusters, uint64_t seed)
     float *x = malloc(n * dim * sizeof *x);
     CU_ASSERT_FATAL(c && x);
     for (size_t i = 0; i < (size_t)clusters * dim; i++)
-        c[i] = (float)((next_u64(&seed) >> 11) * 0x1.0p-53);
+        c[i] = (float)((ts_rand(&seed) >> 11) * 0x1.0p-53);
     for (size_t i = 0; i < n; i++) {
-        size_t k = next_u64(&seed) % clusters;
+        size_t k = ts_rand(&seed) % clusters;
         for (uint32_t j = 0; j < dim; j++)
-            x[i * dim + j] = c[k * dim + j] + (float)(0.06 * gauss(&seed));
+            x[i * dim + j] = c[k * dim + j] + (float)(0.06 * ts_gauss(&seed));
     }
     free(c);
     return x;
 }
 
 struct hnsw_index *ts_index(uint32_t dim, enum hnsw_metric metric, uint32_t M, uint32_t efc)
+{
+    return ts_index_q(dim, metric, M, efc, HNSW_QUANT_NONE);
+}
+
+struct hnsw_index *ts_index_q(uint32_t dim, enum hnsw_metric metric, uint32_t M, uint32_t efc,
+                              enum hnsw_quant quant)
 {
     struct hnsw_params p;
     struct hnsw_index *idx = NULL;
@@ -50,6 +56,7 @@ struct hnsw_index *ts_index(uint32_t dim, enum hnsw_metric metric, uint32_t M, u
     p.metric = metric;
     p.M = M;
     p.ef_construction = efc;
+    p.quant = quant;
     int rc = hnsw_create(&p, &idx, err);
     if (rc) fprintf(stderr, "hnsw_create: %s\n", err);
     CU_ASSERT_FATAL(rc == HNSW_OK);

@@ -21,17 +21,7 @@
 /* A fresh SQ8 index. */
 static struct hnsw_index *sq8_index(uint32_t dim, enum hnsw_metric metric)
 {
-    struct hnsw_params p;
-    struct hnsw_index *idx = NULL;
-    char err[HNSW_ERR_MAX];
-    hnsw_params_init(&p);
-    p.dim = dim;
-    p.metric = metric;
-    p.quant = HNSW_QUANT_SQ8;
-    int rc = hnsw_create(&p, &idx, err);
-    if (rc) fprintf(stderr, "hnsw_create: %s\n", err);
-    CU_ASSERT_FATAL(rc == HNSW_OK);
-    return idx;
+    return ts_index_q(dim, metric, 16, 200, HNSW_QUANT_SQ8);
 }
 
 static bool trained(struct hnsw_index *idx)

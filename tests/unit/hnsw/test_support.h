@@ -13,6 +13,12 @@
 float *ts_clustered(size_t n, uint32_t dim, uint32_t clusters, uint64_t seed);
 /* A fresh index with the given metric (M 16, efC 200 unless changed). */
 struct hnsw_index *ts_index(uint32_t dim, enum hnsw_metric metric, uint32_t M, uint32_t efc);
+/* ts_index with a quantization. */
+struct hnsw_index *ts_index_q(uint32_t dim, enum hnsw_metric metric, uint32_t M, uint32_t efc,
+                              enum hnsw_quant quant);
+/* The tests' deterministic random stream (splitmix64) and a standard normal from it. */
+uint64_t ts_rand(uint64_t *s);
+double ts_gauss(uint64_t *s);
 /*
  * Mean recall@k of hnsw_search at ef against hnsw_search_exact over nq
  * queries (nq*dim floats), both under the same filter.

@@ -18,24 +18,9 @@
 #define NQ 300
 #define K  10
 
-/* splitmix64. */
-static uint64_t rnd(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static double unif(uint64_t *s)
 {
-    return (double)(rnd(s) >> 11) * 0x1.0p-53;
-}
-
-static double gauss(uint64_t *s)
-{
-    double u = unif(s) + 0x1.0p-60, v = unif(s);
-    return sqrt(-2 * log(u)) * cos(2 * M_PI * v);
+    return (double)(ts_rand(s) >> 11) * 0x1.0p-53;
 }
 
 enum shape { UNIFORM, CLUSTERED, GAUSSIAN };
@@ -48,11 +33,11 @@ static float *make(enum shape sh, size_t n, uint32_t dim, uint64_t seed)
     for (size_t i = 0; i < 40 * (size_t)dim; i++)
         c[i] = (float)unif(&s);
     for (size_t i = 0; i < n; i++) {
-        size_t cl = rnd(&s) % 40;
+        size_t cl = ts_rand(&s) % 40;
         for (uint32_t d = 0; d < dim; d++)
             x[i * dim + d] = sh == UNIFORM     ? (float)unif(&s)
-                             : sh == CLUSTERED ? c[cl * dim + d] + (float)(0.25 * gauss(&s))
-                                               : (float)gauss(&s);
+                             : sh == CLUSTERED ? c[cl * dim + d] + (float)(0.25 * ts_gauss(&s))
+                                               : (float)ts_gauss(&s);
     }
     free(c);
     return x;
@@ -66,15 +51,7 @@ static void tune_case(const char *name, enum shape sh, size_t n, uint32_t dim,
     uint64_t *ids = malloc(n * sizeof *ids);
     for (size_t i = 0; i < n; i++)
         ids[i] = i;
-    struct hnsw_params p;
-    hnsw_params_init(&p);
-    p.dim = dim;
-    p.metric = metric;
-    p.M = M;
-    p.ef_construction = efc;
-    p.quant = quant;
-    struct hnsw_index *idx;
-    CU_ASSERT_EQUAL_FATAL(hnsw_create(&p, &idx, NULL), HNSW_OK);
+    struct hnsw_index *idx = ts_index_q(dim, metric, M, efc, quant);
     CU_ASSERT_EQUAL_FATAL(hnsw_insert_batch(idx, ids, x, n, 1, NULL), HNSW_OK); /* one graph */
     struct hnsw_recall_curve c, own;
     char err[HNSW_ERR_MAX];

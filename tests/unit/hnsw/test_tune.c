@@ -43,7 +43,7 @@ static float *make(enum shape sh, size_t n, uint32_t dim, uint64_t seed)
     return x;
 }
 
-static void tune_case(const char *name, enum shape sh, size_t n, uint32_t dim,
+static void tune_case(const char *name, enum shape sh, uint32_t n, uint32_t dim,
                       enum hnsw_metric metric, enum hnsw_quant quant, uint32_t M, uint32_t efc)
 {
     /* n points, NQ past queries for the calibration, NQ fresh ones to measure. */

@@ -293,7 +293,8 @@ class ReadSpread(harness.ClusterTestCase):
             list(ex.map(lambda _: self.r.Search(rh.search_request("rd", q, k=5), timeout=10),
                         range(200)))
         per = self.searches_per_node()
-        self.assertEqual(sum(per.values()), 240)
+        # Hedged searches (router --hedge-max-ms) may add a few node searches under load.
+        self.assertGreaterEqual(sum(per.values()), 240)
         for node, n in per.items():
             self.assertGreaterEqual(n - 20, 70, "node %s served %d of 200 concurrent searches"
                                     % (node, n - 20))

@@ -58,6 +58,7 @@ struct router_load {
         int outstanding;
         uint32_t lat_us[ROUTER_LATENCY_RING]; /* ring of the last answered calls' latencies */
         int lat_n, lat_next;
+        int64_t p95_us; /* p95 of the ring, kept at every note; -1 with fewer than 8 */
     } slot[ROUTER_LOAD_SLOTS];
     int n;
     atomic_uint rr; /* round-robin start for ties */

@@ -108,6 +108,7 @@ static int load_slot(struct router_load *l, const char *id)
     if (l->n == ROUTER_LOAD_SLOTS) return -1;
     snprintf(l->slot[l->n].id, sizeof l->slot[l->n].id, "%s", id);
     l->slot[l->n].outstanding = 0;
+    l->slot[l->n].p95_us = -1;
     return l->n++;
 }
 
@@ -119,39 +120,44 @@ void router_load_add(struct router *r, const char *id, int delta)
     pthread_mutex_unlock(&r->load.lock);
 }
 
-void router_latency_note(struct router *r, const char *id, uint32_t us)
-{
-    pthread_mutex_lock(&r->load.lock);
-    int i = load_slot(&r->load, id);
-    if (i >= 0) {
-        r->load.slot[i].lat_us[r->load.slot[i].lat_next] = us;
-        r->load.slot[i].lat_next = (r->load.slot[i].lat_next + 1) % ROUTER_LATENCY_RING;
-        if (r->load.slot[i].lat_n < ROUTER_LATENCY_RING) r->load.slot[i].lat_n++;
-    }
-    pthread_mutex_unlock(&r->load.lock);
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
 }
 
-/* p95 of node id's recent latencies in microseconds; -1 with fewer than 8. */
-static int64_t latency_p95(struct router *r, const char *id)
+/*
+ * Adds us to node id's ring and keeps its p95 with it: once per answered
+ * call, so a search's hedging threshold (every shard, every replica) is a
+ * read, not a sort.
+ */
+void router_latency_note(struct router *r, const char *id, uint32_t us)
 {
-    uint32_t v[ROUTER_LATENCY_RING];
-    int n = 0;
     pthread_mutex_lock(&r->load.lock);
     int i = load_slot(&r->load, id);
     if (i >= 0) {
-        n = r->load.slot[i].lat_n;
-        memcpy(v, r->load.slot[i].lat_us, (size_t)n * sizeof *v);
+        __typeof__(r->load.slot[0]) *sl = &r->load.slot[i];
+        sl->lat_us[sl->lat_next] = us;
+        sl->lat_next = (sl->lat_next + 1) % ROUTER_LATENCY_RING;
+        if (sl->lat_n < ROUTER_LATENCY_RING) sl->lat_n++;
+        if (sl->lat_n >= 8) {
+            uint32_t v[ROUTER_LATENCY_RING];
+            memcpy(v, sl->lat_us, (size_t)sl->lat_n * sizeof *v);
+            qsort(v, (size_t)sl->lat_n, sizeof *v, cmp_u32);
+            sl->p95_us = v[(sl->lat_n * 95 + 99) / 100 - 1];
+        }
     }
     pthread_mutex_unlock(&r->load.lock);
-    if (n < 8) return -1;
-    qsort(v, (size_t)n, sizeof *v, cmp_u32);
-    return v[(n * 95 + 99) / 100 - 1];
+}
+
+/* p95 of node id's recent latencies in microseconds; -1 with fewer than 8. */
+static int64_t latency_p95(struct router *r, const char *id)
+{
+    pthread_mutex_lock(&r->load.lock);
+    int i = load_slot(&r->load, id);
+    int64_t p = i >= 0 ? r->load.slot[i].p95_us : -1;
+    pthread_mutex_unlock(&r->load.lock);
+    return p;
 }
 
 int64_t router_hedge_after_us(struct router *r, const struct rt_view *v,

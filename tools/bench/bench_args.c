@@ -54,6 +54,8 @@ void bench_args_usage(FILE *f, const char *prog)
             "  --ef LIST        search widths, comma-separated (default 10,20,40,80,160)\n"
             "  --k N            neighbours per query, recall@k (default 10)\n"
             "  --threads N      build (and ground-truth) threads (default: online CPUs)\n"
+            "  --search-threads N  also measure throughput with N concurrent search threads\n"
+            "                   over one index (default 1: the single-thread pass only)\n"
             "output:\n"
             "  --quant Q        none | sq8: vector quantization (vecshard only; default none)\n"
             "  --vector-file F  keep the float vectors in a mapped scratch file F (vecshard only)\n"
@@ -145,6 +147,7 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
     a->threads = cpus > 0 ? (int)cpus : 1;
     a->queries = -1;
     a->quant = "none";
+    a->search_threads = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -156,7 +159,7 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
         static const char *const with_value[] = {
             "--base", "--query",   "--gt",      "--metric",    "--M",     "--efc", "--ef",
             "--k",    "--threads", "--queries", "--synthetic", "--write", "--quant",
-            "--vector-file", NULL};
+            "--vector-file", "--search-threads", NULL};
         bool known = false;
         for (int j = 0; with_value[j]; j++)
             known |= strcmp(f, with_value[j]) == 0;
@@ -205,6 +208,10 @@ int bench_args_parse(int argc, char **argv, struct bench_args *a, char *err)
             if (!parse_u64(v, 1, 4096, &n))
                 return fail(err, BENCH_ARGS_USAGE, "--threads: '%s' is not in 1..4096", v);
             a->threads = (int)n;
+        } else if (strcmp(f, "--search-threads") == 0) {
+            if (!parse_u64(v, 1, 256, &n))
+                return fail(err, BENCH_ARGS_USAGE, "--search-threads: '%s' is not in 1..256", v);
+            a->search_threads = (int)n;
         } else if (strcmp(f, "--queries") == 0) {
             if (!parse_u64(v, 1, (uint64_t)1 << 40, &n))
                 return fail(err, BENCH_ARGS_USAGE, "--queries: '%s' is not a positive count", v);

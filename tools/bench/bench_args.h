@@ -46,6 +46,7 @@ struct bench_args {
     size_t n_ef;
     uint32_t k;        /* --k, default 10 */
     int threads;       /* --threads for build and ground truth; default: online CPUs */
+    int search_threads; /* --search-threads: > 1 adds a throughput pass (bench_run_search) */
     long long queries; /* --queries; -1: all (synthetic: BENCH_SYNTH_QUERIES) */
     bool json;         /* --json: JSON lines only on stdout */
     bool synthetic;    /* --synthetic N,DIM,CLUSTERS,SEED */

@@ -16,10 +16,9 @@
 #include "tools/bench/bench_args.h"
 #include "tools/bench/bench_report.h"
 
-/* Search state handed to the measuring loop: the index and a result buffer. */
+/* Search state handed to the measuring loop: the index. */
 struct engine_ctx {
     struct hnsw_index *idx;
-    struct hnsw_result *res; /* k slots */
 };
 
 /* bench_search_fn over hnsw_search. */
@@ -28,13 +27,15 @@ static int engine_search(void *ctx, const float *query, uint32_t k, uint32_t ef,
 {
     struct engine_ctx *c = ctx;
     char herr[HNSW_ERR_MAX];
-    int st = hnsw_search(c->idx, query, k, ef, NULL, NULL, c->res, n, herr);
+    /* on the stack: the throughput pass calls from several threads (k <= 10,000) */
+    struct hnsw_result res[k];
+    int st = hnsw_search(c->idx, query, k, ef, NULL, NULL, res, n, herr);
     if (st != HNSW_OK) {
         snprintf(err, DATASET_ERR_MAX, "hnsw_search: %.200s", herr);
         return st;
     }
     for (uint32_t i = 0; i < *n; i++)
-        ids[i] = c->res[i].id;
+        ids[i] = res[i].id;
     return 0;
 }
 
@@ -103,12 +104,8 @@ int main(int argc, char **argv)
     char err[HNSW_ERR_MAX > DATASET_ERR_MAX ? HNSW_ERR_MAX : DATASET_ERR_MAX] = "";
     struct hnsw_index *idx = NULL;
     struct bench_build b;
-    struct engine_ctx ctx = {NULL, malloc(a.k * sizeof(struct hnsw_result))};
+    struct engine_ctx ctx = {NULL};
     rc = 1;
-    if (!ctx.res) {
-        fprintf(stderr, "vecshard-bench: out of memory\n");
-        goto done;
-    }
     if (build_index(&a, &d, &idx, &b, err) != HNSW_OK) {
         fprintf(stderr, "vecshard-bench: build failed: %s\n", err);
         goto done;
@@ -126,7 +123,6 @@ int main(int argc, char **argv)
     rc = 0;
 done:
     hnsw_free(idx);
-    free(ctx.res);
     bench_data_free(&d);
     return rc;
 }

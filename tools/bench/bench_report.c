@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include "tools/bench/bench_report.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +59,86 @@ static double percentile(const double *sorted, size_t n, double p)
     return sorted[rank - 1];
 }
 
+/* CPU time of the whole process in seconds. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define THROUGHPUT_SECONDS 1.0
+
+/* The throughput pass shared by its threads. */
+struct tp_ctx {
+    const struct bench_args *a;
+    const struct bench_data *d;
+    bench_search_fn fn;
+    void *ctx;
+    uint32_t ef;
+    atomic_size_t next;  /* next query number (mod nq) */
+    atomic_size_t done;  /* queries answered */
+    atomic_bool failed;
+    double until;
+    char err[DATASET_ERR_MAX];
+};
+
+static void *tp_main(void *arg)
+{
+    struct tp_ctx *t = arg;
+    uint32_t k = t->a->k, dim = t->d->query.dim, n;
+    size_t nq = t->d->query.n;
+    uint64_t *ids = malloc(k * sizeof(uint64_t));
+    char err[DATASET_ERR_MAX];
+    if (ids == NULL) {
+        atomic_store(&t->failed, true);
+        return NULL;
+    }
+    while (!atomic_load(&t->failed)) {
+        for (int i = 0; i < 64; i++) {
+            size_t q = atomic_fetch_add(&t->next, 1) % nq;
+            if (t->fn(t->ctx, t->d->query.data + q * dim, k, t->ef, ids, &n, err) != 0) {
+                if (!atomic_exchange(&t->failed, true)) memcpy(t->err, err, sizeof err);
+                break;
+            }
+        }
+        atomic_fetch_add(&t->done, 64);
+        if (bench_now() >= t->until) break;
+    }
+    free(ids);
+    return NULL;
+}
+
+/* T threads over the queries for THROUGHPUT_SECONDS; queries per second, or
+ * -1 with a message in err. */
+static double throughput(const struct bench_args *a, const struct bench_data *d,
+                         bench_search_fn fn, void *ctx, uint32_t ef, char *err)
+{
+    int n = a->search_threads;
+    pthread_t *th = malloc((size_t)n * sizeof *th);
+    struct tp_ctx t = {.a = a, .d = d, .fn = fn, .ctx = ctx, .ef = ef};
+    if (th == NULL || d->query.n == 0) {
+        free(th);
+        snprintf(err, DATASET_ERR_MAX, "throughput pass: out of memory or no queries");
+        return -1;
+    }
+    double t0 = bench_now();
+    t.until = t0 + THROUGHPUT_SECONDS;
+    int started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&th[started], NULL, tp_main, &t) != 0) break;
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    double total = bench_now() - t0;
+    free(th);
+    if (started < n || atomic_load(&t.failed)) {
+        snprintf(err, DATASET_ERR_MAX, "throughput pass: %.200s",
+                 started < n ? "cannot start a thread" : t.err);
+        return -1;
+    }
+    return total > 0 ? (double)atomic_load(&t.done) / total : 0;
+}
+
 /* One ef of the sweep: warm-up, then every query timed. */
 int bench_run_search(const struct bench_args *a, const struct bench_data *d, bench_search_fn fn,
                      void *ctx, uint32_t ef, struct bench_search *out, char *err)
@@ -77,6 +159,7 @@ int bench_run_search(const struct bench_args *a, const struct bench_data *d, ben
         if ((st = fn(ctx, d->query.data + q * dim, k, ef, ids, &n, err)) != 0) goto done;
 
     double recall_sum = 0;
+    double c0 = cpu_now();
     double t0 = bench_now();
     for (size_t q = 0; q < nq; q++) {
         double s = bench_now();
@@ -86,12 +169,24 @@ int bench_run_search(const struct bench_args *a, const struct bench_data *d, ben
         recall_sum += dataset_recall(d->gt.data + q * d->gt.k, k, ids, n);
     }
     double total = bench_now() - t0;
+    out->cpu_us = nq ? (cpu_now() - c0) / (double)nq * 1e6 : 0;
     qsort(lat, nq, sizeof(double), cmp_double);
     out->ef = ef;
     out->recall = nq ? recall_sum / (double)nq : 0;
     out->qps = total > 0 ? (double)nq / total : 0;
     out->p50_us = percentile(lat, nq, 50) * 1e6;
     out->p99_us = percentile(lat, nq, 99) * 1e6;
+    out->threads = 1;
+    out->qps_threads = 0;
+    if (a->search_threads > 1) {
+        double q = throughput(a, d, fn, ctx, ef, err);
+        if (q < 0) {
+            st = DATASET_EINVAL;
+            goto done;
+        }
+        out->threads = a->search_threads;
+        out->qps_threads = q;
+    }
 done:
     free(ids);
     free(lat);
@@ -122,15 +217,21 @@ void bench_print_search(const struct bench_args *a, const struct bench_search *s
 {
     if (a->json) {
         printf("{\"phase\":\"search\",\"ef\":%u,\"recall\":%.5f,\"qps\":%.1f,\"p50_us\":%.1f,"
-               "\"p99_us\":%.1f}\n",
-               s->ef, s->recall, s->qps, s->p50_us, s->p99_us);
+               "\"p99_us\":%.1f,\"cpu_us\":%.1f,\"threads\":%d,\"qps_threads\":%.1f}\n",
+               s->ef, s->recall, s->qps, s->p50_us, s->p99_us, s->cpu_us, s->threads,
+               s->qps_threads);
     } else {
         if (first) {
             char rk[32];
             snprintf(rk, sizeof(rk), "recall@%u", a->k);
-            printf("%7s %10s %11s %9s %9s\n", "ef", rk, "QPS", "p50 us", "p99 us");
+            printf("%7s %10s %11s %9s %9s %9s", "ef", rk, "QPS", "p50 us", "p99 us", "CPU us");
+            if (s->threads > 1) printf(" %8s QPS", "threads");
+            printf("\n");
         }
-        printf("%7u %10.4f %11.0f %9.1f %9.1f\n", s->ef, s->recall, s->qps, s->p50_us, s->p99_us);
+        printf("%7u %10.4f %11.0f %9.1f %9.1f %9.1f", s->ef, s->recall, s->qps, s->p50_us,
+               s->p99_us, s->cpu_us);
+        if (s->threads > 1) printf(" %8d %.0f", s->threads, s->qps_threads);
+        printf("\n");
     }
     fflush(stdout);
 }

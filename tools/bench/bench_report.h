@@ -42,6 +42,9 @@ struct bench_build {
 struct bench_search {
     uint32_t ef;
     double recall, qps, p50_us, p99_us;
+    double cpu_us;     /* process CPU time per query of the single-thread pass */
+    int threads;       /* search threads of the throughput pass; 1: none was run */
+    double qps_threads; /* queries per second of that pass (0 when none) */
 };
 
 /*
@@ -60,8 +63,11 @@ long long bench_rss_bytes(void);
 
 /*
  * Runs one ef of the sweep: a warm-up over BENCH_WARMUP_QUERIES queries,
- * then every query once on this thread, timed one by one. Fills *out.
- * Returns 0 or the callback's failure (message in err).
+ * then every query once on this thread, timed one by one (and the process
+ * CPU time of that pass). With a->search_threads > 1 a throughput pass
+ * follows: that many threads search the queries round-robin for at least
+ * one second (fn must then be safe to call from several threads at once).
+ * Fills *out. Returns 0 or the callback's failure (message in err).
  */
 int bench_run_search(const struct bench_args *a, const struct bench_data *d, bench_search_fn fn,
                      void *ctx, uint32_t ef, struct bench_search *out, char *err);

@@ -34,9 +34,32 @@
 struct sctx {
     const struct rt_collection *coll;
     const Vecshard__V1__SearchRequest *req;
+    uint32_t ef; /* each shard's (shard_ef) */
     const Vecshard__V1__ShardSearchResult **res; /* by shard; owned by the fan-out */
     struct shard_call sc;
 };
+
+/*
+ * The ef each shard searches with (docs/router.md, "Per-shard ef"). A shard
+ * holds about 1/S of the points, and the merge keeps the best k of S lists,
+ * so S shards at the requested ef find more of the true top-k than one
+ * graph of all the points would. Each shard therefore runs
+ * max(k, ceil(ef / cbrt(S))): measured on MNIST (3 shards) that is still
+ * above the single graph's recall at the requested ef (0.9926 at 16 vs
+ * 0.9912 at 24). Unscaled: one shard, automatic ef (target_recall) and
+ * filtered searches (a filter thins the graph; its plan needs the width).
+ * ef 0 scales the collection's ef_search.
+ */
+static uint32_t shard_ef(const struct sctx *x)
+{
+    const Vecshard__V1__SearchRequest *q = x->req;
+    uint32_t S = x->coll->shards;
+    uint32_t ef = q->ef != 0 ? q->ef : x->coll->ef_search;
+    if (S < 2 || q->target_recall > 0 || q->filter != NULL || ef == 0) return q->ef;
+    uint32_t e = (uint32_t)ceil((double)ef / cbrt((double)S));
+    if (e < q->k) e = q->k;
+    return e < ef ? e : q->ef;
+}
 
 /* shard_call send: one NodeSearch with all the queries for a node's shards. */
 static int ssend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const uint32_t *shards,
@@ -51,7 +74,7 @@ static int ssend(void *arg, struct rpc_fanout *fo, struct rpc_channel *ch, const
     nr.queries = x->req->queries;
     nr.n_queries = x->req->n_queries;
     nr.k = x->req->k;
-    nr.ef = x->req->ef;
+    nr.ef = x->ef;
     nr.with_payload = x->req->with_payload;
     nr.with_vector = x->req->with_vector;
     nr.filter = x->req->filter;
@@ -253,6 +276,7 @@ grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, vo
     uint32_t *missing = NULL;
     code = check_request(c, req, coll);
     if (code != GRPC_STATUS_OK) goto out;
+    x.ef = shard_ef(&x);
     static const struct shard_call_policy pol = {
         .method = NODE_SVC "Search",
         .batch = true,

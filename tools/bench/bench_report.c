@@ -91,7 +91,7 @@ static void *tp_main(void *arg)
     uint64_t *ids = malloc(k * sizeof(uint64_t));
     char err[DATASET_ERR_MAX];
     if (ids == NULL) {
-        atomic_store(&t->failed, true);
+        if (!atomic_exchange(&t->failed, true)) snprintf(t->err, sizeof t->err, "out of memory");
         return NULL;
     }
     while (!atomic_load(&t->failed)) {

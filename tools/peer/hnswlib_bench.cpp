@@ -177,8 +177,10 @@ int main(int argc, char **argv)
     bench_data d;
     int rc = bench_prepare(argc, argv, &a, &d);
     if (rc >= 0) return rc;
-    if (strcmp(a.quant, "none") != 0 || a.vector_file) {
-        fprintf(stderr, "vecshard-bench-hnswlib: --quant and --vector-file are vecshard-only\n");
+    if (strcmp(a.quant, "none") != 0 || a.vector_file || a.search_threads > 1) {
+        /* --search-threads: peer_search sets the index's shared ef before each query */
+        fprintf(stderr, "vecshard-bench-hnswlib: --quant, --vector-file and --search-threads "
+                        "are vecshard-only\n");
         bench_data_free(&d);
         return 2;
     }

@@ -146,6 +146,15 @@ $(LIB_NODE): $(call obj,$(NODE_LIB_SRC))
 $(call obj,$(NODE_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)
 all: $(LIB_NODE)
 
+# ---------------------------------------------------------------- router library
+# The VecShard service (router/ minus main.c): served by vecshard-router and
+# by a node's --coordinator-listen port; one copy of routing and merging.
+ROUTER_LIB_SRC := $(filter-out router/main.c,$(wildcard router/*.c router/controller/*.c))
+LIB_ROUTER     := $(BUILD)/libvs_router.a
+$(LIB_ROUTER): $(call obj,$(ROUTER_LIB_SRC))
+$(call obj,$(ROUTER_LIB_SRC)): CFLAGS += $(PKG_CFLAGS)
+all: $(LIB_ROUTER)
+
 # ---------------------------------------------------------------- binaries
 BENCH_SRC := $(wildcard tools/bench/*.c)
 BIN_BENCH := $(BUILD)/vecshard-bench
@@ -225,15 +234,16 @@ BINS += $(BIN_CLI)
 # ------------------------------------------------------------ end vecshard (CLI)
 
 # ---------------------------------------------------------------- vecshard-router
-# The stateless router (router/*.c): public VecShard service, etcd routing
-# table, write routing, search fan-out and merge; docs/router.md.
-ROUTER_SRC := $(wildcard router/*.c router/controller/*.c)
+# The stateless router process (router/main.c) over the router library
+# (router/*.c, router/controller/*.c: public VecShard service, etcd routing
+# table, write routing, search fan-out and merge; docs/router.md), which a
+# node's coordinator port serves too (defined above the node).
 BIN_ROUTER := $(BUILD)/vecshard-router
-$(call obj,$(ROUTER_SRC)): CFLAGS += $(PKG_CFLAGS)
+$(BUILD)/obj/router/main.o: CFLAGS += $(PKG_CFLAGS)
 # The engine library only for hnsw_vector_check: the router refuses the same
 # vectors as the nodes, with the same messages.
-$(BIN_ROUTER): $(call obj,$(ROUTER_SRC)) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) $(LIB_CLUSTER) \
-               $(LIB_ETCD) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
+$(BIN_ROUTER): $(BUILD)/obj/router/main.o $(LIB_ROUTER) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) \
+               $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_ROUTER)
 # ------------------------------------------------------------ end vecshard-router

@@ -74,9 +74,6 @@ int main(int argc, char **argv)
     int status = 1;
     char err[256];
     struct router r;
-    memset(&r, 0, sizeof r);
-    r.cfg = &cfg;
-    pthread_mutex_init(&r.load.lock, NULL);
     struct rpc_server *srv = NULL;
     struct http_server *http = NULL;
 
@@ -84,45 +81,14 @@ int main(int argc, char **argv)
              "version=%s etcd=%s etcd_prefix=%s threads=%d default_timeout_ms=%d", ROUTER_VERSION,
              log_quote(cfg.etcd), log_quote(cfg.etcd_prefix), cfg.threads, cfg.default_timeout_ms);
 
-    if (auth_init(&r.auth, cfg.api_keys, err, sizeof err) != 0) {
-        log_error("cannot load the API keys (--api-keys)", "error=%s", log_quote(err));
-        goto fail;
-    }
-    if (cfg.api_keys != NULL)
-        log_info("authentication on: every VecShard call needs an API key", "api_keys=%s keys=%zu",
-                 log_quote(cfg.api_keys), auth_keys_count(r.auth.keys));
-    else
-        log_warn("authentication off: anyone who can reach the port may call every method, "
-                 "DropCollection included (--api-keys; docs/security.md)",
-                 NULL);
-    etcd_err eerr;
-    if (etcd_client_new(cfg.etcd, cfg.etcd_timeout_ms, &r.etcd, &eerr) != ETCD_OK) {
-        log_error("cannot create the etcd client", "etcd=%s error=%s", log_quote(cfg.etcd),
-                  log_quote(eerr.msg));
-        goto fail;
-    }
-    etcd_tls etls = {.ca = cfg.etcd_cacert, .cert = cfg.etcd_cert, .key = cfg.etcd_key};
-    if (etcd_client_set_tls(r.etcd, &etls, &eerr) != ETCD_OK) {
-        log_error("cannot set up TLS to etcd", "error=%s", log_quote(eerr.msg));
-        goto fail;
-    }
-    if (rt_start(r.etcd, cfg.etcd_prefix, &r.rt, err, sizeof err) != 0) {
-        log_error("cannot start the routing table", "error=%s", log_quote(err));
-        goto fail;
-    }
-    r.metrics = metrics_create();
-    if (r.metrics == NULL ||
-        metrics_add_process(r.metrics, "vecshard-router", ROUTER_VERSION) != 0 ||
-        router_metrics_init(&r, r.metrics) != 0) {
+    struct metrics *metrics = metrics_create();
+    if (metrics == NULL || metrics_add_process(metrics, "vecshard-router", ROUTER_VERSION) != 0) {
         log_error("cannot create the metrics registry", NULL);
-        goto fail;
+        metrics_destroy(metrics);
+        router_config_free(&cfg);
+        return 1;
     }
-    /* One certificate: the public port's server certificate and the client
-     * certificate of the calls to nodes (docs/security.md). */
-    struct rpc_tls ctls = {.cert = cfg.tls_cert,
-                           .key = cfg.tls_key,
-                           .ca = cfg.tls_ca,
-                           .server_name = cfg.tls_server_name};
+    memset(&r, 0, sizeof r);
     struct rpc_tls stls = {.cert = cfg.tls_cert,
                            .key = cfg.tls_key,
                            .ca = cfg.tls_ca,
@@ -139,13 +105,8 @@ int main(int argc, char **argv)
                   log_quote(err));
         goto fail;
     }
-    /* every call to a node has a deadline (docs/security.md §4) */
-    struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg.max_message_bytes,
-                                     .tls = &ctls,
-                                     .default_deadline_ms = 30000};
-    r.client = rpc_client_create(&ccfg);
-    if (r.client == NULL) {
-        log_error("cannot create the gRPC client", NULL);
+    if (router_open(&r, &cfg, metrics, err, sizeof err) != 0) {
+        log_error("cannot start the router", "error=%s", log_quote(err));
         goto fail;
     }
     struct rpc_server_config scfg = {
@@ -211,12 +172,8 @@ fail:
     http_stop(http); /* first: collectors read the routing table and the controller */
     controller_stop(r.controller);
     rpc_server_shutdown(srv);
-    rt_stop(r.rt);
-    if (r.client != NULL) rpc_client_destroy(r.client);
-    etcd_client_free(r.etcd);
-    pthread_mutex_destroy(&r.load.lock);
-    auth_destroy(&r.auth);
-    metrics_destroy(r.metrics);
+    router_close(&r);
+    metrics_destroy(metrics);
     if (status == 0) log_info("stopped", NULL);
     router_config_free(&cfg);
     return status;

@@ -4,7 +4,8 @@
  * the VecShard method registration, and the helpers every handler uses
  * (deadlines, collection look-up, vector validation, replica choice).
  *
- * Files: admin.c (CreateCollection, DropCollection, ListCollections,
+ * Files: router.c (router_open/router_close: the context without a port),
+ * admin.c (CreateCollection, DropCollection, ListCollections,
  * DescribeCollection, ClusterStatus), rebalance_rpc.c (Rebalance, Drain,
  * the moves of ClusterStatus), write.c (Upsert, Delete),
  * search.c (Search), get.c (Get), controller/placement.c (where new replicas go),
@@ -45,8 +46,8 @@
 #define ROUTER_HEALTH_MS   300 /* create-time health check of every node */
 #define ROUTER_METHODS     12  /* VecShard methods (request.c) */
 
-#define ROUTER_LATENCY_RING 64   /* answered calls per node kept for the hedging threshold */
-#define ROUTER_HEDGE_MIN_US 250  /* hedge no sooner than this after the first try */
+#define ROUTER_LATENCY_RING 64  /* answered calls per node kept for the hedging threshold */
+#define ROUTER_HEDGE_MIN_US 250 /* hedge no sooner than this after the first try */
 
 /* Outstanding calls and recent answer latencies per node id, for the
  * replica choice and the hedging of reads. `lock` protects the table; ids
@@ -107,6 +108,22 @@ struct router {
     struct router_method methods[ROUTER_METHODS]; /* request.c, filled by router_register */
     char self_addr[300]; /* loopback address of our own gRPC port (probes.c) */
 };
+
+struct metrics;
+
+/* --- router.c --- */
+
+/* Opens r over cfg (borrowed, outlives r): API keys, etcd client, routing
+ * table (watching in the background), the router's metric families in m
+ * (borrowed; NULL = none) and the node client. 0, or -1 with a message in
+ * err; call router_close either way. The caller serves the methods
+ * (router_register) and runs the controller if it wants one. */
+int router_open(struct router *r, const struct router_config *cfg, struct metrics *m, char *err,
+                size_t errlen);
+
+/* Stops the routing table and frees what router_open made. The servers
+ * that serve r must be shut down first. */
+void router_close(struct router *r);
 
 /* Registers every VecShard method on s, each inside request.c's wrapper. 0 or -1. */
 int router_register(struct rpc_server *s, struct router *r);

@@ -27,6 +27,7 @@ struct rpc_channel {
     char *addr;
     grpc_channel *ch; /* atomic: rpc_client_reload_tls swaps it (chan_core) */
     int64_t default_deadline_ms; /* the client's rpc_client_config.default_deadline_ms */
+    struct rpc_server *local;    /* rpc_client_set_local: fan-outs run in it; atomic */
     struct rpc_channel *next;
 };
 
@@ -61,7 +62,7 @@ static grpc_channel *chan_core(struct rpc_channel *ch)
 
 /* A unary call's deadline: the caller's, else now + the client's default
  * (streams keep "none": a transfer may run for hours). */
-static gpr_timespec unary_deadline(const struct rpc_channel *ch, const struct rpc_opts *o)
+gpr_timespec client_unary_deadline(const struct rpc_channel *ch, const struct rpc_opts *o)
 {
     int64_t d = o != NULL ? o->deadline_ms : 0;
     if (d == 0 && ch->default_deadline_ms > 0) d = rpc_now_ms() + ch->default_deadline_ms;
@@ -78,7 +79,7 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
     c->send = rpc_pb_to_bb(req);
     grpc_slice m = grpc_slice_from_copied_string(method);
     c->call = grpc_channel_create_call(chan_core(ch), NULL, GRPC_PROPAGATE_DEFAULTS, cq, m, NULL,
-                                       unary_deadline(ch, o), NULL);
+                                       client_unary_deadline(ch, o), NULL);
     grpc_slice_unref(m);
     if (c->call == NULL) return GRPC_CALL_ERROR;
 
@@ -300,6 +301,19 @@ out:
 const char *rpc_channel_addr(const struct rpc_channel *ch)
 {
     return ch->addr;
+}
+
+int rpc_client_set_local(struct rpc_client *cl, const char *addr, struct rpc_server *srv)
+{
+    struct rpc_channel *ch = rpc_client_channel(cl, addr);
+    if (ch == NULL) return -1;
+    __atomic_store_n(&ch->local, srv, __ATOMIC_RELEASE);
+    return 0;
+}
+
+struct rpc_server *client_channel_local(const struct rpc_channel *ch)
+{
+    return __atomic_load_n(&ch->local, __ATOMIC_ACQUIRE);
 }
 
 /* ------------------------------------------------------------ unary */

@@ -8,6 +8,11 @@
  * — merge it, or retry a failed shard on another replica while the deadline
  * allows — instead of only seeing the slowest one. Calls are independent
  * grpc_calls: they may go to the same or different channels.
+ *
+ * A call on a channel bound to a server of this process (rpc_client_set_local)
+ * is only prepared by rpc_fanout_start; rpc_fanout_next runs it on the
+ * waiting thread (after every remote call has been started, so they proceed
+ * meanwhile), the oldest first, before it waits for remote replies.
  */
 #include "common/rpc/rpc_internal.h"
 
@@ -22,6 +27,7 @@ struct fo_call {
     int index;
     bool running;   /* batch in flight: a completion will come */
     bool timed_out; /* cancelled by rpc_fanout_wait at its deadline */
+    struct rpc_call *local; /* in-process call not yet run (server_local_prepare) */
 };
 
 struct rpc_fanout {
@@ -29,8 +35,9 @@ struct rpc_fanout {
     struct fo_call **calls; /* by index; stable pointers serve as tags */
     int n, cap;
     int running;
-    int *ready; /* indexes that failed to start, not yet returned by next */
+    int *ready; /* indexes that failed to start or were cancelled before running */
     int n_ready;
+    int n_local; /* calls with f->local set */
 };
 
 struct rpc_fanout *rpc_fanout_create(void)
@@ -61,6 +68,19 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
     f->index = fo->n;
     f->st.code = GRPC_STATUS__DO_NOT_USE;
     fo->calls[fo->n++] = f;
+    struct rpc_server *srv = client_channel_local(ch);
+    if (srv != NULL) {
+        f->local = server_local_prepare(srv, method, req, opts, client_unary_deadline(ch, opts),
+                                        &f->st);
+        if (f->local != NULL) {
+            f->running = true;
+            fo->running++;
+            fo->n_local++;
+        } else {
+            fo->ready[fo->n_ready++] = f->index;
+        }
+        return f->index;
+    }
     if (client_call_start(&f->c, ch, fo->cq, method, req, opts, f) == GRPC_CALL_OK) {
         f->running = true;
         fo->running++;
@@ -78,6 +98,19 @@ static int next_until(struct rpc_fanout *fo, gpr_timespec until)
         int i = fo->ready[0];
         memmove(fo->ready, fo->ready + 1, (size_t)--fo->n_ready * sizeof *fo->ready);
         return i;
+    }
+    if (fo->n_local > 0) {
+        for (int i = 0; i < fo->n; i++) {
+            struct fo_call *f = fo->calls[i];
+            if (f->local == NULL) continue;
+            struct rpc_call *c = f->local;
+            f->local = NULL;
+            fo->n_local--;
+            f->running = false;
+            fo->running--;
+            server_local_run(c, f->desc, &f->resp, &f->st);
+            return f->index;
+        }
     }
     while (fo->running > 0) {
         grpc_event ev = grpc_completion_queue_next(fo->cq, until, NULL);
@@ -106,15 +139,33 @@ int rpc_fanout_next_us(struct rpc_fanout *fo, int64_t timeout_us)
                                        gpr_time_from_micros(timeout_us, GPR_TIMESPAN)));
 }
 
+/* Cancels call f: a local one that has not run is answered at once (the
+ * next rpc_fanout_next returns it), a remote one completes promptly. */
+static void cancel_call(struct rpc_fanout *fo, struct fo_call *f, bool timed_out)
+{
+    if (f->local != NULL) {
+        server_local_drop(f->local);
+        f->local = NULL;
+        fo->n_local--;
+        f->running = false;
+        fo->running--;
+        if (timed_out)
+            rpc_status_set(&f->st, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+        else
+            rpc_status_set(&f->st, GRPC_STATUS_CANCELLED, "Cancelled");
+        fo->ready[fo->n_ready++] = f->index;
+    } else if (f->running) {
+        f->timed_out = timed_out;
+        grpc_call_cancel(f->c.call, NULL);
+    }
+}
+
 /* Cancels every running call; each then completes promptly. */
 static void cancel_running(struct rpc_fanout *fo, bool timed_out)
 {
     for (int i = 0; i < fo->n; i++) {
         struct fo_call *f = fo->calls[i];
-        if (f->running) {
-            f->timed_out = timed_out;
-            grpc_call_cancel(f->c.call, NULL);
-        }
+        if (f->running) cancel_call(fo, f, timed_out);
     }
 }
 
@@ -143,7 +194,7 @@ void rpc_fanout_cancel(struct rpc_fanout *fo, int i)
 {
     if (i < 0 || i >= fo->n) return;
     struct fo_call *f = fo->calls[i];
-    if (f->running) grpc_call_cancel(f->c.call, NULL);
+    if (f->running) cancel_call(fo, f, false);
 }
 
 const struct rpc_status *rpc_fanout_status(const struct rpc_fanout *fo, int i)

@@ -345,6 +345,14 @@ struct rpc_channel *rpc_client_channel(struct rpc_client *cl, const char *addr);
 /* Address the channel was created for. */
 const char *rpc_channel_addr(const struct rpc_channel *ch);
 
+/* Binds addr to srv, a server of this process that serves it: from now on
+ * the unary calls of a fan-out (rpc_fanout_start) on addr's channel run
+ * srv's handler on the waiting thread instead of going through gRPC and
+ * loopback (a node's coordinator port calling its own shards). Blocking
+ * calls and streams still use the channel. srv must outlive every fan-out
+ * of cl, or be unbound first (srv NULL). 0, or -1 on ENOMEM. */
+int rpc_client_set_local(struct rpc_client *cl, const char *addr, struct rpc_server *srv);
+
 /* Blocking unary call. On OK, *resp (when resp is not NULL) receives the
  * decoded reply, which the caller frees with
  * protobuf_c_message_free_unpacked(*resp, NULL); otherwise *resp is NULL.

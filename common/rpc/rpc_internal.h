@@ -61,6 +61,38 @@ grpc_call_error client_call_start(struct client_call *c, struct rpc_channel *ch,
 void client_call_end(struct client_call *c, const ProtobufCMessageDescriptor *d,
                      ProtobufCMessage **resp, struct rpc_status *st);
 
+/* --- server.c: in-process calls (rpc_client_set_local; fanout.c) ---
+ *
+ * A call to a channel bound to a server of this process skips gRPC: the
+ * handler runs on the calling thread over a context like a received call's
+ * (metadata, deadline, request bytes, peer "local"; rpc_call_* work as
+ * usual), and its reply, message and trailers come back as a client call's
+ * would. Counted live, so the server's shutdown waits for it; refused once
+ * the server is stopping. */
+
+/* A ready context for unary `method` of s, or NULL with st filled
+ * (UNIMPLEMENTED, UNAVAILABLE while stopping). Run or drop it, once. */
+struct rpc_call *server_local_prepare(struct rpc_server *s, const char *method,
+                                      const ProtobufCMessage *req, const struct rpc_opts *o,
+                                      gpr_timespec deadline, struct rpc_status *st);
+
+/* Runs the handler (DEADLINE_EXCEEDED without running it when the deadline
+ * has passed), decodes an OK reply into *resp with d, fills st, frees c.
+ * Returns st->code. */
+grpc_status_code server_local_run(struct rpc_call *c, const ProtobufCMessageDescriptor *d,
+                                  ProtobufCMessage **resp, struct rpc_status *st);
+
+/* Frees a prepared context without running it. */
+void server_local_drop(struct rpc_call *c);
+
+/* --- client.c --- */
+
+/* The server calls to ch run in (rpc_client_set_local), or NULL. */
+struct rpc_server *client_channel_local(const struct rpc_channel *ch);
+
+/* The deadline a unary call on ch with o gets (o's, else the client's default). */
+gpr_timespec client_unary_deadline(const struct rpc_channel *ch, const struct rpc_opts *o);
+
 /* --- tls.c: TLS files of one server or client (rpc.h "TLS") --- */
 
 struct tls_state;

@@ -45,6 +45,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/string_util.h>
 #include <time.h>
 
 #include "common/metrics/metrics.h"
@@ -210,8 +211,8 @@ static void call_finish(struct rpc_call *c, grpc_status_code code)
         server_call_free(c); /* no completion will come */
 }
 
-/* Decodes the request, runs the handler and finishes the call. */
-static void call_run(struct rpc_call *c)
+/* Decodes the request and runs the handler; returns its status code. */
+static grpc_status_code call_dispatch(struct rpc_call *c)
 {
     struct rpc_server *s = c->srv;
     struct method *m = c->m;
@@ -239,7 +240,91 @@ static void call_run(struct rpc_call *c)
             code = m->stream(c, req, &c->stream, m->user);
         if (req != NULL) protobuf_c_message_free_unpacked(req, NULL);
     }
-    call_finish(c, code);
+    return code;
+}
+
+/* Decodes the request, runs the handler and finishes the call. */
+static void call_run(struct rpc_call *c)
+{
+    call_finish(c, call_dispatch(c));
+}
+
+/* ------------------------------------------------------------ in-process calls */
+
+struct rpc_call *server_local_prepare(struct rpc_server *s, const char *method,
+                                      const ProtobufCMessage *req, const struct rpc_opts *o,
+                                      gpr_timespec deadline, struct rpc_status *st)
+{
+    struct method *m = NULL;
+    for (int i = 0; i < s->n_methods && m == NULL; i++)
+        if (strcmp(s->methods[i].path, method) == 0) m = &s->methods[i];
+    if (m == NULL || m->unary == NULL) {
+        char msg[RPC_DETAILS_MAX];
+        snprintf(msg, sizeof msg, "unknown method %s", method);
+        rpc_status_set(st, GRPC_STATUS_UNIMPLEMENTED, msg);
+        return NULL;
+    }
+    if (atomic_load(&s->stopping)) {
+        rpc_status_set(st, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+        return NULL;
+    }
+    struct rpc_call *c = call_new(s, m);
+    if (c == NULL) {
+        rpc_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    c->local = true;
+    c->deadline = deadline;
+    c->arrived_ns = now_ns();
+    c->peer = gpr_strdup("local");
+    c->payload = rpc_pb_to_bb(req);
+    size_t n = o != NULL ? o->n_md : 0;
+    if (n > 0) c->md.metadata = gpr_malloc(n * sizeof *c->md.metadata);
+    for (size_t i = 0; i < n; i++) {
+        memset(&c->md.metadata[i], 0, sizeof c->md.metadata[i]);
+        c->md.metadata[i].key = grpc_slice_from_copied_string(o->md[i].key);
+        c->md.metadata[i].value = grpc_slice_from_copied_string(o->md[i].value);
+    }
+    c->md.count = c->md.capacity = n;
+    return c;
+}
+
+grpc_status_code server_local_run(struct rpc_call *c, const ProtobufCMessageDescriptor *d,
+                                  ProtobufCMessage **resp, struct rpc_status *st)
+{
+    if (resp != NULL) *resp = NULL;
+    grpc_status_code code;
+    if (gpr_time_cmp(gpr_now(c->deadline.clock_type), c->deadline) >= 0)
+        code = rpc_call_error(c, GRPC_STATUS_DEADLINE_EXCEEDED, "Deadline Exceeded");
+    else
+        code = call_dispatch(c);
+    if (c->forced != GRPC_STATUS_OK) code = c->forced;
+    server_count_call(c, code);
+    if (code == GRPC_STATUS_OK && resp != NULL && d != NULL) {
+        if (c->reply == NULL) c->reply = grpc_raw_byte_buffer_create(NULL, 0);
+        if ((*resp = rpc_bb_to_pb(c->reply, d)) == NULL) {
+            char m[RPC_DETAILS_MAX];
+            snprintf(m, sizeof m, "reply is not a valid %s", d->name);
+            rpc_status_set(st, GRPC_STATUS_INTERNAL, m);
+            server_local_drop(c);
+            return st->code;
+        }
+    }
+    grpc_slice details = grpc_slice_from_static_string(code != GRPC_STATUS_OK && c->msg ? c->msg : "");
+    grpc_metadata_array tr = {.count = (size_t)c->n_trailers, .metadata = c->trailers};
+    rpc_status_fill(st, code, &details, &tr);
+    server_local_drop(c);
+    return code;
+}
+
+void server_local_drop(struct rpc_call *c)
+{
+    for (size_t i = 0; i < c->md.count; i++) {
+        grpc_slice_unref(c->md.metadata[i].key);
+        grpc_slice_unref(c->md.metadata[i].value);
+    }
+    c->md.count = 0;
+    server_call_free(c);
 }
 
 /* ------------------------------------------------------------ threads */
@@ -680,7 +765,7 @@ const uint8_t *rpc_call_request_bytes(struct rpc_call *c, size_t *len)
 
 const char *rpc_call_peer(struct rpc_call *c)
 {
-    if (c->peer == NULL) c->peer = grpc_call_get_peer(c->call);
+    if (c->peer == NULL && c->call != NULL) c->peer = grpc_call_get_peer(c->call);
     return c->peer != NULL ? c->peer : "";
 }
 

@@ -178,7 +178,7 @@ $(BIN_PEER): tools/peer/hnswlib_bench.cpp $(BUILD)/obj/tools/bench/dataset.o $(B
 NODE_BIN_SRC := node/main.c $(wildcard node/node_*.c) $(wildcard node/replication/*.c)
 BIN_NODE     := $(BUILD)/vecshard-node
 $(call obj,$(NODE_BIN_SRC)): CFLAGS += $(PKG_CFLAGS)
-$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) \
+$(BIN_NODE): $(call obj,$(NODE_BIN_SRC)) $(LIB_ROUTER) $(LIB_NODE) $(LIB_HTTP) $(LIB_RPC) $(LIB_METRICS) \
              $(LIB_CLUSTER) $(LIB_ETCD) $(LIB_FILTER) $(LIB_PROTO) $(LIB_HNSW) $(LIB_UTIL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(MHD_LIBS) $(LDLIBS)
 BINS += $(BIN_NODE)

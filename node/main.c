@@ -52,6 +52,7 @@
 #include "common/util/proc.h"
 #include "node/node_claim.h"
 #include "node/node_config.h"
+#include "node/node_coordinator.h"
 #include "node/node_meta.h"
 #include "node/node_metrics.h"
 #include "node/node_service.h"
@@ -111,6 +112,7 @@ struct stop_waiter {
     atomic_bool stopped;
     struct rpc_server *srv;
     struct rpc_client *cl;
+    struct node_coordinator *_Atomic coord; /* set once it started */
 };
 
 /* SIGHUP (docs/security.md, "Rotating certificates"): the TLS files of the
@@ -126,6 +128,7 @@ static void reload(void *arg)
     if (rpc_client_reload_tls(w->cl, err, sizeof err) != 0)
         log_error("TLS reload of the peer client failed; the old certificate stays", "error=%s",
                   log_quote(err));
+    node_coordinator_reload(atomic_load(&w->coord));
 }
 
 /* Thread body: waits for the first stop signal (which arms the second-signal watchdog). */
@@ -158,6 +161,7 @@ int main(int argc, char **argv)
     etcd_client *etcd = NULL;
     struct node_meta *meta = NULL;
     struct http_server *http = NULL;
+    struct node_coordinator *coord = NULL;
     struct node_service svc;
     memset(&svc, 0, sizeof svc);
     svc.cfg = &cfg;
@@ -344,14 +348,22 @@ int main(int argc, char **argv)
         goto fail;
     }
     atomic_store(&svc.meta, meta);
+    if (node_coordinator_start(&cfg, srv, svc.addr, svc.metrics, &coord, err, sizeof err) != 0) {
+        log_error("cannot start the coordinator port (--coordinator-listen)", "error=%s",
+                  log_quote(err));
+        goto fail;
+    }
+    atomic_store(&waiter.coord, coord);
 
 stop:
     pthread_join(waiter_thread, NULL);
     status = 0;
 
 fail:
-    /* Stop serving first, so no handler or collector borrows a replica while it closes. */
+    /* Stop serving first, so no handler or collector borrows a replica while it
+     * closes; the coordinator first of all, as its handlers call this node's. */
     http_stop(http);
+    node_coordinator_stop(coord);
     rpc_server_shutdown(srv);
     if (meta != NULL) node_meta_stop_sync(meta);
     repl_destroy(atomic_exchange(&svc.repl, NULL));

@@ -46,6 +46,14 @@ static const struct flags_spec flags[] = {
      "host:port of the HTTP endpoint (/metrics, /healthz, /readyz; docs/operations.md); port 0 "
      "picks a free port (logged); empty = off",
      http_addr_check, "host:port (port 0..65535) or empty", .empty_ok = true},
+    {"coordinator-listen", FLAGS_STR, NULL, 0, 0, F(coordinator_listen),
+     "host:port of a second gRPC port serving the public vecshard.v1.VecShard service, as a "
+     "router does (docs/node.md, \"Coordinating node\"); this node's own shards are then searched "
+     "in-process; port 0 picks a free port (logged); unset = off",
+     http_addr_check, "host:port (port 0..65535)"},
+    {"coordinator-api-keys", FLAGS_STR, NULL, 0, 0, F(coordinator_api_keys),
+     "API key file of the coordinator port (the router's --api-keys; docs/security.md); unset: "
+     "no authentication there"},
     {"advertise", FLAGS_STR, NULL, 0, 0, F(advertise),
      "address registered in etcd for routers and peers (default: the bound address, with "
      "the hostname for a wildcard host)",
@@ -207,6 +215,8 @@ void node_config_free(struct node_config *cfg)
     free(cfg->listen);
     free(cfg->http);
     free(cfg->advertise);
+    free(cfg->coordinator_listen);
+    free(cfg->coordinator_api_keys);
     free(cfg->node_id);
     free(cfg->data_dir);
     free(cfg->etcd);

@@ -21,6 +21,8 @@ struct node_config {
     char *listen;    /* host:port to bind; port 0 = ephemeral */
     char *http;      /* --http host:port of /metrics, /healthz, /readyz; "" = off */
     char *advertise; /* address registered in etcd; NULL = derived from the bound address */
+    char *coordinator_listen;   /* public VecShard port (node_coordinator.h); NULL = off */
+    char *coordinator_api_keys; /* its --api-keys file; NULL = no authentication */
     char *node_id;   /* key under <prefix>/nodes/; default the hostname */
     char *data_dir;  /* replicas live in <data_dir>/<collection>/<shard>/ */
     char *etcd;      /* comma-separated endpoints, each with http:// */

@@ -69,7 +69,7 @@ echo "bench_cluster: engine in-process (vecshard-bench, M $M, efC $EFC, ef $EF) 
     sed 's/^{/{"setup":"engine",/' >"$OUT"
 
 echo "bench_cluster: starting a 3-node local cluster in $DIR ..." >&2
-ROUTER=$("$CLUSTER" start --nodes 3 --dir "$DIR" --build "$BUILD")
+ROUTER=$("$CLUSTER" start --nodes 3 --dir "$DIR" --build "$BUILD" --coordinators)
 export VECSHARD_ROUTER=$ROUTER
 
 for setup in 3:nodes3 1:node1; do
@@ -93,21 +93,24 @@ cpu_json() {
     printf '}'
 }
 
-# measure SETUP CLIENTS BATCH: a warm-up pass (connections, page cache), then
-# the measured one, with the CPU ticks of every process around it.
+# measure SETUP CLIENTS BATCH [VIA ADDR]: a warm-up pass (connections, page
+# cache), then the measured ones, with the CPU ticks of every process around
+# them; VIA names the path ("router", or "coord" for a node's coordinator
+# port at ADDR).
 measure() {
-    local setup=$1 c=$2 b=$3 before after line run
-    echo "bench_cluster: vecshard search $setup --concurrency $c --batch $b ..." >&2
-    "$CLI" search "$setup" --query "$DATA/query.fvecs" --k 10 --ef "$EF" \
+    local setup=$1 c=$2 b=$3 via=${4:-router} addr=${5:-$ROUTER} before after line run
+    echo "bench_cluster: vecshard search $setup --concurrency $c --batch $b (via $via) ..." >&2
+    "$CLI" --router "$addr" search "$setup" --query "$DATA/query.fvecs" --k 10 --ef "$EF" \
         --concurrency "$c" --batch "$b" --queries 200 --json >/dev/null
     before=$(cpu_json)
     for run in $(seq "$RUNS"); do
-        line=$("$CLI" search "$setup" --query "$DATA/query.fvecs" --gt "$DATA/gt.ivecs" \
-            --k 10 --ef "$EF" --concurrency "$c" --batch "$b" --json | tail -n 1)
-        echo "{\"setup\":\"$setup\",\"clients\":$c,\"batch\":$b,\"run\":$run,${line#\{}" >>"$OUT"
+        line=$("$CLI" --router "$addr" search "$setup" --query "$DATA/query.fvecs" \
+            --gt "$DATA/gt.ivecs" --k 10 --ef "$EF" --concurrency "$c" --batch "$b" --json |
+            tail -n 1)
+        echo "{\"setup\":\"$setup\",\"via\":\"$via\",\"clients\":$c,\"batch\":$b,\"run\":$run,${line#\{}" >>"$OUT"
     done
     after=$(cpu_json)
-    echo "{\"setup\":\"$setup\",\"clients\":$c,\"batch\":$b,\"cpu_before\":$before,\"cpu_after\":$after}" >>"$OUT"
+    echo "{\"setup\":\"$setup\",\"via\":\"$via\",\"clients\":$c,\"batch\":$b,\"cpu_before\":$before,\"cpu_after\":$after}" >>"$OUT"
 }
 
 for setup in node1 nodes3; do
@@ -115,6 +118,15 @@ for setup in node1 nodes3; do
         measure "$setup" "$c" 1
     done
     measure "$setup" 1 100
+done
+# Through a node's coordinator port: for 1 shard the node that holds it (its
+# search runs in-process), for 3 shards node-0 (one shard local, two remote).
+holder=$("$CLI" describe node1 | awk '$1 == "SHARD" {getline; print $3; exit}')
+for setup in node1:$holder nodes3:node-0; do
+    node=${setup##*:}
+    for c in 1 8; do
+        measure "${setup%%:*}" "$c" 1 coord "$(cat "$DIR/$node.coordinator")"
+    done
 done
 
 "$PYTHON" - "$OUT" "$EF" "$(nproc)" "$TCK" <<'PY'
@@ -127,7 +139,7 @@ runs, cpu = {}, {}
 for r in rows:
     if r["setup"] == "engine":
         continue
-    key = (r["setup"], r["clients"], r["batch"])
+    key = (r["setup"], r["clients"], r["batch"], r["via"])
     if "run" in r:
         runs.setdefault(key, []).append(r)
     else:
@@ -160,16 +172,20 @@ print(fmt % ("engine in-process", 1, 1, "%.4f" % eng["recall"], "%.0f" % eng["qp
              "%.1f" % eng["cpu_us"]))
 print(fmt % ("engine in-process", "%d thr" % eng["threads"], 1, "", "%.0f" % eng["qps_threads"],
              "", "", "", "", ""))
-labels = {"nodes3": "3 nodes, 3 shards, via router", "node1": "1 node, 1 shard, via router"}
+labels = {("nodes3", "router"): "3 nodes, 3 shards, via router",
+          ("node1", "router"): "1 node, 1 shard, via router",
+          ("nodes3", "coord"): "3 shards, via node coordinator",
+          ("node1", "coord"): "1 shard, via node coordinator"}
 got = {}
-for key in sorted(runs, key=lambda k: (k[0] != "node1", k[2], k[1])):
+for key in sorted(runs, key=lambda k: (k[0] != "node1", k[3] != "router", k[2], k[1])):
     x = got[key] = row(key)
-    print(fmt % (labels[key[0]], key[1], key[2], "%.4f" % x["recall"], "%.0f" % x["qps"],
+    print(fmt % (labels[key[0], key[3]], key[1], key[2], "%.4f" % x["recall"], "%.0f" % x["qps"],
                  "%.3f" % x["p50"], "%.3f" % x["p99"], "%.1f" % x["router_us"],
                  "%.1f" % x["nodes_us"], "%.1f" % (x["router_us"] + x["nodes_us"])))
 print()
-one, three = got[("node1", 1, 1)], got[("nodes3", 1, 1)]
-eight = max(got[("node1", 8, 1)]["qps"], got[("nodes3", 8, 1)]["qps"])
+one, three = got[("node1", 1, 1, "router")], got[("nodes3", 1, 1, "router")]
+eight = max(x["qps"] for k, x in got.items() if k[1] == 8)
+one_co, three_co = got[("node1", 1, 1, "coord")], got[("nodes3", 1, 1, "coord")]
 one_cpu = one["router_us"] + one["nodes_us"]
 three_cpu = three["router_us"] + three["nodes_us"]
 
@@ -183,6 +199,10 @@ limit = eng["cpu_us"] + 150
 print("  1 node, single-query: router + node CPU %.0f us/query <= engine %.0f us + 150 us = "
       "%.0f us: %s (%.2fx the limit)" % (one_cpu, eng["cpu_us"], limit, verdict(one_cpu <= limit),
                                           one_cpu / limit))
+for name, co, rt in (("1 shard", one_co, one), ("3 shards", three_co, three)):
+    print("  %s via a node's coordinator: %.0f QPS >= 1.3x the router path's %.0f = %.0f: "
+          "%s (%.2fx)" % (name, co["qps"], rt["qps"], 1.3 * rt["qps"],
+                          verdict(co["qps"] >= 1.3 * rt["qps"]), co["qps"] / rt["qps"]))
 print("  3 shards: CPU %.0f us/query <= 1.5x the 1-shard %.0f us = %.0f us: %s (%.2fx)"
       % (three_cpu, one_cpu, 1.5 * one_cpu, verdict(three_cpu <= 1.5 * one_cpu),
          three_cpu / one_cpu))
@@ -196,6 +216,6 @@ print("CPU per query is the utime + stime of each process over the row's queries
 print("(/proc/<pid>/stat, %d ticks/s); client, router, nodes and etcd share %s cores."
       % (tck, cores))
 for key, x in sorted(got.items()):
-    print("  %s %d client(s) batch %d: %s" % (key[0], key[1], key[2], ", ".join(
+    print("  %s via %s %d client(s) batch %d: %s" % (key[0], key[3], key[1], key[2], ", ".join(
         "%s %.1f us" % (n, v) for n, v in sorted(x["per"].items()))))
 PY

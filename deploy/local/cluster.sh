@@ -12,6 +12,7 @@
 #   DIR/procs           one line per started process: name pid starttime addr
 #   DIR/router.addr     the router's host:port (the CLI's --router)
 #   DIR/etcd.addr       etcd's client URL
+#   DIR/<node-id>.coordinator  with --coordinators: the node's VecShard port
 #   DIR/etcd/           etcd's data dir
 #   DIR/<node-id>/      a node's data dir (node-0, node-1, ...)
 #   DIR/<name>.log      each process's stdout + stderr
@@ -51,13 +52,14 @@ FSYNC=always
 NODE_THREADS=4
 ROUTER_THREADS=8
 START_TIMEOUT=120
+COORDINATORS=0 # --coordinators: every node also serves VecShard (--coordinator-listen)
 STOP_GRACE=90
 
 usage() {
     cat >&2 <<EOF
 usage: $0 start  --dir DIR [--nodes N] [--build DIR] [--etcd-prefix P] [--lease-ttl S]
                           [--fsync always|batch|none] [--node-threads T] [--router-threads T]
-                          [--timeout S]
+                          [--timeout S] [--coordinators]
        $0 status --dir DIR
        $0 stop   --dir DIR [--grace S]
 EOF
@@ -88,6 +90,7 @@ while [ $# -gt 0 ]; do
     --node-threads) NODE_THREADS=${2:?}; shift 2 ;;
     --router-threads) ROUTER_THREADS=${2:?}; shift 2 ;;
     --timeout) START_TIMEOUT=${2:?}; shift 2 ;;
+    --coordinators) COORDINATORS=1; shift ;;
     --grace) STOP_GRACE=${2:?}; shift 2 ;;
     -h | --help) usage ;;
     *) echo "cluster.sh: unknown argument '$1'" >&2; usage ;;
@@ -434,9 +437,11 @@ start_nodes() {
         logf="$DIR/$id.log"
         mkdir -p "$DIR/$id"
         offs[n]=$(filesize "$logf")
+        local -a coord=()
+        [ "$COORDINATORS" = 1 ] && coord=(--coordinator-listen 127.0.0.1:0)
         launch "$id" "$logf" "$BUILD/vecshard-node" --listen 127.0.0.1:0 --node-id "$id" \
             --data-dir "$DIR/$id" --etcd "$etcd_url" --etcd-prefix "$PREFIX" --fsync "$FSYNC" \
-            --threads "$NODE_THREADS" --lease-ttl "$LEASE_TTL"
+            --threads "$NODE_THREADS" --lease-ttl "$LEASE_TTL" "${coord[@]}"
         pids[n]=$LAUNCHED_PID
     done
     for ((n = 0; n < NODES; n++)); do
@@ -446,6 +451,28 @@ start_nodes() {
         serving+=("$id=${pids[n]}=$addr")
     done
     wait_serving "${serving[@]}" || { log "nodes did not become healthy (logs in $DIR/node-*.log)"; return 1; }
+    [ "$COORDINATORS" = 1 ] || return 0
+    for ((n = 0; n < NODES; n++)); do
+        wait_coordinator "node-$n" "${pids[n]}" "${offs[n]}" || return 1
+    done
+}
+
+# wait_coordinator ID PID OFF: waits for the node's "coordinator listening"
+# log line (logged once it has registered) and writes DIR/ID.coordinator.
+wait_coordinator() {
+    local id=$1 pid=$2 off=$3 addr i
+    for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+        addr=$(tail -c +"$((off + 1))" "$DIR/$id.log" |
+            sed -n 's/.*msg="coordinator listening" addr=\([^ ]*:[0-9][0-9]*\).*/\1/p' | tail -n 1)
+        if [ -n "$addr" ]; then
+            echo "$addr" >"$DIR/$id.coordinator"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || { log "$id exited during start-up"; return 1; }
+        sleep 0.1
+    done
+    log "$id logged no coordinator address within ${START_TIMEOUT} s"
+    return 1
 }
 
 start_router() {
@@ -494,7 +521,7 @@ do_start() {
     DIR=$(cd "$DIR" && pwd)
     PROCS="$DIR/procs"
     # A stopped cluster's dir is reused: its data stays, the records go.
-    rm -f "$PROCS" "$DIR/router.addr" "$DIR/etcd.addr"
+    rm -f "$PROCS" "$DIR/router.addr" "$DIR/etcd.addr" "$DIR"/node-*.coordinator
     : >"$PROCS"
 
     trap 'log "start failed; stopping what was started"; stop_all || true; rm -f "$DIR/router.addr"' EXIT

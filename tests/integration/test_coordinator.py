@@ -1,0 +1,254 @@
+"""Coordinating nodes (docs/node.md, "Coordinating node"; issue 15): a node
+started with --coordinator-listen also serves the public vecshard.v1.VecShard
+service, with the router's own code, and searches its own shards in-process.
+
+- 3 nodes, each a coordinator, and a router: a 3-shard collection created
+  through node-0's port and filled through node-1's answers searches through
+  every node's port with exactly the router's hits and distances (several k
+  and ef, payloads and vectors too), and the same Get and Count; a bad
+  request gets the router's status code and message.
+- A coordinator searches its own shards in-process: the ShardNode server
+  counts the calls (in-process calls count as received ones), but the
+  node process never holds a TCP connection to its own ShardNode port.
+- A one-node deployment is one node process plus etcd, no router: create,
+  upsert and search against brute force; after a restart the data is
+  exactly there.
+- --coordinator-api-keys: a call without a key is UNAUTHENTICATED, with a
+  read key a search works and a write is PERMISSION_DENIED.
+- A killed node: another node's coordinator answers with 2 of 3 shards
+  covered when min_coverage allows it, UNAVAILABLE when it asks for all.
+"""
+import hashlib
+import os
+import re
+import unittest
+
+import grpc
+
+import harness
+import router_harness as rh
+import vsdata
+from vecshard.v1 import vecshard_pb2 as pb
+from vecshard.v1 import vecshard_pb2_grpc
+
+N, DIM, NQ = 3000, 16, 60
+
+
+def start_coordinating(c, n_nodes, extra=()):
+    """Adds n_nodes nodes to started cluster c, each with its own
+    --coordinator-listen port; returns the ports' addresses."""
+    ports = harness.free_ports(n_nodes)
+    addrs = []
+    for p in ports:
+        addr = "127.0.0.1:%d" % p
+        c.add_node(extra_args=["--coordinator-listen", addr] + list(extra))
+        addrs.append(addr)
+    for n, addr in zip(c.nodes[-n_nodes:], addrs):
+        rh.wait_until(lambda n=n: "coordinator listening" in n.proc.tail(400), 30,
+                      "%s's coordinator port" % n.node_id)
+    return addrs
+
+
+def stub_at(addr, md=None):
+    return vecshard_pb2_grpc.VecShardStub(harness.channel(addr))
+
+
+def hits(resp):
+    return [[(h.id, h.distance, h.payload, tuple(h.vector)) for h in q.hits]
+            for q in resp.results]
+
+
+def own_connections(pid, port):
+    """TCP connections of process pid whose remote end is 127.0.0.1:port."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", link)
+        if m:
+            inodes.add(m.group(1))
+    n = 0
+    for table in ("tcp", "tcp6"):
+        with open("/proc/%d/net/%s" % (pid, table)) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                remote, state, inode = cols[2], cols[3], cols[9]
+                if inode in inodes and state == "01" and int(remote.split(":")[1], 16) == port:
+                    n += 1
+    return n
+
+
+def node_metric(node, name, **labels):
+    text = harness.http_get(node.http_addr, "/metrics")[1]
+    return harness.parse_metrics(text).total(name, **labels)
+
+
+class Coordinator(harness.ClusterTestCase):
+
+    def test_same_answers_as_the_router(self):
+        c = rh.RouterCluster(nodes=0, routers=0).start()
+        try:
+            addrs = start_coordinating(c, 3)
+            c.add_router()
+            r = c.stub(0)
+            n0, n1 = stub_at(addrs[0]), stub_at(addrs[1])
+            base, queries = vsdata.clustered(N, DIM, clusters=12, seed=5, spread=0.2,
+                                             n_queries=NQ)
+            n0.CreateCollection(rh.create_request("co", DIM, m=8, ef_construction=60, shards=3),
+                                timeout=30)
+            payloads = [("p%d" % i).encode() for i in range(N)]
+            for lo in range(0, N, 1000):
+                n1.Upsert(rh.upsert_request("co", list(range(lo, lo + 1000)),
+                                            base[lo:lo + 1000], payloads[lo:lo + 1000]),
+                          timeout=60)
+            self.assertEqual(r.Count(pb.CountRequest(collection="co"), timeout=30).count, N)
+            truth = vsdata.knn(base, queries, 10)
+            for k, ef in ((1, 0), (10, 10), (10, 40), (25, 100)):
+                want = r.Search(rh.search_request("co", queries, k=k, ef=ef, with_payload=True,
+                                                  with_vector=True), timeout=60)
+                for addr in addrs:
+                    got = stub_at(addr).Search(
+                        rh.search_request("co", queries, k=k, ef=ef, with_payload=True,
+                                          with_vector=True), timeout=60)
+                    self.assertEqual(hits(got), hits(want), "k %d ef %d via %s" % (k, ef, addr))
+                    self.assertEqual(got.coverage, want.coverage)
+                if k == 10 and ef == 40:
+                    found = [[h.id for h in q.hits] for q in want.results]
+                    self.assertGreaterEqual(vsdata.recall(truth, found, 10), 0.9)
+            ids = [0, 17, 2999, 5000]
+            want = r.Get(pb.GetRequest(collection="co", ids=ids, with_vector=True), timeout=30)
+            for addr in addrs:
+                got = stub_at(addr).Get(pb.GetRequest(collection="co", ids=ids, with_vector=True),
+                                        timeout=30)
+                self.assertEqual(got, want)
+                self.assertEqual(
+                    stub_at(addr).Count(pb.CountRequest(collection="co"), timeout=30).count, N)
+            # bad input: the router's code and message
+            bad = rh.search_request("co", [[0.0] * (DIM + 1)])
+            codes = []
+            for s in (r, n0):
+                with self.assertRaises(grpc.RpcError) as e:
+                    s.Search(bad, timeout=30)
+                codes.append((e.exception.code(), e.exception.details()))
+            self.assertEqual(codes[0][0], grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertEqual(codes[1], codes[0])
+            self.assertIn("dim", codes[1][1])
+        finally:
+            c.close()
+
+    def test_own_shards_are_searched_in_process(self):
+        c = rh.RouterCluster(nodes=0, routers=0).start()
+        try:
+            ports = harness.free_ports(1)
+            addr = "127.0.0.1:%d" % ports[0]
+            n = c.add_node(extra_args=["--coordinator-listen", addr], http=True)
+            rh.wait_until(lambda: "coordinator listening" in n.proc.tail(400), 30,
+                          "the coordinator port")
+            s = stub_at(addr)
+            s.CreateCollection(rh.create_request("solo", 4), timeout=30)
+            s.Upsert(rh.upsert_request("solo", [1, 2, 3], [[0.0] * 4, [1.0] * 4, [2.0] * 4]),
+                     timeout=30)
+
+            def searches():
+                return node_metric(n, "vecshard_grpc_server_handled_total",
+                                   service="vecshard.v1.ShardNode", method="Search")
+
+            before = searches()
+            for _ in range(20):
+                resp = s.Search(rh.search_request("solo", [[0.9] * 4], k=2), timeout=30)
+                self.assertEqual([h.id for h in resp.results[0].hits], [2, 1])
+            # the ShardNode server counts in-process calls as it counts
+            # received ones...
+            self.assertEqual(searches() - before, 20)
+            # ...but the node never opened a connection to its own port
+            port = int(n.addr.rsplit(":", 1)[1])
+            self.assertEqual(own_connections(n.proc.pid, port), 0)
+        finally:
+            c.close()
+
+    def test_one_node_deployment(self):
+        c = harness.Cluster(nodes=0).start()
+        try:
+            addr = start_coordinating(c, 1)[0]
+            s = stub_at(addr)
+            base, queries = vsdata.clustered(2000, DIM, clusters=8, seed=9, spread=0.2,
+                                             n_queries=40)
+            s.CreateCollection(rh.create_request("one", DIM, m=12, ef_construction=100,
+                                                 shards=2), timeout=30)
+            rh.upsert_all(s, "one", list(range(2000)), base, batch=500)
+            truth = vsdata.knn(base, queries, 10)
+            resp = s.Search(rh.search_request("one", queries, k=10, ef=64), timeout=60)
+            found = [[h.id for h in q.hits] for q in resp.results]
+            self.assertGreaterEqual(vsdata.recall(truth, found, 10), 0.95)
+            before = s.Get(pb.GetRequest(collection="one", ids=list(range(0, 2000, 97)),
+                                         with_vector=True), timeout=30)
+            c.nodes[0].restart()
+            rh.wait_until(lambda: c.nodes[0].proc.tail(400).count("coordinator listening") >= 2,
+                          30, "the coordinator port after the restart")
+
+            def answered():
+                try:
+                    return s.Count(pb.CountRequest(collection="one"), timeout=5).count == 2000
+                except grpc.RpcError:
+                    return False
+
+            rh.wait_until(answered, 30, "the count after the restart")
+            after = s.Get(pb.GetRequest(collection="one", ids=list(range(0, 2000, 97)),
+                                        with_vector=True), timeout=30)
+            self.assertEqual(after, before)
+            again = s.Search(rh.search_request("one", queries, k=10, ef=64), timeout=60)
+            self.assertEqual(hits(again), hits(resp))
+        finally:
+            c.close()
+
+    def test_api_keys(self):
+        c = harness.Cluster(nodes=0).start()
+        try:
+            keys = os.path.join(c.root, "keys")
+            with open(keys, "w") as f:
+                for name, role, key in (("r", "read", "k-read-1"), ("a", "admin", "k-admin-1")):
+                    f.write("%s %s sha256:%s\n" % (name, role,
+                                                   hashlib.sha256(key.encode()).hexdigest()))
+            addr = start_coordinating(c, 1, extra=["--coordinator-api-keys", keys])[0]
+            s = stub_at(addr)
+            admin = [("authorization", "Bearer k-admin-1")]
+            read = [("authorization", "Bearer k-read-1")]
+            with self.assertRaises(grpc.RpcError) as e:
+                s.CreateCollection(rh.create_request("k", 4), timeout=30)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            s.CreateCollection(rh.create_request("k", 4), timeout=30, metadata=admin)
+            with self.assertRaises(grpc.RpcError) as e:
+                s.Upsert(rh.upsert_request("k", [1], [[1.0] * 4]), timeout=30, metadata=read)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+            s.Upsert(rh.upsert_request("k", [1], [[1.0] * 4]), timeout=30, metadata=admin)
+            resp = s.Search(rh.search_request("k", [[1.0] * 4], k=1), timeout=30, metadata=read)
+            self.assertEqual([h.id for h in resp.results[0].hits], [1])
+        finally:
+            c.close()
+
+    def test_killed_node_partial_coverage(self):
+        c = rh.RouterCluster(nodes=0, routers=0).start()
+        try:
+            addrs = start_coordinating(c, 3)
+            s = stub_at(addrs[0])
+            s.CreateCollection(rh.create_request("kp", 4, shards=3), timeout=30)
+            rh.upsert_all(s, "kp", list(range(300)), [[float(i)] * 4 for i in range(300)],
+                          batch=300)
+            full = s.Search(rh.search_request("kp", [[5.0] * 4], k=5), timeout=30)
+            self.assertEqual((full.coverage.shards_ok, full.coverage.shards_total), (3, 3))
+            c.nodes[2].kill9()
+            resp = s.Search(rh.search_request("kp", [[5.0] * 4], k=5, min_coverage=0.5),
+                            timeout=30)
+            self.assertEqual((resp.coverage.shards_ok, resp.coverage.shards_total), (2, 3))
+            self.assertEqual(len(resp.results[0].hits), 5)
+            with self.assertRaises(grpc.RpcError) as e:  # min_coverage 0 means all shards
+                s.Search(rh.search_request("kp", [[5.0] * 4], k=5), timeout=30)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

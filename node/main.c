@@ -228,7 +228,8 @@ int main(int argc, char **argv)
         goto fail;
     }
     /* every internal unary call has a deadline (docs/security.md §4) */
-    struct rpc_client_config ccfg = {.tls = &tls, .default_deadline_ms = 30000};
+    struct rpc_client_config ccfg = {
+        .tls = &tls, .default_deadline_ms = 30000, .no_spare_poller = true /* srv polls */};
     svc.rpc = rpc_client_create(&ccfg);
     if (svc.rpc == NULL) {
         log_error("cannot create the gRPC client", NULL);

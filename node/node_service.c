@@ -261,6 +261,8 @@ int node_service_register(struct rpc_server *s, struct node_service *svc)
         unsigned fl = m->stream != NULL || strcmp(m->name, "Replicate") == 0 ? RPC_NO_LIMIT : 0;
         rc |= m->unary != NULL ? rpc_server_add_unary(s, path, methods[i].desc, wrap_unary, m, fl)
                                : rpc_server_add_stream(s, path, methods[i].desc, wrap_stream, m, fl);
+        /* a single short search answers on the poller when the pool is idle */
+        if (m->unary == node_svc_search) rc |= rpc_server_set_cheap(s, path, node_svc_search_cheap);
     }
     return rc != 0 ? -1 : 0;
 }

@@ -61,6 +61,14 @@ grpc_status_code node_svc_write(struct rpc_call *c, const ProtobufCMessage *msg,
 /* Search: several shards x several queries; per-shard failures stay per shard. */
 grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 
+/* Shards x queries x max(ef, k) at most this: a search cheap enough for the
+ * poller (an ef-512 query on one shard is well under a millisecond). */
+#define NODE_SVC_CHEAP_WORK 512
+
+/* rpc_cheap_fn of Search: an explicit ef, no filter, no automatic ef, no
+ * debug plan, and shards x queries x max(ef, k) <= NODE_SVC_CHEAP_WORK. */
+bool node_svc_search_cheap(const ProtobufCMessage *msg, void *user);
+
 /* Get: points of one shard by id. */
 grpc_status_code node_svc_get(struct rpc_call *c, const ProtobufCMessage *msg, void *user);
 

@@ -121,6 +121,15 @@ static int fill_plan(struct node_svc_scratch *s, uint32_t shard, const struct re
     return 0;
 }
 
+bool node_svc_search_cheap(const ProtobufCMessage *msg, void *user)
+{
+    (void)user;
+    const Vecshard__V1__NodeSearchRequest *req = (const Vecshard__V1__NodeSearchRequest *)msg;
+    if (req->filter != NULL || req->target_recall != 0 || req->ef == 0 || req->debug) return false;
+    uint64_t width = req->ef > req->k ? req->ef : req->k;
+    return (uint64_t)req->n_shards * req->n_queries * width <= NODE_SVC_CHEAP_WORK;
+}
+
 /* Search: several shards x several queries; per-shard failures stay per shard. */
 grpc_status_code node_svc_search(struct rpc_call *c, const ProtobufCMessage *msg, void *user)
 {

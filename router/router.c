@@ -60,7 +60,9 @@ int router_open(struct router *r, const struct router_config *cfg, struct metric
                            .server_name = cfg->tls_server_name};
     struct rpc_client_config ccfg = {.max_msg_bytes = (size_t)cfg->max_message_bytes,
                                      .tls = &ctls,
-                                     .default_deadline_ms = 30000};
+                                     .default_deadline_ms = 30000,
+                                     /* the server serving r polls (rpc.h) */
+                                     .no_spare_poller = true};
     r->client = rpc_client_create(&ccfg);
     if (r->client == NULL) {
         snprintf(err, errlen, "cannot create the gRPC client");

@@ -181,7 +181,8 @@ struct rpc_client *rpc_client_create(const struct rpc_client_config *cfg)
     pthread_mutex_init(&cl->mu, NULL);
     grpc_init();
     cl->spare_cq = grpc_completion_queue_create_for_next(NULL);
-    cl->poller_started = pthread_create(&cl->poller, NULL, spare_poller, cl) == 0;
+    cl->poller_started = !(cfg != NULL && cfg->no_spare_poller) &&
+                         pthread_create(&cl->poller, NULL, spare_poller, cl) == 0;
     return cl;
 }
 

@@ -5,8 +5,8 @@
  * and protobuf-c <-> grpc_byte_buffer conversion. Every vecshard process uses
  * it; nothing else in the tree talks to the gRPC core directly.
  *
- * Server threading model. A server has P poller threads, all blocked in
- * grpc_completion_queue_next() on one shared completion queue, and W worker
+ * Server threading model. A server has P poller threads (default 1), blocked
+ * in grpc_completion_queue_next() on one shared completion queue, and W worker
  * threads that run handlers. Pollers never run application code that can
  * block: they accept calls (re-arming the request first), hand them to the
  * worker queue, and deliver batch completions (which wake a worker blocked in
@@ -18,7 +18,17 @@
  * so P busy streams would deadlock the server. The cost is one hand-off per
  * call (a mutex and a condition variable). Handlers flagged RPC_INLINE (never
  * block, microseconds of work: health checks, UNIMPLEMENTED answers) run on
- * the poller directly so they answer even when every worker is busy.
+ * the poller directly so they answer even when every worker is busy. A
+ * unary method given a cheap predicate (rpc_server_set_cheap: a node's
+ * single-query Search) runs on the poller too when the worker pool is idle
+ * and the predicate accepts the request, saving the hand-off and the
+ * wake-ups it costs; under load such calls go to the pool like any other.
+ * One poller, not more: in the core's epoll engine every thread parked in
+ * any completion queue competes for the one epoll role and each event passes
+ * it on to another parked thread (a futex wake), so extra parked threads
+ * cost CPU on every call (bench-cluster: ~15% of a node's and a router's
+ * CPU per single-query call with 1 poller and no spare client poller, next
+ * to 2 and one).
  * When all W workers are busy, accepted calls wait in a FIFO queue (not
  * bounded; callers' deadlines bound it in practice). A handler that calls
  * back into its own server (directly or via another process) can exhaust
@@ -34,7 +44,8 @@
  * blocking call polls its own completion queue, so any number of threads may
  * call at once. The client also keeps one thread parked on a spare completion
  * queue, because the core only makes I/O progress (e.g. reconnects) while
- * some thread polls (grpc-core-notes §6.6).
+ * some thread polls (grpc-core-notes §6.6), unless the process has a server
+ * whose pollers do that (rpc_client_config.no_spare_poller).
  *
  * Deadlines are absolute milliseconds on the rpc_now_ms() clock (monotonic),
  * so a router passes rpc_call_deadline_ms() of its incoming call straight to
@@ -156,7 +167,7 @@ struct rpc_stream; /* the sending side of a server-streaming call */
 
 struct rpc_server_config {
     const char *addr;      /* listen address "host:port"; port 0 = ephemeral */
-    int pollers;           /* completion-queue threads; 0 = 2 */
+    int pollers;           /* completion-queue threads; 0 = 1 */
     int workers;           /* handler threads; 0 = 8 */
     size_t max_msg_bytes;  /* max request and response size; 0 = RPC_DEFAULT_MAX_MSG */
     int shutdown_grace_ms; /* wait for running calls before cancelling; 0 = 2000 */
@@ -196,6 +207,19 @@ typedef grpc_status_code (*rpc_stream_fn)(struct rpc_call *call, const ProtobufC
  * and transfer, so a flood of client calls cannot cut a replica off). Such
  * calls still wait in the same worker queue. */
 #define RPC_NO_LIMIT 2u
+
+/* Request predicate of rpc_server_set_cheap: true when the handler will
+ * answer req in well under a millisecond without blocking. */
+typedef bool (*rpc_cheap_fn)(const ProtobufCMessage *req, void *user);
+
+/* Lets unary method `path` (registered with a descriptor) run on the poller
+ * that accepted the call when no handler is queued for or running in the
+ * worker pool and cheap(req, user) accepts the decoded request; otherwise
+ * the call goes to the pool as usual (the request is not decoded twice).
+ * Such calls are not counted against max_concurrent. The handler must not
+ * block: while it runs, the server delivers no other completion. Before
+ * rpc_server_start; 0, or -1 for an unknown or streaming method. */
+int rpc_server_set_cheap(struct rpc_server *s, const char *path, rpc_cheap_fn cheap);
 
 /* Creates a server (not yet listening). Returns NULL and writes a message to
  * err (errlen bytes) on failure. Calls grpc_init(). */
@@ -304,6 +328,10 @@ struct rpc_client_config {
      * Streams keep no deadline unless given one (a transfer may run for
      * hours). 0 = calls may go without one. */
     int64_t default_deadline_ms;
+    /* The process runs an rpc_server, whose pollers keep the core's I/O
+     * moving: do not park a spare poller thread of the client's own (it
+     * would only take part in every hand-off of the epoll role). */
+    bool no_spare_poller;
 };
 
 /* Per-call options; a NULL pointer means all defaults. */

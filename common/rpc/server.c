@@ -84,6 +84,7 @@ void server_call_free(struct rpc_call *c)
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
     if (c->payload != NULL) grpc_byte_buffer_destroy(c->payload);
+    if (c->req != NULL) protobuf_c_message_free_unpacked(c->req, NULL);
     if (c->reply != NULL) grpc_byte_buffer_destroy(c->reply);
     if (c->have_flat) grpc_slice_unref(c->req_flat);
     if (c->have_msg_slice) grpc_slice_unref(c->msg_slice);
@@ -211,6 +212,14 @@ static void call_finish(struct rpc_call *c, grpc_status_code code)
         server_call_free(c); /* no completion will come */
 }
 
+/* Decodes c's request into c->req and c->nul, once. */
+static void call_decode(struct rpc_call *c)
+{
+    if (c->decoded) return;
+    c->decoded = true;
+    if (c->m->desc != NULL) c->req = rpc_bb_decode(c->payload, c->m->desc, &c->nul);
+}
+
 /* Decodes the request and runs the handler; returns its status code. */
 static grpc_status_code call_dispatch(struct rpc_call *c)
 {
@@ -225,12 +234,11 @@ static grpc_status_code call_dispatch(struct rpc_call *c)
     } else if (atomic_load(&s->cancelled_all)) {
         code = rpc_call_error(c, GRPC_STATUS_UNAVAILABLE, "server shutting down");
     } else {
-        ProtobufCMessage *req = NULL;
-        struct rpc_nul nul = {0};
-        if (m->desc != NULL) req = rpc_bb_decode(c->payload, m->desc, &nul);
-        if (nul.found)
+        call_decode(c);
+        ProtobufCMessage *req = c->req;
+        if (c->nul.found)
             code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT,
-                                  "%s: contains a NUL byte at offset %zu", nul.path, nul.at);
+                                  "%s: contains a NUL byte at offset %zu", c->nul.path, c->nul.at);
         else if (m->desc != NULL && req == NULL)
             code = rpc_call_error(c, GRPC_STATUS_INVALID_ARGUMENT, "request is not a valid %s",
                                   m->desc->name);
@@ -239,6 +247,7 @@ static grpc_status_code call_dispatch(struct rpc_call *c)
         else
             code = m->stream(c, req, &c->stream, m->user);
         if (req != NULL) protobuf_c_message_free_unpacked(req, NULL);
+        c->req = NULL;
     }
     return code;
 }
@@ -331,6 +340,7 @@ void server_local_drop(struct rpc_call *c)
 
 static void queue_push(struct rpc_server *s, struct rpc_call *c)
 {
+    atomic_fetch_add(&s->active, 1);
     pthread_mutex_lock(&s->mu);
     c->next = NULL;
     if (s->qtail != NULL)
@@ -338,8 +348,20 @@ static void queue_push(struct rpc_server *s, struct rpc_call *c)
     else
         s->qhead = c;
     s->qtail = c;
-    pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_signal(&s->work_cv); /* after the unlock: the woken worker finds mu free */
+}
+
+/* A cheap method's call, on the poller: runs it here when the worker pool
+ * is idle and the method's predicate says the request is cheap (true: c is
+ * finished); otherwise the decoded request waits in c for a worker. */
+static bool run_cheap(struct rpc_server *s, struct rpc_call *c)
+{
+    if (atomic_load(&s->active) > 0) return false;
+    call_decode(c);
+    if (c->req == NULL || c->nul.found || !c->m->cheap(c->req, c->m->user)) return false;
+    call_run(c);
+    return true;
 }
 
 /* Counts c against max_concurrent (c->limited); true when the limit is
@@ -374,6 +396,7 @@ static void *worker_main(void *arg)
         bool limited = c->limited; /* call_run may free c */
         call_run(c);
         if (limited) atomic_fetch_sub(&s->busy, 1);
+        atomic_fetch_sub(&s->active, 1);
     }
 }
 
@@ -399,6 +422,8 @@ static void *poller_main(void *arg)
                 health_watch_start(c);
             else if (c->m == NULL || (c->m->flags & RPC_INLINE))
                 call_run(c);
+            else if (c->m->cheap != NULL && run_cheap(s, c))
+                ; /* answered on this thread */
             else if (over_limit(s, c))
                 call_finish(c, rpc_call_error(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                               "too many concurrent requests (limit %d): retry "
@@ -463,7 +488,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
         return NULL;
     }
     s->tls = tls;
-    s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 2;
+    s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 1;
     s->n_workers = cfg->workers > 0 ? cfg->workers : 8;
     s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
     if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
@@ -521,6 +546,18 @@ static int add_method(struct rpc_server *s, const char *path, const ProtobufCMes
     m->flags = stream != NULL ? flags & ~RPC_INLINE : flags; /* a stream waits on pollers */
     s->n_methods++;
     return 0;
+}
+
+int rpc_server_set_cheap(struct rpc_server *s, const char *path, rpc_cheap_fn cheap)
+{
+    for (int i = 0; i < s->n_methods; i++) {
+        struct method *m = &s->methods[i];
+        if (strcmp(m->path, path) != 0) continue;
+        if (s->started || m->unary == NULL || m->desc == NULL) return -1;
+        m->cheap = cheap;
+        return 0;
+    }
+    return -1;
 }
 
 int rpc_server_add_unary(struct rpc_server *s, const char *path,

@@ -33,7 +33,8 @@ struct method {
     rpc_stream_fn stream;
     void *user;
     unsigned flags;
-    void *handle; /* from grpc_server_register_method */
+    rpc_cheap_fn cheap; /* rpc_server_set_cheap: may run on the poller; NULL = never */
+    void *handle;       /* from grpc_server_register_method */
 };
 
 enum tag_kind { TAG_NEW, TAG_SEND, TAG_FINAL, TAG_WATCH_SEND, TAG_WATCH_CLOSE };
@@ -59,6 +60,10 @@ struct rpc_call {
     struct tag t_new, t_send, t_final, t_wsend, t_wclose;
     struct rpc_stream stream;
     int64_t arrived_ns; /* monotonic, for vecshard_grpc_server_handling_seconds */
+
+    ProtobufCMessage *req; /* decoded early by the poller (a cheap method), or NULL */
+    struct rpc_nul nul;    /* where that decode found a NUL */
+    bool decoded;          /* req and nul are set */
 
     grpc_slice req_flat; /* rpc_call_request_bytes, lazily */
     bool have_flat;
@@ -120,6 +125,7 @@ struct rpc_server {
     pthread_cond_t work_cv; /* queue non-empty or quit */
     pthread_cond_t idle_cv; /* live reached 0 */
     long live;
+    atomic_int active; /* handlers queued for or running in the worker pool */
     struct rpc_call *qhead, *qtail;
     int max_concurrent;  /* rpc_server_config.max_concurrent; 0 = no limit */
     atomic_long busy;    /* limited calls queued for or running in the pool */

@@ -27,6 +27,18 @@ struct node_coordinator {
     bool opened; /* router_open ran: router_close owes */
 };
 
+#define COORD_WAIT_SELF_MS 10000 /* longest wait for our own registration in the view */
+
+/* True when r's routing table lists r->local_node. */
+static bool sees_self(struct router *r)
+{
+    struct rt_view *v = rt_acquire(r->rt);
+    if (v == NULL) return false;
+    bool yes = rt_view_node(v, r->local_node) != NULL;
+    rt_release(v);
+    return yes;
+}
+
 /* Appends "--name value" to argv when value is set. */
 static void arg(char **argv, int *argc, const char *name, const char *value)
 {
@@ -91,10 +103,19 @@ int node_coordinator_start(const struct node_config *cfg, struct rpc_server *nod
     nc->opened = true;
     if (router_open(&nc->r, &nc->rcfg, m, err, errlen) != 0) goto fail;
     nc->r.id = cfg->node_id;
+    nc->r.local_node = cfg->node_id;
     if (rpc_client_set_local(nc->r.client, node_addr, node_srv) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* Open the port once the routing table shows this node registered, so a
+     * client that connects at once (a one-node deployment's first
+     * CreateCollection) finds it; etcd being slow only delays the port. */
+    for (int i = 0; i < COORD_WAIT_SELF_MS / 20 && !sees_self(&nc->r); i++)
+        router_sleep_ms(20);
+    if (!sees_self(&nc->r))
+        log_warn("the coordinator's routing table does not show this node yet; opening anyway",
+                 "node_id=%s waited_ms=%d", log_quote(cfg->node_id), COORD_WAIT_SELF_MS);
     struct rpc_server_config scfg = {
         .addr = nc->rcfg.listen,
         .workers = nc->rcfg.threads,

@@ -226,6 +226,9 @@ int router_register(struct rpc_server *s, struct router *r)
         char path[96];
         snprintf(path, sizeof path, SVC "%s", methods[i].method);
         if (rpc_server_add_unary(s, path, methods[i].desc, request_run, rm, 0) != 0) return -1;
+        if (r->local_node != NULL && methods[i].fn == router_search &&
+            rpc_server_set_cheap(s, path, router_search_cheap) != 0)
+            return -1;
     }
     return 0;
 }

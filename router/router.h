@@ -107,6 +107,11 @@ struct router {
     struct router_metrics m;
     struct router_method methods[ROUTER_METHODS]; /* request.c, filled by router_register */
     char self_addr[300]; /* loopback address of our own gRPC port (probes.c) */
+    /* A node's coordinator port (node/node_coordinator.h): this node's id.
+     * Its replicas win ties in router_pick_replica, and single short
+     * searches whose shards all have one here run on the poller
+     * (router_search_cheap). NULL in vecshard-router. */
+    const char *local_node;
 };
 
 struct metrics;
@@ -125,7 +130,19 @@ int router_open(struct router *r, const struct router_config *cfg, struct metric
  * that serve r must be shut down first. */
 void router_close(struct router *r);
 
-/* Registers every VecShard method on s, each inside request.c's wrapper. 0 or -1. */
+/* Shards x max(ef, k) at most this for a single query: cheap enough for a
+ * coordinator's poller when every shard is in-process (as the node's own
+ * NODE_SVC_CHEAP_WORK). */
+#define ROUTER_CHEAP_WORK 512
+
+/* rpc_cheap_fn of Search on a coordinator port (user: the router_method):
+ * one query, no filter, no automatic ef, shards x max(each shard's ef, k)
+ * <= ROUTER_CHEAP_WORK, and every shard has an in-sync replica on
+ * r->local_node, so the whole fan-out runs in-process. */
+bool router_search_cheap(const ProtobufCMessage *m, void *u);
+
+/* Registers every VecShard method on s, each inside request.c's wrapper
+ * (on a coordinator port, Search with router_search_cheap). 0 or -1. */
 int router_register(struct rpc_server *s, struct router *r);
 
 /* --- request.c: the call in progress on this thread (none outside a handler);
@@ -239,7 +256,8 @@ int64_t router_hedge_after_us(struct router *r, const struct rt_view *v,
 /*
  * Picks an in-sync replica of shard s whose node is registered and not in
  * `tried` (n_tried ids): the fewest outstanding calls (plus `extra`, a
- * per-request count indexed like v->nodes), ties round-robin. NULL when none
+ * per-request count indexed like v->nodes), ties round-robin (on a
+ * coordinator port, ties go to r->local_node). NULL when none
  * is left; then `why` explains (for error messages).
  */
 const struct rt_node *router_pick_replica(struct router *r, const struct rt_view *v,

@@ -220,7 +220,8 @@ const struct rt_node *router_pick_replica(struct router *r, const struct rt_view
             continue;
         }
         int load = load_get(r, id) + (extra != NULL ? extra[n - v->nodes] : 0);
-        if (best == NULL || load < best_load) {
+        bool local = r->local_node != NULL && strcmp(id, r->local_node) == 0;
+        if (best == NULL || load < best_load || (load == best_load && local)) {
             best = n;
             best_load = load;
         }

@@ -263,6 +263,40 @@ out:
     return code;
 }
 
+/* True when shard s has an in-sync replica on r->local_node, registered. */
+static bool local_replica(const struct router *r, const struct rt_view *v,
+                          const struct rt_collection *coll, uint32_t s)
+{
+    const struct cluster_shard *sh = &coll->shard[s];
+    if (!sh->present || rt_view_node(v, r->local_node) == NULL) return false;
+    for (uint32_t i = 0; i < sh->in_sync.n; i++)
+        if (strcmp(sh->in_sync.v[i], r->local_node) == 0) return true;
+    return false;
+}
+
+bool router_search_cheap(const ProtobufCMessage *m, void *u)
+{
+    const struct router_method *rm = u;
+    struct router *r = rm->r;
+    const Vecshard__V1__SearchRequest *req = (const Vecshard__V1__SearchRequest *)m;
+    if (r->local_node == NULL || req->n_queries != 1 || req->filter != NULL ||
+        req->target_recall != 0 || req->k == 0)
+        return false;
+    struct rt_view *v = rt_acquire(r->rt);
+    if (v == NULL) return false;
+    const struct rt_collection *coll = rt_view_collection(v, req->collection);
+    bool cheap = coll != NULL && coll->shards > 0;
+    if (cheap) {
+        struct sctx x = {.coll = coll, .req = req};
+        uint32_t ef = shard_ef(&x);
+        cheap = (uint64_t)coll->shards * (ef > req->k ? ef : req->k) <= ROUTER_CHEAP_WORK;
+    }
+    for (uint32_t s = 0; cheap && s < coll->shards; s++)
+        cheap = local_replica(r, v, coll, s);
+    rt_release(v);
+    return cheap;
+}
+
 grpc_status_code router_search(struct rpc_call *c, const ProtobufCMessage *m, void *u)
 {
     struct router *r = u;

@@ -11,8 +11,9 @@ service, with the router's own code, and searches its own shards in-process.
   counts the calls (in-process calls count as received ones), but the
   node process never holds a TCP connection to its own ShardNode port.
 - A one-node deployment is one node process plus etcd, no router: create,
-  upsert and search against brute force; after a restart the data is
-  exactly there.
+  upsert and search against brute force, single-query searches (run on the
+  coordinator's poller, every shard being local) equal to the batch's rows;
+  after a restart the data is exactly there.
 - --coordinator-api-keys: a call without a key is UNAUTHENTICATED, with a
   read key a search works and a write is PERMISSION_DENIED.
 - A killed node: another node's coordinator answers with 2 of 3 shards
@@ -182,6 +183,12 @@ class Coordinator(harness.ClusterTestCase):
             resp = s.Search(rh.search_request("one", queries, k=10, ef=64), timeout=60)
             found = [[h.id for h in q.hits] for q in resp.results]
             self.assertGreaterEqual(vsdata.recall(truth, found, 10), 0.95)
+            # one query per call: both shards are here, so the search runs on
+            # the coordinator's poller (router_search_cheap); same answers
+            for i in range(0, 40, 7):
+                one = s.Search(rh.search_request("one", queries[i:i + 1], k=10, ef=64),
+                               timeout=30)
+                self.assertEqual(hits(one)[0], hits(resp)[i])
             before = s.Get(pb.GetRequest(collection="one", ids=list(range(0, 2000, 97)),
                                          with_vector=True), timeout=30)
             c.nodes[0].restart()

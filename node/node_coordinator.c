@@ -124,6 +124,7 @@ int node_coordinator_start(const struct node_config *cfg, struct rpc_server *nod
         .metrics = m,
         .tls = &stls,
         .max_concurrent = (int)cfg->max_concurrent,
+        .share_pollers = node_srv, /* one thread polls both ports (rpc.h) */
     };
     nc->srv = rpc_server_create(&scfg, err, errlen);
     if (nc->srv == NULL) goto fail;

@@ -183,6 +183,12 @@ struct rpc_server_config {
      * poller, instead of growing the queue. RPC_INLINE methods (health) and
      * RPC_NO_LIMIT ones are neither counted nor refused. 0 = no limit. */
     int max_concurrent;
+    /* Another server of this process, started, whose completion queue and
+     * poller threads this one uses (it has none of its own): a node's
+     * coordinator port shares the ShardNode port's, so one thread polls
+     * both (see "One poller" above). It must be shut down after this one.
+     * NULL = own pollers. */
+    struct rpc_server *share_pollers;
 };
 
 /* Unary handler. `req` is the decoded request when the method was registered

@@ -403,13 +403,14 @@ static void *worker_main(void *arg)
 /* Poller: dispatches completion-queue events until the queue shuts down. */
 static void *poller_main(void *arg)
 {
-    struct rpc_server *s = arg;
+    grpc_completion_queue *cq = ((struct rpc_server *)arg)->cq;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) return NULL;
         if (ev.type != GRPC_OP_COMPLETE) continue;
         struct tag *t = ev.tag;
         struct rpc_call *c = t->call;
+        struct rpc_server *s = c->srv; /* ours, or a server sharing our pollers */
         switch (t->kind) {
         case TAG_NEW:
             if (!ev.success) { /* the server is shutting down */
@@ -488,7 +489,8 @@ struct rpc_server *rpc_server_create(const struct rpc_server_config *cfg, char *
         return NULL;
     }
     s->tls = tls;
-    s->n_pollers = cfg->pollers > 0 ? cfg->pollers : 1;
+    s->host = cfg->share_pollers;
+    s->n_pollers = s->host != NULL ? 0 : cfg->pollers > 0 ? cfg->pollers : 1;
     s->n_workers = cfg->workers > 0 ? cfg->workers : 8;
     s->max_msg = cfg->max_msg_bytes > 0 ? cfg->max_msg_bytes : RPC_DEFAULT_MAX_MSG;
     if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
@@ -580,6 +582,10 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
         set_err(err, errlen, "%s", "server already started");
         return -1;
     }
+    if (s->host != NULL && !s->host->started) {
+        set_err(err, errlen, "%s", "the server whose pollers it shares is not started");
+        return -1;
+    }
     bool has_check = false, has_watch = false;
     for (int i = 0; i < s->n_methods; i++) {
         has_check |= strcmp(s->methods[i].path, RPC_HEALTH_CHECK) == 0;
@@ -616,7 +622,7 @@ int rpc_server_start(struct rpc_server *s, char *err, size_t errlen)
             goto fail;
         }
     }
-    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->cq = s->host != NULL ? s->host->cq : grpc_completion_queue_create_for_next(NULL);
     s->shutdown_cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->srv, s->cq, NULL);
     grpc_server_register_completion_queue(s->srv, s->shutdown_cq, NULL);
@@ -654,10 +660,10 @@ fail_started:
 fail:
     grpc_server_destroy(s->srv);
     s->srv = NULL;
-    if (s->cq != NULL) {
-        grpc_completion_queue_shutdown(s->cq);
+    if (s->shutdown_cq != NULL) {
+        if (s->host == NULL) grpc_completion_queue_shutdown(s->cq);
         grpc_completion_queue_shutdown(s->shutdown_cq);
-        grpc_completion_queue_destroy(s->cq);
+        if (s->host == NULL) grpc_completion_queue_destroy(s->cq);
         grpc_completion_queue_destroy(s->shutdown_cq);
         s->cq = s->shutdown_cq = NULL;
     }
@@ -699,7 +705,8 @@ void rpc_server_shutdown(struct rpc_server *s)
         grpc_server_shutdown_and_notify(s->srv, s->shutdown_cq, &shutdown_tag);
         gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                           gpr_time_from_millis(s->grace_ms, GPR_TIMESPAN));
-        if (s->pollers_started == 0) {
+        bool polled = s->pollers_started > 0 || s->host != NULL;
+        if (!polled) {
             /* half-started: nothing polls s->cq, so pending requests never end */
             grpc_server_cancel_all_calls(s->srv);
         }
@@ -711,7 +718,7 @@ void rpc_server_shutdown(struct rpc_server *s)
         }
         /* step 4: every context of ours is gone (needs the pollers running) */
         pthread_mutex_lock(&s->mu);
-        if (s->pollers_started > 0)
+        if (polled)
             while (s->live > 0)
                 pthread_cond_wait(&s->idle_cv, &s->mu);
         s->quit = true;
@@ -721,13 +728,13 @@ void rpc_server_shutdown(struct rpc_server *s)
             pthread_join(s->threads[s->n_pollers + i], NULL);
         /* steps 5-6 */
         grpc_server_destroy(s->srv);
-        grpc_completion_queue_shutdown(s->cq);
+        if (s->host == NULL) grpc_completion_queue_shutdown(s->cq); /* a host's stays */
         grpc_completion_queue_shutdown(s->shutdown_cq);
         for (int i = 0; i < s->pollers_started; i++)
             pthread_join(s->threads[i], NULL);
-        if (s->pollers_started == 0) drain_cq(s->cq);
+        if (!polled) drain_cq(s->cq);
         drain_cq(s->shutdown_cq);
-        grpc_completion_queue_destroy(s->cq);
+        if (s->host == NULL) grpc_completion_queue_destroy(s->cq);
         grpc_completion_queue_destroy(s->shutdown_cq);
     }
     for (int i = 0; i < s->n_methods; i++) {

@@ -111,7 +111,8 @@ struct rpc_server {
 
     struct tls_state *tls; /* NULL: plaintext (tls.c) */
     grpc_server *srv;
-    grpc_completion_queue *cq;          /* new calls and batch completions */
+    struct rpc_server *host;            /* rpc_server_config.share_pollers, or NULL */
+    grpc_completion_queue *cq;          /* new calls and batch completions (the host's) */
     grpc_completion_queue *shutdown_cq; /* only the shutdown notification */
     pthread_t *threads;                 /* pollers, then workers */
     int pollers_started, workers_started;

@@ -199,6 +199,9 @@ limit = eng["cpu_us"] + 150
 print("  1 node, single-query: router + node CPU %.0f us/query <= engine %.0f us + 150 us = "
       "%.0f us: %s (%.2fx the limit)" % (one_cpu, eng["cpu_us"], limit, verdict(one_cpu <= limit),
                                           one_cpu / limit))
+co_cpu = one_co["router_us"] + one_co["nodes_us"]
+print("  1 node via its coordinator, single-query: node CPU %.0f us/query <= %.0f us: %s (%.2fx "
+      "the limit)" % (co_cpu, limit, verdict(co_cpu <= limit), co_cpu / limit))
 for name, co, rt in (("1 shard", one_co, one), ("3 shards", three_co, three)):
     print("  %s via a node's coordinator: %.0f QPS >= 1.3x the router path's %.0f = %.0f: "
           "%s (%.2fx)" % (name, co["qps"], rt["qps"], 1.3 * rt["qps"],

@@ -155,6 +155,7 @@ def row(key):
         per[name] = (t - c["cpu_before"].get(name, t)) / tck / nq * 1e6  # us per query
     med = lambda f: sorted(r[f] for r in rs)[len(rs) // 2]
     return {"recall": sum(r["recall"] for r in rs) / len(rs), "qps": med("qps"),
+            "client_us": med("client_cpu_us"),
             "p50": med("p50_ms"), "p99": med("p99_ms"),
             "router_us": sum(v for n, v in per.items() if n.startswith("router")),
             "nodes_us": sum(v for n, v in per.items() if n.startswith("node")), "per": per}
@@ -164,14 +165,14 @@ print()
 print("MNIST: %d x %d, 1,000 queries, k 10, ef %d (engine index built in %.2f s, %s kernel)"
       % (build["n"], build["dim"], ef, build["seconds"], build["kernel"]))
 print()
-fmt = "  %-30s %7s %5s   %7s %8s %8s %8s   %9s %9s %9s"
+fmt = "  %-30s %7s %5s   %7s %8s %8s %8s   %9s %9s %9s %9s"
 print(fmt % ("setup", "clients", "batch", "recall", "QPS", "p50 ms", "p99 ms",
-             "router us", "nodes us", "total us"))
+             "router us", "nodes us", "total us", "client us"))
 print(fmt % ("engine in-process", 1, 1, "%.4f" % eng["recall"], "%.0f" % eng["qps"],
              "%.3f" % (eng["p50_us"] / 1000), "%.3f" % (eng["p99_us"] / 1000), "-", "-",
-             "%.1f" % eng["cpu_us"]))
+             "%.1f" % eng["cpu_us"], "-"))
 print(fmt % ("engine in-process", "%d thr" % eng["threads"], 1, "", "%.0f" % eng["qps_threads"],
-             "", "", "", "", ""))
+             "", "", "", "", "", ""))
 labels = {("nodes3", "router"): "3 nodes, 3 shards, via router",
           ("node1", "router"): "1 node, 1 shard, via router",
           ("nodes3", "coord"): "3 shards, via node coordinator",
@@ -181,7 +182,8 @@ for key in sorted(runs, key=lambda k: (k[0] != "node1", k[3] != "router", k[2], 
     x = got[key] = row(key)
     print(fmt % (labels[key[0], key[3]], key[1], key[2], "%.4f" % x["recall"], "%.0f" % x["qps"],
                  "%.3f" % x["p50"], "%.3f" % x["p99"], "%.1f" % x["router_us"],
-                 "%.1f" % x["nodes_us"], "%.1f" % (x["router_us"] + x["nodes_us"])))
+                 "%.1f" % x["nodes_us"], "%.1f" % (x["router_us"] + x["nodes_us"]),
+                 "%.1f" % x["client_us"]))
 print()
 one, three = got[("node1", 1, 1, "router")], got[("nodes3", 1, 1, "router")]
 eight = max(x["qps"] for k, x in got.items() if k[1] == 8)
@@ -211,13 +213,20 @@ print("  3 shards: CPU %.0f us/query <= 1.5x the 1-shard %.0f us = %.0f us: %s (
          three_cpu / one_cpu))
 print("  3 shards: recall@10 %.4f >= the engine's %.4f at ef %d: %s"
       % (three["recall"], eng["recall"], ef, verdict(three["recall"] >= eng["recall"])))
+best8 = max((x for k, x in got.items() if k[1] == 8), key=lambda x: x["qps"])
+per_q = best8["router_us"] + best8["nodes_us"] + best8["client_us"]
+print("  8 clients, the best row: servers %.0f + client %.0f us of CPU per query on %s cores: "
+      "at most %.0f QPS if the cores did nothing else"
+      % (best8["router_us"] + best8["nodes_us"], best8["client_us"], cores,
+         int(cores) * 1e6 / per_q))
 print("  8 clients: %.0f QPS >= 0.8x the engine's %d-thread %.0f QPS = %.0f: %s (%.2fx)"
       % (eight, eng["threads"], eng["qps_threads"], 0.8 * eng["qps_threads"],
          verdict(eight >= 0.8 * eng["qps_threads"]), eight / eng["qps_threads"]))
 print()
 print("CPU per query is the utime + stime of each process over the row's queries")
-print("(/proc/<pid>/stat, %d ticks/s); client, router, nodes and etcd share %s cores."
+print("(/proc/<pid>/stat, %d ticks/s); client, router, nodes and etcd share %s cores;"
       % (tck, cores))
+print("the client's (the vecshard CLI's getrusage over its timed loop) is the median of its runs.")
 for key, x in sorted(got.items()):
     print("  %s via %s %d client(s) batch %d: %s" % (key[0], key[3], key[1], key[2], ", ".join(
         "%s %.1f us" % (n, v) for n, v in sorted(x["per"].items()))))

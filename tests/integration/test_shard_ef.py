@@ -2,7 +2,7 @@
 3 vecshard-nodes and a router. The same 15,000 clustered 32-d points go
 into a 1-shard and a 3-shard collection on a deliberately weak graph (M 8,
 efC 60), so recall spans a wide range of ef. The router runs each of the 3
-shards at max(k, ceil(ef / cbrt(3))), not at the requested ef; at several k
+shards at max(k, ceil(ef / 3^(1/4))), not at the requested ef; at several k
 and ef the 3-shard recall against numpy brute force must stay at or above
 the 1-shard collection's at the same requested ef (within 0.002, a few
 neighbours of noise), and above a floor. Filtered and automatic-ef searches
@@ -50,14 +50,14 @@ class ShardEf(harness.ClusterTestCase):
                                         % (k, ef, three, one, seen))
                 if ef >= 40:
                     self.assertGreaterEqual(three, 0.9, "k %d ef %d: %.4f" % (k, ef, three))
-            # the rule is in force: each shard's own answer at ef ceil(40 / cbrt 3) = 28,
+            # the rule is in force: each shard's own answer at ef ceil(40 / 3^(1/4)) = 31,
             # merged, is exactly what the router returns for ef 40
             d = r.DescribeCollection(rh.vecshard_pb2.DescribeCollectionRequest(name="three"), timeout=10)
             nodes = {n.node_id: n for n in c.nodes}
             lists = [[] for _ in range(NQ)]
             for sh in d.shards:
                 resp = nodes[sh.primary].stub().Search(
-                    harness.search_request("three", queries, 10, ef=28, shards=[sh.shard]),
+                    harness.search_request("three", queries, 10, ef=31, shards=[sh.shard]),
                     timeout=60)
                 self.assertEqual(resp.shards[0].code, 0)
                 for q, qr in enumerate(resp.shards[0].results):

@@ -18,13 +18,16 @@
  * Output: a short report, or with --json one object as the LAST line of
  * stdout (scripts read that line; keys are stable):
  *   {"collection":..,"n":..,"k":..,"ef":..,"batch":..,"concurrency":..,
- *    "recall":R|null,"qps":..,"p50_ms":..,"p99_ms":..,"seconds":..,"partial":..}
+ *    "recall":R|null,"qps":..,"p50_ms":..,"p99_ms":..,"seconds":..,"partial":..,
+ *    "client_cpu_us":..}  (this process's CPU time per query over the timed
+ *    loop: what the client itself costs, next to the servers' in bench-cluster)
  * --print writes each query's hits before the report (JSON lines with
  * --json). Any failed call stops the run: "error: CODE: message", exit 1.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,12 +275,19 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
         goto done;
     }
 
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     double t0 = cli_now();
     for (uint32_t i = 0; i < conc; i++, started++)
         if (pthread_create(&threads[i], NULL, search_worker, &j)) break;
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     double secs = cli_now() - t0;
+    getrusage(RUSAGE_SELF, &ru1);
+    double cpu_s = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                   (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                   (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) * 1e-6 +
+                   (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) * 1e-6;
     if (started == 0) {
         fprintf(stderr, "error: cannot start search threads\n");
         rc = CLI_FAIL;
@@ -311,8 +321,9 @@ int cli_cmd_search(struct cli *c, int argc, char **argv)
             printf("%.6f", recall);
         else
             fputs("null", stdout);
-        printf(",\"qps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"seconds\":%.3f,\"partial\":%zu",
-               qps, p50, p99, secs, partial);
+        printf(",\"qps\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"seconds\":%.3f,\"partial\":%zu"
+               ",\"client_cpu_us\":%.1f",
+               qps, p50, p99, secs, partial, cpu_s * 1e6 / (double)j.nq);
         if (target > 0)
             printf(",\"target_recall\":%g,\"estimated_recall\":%.4f", target,
                    (double)atomic_load(&j.est_recall));

@@ -13,7 +13,8 @@ service, with the router's own code, and searches its own shards in-process.
 - A one-node deployment is one node process plus etcd, no router: create,
   upsert and search against brute force, single-query searches (run on the
   coordinator's poller, every shard being local) equal to the batch's rows;
-  after a restart the data is exactly there.
+  after a restart the data is exactly there; the Python client package
+  works against the node's port.
 - --coordinator-api-keys: a call without a key is UNAUTHENTICATED, with a
   read key a search works and a write is PERMISSION_DENIED.
 - A killed node: another node's coordinator answers with 2 of 3 shards
@@ -22,6 +23,8 @@ service, with the router's own code, and searches its own shards in-process.
 import hashlib
 import os
 import re
+import subprocess
+import sys
 import unittest
 
 import grpc
@@ -33,6 +36,7 @@ from vecshard.v1 import vecshard_pb2 as pb
 from vecshard.v1 import vecshard_pb2_grpc
 
 N, DIM, NQ = 3000, 16, 60
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def start_coordinating(c, n_nodes, extra=()):
@@ -207,6 +211,21 @@ class Coordinator(harness.ClusterTestCase):
             self.assertEqual(after, before)
             again = s.Search(rh.search_request("one", queries, k=10, ef=64), timeout=60)
             self.assertEqual(hits(again), hits(resp))
+            # the Python client package works against the node's port as
+            # against a router (its own process: its package is also
+            # called vecshard)
+            script = ("import vecshard, numpy as np\n"
+                      "with vecshard.Client(%r) as c:\n"
+                      "    c.create_collection('py', dim=4)\n"
+                      "    c.upsert('py', [1, 2], np.array([[0, 0, 0, 0], [1, 1, 1, 1]], 'f4'))\n"
+                      "    print(c.search('py', [[0.9, 1, 1, 1]], k=2).ids.tolist())\n" % addr)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [os.path.join(REPO, "clients", "python"),
+                 os.path.join(harness.BUILD, "gen", "python")]))
+            out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                 text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.strip(), "[[2, 1]]")
         finally:
             c.close()
 

@@ -55,7 +55,8 @@ static int coordinator_config(const struct node_config *cfg, struct router_confi
     snprintf(timeout, sizeof timeout, "%ld", cfg->etcd_timeout_ms);
     snprintf(maxmsg, sizeof maxmsg, "%llu", (unsigned long long)cfg->max_message_bytes);
     static const char *const levels[] = {"debug", "info", "warn", "error"};
-    snprintf(level, sizeof level, "%s", levels[cfg->log_level >= 0 && cfg->log_level < 4 ? cfg->log_level : 1]);
+    snprintf(level, sizeof level, "%s",
+             levels[cfg->log_level >= 0 && cfg->log_level < 4 ? cfg->log_level : 1]);
     char *argv[48];
     int argc = 0;
     argv[argc++] = "vecshard-node";
@@ -81,8 +82,8 @@ static int coordinator_config(const struct node_config *cfg, struct router_confi
 }
 
 int node_coordinator_start(const struct node_config *cfg, struct rpc_server *node_srv,
-                           const char *node_addr, struct metrics *m,
-                           struct node_coordinator **out, char *err, size_t errlen)
+                           const char *node_addr, struct metrics *m, struct node_coordinator **out,
+                           char *err, size_t errlen)
 {
     *out = NULL;
     if (cfg->coordinator_listen == NULL) return 0;
@@ -156,8 +157,7 @@ void node_coordinator_reload(struct node_coordinator *nc)
         log_error("coordinator API key reload failed; the old keys stay", "error=%s",
                   log_quote(err));
     if (rpc_client_reload_tls(nc->r.client, err, sizeof err) != 0)
-        log_error("TLS reload of the coordinator's node client failed", "error=%s",
-                  log_quote(err));
+        log_error("TLS reload of the coordinator's node client failed", "error=%s", log_quote(err));
 }
 
 void node_coordinator_stop(struct node_coordinator *nc)

@@ -28,8 +28,8 @@ struct node_coordinator;
  * node_srv serves node_addr, the address this node registers. 0, or -1 with
  * a message in err. */
 int node_coordinator_start(const struct node_config *cfg, struct rpc_server *node_srv,
-                           const char *node_addr, struct metrics *m,
-                           struct node_coordinator **out, char *err, size_t errlen);
+                           const char *node_addr, struct metrics *m, struct node_coordinator **out,
+                           char *err, size_t errlen);
 
 /* SIGHUP: re-reads the port's TLS files and API keys (errors are logged; the
  * old ones stay). NULL is ignored. */

@@ -47,9 +47,9 @@ struct sctx {
  * max(k, ceil(ef / S^(1/4))): measured on MNIST (3 shards, ef 40) that
  * stays at or above the single graph's recall at the requested ef, where
  * the narrower ceil(ef / cbrt(S)) fell a hair below it (0.9972 against
- * 0.9973-0.9975, docs/router.md "Per-shard ef"). Unscaled: one shard, automatic ef (target_recall) and
- * filtered searches (a filter thins the graph; its plan needs the width).
- * ef 0 scales the collection's ef_search.
+ * 0.9973-0.9975, docs/router.md "Per-shard ef"). Unscaled: one shard,
+ * automatic ef (target_recall) and filtered searches (a filter thins the
+ * graph; its plan needs the width). ef 0 scales the collection's ef_search.
  */
 static uint32_t shard_ef(const struct sctx *x)
 {

@@ -27,7 +27,8 @@ struct rpc_channel {
     char *addr;
     grpc_channel *ch; /* atomic: rpc_client_reload_tls swaps it (chan_core) */
     int64_t default_deadline_ms; /* the client's rpc_client_config.default_deadline_ms */
-    struct rpc_server *local;    /* rpc_client_set_local: fan-outs run in it; atomic */
+    /* rpc_client_set_local: the server fan-out calls run in; atomic */
+    struct rpc_server *local;
     struct rpc_channel *next;
 };
 

@@ -27,7 +27,8 @@ struct fo_call {
     int index;
     bool running;   /* batch in flight: a completion will come */
     bool timed_out; /* cancelled by rpc_fanout_wait at its deadline */
-    struct rpc_call *local; /* in-process call not yet run (server_local_prepare) */
+    /* an in-process call not yet run (server_local_prepare), or NULL */
+    struct rpc_call *local;
 };
 
 struct rpc_fanout {
@@ -70,8 +71,8 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
     fo->calls[fo->n++] = f;
     struct rpc_server *srv = client_channel_local(ch);
     if (srv != NULL) {
-        f->local = server_local_prepare(srv, method, req, opts, client_unary_deadline(ch, opts),
-                                        &f->st);
+        gpr_timespec deadline = client_unary_deadline(ch, opts);
+        f->local = server_local_prepare(srv, method, req, opts, deadline, &f->st);
         if (f->local != NULL) {
             f->running = true;
             fo->running++;

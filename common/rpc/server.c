@@ -319,7 +319,8 @@ grpc_status_code server_local_run(struct rpc_call *c, const ProtobufCMessageDesc
             return st->code;
         }
     }
-    grpc_slice details = grpc_slice_from_static_string(code != GRPC_STATUS_OK && c->msg ? c->msg : "");
+    const char *why = code != GRPC_STATUS_OK && c->msg != NULL ? c->msg : "";
+    grpc_slice details = grpc_slice_from_static_string(why);
     grpc_metadata_array tr = {.count = (size_t)c->n_trailers, .metadata = c->trailers};
     rpc_status_fill(st, code, &details, &tr);
     server_local_drop(c);

@@ -17,6 +17,12 @@ service, with the router's own code, and searches its own shards in-process.
   works against the node's port.
 - --coordinator-api-keys: a call without a key is UNAUTHENTICATED, with a
   read key a search works and a write is PERMISSION_DENIED.
+- R = 2: writes through every node's coordinator (a primary's write
+  handler runs in-process on one of them) lose nothing acknowledged and
+  leave equal digests; a node stopped with SIGTERM while searches go
+  through another's coordinator costs no search and exits 0.
+- --coordinator-listen that is not host:port exits 2 naming the flag; a
+  port in use makes the node exit 1 saying so.
 - A killed node: another node's coordinator answers with 2 of 3 shards
   covered when min_coverage allows it, UNAVAILABLE when it asks for all.
 """
@@ -25,11 +31,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import unittest
 
 import grpc
 
 import harness
+import repl_harness
 import router_harness as rh
 import vsdata
 from vecshard.v1 import vecshard_pb2 as pb
@@ -272,6 +280,118 @@ class Coordinator(harness.ClusterTestCase):
             with self.assertRaises(grpc.RpcError) as e:  # min_coverage 0 means all shards
                 s.Search(rh.search_request("kp", [[5.0] * 4], k=5), timeout=30)
             self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        finally:
+            c.close()
+
+
+class CoordinatorFlags(harness.ClusterTestCase):
+
+    def test_bad_address_and_busy_port(self):
+        """--coordinator-listen that is not host:port: exit 2 naming the flag.
+        A port already taken: the node says so and exits 1 (after a clean
+        shutdown of what it had started), not serving without the port."""
+        r = rh.run([harness.NODE_BIN, "--coordinator-listen", "nowhere", "--data-dir",
+                    "/nonexistent"], timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--coordinator-listen", r.stderr)
+        c = harness.Cluster(nodes=0).start()
+        try:
+            import socket
+            busy = socket.socket()
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            addr = "127.0.0.1:%d" % busy.getsockname()[1]
+            n = c.add_node(extra_args=["--coordinator-listen", addr], start=False)
+            n.port = harness.free_ports(1)[0]
+            n.proc.spawn(n.argv())
+            rh.wait_until(lambda: not n.proc.alive(), 30, "the node to give up")
+            self.assertEqual(n.proc.stop(), 1)
+            self.assertIn("cannot start the coordinator port", n.proc.tail(200))
+            busy.close()
+        finally:
+            c.close(check=False)
+
+
+class CoordinatorPort:
+    """A node's coordinator port, shaped like a harness router for the
+    replication writer (stub(), proc)."""
+
+    def __init__(self, node, addr):
+        self.node, self.addr, self.proc = node, addr, node.proc
+
+    def stub(self):
+        return stub_at(self.addr)
+
+
+def coordinator_addr(node):
+    """The address of the node's last "coordinator listening" log line."""
+    found = re.findall(r'msg="coordinator listening" addr=(\S+)', node.proc.tail(2000))
+    return found[-1] if found else None
+
+
+class CoordinatorWriter(repl_harness.Writer):
+    """The replication writer, writing through coordinator ports."""
+
+    def __init__(self, cluster, ports, **kw):
+        self.ports = ports
+        super().__init__(cluster, **kw)
+
+    def _routers(self):
+        live = [p for p in self.ports if p.proc.alive()]
+        return live or self.ports
+
+
+class CoordinatorReplicated(harness.ClusterTestCase):
+
+    def test_replicated_writes_and_a_node_stopped(self):
+        """R = 2 over 3 nodes, writes through all three coordinators (the
+        primary's write handler in-process on one of them): nothing
+        acknowledged is lost, the in-sync replicas' digests are equal; then
+        SIGTERM of one node while searches go through another's coordinator:
+        every search is answered with full coverage (the other replica), and
+        the node exits 0."""
+        c = repl_harness.ReplCluster(nodes=3, routers=1, replicas=2, shards=3,
+                                     node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
+        try:
+            rh.wait_until(lambda: all(coordinator_addr(n) for n in c.nodes), 30,
+                          "every coordinator port")
+            ports = [CoordinatorPort(n, coordinator_addr(n)) for n in c.nodes]
+            w = CoordinatorWriter(c, ports, threads=3, batch=20)
+            w.start()
+            rh.wait_until(lambda: w.acked_points >= 1500, 60, "1,500 acknowledged points")
+            w.stop()
+            c.wait_healthy()
+            self.assertEqual(c.acked_lost(w, routers=ports), [])
+            c.assert_digests_equal()
+
+            stop_at = threading.Event()
+            answers, failures = [], []
+
+            def search():
+                s = ports[0].stub()
+                q = [[0.5] * c.dim]
+                while not stop_at.is_set():
+                    try:
+                        r = s.Search(rh.search_request(c.collection, q, k=5), timeout=10)
+                        answers.append(r.coverage.shards_ok)
+                    except grpc.RpcError as e:
+                        failures.append(e.code())
+
+            t = threading.Thread(target=search)
+            t.start()
+            try:
+                rh.wait_until(lambda: len(answers) >= 50, 30, "searches before the stop")
+                rc = c.nodes[2].stop()
+                n = len(answers)
+                rh.wait_until(lambda: len(answers) >= n + 50, 30, "searches after the stop")
+            finally:
+                stop_at.set()
+                t.join(30)
+            print("coordinator R=2: %d acked points, %d searches, node-2 exit %s"
+                  % (w.acked_points, len(answers), rc))
+            self.assertEqual(rc, 0)
+            self.assertEqual(failures, [])
+            self.assertEqual(set(answers), {3})
         finally:
             c.close()
 

@@ -33,7 +33,6 @@ struct node_coordinator {
 static bool sees_self(struct router *r)
 {
     struct rt_view *v = rt_acquire(r->rt);
-    if (v == NULL) return false;
     bool yes = rt_view_node(v, r->local_node) != NULL;
     rt_release(v);
     return yes;

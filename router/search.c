@@ -284,12 +284,12 @@ bool router_search_cheap(const ProtobufCMessage *m, void *u)
         req->target_recall != 0 || req->k == 0)
         return false;
     struct rt_view *v = rt_acquire(r->rt);
-    if (v == NULL) return false;
     const struct rt_collection *coll = rt_view_collection(v, req->collection);
     bool cheap = coll != NULL && coll->shards > 0;
     if (cheap) {
         struct sctx x = {.coll = coll, .req = req};
         uint32_t ef = shard_ef(&x);
+        if (ef == 0) ef = coll->ef_search; /* unscaled ef 0: the nodes use the default */
         cheap = (uint64_t)coll->shards * (ef > req->k ? ef : req->k) <= ROUTER_CHEAP_WORK;
     }
     for (uint32_t s = 0; cheap && s < coll->shards; s++)

@@ -44,9 +44,7 @@ struct rpc_fanout {
 struct rpc_fanout *rpc_fanout_create(void)
 {
     struct rpc_fanout *fo = calloc(1, sizeof *fo);
-    if (fo == NULL) return NULL;
-    fo->cq = grpc_completion_queue_create_for_next(NULL);
-    return fo;
+    return fo; /* the queue comes with the first remote call: in-process ones need none */
 }
 
 int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *method,
@@ -82,7 +80,9 @@ int rpc_fanout_start(struct rpc_fanout *fo, struct rpc_channel *ch, const char *
         }
         return f->index;
     }
-    if (client_call_start(&f->c, ch, fo->cq, method, req, opts, f) == GRPC_CALL_OK) {
+    if (fo->cq == NULL) fo->cq = grpc_completion_queue_create_for_next(NULL);
+    if (fo->cq != NULL &&
+        client_call_start(&f->c, ch, fo->cq, method, req, opts, f) == GRPC_CALL_OK) {
         f->running = true;
         fo->running++;
     } else {
@@ -226,11 +226,13 @@ void rpc_fanout_destroy(struct rpc_fanout *fo)
         if (fo->calls[i]->resp != NULL) protobuf_c_message_free_unpacked(fo->calls[i]->resp, NULL);
         free(fo->calls[i]);
     }
-    grpc_completion_queue_shutdown(fo->cq);
-    while (grpc_completion_queue_next(fo->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-           GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(fo->cq);
+    if (fo->cq != NULL) {
+        grpc_completion_queue_shutdown(fo->cq);
+        while (grpc_completion_queue_next(fo->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(fo->cq);
+    }
     free(fo->calls);
     free(fo->ready);
     free(fo);

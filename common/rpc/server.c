@@ -282,7 +282,6 @@ struct rpc_call *server_local_prepare(struct rpc_server *s, const char *method,
         rpc_status_set(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return NULL;
     }
-    c->local = true;
     c->deadline = deadline;
     c->arrived_ns = now_ns();
     c->peer = gpr_strdup("local");

@@ -77,7 +77,6 @@ struct rpc_call {
     int n_trailers;
     bool sent_initial;
     bool limited; /* counted in srv->busy until its handler returns */
-    bool local;   /* an in-process call (server_local_prepare): call is NULL */
     bool broken; /* a stream send failed: the call is dead */
     int cancelled;
 

@@ -21,6 +21,9 @@ service, with the router's own code, and searches its own shards in-process.
   handler runs in-process on one of them) lose nothing acknowledged and
   leave equal digests; a node stopped with SIGTERM while searches go
   through another's coordinator costs no search and exits 0.
+- kill -9 of a primary (then restarted) and SIGSTOP of another past its
+  lease, under writes through the coordinators: nothing acknowledged is
+  lost, digests equal.
 - --coordinator-listen that is not host:port exits 2 naming the flag; a
   port in use makes the node exit 1 saying so.
 - A killed node: another node's coordinator answers with 2 of 3 shards
@@ -32,6 +35,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import unittest
 
 import grpc
@@ -337,7 +341,7 @@ class CoordinatorWriter(repl_harness.Writer):
         super().__init__(cluster, **kw)
 
     def _routers(self):
-        live = [p for p in self.ports if p.proc.alive()]
+        live = [p for p in self.ports if p.proc.alive() and p.node not in self.cluster.paused]
         return live or self.ports
 
 
@@ -392,6 +396,50 @@ class CoordinatorReplicated(harness.ClusterTestCase):
             self.assertEqual(rc, 0)
             self.assertEqual(failures, [])
             self.assertEqual(set(answers), {3})
+        finally:
+            c.close()
+
+    def test_kill9_and_sigstop_under_coordinator_writes(self):
+        """Writes through the coordinators while the primary of shard 0 is
+        killed with -9 and restarted, then the primary of shard 1 is
+        SIGSTOPped past its lease and resumed: once the shards are healthy
+        again every acknowledged point is there with its exact vector and
+        payload (through a coordinator and on every in-sync replica) and the
+        in-sync replicas' digests are equal."""
+        c = repl_harness.ReplCluster(nodes=3, routers=1, replicas=2, shards=3,
+                                     node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
+        try:
+            rh.wait_until(lambda: all(coordinator_addr(n) for n in c.nodes), 30,
+                          "every coordinator port")
+            ports = [CoordinatorPort(n, coordinator_addr(n)) for n in c.nodes]
+            w = CoordinatorWriter(c, ports, threads=3, batch=10)
+            w.start()
+            try:
+                rh.wait_until(lambda: w.acked_points >= 300, 60, "300 acknowledged points")
+                victim = c.primary_of(0)
+                victim.kill9()
+                n = w.acked_points
+                rh.wait_until(lambda: w.acked_points >= n + 300, 60, "writes after the kill")
+                victim.start()
+                # its log keeps the first start's line: wait for the second
+                rh.wait_until(lambda: victim.proc.tail(2000).count("coordinator listening") >= 2,
+                              30, "the restarted node's coordinator port")
+                port = next(p for p in ports if p.node is victim)
+                port.addr, port.proc = coordinator_addr(victim), victim.proc
+                c.wait_healthy(timeout=90)
+                paused = c.primary_of(1)
+                c.pause(paused)
+                n = w.acked_points
+                rh.wait_until(lambda: w.acked_points >= n + 300, 60, "writes while paused")
+                time.sleep(c.lease_ttl + 1)  # past the lease: its shards fail over
+                c.resume(paused)
+                n = w.acked_points
+                rh.wait_until(lambda: w.acked_points >= n + 300, 60, "writes after the resume")
+            finally:
+                w.stop()
+            c.wait_healthy(timeout=90)
+            self.assertEqual(c.acked_lost(w, routers=[p for p in ports if p.proc.alive()]), [])
+            c.assert_digests_equal()
         finally:
             c.close()
 

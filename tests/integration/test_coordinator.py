@@ -347,6 +347,13 @@ class CoordinatorWriter(repl_harness.Writer):
 
 class CoordinatorReplicated(harness.ClusterTestCase):
 
+    def ports(self):
+        """Every node's coordinator port, once each has logged it."""
+        nodes = self.cluster.nodes
+        rh.wait_until(lambda: all(coordinator_addr(n) for n in nodes), 30,
+                      "every coordinator port")
+        return [CoordinatorPort(n, coordinator_addr(n)) for n in nodes]
+
     def test_replicated_writes_and_a_node_stopped(self):
         """R = 2 over 3 nodes, writes through all three coordinators (the
         primary's write handler in-process on one of them): nothing
@@ -354,12 +361,11 @@ class CoordinatorReplicated(harness.ClusterTestCase):
         SIGTERM of one node while searches go through another's coordinator:
         every search is answered with full coverage (the other replica), and
         the node exits 0."""
-        c = repl_harness.ReplCluster(nodes=3, routers=1, replicas=2, shards=3,
-                                     node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
+        c = self.cluster = repl_harness.ReplCluster(
+            nodes=3, routers=1, replicas=2, shards=3,
+            node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
         try:
-            rh.wait_until(lambda: all(coordinator_addr(n) for n in c.nodes), 30,
-                          "every coordinator port")
-            ports = [CoordinatorPort(n, coordinator_addr(n)) for n in c.nodes]
+            ports = self.ports()
             w = CoordinatorWriter(c, ports, threads=3, batch=20)
             w.start()
             rh.wait_until(lambda: w.acked_points >= 1500, 60, "1,500 acknowledged points")
@@ -406,12 +412,11 @@ class CoordinatorReplicated(harness.ClusterTestCase):
         again every acknowledged point is there with its exact vector and
         payload (through a coordinator and on every in-sync replica) and the
         in-sync replicas' digests are equal."""
-        c = repl_harness.ReplCluster(nodes=3, routers=1, replicas=2, shards=3,
-                                     node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
+        c = self.cluster = repl_harness.ReplCluster(
+            nodes=3, routers=1, replicas=2, shards=3,
+            node_args=["--coordinator-listen", "127.0.0.1:0"]).start()
         try:
-            rh.wait_until(lambda: all(coordinator_addr(n) for n in c.nodes), 30,
-                          "every coordinator port")
-            ports = [CoordinatorPort(n, coordinator_addr(n)) for n in c.nodes]
+            ports = self.ports()
             w = CoordinatorWriter(c, ports, threads=3, batch=10)
             w.start()
             try:
